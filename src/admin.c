@@ -1,0 +1,1 @@
+/* admin.c - placeholder, being written */

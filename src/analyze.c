@@ -1,0 +1,1 @@
+/* analyze.c - placeholder, being written */

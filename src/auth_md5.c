@@ -1,0 +1,1 @@
+/* auth_md5.c - placeholder, being written */

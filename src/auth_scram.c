@@ -1,0 +1,1 @@
+/* auth_scram.c - placeholder, being written */

@@ -1,0 +1,1 @@
+/* janitor.c - placeholder, being written */

@@ -1,0 +1,1 @@
+/* prepared.c - placeholder, being written */

@@ -1,0 +1,1 @@
+/* shard_hash.c - placeholder, being written */

@@ -1,0 +1,1 @@
+/* sock.c - placeholder, being written */
