@@ -1,1 +1,947 @@
-/* client.c - placeholder, being written */
+/*
+ * client.c - the client side of the proxy: accepting a connection, the
+ * startup packet (SSLRequest, GSSENCRequest, CancelRequest, protocol 3.0),
+ * the client state machine, and forwarding of the client's messages to its
+ * server. It owns the cancel-key registry and the rewriting of named prepared
+ * statements in transaction pooling (with prepared.c). Responses travel the
+ * other way in server.c. Authentication lives in auth.c, pools in pool.c.
+ *
+ * Invariants: a client is linked to at most one server, and only in
+ * SP_CLIENT_ACTIVE; its input is consumed only in states that can act on it,
+ * so bytes a client pipelines while waiting stay in its buffer, in order.
+ * A closed client is unlinked at once and freed after the current loop
+ * iteration, so callers up the stack may still read it (state CLOSED).
+ */
+#include "client.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include "admin.h"
+#include "auth.h"
+#include "daemon.h"
+#include "log.h"
+#include "msg.h"
+#include "pool.h"
+#include "server.h"
+
+static sp_client_t *all_clients;
+static int n_clients;
+static sp_client_t *graveyard;
+static ev_check reaper;
+static bool reaper_started;
+
+#define KEY_BUCKETS 4096
+static sp_client_t *key_buckets[KEY_BUCKETS];
+
+const char *sp_client_state_str(sp_client_state_t st)
+{
+	static const char *const names[] = {"startup", "auth", "welcome", "idle", "waiting",
+					    "active", "admin", "closed"};
+	return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "?";
+}
+
+static void set_state(sp_client_t *c, sp_client_state_t st)
+{
+	/* Legal moves only; anything else is a bug worth a loud log line. */
+	static const unsigned legal[] = {
+		[SP_CLIENT_STARTUP] = 1u << SP_CLIENT_AUTH | 1u << SP_CLIENT_CLOSED,
+		[SP_CLIENT_AUTH] = 1u << SP_CLIENT_WELCOME | 1u << SP_CLIENT_IDLE |
+				   1u << SP_CLIENT_ADMIN | 1u << SP_CLIENT_CLOSED,
+		[SP_CLIENT_WELCOME] = 1u << SP_CLIENT_IDLE | 1u << SP_CLIENT_CLOSED,
+		[SP_CLIENT_IDLE] = 1u << SP_CLIENT_WAITING | 1u << SP_CLIENT_ACTIVE | 1u << SP_CLIENT_CLOSED,
+		[SP_CLIENT_WAITING] = 1u << SP_CLIENT_ACTIVE | 1u << SP_CLIENT_IDLE | 1u << SP_CLIENT_CLOSED,
+		[SP_CLIENT_ACTIVE] = 1u << SP_CLIENT_IDLE | 1u << SP_CLIENT_CLOSED,
+		[SP_CLIENT_ADMIN] = 1u << SP_CLIENT_CLOSED,
+		[SP_CLIENT_CLOSED] = 0,
+	};
+	if (!(legal[c->state] & (1u << st)))
+		sp_error("client %llu: illegal state change %s -> %s", (unsigned long long)c->id,
+			 sp_client_state_str(c->state), sp_client_state_str(st));
+	c->state = st;
+}
+
+void sp_client_prefix(const sp_client_t *c, char *buf, size_t len)
+{
+	snprintf(buf, len, "C-%llu %s@%s %s", (unsigned long long)c->id, c->user ? c->user : "?",
+		 c->dbname ? c->dbname : "?", c->peer_str);
+}
+
+static void cl_log(const sp_client_t *c, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void cl_log(const sp_client_t *c, int level, const char *fmt, ...)
+{
+	char prefix[256];
+	va_list ap;
+	if (level > sp_log_level)
+		return;
+	sp_client_prefix(c, prefix, sizeof(prefix));
+	va_start(ap, fmt);
+	sp_log_vwrite(level, prefix, fmt, ap);
+	va_end(ap);
+}
+
+sp_client_t *sp_client_first(void)
+{
+	return all_clients;
+}
+
+int sp_client_count(void)
+{
+	return n_clients;
+}
+
+static void reap(struct ev_loop *loop, ev_check *w, int revents)
+{
+	while (graveyard) {
+		sp_client_t *c = graveyard;
+		graveyard = c->next;
+		sp_params_clear(&c->params);
+		sp_params_clear(&c->startup);
+		sp_pstmt_map_clear(&c->pstmts);
+		if (c->scram_active)
+			sp_scram_server_free(&c->scram);
+		free(c->user);
+		free(c->dbname);
+		free(c);
+	}
+	ev_check_stop(sp_loop, &reaper);
+	reaper_started = false;
+}
+
+static void key_register(sp_client_t *c)
+{
+	unsigned b = (unsigned)c->cancel_pid % KEY_BUCKETS;
+	c->key_next = key_buckets[b];
+	key_buckets[b] = c;
+}
+
+static void key_unregister(sp_client_t *c)
+{
+	sp_client_t **pp = &key_buckets[(unsigned)c->cancel_pid % KEY_BUCKETS];
+	for (; *pp; pp = &(*pp)->key_next)
+		if (*pp == c) {
+			*pp = c->key_next;
+			return;
+		}
+}
+
+static void flush(sp_client_t *c)
+{
+	if (c->state == SP_CLIENT_CLOSED)
+		return;
+	if (!sp_sock_flush(&c->sock))
+		sp_client_close(c, "write to client failed");
+}
+
+void sp_client_close(sp_client_t *c, const char *reason)
+{
+	if (c->state == SP_CLIENT_CLOSED)
+		return;
+	snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason);
+	if (sp_g.cfg && sp_g.cfg->log_disconnections)
+		cl_log(c, SP_LOG_INFO, "closing: %s", reason);
+	else
+		cl_log(c, SP_LOG_DEBUG, "closing: %s", reason);
+	if (c->state == SP_CLIENT_WAITING || c->state == SP_CLIENT_WELCOME)
+		sp_pool_unwait(c->pool, c);
+	if (c->server) {
+		sp_server_t *s = c->server;
+		c->server = NULL;
+		s->client = NULL;
+		if (sp_server_busy(s) || c->in_copy) {
+			/* Mid-transaction or mid-COPY: never hand this session to anyone else. */
+			sp_server_close(s, "client disconnected inside a transaction");
+		} else {
+			sp_server_release(s);
+		}
+	}
+	c->state = SP_CLIENT_CLOSED;
+	if (c->sock.fd >= 0) {
+		/* Best effort: let a final ErrorResponse out before closing. */
+		sp_sock_flush(&c->sock);
+		sp_sock_close(&c->sock);
+	}
+	key_unregister(c);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		all_clients = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	n_clients--;
+	c->next = graveyard;
+	graveyard = c;
+	if (!reaper_started) {
+		ev_check_init(&reaper, reap);
+		ev_check_start(sp_loop, &reaper);
+		reaper_started = true;
+	}
+}
+
+void sp_client_fatal(sp_client_t *c, const char *sqlstate, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (c->state == SP_CLIENT_CLOSED)
+		return;
+	sp_msg_write_error(&c->sock.out, "FATAL", sqlstate, msg, NULL, NULL);
+	sp_client_close(c, msg);
+}
+
+void sp_client_error(sp_client_t *c, const char *sqlstate, const char *msg, const char *hint)
+{
+	sp_msg_write_error(&c->sock.out, "ERROR", sqlstate, msg, NULL, hint);
+	sp_msg_write_ready_for_query(&c->sock.out, c->txn ? c->txn : 'I');
+	flush(c);
+}
+
+static void sock_cb(sp_sock_t *s, sp_sock_event_t ev)
+{
+	sp_client_t *c = container_of(s, sp_client_t, sock);
+	switch (ev) {
+	case SP_SOCK_READ:
+		c->last_active = ev_now(sp_loop);
+		sp_client_process(c);
+		break;
+	case SP_SOCK_DRAINED:
+		if (c->server)
+			sp_server_resume(c->server);
+		break;
+	case SP_SOCK_EOF:
+		sp_client_close(c, c->in_copy ? "client disconnected during COPY" : "client disconnected");
+		break;
+	case SP_SOCK_ERROR:
+	default:
+		sp_client_close(c, strerror(s->err));
+		break;
+	}
+}
+
+void sp_client_accept(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	sp_client_t *c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return;
+	}
+	c->id = sp_next_id();
+	memcpy(&c->peer, addr, len < sizeof(c->peer) ? len : sizeof(c->peer));
+	if (addr->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
+		char ip[INET_ADDRSTRLEN];
+		inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+		snprintf(c->peer_str, sizeof(c->peer_str), "%s:%d", ip, ntohs(in->sin_port));
+	} else if (addr->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
+		char ip[INET6_ADDRSTRLEN];
+		inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+		snprintf(c->peer_str, sizeof(c->peer_str), "[%s]:%d", ip, ntohs(in6->sin6_port));
+	} else {
+		snprintf(c->peer_str, sizeof(c->peer_str), "unix");
+	}
+	c->connect_at = c->last_active = ev_now(sp_loop);
+	c->txn = SP_TXN_IDLE;
+	c->next = all_clients;
+	if (all_clients)
+		all_clients->prev = c;
+	all_clients = c;
+	n_clients++;
+	sp_sock_init(&c->sock, fd, sock_cb);
+	sp_sock_read_start(&c->sock);
+	if (sp_g.cfg->log_connections)
+		cl_log(c, SP_LOG_INFO, "new connection");
+}
+
+/* ---------------- startup ---------------- */
+
+static void handle_cancel(sp_client_t *c, const uint8_t *p, size_t len)
+{
+	if (len != 16) {
+		sp_client_close(c, "malformed CancelRequest");
+		return;
+	}
+	sp_client_cancel_request((int32_t)sp_get_be32(p + 8), (int32_t)sp_get_be32(p + 12));
+	sp_client_close(c, "cancel request handled");
+}
+
+static void handle_startup(sp_client_t *c, const uint8_t *p, size_t len)
+{
+	sp_msg_reader_t r;
+	const char *options = NULL;
+
+	sp_msg_reader_init(&r, p + 8, len - 8);
+	for (;;) {
+		const char *k, *v;
+		if (!pq_getmsgstring(&r, &k, NULL)) {
+			sp_client_fatal(c, SP_SQLSTATE_PROTOCOL_VIOLATION, "invalid startup packet layout: expected terminator as last byte");
+			return;
+		}
+		if (!*k)
+			break;
+		if (!pq_getmsgstring(&r, &v, NULL)) {
+			sp_client_fatal(c, SP_SQLSTATE_PROTOCOL_VIOLATION, "invalid startup packet layout: missing value for \"%s\"", k);
+			return;
+		}
+		if (strcmp(k, "user") == 0) {
+			free(c->user);
+			c->user = strdup(v);
+		} else if (strcmp(k, "database") == 0) {
+			free(c->dbname);
+			c->dbname = strdup(v);
+		} else if (strcmp(k, "options") == 0) {
+			options = v;
+		} else if (strcmp(k, "replication") == 0) {
+			if (strcasecmp(v, "false") != 0 && strcasecmp(v, "off") != 0 && strcmp(v, "0") != 0 &&
+			    strcasecmp(v, "no") != 0) {
+				sp_client_fatal(c, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
+						"replication connections are not supported through shardpool; connect to the server directly");
+				return;
+			}
+		} else if (!sp_params_is_readonly(k) && strncmp(k, "_pq_.", 5) != 0) {
+			sp_params_set(&c->startup, k, v);
+		}
+	}
+	if (r.pos != r.len) {
+		sp_client_fatal(c, SP_SQLSTATE_PROTOCOL_VIOLATION, "invalid startup packet layout: expected terminator as last byte");
+		return;
+	}
+	if (!c->user || !*c->user) {
+		sp_client_fatal(c, SP_SQLSTATE_INVALID_AUTH, "no PostgreSQL user name specified in startup packet");
+		return;
+	}
+	if (!c->dbname || !*c->dbname) {
+		free(c->dbname);
+		c->dbname = strdup(c->user);
+	}
+	if (options && !sp_params_parse_options(&c->startup, options)) {
+		sp_client_fatal(c, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
+				"unsupported startup option \"%s\": only -c name=value and --name=value are accepted", options);
+		return;
+	}
+	if (n_clients > sp_g.cfg->max_client_conn) {
+		sp_client_fatal(c, SP_SQLSTATE_TOO_MANY_CONNECTIONS,
+				"no more connections allowed (max_client_conn = %d); retry later or raise max_client_conn",
+				sp_g.cfg->max_client_conn);
+		return;
+	}
+	if (sp_g.shutting_down) {
+		sp_client_fatal(c, SP_SQLSTATE_ADMIN_SHUTDOWN, "shardpool is shutting down");
+		return;
+	}
+	if (strcmp(c->dbname, "shardpool") == 0 || strcmp(c->dbname, "pgbouncer") == 0) {
+		c->is_admin = true;
+	} else {
+		c->db = sp_config_find_db(sp_g.cfg, c->dbname);
+		if (!c->db) {
+			/* Authenticate first so an unknown database does not reveal users. */
+			c->auth_failed = false;
+		}
+	}
+	set_state(c, SP_CLIENT_AUTH);
+	sp_auth_client_start(c);
+}
+
+/* Parse everything that can arrive before authentication. */
+static bool process_startup(sp_client_t *c)
+{
+	sp_buf_t *in = &c->sock.in;
+	uint32_t len, code;
+	const uint8_t *p;
+
+	if (sp_buf_len(in) < 8)
+		return false;
+	p = sp_buf_head(in);
+	len = sp_get_be32(p);
+	code = sp_get_be32(p + 4);
+	if (len < 8 || len > SP_MAX_STARTUP_PACKET) {
+		sp_client_fatal(c, SP_SQLSTATE_PROTOCOL_VIOLATION, "invalid length of startup packet (%u bytes)", len);
+		return false;
+	}
+	if (sp_buf_len(in) < len)
+		return false;
+	if (code == SP_SSL_REQUEST_CODE || code == SP_GSSENC_REQUEST_CODE) {
+		if (len != 8) {
+			sp_client_fatal(c, SP_SQLSTATE_PROTOCOL_VIOLATION, "malformed SSLRequest");
+			return false;
+		}
+		sp_buf_consume(in, 8);
+		if (sp_buf_len(in) > 0) {
+			/* Bytes sent before our answer could be injected plaintext (CVE-2021-23222). */
+			sp_client_close(c, "received unencrypted data after SSL request");
+			return false;
+		}
+		sp_buf_append(&c->sock.out, "N", 1);
+		flush(c);
+		return c->state != SP_CLIENT_CLOSED;
+	}
+	if (code == SP_CANCEL_REQUEST_CODE) {
+		handle_cancel(c, p, len);
+		return false;
+	}
+	if (code >> 16 != 3) {
+		sp_client_fatal(c, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
+				"unsupported frontend protocol %u.%u: server supports 3.0", code >> 16, code & 0xffff);
+		return false;
+	}
+	handle_startup(c, p, len);
+	sp_buf_consume(in, len);
+	return c->state != SP_CLIENT_CLOSED;
+}
+
+/* ---------------- after login ---------------- */
+
+static int32_t random_int31(void)
+{
+	int32_t v = 0;
+	if (RAND_bytes((unsigned char *)&v, sizeof(v)) != 1)
+		v = (int32_t)random();
+	return v & 0x7fffffff;
+}
+
+void sp_client_welcome(sp_client_t *c)
+{
+	sp_buf_t *out = &c->sock.out;
+	sp_params_t *w = &c->pool->welcome;
+
+	/* The session the client expects: the server's defaults, then its own startup values. */
+	sp_params_copy(&c->params, w);
+	sp_params_copy(&c->params, &c->startup);
+	for (int i = 0; i < c->params.n; i++)
+		if (sp_params_is_reported(c->params.items[i].name))
+			sp_msg_write_parameter_status(out, c->params.items[i].name, c->params.items[i].value);
+	do {
+		c->cancel_pid = random_int31();
+		c->cancel_key = random_int31();
+	} while (c->cancel_pid == 0);
+	key_register(c);
+	sp_msg_write_backend_key_data(out, c->cancel_pid, c->cancel_key);
+	sp_msg_write_ready_for_query(out, SP_TXN_IDLE);
+	if (c->state == SP_CLIENT_WELCOME || c->state == SP_CLIENT_AUTH)
+		set_state(c, SP_CLIENT_IDLE);
+	flush(c);
+	if (c->state != SP_CLIENT_CLOSED)
+		sp_client_process(c);
+}
+
+void sp_client_server_ready(sp_client_t *c, sp_server_t *s)
+{
+	ev_tstamp now = ev_now(sp_loop);
+	c->pool->total_wait_us += (uint64_t)((now - c->wait_since) * 1e6);
+	set_state(c, SP_CLIENT_ACTIVE);
+	c->server = s;
+	c->xact_start = now;
+	sp_server_attach(s, c);
+	sp_client_process(c);
+}
+
+void sp_client_server_failed(sp_client_t *c, const char *sqlstate, const char *msg)
+{
+	if (c->state == SP_CLIENT_WELCOME) {
+		sp_client_fatal(c, sqlstate, "%s", msg);
+		return;
+	}
+	if (c->state == SP_CLIENT_WAITING)
+		set_state(c, SP_CLIENT_IDLE);
+	/* Drop what the client pipelined for this transaction, up to its Sync. */
+	cl_log(c, SP_LOG_WARNING, "no server: %s", msg);
+	sp_client_fatal(c, sqlstate, "%s", msg);
+}
+
+void sp_client_detached(sp_client_t *c)
+{
+	c->server = NULL;
+	set_state(c, SP_CLIENT_IDLE);
+	if (sp_g.shutting_down) {
+		sp_client_fatal(c, SP_SQLSTATE_ADMIN_SHUTDOWN, "shardpool is shutting down; reconnect later");
+		return;
+	}
+	if (sp_buf_len(&c->sock.in) > 0)
+		sp_client_process(c);
+	else
+		sp_sock_read_start(&c->sock);
+}
+
+void sp_client_resume(sp_client_t *c)
+{
+	if (c->state == SP_CLIENT_CLOSED)
+		return;
+	sp_sock_read_start(&c->sock);
+	if (sp_buf_len(&c->sock.in) > 0)
+		sp_client_process(c);
+}
+
+/* ---------------- forwarding ---------------- */
+
+/* First SQL keyword of a statement, skipping white space and comments. */
+static size_t first_word(const char *sql, size_t len, char *word, size_t wlen)
+{
+	size_t i = 0, n = 0;
+	while (i < len) {
+		if (isspace((unsigned char)sql[i]) || sql[i] == '(') {
+			i++;
+		} else if (sql[i] == '-' && i + 1 < len && sql[i + 1] == '-') {
+			while (i < len && sql[i] != '\n')
+				i++;
+		} else if (sql[i] == '/' && i + 1 < len && sql[i + 1] == '*') {
+			int depth = 1;
+			i += 2;
+			while (i < len && depth > 0) {
+				if (sql[i] == '*' && i + 1 < len && sql[i + 1] == '/') {
+					depth--;
+					i += 2;
+				} else if (sql[i] == '/' && i + 1 < len && sql[i + 1] == '*') {
+					depth++;
+					i += 2;
+				} else {
+					i++;
+				}
+			}
+		} else {
+			break;
+		}
+	}
+	while (i < len && n + 1 < wlen && (isalpha((unsigned char)sql[i]) || sql[i] == '_'))
+		word[n++] = (char)toupper((unsigned char)sql[i++]);
+	word[n] = 0;
+	return n;
+}
+
+/* Could this SQL change session settings the server does not report? */
+static bool may_change_settings(const char *sql, size_t len)
+{
+	static const char *const kw[] = {"SET", "RESET", "DISCARD", "SET_CONFIG", NULL};
+	char w[16];
+	first_word(sql, len, w, sizeof(w));
+	for (int i = 0; kw[i]; i++)
+		if (strcmp(w, kw[i]) == 0)
+			return true;
+	/* Several statements, or a function call: look for the words anywhere. */
+	for (size_t i = 0; i + 3 <= len; i++) {
+		char ch = (char)toupper((unsigned char)sql[i]);
+		if ((ch == 'S' || ch == 'R' || ch == 'D') && (i == 0 || !isalnum((unsigned char)sql[i - 1]))) {
+			if (strncasecmp(sql + i, "set", 3) == 0 || strncasecmp(sql + i, "reset", 5) == 0 ||
+			    strncasecmp(sql + i, "discard", 7) == 0)
+				return true;
+		}
+	}
+	return false;
+}
+
+static bool tracking_statements(const sp_client_t *c)
+{
+	return c->pool_mode != SP_POOL_SESSION && sp_g.cfg->max_prepared_statements > 0;
+}
+
+/* Make sure the server has ps prepared under its shared name; queue the Parse if not. */
+static void ensure_prepared(sp_server_t *s, sp_pstmt_t *ps)
+{
+	sp_buf_t *out = &s->sock.out;
+	sp_pstmt_t *victim;
+	size_t at;
+	if (sp_pstmt_cache_has(&s->pstmts, ps))
+		return;
+	victim = sp_pstmt_cache_add(&s->pstmts, ps, sp_g.cfg->max_prepared_statements);
+	if (victim) {
+		sp_msg_write_close(out, 'S', victim->name);
+		sp_server_push_req(s, SP_REQ_INT_CLOSE, victim, SP_INTQ_NONE);
+		sp_pstmt_unref(victim);
+	}
+	at = sp_msg_begin(out, SP_FE_PARSE);
+	pq_sendstring(out, ps->name);
+	pq_sendbytes(out, ps->body, ps->body_len);
+	sp_msg_end(out, at);
+	sp_server_push_req(s, SP_REQ_INT_PARSE, ps, SP_INTQ_NONE);
+}
+
+static void forward_raw(sp_server_t *s, const uint8_t *p, size_t n)
+{
+	sp_buf_append(&s->sock.out, p, n);
+}
+
+/*
+ * Handle one complete message (hdr+body in buf) from an ACTIVE client.
+ * Returns false if the client was closed.
+ */
+static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t total)
+{
+	sp_server_t *s = c->server;
+	const uint8_t *body = msg + 5;
+	size_t len = total - 5;
+	sp_msg_reader_t r;
+	const char *name, *name2;
+	size_t nlen;
+
+	sp_msg_reader_init(&r, body, len);
+	switch (type) {
+	case SP_FE_QUERY: {
+		const char *sql = (const char *)body;
+		char w[16];
+		if (len == 0 || body[len - 1] != 0) {
+			sp_client_fatal(c, SP_SQLSTATE_PROTOCOL_VIOLATION, "invalid Query message: string not terminated");
+			return false;
+		}
+		c->n_queries++;
+		c->pool->total_queries++;
+		if (c->pool_mode != SP_POOL_SESSION) {
+			first_word(sql, len - 1, w, sizeof(w));
+			if (strcmp(w, "LISTEN") == 0) {
+				/* Refuse without the server: nothing was sent for this message. */
+				sp_msg_write_error(&c->sock.out, "ERROR", SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
+						   "LISTEN is not supported in transaction pooling mode",
+						   NULL, "Use a database with pool_mode = session for LISTEN/NOTIFY.");
+				sp_msg_write_ready_for_query(&c->sock.out, s->txn);
+				return true;
+			}
+			if (may_change_settings(sql, len - 1))
+				s->need_syncback = true;
+		}
+		sp_server_push_req(s, SP_REQ_QUERY, NULL, SP_INTQ_NONE);
+		forward_raw(s, msg, total);
+		return true;
+	}
+	case SP_FE_PARSE:
+		if (!pq_getmsgstring(&r, &name, &nlen))
+			goto bad;
+		if (*name && tracking_statements(c)) {
+			sp_pstmt_t *ps = sp_pstmt_intern(body + nlen + 1, len - nlen - 1);
+			if (!ps) {
+				sp_client_fatal(c, SP_SQLSTATE_OUT_OF_MEMORY, "out of memory");
+				return false;
+			}
+			sp_pstmt_map_put(&c->pstmts, name, ps);
+			sp_pstmt_unref(ps);
+			if (may_change_settings((const char *)body + nlen + 1, strnlen((const char *)body + nlen + 1, len - nlen - 1)))
+				s->need_syncback = true;
+			if (sp_pstmt_cache_has(&s->pstmts, ps)) {
+				sp_server_push_req(s, SP_REQ_SYNTH_PARSE, NULL, SP_INTQ_NONE);
+			} else {
+				ensure_prepared(s, ps);
+				/* The Parse we just queued answers for the client's. */
+				s->reqs[(s->req_head + s->req_n - 1) % s->req_cap].kind = SP_REQ_PARSE;
+			}
+			return true;
+		}
+		if (c->pool_mode != SP_POOL_SESSION &&
+		    may_change_settings((const char *)body + nlen + 1, strnlen((const char *)body + nlen + 1, len - nlen - 1)))
+			s->need_syncback = true;
+		sp_server_push_req(s, SP_REQ_PARSE, NULL, SP_INTQ_NONE);
+		forward_raw(s, msg, total);
+		return true;
+	case SP_FE_BIND:
+		if (!pq_getmsgstring(&r, &name, NULL) || !pq_getmsgstring(&r, &name2, NULL))
+			goto bad;
+		if (*name2 && tracking_statements(c)) {
+			sp_pstmt_t *ps = sp_pstmt_map_get(&c->pstmts, name2);
+			if (ps) {
+				sp_buf_t *out = &s->sock.out;
+				size_t at;
+				ensure_prepared(s, ps);
+				at = sp_msg_begin(out, SP_FE_BIND);
+				pq_sendstring(out, name);
+				pq_sendstring(out, ps->name);
+				pq_sendbytes(out, body + r.pos, len - r.pos);
+				sp_msg_end(out, at);
+				sp_server_push_req(s, SP_REQ_BIND, NULL, SP_INTQ_NONE);
+				return true;
+			}
+		}
+		sp_server_push_req(s, SP_REQ_BIND, NULL, SP_INTQ_NONE);
+		forward_raw(s, msg, total);
+		return true;
+	case SP_FE_DESCRIBE: {
+		uint8_t kind;
+		if (!pq_getmsgbyte(&r, &kind) || !pq_getmsgstring(&r, &name, NULL))
+			goto bad;
+		if (kind == 'S' && *name && tracking_statements(c)) {
+			sp_pstmt_t *ps = sp_pstmt_map_get(&c->pstmts, name);
+			if (ps) {
+				sp_buf_t *out = &s->sock.out;
+				size_t at;
+				ensure_prepared(s, ps);
+				at = sp_msg_begin(out, SP_FE_DESCRIBE);
+				pq_sendbyte(out, 'S');
+				pq_sendstring(out, ps->name);
+				sp_msg_end(out, at);
+				sp_server_push_req(s, SP_REQ_DESCRIBE, NULL, SP_INTQ_NONE);
+				return true;
+			}
+		}
+		sp_server_push_req(s, SP_REQ_DESCRIBE, NULL, SP_INTQ_NONE);
+		forward_raw(s, msg, total);
+		return true;
+	}
+	case SP_FE_CLOSE: {
+		uint8_t kind;
+		if (!pq_getmsgbyte(&r, &kind) || !pq_getmsgstring(&r, &name, NULL))
+			goto bad;
+		if (kind == 'S' && *name && tracking_statements(c)) {
+			/* The server keeps its copy for other clients; answer ourselves. */
+			sp_pstmt_map_del(&c->pstmts, name);
+			sp_server_push_req(s, SP_REQ_SYNTH_CLOSE, NULL, SP_INTQ_NONE);
+			return true;
+		}
+		sp_server_push_req(s, SP_REQ_CLOSE, NULL, SP_INTQ_NONE);
+		forward_raw(s, msg, total);
+		return true;
+	}
+	case SP_FE_EXECUTE:
+		c->n_queries++;
+		c->pool->total_queries++;
+		sp_server_push_req(s, SP_REQ_EXECUTE, NULL, SP_INTQ_NONE);
+		forward_raw(s, msg, total);
+		return true;
+	case SP_FE_SYNC:
+		sp_server_push_req(s, SP_REQ_SYNC, NULL, SP_INTQ_NONE);
+		forward_raw(s, msg, total);
+		return true;
+	case SP_FE_FLUSH:
+		forward_raw(s, msg, total);
+		return true;
+	case SP_FE_FUNCTION_CALL:
+		sp_server_push_req(s, SP_REQ_FUNCTION, NULL, SP_INTQ_NONE);
+		forward_raw(s, msg, total);
+		return true;
+	case SP_FE_COPY_DONE:
+	case SP_FE_COPY_FAIL:
+		c->in_copy = false;
+		forward_raw(s, msg, total);
+		return true;
+	case SP_FE_COPY_DATA:
+		forward_raw(s, msg, total);
+		return true;
+	default:
+		break;
+	}
+bad:
+	sp_client_fatal(c, SP_SQLSTATE_PROTOCOL_VIOLATION, "invalid frontend message type %d ('%c') or malformed message",
+			(int)(unsigned char)type, isprint((unsigned char)type) ? type : '?');
+	return false;
+}
+
+/* Messages that may stream through without being held whole. */
+static inline bool streamable(char type)
+{
+	return type == SP_FE_COPY_DATA;
+}
+
+static void start_transaction(sp_client_t *c)
+{
+	sp_pool_t *p = c->pool;
+	if (p->paused || sp_g.paused) {
+		/* PAUSE: the client waits in the queue like any other. */
+	}
+	set_state(c, SP_CLIENT_WAITING);
+	c->wait_since = ev_now(sp_loop);
+	sp_pool_acquire(p, c);
+}
+
+void sp_client_process(sp_client_t *c)
+{
+	sp_buf_t *in = &c->sock.in;
+
+	while (c->state != SP_CLIENT_CLOSED) {
+		switch (c->state) {
+		case SP_CLIENT_STARTUP:
+			if (!process_startup(c))
+				goto out;
+			continue;
+		case SP_CLIENT_AUTH: {
+			uint32_t len;
+			const uint8_t *p;
+			if (sp_buf_len(in) < 5)
+				goto out;
+			p = sp_buf_head(in);
+			len = sp_get_be32(p + 1);
+			if (p[0] != SP_FE_PASSWORD) {
+				sp_client_fatal(c, SP_SQLSTATE_PROTOCOL_VIOLATION,
+						"expected password response, got message type %d", p[0]);
+				goto out;
+			}
+			if (len < 4 || len > 65536) {
+				sp_client_fatal(c, SP_SQLSTATE_PROTOCOL_VIOLATION, "invalid password packet size");
+				goto out;
+			}
+			if (sp_buf_len(in) < (size_t)len + 1)
+				goto out;
+			{
+				/* Copied: handling it may run the client further and reuse the buffer. */
+				uint8_t *copy = malloc(len);
+				if (!copy) {
+					sp_client_fatal(c, SP_SQLSTATE_OUT_OF_MEMORY, "out of memory");
+					goto out;
+				}
+				memcpy(copy, p + 5, len - 4);
+				sp_buf_consume(in, (size_t)len + 1);
+				sp_auth_client_message(c, copy, len - 4);
+				free(copy);
+			}
+			continue;
+		}
+		case SP_CLIENT_WELCOME:
+		case SP_CLIENT_WAITING:
+			/* Keep pipelined input in order; stop reading if it piles up. */
+			if (sp_buf_len(in) > SP_SOCK_HIGH_WATER)
+				sp_sock_read_stop(&c->sock);
+			goto out;
+		case SP_CLIENT_ADMIN:
+			sp_admin_process(c);
+			goto out;
+		case SP_CLIENT_IDLE: {
+			const uint8_t *p;
+			if (sp_buf_len(in) < 5)
+				goto out;
+			p = sp_buf_head(in);
+			if (p[0] == SP_FE_TERMINATE) {
+				sp_client_close(c, "client terminated");
+				goto out;
+			}
+			if (p[0] == SP_FE_SYNC && sp_get_be32(p + 1) == 4) {
+				/* A lone Sync between transactions needs no server. */
+				sp_buf_consume(in, 5);
+				sp_msg_write_ready_for_query(&c->sock.out, SP_TXN_IDLE);
+				continue;
+			}
+			if (p[0] == SP_FE_FLUSH && sp_get_be32(p + 1) == 4) {
+				sp_buf_consume(in, 5);
+				continue;
+			}
+			if (sp_g.shutting_down) {
+				sp_client_fatal(c, SP_SQLSTATE_ADMIN_SHUTDOWN, "shardpool is shutting down; reconnect later");
+				goto out;
+			}
+			start_transaction(c);
+			continue;
+		}
+		case SP_CLIENT_ACTIVE: {
+			sp_server_t *s = c->server;
+			const uint8_t *p;
+			uint32_t len;
+			char type;
+
+			if (sp_sock_backed_up(&s->sock)) {
+				sp_sock_read_stop(&c->sock);
+				goto flush_out;
+			}
+			if (c->fwd_remaining > 0) {
+				size_t n = sp_buf_len(in);
+				if (n == 0)
+					goto flush_out;
+				if (n > c->fwd_remaining)
+					n = (size_t)c->fwd_remaining;
+				forward_raw(s, sp_buf_head(in), n);
+				sp_buf_consume(in, n);
+				c->fwd_remaining -= n;
+				continue;
+			}
+			if (sp_buf_len(in) < 5)
+				goto flush_out;
+			p = sp_buf_head(in);
+			type = (char)p[0];
+			len = sp_get_be32(p + 1);
+			if (len < 4 || len > (uint32_t)sp_g.cfg->max_packet_size) {
+				sp_client_fatal(c, SP_SQLSTATE_PROTOCOL_VIOLATION, "invalid message length %u", len);
+				goto out;
+			}
+			if (type == SP_FE_TERMINATE) {
+				sp_buf_consume(in, 5);
+				sp_client_close(c, "client terminated");
+				goto out;
+			}
+			if (streamable(type) && sp_buf_len(in) < (size_t)len + 1) {
+				size_t n = sp_buf_len(in);
+				forward_raw(s, p, n);
+				sp_buf_consume(in, n);
+				c->fwd_remaining = (uint64_t)len + 1 - n;
+				continue;
+			}
+			if (sp_buf_len(in) < (size_t)len + 1) {
+				if (!sp_buf_reserve(in, (size_t)len + 1 - sp_buf_len(in))) {
+					sp_client_fatal(c, SP_SQLSTATE_OUT_OF_MEMORY, "out of memory for a %u-byte message", len);
+					goto out;
+				}
+				goto flush_out;
+			}
+			if (!handle_message(c, type, p, (size_t)len + 1))
+				goto out;
+			sp_buf_consume(in, (size_t)len + 1);
+			continue;
+		flush_out:
+			sp_server_send(s);
+			goto out;
+		}
+		default:
+			goto out;
+		}
+	}
+out:
+	flush(c);
+}
+
+/* ---------------- cancel ---------------- */
+
+typedef struct cancel_conn {
+	sp_sock_t sock;
+} cancel_conn_t;
+
+static void cancel_cb(sp_sock_t *s, sp_sock_event_t ev)
+{
+	cancel_conn_t *cc = container_of(s, cancel_conn_t, sock);
+	if (ev == SP_SOCK_CONNECTED) {
+		if (!sp_sock_flush(s))
+			goto done;
+		if (sp_buf_len(&s->out) > 0)
+			return;
+		sp_sock_read_start(s); /* wait for the server to close */
+		return;
+	}
+	if (ev == SP_SOCK_DRAINED) {
+		sp_sock_read_start(s);
+		return;
+	}
+	if (ev == SP_SOCK_READ) {
+		sp_buf_reset(&s->in);
+		return;
+	}
+done:
+	sp_sock_close(s);
+	free(cc);
+}
+
+void sp_client_cancel_request(int32_t pid, int32_t key)
+{
+	sp_client_t *c;
+	for (c = key_buckets[(unsigned)pid % KEY_BUCKETS]; c; c = c->key_next)
+		if (c->cancel_pid == pid && c->cancel_key == key)
+			break;
+	if (!c) {
+		sp_debug("cancel request with unknown key ignored");
+		return;
+	}
+	if (!c->server || !c->server->pool->node) {
+		cl_log(c, SP_LOG_DEBUG, "cancel request while no query is running: ignored");
+		return;
+	}
+	sp_server_t *s = c->server;
+	cancel_conn_t *cc = calloc(1, sizeof(*cc));
+	if (!cc)
+		return;
+	sp_msg_write_cancel_request(&cc->sock.out, s->be_pid, s->be_key);
+	if (!sp_sock_connect(&cc->sock, s->pool->node->host, s->pool->node->port, cancel_cb)) {
+		sp_buf_free(&cc->sock.out);
+		free(cc);
+		return;
+	}
+	cl_log(c, SP_LOG_INFO, "forwarding cancel request to its server");
+}

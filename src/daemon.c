@@ -1,1 +1,256 @@
-/* daemon.c - placeholder, being written */
+/*
+ * daemon.c - the process: loading config and auth_file, the pid file,
+ * daemonizing, the event loop with its signal watchers, RELOAD/SIGHUP,
+ * graceful shutdown (SIGTERM/SIGINT: stop accepting, let transactions
+ * finish until shutdown_timeout; a second signal exits at once) and the
+ * final teardown that frees everything, so valgrind sees no leaks.
+ */
+#include "daemon.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "client.h"
+#include "janitor.h"
+#include "listener.h"
+#include "log.h"
+#include "msg.h"
+#include "pool.h"
+#include "server.h"
+#include "sock.h"
+
+sp_daemon_t sp_g;
+static uint64_t id_counter;
+static ev_signal sig_term, sig_int, sig_hup;
+
+uint64_t sp_next_id(void)
+{
+	return ++id_counter;
+}
+
+static bool load_users(const sp_config_t *cfg, sp_userlist_t **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	if (!cfg->auth_file || !*cfg->auth_file)
+		return true;
+	*out = sp_userlist_load(cfg->auth_file, err, errlen);
+	return *out != NULL;
+}
+
+bool sp_daemon_reload(char *err, size_t errlen)
+{
+	sp_config_t *ncfg = sp_config_load(sp_g.cfg->path, err, errlen);
+	sp_userlist_t *users;
+	if (!ncfg) {
+		sp_warn("reload failed, keeping the running configuration: %s", err);
+		return false;
+	}
+	if (!load_users(ncfg, &users, err, errlen)) {
+		sp_warn("reload failed, keeping the running configuration: %s", err);
+		sp_config_free(ncfg);
+		return false;
+	}
+	if (users) {
+		sp_userlist_free(sp_g.users);
+		sp_g.users = users;
+	}
+	sp_config_apply_reloadable(sp_g.cfg, ncfg);
+	sp_config_free(ncfg);
+	sp_log_level = sp_g.cfg->log_level;
+	sp_log_reopen();
+	sp_info("configuration reloaded from %s", sp_g.cfg->path);
+	return true;
+}
+
+void sp_daemon_shutdown(bool immediate)
+{
+	if (immediate || sp_g.shutting_down) {
+		sp_info("shutting down now");
+		ev_break(sp_loop, EVBREAK_ALL);
+		return;
+	}
+	sp_info("graceful shutdown: no new connections; waiting up to %.0f s for transactions to finish",
+		sp_g.cfg->shutdown_timeout);
+	sp_g.shutting_down = true;
+	sp_g.shutdown_deadline = ev_now(sp_loop) + sp_g.cfg->shutdown_timeout;
+	sp_listener_stop();
+	for (sp_client_t *c = sp_client_first(), *next; c; c = next) {
+		next = c->next;
+		if (c->state != SP_CLIENT_ACTIVE)
+			sp_client_fatal(c, SP_SQLSTATE_ADMIN_SHUTDOWN, "shardpool is shutting down");
+	}
+	for (sp_server_t *s = sp_server_first(), *next; s; s = next) {
+		next = s->all_next;
+		if (s->state == SP_SERVER_IDLE)
+			sp_server_close(s, "shutting down");
+	}
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	if (w->signum == SIGHUP) {
+		char err[1024];
+		sp_info("SIGHUP: reloading");
+		sp_daemon_reload(err, sizeof(err));
+		return;
+	}
+	sp_daemon_shutdown(false);
+}
+
+static bool write_pidfile(const char *path)
+{
+	FILE *fp;
+	if (!path || !*path)
+		return true;
+	fp = fopen(path, "r");
+	if (fp) {
+		long pid = 0;
+		if (fscanf(fp, "%ld", &pid) == 1 && pid > 0 && kill((pid_t)pid, 0) == 0 && pid != getpid()) {
+			fclose(fp);
+			fprintf(stderr, "shardpool: pid file %s names running process %ld; is shardpool already running?\n",
+				path, pid);
+			return false;
+		}
+		fclose(fp);
+	}
+	fp = fopen(path, "w");
+	if (!fp) {
+		fprintf(stderr, "shardpool: cannot write pid file %s: %s\n", path, strerror(errno));
+		return false;
+	}
+	fprintf(fp, "%ld\n", (long)getpid());
+	fclose(fp);
+	return true;
+}
+
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static void teardown(void)
+{
+	for (sp_client_t *c = sp_client_first(), *next; c; c = next) {
+		next = c->next;
+		sp_client_fatal(c, SP_SQLSTATE_ADMIN_SHUTDOWN, "shardpool is shutting down");
+	}
+	for (sp_server_t *s = sp_server_first(), *next; s; s = next) {
+		next = s->all_next;
+		sp_server_close(s, "shutting down");
+	}
+	/* Let the reapers free what was closed. */
+	ev_run(sp_loop, EVRUN_NOWAIT);
+	sp_pool_free_all();
+}
+
+int sp_daemon_run(const char *config_path, bool daemonize)
+{
+	char err[2048];
+	int ready_pipe[2] = {-1, -1};
+
+	sp_g.cfg = sp_config_load(config_path, err, sizeof(err));
+	if (!sp_g.cfg) {
+		fprintf(stderr, "shardpool: %s\n", err);
+		return 1;
+	}
+	if (!load_users(sp_g.cfg, &sp_g.users, err, sizeof(err))) {
+		fprintf(stderr, "shardpool: %s\n", err);
+		sp_config_free(sp_g.cfg);
+		return 1;
+	}
+	if (sp_log_level < sp_g.cfg->log_level)
+		sp_log_level = sp_g.cfg->log_level;
+	if (daemonize) {
+		pid_t pid;
+		if (pipe(ready_pipe) < 0) {
+			perror("pipe");
+			return 1;
+		}
+		pid = fork();
+		if (pid < 0) {
+			perror("fork");
+			return 1;
+		}
+		if (pid > 0) {
+			char b;
+			close(ready_pipe[1]);
+			if (read(ready_pipe[0], &b, 1) == 1)
+				_exit(0);
+			_exit(1);
+		}
+		close(ready_pipe[0]);
+		setsid();
+		int devnull = open("/dev/null", O_RDWR);
+		if (devnull >= 0) {
+			dup2(devnull, 0);
+			dup2(devnull, 1);
+			if (sp_g.cfg->log_file && *sp_g.cfg->log_file)
+				dup2(devnull, 2);
+			close(devnull);
+		}
+	}
+	if (sp_g.cfg->log_file && *sp_g.cfg->log_file && !sp_log_open(sp_g.cfg->log_file)) {
+		fprintf(stderr, "shardpool: cannot open log_file %s: %s\n", sp_g.cfg->log_file, strerror(errno));
+		return 1;
+	}
+	if (!write_pidfile(sp_g.cfg->pid_file))
+		return 1;
+	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit();
+	sp_loop = ev_default_loop(EVFLAG_AUTO);
+	if (!sp_listener_start(err, sizeof(err))) {
+		sp_error("%s", err);
+		fprintf(stderr, "shardpool: %s\n", err);
+		if (sp_g.cfg->pid_file && *sp_g.cfg->pid_file)
+			unlink(sp_g.cfg->pid_file);
+		return 1;
+	}
+	ev_signal_init(&sig_term, on_signal, SIGTERM);
+	ev_signal_init(&sig_int, on_signal, SIGINT);
+	ev_signal_init(&sig_hup, on_signal, SIGHUP);
+	ev_signal_start(sp_loop, &sig_term);
+	ev_signal_start(sp_loop, &sig_int);
+	ev_signal_start(sp_loop, &sig_hup);
+	sp_janitor_start();
+	for (sp_pool_t *p = sp_pool_first(); p; p = p->next)
+		sp_pool_maintain(p);
+	sp_info("shardpool %s listening on %s:%d (pool_mode %s)", PACKAGE_VERSION, sp_g.cfg->listen_addr,
+		sp_g.cfg->listen_port,
+		sp_g.cfg->pool_mode == SP_POOL_SESSION ? "session" : sp_g.cfg->pool_mode == SP_POOL_STATEMENT ? "statement" : "transaction");
+	if (ready_pipe[1] >= 0) {
+		if (write(ready_pipe[1], "1", 1) != 1)
+			sp_warn("could not signal readiness to the parent process");
+		close(ready_pipe[1]);
+	}
+	ev_run(sp_loop, 0);
+
+	sp_listener_stop();
+	sp_janitor_stop();
+	ev_signal_stop(sp_loop, &sig_term);
+	ev_signal_stop(sp_loop, &sig_int);
+	ev_signal_stop(sp_loop, &sig_hup);
+	teardown();
+	sp_info("shardpool stopped");
+	if (sp_g.cfg->pid_file && *sp_g.cfg->pid_file)
+		unlink(sp_g.cfg->pid_file);
+	sp_userlist_free(sp_g.users);
+	sp_config_free(sp_g.cfg);
+	sp_log_close();
+	ev_loop_destroy(sp_loop);
+	return sp_g.exit_code;
+}

@@ -1,1 +1,176 @@
-/* listener.c - placeholder, being written */
+/*
+ * listener.c - the listening sockets: TCP on listen_addr:listen_port and a
+ * unix socket in unix_socket_dir, named like PostgreSQL's (.s.PGSQL.PORT) so
+ * psql -h DIR works. Accepted sockets are made non-blocking with TCP_NODELAY
+ * and handed to sp_client_accept(). On EMFILE it pauses accepting briefly
+ * instead of spinning.
+ */
+#include "listener.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ev.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "daemon.h"
+#include "log.h"
+#include "sock.h"
+
+#define MAX_LISTENERS 8
+
+typedef struct listener {
+	ev_io io;
+	int fd;
+	bool is_unix;
+	char path[128];
+} listener_t;
+
+static listener_t listeners[MAX_LISTENERS];
+static int n_listeners;
+static ev_timer resume_timer;
+
+static void resume_accept(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	for (int i = 0; i < n_listeners; i++)
+		if (listeners[i].fd >= 0)
+			ev_io_start(sp_loop, &listeners[i].io);
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+	listener_t *l = container_of(w, listener_t, io);
+	for (int i = 0; i < 64; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		int fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE) {
+				sp_warn("accept: %s; pausing accepts for 1 s", strerror(errno));
+				for (int k = 0; k < n_listeners; k++)
+					ev_io_stop(sp_loop, &listeners[k].io);
+				ev_timer_init(&resume_timer, resume_accept, 1.0, 0);
+				ev_timer_start(sp_loop, &resume_timer);
+			}
+			return;
+		}
+		if (!l->is_unix) {
+			int one = 1;
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+			setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+		}
+		sp_client_accept(fd, (struct sockaddr *)&ss, len);
+	}
+}
+
+static bool add(int fd, bool is_unix, const char *path)
+{
+	listener_t *l = &listeners[n_listeners++];
+	l->fd = fd;
+	l->is_unix = is_unix;
+	snprintf(l->path, sizeof(l->path), "%s", path ? path : "");
+	ev_io_init(&l->io, on_accept, fd, EV_READ);
+	ev_io_start(sp_loop, &l->io);
+	return true;
+}
+
+static bool listen_tcp(const char *addr, int port, char *err, size_t errlen)
+{
+	struct addrinfo hints, *res, *ai;
+	char portstr[16];
+	int rc, opened = 0;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	rc = getaddrinfo(strcmp(addr, "*") == 0 ? NULL : addr, portstr, &hints, &res);
+	if (rc != 0) {
+		snprintf(err, errlen, "listen_addr %s: %s", addr, gai_strerror(rc));
+		return false;
+	}
+	for (ai = res; ai && n_listeners < MAX_LISTENERS; ai = ai->ai_next) {
+		int one = 1;
+		int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			continue;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (ai->ai_family == AF_INET6)
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 4096) < 0) {
+			snprintf(err, errlen, "could not listen on %s:%d: %s", addr, port, strerror(errno));
+			close(fd);
+			freeaddrinfo(res);
+			return false;
+		}
+		add(fd, false, NULL);
+		opened++;
+	}
+	freeaddrinfo(res);
+	if (!opened) {
+		snprintf(err, errlen, "could not listen on %s:%d", addr, port);
+		return false;
+	}
+	return true;
+}
+
+static bool listen_unix(const char *dir, int port, char *err, size_t errlen)
+{
+	struct sockaddr_un un;
+	int fd;
+	memset(&un, 0, sizeof(un));
+	un.sun_family = AF_UNIX;
+	snprintf(un.sun_path, sizeof(un.sun_path), "%s/.s.PGSQL.%d", dir, port);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "unix socket: %s", strerror(errno));
+		return false;
+	}
+	unlink(un.sun_path);
+	if (bind(fd, (struct sockaddr *)&un, sizeof(un)) < 0 || listen(fd, 4096) < 0) {
+		snprintf(err, errlen, "could not listen on %s: %s", un.sun_path, strerror(errno));
+		close(fd);
+		return false;
+	}
+	chmod(un.sun_path, 0777);
+	return add(fd, true, un.sun_path);
+}
+
+bool sp_listener_start(char *err, size_t errlen)
+{
+	const sp_config_t *cfg = sp_g.cfg;
+	if (cfg->listen_addr && *cfg->listen_addr && !listen_tcp(cfg->listen_addr, cfg->listen_port, err, errlen))
+		return false;
+	if (cfg->unix_socket_dir && *cfg->unix_socket_dir &&
+	    !listen_unix(cfg->unix_socket_dir, cfg->listen_port, err, errlen))
+		return false;
+	if (n_listeners == 0) {
+		snprintf(err, errlen, "nothing to listen on: set listen_addr or unix_socket_dir");
+		return false;
+	}
+	return true;
+}
+
+void sp_listener_stop(void)
+{
+	for (int i = 0; i < n_listeners; i++) {
+		if (listeners[i].fd < 0)
+			continue;
+		ev_io_stop(sp_loop, &listeners[i].io);
+		close(listeners[i].fd);
+		listeners[i].fd = -1;
+		if (listeners[i].is_unix)
+			unlink(listeners[i].path);
+	}
+	if (ev_is_active(&resume_timer))
+		ev_timer_stop(sp_loop, &resume_timer);
+}

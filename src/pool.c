@@ -1,1 +1,286 @@
-/* pool.c - placeholder, being written */
+/*
+ * pool.c - server connection pools, one per (database, shard, role, user),
+ * and the FIFO of clients waiting for a server. It decides when to open
+ * connections (waiters, min_pool_size, reserve_pool_size after
+ * reserve_pool_timeout), and backs off after failed logins so a dead server
+ * costs one attempt per backoff period, not a busy loop. It does not talk
+ * the protocol: server.c logs in, client.c forwards.
+ *
+ * Counters: every server of a pool is in exactly one of n_connecting (TCP +
+ * login), n_idle (idle list), n_active (linked to a client) or n_other
+ * (running a reset without a client, or in hand-over inside this module).
+ */
+#include "pool.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+#include "daemon.h"
+#include "log.h"
+#include "msg.h"
+#include "server.h"
+
+static sp_pool_t *pools;
+
+sp_pool_t *sp_pool_first(void)
+{
+	return pools;
+}
+
+sp_pool_t *sp_pool_get(const char *dbname, const char *user, int shard, sp_role_t role, int replica)
+{
+	const sp_db_conf_t *db = sp_config_find_db(sp_g.cfg, dbname);
+	sp_pool_t *p;
+	if (!db || shard < 0 || shard >= db->n_shards)
+		return NULL;
+	for (p = pools; p; p = p->next)
+		if (p->shard == shard && p->role == role && p->replica == replica && strcmp(p->dbname, dbname) == 0 &&
+		    strcmp(p->user, user) == 0)
+			return p;
+	if (role == SP_ROLE_REPLICA && (replica < 0 || replica >= db->shards[shard].n_replicas))
+		return NULL;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	p->dbname = strdup(dbname);
+	p->user = strdup(user);
+	p->shard = shard;
+	p->role = role;
+	p->replica = replica;
+	p->node = role == SP_ROLE_PRIMARY ? &db->shards[shard].primary : &db->shards[shard].replicas[replica];
+	p->next = pools;
+	pools = p;
+	return p;
+}
+
+int sp_pool_size(const sp_pool_t *p)
+{
+	const sp_db_conf_t *db = sp_config_find_db(sp_g.cfg, p->dbname);
+	return db ? sp_config_db_pool_size(sp_g.cfg, db) : sp_g.cfg->default_pool_size;
+}
+
+static int total(const sp_pool_t *p)
+{
+	return p->n_idle + p->n_active + p->n_connecting + p->n_other;
+}
+
+static int db_connections(const char *dbname)
+{
+	int n = 0;
+	for (sp_pool_t *p = pools; p; p = p->next)
+		if (strcmp(p->dbname, dbname) == 0)
+			n += total(p);
+	return n;
+}
+
+static void enqueue(sp_pool_t *p, sp_client_t *c)
+{
+	c->wait_next = NULL;
+	if (p->wait_tail)
+		p->wait_tail->wait_next = c;
+	else
+		p->wait_head = c;
+	p->wait_tail = c;
+	p->n_waiting++;
+	if (p->n_waiting == 1)
+		p->reserve_since = ev_now(sp_loop);
+}
+
+void sp_pool_unwait(sp_pool_t *p, sp_client_t *c)
+{
+	sp_client_t **pp, *prev = NULL;
+	if (!p)
+		return;
+	for (pp = &p->wait_head; *pp; prev = *pp, pp = &(*pp)->wait_next)
+		if (*pp == c) {
+			*pp = c->wait_next;
+			if (p->wait_tail == c)
+				p->wait_tail = prev;
+			p->n_waiting--;
+			c->wait_next = NULL;
+			return;
+		}
+}
+
+static sp_client_t *dequeue(sp_pool_t *p)
+{
+	sp_client_t *c = p->wait_head;
+	if (!c)
+		return NULL;
+	p->wait_head = c->wait_next;
+	if (!p->wait_head)
+		p->wait_tail = NULL;
+	p->n_waiting--;
+	c->wait_next = NULL;
+	if (p->wait_head)
+		p->reserve_since = ev_now(sp_loop);
+	return c;
+}
+
+void sp_pool_maintain(sp_pool_t *p)
+{
+	ev_tstamp now = ev_now(sp_loop);
+	const sp_db_conf_t *db = sp_config_find_db(sp_g.cfg, p->dbname);
+	int size = sp_pool_size(p);
+	int want, min_size, max_db;
+
+	if (!db || sp_g.shutting_down)
+		return;
+	if (p->retry_at > now)
+		return;
+	min_size = db->min_pool_size >= 0 ? db->min_pool_size : sp_g.cfg->min_pool_size;
+	max_db = db->max_db_connections >= 0 ? db->max_db_connections : sp_g.cfg->max_db_connections;
+	if (p->n_waiting > 0 && p->n_waiting > p->n_connecting) {
+		int limit = size;
+		if (sp_g.cfg->reserve_pool_size > 0 && now - p->reserve_since >= sp_g.cfg->reserve_pool_timeout)
+			limit += sp_g.cfg->reserve_pool_size;
+		want = p->n_waiting - p->n_connecting;
+		if (want > limit - total(p))
+			want = limit - total(p);
+	} else {
+		want = min_size - total(p);
+	}
+	/* Open at most two at a time so a storm of clients does not storm the server. */
+	if (p->n_connecting >= 2)
+		return;
+	if (want > 2 - p->n_connecting)
+		want = 2 - p->n_connecting;
+	while (want-- > 0) {
+		if (max_db > 0 && db_connections(p->dbname) >= max_db)
+			break;
+		if (!sp_server_connect(p))
+			break;
+		if (p->retry_at > ev_now(sp_loop))
+			break;
+	}
+}
+
+void sp_pool_acquire(sp_pool_t *p, sp_client_t *c)
+{
+	ev_tstamp now = ev_now(sp_loop);
+
+	if (c->state == SP_CLIENT_WELCOME) {
+		if (p->have_welcome) {
+			sp_client_welcome(c);
+			return;
+		}
+	} else if (p->idle && !p->paused && !sp_g.paused && p->n_waiting == 0) {
+		sp_server_t *s = p->idle;
+		p->idle = s->next;
+		if (s->next)
+			s->next->prev = NULL;
+		s->next = s->prev = NULL;
+		p->n_idle--;
+		p->n_active++;
+		s->state = SP_SERVER_ACTIVE;
+		sp_client_server_ready(c, s);
+		return;
+	}
+	if (p->retry_at > now && total(p) == 0) {
+		char msg[400];
+		snprintf(msg, sizeof(msg), "server %s:%d (database %s, shard %d %s) is unavailable: %s; retrying in %.1f s",
+			 p->node->host, p->node->port, p->dbname, p->shard,
+			 p->role == SP_ROLE_PRIMARY ? "primary" : "replica", p->last_error, p->retry_at - now);
+		sp_client_server_failed(c, SP_SQLSTATE_CONNECTION_FAILURE, msg);
+		return;
+	}
+	enqueue(p, c);
+	if (!p->paused && !sp_g.paused)
+		sp_pool_maintain(p);
+}
+
+void sp_pool_server_free(sp_pool_t *p, sp_server_t *s)
+{
+	ev_tstamp now = ev_now(sp_loop);
+	sp_client_t *c;
+
+	/* s is counted in n_other (hand-over). */
+	if (!p->have_welcome) {
+		sp_params_copy(&p->welcome, &s->params);
+		p->have_welcome = true;
+	}
+	/* Clients that only waited for the server's parameters can log in now. */
+	for (sp_client_t **pp = &p->wait_head; *pp;) {
+		sp_client_t *w = *pp;
+		if (w->state == SP_CLIENT_WELCOME) {
+			*pp = w->wait_next;
+			if (p->wait_tail == w) {
+				p->wait_tail = NULL;
+				for (sp_client_t *t = p->wait_head; t; t = t->wait_next)
+					p->wait_tail = t;
+			}
+			p->n_waiting--;
+			w->wait_next = NULL;
+			sp_client_welcome(w);
+			if (s->state == SP_SERVER_CLOSED)
+				return;
+			pp = &p->wait_head;
+			continue;
+		}
+		pp = &w->wait_next;
+	}
+	if (s->state != SP_SERVER_RESET)
+		return; /* someone took it meanwhile */
+	if (sp_g.shutting_down && !p->wait_head) {
+		sp_server_close(s, "shutting down");
+		return;
+	}
+	if (sp_g.cfg->server_lifetime > 0 && now - s->created_at > sp_g.cfg->server_lifetime && !p->wait_head) {
+		sp_server_close(s, "server_lifetime reached");
+		return;
+	}
+	if (!p->paused && !sp_g.paused && (c = dequeue(p))) {
+		p->n_other--;
+		p->n_active++;
+		s->state = SP_SERVER_ACTIVE;
+		sp_client_server_ready(c, s);
+		return;
+	}
+	p->n_other--;
+	p->n_idle++;
+	s->state = SP_SERVER_IDLE;
+	s->last_used = now;
+	s->prev = NULL;
+	s->next = p->idle;
+	if (p->idle)
+		p->idle->prev = s;
+	p->idle = s;
+	sp_sock_read_start(&s->sock); /* notice if the server goes away while idle */
+}
+
+void sp_pool_login_failed(sp_pool_t *p, const char *reason)
+{
+	ev_tstamp now = ev_now(sp_loop);
+	double max_backoff = sp_g.cfg->server_login_retry > 0 ? sp_g.cfg->server_login_retry : 15;
+	char msg[512];
+
+	snprintf(p->last_error, sizeof(p->last_error), "%s", reason);
+	p->backoff = p->backoff > 0 ? p->backoff * 2 : 0.25;
+	if (p->backoff > max_backoff)
+		p->backoff = max_backoff;
+	p->retry_at = now + p->backoff;
+	sp_warn("pool %s/%s shard %d %s %s:%d: login failed: %s (next attempt in %.2f s)", p->dbname, p->user, p->shard,
+		p->role == SP_ROLE_PRIMARY ? "primary" : "replica", p->node->host, p->node->port, reason, p->backoff);
+	if (p->n_active + p->n_idle + p->n_connecting > 0)
+		return; /* other connections may still serve the waiters */
+	snprintf(msg, sizeof(msg), "could not connect to server %s:%d (database %s, shard %d %s): %s", p->node->host,
+		 p->node->port, p->dbname, p->shard, p->role == SP_ROLE_PRIMARY ? "primary" : "replica", reason);
+	while (p->wait_head) {
+		sp_client_t *c = dequeue(p);
+		sp_client_server_failed(c, SP_SQLSTATE_CONNECTION_FAILURE, msg);
+	}
+}
+
+void sp_pool_free_all(void)
+{
+	while (pools) {
+		sp_pool_t *p = pools;
+		pools = p->next;
+		sp_params_clear(&p->welcome);
+		free(p->dbname);
+		free(p->user);
+		free(p);
+	}
+}

@@ -1,1 +1,204 @@
-/* prepared.c - placeholder, being written */
+/*
+ * prepared.c - interning of named prepared statements for transaction
+ * pooling. Identical Parse bodies from any client share one sp_pstmt_t and one
+ * server-side name, so a server connection prepares each distinct statement
+ * once no matter how many clients use it. Reference counts: one per client
+ * mapping and one per server cache entry; the statement is freed when the
+ * last goes. This module sends nothing: server.c/client.c emit the Parse and
+ * Close messages.
+ */
+#include "prepared.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NBUCKETS 4096
+static sp_pstmt_t *buckets[NBUCKETS];
+static uint32_t next_id = 1;
+static size_t n_pstmts;
+
+static uint64_t fnv1a(const uint8_t *p, size_t n)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (size_t i = 0; i < n; i++) {
+		h ^= p[i];
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+sp_pstmt_t *sp_pstmt_intern(const uint8_t *body, size_t len)
+{
+	uint64_t h = fnv1a(body, len);
+	sp_pstmt_t *ps;
+	for (ps = buckets[h % NBUCKETS]; ps; ps = ps->next)
+		if (ps->hash == h && ps->body_len == len && memcmp(ps->body, body, len) == 0) {
+			ps->refs++;
+			return ps;
+		}
+	ps = calloc(1, sizeof(*ps));
+	if (!ps)
+		return NULL;
+	ps->body = malloc(len);
+	if (!ps->body) {
+		free(ps);
+		return NULL;
+	}
+	memcpy(ps->body, body, len);
+	ps->body_len = len;
+	ps->hash = h;
+	ps->id = next_id++;
+	ps->refs = 1;
+	snprintf(ps->name, sizeof(ps->name), "sp_%u", ps->id);
+	ps->next = buckets[h % NBUCKETS];
+	buckets[h % NBUCKETS] = ps;
+	n_pstmts++;
+	return ps;
+}
+
+void sp_pstmt_ref(sp_pstmt_t *ps)
+{
+	ps->refs++;
+}
+
+void sp_pstmt_unref(sp_pstmt_t *ps)
+{
+	sp_pstmt_t **pp;
+	if (--ps->refs > 0)
+		return;
+	for (pp = &buckets[ps->hash % NBUCKETS]; *pp; pp = &(*pp)->next)
+		if (*pp == ps) {
+			*pp = ps->next;
+			break;
+		}
+	n_pstmts--;
+	free(ps->body);
+	free(ps);
+}
+
+size_t sp_pstmt_count(void)
+{
+	return n_pstmts;
+}
+
+sp_pstmt_t *sp_pstmt_map_get(const sp_pstmt_map_t *m, const char *name)
+{
+	for (int i = 0; i < m->n; i++)
+		if (strcmp(m->slots[i].name, name) == 0)
+			return m->slots[i].ps;
+	return NULL;
+}
+
+void sp_pstmt_map_put(sp_pstmt_map_t *m, const char *name, sp_pstmt_t *ps)
+{
+	sp_pstmt_ref(ps);
+	for (int i = 0; i < m->n; i++)
+		if (strcmp(m->slots[i].name, name) == 0) {
+			sp_pstmt_unref(m->slots[i].ps);
+			m->slots[i].ps = ps;
+			return;
+		}
+	if (m->n == m->cap) {
+		int ncap = m->cap ? m->cap * 2 : 8;
+		sp_pstmt_entry_t *n = realloc(m->slots, sizeof(*n) * (size_t)ncap);
+		if (!n) {
+			sp_pstmt_unref(ps);
+			return;
+		}
+		m->slots = n;
+		m->cap = ncap;
+	}
+	m->slots[m->n].name = strdup(name);
+	m->slots[m->n].ps = ps;
+	m->n++;
+}
+
+bool sp_pstmt_map_del(sp_pstmt_map_t *m, const char *name)
+{
+	for (int i = 0; i < m->n; i++)
+		if (strcmp(m->slots[i].name, name) == 0) {
+			free(m->slots[i].name);
+			sp_pstmt_unref(m->slots[i].ps);
+			m->slots[i] = m->slots[--m->n];
+			return true;
+		}
+	return false;
+}
+
+void sp_pstmt_map_clear(sp_pstmt_map_t *m)
+{
+	for (int i = 0; i < m->n; i++) {
+		free(m->slots[i].name);
+		sp_pstmt_unref(m->slots[i].ps);
+	}
+	free(m->slots);
+	m->slots = NULL;
+	m->n = m->cap = 0;
+}
+
+bool sp_pstmt_cache_has(sp_pstmt_cache_t *c, sp_pstmt_t *ps)
+{
+	for (int i = 0; i < c->n; i++)
+		if (c->items[i] == ps) {
+			c->used[i] = ++c->clock;
+			return true;
+		}
+	return false;
+}
+
+sp_pstmt_t *sp_pstmt_cache_add(sp_pstmt_cache_t *c, sp_pstmt_t *ps, int max)
+{
+	sp_pstmt_t *victim = NULL;
+	if (c->n >= max && c->n > 0) {
+		int lru = 0;
+		for (int i = 1; i < c->n; i++)
+			if (c->used[i] < c->used[lru])
+				lru = i;
+		victim = c->items[lru];
+		c->items[lru] = c->items[c->n - 1];
+		c->used[lru] = c->used[c->n - 1];
+		c->n--;
+	}
+	if (c->n == c->cap) {
+		int ncap = c->cap ? c->cap * 2 : 16;
+		sp_pstmt_t **ni = realloc(c->items, sizeof(*ni) * (size_t)ncap);
+		uint64_t *nu;
+		if (!ni)
+			return victim;
+		c->items = ni;
+		nu = realloc(c->used, sizeof(*nu) * (size_t)ncap);
+		if (!nu)
+			return victim;
+		c->used = nu;
+		c->cap = ncap;
+	}
+	sp_pstmt_ref(ps);
+	c->items[c->n] = ps;
+	c->used[c->n] = ++c->clock;
+	c->n++;
+	return victim;
+}
+
+void sp_pstmt_cache_remove(sp_pstmt_cache_t *c, sp_pstmt_t *ps)
+{
+	for (int i = 0; i < c->n; i++)
+		if (c->items[i] == ps) {
+			c->items[i] = c->items[c->n - 1];
+			c->used[i] = c->used[c->n - 1];
+			c->n--;
+			sp_pstmt_unref(ps);
+			return;
+		}
+}
+
+void sp_pstmt_cache_clear(sp_pstmt_cache_t *c)
+{
+	for (int i = 0; i < c->n; i++)
+		sp_pstmt_unref(c->items[i]);
+	free(c->items);
+	free(c->used);
+	c->items = NULL;
+	c->used = NULL;
+	c->n = c->cap = 0;
+}

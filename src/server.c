@@ -1,1 +1,791 @@
-/* server.c - placeholder, being written */
+/*
+ * server.c - shardpool's connections to PostgreSQL: connect, log in (with
+ * auth.c), and carry the server's responses back to the linked client.
+ *
+ * Every message sent to a server that the server will answer is recorded in
+ * a per-connection FIFO of sp_req_t, so each response can be matched to its
+ * request: responses to shardpool's own requests (parameter sync, Parse of a
+ * client's statement on a new connection, cache evictions, reset queries)
+ * are swallowed; answers to client messages that shardpool handled itself
+ * (Parse of an already prepared statement, Close of a statement) are
+ * synthesised in order when the queue reaches them. An ErrorResponse in the
+ * extended protocol drops the queue up to the next Sync, as PostgreSQL skips
+ * those messages. A connection goes back to its pool only when the queue is
+ * empty, no COPY runs and the last ReadyForQuery said 'I'.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "client.h"
+#include "daemon.h"
+#include "log.h"
+#include "msg.h"
+#include "pool.h"
+
+static sp_server_t *all_servers;
+static int n_servers;
+static sp_server_t *graveyard;
+static ev_check reaper;
+static bool reaper_started;
+
+const char *sp_server_state_str(sp_server_state_t st)
+{
+	static const char *const names[] = {"connecting", "login", "idle", "active", "reset", "closed"};
+	return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "?";
+}
+
+sp_server_t *sp_server_first(void)
+{
+	return all_servers;
+}
+
+int sp_server_count(void)
+{
+	return n_servers;
+}
+
+void sp_server_prefix(const sp_server_t *s, char *buf, size_t len)
+{
+	const sp_pool_t *p = s->pool;
+	snprintf(buf, len, "S-%llu %s@%s/%d/%s%s %s:%d", (unsigned long long)s->id, p->user, p->dbname, p->shard,
+		 p->role == SP_ROLE_PRIMARY ? "primary" : "replica", "", p->node->host, p->node->port);
+}
+
+static void slog(const sp_server_t *s, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void slog(const sp_server_t *s, int level, const char *fmt, ...)
+{
+	char prefix[256];
+	va_list ap;
+	if (level > sp_log_level)
+		return;
+	sp_server_prefix(s, prefix, sizeof(prefix));
+	va_start(ap, fmt);
+	sp_log_vwrite(level, prefix, fmt, ap);
+	va_end(ap);
+}
+
+static void set_state(sp_server_t *s, sp_server_state_t st)
+{
+	static const unsigned legal[] = {
+		[SP_SERVER_CONNECTING] = 1u << SP_SERVER_LOGIN | 1u << SP_SERVER_CLOSED,
+		[SP_SERVER_LOGIN] = 1u << SP_SERVER_IDLE | 1u << SP_SERVER_ACTIVE | 1u << SP_SERVER_CLOSED,
+		[SP_SERVER_IDLE] = 1u << SP_SERVER_ACTIVE | 1u << SP_SERVER_CLOSED,
+		[SP_SERVER_ACTIVE] = 1u << SP_SERVER_IDLE | 1u << SP_SERVER_RESET | 1u << SP_SERVER_CLOSED,
+		[SP_SERVER_RESET] = 1u << SP_SERVER_IDLE | 1u << SP_SERVER_ACTIVE | 1u << SP_SERVER_CLOSED,
+		[SP_SERVER_CLOSED] = 0,
+	};
+	if (!(legal[s->state] & (1u << st)))
+		slog(s, SP_LOG_ERROR, "illegal state change %s -> %s", sp_server_state_str(s->state),
+		     sp_server_state_str(st));
+	s->state = st;
+}
+
+static void reap(struct ev_loop *loop, ev_check *w, int revents)
+{
+	while (graveyard) {
+		sp_server_t *s = graveyard;
+		graveyard = s->all_next;
+		free(s);
+	}
+	ev_check_stop(sp_loop, &reaper);
+	reaper_started = false;
+}
+
+static inline sp_req_t *req_head(sp_server_t *s)
+{
+	return s->req_n ? &s->reqs[s->req_head] : NULL;
+}
+
+static void req_pop(sp_server_t *s)
+{
+	sp_req_t *r = &s->reqs[s->req_head];
+	if (r->ps)
+		sp_pstmt_unref(r->ps);
+	r->ps = NULL;
+	s->req_head = (s->req_head + 1) % s->req_cap;
+	s->req_n--;
+}
+
+static void write_client(sp_server_t *s, const uint8_t *p, size_t n)
+{
+	if (s->client)
+		sp_buf_append(&s->client->sock.out, p, n);
+}
+
+/* Answer synthesised requests that have reached the front of the queue. */
+static void emit_synth(sp_server_t *s)
+{
+	sp_req_t *r;
+	while ((r = req_head(s)) && (r->kind == SP_REQ_SYNTH_PARSE || r->kind == SP_REQ_SYNTH_CLOSE)) {
+		if (s->client)
+			sp_msg_write_empty(&s->client->sock.out,
+					   r->kind == SP_REQ_SYNTH_PARSE ? SP_BE_PARSE_COMPLETE : SP_BE_CLOSE_COMPLETE);
+		req_pop(s);
+	}
+}
+
+bool sp_server_push_req(sp_server_t *s, sp_req_kind_t kind, sp_pstmt_t *ps, sp_intq_t intq)
+{
+	sp_req_t *r;
+	if (s->error_in_batch && kind != SP_REQ_SYNC && kind != SP_REQ_QUERY && kind != SP_REQ_INT_QUERY &&
+	    kind != SP_REQ_FUNCTION)
+		return true; /* the server skips everything up to Sync after an error */
+	if (kind == SP_REQ_SYNC)
+		s->error_in_batch = false;
+	if ((kind == SP_REQ_SYNTH_PARSE || kind == SP_REQ_SYNTH_CLOSE) && s->req_n == 0) {
+		if (s->client)
+			sp_msg_write_empty(&s->client->sock.out,
+					   kind == SP_REQ_SYNTH_PARSE ? SP_BE_PARSE_COMPLETE : SP_BE_CLOSE_COMPLETE);
+		return true;
+	}
+	if (s->req_n == s->req_cap) {
+		unsigned ncap = s->req_cap ? s->req_cap * 2 : 32;
+		sp_req_t *n = malloc(sizeof(*n) * ncap);
+		if (!n)
+			return false;
+		for (unsigned i = 0; i < s->req_n; i++)
+			n[i] = s->reqs[(s->req_head + i) % s->req_cap];
+		free(s->reqs);
+		s->reqs = n;
+		s->req_head = 0;
+		s->req_cap = ncap;
+	}
+	r = &s->reqs[(s->req_head + s->req_n) % s->req_cap];
+	r->kind = (uint8_t)kind;
+	r->intq = (uint8_t)intq;
+	r->ps = ps;
+	if (ps)
+		sp_pstmt_ref(ps);
+	s->req_n++;
+	return true;
+}
+
+void sp_server_send(sp_server_t *s)
+{
+	if (s->state == SP_SERVER_CLOSED)
+		return;
+	if (!sp_sock_flush(&s->sock)) {
+		char why[160];
+		snprintf(why, sizeof(why), "write to server failed: %s", strerror(s->sock.err));
+		sp_server_close(s, why);
+	}
+}
+
+static void unlink_from_pool(sp_server_t *s)
+{
+	sp_pool_t *p = s->pool;
+	switch (s->state) {
+	case SP_SERVER_IDLE:
+		if (s->prev)
+			s->prev->next = s->next;
+		else
+			p->idle = s->next;
+		if (s->next)
+			s->next->prev = s->prev;
+		s->prev = s->next = NULL;
+		p->n_idle--;
+		break;
+	case SP_SERVER_CONNECTING:
+	case SP_SERVER_LOGIN:
+		p->n_connecting--;
+		break;
+	case SP_SERVER_ACTIVE:
+		p->n_active--;
+		break;
+	case SP_SERVER_RESET:
+		p->n_other--;
+		break;
+	default:
+		break;
+	}
+}
+
+void sp_server_close(sp_server_t *s, const char *reason)
+{
+	sp_client_t *c;
+	bool was_login;
+	if (s->state == SP_SERVER_CLOSED)
+		return;
+	snprintf(s->close_reason, sizeof(s->close_reason), "%s", reason);
+	slog(s, SP_LOG_DEBUG, "closing: %s", reason);
+	was_login = s->state == SP_SERVER_CONNECTING || s->state == SP_SERVER_LOGIN;
+	unlink_from_pool(s);
+	s->state = SP_SERVER_CLOSED;
+	c = s->client;
+	s->client = NULL;
+	if (s->sock.fd >= 0) {
+		if (!was_login) {
+			sp_msg_write_terminate(&s->sock.out);
+			sp_sock_flush(&s->sock);
+		}
+		sp_sock_close(&s->sock);
+	}
+	while (s->req_n)
+		req_pop(s);
+	free(s->reqs);
+	s->reqs = NULL;
+	sp_params_clear(&s->params);
+	sp_pstmt_cache_clear(&s->pstmts);
+	if (s->scram_active)
+		sp_scram_client_free(&s->scram);
+	free(s->password);
+	s->password = NULL;
+	if (s->all_prev)
+		s->all_prev->all_next = s->all_next;
+	else
+		all_servers = s->all_next;
+	if (s->all_next)
+		s->all_next->all_prev = s->all_prev;
+	n_servers--;
+	s->all_next = graveyard;
+	graveyard = s;
+	if (!reaper_started) {
+		ev_check_init(&reaper, reap);
+		ev_check_start(sp_loop, &reaper);
+		reaper_started = true;
+	}
+	if (c) {
+		char msg[300];
+		c->server = NULL;
+		snprintf(msg, sizeof(msg), "server connection lost: %s", reason);
+		sp_client_fatal(c, SP_SQLSTATE_CONNECTION_FAILURE, "%s", msg);
+	}
+	if (was_login) {
+		char msg[300];
+		snprintf(msg, sizeof(msg), "%s", reason);
+		sp_pool_login_failed(s->pool, msg);
+	} else {
+		sp_pool_maintain(s->pool);
+	}
+}
+
+/* ---------------- login ---------------- */
+
+static void send_startup(sp_server_t *s)
+{
+	const sp_node_conf_t *n = s->pool->node;
+	const char *kv[16];
+	int i = 0;
+	kv[i++] = "user";
+	kv[i++] = n->user ? n->user : s->pool->user;
+	kv[i++] = "database";
+	kv[i++] = n->dbname ? n->dbname : s->pool->dbname;
+	kv[i++] = NULL;
+	kv[i] = NULL;
+	sp_msg_write_startup(&s->sock.out, kv);
+}
+
+static void login_message(sp_server_t *s, char type, const uint8_t *body, size_t len)
+{
+	char err[300];
+	switch (type) {
+	case SP_BE_AUTH:
+		if (!sp_auth_server_request(s, body, len, err, sizeof(err))) {
+			sp_server_close(s, err);
+			return;
+		}
+		sp_server_send(s);
+		return;
+	case SP_BE_PARAMETER_STATUS: {
+		sp_msg_reader_t r;
+		const char *name, *value;
+		sp_msg_reader_init(&r, body, len);
+		if (pq_getmsgstring(&r, &name, NULL) && pq_getmsgstring(&r, &value, NULL))
+			sp_params_set(&s->params, name, value);
+		return;
+	}
+	case SP_BE_BACKEND_KEY_DATA:
+		if (len >= 8) {
+			s->be_pid = (int32_t)sp_get_be32(body);
+			s->be_key = (int32_t)sp_get_be32(body + 4);
+		}
+		return;
+	case SP_BE_ERROR: {
+		const char *m = sp_msg_error_field(body, len, 'M');
+		const char *code = sp_msg_error_field(body, len, 'C');
+		snprintf(err, sizeof(err), "server refused login: %s%s%s%s", m ? m : "unknown error",
+			 code ? " (SQLSTATE " : "", code ? code : "", code ? ")" : "");
+		sp_server_close(s, err);
+		return;
+	}
+	case SP_BE_NOTICE:
+	case SP_BE_NEGOTIATE_VERSION:
+		return;
+	case SP_BE_READY_FOR_QUERY:
+		s->txn = len ? (char)body[0] : 'I';
+		if (s->scram_active) {
+			sp_scram_client_free(&s->scram);
+			s->scram_active = false;
+		}
+		slog(s, SP_LOG_DEBUG, "login done");
+		s->pool->backoff = 0;
+		s->pool->n_connecting--;
+		s->pool->n_other++;
+		s->state = SP_SERVER_RESET; /* transient: sp_pool_server_free parks or hands it */
+		sp_pool_server_free(s->pool, s);
+		return;
+	default:
+		snprintf(err, sizeof(err), "unexpected message type '%c' during login", type);
+		sp_server_close(s, err);
+		return;
+	}
+}
+
+/* ---------------- responses ---------------- */
+
+static void finish_syncback_row(sp_server_t *s, const uint8_t *body, size_t len)
+{
+	/* DataRow of (name, setting) from the settings read-back query. */
+	sp_msg_reader_t r;
+	int16_t n;
+	int32_t l1, l2;
+	const uint8_t *v1, *v2;
+	char name[128], value[1024];
+	sp_msg_reader_init(&r, body, len);
+	if (!pq_getmsgint16(&r, &n) || n != 2 || !pq_getmsgint32(&r, &l1) || l1 < 0 || l1 >= (int32_t)sizeof(name) ||
+	    !pq_getmsgbytes(&r, (size_t)l1, &v1) || !pq_getmsgint32(&r, &l2) || l2 < 0 ||
+	    l2 >= (int32_t)sizeof(value) || !pq_getmsgbytes(&r, (size_t)l2, &v2))
+		return;
+	memcpy(name, v1, (size_t)l1);
+	name[l1] = 0;
+	memcpy(value, v2, (size_t)l2);
+	value[l2] = 0;
+	if (sp_params_is_reported(name) || sp_params_is_readonly(name))
+		return;
+	sp_params_set(&s->params, name, value);
+	if (s->client)
+		sp_params_set(&s->client->params, name, value);
+}
+
+static void start_syncback(sp_server_t *s)
+{
+	/* Settings the server does not report: read back what this session changed.
+	 * Both sides first forget their unreported settings; the rows bring back
+	 * the ones still in effect (after a ROLLBACK or RESET they are gone). */
+	for (int i = s->params.n - 1; i >= 0; i--)
+		if (!sp_params_is_reported(s->params.items[i].name))
+			sp_params_remove(&s->params, s->params.items[i].name);
+	if (s->client)
+		for (int i = s->client->params.n - 1; i >= 0; i--)
+			if (!sp_params_is_reported(s->client->params.items[i].name) &&
+			    !sp_params_get(&s->client->startup, s->client->params.items[i].name))
+				sp_params_remove(&s->client->params, s->client->params.items[i].name);
+	sp_msg_write_query(&s->sock.out,
+			   "SELECT name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings "
+			   "WHERE source IN ('session', 'client')");
+	sp_server_push_req(s, SP_REQ_INT_QUERY, NULL, SP_INTQ_SYNCBACK);
+	sp_server_send(s);
+}
+
+/* The transaction is over and nothing is outstanding: let the client go. */
+static void transaction_done(sp_server_t *s)
+{
+	sp_client_t *c = s->client;
+	if (!c) {
+		/* Reset finished without a client. */
+		if (s->txn == SP_TXN_IDLE && !s->dirty_close) {
+			sp_pool_server_free(s->pool, s);
+		} else {
+			sp_server_close(s, "unclean state after reset");
+		}
+		return;
+	}
+	if (c->pool_mode == SP_POOL_SESSION)
+		return;
+	if (s->txn != SP_TXN_IDLE) {
+		if (c->pool_mode == SP_POOL_STATEMENT) {
+			s->dirty_close = true;
+			sp_client_fatal(c, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
+					"transaction blocks are not allowed in statement pooling mode; use pool_mode = transaction");
+		}
+		return;
+	}
+	if (s->need_syncback) {
+		s->need_syncback = false;
+		start_syncback(s);
+		return;
+	}
+	s->n_xacts++;
+	c->n_xacts++;
+	s->pool->total_xacts++;
+	if (!sp_sock_flush(&c->sock)) {
+		sp_client_close(c, "write to client failed");
+		return;
+	}
+	s->client = NULL;
+	c->server = NULL;
+	sp_server_release(s);
+	sp_client_detached(c);
+}
+
+/* Handle one whole response message. Returns false if s was closed. */
+static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total)
+{
+	const uint8_t *body = msg + 5;
+	size_t len = total - 5;
+	sp_req_t *r = req_head(s);
+	bool internal = r && (r->kind == SP_REQ_INT_QUERY || r->kind == SP_REQ_INT_PARSE || r->kind == SP_REQ_INT_CLOSE);
+	sp_client_t *c = s->client;
+
+	switch (type) {
+	case SP_BE_PARAMETER_STATUS: {
+		sp_msg_reader_t rd;
+		const char *name, *value;
+		sp_msg_reader_init(&rd, body, len);
+		if (!pq_getmsgstring(&rd, &name, NULL) || !pq_getmsgstring(&rd, &value, NULL))
+			break;
+		sp_params_set(&s->params, name, value);
+		if (c) {
+			const char *cur = sp_params_get(&c->params, name);
+			if (!cur || strcmp(cur, value) != 0) {
+				sp_params_set(&c->params, name, value);
+				write_client(s, msg, total);
+			}
+		}
+		return true;
+	}
+	case SP_BE_NOTICE:
+		if (!internal)
+			write_client(s, msg, total);
+		return true;
+	case SP_BE_NOTIFICATION:
+		write_client(s, msg, total);
+		return true;
+	case SP_BE_PARSE_COMPLETE:
+	case SP_BE_BIND_COMPLETE:
+	case SP_BE_CLOSE_COMPLETE:
+	case SP_BE_NO_DATA:
+		if (!r) {
+			sp_server_close(s, "server sent an unexpected response");
+			return false;
+		}
+		if (!internal)
+			write_client(s, msg, total);
+		req_pop(s);
+		emit_synth(s);
+		return true;
+	case SP_BE_ROW_DESCRIPTION:
+		if (!internal)
+			write_client(s, msg, total);
+		if (r && r->kind == SP_REQ_DESCRIBE) {
+			req_pop(s);
+			emit_synth(s);
+		}
+		return true;
+	case SP_BE_DATA_ROW:
+		if (r && r->kind == SP_REQ_INT_QUERY && r->intq == SP_INTQ_SYNCBACK)
+			finish_syncback_row(s, body, len);
+		else if (!internal)
+			write_client(s, msg, total);
+		return true;
+	case SP_BE_COMMAND_COMPLETE:
+	case SP_BE_EMPTY_QUERY:
+	case SP_BE_PORTAL_SUSPENDED:
+		if (!internal)
+			write_client(s, msg, total);
+		s->copy_in = s->copy_out = false;
+		if (c)
+			c->in_copy = false;
+		if (r && r->kind == SP_REQ_EXECUTE) {
+			req_pop(s);
+			emit_synth(s);
+		}
+		return true;
+	case SP_BE_COPY_IN:
+		s->copy_in = true;
+		if (c)
+			c->in_copy = true;
+		write_client(s, msg, total);
+		return true;
+	case SP_BE_COPY_OUT:
+		s->copy_out = true;
+		write_client(s, msg, total);
+		return true;
+	case SP_BE_COPY_DONE:
+		s->copy_out = false;
+		write_client(s, msg, total);
+		return true;
+	case SP_BE_ERROR:
+		s->copy_in = s->copy_out = false;
+		if (c)
+			c->in_copy = false;
+		if (r && r->kind == SP_REQ_INT_QUERY) {
+			const char *m = sp_msg_error_field(body, len, 'M');
+			slog(s, SP_LOG_WARNING, "internal query failed: %s", m ? m : "?");
+			s->dirty_close = true;
+			if (c && r->intq == SP_INTQ_PARAMS)
+				write_client(s, msg, total);
+			return true;
+		}
+		write_client(s, msg, total);
+		if (r && r->kind != SP_REQ_QUERY && r->kind != SP_REQ_FUNCTION) {
+			/* Extended protocol: PostgreSQL skips everything up to Sync. */
+			while ((r = req_head(s)) && r->kind != SP_REQ_SYNC && r->kind != SP_REQ_QUERY &&
+			       r->kind != SP_REQ_INT_QUERY && r->kind != SP_REQ_FUNCTION) {
+				if ((r->kind == SP_REQ_PARSE || r->kind == SP_REQ_INT_PARSE) && r->ps)
+					sp_pstmt_cache_remove(&s->pstmts, r->ps);
+				req_pop(s);
+			}
+			if (!r)
+				s->error_in_batch = true;
+		}
+		return true;
+	case SP_BE_READY_FOR_QUERY:
+		s->txn = len ? (char)body[0] : 'I';
+		s->copy_in = s->copy_out = false;
+		s->last_used = ev_now(sp_loop);
+		if (r && (r->kind == SP_REQ_SYNC || r->kind == SP_REQ_QUERY || r->kind == SP_REQ_FUNCTION ||
+			  r->kind == SP_REQ_INT_QUERY)) {
+			req_pop(s);
+		} else {
+			slog(s, SP_LOG_WARNING, "unexpected ReadyForQuery");
+		}
+		if (!internal) {
+			write_client(s, msg, total);
+			if (c)
+				c->txn = s->txn;
+		}
+		emit_synth(s);
+		if (s->req_n == 0 && !s->copy_in && !s->copy_out)
+			transaction_done(s);
+		return s->state != SP_SERVER_CLOSED;
+	case SP_BE_BACKEND_KEY_DATA:
+	case SP_BE_AUTH:
+		sp_server_close(s, "server sent a login message after login");
+		return false;
+	default:
+		/* ParameterDescription, CopyData, FunctionCallResponse, CopyBoth ... */
+		if (!internal)
+			write_client(s, msg, total);
+		return true;
+	}
+	if (!internal)
+		write_client(s, msg, total);
+	return true;
+}
+
+static bool stream_type(char type)
+{
+	return type == SP_BE_DATA_ROW || type == SP_BE_COPY_DATA;
+}
+
+static void process(sp_server_t *s)
+{
+	sp_buf_t *in = &s->sock.in;
+	sp_client_t *c0 = s->client;
+
+	while (s->state != SP_SERVER_CLOSED) {
+		sp_client_t *c = s->client;
+		const uint8_t *p;
+		uint32_t len;
+		char type;
+
+		if (s->fwd_remaining > 0) {
+			size_t n = sp_buf_len(in);
+			if (n == 0)
+				break;
+			if (n > s->fwd_remaining)
+				n = (size_t)s->fwd_remaining;
+			if (!s->fwd_swallow)
+				write_client(s, sp_buf_head(in), n);
+			sp_buf_consume(in, n);
+			s->fwd_remaining -= n;
+			continue;
+		}
+		if (c && sp_sock_backed_up(&c->sock)) {
+			/* The client reads slower than the server sends: wait for it to drain. */
+			sp_sock_read_stop(&s->sock);
+			break;
+		}
+		if (sp_buf_len(in) < 5)
+			break;
+		p = sp_buf_head(in);
+		type = (char)p[0];
+		len = sp_get_be32(p + 1);
+		if (len < 4 || len > 0x40000000u) {
+			sp_server_close(s, "invalid message length from server");
+			return;
+		}
+		if (s->state == SP_SERVER_LOGIN) {
+			uint8_t *copy;
+			if (sp_buf_len(in) < (size_t)len + 1) {
+				if (len > 65536) {
+					sp_server_close(s, "oversized login message from server");
+					return;
+				}
+				break;
+			}
+			copy = malloc(len);
+			if (!copy) {
+				sp_server_close(s, "out of memory");
+				return;
+			}
+			memcpy(copy, p + 5, len - 4);
+			sp_buf_consume(in, (size_t)len + 1);
+			login_message(s, type, copy, len - 4);
+			free(copy);
+			continue;
+		}
+		if (stream_type(type) && sp_buf_len(in) < (size_t)len + 1) {
+			sp_req_t *r = req_head(s);
+			bool internal = r && (r->kind == SP_REQ_INT_QUERY || r->kind == SP_REQ_INT_PARSE ||
+					      r->kind == SP_REQ_INT_CLOSE);
+			if (!internal) {
+				size_t n = sp_buf_len(in);
+				write_client(s, p, n);
+				sp_buf_consume(in, n);
+				s->fwd_remaining = (uint64_t)len + 1 - n;
+				s->fwd_swallow = false;
+				continue;
+			}
+		}
+		if (sp_buf_len(in) < (size_t)len + 1) {
+			if (!sp_buf_reserve(in, (size_t)len + 1 - sp_buf_len(in))) {
+				sp_server_close(s, "out of memory for a server message");
+				return;
+			}
+			break;
+		}
+		if (!response(s, type, p, (size_t)len + 1))
+			break;
+		/* response() may have recycled the buffer's offsets only through consume. */
+		sp_buf_consume(in, (size_t)len + 1);
+		if (s->client != c) {
+			if (c && c->state != SP_CLIENT_CLOSED)
+				sp_sock_flush(&c->sock);
+		}
+	}
+	if (c0 && c0->state != SP_CLIENT_CLOSED && c0->sock.fd >= 0) {
+		if (!sp_sock_flush(&c0->sock))
+			sp_client_close(c0, "write to client failed");
+	}
+	if (s->client && s->client != c0 && s->client->sock.fd >= 0)
+		sp_sock_flush(&s->client->sock);
+}
+
+static void sock_cb(sp_sock_t *sock, sp_sock_event_t ev)
+{
+	sp_server_t *s = container_of(sock, sp_server_t, sock);
+	char why[200];
+	switch (ev) {
+	case SP_SOCK_CONNECTED:
+		set_state(s, SP_SERVER_LOGIN);
+		send_startup(s);
+		sp_sock_read_start(&s->sock);
+		sp_server_send(s);
+		break;
+	case SP_SOCK_READ:
+		process(s);
+		break;
+	case SP_SOCK_DRAINED:
+		if (s->client)
+			sp_client_resume(s->client);
+		break;
+	case SP_SOCK_EOF:
+		sp_server_close(s, s->state == SP_SERVER_LOGIN ? "server closed the connection during login"
+							       : "server closed the connection");
+		break;
+	default:
+		snprintf(why, sizeof(why), "%s: %s", s->state == SP_SERVER_CONNECTING ? "connect failed" : "I/O error",
+			 strerror(sock->err));
+		sp_server_close(s, why);
+		break;
+	}
+}
+
+sp_server_t *sp_server_connect(sp_pool_t *p)
+{
+	sp_server_t *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->id = sp_next_id();
+	s->pool = p;
+	s->txn = SP_TXN_IDLE;
+	s->state = SP_SERVER_CONNECTING;
+	s->connect_at = s->created_at = s->last_used = ev_now(sp_loop);
+	s->all_next = all_servers;
+	if (all_servers)
+		all_servers->all_prev = s;
+	all_servers = s;
+	n_servers++;
+	p->n_connecting++;
+	if (!sp_sock_connect(&s->sock, p->node->host, p->node->port, sock_cb)) {
+		char why[200];
+		snprintf(why, sizeof(why), "connect failed: %s", strerror(s->sock.err));
+		s->sock.fd = -1;
+		sp_server_close(s, why);
+		return NULL;
+	}
+	return s;
+}
+
+void sp_server_attach(sp_server_t *s, sp_client_t *c)
+{
+	sp_buf_t sql = {0};
+	s->client = c;
+	s->last_used = ev_now(sp_loop);
+	if (sp_params_write_sync(&sql, &c->params, &s->params) > 0) {
+		sp_buf_append(&sql, "", 1);
+		sp_msg_write_query(&s->sock.out, (const char *)sql.data);
+		sp_server_push_req(s, SP_REQ_INT_QUERY, NULL, SP_INTQ_PARAMS);
+		/* Assume success; ParameterStatus brings canonical values, an error closes it. */
+		for (int i = s->params.n - 1; i >= 0; i--)
+			if (!sp_params_is_readonly(s->params.items[i].name) &&
+			    !sp_params_get(&c->params, s->params.items[i].name))
+				sp_params_remove(&s->params, s->params.items[i].name);
+		for (int i = 0; i < c->params.n; i++)
+			if (!sp_params_is_readonly(c->params.items[i].name))
+				sp_params_set(&s->params, c->params.items[i].name, c->params.items[i].value);
+	}
+	sp_buf_free(&sql);
+}
+
+void sp_server_release(sp_server_t *s)
+{
+	sp_pool_t *p = s->pool;
+	const char *reset = sp_g.cfg->server_reset_query;
+	bool need_reset = reset && *reset &&
+			  (sp_config_db_pool_mode(sp_g.cfg, sp_config_find_db(sp_g.cfg, p->dbname)) == SP_POOL_SESSION ||
+			   sp_g.cfg->server_reset_query_always);
+	s->client = NULL;
+	if (s->dirty_close) {
+		sp_server_close(s, "connection state could not be restored");
+		return;
+	}
+	if (need_reset) {
+		p->n_active--;
+		p->n_other++;
+		set_state(s, SP_SERVER_RESET);
+		sp_msg_write_query(&s->sock.out, reset);
+		sp_server_push_req(s, SP_REQ_INT_QUERY, NULL, SP_INTQ_RESET);
+		if (strncasecmp(reset, "DISCARD ALL", 11) == 0) {
+			sp_pstmt_cache_clear(&s->pstmts);
+			for (int i = s->params.n - 1; i >= 0; i--)
+				if (!sp_params_is_reported(s->params.items[i].name))
+					sp_params_remove(&s->params, s->params.items[i].name);
+		}
+		sp_server_send(s);
+		return;
+	}
+	p->n_active--;
+	p->n_other++;
+	s->state = SP_SERVER_RESET;
+	sp_pool_server_free(p, s);
+}
+
+void sp_server_resume(sp_server_t *s)
+{
+	if (s->state == SP_SERVER_CLOSED)
+		return;
+	sp_sock_read_start(&s->sock);
+	if (sp_buf_len(&s->sock.in) > 0)
+		process(s);
+}

@@ -1,1 +1,215 @@
-/* sock.c - placeholder, being written */
+/*
+ * sock.c - the connection layer under client.c and server.c: non-blocking
+ * read into a per-socket input buffer, write from a per-socket output buffer,
+ * connect, and close. Writes are attempted at once (most complete without
+ * waiting); only a short write arms the write watcher, and "drained" is
+ * reported so the other side of the proxy can resume reading. It knows
+ * nothing about the PostgreSQL protocol.
+ */
+#include "sock.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+struct ev_loop *sp_loop;
+
+#define READ_CHUNK 16384
+
+static void on_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+	sp_sock_t *s = container_of(w, sp_sock_t, rio);
+	ssize_t n;
+
+	if (!sp_buf_reserve(&s->in, READ_CHUNK)) {
+		s->err = ENOMEM;
+		s->cb(s, SP_SOCK_ERROR);
+		return;
+	}
+	n = read(s->fd, s->in.data + s->in.end, s->in.cap - s->in.end);
+	if (n > 0) {
+		s->in.end += (size_t)n;
+		s->bytes_in += (unsigned long long)n;
+		s->cb(s, SP_SOCK_READ);
+	} else if (n == 0) {
+		s->cb(s, SP_SOCK_EOF);
+	} else if (errno != EAGAIN && errno != EINTR) {
+		s->err = errno;
+		s->cb(s, SP_SOCK_ERROR);
+	}
+}
+
+static void on_write(struct ev_loop *loop, ev_io *w, int revents)
+{
+	sp_sock_t *s = container_of(w, sp_sock_t, wio);
+
+	if (s->connecting) {
+		int err = 0;
+		socklen_t len = sizeof(err);
+		s->connecting = false;
+		if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+			err = errno;
+		if (err) {
+			ev_io_stop(sp_loop, &s->wio);
+			s->writing = false;
+			s->err = err;
+			s->cb(s, SP_SOCK_ERROR);
+			return;
+		}
+		if (sp_buf_len(&s->out) == 0) {
+			ev_io_stop(sp_loop, &s->wio);
+			s->writing = false;
+		}
+		s->cb(s, SP_SOCK_CONNECTED);
+		return;
+	}
+	if (!sp_sock_flush(s)) {
+		s->cb(s, SP_SOCK_ERROR);
+		return;
+	}
+	if (sp_buf_len(&s->out) == 0)
+		s->cb(s, SP_SOCK_DRAINED);
+}
+
+void sp_sock_init(sp_sock_t *s, int fd, sp_sock_cb cb)
+{
+	s->fd = fd;
+	s->cb = cb;
+	s->reading = s->writing = s->connecting = false;
+	s->err = 0;
+	ev_io_init(&s->rio, on_read, fd, EV_READ);
+	ev_io_init(&s->wio, on_write, fd, EV_WRITE);
+}
+
+void sp_sock_read_start(sp_sock_t *s)
+{
+	if (!s->reading && s->fd >= 0) {
+		ev_io_start(sp_loop, &s->rio);
+		s->reading = true;
+	}
+}
+
+void sp_sock_read_stop(sp_sock_t *s)
+{
+	if (s->reading) {
+		ev_io_stop(sp_loop, &s->rio);
+		s->reading = false;
+	}
+}
+
+bool sp_sock_flush(sp_sock_t *s)
+{
+	while (sp_buf_len(&s->out) > 0 && !s->connecting) {
+		ssize_t n = send(s->fd, sp_buf_head(&s->out), sp_buf_len(&s->out), MSG_NOSIGNAL);
+		if (n > 0) {
+			s->bytes_out += (unsigned long long)n;
+			sp_buf_consume(&s->out, (size_t)n);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (!s->writing) {
+				ev_io_start(sp_loop, &s->wio);
+				s->writing = true;
+			}
+			return true;
+		}
+		s->err = n < 0 ? errno : EPIPE;
+		return false;
+	}
+	if (s->writing && !s->connecting) {
+		ev_io_stop(sp_loop, &s->wio);
+		s->writing = false;
+	}
+	return true;
+}
+
+bool sp_sock_connect(sp_sock_t *s, const char *host, int port, sp_sock_cb cb)
+{
+	int fd, rc;
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+
+	memset(&ss, 0, sizeof(ss));
+	if (host && host[0] == '/') {
+		struct sockaddr_un *un = (struct sockaddr_un *)&ss;
+		un->sun_family = AF_UNIX;
+		snprintf(un->sun_path, sizeof(un->sun_path), "%s/.s.PGSQL.%d", host, port);
+		sslen = sizeof(*un);
+	} else {
+		struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+		const char *h = (host && *host) ? host : "127.0.0.1";
+		if (strcmp(h, "localhost") == 0)
+			h = "127.0.0.1";
+		if (inet_pton(AF_INET, h, &in4->sin_addr) == 1) {
+			in4->sin_family = AF_INET;
+			in4->sin_port = htons((uint16_t)port);
+			sslen = sizeof(*in4);
+		} else if (inet_pton(AF_INET6, h, &in6->sin6_addr) == 1) {
+			in6->sin6_family = AF_INET6;
+			in6->sin6_port = htons((uint16_t)port);
+			sslen = sizeof(*in6);
+		} else {
+			/* Host names resolve synchronously; configs should name addresses. */
+			struct addrinfo hints, *res = NULL;
+			char portstr[16];
+			memset(&hints, 0, sizeof(hints));
+			hints.ai_socktype = SOCK_STREAM;
+			snprintf(portstr, sizeof(portstr), "%d", port);
+			if (getaddrinfo(h, portstr, &hints, &res) != 0 || !res) {
+				s->err = EHOSTUNREACH;
+				return false;
+			}
+			memcpy(&ss, res->ai_addr, res->ai_addrlen);
+			sslen = res->ai_addrlen;
+			freeaddrinfo(res);
+		}
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		s->err = errno;
+		return false;
+	}
+	if (ss.ss_family != AF_UNIX) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	}
+	sp_sock_init(s, fd, cb);
+	rc = connect(fd, (struct sockaddr *)&ss, sslen);
+	if (rc < 0 && errno != EINPROGRESS) {
+		s->err = errno;
+		close(fd);
+		s->fd = -1;
+		return false;
+	}
+	s->connecting = true;
+	ev_io_start(sp_loop, &s->wio);
+	s->writing = true;
+	return true;
+}
+
+void sp_sock_close(sp_sock_t *s)
+{
+	if (s->fd < 0)
+		return;
+	sp_sock_read_stop(s);
+	if (s->writing) {
+		ev_io_stop(sp_loop, &s->wio);
+		s->writing = false;
+	}
+	close(s->fd);
+	s->fd = -1;
+	sp_buf_free(&s->in);
+	sp_buf_free(&s->out);
+}

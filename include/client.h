@@ -1,0 +1,93 @@
+/*
+ * client.h - one application connection to shardpool.
+ */
+#ifndef SP_CLIENT_H
+#define SP_CLIENT_H
+
+#include <ev.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "auth_scram.h"
+#include "config.h"
+#include "params.h"
+#include "prepared.h"
+#include "sock.h"
+#include "sp_types.h"
+
+typedef enum {
+	SP_CLIENT_STARTUP = 0, /* waiting for the startup packet */
+	SP_CLIENT_AUTH,        /* authentication exchange */
+	SP_CLIENT_WELCOME,     /* authenticated, waiting for the pool's server parameters */
+	SP_CLIENT_IDLE,        /* between transactions, no server */
+	SP_CLIENT_WAITING,     /* queued for a server */
+	SP_CLIENT_ACTIVE,      /* linked to a server */
+	SP_CLIENT_ADMIN,       /* on the admin console */
+	SP_CLIENT_CLOSED
+} sp_client_state_t;
+
+struct sp_client {
+	sp_sock_t sock;
+	sp_client_state_t state;
+	uint64_t id;
+	struct sockaddr_storage peer;
+	char peer_str[64];
+	char *user, *dbname;
+	const sp_db_conf_t *db;
+	sp_pool_t *pool;
+	sp_server_t *server;
+	sp_client_t *wait_next;      /* pool wait queue */
+	sp_client_t *next, *prev;    /* all clients */
+	sp_client_t *key_next;       /* cancel key hash chain */
+	sp_pool_mode_t pool_mode;
+
+	int32_t cancel_pid, cancel_key;
+	sp_params_t params;          /* the session the client expects */
+	sp_params_t startup;         /* what the client sent in its startup packet */
+	sp_pstmt_map_t pstmts;
+
+	/* auth */
+	int auth_method;
+	uint8_t md5_salt[4];
+	sp_scram_server_t scram;
+	bool scram_active;
+	bool auth_failed;            /* unknown user or bad secret: fail at the end */
+	bool is_admin;
+
+	uint64_t fwd_remaining;      /* body bytes of the current message still to pass on */
+	char txn;                    /* as last reported to the client */
+	bool in_copy;                /* COPY FROM STDIN in progress */
+	bool closing;
+	bool pipelined_after_ssl;
+
+	ev_tstamp connect_at, wait_since, last_active, xact_start;
+	uint64_t n_queries, n_xacts;
+	char close_reason[128];
+};
+
+void sp_client_accept(int fd, const struct sockaddr *addr, socklen_t len);
+/* Send an ErrorResponse (severity FATAL) and close; reason reaches the log. */
+void sp_client_fatal(sp_client_t *c, const char *sqlstate, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void sp_client_close(sp_client_t *c, const char *reason);
+/* Send an ERROR (not FATAL) + ReadyForQuery and go on. */
+void sp_client_error(sp_client_t *c, const char *sqlstate, const char *msg, const char *hint);
+/* The pool hands a server to a waiting client. */
+void sp_client_server_ready(sp_client_t *c, sp_server_t *s);
+/* The pool could not get a server. */
+void sp_client_server_failed(sp_client_t *c, const char *sqlstate, const char *msg);
+/* The server side released the link (transaction done); continue with buffered input. */
+void sp_client_detached(sp_client_t *c);
+/* Continue reading after backpressure. */
+void sp_client_resume(sp_client_t *c);
+/* Pool parameters became known: finish a login. */
+void sp_client_welcome(sp_client_t *c);
+void sp_client_process(sp_client_t *c);
+sp_client_t *sp_client_first(void);
+int sp_client_count(void);
+const char *sp_client_state_str(sp_client_state_t st);
+void sp_client_cancel_request(int32_t pid, int32_t key);
+void sp_client_prefix(const sp_client_t *c, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,30 @@
+/*
+ * daemon.h - process-wide state: the loaded config, the userlist, start-up,
+ * signals, reload and shutdown.
+ */
+#ifndef SP_DAEMON_H
+#define SP_DAEMON_H
+
+#include <stdbool.h>
+
+#include "config.h"
+#include "userlist.h"
+
+typedef struct sp_daemon {
+	sp_config_t *cfg;
+	sp_userlist_t *users;
+	bool shutting_down;
+	bool paused;
+	double shutdown_deadline;
+	int exit_code;
+} sp_daemon_t;
+
+extern sp_daemon_t sp_g;
+
+int sp_daemon_run(const char *config_path, bool daemonize);
+/* Re-read the config and auth_file; returns false with a message on error. */
+bool sp_daemon_reload(char *err, size_t errlen);
+void sp_daemon_shutdown(bool immediate);
+uint64_t sp_next_id(void);
+
+#endif

@@ -1,0 +1,41 @@
+/*
+ * params.h - session parameters (name -> value) of a client or a server
+ * connection, and the statement that makes a server's session match a client's.
+ */
+#ifndef SP_PARAMS_H
+#define SP_PARAMS_H
+
+#include <stdbool.h>
+
+#include "buf.h"
+#include "sp_types.h"
+
+typedef struct sp_param {
+	char *name;
+	char *value;
+} sp_param_t;
+
+struct sp_params {
+	sp_param_t *items;
+	int n, cap;
+};
+
+void sp_params_set(sp_params_t *p, const char *name, const char *value);
+const char *sp_params_get(const sp_params_t *p, const char *name);
+bool sp_params_remove(sp_params_t *p, const char *name);
+void sp_params_copy(sp_params_t *dst, const sp_params_t *src);
+void sp_params_clear(sp_params_t *p);
+/* Parameters that describe the server and cannot be SET (server_version ...). */
+bool sp_params_is_readonly(const char *name);
+/* Parameters PostgreSQL reports with ParameterStatus (GUC_REPORT). */
+bool sp_params_is_reported(const char *name);
+/*
+ * Append to sql the statements that turn the server session (have) into the
+ * client's (want): set_config() for differing values, RESET for settings the
+ * server has but the client never made. Returns how many settings differ.
+ */
+int sp_params_write_sync(sp_buf_t *sql, const sp_params_t *want, const sp_params_t *have);
+/* Parse a startup "options" value ("-c a=b --c=d") into p. Returns false on bad syntax. */
+bool sp_params_parse_options(sp_params_t *p, const char *options);
+
+#endif

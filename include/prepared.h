@@ -1,0 +1,64 @@
+/*
+ * prepared.h - named prepared statements in transaction pooling.
+ * A statement is interned once per distinct (query, parameter types) and gets
+ * a shardpool-wide name "sp_N"; each client maps its own names to interned
+ * statements; each server connection keeps a bounded LRU set of the
+ * statements it has prepared.
+ */
+#ifndef SP_PREPARED_H
+#define SP_PREPARED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sp_types.h"
+
+struct sp_pstmt {
+	uint64_t hash;
+	uint32_t id;
+	int refs;
+	char name[24];     /* "sp_<id>" as sent to servers */
+	uint8_t *body;     /* Parse body after the statement name */
+	size_t body_len;
+	sp_pstmt_t *next;  /* hash chain */
+};
+
+sp_pstmt_t *sp_pstmt_intern(const uint8_t *body, size_t len);
+void sp_pstmt_ref(sp_pstmt_t *ps);
+void sp_pstmt_unref(sp_pstmt_t *ps);
+size_t sp_pstmt_count(void);
+
+/* A client's name -> statement map. */
+typedef struct sp_pstmt_entry {
+	char *name;
+	sp_pstmt_t *ps;
+} sp_pstmt_entry_t;
+typedef struct sp_pstmt_map {
+	sp_pstmt_entry_t *slots;
+	int n, cap;
+} sp_pstmt_map_t;
+
+sp_pstmt_t *sp_pstmt_map_get(const sp_pstmt_map_t *m, const char *name);
+/* Takes a reference on ps; replaces (and unrefs) an older mapping. */
+void sp_pstmt_map_put(sp_pstmt_map_t *m, const char *name, sp_pstmt_t *ps);
+bool sp_pstmt_map_del(sp_pstmt_map_t *m, const char *name);
+void sp_pstmt_map_clear(sp_pstmt_map_t *m);
+
+/* A server connection's LRU set of prepared statements. */
+typedef struct sp_pstmt_cache {
+	sp_pstmt_t **items;
+	uint64_t *used;
+	int n, cap;
+	uint64_t clock;
+} sp_pstmt_cache_t;
+
+bool sp_pstmt_cache_has(sp_pstmt_cache_t *c, sp_pstmt_t *ps);
+/* Adds ps (taking a reference). If the cache is full, the least recently used
+ * statement is removed and returned (the caller closes it on the server and
+ * unrefs it); otherwise NULL. */
+sp_pstmt_t *sp_pstmt_cache_add(sp_pstmt_cache_t *c, sp_pstmt_t *ps, int max);
+void sp_pstmt_cache_remove(sp_pstmt_cache_t *c, sp_pstmt_t *ps);
+void sp_pstmt_cache_clear(sp_pstmt_cache_t *c);
+
+#endif

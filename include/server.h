@@ -1,0 +1,111 @@
+/*
+ * server.h - one connection from shardpool to a PostgreSQL server.
+ */
+#ifndef SP_SERVER_H
+#define SP_SERVER_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "auth_scram.h"
+#include "params.h"
+#include "prepared.h"
+#include "sock.h"
+#include "sp_types.h"
+
+typedef enum {
+	SP_SERVER_CONNECTING = 0, /* TCP connect in progress */
+	SP_SERVER_LOGIN,          /* startup and authentication */
+	SP_SERVER_IDLE,           /* in the pool's idle list */
+	SP_SERVER_ACTIVE,         /* linked to a client */
+	SP_SERVER_RESET,          /* running internal clean-up without a client */
+	SP_SERVER_CLOSED
+} sp_server_state_t;
+
+/* What the server owes us, in the order it will answer (see server.c). */
+typedef enum {
+	SP_REQ_QUERY = 1,      /* client's simple query: forward until ReadyForQuery */
+	SP_REQ_FUNCTION,       /* FunctionCall: forward until ReadyForQuery */
+	SP_REQ_PARSE,          /* client's Parse: forward ParseComplete */
+	SP_REQ_BIND,
+	SP_REQ_DESCRIBE,
+	SP_REQ_EXECUTE,
+	SP_REQ_CLOSE,
+	SP_REQ_SYNC,           /* forward ReadyForQuery */
+	SP_REQ_INT_QUERY,      /* shardpool's own simple query: swallow until ReadyForQuery */
+	SP_REQ_INT_PARSE,      /* shardpool's own Parse of a client statement: swallow ParseComplete */
+	SP_REQ_INT_CLOSE,      /* shardpool's own Close (cache eviction): swallow CloseComplete */
+	SP_REQ_SYNTH_PARSE,    /* answer ParseComplete ourselves when reached */
+	SP_REQ_SYNTH_CLOSE     /* answer CloseComplete ourselves when reached */
+} sp_req_kind_t;
+
+typedef enum {
+	SP_INTQ_NONE = 0,
+	SP_INTQ_PARAMS,   /* set_config()/RESET before the client's transaction */
+	SP_INTQ_SYNCBACK, /* read back session settings after a SET */
+	SP_INTQ_RESET     /* server_reset_query */
+} sp_intq_t;
+
+typedef struct sp_req {
+	uint8_t kind;
+	uint8_t intq;        /* sp_intq_t for SP_REQ_INT_QUERY */
+	sp_pstmt_t *ps;      /* for PARSE/INT_PARSE/INT_CLOSE: which statement (referenced) */
+} sp_req_t;
+
+struct sp_server {
+	sp_sock_t sock;
+	sp_server_state_t state;
+	sp_pool_t *pool;
+	sp_client_t *client;
+	sp_server_t *prev, *next; /* pool list (idle) */
+	sp_server_t *all_prev, *all_next; /* every server */
+	uint64_t id;
+
+	int32_t be_pid, be_key; /* PostgreSQL's BackendKeyData, for cancels */
+	sp_params_t params;     /* the session's settings as we know them */
+	sp_pstmt_cache_t pstmts;
+
+	sp_req_t *reqs;         /* ring buffer of outstanding requests */
+	unsigned req_head, req_n, req_cap;
+	uint64_t fwd_remaining; /* body bytes of the current message still to pass on */
+	bool fwd_swallow;       /* ... to be dropped rather than passed on */
+	char txn;               /* last ReadyForQuery status */
+	bool copy_in, copy_out;
+	bool error_in_batch;    /* an ErrorResponse arrived since the last Sync */
+	bool need_syncback;     /* client ran something that may have changed settings */
+	bool dirty_close;       /* close instead of reuse when released */
+
+	/* login */
+	sp_scram_client_t scram;
+	bool scram_active;
+	char *password;         /* secret to log in with (plain or md5 stored), owned */
+
+	ev_tstamp connect_at, created_at, last_used;
+	uint64_t n_xacts;
+	char close_reason[128];
+};
+
+/* Open a new connection for the pool (state CONNECTING). */
+sp_server_t *sp_server_connect(sp_pool_t *p);
+/* Close with a reason for the log; idempotent; removes it from its pool. */
+void sp_server_close(sp_server_t *s, const char *reason);
+/* Link to a client and make its session settings match the client's. */
+void sp_server_attach(sp_server_t *s, sp_client_t *c);
+/* Client let go of it (ReadyForQuery 'I' in transaction mode, or disconnect). */
+void sp_server_release(sp_server_t *s);
+/* Queue a request record. */
+bool sp_server_push_req(sp_server_t *s, sp_req_kind_t kind, sp_pstmt_t *ps, sp_intq_t intq);
+static inline bool sp_server_busy(const sp_server_t *s)
+{
+	return s->req_n > 0 || s->copy_in || s->copy_out || s->txn != 'I';
+}
+void sp_server_send(sp_server_t *s);
+/* Resume reading from the server when its client drained. */
+void sp_server_resume(sp_server_t *s);
+const char *sp_server_state_str(sp_server_state_t st);
+sp_server_t *sp_server_first(void);
+int sp_server_count(void);
+void sp_server_prefix(const sp_server_t *s, char *buf, size_t len);
+
+#endif
