@@ -100,6 +100,16 @@ static inline bool sp_server_busy(const sp_server_t *s)
 {
 	return s->req_n > 0 || s->copy_in || s->copy_out || s->txn != 'I';
 }
+/* Outstanding work is only shardpool's own (parameter sync, read-back, reset). */
+static inline bool sp_server_only_internal(const sp_server_t *s)
+{
+	for (unsigned i = 0; i < s->req_n; i++) {
+		unsigned k = s->reqs[(s->req_head + i) % s->req_cap].kind;
+		if (k != SP_REQ_INT_QUERY && k != SP_REQ_INT_PARSE && k != SP_REQ_INT_CLOSE)
+			return false;
+	}
+	return !s->copy_in && !s->copy_out && s->txn == 'I';
+}
 void sp_server_send(sp_server_t *s);
 /* Resume reading from the server when its client drained. */
 void sp_server_resume(sp_server_t *s);

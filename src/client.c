@@ -157,9 +157,15 @@ void sp_client_close(sp_client_t *c, const char *reason)
 		sp_server_t *s = c->server;
 		c->server = NULL;
 		s->client = NULL;
-		if (sp_server_busy(s) || c->in_copy) {
+		if ((sp_server_busy(s) && !sp_server_only_internal(s)) || c->in_copy) {
 			/* Mid-transaction or mid-COPY: never hand this session to anyone else. */
 			sp_server_close(s, "client disconnected inside a transaction");
+		} else if (sp_server_busy(s)) {
+			/* Only shardpool's own queries are running: let them finish
+			 * without a client; the pool gets the connection back after. */
+			s->pool->n_active--;
+			s->pool->n_other++;
+			s->state = SP_SERVER_RESET;
 		} else {
 			sp_server_release(s);
 		}
@@ -518,21 +524,26 @@ static size_t first_word(const char *sql, size_t len, char *word, size_t wlen)
 	return n;
 }
 
-/* Could this SQL change session settings the server does not report? */
+static inline bool ident_char(char ch)
+{
+	return isalnum((unsigned char)ch) || ch == '_' || ch == '$' || (unsigned char)ch >= 0x80;
+}
+
+/*
+ * Could this SQL change session settings the server does not report? A
+ * cheap word scan: a false positive costs one read-back query after the
+ * transaction, a false negative would leak a setting, so it errs wide.
+ */
 static bool may_change_settings(const char *sql, size_t len)
 {
-	static const char *const kw[] = {"SET", "RESET", "DISCARD", "SET_CONFIG", NULL};
-	char w[16];
-	first_word(sql, len, w, sizeof(w));
-	for (int i = 0; kw[i]; i++)
-		if (strcmp(w, kw[i]) == 0)
-			return true;
-	/* Several statements, or a function call: look for the words anywhere. */
-	for (size_t i = 0; i + 3 <= len; i++) {
-		char ch = (char)toupper((unsigned char)sql[i]);
-		if ((ch == 'S' || ch == 'R' || ch == 'D') && (i == 0 || !isalnum((unsigned char)sql[i - 1]))) {
-			if (strncasecmp(sql + i, "set", 3) == 0 || strncasecmp(sql + i, "reset", 5) == 0 ||
-			    strncasecmp(sql + i, "discard", 7) == 0)
+	static const char *const kw[] = {"set", "reset", "discard", "set_config", NULL};
+	for (size_t i = 0; i < len; i++) {
+		char ch = (char)tolower((unsigned char)sql[i]);
+		if ((ch != 's' && ch != 'r' && ch != 'd') || (i > 0 && ident_char(sql[i - 1])))
+			continue;
+		for (int k = 0; kw[k]; k++) {
+			size_t n = strlen(kw[k]);
+			if (i + n <= len && strncasecmp(sql + i, kw[k], n) == 0 && (i + n == len || !ident_char(sql[i + n])))
 				return true;
 		}
 	}
