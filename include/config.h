@@ -55,13 +55,18 @@ typedef struct sp_shard_conf {
 	int line;
 } sp_shard_conf_t;
 
-/* range / list boundaries: one entry per shard */
+/*
+ * range / list boundaries: one entry per shard, bounds[i].shard == i. Bounds
+ * are either all integers (compared as numbers) or all text (compared
+ * bytewise); consecutive ranges meet exactly and list values are unique.
+ */
 typedef struct sp_shard_bound {
 	int shard;
 	char *lo; /* range: inclusive lower bound (NULL = -infinity), as text */
 	char *hi; /* range: exclusive upper bound (NULL = +infinity), as text */
 	char **values; /* list: values assigned to this shard, as text */
 	int n_values;
+	int line; /* line of the range key or of the first list value */
 } sp_shard_bound_t;
 
 typedef struct sp_table_conf {
@@ -94,6 +99,11 @@ typedef struct sp_db_conf {
 	int line;
 } sp_db_conf_t;
 
+/*
+ * String fields are never NULL after sp_config_load: an empty string means
+ * "not set". Relative auth_file, log_file and pid_file paths are resolved
+ * against the config file's directory.
+ */
 typedef struct sp_config {
 	char *path;
 
@@ -129,10 +139,9 @@ typedef struct sp_config {
 	int max_packet_size;           /* bytes; 2147483647 */
 	char *log_file;
 	char *pid_file;
-	int log_level;                 /* sp_log_level_t: 0 error .. 4 debug */
+	int log_level;                 /* sp_log_level_t: 0 error .. 4 trace */
 	bool log_connections;
 	bool log_disconnections;
-	char *application_name_add_host; /* unused placeholder kept out */
 	/* health / replicas (issue 4) */
 	double health_check_period;    /* seconds, 1 */
 	double health_check_timeout;   /* seconds, 2 */
