@@ -550,6 +550,21 @@ static bool may_change_settings(const char *sql, size_t len)
 	return false;
 }
 
+/* DISCARD ALL, DISCARD PLANS? no: only ALL and DEALLOCATE [PREPARE] ALL drop statements. */
+static bool drops_statements(const char *sql, size_t len)
+{
+	char w[16];
+	size_t i = 0;
+	first_word(sql, len, w, sizeof(w));
+	if (strcmp(w, "DISCARD") != 0 && strcmp(w, "DEALLOCATE") != 0)
+		return false;
+	for (i = 0; i + 3 <= len; i++)
+		if (strncasecmp(sql + i, "all", 3) == 0 && (i == 0 || !ident_char(sql[i - 1])) &&
+		    (i + 3 == len || !ident_char(sql[i + 3])))
+			return true;
+	return false;
+}
+
 static bool tracking_statements(const sp_client_t *c)
 {
 	return c->pool_mode != SP_POOL_SESSION && sp_g.cfg->max_prepared_statements > 0;
@@ -595,6 +610,12 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 	size_t nlen;
 
 	sp_msg_reader_init(&r, body, len);
+	if (s->error_in_batch && (type == SP_FE_PARSE || type == SP_FE_BIND || type == SP_FE_DESCRIBE ||
+				  type == SP_FE_CLOSE || type == SP_FE_EXECUTE)) {
+		/* The server discards these until Sync; nothing to rewrite or track. */
+		forward_raw(s, msg, total);
+		return true;
+	}
 	switch (type) {
 	case SP_FE_QUERY: {
 		const char *sql = (const char *)body;
@@ -617,6 +638,12 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 			}
 			if (may_change_settings(sql, len - 1))
 				s->need_syncback = true;
+			if (drops_statements(sql, len - 1)) {
+				/* DISCARD ALL / DEALLOCATE ALL: the server forgets every prepared
+				 * statement, and so does this client. */
+				sp_pstmt_cache_clear(&s->pstmts);
+				sp_pstmt_map_clear(&c->pstmts);
+			}
 		}
 		sp_server_push_req(s, SP_REQ_QUERY, NULL, SP_INTQ_NONE);
 		forward_raw(s, msg, total);
