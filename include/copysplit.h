@@ -1,0 +1,52 @@
+/*
+ * copysplit.h - splitting the data stream of COPY table FROM STDIN (text
+ * and csv formats) into rows, and finding each row's shard key columns, so
+ * each row can be sent to the shard that owns it. Rows may span CopyData
+ * messages, and one CopyData may hold many rows; the splitter keeps only
+ * the incomplete tail of the last row.
+ */
+#ifndef SP_COPYSPLIT_H
+#define SP_COPYSPLIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "config.h"
+
+typedef enum { SP_COPY_TEXT = 0, SP_COPY_CSV = 1 } sp_copy_format_t;
+
+typedef struct sp_copy_opts {
+	sp_copy_format_t format;
+	char delimiter;      /* default '\t' text, ',' csv */
+	char quote;          /* csv, default '"' */
+	char escape;         /* csv, default = quote */
+	const char *null_str; /* default "\\N" text, "" csv */
+	bool header;         /* csv HEADER: the first line is not data (forward it to every shard? no: skip, shards get HEADER off) */
+} sp_copy_opts_t;
+
+typedef struct sp_copysplit sp_copysplit_t;
+
+/*
+ * key_cols: 0-based positions of the key columns within each row (in key
+ * order), n_keys of them; key_types their types; modulus the number of
+ * shards (hash sharding) or a caller-supplied function for range/list.
+ */
+typedef int (*sp_copy_shard_fn)(void *arg, const char *const *key_text, const bool *key_null, int n_keys, char *err, size_t errlen);
+sp_copysplit_t *sp_copysplit_new(const sp_copy_opts_t *opts, const int *key_cols, int n_keys,
+				 sp_copy_shard_fn shard_of, void *arg, int n_shards);
+void sp_copysplit_free(sp_copysplit_t *cs);
+/*
+ * Feed CopyData payload bytes. Each complete row is appended, as raw bytes
+ * including its line end, to out[shard] (caller-owned buffers, one per
+ * shard); the caller wraps them into CopyData messages. Returns false on a
+ * malformed row or a key that cannot be hashed (err says which row and why:
+ * the caller aborts the COPY with that message).
+ */
+bool sp_copysplit_feed(sp_copysplit_t *cs, const uint8_t *data, size_t len, sp_buf_t *out, char *err, size_t errlen);
+/* End of data (CopyDone): a final row without a line end is flushed. */
+bool sp_copysplit_finish(sp_copysplit_t *cs, sp_buf_t *out, char *err, size_t errlen);
+uint64_t sp_copysplit_rows(const sp_copysplit_t *cs);
+
+#endif

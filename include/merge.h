@@ -1,0 +1,85 @@
+/*
+ * merge.h - merging the results of one SELECT that ran on several shards
+ * into the single result the client expects: one RowDescription, the rows
+ * (concatenated, or k-way merged for ORDER BY, or combined for aggregates
+ * with or without GROUP BY), LIMIT/OFFSET applied after merging, and one
+ * CommandComplete with the total row count.
+ *
+ * The caller (the fan-out driver in the pooler) feeds every backend message
+ * of each shard's result, whole, in order, and reads what to send to the
+ * client from the output buffer. Merging is streaming where it can be:
+ * concatenation and ORDER BY never hold a shard's whole result; only
+ * aggregates with GROUP BY (one row per group) are held until all shards end.
+ */
+#ifndef SP_MERGE_H
+#define SP_MERGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+#define SP_MERGE_MAX_SORT 16
+#define SP_MERGE_MAX_COLS 256
+
+typedef enum {
+	SP_AGG_NONE = 0, /* a plain output column (a GROUP BY key, or any column when there is no aggregate) */
+	SP_AGG_COUNT,    /* count(*) / count(x): sum of the shards' counts (int8) */
+	SP_AGG_SUM,      /* sum(x): exact sum of the shards' sums (int, numeric, float) */
+	SP_AGG_MIN,
+	SP_AGG_MAX,
+	SP_AGG_AVG_SUM,  /* the sum half of a rewritten avg(x); avg_count_col names its count */
+	SP_AGG_HIDDEN    /* a column the router added (the count half of avg): not sent to the client */
+} sp_agg_t;
+
+typedef struct sp_merge_sort {
+	int col;          /* output column index (0-based) as the shards return it */
+	bool desc;
+	bool nulls_first; /* PostgreSQL's default: NULLS LAST for ASC, NULLS FIRST for DESC */
+} sp_merge_sort_t;
+
+typedef struct sp_merge_plan {
+	int n_sort;
+	sp_merge_sort_t sort[SP_MERGE_MAX_SORT];
+	int64_t limit;    /* -1: no LIMIT */
+	int64_t offset;   /* 0: none. The shards must have run with OFFSET 0 and LIMIT limit+offset. */
+	bool has_aggs;    /* combine rows: one row per group (or one row in all without GROUP BY) */
+	int n_cols;       /* columns the shards return (including hidden ones); 0 when has_aggs is false */
+	sp_agg_t agg[SP_MERGE_MAX_COLS];
+	int avg_count_col[SP_MERGE_MAX_COLS]; /* for SP_AGG_AVG_SUM: index of its SP_AGG_HIDDEN count */
+} sp_merge_plan_t;
+
+typedef struct sp_merge sp_merge_t;
+
+/* Start merging n_shards results into out. plan is copied. */
+sp_merge_t *sp_merge_new(const sp_merge_plan_t *plan, int n_shards, sp_buf_t *out);
+void sp_merge_free(sp_merge_t *m);
+
+/*
+ * Feed one whole backend message (type, body without the 5-byte header) that
+ * shard i sent for this statement: RowDescription, DataRow, CommandComplete,
+ * EmptyQueryResponse, ErrorResponse, NoticeResponse. Returns false if the
+ * message makes merging impossible (then sp_merge_error() says why and the
+ * caller sends that error to the client); an ErrorResponse from a shard is
+ * passed on once (the first one wins) and the merged result is abandoned.
+ */
+bool sp_merge_feed(sp_merge_t *m, int shard, char type, const uint8_t *body, size_t len);
+
+/*
+ * For ORDER BY merges: false while shard i has enough rows buffered that the
+ * caller should stop reading its socket until other shards catch up (bounded
+ * memory). Always true for concatenation.
+ */
+bool sp_merge_wants_more(const sp_merge_t *m, int shard);
+
+/* Shard i's result ended (its CommandComplete was fed). Emits what became ready. */
+/* When every shard has ended: emit the rest and one CommandComplete ("SELECT n"). */
+void sp_merge_finish(sp_merge_t *m);
+bool sp_merge_failed(const sp_merge_t *m);
+const char *sp_merge_error(const sp_merge_t *m); /* message; SQLSTATE via sp_merge_sqlstate */
+const char *sp_merge_sqlstate(const sp_merge_t *m);
+/* True once the LIMIT is satisfied: the caller may cancel the remaining shards' queries. */
+bool sp_merge_limit_reached(const sp_merge_t *m);
+
+#endif
