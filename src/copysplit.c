@@ -1,0 +1,1 @@
+/* copysplit.c - placeholder, being written */

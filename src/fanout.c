@@ -1,0 +1,1 @@
+/* fanout.c - placeholder, being written */

@@ -1,0 +1,1 @@
+/* merge.c - placeholder, being written */
