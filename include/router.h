@@ -1,0 +1,122 @@
+/*
+ * router.h - where a statement goes: which shard(s), primary or replica,
+ * and whether shardpool must refuse it, answer it itself, or rewrite it.
+ *
+ * The router sits on the analyzer (analyze.h) and a bounded plan cache:
+ * a statement is analysed once per normalised text (literals lifted into
+ * parameters) or per prepared statement, and later executions only read the
+ * key values (literals or Bind parameters) and hash them (shard_hash.h).
+ * It keeps no per-connection state of its own: the caller owns an
+ * sp_router_session_t per client.
+ */
+#ifndef SP_ROUTER_H
+#define SP_ROUTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "config.h"
+#include "merge.h"
+
+#define SP_ROUTER_MAX_SHARDS 64
+
+typedef enum {
+	SP_TARGET_ANY = 0,  /* no sharded table: the session/transaction shard, else db->default_shard */
+	SP_TARGET_SHARD,    /* exactly one shard: target.shard */
+	SP_TARGET_FANOUT,   /* several shards: target.shard_mask (see fanout_*) */
+	SP_TARGET_LOCAL,    /* answered by shardpool itself: target.local_tag is the CommandComplete tag */
+	SP_TARGET_ERROR     /* refused: sqlstate, message, hint */
+} sp_target_kind_t;
+
+typedef enum {
+	SP_TXNOP_NONE = 0,
+	SP_TXNOP_BEGIN,     /* BEGIN / START TRANSACTION (read_only tells READ ONLY) */
+	SP_TXNOP_COMMIT,    /* COMMIT / END */
+	SP_TXNOP_ROLLBACK,  /* ROLLBACK / ABORT */
+	SP_TXNOP_OTHER      /* SAVEPOINT, RELEASE, ROLLBACK TO, PREPARE TRANSACTION ... */
+} sp_txnop_t;
+
+/* Per-client routing state, owned by the client. */
+typedef struct sp_router_session {
+	int shard;              /* SET shardpool.shard = N; -1 unset */
+	bool has_key;           /* SET shardpool.shard_key = '...' */
+	char key[128];
+	int role;               /* SET shardpool.role: 0 unset, 1 primary, 2 replica */
+	int local_shard;        /* SET LOCAL shardpool.shard: cleared by the caller at transaction end */
+	bool local_has_key;
+	char local_key[128];
+	int local_role;
+} sp_router_session_t;
+
+typedef struct sp_target {
+	sp_target_kind_t kind;
+	int shard;              /* SP_TARGET_SHARD */
+	uint64_t shard_mask;    /* SP_TARGET_FANOUT: bit i = shard i */
+	bool write;             /* must run on a primary (write, DDL, FOR UPDATE, volatile function, hint role primary) */
+	bool read;              /* may run on a replica (a plain read; hint role replica) */
+	sp_txnop_t txnop;
+	bool read_only;         /* BEGIN READ ONLY / START TRANSACTION READ ONLY */
+	bool session_changed;   /* SET [LOCAL] shardpool.*: the session was updated, answer locally */
+	bool listen;            /* LISTEN */
+
+	/* SP_TARGET_FANOUT */
+	bool fanout_merge;      /* a read: merge the shards' results with merge */
+	sp_merge_plan_t merge;
+	bool fanout_sum;        /* a write to every shard (replicated table, split INSERT): one
+				 * CommandComplete with the summed row count, RETURNING rows concatenated */
+	/* Rewritten SQL per shard (split INSERT, OFFSET or avg() rewrites): when
+	 * per_shard_sql, shard i runs sql[i] (NUL-terminated in the buffer);
+	 * otherwise every shard runs the client's text unchanged. */
+	bool per_shard_sql;
+	sp_buf_t *sql;          /* array of SP_ROUTER_MAX_SHARDS buffers owned by the router (per thread) */
+
+	const char *local_tag;  /* SP_TARGET_LOCAL */
+	char sqlstate[6];
+	char message[400];
+	char hint[300];
+} sp_target_t;
+
+void sp_router_session_init(sp_router_session_t *s);
+
+/*
+ * Route a simple Query message's text (all its statements: the target is the
+ * one place they can all run, or an error). in_txn_shard is the shard the
+ * client's open transaction is bound to (-1 when none); a statement that needs
+ * another shard gets SP_TARGET_ERROR 0A000.
+ */
+bool sp_router_query(const sp_db_conf_t *db, sp_router_session_t *sess, const char *sql, size_t len,
+		     int in_txn_shard, sp_target_t *out);
+
+/* A prepared statement's routing plan (extended protocol), cached by text. */
+typedef struct sp_plan sp_plan_t;
+/* Analyse (or find in the cache) the SQL of a Parse message. Never NULL for valid input
+ * (a statement the parser rejects gets a plan that routes by hints or errors). */
+sp_plan_t *sp_router_prepare(const sp_db_conf_t *db, const char *sql, size_t len);
+void sp_plan_ref(sp_plan_t *p);
+void sp_plan_unref(sp_plan_t *p);
+
+/*
+ * Route one execution of a plan with its Bind parameters: values[i] (len
+ * lens[i], -1 = NULL), formats[i] 0 text / 1 binary (Bind's format codes,
+ * already expanded to one per parameter).
+ */
+bool sp_router_bind(const sp_db_conf_t *db, sp_router_session_t *sess, sp_plan_t *plan, int nparams,
+		    const uint8_t *const *values, const int32_t *lens, const int16_t *formats,
+		    int in_txn_shard, sp_target_t *out);
+
+/* The shard of a key given as text (shard_key hints, COPY rows); -1 + err on failure. */
+int sp_router_shard_of_text(const sp_db_conf_t *db, const sp_table_conf_t *t, const char *const *key_text,
+			    const bool *key_null, char *err, size_t errlen);
+
+/* Plan cache counters (admin console SHOW ROUTE CACHE). */
+typedef struct sp_router_stats {
+	uint64_t hits, misses, evictions, parse_errors;
+	size_t entries, bytes, max_entries;
+} sp_router_stats_t;
+void sp_router_get_stats(sp_router_stats_t *out);
+/* Drop every cached plan (RELOAD changes the shard map). */
+void sp_router_reset(void);
+
+#endif
