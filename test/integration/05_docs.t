@@ -1,0 +1,17 @@
+#!/bin/bash
+# The configuration reference in doc/ is generated from the key table: it must match
+# what the binary prints, and every key the example config uses must be documented.
+. "$(dirname "$0")/lib.sh"
+
+ref=$("$SP_BUILDDIR/src/shardpool" --describe-config)
+ok "--describe-config prints a reference" test -n "$ref"
+ok "doc/configuration.md matches --describe-config (run 'make docs')" \
+	diff -u "$SP_SRCDIR/doc/configuration.md" <(printf '%s\n' "$ref")
+for key in $(sed -n 's/^[[:space:]]*\([a-z_]*\)[[:space:]]*=.*/\1/p' "$SP_SRCDIR/etc/shardpool.ini" | sort -u); do
+	like "$ref" "\\b$key\\b" "example key $key is documented"
+done
+ok "etc/shardpool.ini passes --check-config" "$SP_BUILDDIR/src/shardpool" --check-config "$SP_SRCDIR/etc/shardpool.ini"
+out=$("$SP_BUILDDIR/src/shardpool" --check-config /dev/null 2>&1)
+isnt "$?" "0" "an empty config is refused"
+ok "the man pages exist" test -s "$SP_SRCDIR/doc/shardpool.1" -a -s "$SP_SRCDIR/doc/shardpool.ini.5"
+done_testing
