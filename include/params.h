@@ -6,6 +6,7 @@
 #define SP_PARAMS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "buf.h"
 #include "sp_types.h"
@@ -18,6 +19,9 @@ typedef struct sp_param {
 struct sp_params {
 	sp_param_t *items;
 	int n, cap;
+	/* XOR of a hash of every (lower-cased name, value): equal sets have equal
+	 * signatures, so the common "already in sync" case is one comparison. */
+	uint64_t sig;
 };
 
 void sp_params_set(sp_params_t *p, const char *name, const char *value);

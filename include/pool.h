@@ -31,6 +31,7 @@ struct sp_pool {
 	/* clients waiting for a server, FIFO */
 	sp_client_t *wait_head, *wait_tail;
 	int n_waiting;
+	int n_welcome_waiting; /* of them, clients waiting only for the login parameters */
 
 	sp_params_t welcome;  /* parameters reported by the first server login */
 	bool have_welcome;

@@ -14,6 +14,22 @@
 #include <string.h>
 #include <strings.h>
 
+static uint64_t entry_hash(const char *name, const char *value)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (; *name; name++) {
+		h ^= (uint8_t)tolower((unsigned char)*name);
+		h *= 1099511628211ULL;
+	}
+	h ^= '=';
+	h *= 1099511628211ULL;
+	for (; *value; value++) {
+		h ^= (uint8_t)*value;
+		h *= 1099511628211ULL;
+	}
+	return h ^ (h >> 29);
+}
+
 static int find(const sp_params_t *p, const char *name)
 {
 	for (int i = 0; i < p->n; i++)
@@ -27,8 +43,10 @@ void sp_params_set(sp_params_t *p, const char *name, const char *value)
 	int i = find(p, name);
 	if (i >= 0) {
 		if (strcmp(p->items[i].value, value) != 0) {
+			p->sig ^= entry_hash(p->items[i].name, p->items[i].value);
 			free(p->items[i].value);
 			p->items[i].value = strdup(value);
+			p->sig ^= entry_hash(p->items[i].name, p->items[i].value);
 		}
 		return;
 	}
@@ -42,6 +60,7 @@ void sp_params_set(sp_params_t *p, const char *name, const char *value)
 	}
 	p->items[p->n].name = strdup(name);
 	p->items[p->n].value = strdup(value);
+	p->sig ^= entry_hash(name, value);
 	p->n++;
 }
 
@@ -56,6 +75,7 @@ bool sp_params_remove(sp_params_t *p, const char *name)
 	int i = find(p, name);
 	if (i < 0)
 		return false;
+	p->sig ^= entry_hash(p->items[i].name, p->items[i].value);
 	free(p->items[i].name);
 	free(p->items[i].value);
 	p->items[i] = p->items[--p->n];
@@ -71,6 +91,7 @@ void sp_params_clear(sp_params_t *p)
 	free(p->items);
 	p->items = NULL;
 	p->n = p->cap = 0;
+	p->sig = 0;
 }
 
 void sp_params_copy(sp_params_t *dst, const sp_params_t *src)
@@ -131,6 +152,8 @@ int sp_params_write_sync(sp_buf_t *sql, const sp_params_t *want, const sp_params
 {
 	int diffs = 0, sets = 0;
 
+	if (want->sig == have->sig && want->n == have->n)
+		return 0;
 	for (int i = 0; i < have->n; i++) {
 		const char *name = have->items[i].name;
 		if (sp_params_is_readonly(name) || find(want, name) >= 0)

@@ -99,6 +99,8 @@ void sp_pool_unwait(sp_pool_t *p, sp_client_t *c)
 			if (p->wait_tail == c)
 				p->wait_tail = prev;
 			p->n_waiting--;
+			if (c->state == SP_CLIENT_WELCOME)
+				p->n_welcome_waiting--;
 			c->wait_next = NULL;
 			return;
 		}
@@ -113,6 +115,8 @@ static sp_client_t *dequeue(sp_pool_t *p)
 	if (!p->wait_head)
 		p->wait_tail = NULL;
 	p->n_waiting--;
+	if (c->state == SP_CLIENT_WELCOME)
+		p->n_welcome_waiting--;
 	c->wait_next = NULL;
 	if (p->wait_head)
 		p->reserve_since = ev_now(sp_loop);
@@ -166,6 +170,7 @@ void sp_pool_acquire(sp_pool_t *p, sp_client_t *c)
 			sp_client_welcome(c);
 			return;
 		}
+		p->n_welcome_waiting++;
 	} else if (p->idle && !p->paused && !sp_g.paused && p->n_waiting == 0) {
 		sp_server_t *s = p->idle;
 		p->idle = s->next;
@@ -202,7 +207,7 @@ void sp_pool_server_free(sp_pool_t *p, sp_server_t *s)
 		p->have_welcome = true;
 	}
 	/* Clients that only waited for the server's parameters can log in now. */
-	for (sp_client_t **pp = &p->wait_head; *pp;) {
+	for (sp_client_t **pp = &p->wait_head; p->n_welcome_waiting > 0 && *pp;) {
 		sp_client_t *w = *pp;
 		if (w->state == SP_CLIENT_WELCOME) {
 			*pp = w->wait_next;
@@ -212,6 +217,7 @@ void sp_pool_server_free(sp_pool_t *p, sp_server_t *s)
 					p->wait_tail = t;
 			}
 			p->n_waiting--;
+			p->n_welcome_waiting--;
 			w->wait_next = NULL;
 			sp_client_welcome(w);
 			if (s->state == SP_SERVER_CLOSED)
