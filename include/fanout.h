@@ -1,0 +1,39 @@
+/*
+ * fanout.h - one client statement running on several shards at once.
+ */
+#ifndef SP_FANOUT_H
+#define SP_FANOUT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "merge.h"
+#include "router.h"
+#include "sp_types.h"
+
+typedef struct sp_fanout sp_fanout_t;
+
+/*
+ * Start running the client's current simple Query (msg, total bytes incl.
+ * header) on every shard of t->shard_mask. The client must be in
+ * SP_CLIENT_IDLE; it moves to SP_CLIENT_FANOUT until every shard answered,
+ * then back to idle. Servers are acquired one shard at a time, in shard
+ * order, so two fan-outs never wait on each other.
+ */
+void sp_fanout_start(sp_client_t *c, const sp_target_t *t, const uint8_t *msg, size_t total, bool write);
+/* The pool hands shard idx's server to the fan-out. */
+void sp_fanout_server_ready(sp_fanout_t *f, sp_server_t *s);
+void sp_fanout_server_failed(sp_fanout_t *f, const char *sqlstate, const char *msg);
+/* A whole response message from one of the fan-out's servers. */
+void sp_fanout_feed(sp_fanout_t *f, sp_server_t *s, const uint8_t *msg, size_t total);
+/* The server of shard slot idx finished (ReadyForQuery, nothing outstanding) and was released. */
+void sp_fanout_server_done(sp_fanout_t *f, int idx);
+/* The server of slot idx is being closed: forget it. */
+void sp_fanout_forget(sp_fanout_t *f, int idx);
+/* The client went away: drop the servers (closing those with work in flight). */
+void sp_fanout_abort(sp_fanout_t *f);
+/* Whether server s may read more (ORDER BY merge backpressure). */
+bool sp_fanout_wants(sp_fanout_t *f, sp_server_t *s);
+
+#endif
