@@ -149,6 +149,8 @@ typedef struct sp_config {
 	int max_replica_lag_ms;        /* 0 = off */
 	bool read_your_writes;         /* true */
 	int causal_wait_ms;            /* 0 */
+	char *read_functions;          /* comma-separated, NULL when unset */
+	char *write_functions;         /* comma-separated, NULL when unset */
 
 	sp_db_conf_t *dbs;
 	int n_dbs;

@@ -153,6 +153,7 @@ static bool set_range(struct pctx *p, const struct keydef *k, void *obj, const c
 static bool set_list(struct pctx *p, const struct keydef *k, void *obj, const char *val);
 static bool set_key_cols(struct pctx *p, const struct keydef *k, void *obj, const char *val);
 static bool set_key_types(struct pctx *p, const struct keydef *k, void *obj, const char *val);
+static bool set_funclist(struct pctx *p, const struct keydef *k, void *obj, const char *val);
 
 #define RELOAD .reloadable = true
 #define G(field) .sec = SEC_GLOBAL, .name = #field, .off = offsetof(sp_config_t, field)
@@ -171,7 +172,7 @@ static const struct keydef keys[] = {
     {G(workers), .type = KT_INT, .def = "1", .min = 1, .max = 256,
      .help = "Number of event-loop threads."},
     /* pooling */
-    {G(pool_mode), .type = KT_ENUM, .def = "session", .enums = pool_modes,
+    {G(pool_mode), .type = KT_ENUM, .def = "transaction", .enums = pool_modes,
      .help = "When a server connection goes back to the pool: at the end of the client "
 	     "session, of each transaction, or of each statement."},
     {G(default_pool_size), .type = KT_INT, .def = "20", .min = 1, .max = 100000, RELOAD,
@@ -261,6 +262,14 @@ static const struct keydef keys[] = {
     {G(causal_wait_ms), .type = KT_MSEC, .def = "0", .min = 0, .max = INT_MAX, RELOAD,
      .help = "With read_your_writes, wait up to this long for a replica to catch up "
 	     "before reading from the primary; 0 goes to the primary at once."},
+    {G(read_functions), .type = KT_SPECIAL, .type_name = "function name", .repeatable = true,
+     .set = set_funclist, RELOAD,
+     .help = "A function that may run on a replica although pg_proc marks it volatile "
+	     "(name or schema.name); repeat the key for each function."},
+    {G(write_functions), .type = KT_SPECIAL, .type_name = "function name", .repeatable = true,
+     .set = set_funclist, RELOAD,
+     .help = "A function whose callers must run on the primary although pg_proc does "
+	     "not mark it volatile; repeat the key for each function."},
 
     /* [database NAME] */
     {D(pool_size), .type = KT_INT, .def = "(default_pool_size)", .min = 1, .max = 100000,
@@ -768,7 +777,10 @@ static void format_value(const struct keydef *k, const void *obj, char *buf, siz
 		snprintf(buf, len, "%s", enum_name(k->enums, *(const int *)f));
 		break;
 	case KT_SPECIAL:
-		snprintf(buf, len, "%s", "");
+		if (k->sec == SEC_GLOBAL && *(char *const *)f)
+			snprintf(buf, len, "%s", *(char *const *)f);
+		else
+			snprintf(buf, len, "%s", "");
 		break;
 	}
 }
@@ -1087,6 +1099,23 @@ static bool set_primary(struct pctx *p, const struct keydef *k, void *obj, const
 	if (!parse_conninfo(p, k, val, &s->primary))
 		return false;
 	s->has_primary = true;
+	return true;
+}
+
+/* read_functions / write_functions: one name per line, kept comma-separated. */
+static bool set_funclist(struct pctx *p, const struct keydef *k, void *obj, const char *val)
+{
+	char **list = (char **)field(obj, k);
+	size_t old = *list ? strlen(*list) : 0, n = strlen(val);
+	char *joined;
+
+	if (n == 0 || strchr(val, ',') || strchr(val, ' ') || strchr(val, '('))
+		return key_fail(p, k, "expected one function name (name or schema.name), got '%s'", val);
+	joined = xrealloc(*list, old + n + 2);
+	if (old)
+		joined[old++] = ',';
+	memcpy(joined + old, val, n + 1);
+	*list = joined;
 	return true;
 }
 
@@ -2023,7 +2052,7 @@ void sp_config_free(sp_config_t *cfg)
 		return;
 	for (int i = 0; i < N_KEYS; i++)
 		if (keys[i].sec == SEC_GLOBAL &&
-		    (keys[i].type == KT_STRING || keys[i].type == KT_PATH))
+		    (keys[i].type == KT_STRING || keys[i].type == KT_PATH || keys[i].type == KT_SPECIAL))
 			free(*(char **)field(cfg, &keys[i]));
 	for (int i = 0; i < cfg->n_dbs; i++)
 		free_db(&cfg->dbs[i]);
@@ -2316,7 +2345,14 @@ void sp_config_apply_reloadable(sp_config_t *dst, const sp_config_t *src)
 
 		if (k->sec != SEC_GLOBAL || !k->reloadable)
 			continue;
-		if (k->type == KT_STRING || k->type == KT_PATH) {
+		if (k->type == KT_SPECIAL) {
+			/* global special keys are the function lists: strings, NULL when unset */
+			const char *s = *(char *const *)cfield(src, k);
+			char **d = (char **)field(dst, k);
+
+			free(*d);
+			*d = s ? xstrdup(s) : NULL;
+		} else if (k->type == KT_STRING || k->type == KT_PATH) {
 			const char *s = *(char *const *)cfield(src, k);
 
 			replace_str((char **)field(dst, k), s ? s : "");

@@ -185,7 +185,7 @@ static void test_defaults(void)
 	is_int(cfg->listen_port, 6432, "default listen_port");
 	is_str(cfg->unix_socket_dir, "/tmp", "default unix_socket_dir");
 	is_int(cfg->workers, 1, "default workers");
-	is_int(cfg->pool_mode, SP_POOL_SESSION, "default pool_mode");
+	is_int(cfg->pool_mode, SP_POOL_TRANSACTION, "default pool_mode");
 	is_int(cfg->default_pool_size, 20, "default default_pool_size");
 	is_int(cfg->min_pool_size, 0, "default min_pool_size");
 	is_int(cfg->reserve_pool_size, 0, "default reserve_pool_size");
@@ -240,7 +240,7 @@ static void test_defaults(void)
 		is_int(db->n_bounds, 0, "no bounds for hash sharding");
 		is_int(db->n_tables, 0, "no tables");
 		is_int(sp_config_db_pool_size(cfg, db), 20, "effective pool size is global");
-		is_int(sp_config_db_pool_mode(cfg, db), SP_POOL_SESSION,
+		is_int(sp_config_db_pool_mode(cfg, db), SP_POOL_TRANSACTION,
 		       "effective pool mode is global");
 		ok(db->shards[0].has_primary, "shard 0 has a primary");
 		is_str(db->shards[0].primary.host, "127.0.0.1", "primary host");
@@ -272,7 +272,7 @@ static void test_defaults(void)
 				bad++;
 			}
 		}
-		is_int(n_global, 40, "[shardpool] keys in the table");
+		is_int(n_global, 42, "[shardpool] keys in the table");
 		is_int(bad, 0, "value_str of every default equals the documented default");
 	}
 	sp_config_free(cfg);
@@ -647,6 +647,17 @@ static void test_values(void)
 	cfg = load_global("pool_mode = Statement", err, sizeof(err));
 	ok(cfg && cfg->pool_mode == SP_POOL_STATEMENT, "enum names ignore case");
 	sp_config_free(cfg);
+	cfg = load_global("read_functions = random\nread_functions = myschema.peek\nwrite_functions = audit_log",
+			  err, sizeof(err));
+	ok(cfg != NULL, "read_functions / write_functions parse: %s", cfg ? "" : err);
+	if (cfg) {
+		is_str(cfg->read_functions, "random,myschema.peek", "read_functions repeat into a list");
+		is_str(cfg->write_functions, "audit_log", "write_functions");
+	}
+	sp_config_free(cfg);
+	cfg = load_global("read_functions = a, b", err, sizeof(err));
+	ok(!cfg && strstr(err, "one function name"), "read_functions takes one name per line: %s", err);
+	sp_config_free(cfg);
 	cfg = load_global("LISTEN_PORT = 7000", err, sizeof(err));
 	ok(cfg && cfg->listen_port == 7000, "key names ignore case");
 	sp_config_free(cfg);
@@ -852,7 +863,7 @@ static void test_reference(void)
 	ok(strstr(text, "## [shardpool]") && strstr(text, "## [database NAME]") &&
 	       strstr(text, "## [shard DB.N]") && strstr(text, "## [table DB.TABLE]"),
 	   "one section per INI section");
-	ok(strstr(text, "| `pool_mode` | enum: session, transaction, statement | `session` | no |"),
+	ok(strstr(text, "| `pool_mode` | enum: session, transaction, statement | `transaction` | no |"),
 	   "enum row lists the choices");
 	ok(strstr(text, "| `server_idle_timeout` | seconds | `10min` | yes |"),
 	   "duration row with default and reloadable");
