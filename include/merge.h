@@ -22,6 +22,9 @@
 
 #define SP_MERGE_MAX_SORT 16
 #define SP_MERGE_MAX_COLS 256
+/* Sorted merge: sp_merge_wants_more() turns false when a shard has this much queued. */
+#define SP_MERGE_QUEUE_ROWS 64
+#define SP_MERGE_QUEUE_BYTES (1024 * 1024)
 
 typedef enum {
 	SP_AGG_NONE = 0, /* a plain output column (a GROUP BY key, or any column when there is no aggregate) */
@@ -63,6 +66,11 @@ void sp_merge_free(sp_merge_t *m);
  * message makes merging impossible (then sp_merge_error() says why and the
  * caller sends that error to the client); an ErrorResponse from a shard is
  * passed on once (the first one wins) and the merged result is abandoned.
+ * false is returned once: after any failure later messages are swallowed
+ * (true). An ErrorResponse that arrives after the LIMIT was reached (the
+ * cancel) only ends that shard. NoticeResponse, NotificationResponse and
+ * ParameterStatus pass through, the same message from several shards once.
+ * Other message types (PortalSuspended included) are refused (08P01).
  */
 bool sp_merge_feed(sp_merge_t *m, int shard, char type, const uint8_t *body, size_t len);
 
@@ -73,13 +81,40 @@ bool sp_merge_feed(sp_merge_t *m, int shard, char type, const uint8_t *body, siz
  */
 bool sp_merge_wants_more(const sp_merge_t *m, int shard);
 
-/* Shard i's result ended (its CommandComplete was fed). Emits what became ready. */
-/* When every shard has ended: emit the rest and one CommandComplete ("SELECT n"). */
+/*
+ * A shard's result ends when its CommandComplete (or EmptyQueryResponse) is
+ * fed; that alone emits whatever became ready. Once every shard has ended
+ * (sp_merge_all_ended), call sp_merge_finish: it emits the rest and one
+ * CommandComplete ("SELECT n", n = rows sent to the client; "FETCH n" when
+ * the shards answered FETCH), or one EmptyQueryResponse when every shard sent
+ * one. Shards that have not ended are taken as ended (e.g. cancelled after
+ * the LIMIT was reached). Nothing is emitted after a failure. Idempotent.
+ */
 void sp_merge_finish(sp_merge_t *m);
 bool sp_merge_failed(const sp_merge_t *m);
 const char *sp_merge_error(const sp_merge_t *m); /* message; SQLSTATE via sp_merge_sqlstate */
 const char *sp_merge_sqlstate(const sp_merge_t *m);
 /* True once the LIMIT is satisfied: the caller may cancel the remaining shards' queries. */
 bool sp_merge_limit_reached(const sp_merge_t *m);
+
+/*
+ * Added by the merge implementation:
+ *
+ * sp_merge_set_columns: the result's columns from a RowDescription the client
+ * already has (Describe earlier, Execute now): the merge learns types and
+ * formats without sending it. A RowDescription that shards send later is
+ * only checked against it.
+ */
+bool sp_merge_set_columns(sp_merge_t *m, const uint8_t *rowdesc_body, size_t len);
+/* Every shard's result has ended (CommandComplete, EmptyQueryResponse or, after the LIMIT, an error). */
+bool sp_merge_all_ended(const sp_merge_t *m);
+/* Rows sent to the client so far. */
+uint64_t sp_merge_rows_sent(const sp_merge_t *m);
+/*
+ * PostgreSQL 15's text output of float8 / float4 with extra_float_digits >= 1
+ * (shortest exact decimal, as its Ryu code prints it). Returns the length.
+ */
+int sp_merge_format_float8(double d, char *out, size_t outlen);
+int sp_merge_format_float4(float f, char *out, size_t outlen);
 
 #endif

@@ -1,1 +1,1869 @@
-/* merge.c - placeholder, being written */
+/*
+ * merge.c - combines the results of one SELECT that ran on several shards
+ * into the one result the client expects.
+ *
+ * It owns: the choice of the RowDescription sent (the first one that
+ * arrives, with hidden columns removed and avg columns retyped), the check
+ * that every other shard described the same columns, the three merge modes
+ * (concatenation, streaming k-way merge for ORDER BY, grouping for
+ * aggregates), LIMIT/OFFSET after merging, the final CommandComplete, and
+ * what happens to errors and notices from the shards.
+ *
+ * Invariants: a row is written to the output only in the order the merged
+ * result defines; in a sorted merge a row leaves a shard's queue only when
+ * every shard still running has a row queued (or ended), so nothing smaller
+ * can arrive later; after the first failure nothing more is written. Values
+ * are compared and combined in their text form exactly as PostgreSQL 15
+ * prints them (ISO DateStyle, extra_float_digits >= 1); sums, averages and
+ * float output reproduce PostgreSQL's text byte for byte (checked against a
+ * real server, see test/unit/test_merge.c).
+ *
+ * Deliberately not done here: reading sockets, cancelling shards, deciding
+ * which queries can be merged (the router does that and hands over a plan),
+ * collations other than C (text is compared by bytes), binary-format values
+ * in sorted or aggregated columns (refused with 0A000).
+ */
+#include "merge.h"
+
+#include "msg.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Type OIDs (pg_type.dat) whose text form needs more than a byte comparison. */
+#define OID_BOOL 16
+#define OID_NAME 19
+#define OID_INT8 20
+#define OID_INT2 21
+#define OID_INT4 23
+#define OID_TEXT 25
+#define OID_OID 26
+#define OID_FLOAT4 700
+#define OID_FLOAT8 701
+#define OID_BPCHAR 1042
+#define OID_VARCHAR 1043
+#define OID_DATE 1082
+#define OID_TIMESTAMP 1114
+#define OID_TIMESTAMPTZ 1184
+#define OID_NUMERIC 1700
+#define OID_UUID 2950
+
+/* PostgreSQL's numeric.c constants used by select_div_scale(). */
+#define NUMERIC_MIN_SIG_DIGITS 16
+#define NUMERIC_MAX_DISPLAY_SCALE 1000
+#define DEC_DIGITS 4
+
+#define MAX_NOTICES 32
+
+enum cmp_kind { CMP_BYTES = 0, CMP_INT, CMP_FLOAT, CMP_NUMERIC, CMP_BPCHAR, CMP_DATETIME };
+
+enum acc_kind { ACC_INT = 1, ACC_DEC, ACC_F4, ACC_F8, ACC_MIN, ACC_MAX };
+
+#define SPECIAL_NAN 1
+#define SPECIAL_PINF 2
+#define SPECIAL_NINF 4
+
+typedef struct val {
+	const uint8_t *p;
+	int32_t len; /* -1: NULL */
+} val_t;
+
+typedef struct col {
+	uint32_t type;     /* as the shards report it */
+	uint32_t out_type; /* what the client is told (differs for avg) */
+	int16_t format;
+	bool hidden;
+	uint8_t cmp;      /* enum cmp_kind for out_type */
+	int acc;          /* index into the group's accumulators, -1 for a group key */
+} col_t;
+
+typedef struct shard {
+	bool described, ended, empty;
+	sp_buf_t q;         /* sorted merge: queued DataRow bodies, each [u32 len][body] */
+	uint32_t q_rows;
+	int32_t head_off[SP_MERGE_MAX_SORT]; /* sort key values of the queue head, */
+	int32_t head_len[SP_MERGE_MAX_SORT]; /* as offsets into its body */
+} shard_t;
+
+typedef struct acc {
+	uint8_t kind;
+	uint8_t special; /* ACC_DEC: SPECIAL_* seen */
+	bool null;       /* no non-NULL input yet */
+	bool neg;        /* ACC_DEC sign */
+	uint32_t n, cap; /* ACC_DEC digits or ACC_MIN/MAX value bytes */
+	int32_t scale;   /* ACC_DEC: digits after the point (kept as the max of the inputs) */
+	uint8_t *p;      /* in the arena */
+	int64_t i;
+	double d;
+	float f;
+} acc_t;
+
+typedef struct group {
+	uint64_t hash;
+	uint8_t *key; /* encoded key columns: per column int32 length (-1 NULL) + bytes */
+	uint32_t key_len;
+} group_t;
+
+typedef struct chunk {
+	struct chunk *next;
+	size_t used, cap;
+	uint8_t data[];
+} chunk_t;
+
+typedef struct notice {
+	uint64_t hash;
+	char type;
+	uint32_t len;
+	int *count; /* per shard, points into the same allocation */
+	uint8_t *body;
+} notice_t;
+
+struct sp_merge {
+	sp_merge_plan_t plan;
+	int n_shards;
+	sp_buf_t *out;
+	shard_t *shards;
+
+	bool sorted, agg;
+	int ncols;  /* -1 until a RowDescription (or the plan) says */
+	col_t *cols;
+	val_t *vals; /* scratch: one row's values */
+	int n_visible;
+	bool rewrite; /* rows must be rebuilt (hidden columns) before they are sent */
+	int first_desc_shard;
+	bool desc_sent;
+	char tag_word[8];
+	bool have_tag;
+
+	int64_t skipped, sent;
+	bool limit_reached, failed, finished;
+	char error[256];
+	const char *sqlstate;
+	char shard_sqlstate[6];
+
+	notice_t *notices[MAX_NOTICES];
+	int n_notices;
+
+	/* aggregates */
+	int n_acc;
+	group_t *groups;
+	acc_t *accs;
+	size_t n_groups, cap_groups;
+	uint32_t *slots; /* open addressing: group index + 1, 0 empty */
+	size_t n_slots;
+	chunk_t *arena;
+	sp_buf_t keybuf, operand, scratch, rows;
+};
+
+/* ------------------------------------------------------------------ small helpers */
+
+static bool fail(sp_merge_t *m, const char *sqlstate, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static bool fail(sp_merge_t *m, const char *sqlstate, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(m->error, sizeof m->error, fmt, ap);
+	va_end(ap);
+	m->sqlstate = sqlstate;
+	m->failed = true;
+	return false;
+}
+
+static uint64_t fnv1a(uint64_t h, const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		h ^= p[i];
+		h *= UINT64_C(1099511628211);
+	}
+	return h;
+}
+
+static void *arena_alloc(sp_merge_t *m, size_t n)
+{
+	chunk_t *c = m->arena;
+	n = (n + 7) & ~(size_t)7;
+	if (!c || c->cap - c->used < n) {
+		size_t cap = n > 65536 ? n : 65536;
+		c = malloc(sizeof(chunk_t) + cap);
+		if (!c)
+			return NULL;
+		c->cap = cap;
+		c->used = 0;
+		c->next = m->arena;
+		m->arena = c;
+	}
+	void *p = c->data + c->used;
+	c->used += n;
+	return p;
+}
+
+static bool parse_int64(const uint8_t *p, size_t n, int64_t *out)
+{
+	size_t i = 0;
+	bool neg = false;
+	uint64_t v = 0;
+	if (n > 0 && (p[0] == '-' || p[0] == '+')) {
+		neg = p[0] == '-';
+		i = 1;
+	}
+	if (i == n)
+		return false;
+	for (; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return false;
+		if (v > (UINT64_MAX - 9) / 10)
+			return false;
+		v = v * 10 + (uint64_t)(p[i] - '0');
+	}
+	if (neg) {
+		if (v > (uint64_t)INT64_MAX + 1)
+			return false;
+		*out = (int64_t)(0 - v);
+	} else {
+		if (v > (uint64_t)INT64_MAX)
+			return false;
+		*out = (int64_t)v;
+	}
+	return true;
+}
+
+static bool parse_double(const uint8_t *p, size_t n, double *out)
+{
+	char tmp[64], *end;
+	if (n == 0 || n >= sizeof tmp)
+		return false;
+	memcpy(tmp, p, n);
+	tmp[n] = '\0';
+	*out = strtod(tmp, &end);
+	return end == tmp + n;
+}
+
+static bool parse_float(const uint8_t *p, size_t n, float *out)
+{
+	char tmp[64], *end;
+	if (n == 0 || n >= sizeof tmp)
+		return false;
+	memcpy(tmp, p, n);
+	tmp[n] = '\0';
+	*out = strtof(tmp, &end);
+	return end == tmp + n;
+}
+
+/* ------------------------------------------------------------------ numeric text */
+
+/* A numeric (or integer) in PostgreSQL's output form, borrowed from the message. */
+typedef struct numtxt {
+	int special; /* 0 finite, else SPECIAL_* */
+	bool neg;
+	const uint8_t *ip; /* integer digits, as written */
+	size_t in;
+	const uint8_t *fp; /* fraction digits, as written */
+	size_t fn;
+} numtxt_t;
+
+static bool eq_word(const uint8_t *p, size_t n, const char *w)
+{
+	return n == strlen(w) && memcmp(p, w, n) == 0;
+}
+
+static bool num_parse(const uint8_t *p, size_t n, numtxt_t *o)
+{
+	size_t i = 0;
+	memset(o, 0, sizeof *o);
+	if (eq_word(p, n, "NaN")) {
+		o->special = SPECIAL_NAN;
+		return true;
+	}
+	if (eq_word(p, n, "Infinity")) {
+		o->special = SPECIAL_PINF;
+		return true;
+	}
+	if (eq_word(p, n, "-Infinity")) {
+		o->special = SPECIAL_NINF;
+		return true;
+	}
+	if (i < n && (p[i] == '-' || p[i] == '+')) {
+		o->neg = p[i] == '-';
+		i++;
+	}
+	o->ip = p + i;
+	while (i < n && p[i] >= '0' && p[i] <= '9')
+		i++;
+	o->in = (size_t)(p + i - o->ip);
+	o->fp = p + i;
+	if (i < n && p[i] == '.') {
+		i++;
+		o->fp = p + i;
+		while (i < n && p[i] >= '0' && p[i] <= '9')
+			i++;
+		o->fn = (size_t)(p + i - o->fp);
+	}
+	return i == n && o->in + o->fn > 0;
+}
+
+/* NaN sorts above +Infinity, as in PostgreSQL (cmp_numerics). */
+static int num_rank(int special)
+{
+	switch (special) {
+	case SPECIAL_NINF:
+		return 0;
+	case SPECIAL_PINF:
+		return 2;
+	case SPECIAL_NAN:
+		return 3;
+	default:
+		return 1;
+	}
+}
+
+static int num_cmp(const numtxt_t *a, const numtxt_t *b)
+{
+	int ra = num_rank(a->special), rb = num_rank(b->special);
+	if (ra != rb || ra != 1)
+		return ra < rb ? -1 : ra > rb;
+
+	/* strip leading zeros of the integer part, trailing zeros of the fraction */
+	const uint8_t *ai = a->ip, *bi = b->ip;
+	size_t an = a->in, bn = b->in, af = a->fn, bf = b->fn;
+	while (an > 0 && *ai == '0')
+		ai++, an--;
+	while (bn > 0 && *bi == '0')
+		bi++, bn--;
+	while (af > 0 && a->fp[af - 1] == '0')
+		af--;
+	while (bf > 0 && b->fp[bf - 1] == '0')
+		bf--;
+	int sa = (an + af == 0) ? 0 : (a->neg ? -1 : 1);
+	int sb = (bn + bf == 0) ? 0 : (b->neg ? -1 : 1);
+	if (sa != sb)
+		return sa < sb ? -1 : 1;
+	if (sa == 0)
+		return 0;
+
+	int c;
+	if (an != bn) {
+		c = an < bn ? -1 : 1;
+	} else {
+		c = memcmp(ai, bi, an);
+		if (c == 0) {
+			size_t k = af < bf ? af : bf;
+			c = memcmp(a->fp, b->fp, k);
+			if (c == 0 && af != bf)
+				c = af < bf ? -1 : 1;
+		}
+		c = c < 0 ? -1 : c > 0;
+	}
+	return sa < 0 ? -c : c;
+}
+
+/* ------------------------------------------------------------------ date/time text */
+
+static int64_t days_from_civil(int64_t y, int64_t mo, int64_t d)
+{
+	/* proleptic Gregorian, astronomical year numbering (1 BC = year 0) */
+	y -= mo <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	int64_t yoe = y - era * 400;
+	int64_t doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+static bool read_digits(const uint8_t *p, size_t n, size_t *i, size_t min, size_t max, int64_t *v)
+{
+	size_t start = *i;
+	*v = 0;
+	while (*i < n && *i - start < max && p[*i] >= '0' && p[*i] <= '9')
+		*v = *v * 10 + (p[(*i)++] - '0');
+	return *i - start >= min;
+}
+
+/*
+ * The ISO DateStyle text of a date, timestamp or timestamptz as microseconds
+ * since 1970-01-01 UTC (dates: at midnight): "[-]infinity",
+ * "YYYY-MM-DD[ HH:MM:SS[.ffffff]][+HH[:MM[:SS]]][ BC]", years of 4 or more
+ * digits. Equal instants written with different offsets compare equal.
+ */
+static bool parse_datetime(const uint8_t *p, size_t n, __int128 *out)
+{
+	const __int128 big = (__int128)1 << 100;
+	size_t i = 0;
+	int64_t y, mo, d, h = 0, mi = 0, s = 0, us = 0, off = 0;
+
+	if (eq_word(p, n, "infinity")) {
+		*out = big;
+		return true;
+	}
+	if (eq_word(p, n, "-infinity")) {
+		*out = -big;
+		return true;
+	}
+	if (!read_digits(p, n, &i, 4, 9, &y) || i >= n || p[i++] != '-' ||
+	    !read_digits(p, n, &i, 2, 2, &mo) || i >= n || p[i++] != '-' ||
+	    !read_digits(p, n, &i, 2, 2, &d))
+		return false;
+	if (i + 1 < n && p[i] == ' ' && p[i + 1] >= '0' && p[i + 1] <= '9') {
+		i++;
+		if (!read_digits(p, n, &i, 2, 2, &h) || i >= n || p[i++] != ':' ||
+		    !read_digits(p, n, &i, 2, 2, &mi) || i >= n || p[i++] != ':' ||
+		    !read_digits(p, n, &i, 2, 2, &s))
+			return false;
+		if (i < n && p[i] == '.') {
+			size_t start = ++i;
+			int64_t frac;
+			if (!read_digits(p, n, &i, 1, 6, &frac))
+				return false;
+			for (size_t k = i - start; k < 6; k++)
+				frac *= 10;
+			us = frac;
+		}
+		if (i < n && (p[i] == '+' || p[i] == '-')) {
+			int sign = p[i++] == '-' ? -1 : 1;
+			int64_t oh, om = 0, os = 0;
+			if (!read_digits(p, n, &i, 2, 2, &oh))
+				return false;
+			if (i < n && p[i] == ':') {
+				i++;
+				if (!read_digits(p, n, &i, 2, 2, &om))
+					return false;
+				if (i < n && p[i] == ':') {
+					i++;
+					if (!read_digits(p, n, &i, 2, 2, &os))
+						return false;
+				}
+			}
+			off = sign * (oh * 3600 + om * 60 + os);
+		}
+	}
+	if (n - i == 3 && memcmp(p + i, " BC", 3) == 0) {
+		y = 1 - y;
+		i += 3;
+	}
+	if (i != n)
+		return false;
+	__int128 t = (__int128)days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s - off;
+	*out = t * 1000000 + us;
+	return true;
+}
+
+/* ------------------------------------------------------------------ comparison */
+
+static int cmp_kind_of(uint32_t type)
+{
+	switch (type) {
+	case OID_INT2:
+	case OID_INT4:
+	case OID_INT8:
+	case OID_OID:
+		return CMP_INT;
+	case OID_FLOAT4:
+	case OID_FLOAT8:
+		return CMP_FLOAT;
+	case OID_NUMERIC:
+		return CMP_NUMERIC;
+	case OID_BPCHAR:
+		return CMP_BPCHAR;
+	case OID_DATE:
+	case OID_TIMESTAMP:
+	case OID_TIMESTAMPTZ:
+		return CMP_DATETIME;
+	default:
+		/* bool ('f' < 't'), text, varchar, name, uuid (lower-case hex): bytes */
+		return CMP_BYTES;
+	}
+}
+
+static int cmp_bytes(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
+{
+	int c = memcmp(a, b, an < bn ? an : bn);
+	if (c != 0)
+		return c < 0 ? -1 : 1;
+	return an < bn ? -1 : an > bn;
+}
+
+/* Two non-NULL values of one column, ascending. */
+static int cmp_values(int kind, val_t a, val_t b)
+{
+	size_t an = (size_t)a.len, bn = (size_t)b.len;
+	switch (kind) {
+	case CMP_INT: {
+		int64_t x, y;
+		if (parse_int64(a.p, an, &x) && parse_int64(b.p, bn, &y))
+			return x < y ? -1 : x > y;
+		numtxt_t nx, ny; /* out of int64 range (oid is unsigned): compare as decimals */
+		if (num_parse(a.p, an, &nx) && num_parse(b.p, bn, &ny))
+			return num_cmp(&nx, &ny);
+		break;
+	}
+	case CMP_NUMERIC: {
+		numtxt_t x, y;
+		if (num_parse(a.p, an, &x) && num_parse(b.p, bn, &y))
+			return num_cmp(&x, &y);
+		break;
+	}
+	case CMP_FLOAT: {
+		double x, y;
+		if (parse_double(a.p, an, &x) && parse_double(b.p, bn, &y)) {
+			/* float8_cmp_internal: NaN equals NaN and sorts above everything */
+			if (isnan(x))
+				return isnan(y) ? 0 : 1;
+			if (isnan(y))
+				return -1;
+			return x < y ? -1 : x > y;
+		}
+		break;
+	}
+	case CMP_DATETIME: {
+		__int128 x, y;
+		if (parse_datetime(a.p, an, &x) && parse_datetime(b.p, bn, &y))
+			return x < y ? -1 : x > y;
+		break;
+	}
+	case CMP_BPCHAR:
+		/* bpchar comparisons ignore trailing blanks */
+		while (an > 0 && a.p[an - 1] == ' ')
+			an--;
+		while (bn > 0 && b.p[bn - 1] == ' ')
+			bn--;
+		break;
+	default:
+		break;
+	}
+	return cmp_bytes(a.p, an, b.p, bn);
+}
+
+static int cmp_sort(const sp_merge_sort_t *s, int kind, val_t a, val_t b)
+{
+	if (a.len < 0 || b.len < 0) {
+		if (a.len < 0 && b.len < 0)
+			return 0;
+		/* NULLS FIRST/LAST is absolute: it does not flip with DESC */
+		if (a.len < 0)
+			return s->nulls_first ? -1 : 1;
+		return s->nulls_first ? 1 : -1;
+	}
+	int c = cmp_values(kind, a, b);
+	return s->desc ? -c : c;
+}
+
+/* ------------------------------------------------------------------ float output */
+
+/* C * 10^q == odd * 2^k exactly? (odd is odd and below 2^56) */
+static bool dec_eq_dyadic(uint64_t C, int q, uint64_t odd, int k)
+{
+	unsigned __int128 x = C;
+	int e2 = q; /* 10^q = 2^q * 5^q */
+	if (q >= 0) {
+		for (int i = 0; i < q; i++) {
+			x *= 5;
+			if (x >> 100)
+				return false;
+		}
+	} else {
+		for (int i = 0; i < -q; i++) {
+			if (x % 5)
+				return false;
+			x /= 5;
+		}
+	}
+	if (x == 0)
+		return false;
+	while ((x & 1) == 0) {
+		x >>= 1;
+		e2++;
+	}
+	return x == odd && e2 == k;
+}
+
+/*
+ * Is C * 10^q exactly halfway between v (> 0) and one of its neighbours?
+ * PostgreSQL's Ryu runs with acceptBounds off: such a decimal is never
+ * printed even though strtod would read it back as v (ties to even).
+ */
+static bool on_boundary(double v, bool single, uint64_t C, int q)
+{
+	int e, bits = single ? 24 : 53, emin = single ? -149 : -1074;
+	double fr = frexp(v, &e);
+	int E = e - bits;
+	uint64_t M = (uint64_t)ldexp(fr, bits);
+	if (E < emin) {
+		M >>= (emin - E);
+		E = emin;
+	}
+	if (dec_eq_dyadic(C, q, 2 * M + 1, E - 1))
+		return true;
+	if (M == (UINT64_C(1) << (bits - 1)) && E > emin)
+		return dec_eq_dyadic(C, q, 4 * M - 1, E - 2); /* the gap below is half as wide */
+	return dec_eq_dyadic(C, q, 2 * M - 1, E - 1);
+}
+
+/*
+ * The shortest decimal that reads back as the same value, formatted like
+ * PostgreSQL's float4out/float8out with extra_float_digits > 0 (its Ryu
+ * code, src/common/d2s.c and f2s.c): fixed notation for decimal exponents
+ * -4 .. fixed_max-1, else d.ddde+XX. Of the shortest candidates the nearest
+ * is taken, and one lying exactly on the rounding boundary is not accepted.
+ */
+static int format_shortest(double d, bool single, char *out, size_t outlen)
+{
+	char tmp[48];
+	int p;
+	uint64_t mant = 0;
+	int exp10 = 0;
+	bool neg = signbit(d) != 0;
+	double a = fabs(d);
+
+	if (isnan(d))
+		return snprintf(out, outlen, "NaN");
+	if (isinf(d))
+		return snprintf(out, outlen, "%s", neg ? "-Infinity" : "Infinity");
+	if (d == 0)
+		return snprintf(out, outlen, "%s", neg ? "-0" : "0");
+
+	for (p = 1; p <= 17; p++) {
+		snprintf(tmp, sizeof tmp, "%.*e", p - 1, a);
+		/* digits and exponent of the correctly rounded p-digit decimal */
+		const char *e = strchr(tmp, 'e');
+		mant = 0;
+		for (const char *c = tmp; c < e; c++)
+			if (*c != '.')
+				mant = mant * 10 + (uint64_t)(*c - '0');
+		exp10 = atoi(e + 1);
+		/*
+		 * At a power of two the interval that reads back is narrower below
+		 * the value than above it, and a boundary value is refused: the
+		 * next p-digit decimal up may then be the one. Try both.
+		 */
+		for (int delta = 0; delta <= 1; delta++) {
+			char cand[48];
+			uint64_t mm = mant + (uint64_t)delta;
+			int q = exp10 - (p - 1);
+			snprintf(cand, sizeof cand, "%llue%d", (unsigned long long)mm, q);
+			bool same = single ? strtof(cand, NULL) == (float)a : strtod(cand, NULL) == a;
+			if (same && !on_boundary(a, single, mm, q)) {
+				mant = mm;
+				goto found;
+			}
+		}
+	}
+	/* not reached: 17 significant digits always identify a double */
+	p = 17;
+found:;
+	/* mant * 10^(exp10 - (p - 1)); normalise the digit string */
+	char digits[24];
+	int nd = snprintf(digits, sizeof digits, "%llu", (unsigned long long)mant);
+	exp10 += nd - p; /* mant + 1 may have gained a digit (9.99 -> 10.0) */
+	while (nd > 1 && digits[nd - 1] == '0')
+		nd--;
+	digits[nd] = '\0';
+
+	int fixed_max = single ? 6 : 15;
+	size_t o = 0;
+	char buf[64];
+	if (neg)
+		buf[o++] = '-';
+	if (exp10 >= -4 && exp10 < fixed_max) {
+		if (exp10 < 0) {
+			buf[o++] = '0';
+			buf[o++] = '.';
+			for (int k = -1; k > exp10; k--)
+				buf[o++] = '0';
+			memcpy(buf + o, digits, (size_t)nd);
+			o += (size_t)nd;
+		} else {
+			for (int k = 0; k <= exp10; k++)
+				buf[o++] = k < nd ? digits[k] : '0';
+			if (nd > exp10 + 1) {
+				buf[o++] = '.';
+				memcpy(buf + o, digits + exp10 + 1, (size_t)(nd - exp10 - 1));
+				o += (size_t)(nd - exp10 - 1);
+			}
+		}
+		buf[o] = '\0';
+	} else {
+		buf[o++] = digits[0];
+		if (nd > 1) {
+			buf[o++] = '.';
+			memcpy(buf + o, digits + 1, (size_t)(nd - 1));
+			o += (size_t)(nd - 1);
+		}
+		snprintf(buf + o, sizeof buf - o, "e%c%02d", exp10 < 0 ? '-' : '+', abs(exp10));
+	}
+	return snprintf(out, outlen, "%s", buf);
+}
+
+int sp_merge_format_float8(double d, char *out, size_t outlen)
+{
+	return format_shortest(d, false, out, outlen);
+}
+
+int sp_merge_format_float4(float f, char *out, size_t outlen)
+{
+	return format_shortest((double)f, true, out, outlen);
+}
+
+/* ------------------------------------------------------------------ exact decimals */
+
+static int dec_digit(const uint8_t *d, uint32_t n, int32_t scale, int32_t S, long k)
+{
+	long idx = k - (long)(S - scale); /* counted from the right end of d */
+	if (idx < 0 || idx >= (long)n)
+		return 0;
+	return d[n - 1 - idx] - '0';
+}
+
+/*
+ * r = a + b on decimal digit strings (value = digits * 10^-scale), result
+ * scale = max of the two, like PostgreSQL's add_var(). The result is built
+ * in m->scratch and returned through *rd (valid until the next use).
+ */
+static void dec_add_raw(sp_merge_t *m, bool aneg, const uint8_t *ad, uint32_t an, int32_t as,
+			bool bneg, const uint8_t *bd, uint32_t bn, int32_t bs, bool *rneg,
+			const uint8_t **rd, uint32_t *rn, int32_t *rs)
+{
+	int32_t S = as > bs ? as : bs;
+	long ia = (long)an - as, ib = (long)bn - bs;
+	long L = (ia > ib ? ia : ib) + S + 1;
+	if (L < S + 1)
+		L = S + 1;
+	sp_buf_reset(&m->scratch);
+	sp_buf_reserve(&m->scratch, (size_t)L);
+	uint8_t *r = m->scratch.data;
+	bool neg;
+
+	if (aneg == bneg) {
+		int carry = 0;
+		for (long k = 0; k < L; k++) {
+			int v = dec_digit(ad, an, as, S, k) + dec_digit(bd, bn, bs, S, k) + carry;
+			carry = v >= 10;
+			r[L - 1 - k] = (uint8_t)('0' + v % 10);
+		}
+		neg = aneg;
+	} else {
+		int c = 0;
+		for (long k = L - 1; k >= 0 && c == 0; k--) {
+			int x = dec_digit(ad, an, as, S, k), y = dec_digit(bd, bn, bs, S, k);
+			c = x < y ? -1 : x > y;
+		}
+		bool a_big = c >= 0;
+		int borrow = 0;
+		for (long k = 0; k < L; k++) {
+			int x = dec_digit(ad, an, as, S, k), y = dec_digit(bd, bn, bs, S, k);
+			int v = a_big ? x - y - borrow : y - x - borrow;
+			borrow = v < 0;
+			r[L - 1 - k] = (uint8_t)('0' + (v + 10) % 10);
+		}
+		neg = a_big ? aneg : bneg;
+	}
+	long start = 0;
+	while (L - start > S + 1 && r[start] == '0')
+		start++;
+	bool zero = true;
+	for (long k = start; k < L; k++)
+		if (r[k] != '0')
+			zero = false;
+	*rneg = zero ? false : neg;
+	*rd = r + start;
+	*rn = (uint32_t)(L - start);
+	*rs = S;
+}
+
+static bool acc_store(sp_merge_t *m, acc_t *a, const uint8_t *p, uint32_t n)
+{
+	if (n > a->cap) {
+		uint8_t *np = arena_alloc(m, n + 8);
+		if (!np)
+			return false;
+		a->p = np;
+		a->cap = n + 8;
+	}
+	memcpy(a->p, p, n);
+	a->n = n;
+	return true;
+}
+
+/* Append the text of a decimal digit string to b (numeric_out's layout). */
+static void dec_text(sp_buf_t *b, bool neg, const uint8_t *d, uint32_t n, int32_t scale)
+{
+	uint32_t ni = n - (uint32_t)scale, k = 0;
+	while (k + 1 < ni && d[k] == '0')
+		k++;
+	bool zero = true;
+	for (uint32_t i = 0; i < n; i++)
+		if (d[i] != '0')
+			zero = false;
+	if (neg && !zero)
+		sp_buf_append(b, "-", 1);
+	if (ni == 0)
+		sp_buf_append(b, "0", 1);
+	else
+		sp_buf_append(b, d + k, ni - k);
+	if (scale > 0) {
+		sp_buf_append(b, ".", 1);
+		sp_buf_append(b, d + ni, (size_t)scale);
+	}
+}
+
+/*
+ * |sum| / count rounded like PostgreSQL's numeric_div(): the result scale is
+ * select_div_scale()'s (at least 16 significant digits, not less than the
+ * dividend's scale), rounded half away from zero. count > 0.
+ */
+static void dec_div_count(sp_merge_t *m, sp_buf_t *b, bool neg, const uint8_t *d, uint32_t n,
+			  int32_t scale, int64_t count)
+{
+	/* weight and first base-10000 digit of each operand, as in select_div_scale() */
+	int w1 = 0, fd1 = 0, w2, fd2;
+	for (uint32_t j = 0; j < n; j++) {
+		if (d[j] == '0')
+			continue;
+		int p = (int)(n - 1 - j) - scale;
+		w1 = p >= 0 ? p / DEC_DIGITS : -((-p + DEC_DIGITS - 1) / DEC_DIGITS);
+		int g = w1 * DEC_DIGITS, pow = 1;
+		for (int q = g; q < g + DEC_DIGITS; q++, pow *= 10) {
+			long idx = (long)n - 1 - (q + scale);
+			if (idx >= 0 && idx < (long)n)
+				fd1 += (d[idx] - '0') * pow;
+		}
+		break;
+	}
+	{
+		int nd = 0;
+		for (int64_t c = count; c > 0; c /= 10)
+			nd++;
+		w2 = (nd - 1) / DEC_DIGITS;
+		int64_t div = 1;
+		for (int k = 0; k < w2 * DEC_DIGITS; k++)
+			div *= 10;
+		fd2 = (int)(count / div);
+	}
+	int qweight = w1 - w2;
+	if (fd1 <= fd2)
+		qweight--;
+	int rscale = NUMERIC_MIN_SIG_DIGITS - qweight * DEC_DIGITS;
+	if (rscale < scale)
+		rscale = scale;
+	if (rscale < 0)
+		rscale = 0;
+	if (rscale > NUMERIC_MAX_DISPLAY_SCALE)
+		rscale = NUMERIC_MAX_DISPLAY_SCALE;
+
+	/* long division of digits * 10^(rscale - scale) by count */
+	uint32_t qn = n + (uint32_t)(rscale - scale);
+	sp_buf_reset(&m->scratch);
+	sp_buf_reserve(&m->scratch, qn + 1);
+	uint8_t *q = m->scratch.data + 1;
+	unsigned __int128 rem = 0;
+	for (uint32_t i = 0; i < qn; i++) {
+		rem = rem * 10 + (i < n ? (unsigned)(d[i] - '0') : 0u);
+		q[i] = (uint8_t)('0' + (int)(rem / (uint64_t)count));
+		rem %= (uint64_t)count;
+	}
+	if (rem * 2 >= (uint64_t)count) {
+		long i = (long)qn - 1;
+		while (i >= 0 && q[i] == '9')
+			q[i--] = '0';
+		if (i >= 0) {
+			q[i]++;
+		} else {
+			q--;
+			q[0] = '1';
+			qn++;
+		}
+	}
+	dec_text(b, neg, q, qn, rscale);
+}
+
+/* ------------------------------------------------------------------ output */
+
+static void emit_body(sp_merge_t *m, const uint8_t *body, size_t len, const val_t *vals)
+{
+	size_t at = sp_msg_begin(m->out, SP_BE_DATA_ROW);
+	if (!m->rewrite) {
+		pq_sendbytes(m->out, body, len);
+	} else {
+		pq_sendint16(m->out, (int16_t)m->n_visible);
+		for (int c = 0; c < m->ncols; c++) {
+			if (m->cols[c].hidden)
+				continue;
+			pq_sendint32(m->out, vals[c].len);
+			if (vals[c].len > 0)
+				pq_sendbytes(m->out, vals[c].p, (size_t)vals[c].len);
+		}
+	}
+	sp_msg_end(m->out, at);
+}
+
+/* Parse a DataRow body into vals (ncols entries); false if malformed. */
+static bool parse_row(const uint8_t *body, size_t len, int ncols, val_t *vals)
+{
+	sp_msg_reader_t r;
+	int16_t n;
+	sp_msg_reader_init(&r, body, len);
+	if (!pq_getmsgint16(&r, &n) || (ncols >= 0 && n != ncols))
+		return false;
+	for (int c = 0; c < n; c++) {
+		int32_t l;
+		const uint8_t *p = NULL;
+		if (!pq_getmsgint32(&r, &l) || l < -1)
+			return false;
+		if (l > 0 && !pq_getmsgbytes(&r, (size_t)l, &p))
+			return false;
+		if (vals) {
+			vals[c].p = l > 0 ? p : (const uint8_t *)"";
+			vals[c].len = l;
+		}
+	}
+	return r.pos == r.len;
+}
+
+/* One merged row is ready: apply OFFSET and LIMIT, then send it. */
+static void offer_row(sp_merge_t *m, const uint8_t *body, size_t len, const val_t *vals)
+{
+	if (m->limit_reached)
+		return;
+	if (m->skipped < m->plan.offset) {
+		m->skipped++;
+		return;
+	}
+	emit_body(m, body, len, vals);
+	m->sent++;
+	if (m->plan.limit >= 0 && m->sent >= m->plan.limit)
+		m->limit_reached = true;
+}
+
+/* ------------------------------------------------------------------ RowDescription */
+
+static int acc_kind_for(sp_agg_t agg, uint32_t type)
+{
+	switch (agg) {
+	case SP_AGG_COUNT:
+	case SP_AGG_HIDDEN:
+		return ACC_INT;
+	case SP_AGG_MIN:
+		return ACC_MIN;
+	case SP_AGG_MAX:
+		return ACC_MAX;
+	case SP_AGG_SUM:
+		switch (type) {
+		case OID_INT2:
+		case OID_INT4:
+		case OID_INT8:
+			return ACC_INT;
+		case OID_NUMERIC:
+			return ACC_DEC;
+		case OID_FLOAT4:
+			return ACC_F4;
+		case OID_FLOAT8:
+			return ACC_F8;
+		default:
+			return 0;
+		}
+	case SP_AGG_AVG_SUM:
+		switch (type) {
+		case OID_INT2:
+		case OID_INT4:
+		case OID_INT8:
+		case OID_NUMERIC:
+			return ACC_DEC;
+		case OID_FLOAT4:
+		case OID_FLOAT8:
+			return ACC_F8;
+		default:
+			return 0;
+		}
+	default:
+		return 0;
+	}
+}
+
+static bool read_field(sp_msg_reader_t *r, const char **name, int32_t *tableoid, int16_t *attnum,
+		       int32_t *typoid, int16_t *typlen, int32_t *typmod, int16_t *format)
+{
+	return pq_getmsgstring(r, name, NULL) && pq_getmsgint32(r, tableoid) &&
+	       pq_getmsgint16(r, attnum) && pq_getmsgint32(r, typoid) && pq_getmsgint16(r, typlen) &&
+	       pq_getmsgint32(r, typmod) && pq_getmsgint16(r, format);
+}
+
+/* Send the RowDescription the client sees: hidden columns left out, avg retyped. */
+static void send_row_description(sp_merge_t *m, const uint8_t *body, size_t len)
+{
+	sp_msg_reader_t r;
+	int16_t n;
+	sp_msg_reader_init(&r, body, len);
+	pq_getmsgint16(&r, &n);
+	size_t at = sp_msg_begin(m->out, SP_BE_ROW_DESCRIPTION);
+	pq_sendint16(m->out, (int16_t)m->n_visible);
+	for (int c = 0; c < n; c++) {
+		const char *name;
+		int32_t tableoid, typoid, typmod;
+		int16_t attnum, typlen, format;
+		read_field(&r, &name, &tableoid, &attnum, &typoid, &typlen, &typmod, &format);
+		const col_t *col = &m->cols[c];
+		if (col->hidden)
+			continue;
+		if (col->out_type != col->type) {
+			typoid = (int32_t)col->out_type;
+			typlen = col->out_type == OID_FLOAT8 ? 8 : -1;
+			typmod = -1;
+		}
+		pq_sendstring(m->out, name);
+		pq_sendint32(m->out, tableoid);
+		pq_sendint16(m->out, attnum);
+		pq_sendint32(m->out, typoid);
+		pq_sendint16(m->out, typlen);
+		pq_sendint32(m->out, typmod);
+		pq_sendint16(m->out, format);
+	}
+	sp_msg_end(m->out, at);
+}
+
+/* Learn the result's columns from the first RowDescription and check the plan against them. */
+static bool setup_columns(sp_merge_t *m, const uint8_t *body, size_t len, bool send)
+{
+	sp_msg_reader_t r;
+	int16_t n;
+	sp_msg_reader_init(&r, body, len);
+	if (!pq_getmsgint16(&r, &n) || n < 0)
+		return fail(m, SP_SQLSTATE_PROTOCOL_VIOLATION, "malformed RowDescription from a shard");
+	if ((m->plan.n_cols > 0 || m->agg) && m->plan.n_cols != n)
+		return fail(m, SP_SQLSTATE_INTERNAL,
+			    "merge plan expects %d result columns, the shards returned %d",
+			    m->plan.n_cols, n);
+	m->cols = calloc((size_t)n + 1, sizeof(col_t));
+	m->vals = calloc((size_t)n + 1, sizeof(val_t));
+	if (!m->cols || !m->vals)
+		return fail(m, SP_SQLSTATE_OUT_OF_MEMORY, "out of memory");
+	m->ncols = n;
+	m->n_visible = 0;
+	for (int c = 0; c < n; c++) {
+		const char *name;
+		int32_t tableoid, typoid, typmod;
+		int16_t attnum, typlen, format;
+		if (!read_field(&r, &name, &tableoid, &attnum, &typoid, &typlen, &typmod, &format))
+			return fail(m, SP_SQLSTATE_PROTOCOL_VIOLATION,
+				    "malformed RowDescription from a shard");
+		col_t *col = &m->cols[c];
+		sp_agg_t agg = c < m->plan.n_cols ? m->plan.agg[c] : SP_AGG_NONE;
+		col->type = (uint32_t)typoid;
+		col->out_type = col->type;
+		col->format = format;
+		col->hidden = agg == SP_AGG_HIDDEN;
+		col->acc = -1;
+		if (agg == SP_AGG_AVG_SUM && m->agg)
+			/* avg(real/double precision) is double precision, any other avg numeric */
+			col->out_type = col->type == OID_FLOAT4 || col->type == OID_FLOAT8
+						? OID_FLOAT8
+						: OID_NUMERIC;
+		col->cmp = (uint8_t)cmp_kind_of(col->out_type);
+		if (!col->hidden)
+			m->n_visible++;
+	}
+	m->rewrite = m->n_visible != m->ncols;
+
+	for (int k = 0; k < m->plan.n_sort; k++) {
+		int c = m->plan.sort[k].col;
+		if (c < 0 || c >= n)
+			return fail(m, SP_SQLSTATE_INTERNAL,
+				    "merge plan sorts by column %d of a %d-column result", c + 1, n);
+		if (m->cols[c].format != 0)
+			return fail(m, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
+				    "ORDER BY across shards needs text format results");
+	}
+	if (m->agg) {
+		for (int c = 0; c < n; c++) {
+			sp_agg_t agg = m->plan.agg[c];
+			col_t *col = &m->cols[c];
+			bool is_count_of_avg = false;
+			for (int k = 0; k < n; k++)
+				if (m->plan.agg[k] == SP_AGG_AVG_SUM && m->plan.avg_count_col[k] == c)
+					is_count_of_avg = true;
+			/* a hidden column that is no avg's count is grouped on, like a plain one */
+			if (agg == SP_AGG_NONE || (agg == SP_AGG_HIDDEN && !is_count_of_avg))
+				continue;
+			if (agg == SP_AGG_AVG_SUM) {
+				int cc = m->plan.avg_count_col[c];
+				if (cc < 0 || cc >= n || m->plan.agg[cc] != SP_AGG_HIDDEN)
+					return fail(m, SP_SQLSTATE_INTERNAL,
+						    "merge plan: avg column %d has no hidden count column",
+						    c + 1);
+			}
+			if (col->format != 0)
+				return fail(m, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
+					    "aggregates across shards need text format results");
+			if (!acc_kind_for(agg, col->type))
+				return fail(m, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
+					    "%s of type %u cannot be combined across shards",
+					    agg == SP_AGG_AVG_SUM ? "avg()" : "sum()", col->type);
+			col->acc = m->n_acc++;
+		}
+	}
+	if (send)
+		send_row_description(m, body, len);
+	m->desc_sent = true;
+	return true;
+}
+
+static bool check_columns(sp_merge_t *m, int shard, const uint8_t *body, size_t len)
+{
+	sp_msg_reader_t r;
+	int16_t n;
+	sp_msg_reader_init(&r, body, len);
+	if (!pq_getmsgint16(&r, &n) || n < 0)
+		return fail(m, SP_SQLSTATE_PROTOCOL_VIOLATION, "malformed RowDescription from a shard");
+	if (n != m->ncols)
+		return fail(m, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
+			    "shards returned different result columns: %d columns from shard %d, %d "
+			    "from shard %d",
+			    m->ncols, m->first_desc_shard, n, shard);
+	for (int c = 0; c < n; c++) {
+		const char *name;
+		int32_t tableoid, typoid, typmod;
+		int16_t attnum, typlen, format;
+		if (!read_field(&r, &name, &tableoid, &attnum, &typoid, &typlen, &typmod, &format))
+			return fail(m, SP_SQLSTATE_PROTOCOL_VIOLATION,
+				    "malformed RowDescription from a shard");
+		if ((uint32_t)typoid != m->cols[c].type)
+			return fail(m, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
+				    "shards returned different types for result column %d (\"%s\"): "
+				    "type %u from shard %d, type %u from shard %d",
+				    c + 1, name, m->cols[c].type, m->first_desc_shard,
+				    (uint32_t)typoid, shard);
+		if (format != m->cols[c].format)
+			return fail(m, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
+				    "shards returned different formats for result column %d (\"%s\")",
+				    c + 1, name);
+	}
+	return true;
+}
+
+/* ------------------------------------------------------------------ sorted merge */
+
+static void set_head(sp_merge_t *m, shard_t *s)
+{
+	const uint8_t *body = sp_buf_head(&s->q) + 4;
+	uint32_t len = sp_get_be32(sp_buf_head(&s->q));
+	parse_row(body, len, m->ncols, m->vals);
+	for (int k = 0; k < m->plan.n_sort; k++) {
+		val_t v = m->vals[m->plan.sort[k].col];
+		s->head_off[k] = v.len > 0 ? (int32_t)(v.p - body) : 0;
+		s->head_len[k] = v.len;
+	}
+}
+
+static int cmp_heads(const sp_merge_t *m, const shard_t *a, const shard_t *b)
+{
+	const uint8_t *ab = sp_buf_head(&a->q) + 4, *bb = sp_buf_head(&b->q) + 4;
+	for (int k = 0; k < m->plan.n_sort; k++) {
+		const sp_merge_sort_t *s = &m->plan.sort[k];
+		val_t x = {ab + a->head_off[k], a->head_len[k]};
+		val_t y = {bb + b->head_off[k], b->head_len[k]};
+		int c = cmp_sort(s, m->cols[s->col].cmp, x, y);
+		if (c != 0)
+			return c;
+	}
+	return 0;
+}
+
+static void drop_queues(sp_merge_t *m)
+{
+	for (int i = 0; i < m->n_shards; i++) {
+		sp_buf_reset(&m->shards[i].q);
+		m->shards[i].q_rows = 0;
+	}
+}
+
+/* Send every row that no shard still running could precede. */
+static void drain_sorted(sp_merge_t *m)
+{
+	while (!m->failed && !m->limit_reached) {
+		shard_t *best = NULL;
+		for (int i = 0; i < m->n_shards; i++) {
+			shard_t *s = &m->shards[i];
+			if (s->q_rows == 0) {
+				if (!s->ended)
+					return; /* it may still send something smaller */
+				continue;
+			}
+			/* strict: on ties the lower shard goes first */
+			if (!best || cmp_heads(m, s, best) < 0)
+				best = s;
+		}
+		if (!best)
+			return;
+		const uint8_t *rec = sp_buf_head(&best->q);
+		uint32_t len = sp_get_be32(rec);
+		if (m->rewrite)
+			parse_row(rec + 4, len, m->ncols, m->vals);
+		offer_row(m, rec + 4, len, m->vals);
+		sp_buf_consume(&best->q, 4 + (size_t)len);
+		if (--best->q_rows > 0)
+			set_head(m, best);
+	}
+	if (m->limit_reached)
+		drop_queues(m);
+}
+
+/* ------------------------------------------------------------------ aggregates */
+
+static bool grow_groups(sp_merge_t *m)
+{
+	if (m->n_groups == m->cap_groups) {
+		size_t cap = m->cap_groups ? m->cap_groups * 2 : 64;
+		group_t *g = realloc(m->groups, cap * sizeof *g);
+		if (!g)
+			return false;
+		m->groups = g;
+		acc_t *a = realloc(m->accs, cap * (size_t)(m->n_acc ? m->n_acc : 1) * sizeof *a);
+		if (!a)
+			return false;
+		m->accs = a;
+		m->cap_groups = cap;
+	}
+	if ((m->n_groups + 1) * 2 > m->n_slots) {
+		size_t ns = m->n_slots ? m->n_slots * 2 : 128;
+		uint32_t *slots = calloc(ns, sizeof *slots);
+		if (!slots)
+			return false;
+		for (size_t g = 0; g < m->n_groups; g++) {
+			size_t h = (size_t)m->groups[g].hash & (ns - 1);
+			while (slots[h])
+				h = (h + 1) & (ns - 1);
+			slots[h] = (uint32_t)g + 1;
+		}
+		free(m->slots);
+		m->slots = slots;
+		m->n_slots = ns;
+	}
+	return true;
+}
+
+static bool acc_add(sp_merge_t *m, const col_t *col, acc_t *a, val_t v)
+{
+	if (v.len < 0)
+		return true; /* aggregates skip NULLs */
+	size_t n = (size_t)v.len;
+	switch (a->kind) {
+	case ACC_INT: {
+		int64_t x;
+		if (!parse_int64(v.p, n, &x))
+			return fail(m, SP_SQLSTATE_INTERNAL, "cannot combine aggregate value \"%.*s\"",
+				    (int)(n > 64 ? 64 : n), (const char *)v.p);
+		if (a->null) {
+			a->i = x;
+		} else if (__builtin_add_overflow(a->i, x, &a->i)) {
+			return fail(m, "22003", "bigint out of range");
+		}
+		break;
+	}
+	case ACC_F8: {
+		double x;
+		if (!parse_double(v.p, n, &x))
+			return fail(m, SP_SQLSTATE_INTERNAL, "cannot combine aggregate value \"%.*s\"",
+				    (int)(n > 64 ? 64 : n), (const char *)v.p);
+		if (a->null) {
+			a->d = x;
+		} else {
+			double r = a->d + x;
+			/* float8pl(): overflow is an error, not Infinity */
+			if (isinf(r) && !isinf(a->d) && !isinf(x))
+				return fail(m, "22003", "value out of range: overflow");
+			a->d = r;
+		}
+		break;
+	}
+	case ACC_F4: {
+		float x;
+		if (!parse_float(v.p, n, &x))
+			return fail(m, SP_SQLSTATE_INTERNAL, "cannot combine aggregate value \"%.*s\"",
+				    (int)(n > 64 ? 64 : n), (const char *)v.p);
+		if (a->null) {
+			a->f = x;
+		} else {
+			float r = a->f + x;
+			if (isinf(r) && !isinf(a->f) && !isinf(x))
+				return fail(m, "22003", "value out of range: overflow");
+			a->f = r;
+		}
+		break;
+	}
+	case ACC_DEC: {
+		numtxt_t t;
+		if (!num_parse(v.p, n, &t))
+			return fail(m, SP_SQLSTATE_INTERNAL, "cannot combine aggregate value \"%.*s\"",
+				    (int)(n > 64 ? 64 : n), (const char *)v.p);
+		if (t.special) {
+			a->special |= (uint8_t)t.special;
+			a->null = false;
+			return true;
+		}
+		/* digits = integer part then fraction, scale = fraction length */
+		if (a->null) {
+			sp_buf_reset(&m->scratch);
+			sp_buf_append(&m->scratch, t.ip, t.in);
+			sp_buf_append(&m->scratch, t.fp, t.fn);
+			if (!acc_store(m, a, m->scratch.data, (uint32_t)(t.in + t.fn)))
+				return fail(m, SP_SQLSTATE_OUT_OF_MEMORY, "out of memory");
+			a->scale = (int32_t)t.fn;
+			a->neg = t.neg;
+		} else {
+			/* the operand's digits are split by the point: join them */
+			sp_buf_reset(&m->operand);
+			sp_buf_append(&m->operand, t.ip, t.in);
+			sp_buf_append(&m->operand, t.fp, t.fn);
+			bool rneg;
+			const uint8_t *rd;
+			uint32_t rn;
+			int32_t rs;
+			dec_add_raw(m, a->neg, a->p, a->n, a->scale, t.neg, m->operand.data,
+				    (uint32_t)(t.in + t.fn), (int32_t)t.fn, &rneg, &rd, &rn, &rs);
+			if (!acc_store(m, a, rd, rn))
+				return fail(m, SP_SQLSTATE_OUT_OF_MEMORY, "out of memory");
+			a->scale = rs;
+			a->neg = rneg;
+		}
+		break;
+	}
+	case ACC_MIN:
+	case ACC_MAX:
+		if (!a->null) {
+			int c = cmp_values(col->cmp, v, (val_t){a->p, (int32_t)a->n});
+			if (a->kind == ACC_MIN ? c >= 0 : c <= 0)
+				return true;
+		}
+		if (!acc_store(m, a, v.p, (uint32_t)n))
+			return fail(m, SP_SQLSTATE_OUT_OF_MEMORY, "out of memory");
+		break;
+	default:
+		return fail(m, SP_SQLSTATE_INTERNAL, "merge: bad accumulator");
+	}
+	a->null = false;
+	return true;
+}
+
+static bool combine_row(sp_merge_t *m)
+{
+	sp_buf_reset(&m->keybuf);
+	for (int c = 0; c < m->ncols; c++) {
+		if (m->cols[c].acc >= 0)
+			continue;
+		uint8_t l[4];
+		sp_put_be32(l, (uint32_t)m->vals[c].len);
+		sp_buf_append(&m->keybuf, l, 4);
+		if (m->vals[c].len > 0)
+			sp_buf_append(&m->keybuf, m->vals[c].p, (size_t)m->vals[c].len);
+	}
+	const uint8_t *key = m->keybuf.data ? m->keybuf.data : (const uint8_t *)"";
+	size_t klen = sp_buf_len(&m->keybuf);
+	uint64_t h = fnv1a(UINT64_C(14695981039346656037), key, klen);
+
+	if (!grow_groups(m))
+		return fail(m, SP_SQLSTATE_OUT_OF_MEMORY, "out of memory");
+	size_t slot = (size_t)h & (m->n_slots - 1);
+	group_t *g = NULL;
+	size_t gi = 0;
+	while (m->slots[slot]) {
+		gi = m->slots[slot] - 1;
+		group_t *cand = &m->groups[gi];
+		if (cand->hash == h && cand->key_len == klen && memcmp(cand->key, key, klen) == 0) {
+			g = cand;
+			break;
+		}
+		slot = (slot + 1) & (m->n_slots - 1);
+	}
+	if (!g) {
+		gi = m->n_groups++;
+		g = &m->groups[gi];
+		g->hash = h;
+		g->key_len = (uint32_t)klen;
+		g->key = arena_alloc(m, klen ? klen : 1);
+		if (!g->key)
+			return fail(m, SP_SQLSTATE_OUT_OF_MEMORY, "out of memory");
+		memcpy(g->key, key, klen);
+		m->slots[slot] = (uint32_t)gi + 1;
+		for (int c = 0; c < m->ncols; c++) {
+			if (m->cols[c].acc < 0)
+				continue;
+			acc_t *a = &m->accs[gi * (size_t)m->n_acc + (size_t)m->cols[c].acc];
+			memset(a, 0, sizeof *a);
+			a->null = true;
+			a->kind = (uint8_t)acc_kind_for(m->plan.agg[c], m->cols[c].type);
+		}
+	}
+	for (int c = 0; c < m->ncols; c++) {
+		if (m->cols[c].acc < 0)
+			continue;
+		acc_t *a = &m->accs[gi * (size_t)m->n_acc + (size_t)m->cols[c].acc];
+		if (!acc_add(m, &m->cols[c], a, m->vals[c]))
+			return false;
+	}
+	return true;
+}
+
+/* Text of one combined column, appended to b; false for NULL. */
+static bool acc_text(sp_merge_t *m, sp_buf_t *b, int c, size_t gi)
+{
+	const acc_t *a = &m->accs[gi * (size_t)m->n_acc + (size_t)m->cols[c].acc];
+	char tmp[64];
+	int n;
+
+	if (m->plan.agg[c] == SP_AGG_AVG_SUM) {
+		int cc = m->plan.avg_count_col[c];
+		const acc_t *ca = &m->accs[gi * (size_t)m->n_acc + (size_t)m->cols[cc].acc];
+		if (a->null || ca->null || ca->i <= 0)
+			return false;
+		if (a->kind == ACC_F8) {
+			n = sp_merge_format_float8(a->d / (double)ca->i, tmp, sizeof tmp);
+			sp_buf_append(b, tmp, (size_t)n);
+			return true;
+		}
+	}
+	if (a->null)
+		return false;
+	switch (a->kind) {
+	case ACC_INT:
+		n = snprintf(tmp, sizeof tmp, "%lld", (long long)a->i);
+		sp_buf_append(b, tmp, (size_t)n);
+		break;
+	case ACC_F8:
+		n = sp_merge_format_float8(a->d, tmp, sizeof tmp);
+		sp_buf_append(b, tmp, (size_t)n);
+		break;
+	case ACC_F4:
+		n = sp_merge_format_float4(a->f, tmp, sizeof tmp);
+		sp_buf_append(b, tmp, (size_t)n);
+		break;
+	case ACC_DEC: {
+		if (a->special) {
+			const char *s = (a->special & SPECIAL_NAN) ||
+						(a->special & (SPECIAL_PINF | SPECIAL_NINF)) ==
+							(SPECIAL_PINF | SPECIAL_NINF)
+					? "NaN"
+				: (a->special & SPECIAL_PINF) ? "Infinity"
+							      : "-Infinity";
+			sp_buf_append(b, s, strlen(s));
+		} else if (m->plan.agg[c] == SP_AGG_AVG_SUM) {
+			int cc = m->plan.avg_count_col[c];
+			const acc_t *ca = &m->accs[gi * (size_t)m->n_acc + (size_t)m->cols[cc].acc];
+			dec_div_count(m, b, a->neg, a->p, a->n, a->scale, ca->i);
+		} else {
+			dec_text(b, a->neg, a->p, a->n, a->scale);
+		}
+		break;
+	}
+	default: /* ACC_MIN, ACC_MAX */
+		sp_buf_append(b, a->p, a->n);
+		break;
+	}
+	return true;
+}
+
+typedef struct final_row {
+	size_t off; /* into m->rows: [u32 len][DataRow body] */
+} final_row_t;
+
+static int cmp_final(sp_merge_t *m, size_t x, size_t y, val_t *vx, val_t *vy)
+{
+	const uint8_t *a = m->rows.data + x, *b = m->rows.data + y;
+	parse_row(a + 4, sp_get_be32(a), m->ncols, vx);
+	parse_row(b + 4, sp_get_be32(b), m->ncols, vy);
+	for (int k = 0; k < m->plan.n_sort; k++) {
+		const sp_merge_sort_t *s = &m->plan.sort[k];
+		int c = cmp_sort(s, m->cols[s->col].cmp, vx[s->col], vy[s->col]);
+		if (c != 0)
+			return c;
+	}
+	return 0;
+}
+
+/* Stable merge sort of row offsets (ties keep group order). */
+static void sort_rows(sp_merge_t *m, size_t *v, size_t *tmp, size_t n, val_t *vx, val_t *vy)
+{
+	if (n < 2)
+		return;
+	size_t h = n / 2;
+	sort_rows(m, v, tmp, h, vx, vy);
+	sort_rows(m, v + h, tmp, n - h, vx, vy);
+	size_t i = 0, j = h, k = 0;
+	while (i < h && j < n)
+		tmp[k++] = cmp_final(m, v[j], v[i], vx, vy) < 0 ? v[j++] : v[i++];
+	while (i < h)
+		tmp[k++] = v[i++];
+	while (j < n)
+		tmp[k++] = v[j++];
+	memcpy(v, tmp, n * sizeof *v);
+}
+
+static void finish_aggs(sp_merge_t *m)
+{
+	/* build every group's row: [u32 len][int16 ncols, per column int32 len + bytes] */
+	size_t *offs = calloc(m->n_groups + 1, sizeof *offs);
+	if (!offs) {
+		fail(m, SP_SQLSTATE_OUT_OF_MEMORY, "out of memory");
+		return;
+	}
+	sp_buf_reset(&m->rows);
+	for (size_t gi = 0; gi < m->n_groups; gi++) {
+		const group_t *g = &m->groups[gi];
+		size_t start = m->rows.end;
+		offs[gi] = start;
+		uint8_t hdr[6] = {0};
+		sp_buf_append(&m->rows, hdr, 6);
+		m->rows.data[start + 4] = (uint8_t)(m->ncols >> 8);
+		m->rows.data[start + 5] = (uint8_t)m->ncols;
+		size_t kpos = 0;
+		for (int c = 0; c < m->ncols; c++) {
+			uint8_t l[4] = {0};
+			if (m->cols[c].acc < 0) {
+				uint32_t kl = sp_get_be32(g->key + kpos);
+				sp_buf_append(&m->rows, g->key + kpos, 4);
+				kpos += 4;
+				if ((int32_t)kl > 0) {
+					sp_buf_append(&m->rows, g->key + kpos, kl);
+					kpos += kl;
+				}
+				continue;
+			}
+			size_t lpos = m->rows.end;
+			sp_buf_append(&m->rows, l, 4);
+			size_t vstart = m->rows.end;
+			bool notnull = acc_text(m, &m->rows, c, gi);
+			sp_put_be32(m->rows.data + lpos,
+				    notnull ? (uint32_t)(m->rows.end - vstart) : UINT32_MAX);
+		}
+		sp_put_be32(m->rows.data + start, (uint32_t)(m->rows.end - start - 4));
+	}
+	if (m->plan.n_sort > 0 && m->n_groups > 1) {
+		size_t *tmp = calloc(m->n_groups, sizeof *tmp);
+		val_t *vy = calloc((size_t)m->ncols + 1, sizeof *vy);
+		if (!tmp || !vy) {
+			free(tmp);
+			free(vy);
+			free(offs);
+			fail(m, SP_SQLSTATE_OUT_OF_MEMORY, "out of memory");
+			return;
+		}
+		sort_rows(m, offs, tmp, m->n_groups, m->vals, vy);
+		free(tmp);
+		free(vy);
+	}
+	for (size_t k = 0; k < m->n_groups && !m->limit_reached; k++) {
+		const uint8_t *rec = m->rows.data + offs[k];
+		uint32_t len = sp_get_be32(rec);
+		if (m->rewrite)
+			parse_row(rec + 4, len, m->ncols, m->vals);
+		offer_row(m, rec + 4, len, m->vals);
+	}
+	free(offs);
+}
+
+/* ------------------------------------------------------------------ notices */
+
+/*
+ * The same notice from several shards reaches the client once; a shard that
+ * sends it twice (say, once per row) still has it passed twice: each copy
+ * beyond the highest count any shard already reached is sent.
+ */
+static void pass_notice(sp_merge_t *m, int shard, char type, const uint8_t *body, size_t len)
+{
+	uint64_t h = fnv1a(UINT64_C(14695981039346656037) ^ (uint8_t)type, body, len);
+	notice_t *nt = NULL;
+	for (int k = 0; k < m->n_notices; k++) {
+		notice_t *c = m->notices[k];
+		if (c->hash == h && c->type == type && c->len == len && memcmp(c->body, body, len) == 0) {
+			nt = c;
+			break;
+		}
+	}
+	if (!nt && m->n_notices < MAX_NOTICES) {
+		nt = malloc(sizeof *nt + (size_t)m->n_shards * sizeof(int) + len + 1);
+		if (nt) {
+			nt->hash = h;
+			nt->type = type;
+			nt->len = (uint32_t)len;
+			nt->count = (int *)(nt + 1);
+			memset(nt->count, 0, (size_t)m->n_shards * sizeof(int));
+			nt->body = (uint8_t *)(nt->count + m->n_shards);
+			memcpy(nt->body, body, len);
+			m->notices[m->n_notices++] = nt;
+		}
+	}
+	if (nt) {
+		int max = 0;
+		for (int i = 0; i < m->n_shards; i++)
+			if (nt->count[i] > max)
+				max = nt->count[i];
+		nt->count[shard]++;
+		if (nt->count[shard] <= max)
+			return;
+	}
+	size_t at = sp_msg_begin(m->out, type);
+	pq_sendbytes(m->out, body, len);
+	sp_msg_end(m->out, at);
+}
+
+/* ------------------------------------------------------------------ API */
+
+sp_merge_t *sp_merge_new(const sp_merge_plan_t *plan, int n_shards, sp_buf_t *out)
+{
+	if (!plan || n_shards <= 0 || !out || plan->n_sort < 0 || plan->n_sort > SP_MERGE_MAX_SORT ||
+	    plan->n_cols < 0 || plan->n_cols > SP_MERGE_MAX_COLS)
+		return NULL;
+	sp_merge_t *m = calloc(1, sizeof *m);
+	if (!m)
+		return NULL;
+	m->plan = *plan;
+	if (m->plan.offset < 0)
+		m->plan.offset = 0;
+	m->n_shards = n_shards;
+	m->out = out;
+	m->shards = calloc((size_t)n_shards, sizeof *m->shards);
+	if (!m->shards) {
+		free(m);
+		return NULL;
+	}
+	m->agg = plan->has_aggs;
+	m->sorted = plan->n_sort > 0 && !plan->has_aggs;
+	m->ncols = -1;
+	m->first_desc_shard = -1;
+	m->sqlstate = "00000";
+	m->limit_reached = plan->limit == 0;
+	return m;
+}
+
+void sp_merge_free(sp_merge_t *m)
+{
+	if (!m)
+		return;
+	for (int i = 0; i < m->n_shards; i++)
+		sp_buf_free(&m->shards[i].q);
+	free(m->shards);
+	for (int k = 0; k < m->n_notices; k++)
+		free(m->notices[k]);
+	while (m->arena) {
+		chunk_t *next = m->arena->next;
+		free(m->arena);
+		m->arena = next;
+	}
+	free(m->cols);
+	free(m->vals);
+	free(m->groups);
+	free(m->accs);
+	free(m->slots);
+	sp_buf_free(&m->keybuf);
+	sp_buf_free(&m->operand);
+	sp_buf_free(&m->scratch);
+	sp_buf_free(&m->rows);
+	free(m);
+}
+
+bool sp_merge_set_columns(sp_merge_t *m, const uint8_t *body, size_t len)
+{
+	if (m->failed || m->ncols >= 0)
+		return !m->failed;
+	return setup_columns(m, body, len, false);
+}
+
+/* Columns known from the plan alone: a concatenation whose rows came without a RowDescription. */
+static bool columns_from_plan(sp_merge_t *m)
+{
+	if (m->ncols >= 0)
+		return true;
+	if (m->sorted || m->agg)
+		return fail(m, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
+			    "cannot merge rows from shards without a RowDescription");
+	if (m->plan.n_cols == 0)
+		return true; /* rows pass through unchanged */
+	m->ncols = m->plan.n_cols;
+	m->cols = calloc((size_t)m->ncols, sizeof(col_t));
+	m->vals = calloc((size_t)m->ncols, sizeof(val_t));
+	if (!m->cols || !m->vals)
+		return fail(m, SP_SQLSTATE_OUT_OF_MEMORY, "out of memory");
+	m->n_visible = 0;
+	for (int c = 0; c < m->ncols; c++) {
+		m->cols[c].hidden = m->plan.agg[c] == SP_AGG_HIDDEN;
+		m->cols[c].acc = -1;
+		m->n_visible += !m->cols[c].hidden;
+	}
+	m->rewrite = m->n_visible != m->ncols;
+	return true;
+}
+
+bool sp_merge_feed(sp_merge_t *m, int shard, char type, const uint8_t *body, size_t len)
+{
+	if (m->failed || m->finished)
+		return true; /* already reported, or abandoned: swallow */
+	if (shard < 0 || shard >= m->n_shards)
+		return fail(m, SP_SQLSTATE_INTERNAL, "merge: no shard %d", shard);
+	shard_t *s = &m->shards[shard];
+
+	switch (type) {
+	case SP_BE_ROW_DESCRIPTION:
+		if (s->described || s->ended)
+			return fail(m, SP_SQLSTATE_PROTOCOL_VIOLATION,
+				    "shard %d sent a second RowDescription", shard);
+		s->described = true;
+		if (m->ncols < 0) {
+			m->first_desc_shard = shard;
+			return setup_columns(m, body, len, true);
+		}
+		if (m->first_desc_shard < 0)
+			m->first_desc_shard = shard; /* set_columns gave the layout */
+		return check_columns(m, shard, body, len);
+
+	case SP_BE_DATA_ROW:
+		if (s->ended)
+			return fail(m, SP_SQLSTATE_PROTOCOL_VIOLATION,
+				    "shard %d sent a row after the end of its result", shard);
+		if (!columns_from_plan(m))
+			return false;
+		if (!parse_row(body, len, m->ncols, m->vals))
+			return fail(m, SP_SQLSTATE_PROTOCOL_VIOLATION,
+				    "malformed DataRow from shard %d", shard);
+		if (m->agg)
+			return combine_row(m);
+		if (m->limit_reached)
+			return true;
+		if (!m->sorted) {
+			offer_row(m, body, len, m->vals);
+			return true;
+		}
+		{
+			uint8_t l[4];
+			sp_put_be32(l, (uint32_t)len);
+			if (!sp_buf_append(&s->q, l, 4) || !sp_buf_append(&s->q, body, len))
+				return fail(m, SP_SQLSTATE_OUT_OF_MEMORY, "out of memory");
+			if (++s->q_rows == 1) {
+				set_head(m, s);
+				drain_sorted(m);
+			}
+		}
+		return true;
+
+	case SP_BE_COMMAND_COMPLETE:
+		if (!m->have_tag) {
+			/* FETCH from a cursor on every shard answers FETCH n, anything else SELECT n */
+			const char *w = len >= 6 && memcmp(body, "FETCH ", 6) == 0 ? "FETCH" : "SELECT";
+			snprintf(m->tag_word, sizeof m->tag_word, "%s", w);
+			m->have_tag = true;
+		}
+		s->ended = true;
+		if (m->sorted)
+			drain_sorted(m);
+		return true;
+
+	case SP_BE_EMPTY_QUERY:
+		s->ended = true;
+		s->empty = true;
+		if (m->sorted)
+			drain_sorted(m);
+		return true;
+
+	case SP_BE_ERROR: {
+		if (m->limit_reached) {
+			/*
+			 * The client has every row it asked for; this is most likely
+			 * the cancel the caller sent, and a single server would have
+			 * stopped before reaching it anyway.
+			 */
+			s->ended = true;
+			return true;
+		}
+		const char *msg = sp_msg_error_field(body, len, 'M');
+		const char *code = sp_msg_error_field(body, len, 'C');
+		snprintf(m->error, sizeof m->error, "%s", msg ? msg : "error on a shard");
+		snprintf(m->shard_sqlstate, sizeof m->shard_sqlstate, "%s",
+			 code && strlen(code) == 5 ? code : "XX000");
+		m->sqlstate = m->shard_sqlstate;
+		size_t at = sp_msg_begin(m->out, SP_BE_ERROR);
+		pq_sendbytes(m->out, body, len);
+		sp_msg_end(m->out, at);
+		m->failed = true;
+		drop_queues(m);
+		return true;
+	}
+
+	case SP_BE_NOTICE:
+	case SP_BE_NOTIFICATION:
+	case SP_BE_PARAMETER_STATUS:
+		pass_notice(m, shard, type, body, len);
+		return true;
+
+	default:
+		return fail(m, SP_SQLSTATE_PROTOCOL_VIOLATION,
+			    "unexpected message '%c' from shard %d in a merged result", type, shard);
+	}
+}
+
+bool sp_merge_wants_more(const sp_merge_t *m, int shard)
+{
+	if (!m->sorted || m->failed || m->limit_reached || shard < 0 || shard >= m->n_shards)
+		return true;
+	const shard_t *s = &m->shards[shard];
+	return s->q_rows < SP_MERGE_QUEUE_ROWS && sp_buf_len(&s->q) < SP_MERGE_QUEUE_BYTES;
+}
+
+bool sp_merge_all_ended(const sp_merge_t *m)
+{
+	for (int i = 0; i < m->n_shards; i++)
+		if (!m->shards[i].ended)
+			return false;
+	return true;
+}
+
+void sp_merge_finish(sp_merge_t *m)
+{
+	if (m->finished)
+		return;
+	for (int i = 0; i < m->n_shards; i++)
+		m->shards[i].ended = true;
+	if (!m->failed && m->sorted)
+		drain_sorted(m);
+	if (!m->failed && m->agg && m->ncols >= 0)
+		finish_aggs(m);
+	m->finished = true;
+	if (m->failed)
+		return;
+
+	bool all_empty = true;
+	for (int i = 0; i < m->n_shards; i++)
+		if (!m->shards[i].empty)
+			all_empty = false;
+	if (all_empty) {
+		sp_msg_write_empty(m->out, SP_BE_EMPTY_QUERY);
+		return;
+	}
+	char tag[48];
+	snprintf(tag, sizeof tag, "%s %lld", m->have_tag ? m->tag_word : "SELECT", (long long)m->sent);
+	sp_msg_write_command_complete(m->out, tag);
+}
+
+bool sp_merge_failed(const sp_merge_t *m)
+{
+	return m->failed;
+}
+
+const char *sp_merge_error(const sp_merge_t *m)
+{
+	return m->error;
+}
+
+const char *sp_merge_sqlstate(const sp_merge_t *m)
+{
+	return m->sqlstate;
+}
+
+bool sp_merge_limit_reached(const sp_merge_t *m)
+{
+	return m->limit_reached;
+}
+
+uint64_t sp_merge_rows_sent(const sp_merge_t *m)
+{
+	return (uint64_t)m->sent;
+}
