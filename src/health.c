@@ -1,1 +1,1214 @@
-/* health.c - placeholder, being written */
+/*
+ * health.c - the health checker: one probe per server every
+ * health_check_period over a persistent libpq connection driven by the libev
+ * loop (PQconnectStart/PQconnectPoll, PQsendQuery, PQconsumeInput), and the
+ * read/write split built on its answers (sp_health_pick_read,
+ * sp_health_write_target).
+ *
+ * Objects: a target is one server (host + port); every configured node entry
+ * (database, shard, primary or replica index) points to one target, so a
+ * server named by several entries is probed once. A target connects with the
+ * parameters of the first entry that names it:
+ *   host, port; dbname = the entry's dbname, else the [database] name;
+ *   user = the entry's user, else the first admin_users name that has a plain
+ *   (non-empty, not md5/SCRAM) password in auth_file, else the first user of
+ *   auth_file with a plain password, else libpq's default (the OS user);
+ *   password = the entry's password, else that user's plain password from
+ *   auth_file, else none (trust, .pgpass).
+ * The connection is kept between probes; a probe that fails on a reused
+ * connection reconnects and retries once within the same health_check_timeout,
+ * so a server restart between probes is not a failure. A failed probe bans the
+ * server for health_check_period * 2^(failures - 1), at most 30 s (or one
+ * period if that is longer); a banned server is not probed and gets no reads.
+ *
+ * Rules, recomputed for a shard whenever a probe of one of its nodes ends:
+ * - lag of a replica: bytes = the shard's writer's current LSN (as of its last
+ *   good probe) - the replica's replay LSN, clamped at 0, -1 while unknown;
+ *   ms = now() - pg_last_xact_replay_timestamp() on the replica, but 0 when
+ *   replay LSN >= receive LSN and >= the writer's LSN (an idle primary must not
+ *   make a caught-up replica look late), -1 while unknown (no transaction
+ *   replayed since the replica started). Lag is computed when the replica's
+ *   probe ends, against the newest writer LSN known then, so sampling skew
+ *   understates lag rather than inventing it.
+ * - a replica is in rotation when probed, reachable, in recovery, and
+ *   within max_replica_lag bytes (0 = no limit; unknown lag counts as too much
+ *   unless the writer is known to be down) and max_replica_lag_ms (0 = off;
+ *   unknown ms passes). With health_check_period = 0 nothing is probed and
+ *   every replica is in rotation.
+ * - fencing: the shard remembers the highest timeline any node claimed
+ *   primary on (not in recovery); a reachable node that claims primary on a
+ *   lower timeline is fenced, and stays fenced until a probe sees it in
+ *   recovery or on that timeline. The memory lasts for the life of the process.
+ * - writer: the configured primary if it is reachable, not in recovery and not
+ *   fenced; else the unfenced replica that claims primary on the highest
+ *   timeline (lowest index on a tie); else -1 while the primary has never been
+ *   probed (start-up, or health checks disabled); else -2.
+ * - reads (sp_health_pick_read): candidates are the replicas in rotation with
+ *   weight > 0, not excluded, at or past min_lsn, plus the writer when
+ *   primary_reads = yes (by its weight). "Reads on the primary" go to the
+ *   writer: -1, or the promoted replica's index. Among candidates the least
+ *   loaded wins, load being outstanding / weight; equally loaded candidates
+ *   share by smooth weighted round robin (nginx's algorithm), so with nothing
+ *   outstanding N picks split exactly by weight.
+ * Every change of reachability, role, fencing, writer and rotation is logged.
+ *
+ * Not here: opening pooled server connections (pool.c asks us where), waiting
+ * for a replica to catch up (causal_wait_ms, router), multi-threading (all
+ * calls must come from sp_loop's thread), and forgetting a timeline on its own
+ * (a re-initialised cluster on a lower timeline stays fenced until restart).
+ * Pointers from sp_health_node/sp_health_at stay valid across
+ * sp_health_reload for nodes whose entry is unchanged, until sp_health_stop.
+ */
+#include "health.h"
+
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "log.h"
+#include "sock.h"
+#include "sp_types.h"
+#include "userlist.h"
+
+#define MAX_BAN 30.0
+
+/*
+ * One round trip. pg_is_in_recovery() is read once (FROM) so every column
+ * agrees on the role; the CASE keeps primary-only functions from running on
+ * a standby, where they raise an error.
+ */
+static const char PROBE_SQL[] =
+    "SELECT r, CASE WHEN r THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END, "
+    "pg_last_wal_receive_lsn(), "
+    "extract(epoch FROM now() - pg_last_xact_replay_timestamp()), "
+    "CASE WHEN r THEN NULL ELSE substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END, "
+    "CASE WHEN r THEN (SELECT received_tli FROM pg_stat_wal_receiver) END "
+    "FROM pg_is_in_recovery() AS r";
+
+enum probe_state { PROBE_IDLE, PROBE_CONNECTING, PROBE_QUERYING };
+
+struct target {
+	char *host;
+	int port;
+	/* the entry whose parameters are used to connect (see top of file) */
+	const sp_node_conf_t *conf;
+	const char *default_db;
+	char *sig; /* parameters the open connection was made with */
+	PGconn *conn;
+	enum probe_state state;
+	bool fresh; /* conn opened by the running probe: a failure is final */
+	ev_io io;
+	ev_timer timer; /* idle: time of the next probe; probing: the timeout */
+	ev_tstamp started;
+	bool seen;
+
+	/* the running probe's row */
+	bool got_row;
+	char qerr[200];
+
+	/* results */
+	bool probed, reachable, in_recovery;
+	uint64_t lsn, receive_lsn;
+	uint64_t primary_lsn; /* lsn of the last good probe outside recovery */
+	bool have_delay;
+	double delay; /* seconds */
+	uint32_t timeline;
+	int fail_count;
+	ev_tstamp banned_until, last_ok;
+	char last_error[200];
+	struct target *next;
+};
+
+struct shard;
+
+struct node {
+	sp_node_health_t pub;
+	struct target *t;
+	struct shard *sh;
+	char *conninfo; /* own copy: the identity of the entry across reloads */
+	int cw;		/* smooth weighted round robin: current weight */
+	bool sample;	/* a probe ended since lag was computed */
+	bool seen;
+};
+
+struct shard {
+	char *dbname;
+	const sp_db_conf_t *db;
+	int index;
+	struct node *primary; /* NULL if the shard has none */
+	struct node **replicas;
+	int n_replicas;
+	uint32_t max_tli; /* highest timeline a node claimed primary on */
+	int writer;	  /* sp_health_write_target's answer */
+};
+
+static struct node **nodes;
+static int n_nodes;
+static struct shard **shards;
+static int n_shards;
+static struct target *targets;
+static bool running;
+
+static void probe_start(struct target *t);
+static void connect_start(struct target *t);
+static void update_all(void);
+
+static void *must(void *p)
+{
+	if (!p) {
+		sp_error("health: out of memory");
+		abort();
+	}
+	return p;
+}
+
+static char *dupstr(const char *s)
+{
+	return must(strdup(s));
+}
+
+static bool enabled(void)
+{
+	return sp_g.cfg && sp_g.cfg->health_check_period > 0;
+}
+
+static const char *node_name(const struct node *n, char *buf, size_t len)
+{
+	if (n->pub.replica < 0)
+		snprintf(buf, len, "%s.%d primary (%s:%d)", n->pub.dbname, n->pub.shard, n->t->host,
+			 n->t->port);
+	else
+		snprintf(buf, len, "%s.%d replica %d (%s:%d)", n->pub.dbname, n->pub.shard,
+			 n->pub.replica, n->t->host, n->t->port);
+	return buf;
+}
+
+/* ------------------------------------------------------------ credentials */
+
+static const sp_user_t *plain_user(const char *name)
+{
+	const sp_user_t *u;
+	if (!sp_g.users || !name)
+		return NULL;
+	u = sp_userlist_find(sp_g.users, name);
+	if (u && u->kind == SP_SECRET_PLAIN && u->secret && *u->secret)
+		return u;
+	return NULL;
+}
+
+/* The rule is described at the top of the file. */
+static void credentials(const sp_node_conf_t *c, const char **user, const char **password)
+{
+	const sp_user_t *u = NULL;
+
+	*user = c->user;
+	*password = c->password;
+	if (c->user) {
+		if (!*password && (u = plain_user(c->user)))
+			*password = u->secret;
+		return;
+	}
+	if (sp_g.cfg && sp_g.cfg->admin_users && *sp_g.cfg->admin_users) {
+		const char *s = sp_g.cfg->admin_users;
+		while (*s && !u) {
+			char name[128];
+			size_t len = 0;
+			while (*s == ',' || *s == ' ' || *s == '\t')
+				s++;
+			while (s[len] && s[len] != ',' && s[len] != ' ' && s[len] != '\t')
+				len++;
+			if (len > 0 && len < sizeof(name)) {
+				memcpy(name, s, len);
+				name[len] = '\0';
+				u = plain_user(name);
+			}
+			s += len;
+		}
+	}
+	for (int i = 0; !u && sp_g.users && i < sp_g.users->n_users; i++)
+		u = plain_user(sp_g.users->users[i].name);
+	if (u) {
+		*user = u->name;
+		if (!*password)
+			*password = u->secret;
+	}
+}
+
+/* ------------------------------------------------------------ probing */
+
+static void copy_error(char *dst, size_t len, const char *msg)
+{
+	size_t j = 0;
+	/* libpq messages end in newlines and may hold several lines: keep one */
+	for (size_t i = 0; msg && msg[i] && j + 1 < len; i++) {
+		char ch = msg[i];
+		if (ch == '\n' || ch == '\r' || ch == '\t')
+			ch = ' ';
+		if (ch == ' ' && (j == 0 || dst[j - 1] == ' '))
+			continue;
+		dst[j++] = ch;
+	}
+	while (j > 0 && dst[j - 1] == ' ')
+		j--;
+	dst[j] = '\0';
+	if (j == 0)
+		snprintf(dst, len, "unknown error");
+}
+
+static void close_conn(struct target *t)
+{
+	ev_io_stop(sp_loop, &t->io);
+	if (t->conn)
+		PQfinish(t->conn);
+	t->conn = NULL;
+	free(t->sig);
+	t->sig = NULL;
+}
+
+static void schedule(struct target *t, double delay)
+{
+	ev_timer_stop(sp_loop, &t->timer);
+	if (!enabled())
+		return;
+	ev_timer_set(&t->timer, delay > 0 ? delay : 0, 0);
+	ev_timer_start(sp_loop, &t->timer);
+}
+
+/* Copy a target's results into every entry that names it. */
+static void publish(struct target *t)
+{
+	char name[300];
+	for (int i = 0; i < n_nodes; i++) {
+		struct node *n = nodes[i];
+		sp_node_health_t *p = &n->pub;
+		if (n->t != t)
+			continue;
+		if (p->probed && p->reachable != t->reachable) {
+			if (t->reachable)
+				sp_info("health: %s is reachable again",
+					node_name(n, name, sizeof(name)));
+			else
+				sp_warn("health: %s is unreachable: %s",
+					node_name(n, name, sizeof(name)), t->last_error);
+		} else if (!p->probed && !t->reachable) {
+			sp_warn("health: %s is unreachable: %s", node_name(n, name, sizeof(name)),
+				t->last_error);
+		}
+		/* last_ok: the role is known from an earlier good probe */
+		if (t->reachable && p->last_ok > 0 && p->in_recovery != t->in_recovery) {
+			if (t->in_recovery)
+				sp_warn("health: %s is now in recovery (a standby)",
+					node_name(n, name, sizeof(name)));
+			else
+				sp_warn("health: %s left recovery: promoted, timeline %u",
+					node_name(n, name, sizeof(name)), t->timeline);
+		}
+		p->probed = true;
+		p->reachable = t->reachable;
+		p->fail_count = t->fail_count;
+		p->banned_until = t->banned_until;
+		p->last_ok = t->last_ok;
+		snprintf(p->last_error, sizeof(p->last_error), "%s", t->last_error);
+		if (t->reachable) {
+			p->in_recovery = t->in_recovery;
+			p->lsn = t->lsn;
+			p->receive_lsn = t->receive_lsn;
+			p->timeline = t->timeline;
+		}
+		n->sample = true;
+	}
+	update_all();
+}
+
+static void probe_fail(struct target *t, const char *why)
+{
+	double period = sp_g.cfg->health_check_period, ban = period, cap;
+	ev_tstamp now = ev_now(sp_loop);
+
+	/* why may be libpq's message: copy it before the connection goes */
+	copy_error(t->last_error, sizeof(t->last_error), why);
+	ev_timer_stop(sp_loop, &t->timer);
+	close_conn(t);
+	t->state = PROBE_IDLE;
+	t->probed = true;
+	t->reachable = false;
+	if (t->fail_count < 30)
+		t->fail_count++;
+	cap = period > MAX_BAN ? period : MAX_BAN;
+	for (int i = 1; i < t->fail_count && ban < cap; i++)
+		ban *= 2;
+	if (ban > cap)
+		ban = cap;
+	t->banned_until = now + ban;
+	sp_debug("health: %s:%d probe failed (%d in a row), banned for %.1f s: %s", t->host,
+		 t->port, t->fail_count, ban, t->last_error);
+	publish(t);
+	schedule(t, ban);
+}
+
+static bool parse_u32(const char *s, int base, uint32_t *out)
+{
+	char *end;
+	unsigned long v;
+	if (!s || !*s)
+		return false;
+	v = strtoul(s, &end, base);
+	if (*end || v > UINT32_MAX)
+		return false;
+	*out = (uint32_t)v;
+	return true;
+}
+
+/* Read the probe's row into t; false (with t->qerr) if it is not what we asked for. */
+static bool read_row(struct target *t, const PGresult *res)
+{
+	const char *v;
+	uint64_t lsn = 0, recv = 0;
+	uint32_t tli = 0;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		copy_error(t->qerr, sizeof(t->qerr), PQresultErrorMessage(res));
+		return false;
+	}
+	if (PQntuples(res) != 1 || PQnfields(res) != 6 || PQgetisnull(res, 0, 0)) {
+		snprintf(t->qerr, sizeof(t->qerr), "probe returned %d rows of %d columns",
+			 PQntuples(res), PQnfields(res));
+		return false;
+	}
+	t->in_recovery = PQgetvalue(res, 0, 0)[0] == 't';
+	if (!PQgetisnull(res, 0, 1) && !sp_lsn_parse(PQgetvalue(res, 0, 1), &lsn)) {
+		snprintf(t->qerr, sizeof(t->qerr), "bad LSN '%.40s'", PQgetvalue(res, 0, 1));
+		return false;
+	}
+	if (!PQgetisnull(res, 0, 2) && !sp_lsn_parse(PQgetvalue(res, 0, 2), &recv)) {
+		snprintf(t->qerr, sizeof(t->qerr), "bad LSN '%.40s'", PQgetvalue(res, 0, 2));
+		return false;
+	}
+	t->lsn = lsn;
+	t->receive_lsn = recv;
+	t->have_delay = !PQgetisnull(res, 0, 3);
+	t->delay = t->have_delay ? strtod(PQgetvalue(res, 0, 3), NULL) : 0;
+	if (!isfinite(t->delay) || t->delay < 0)
+		t->delay = 0; /* clocks of primary and replica disagree */
+	if (t->in_recovery)
+		v = PQgetisnull(res, 0, 5) ? NULL : PQgetvalue(res, 0, 5);
+	else
+		v = PQgetisnull(res, 0, 4) ? NULL : PQgetvalue(res, 0, 4);
+	if (v && parse_u32(v, t->in_recovery ? 10 : 16, &tli))
+		t->timeline = tli;
+	else if (!t->in_recovery)
+		t->timeline = 0;
+	/* a standby without a WAL receiver keeps its last known timeline */
+	return true;
+}
+
+static void probe_ok(struct target *t)
+{
+	ev_tstamp now = ev_now(sp_loop);
+	double next;
+
+	ev_timer_stop(sp_loop, &t->timer);
+	ev_io_stop(sp_loop, &t->io); /* idle connection: nothing to wait for */
+	t->state = PROBE_IDLE;
+	t->probed = true;
+	t->reachable = true;
+	t->fail_count = 0;
+	t->banned_until = 0;
+	t->last_ok = now;
+	t->last_error[0] = '\0';
+	if (!t->in_recovery)
+		t->primary_lsn = t->lsn;
+	publish(t);
+	/* keep the cadence of probe starts, not of probe ends */
+	next = t->started + sp_g.cfg->health_check_period - now;
+	schedule(t, next);
+}
+
+/* False if the probe failed (and was wound up) instead. */
+static bool watch(struct target *t, int events)
+{
+	int fd = PQsocket(t->conn);
+	ev_io_stop(sp_loop, &t->io);
+	if (fd < 0) {
+		probe_fail(t, "libpq has no socket");
+		return false;
+	}
+	/* the socket may change while libpq tries other addresses: set it each time */
+	ev_io_set(&t->io, fd, events);
+	ev_io_start(sp_loop, &t->io);
+	return true;
+}
+
+static void quiet_notices(void *arg, const char *msg)
+{
+	(void)arg;
+	sp_debug("health: server notice: %s", msg);
+}
+
+static char *conn_sig(const struct target *t, const char **kw, const char **val, char *port)
+{
+	const char *user, *password;
+	const char *db = t->conf->dbname ? t->conf->dbname : t->default_db;
+	size_t len;
+	char *sig;
+	int i = 0;
+
+	credentials(t->conf, &user, &password);
+	snprintf(port, 12, "%d", t->port);
+	kw[i] = "host", val[i++] = t->host;
+	kw[i] = "port", val[i++] = port;
+	kw[i] = "dbname", val[i++] = db;
+	kw[i] = "application_name", val[i++] = "shardpool health check";
+	if (user)
+		kw[i] = "user", val[i++] = user;
+	if (password)
+		kw[i] = "password", val[i++] = password;
+	kw[i] = NULL, val[i] = NULL;
+	len = strlen(t->host) + strlen(db) + (user ? strlen(user) : 0) +
+	      (password ? strlen(password) : 0) + 40;
+	sig = must(malloc(len));
+	snprintf(sig, len, "%s\n%d\n%s\n%s\n%s", t->host, t->port, db, user ? user : "",
+		 password ? password : "");
+	return sig;
+}
+
+static void send_query(struct target *t)
+{
+	int r;
+	t->state = PROBE_QUERYING;
+	t->got_row = false;
+	t->qerr[0] = '\0';
+	if (!PQsendQuery(t->conn, PROBE_SQL)) {
+		copy_error(t->qerr, sizeof(t->qerr), PQerrorMessage(t->conn));
+		goto failed;
+	}
+	r = PQflush(t->conn);
+	if (r < 0) {
+		copy_error(t->qerr, sizeof(t->qerr), PQerrorMessage(t->conn));
+		goto failed;
+	}
+	watch(t, r == 1 ? EV_READ | EV_WRITE : EV_READ);
+	return;
+failed:
+	if (!t->fresh) {
+		/* the kept connection died since the last probe: one fresh try */
+		sp_debug("health: %s:%d: kept connection failed (%s), reconnecting", t->host,
+			 t->port, t->qerr);
+		close_conn(t);
+		connect_start(t);
+		return;
+	}
+	probe_fail(t, t->qerr);
+}
+
+static void connect_start(struct target *t)
+{
+	const char *kw[8], *val[8];
+	char port[12];
+
+	close_conn(t);
+	t->sig = conn_sig(t, kw, val, port);
+	t->fresh = true;
+	t->state = PROBE_CONNECTING;
+	t->conn = PQconnectStartParams(kw, val, 0);
+	if (!t->conn) {
+		probe_fail(t, "out of memory starting a connection");
+		return;
+	}
+	if (PQstatus(t->conn) == CONNECTION_BAD) {
+		probe_fail(t, PQerrorMessage(t->conn));
+		return;
+	}
+	PQsetNoticeProcessor(t->conn, quiet_notices, NULL);
+	/* libpq's protocol: start as if PQconnectPoll had said "writing" */
+	watch(t, EV_WRITE);
+}
+
+static void connect_step(struct target *t)
+{
+	switch (PQconnectPoll(t->conn)) {
+	case PGRES_POLLING_READING:
+		watch(t, EV_READ);
+		break;
+	case PGRES_POLLING_WRITING:
+		watch(t, EV_WRITE);
+		break;
+	case PGRES_POLLING_OK:
+		if (PQsetnonblocking(t->conn, 1) != 0) {
+			probe_fail(t, PQerrorMessage(t->conn));
+			return;
+		}
+		send_query(t);
+		break;
+	default:
+		probe_fail(t, PQerrorMessage(t->conn));
+		break;
+	}
+}
+
+static void query_step(struct target *t, int revents)
+{
+	PGresult *res;
+
+	if (revents & EV_WRITE) {
+		int r = PQflush(t->conn);
+		if (r < 0)
+			goto broken;
+		if (r == 0 && !watch(t, EV_READ))
+			return;
+	}
+	if (!(revents & EV_READ))
+		return;
+	if (!PQconsumeInput(t->conn))
+		goto broken;
+	while (!PQisBusy(t->conn)) {
+		res = PQgetResult(t->conn);
+		if (!res) {
+			if (t->got_row) {
+				probe_ok(t);
+				return;
+			}
+			if (!t->qerr[0])
+				snprintf(t->qerr, sizeof(t->qerr), "probe returned no row");
+			goto failed;
+		}
+		if (!t->got_row && !t->qerr[0])
+			t->got_row = read_row(t, res);
+		else if (PQresultStatus(res) == PGRES_FATAL_ERROR)
+			copy_error(t->qerr, sizeof(t->qerr), PQresultErrorMessage(res));
+		PQclear(res);
+		if (PQstatus(t->conn) == CONNECTION_BAD)
+			goto broken;
+	}
+	return;
+broken:
+	copy_error(t->qerr, sizeof(t->qerr), PQerrorMessage(t->conn));
+failed:
+	if (!t->fresh) {
+		/* e.g. the server restarted since the last probe: one fresh try */
+		sp_debug("health: %s:%d: kept connection failed (%s), reconnecting", t->host,
+			 t->port, t->qerr);
+		close_conn(t);
+		connect_start(t);
+		return;
+	}
+	probe_fail(t, t->qerr);
+}
+
+static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct target *t = container_of(w, struct target, io);
+	(void)loop;
+	if (t->state == PROBE_CONNECTING)
+		connect_step(t);
+	else if (t->state == PROBE_QUERYING)
+		query_step(t, revents);
+	else
+		ev_io_stop(sp_loop, &t->io);
+}
+
+static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct target *t = container_of(w, struct target, timer);
+	char why[120];
+	(void)loop;
+	(void)revents;
+	if (t->state == PROBE_IDLE) {
+		probe_start(t);
+		return;
+	}
+	snprintf(why, sizeof(why), "no answer within health_check_timeout (%g s) while %s",
+		 sp_g.cfg->health_check_timeout,
+		 t->state == PROBE_CONNECTING ? "connecting" : "waiting for the probe");
+	probe_fail(t, why);
+}
+
+static void probe_start(struct target *t)
+{
+	double timeout = sp_g.cfg->health_check_timeout;
+	const char *kw[8], *val[8];
+	char port[12], *sig;
+
+	if (!enabled())
+		return;
+	if (t->state == PROBE_IDLE) {
+		t->started = ev_now(sp_loop);
+		ev_timer_stop(sp_loop, &t->timer);
+		ev_timer_set(&t->timer, timeout > 0 ? timeout : 2.0, 0);
+		ev_timer_start(sp_loop, &t->timer);
+	}
+	sig = conn_sig(t, kw, val, port);
+	if (t->conn && PQstatus(t->conn) == CONNECTION_OK &&
+	    PQtransactionStatus(t->conn) == PQTRANS_IDLE && t->sig && strcmp(sig, t->sig) == 0) {
+		free(sig);
+		t->fresh = false;
+		send_query(t);
+		return;
+	}
+	free(sig);
+	connect_start(t);
+}
+
+/* ------------------------------------------------------------ rules */
+
+static struct node *writer_node(const struct shard *sh)
+{
+	if (sh->writer >= 0 && sh->writer < sh->n_replicas)
+		return sh->replicas[sh->writer];
+	return sh->primary;
+}
+
+static bool claims_primary(const struct node *n)
+{
+	return n && n->pub.probed && n->pub.reachable && !n->pub.in_recovery;
+}
+
+static bool can_write(const struct node *n)
+{
+	return claims_primary(n) && !n->pub.fenced;
+}
+
+static int compute_writer(const struct shard *sh)
+{
+	int best = -2;
+	if (!enabled())
+		return -1;
+	if (can_write(sh->primary))
+		return -1;
+	for (int i = 0; i < sh->n_replicas; i++) {
+		const struct node *r = sh->replicas[i];
+		if (can_write(r) &&
+		    (best == -2 || r->pub.timeline > sh->replicas[best]->pub.timeline))
+			best = i;
+	}
+	if (best != -2)
+		return best;
+	if (sh->primary && !sh->primary->pub.probed)
+		return -1;
+	return -2;
+}
+
+static void compute_lag(struct node *n, uint64_t plsn)
+{
+	sp_node_health_t *p = &n->pub;
+	bool caught;
+
+	p->lag_bytes = plsn == 0 ? -1 : plsn > p->lsn ? (int64_t)(plsn - p->lsn) : 0;
+	caught = (p->receive_lsn == 0 || p->lsn >= p->receive_lsn) && (plsn == 0 || p->lsn >= plsn);
+	if (caught)
+		p->lag_ms = 0;
+	else if (n->t->have_delay)
+		p->lag_ms = n->t->delay * 1000.0;
+	else
+		p->lag_ms = -1;
+}
+
+static bool replica_usable(const struct shard *sh, const struct node *n, char *why, size_t len)
+{
+	const sp_config_t *cfg = sp_g.cfg;
+	const sp_node_health_t *p = &n->pub;
+	const struct node *w = writer_node(sh);
+	bool writer_down = sh->writer == -2 || !w || (w->pub.probed && !w->pub.reachable);
+
+	if (!enabled())
+		return true;
+	if (!p->probed) {
+		snprintf(why, len, "not probed yet");
+		return false;
+	}
+	if (!p->reachable) {
+		snprintf(why, len, "unreachable: %s", p->last_error);
+		return false;
+	}
+	if (!p->in_recovery) {
+		snprintf(why, len, "not in recovery");
+		return false;
+	}
+	if (cfg->max_replica_lag > 0 && p->lag_bytes > cfg->max_replica_lag) {
+		snprintf(why, len, "replay lag %" PRId64 " bytes > max_replica_lag %" PRId64,
+			 p->lag_bytes, cfg->max_replica_lag);
+		return false;
+	}
+	if (cfg->max_replica_lag > 0 && p->lag_bytes < 0 && !writer_down) {
+		snprintf(why, len, "lag unknown: the primary's WAL position is not known yet");
+		return false;
+	}
+	if (cfg->max_replica_lag_ms > 0 && p->lag_ms > cfg->max_replica_lag_ms) {
+		snprintf(why, len, "replay lag %.0f ms > max_replica_lag_ms %d", p->lag_ms,
+			 cfg->max_replica_lag_ms);
+		return false;
+	}
+	return true;
+}
+
+static void update_shard(struct shard *sh)
+{
+	char name[300], why[300];
+	int w;
+	const struct node *wn;
+	uint64_t plsn;
+
+	for (int i = -1; i < sh->n_replicas; i++) {
+		const struct node *n = i < 0 ? sh->primary : sh->replicas[i];
+		if (claims_primary(n) && n->pub.timeline > sh->max_tli)
+			sh->max_tli = n->pub.timeline;
+	}
+	for (int i = -1; i < sh->n_replicas; i++) {
+		struct node *n = i < 0 ? sh->primary : sh->replicas[i];
+		sp_node_health_t *p;
+		bool f;
+		if (!n || !n->pub.probed || !n->pub.reachable)
+			continue; /* keep the verdict until we hear from it again */
+		p = &n->pub;
+		f = !p->in_recovery && p->timeline != 0 && p->timeline < sh->max_tli;
+		if (f && !p->fenced)
+			sp_warn(
+			    "health: %s fenced: claims to be primary on timeline %u, but a node "
+			    "was promoted to timeline %u",
+			    node_name(n, name, sizeof(name)), p->timeline, sh->max_tli);
+		else if (!f && p->fenced)
+			sp_info("health: %s no longer fenced (%s, timeline %u)",
+				node_name(n, name, sizeof(name)),
+				p->in_recovery ? "now in recovery" : "primary", p->timeline);
+		p->fenced = f;
+	}
+
+	w = compute_writer(sh);
+	if (w != sh->writer) {
+		if (w == -2)
+			sp_warn("health: %s.%d: no server can take writes", sh->dbname, sh->index);
+		else if (w == -1)
+			sp_info("health: %s.%d: writes go to the configured primary", sh->dbname,
+				sh->index);
+		else
+			sp_warn(
+			    "health: %s.%d: writes go to promoted replica %d (%s:%d, timeline %u)",
+			    sh->dbname, sh->index, w, sh->replicas[w]->t->host,
+			    sh->replicas[w]->t->port, sh->replicas[w]->pub.timeline);
+		sh->writer = w;
+	}
+	wn = writer_node(sh);
+	plsn = wn && wn->t->probed ? wn->t->primary_lsn : 0;
+
+	if (sh->primary) {
+		sp_node_health_t *p = &sh->primary->pub;
+		p->in_rotation = !enabled() || can_write(sh->primary);
+		p->lag_bytes = 0;
+		p->lag_ms = 0;
+		sh->primary->sample = false;
+	}
+	for (int i = 0; i < sh->n_replicas; i++) {
+		struct node *n = sh->replicas[i];
+		sp_node_health_t *p = &n->pub;
+		bool r;
+		if (p->probed && p->reachable && p->in_recovery) {
+			if (n->sample || p->lag_bytes < 0)
+				compute_lag(n, plsn);
+		} else if (p->probed && p->reachable) {
+			p->lag_bytes = 0; /* a primary itself */
+			p->lag_ms = 0;
+		} else {
+			p->lag_bytes = -1;
+			p->lag_ms = -1;
+		}
+		n->sample = false;
+		r = replica_usable(sh, n, why, sizeof(why));
+		if (r != p->in_rotation && enabled()) {
+			if (r)
+				sp_info("health: %s in rotation (lag %" PRId64 " bytes, %.0f ms)",
+					node_name(n, name, sizeof(name)), p->lag_bytes, p->lag_ms);
+			else if (p->probed)
+				sp_warn("health: %s left rotation: %s",
+					node_name(n, name, sizeof(name)), why);
+		}
+		if (r && !p->in_rotation)
+			n->cw = 0;
+		p->in_rotation = r;
+	}
+}
+
+static void update_all(void)
+{
+	for (int i = 0; i < n_shards; i++)
+		update_shard(shards[i]);
+}
+
+/* ------------------------------------------------------------ node table */
+
+static struct target *find_target(const char *host, int port)
+{
+	for (struct target *t = targets; t; t = t->next)
+		if (t->port == port && strcmp(t->host, host) == 0)
+			return t;
+	return NULL;
+}
+
+static struct node *reuse_node(struct node **old, int n_old, const char *db, int shard, int replica,
+			       const sp_node_conf_t *c)
+{
+	for (int i = 0; i < n_old; i++) {
+		struct node *n = old[i];
+		if (n && !n->seen && n->pub.shard == shard && n->pub.replica == replica &&
+		    strcmp(n->pub.dbname, db) == 0 && strcmp(n->conninfo, c->conninfo) == 0) {
+			old[i] = NULL;
+			return n;
+		}
+	}
+	return NULL;
+}
+
+static struct node *add_node(struct shard *sh, int replica, const sp_node_conf_t *c,
+			     struct node **old, int n_old)
+{
+	struct node *n = reuse_node(old, n_old, sh->dbname, sh->index, replica, c);
+	struct target *t;
+
+	if (!n) {
+		n = must(calloc(1, sizeof(*n)));
+		n->conninfo = dupstr(c->conninfo ? c->conninfo : "");
+		n->pub.shard = sh->index;
+		n->pub.replica = replica;
+		n->pub.lag_bytes = -1;
+		n->pub.lag_ms = -1;
+		n->pub.in_rotation = !enabled();
+	}
+	n->seen = true;
+	n->sh = sh;
+	n->pub.dbname = sh->dbname;
+	n->pub.conf = c;
+	t = find_target(c->host, c->port);
+	if (!t) {
+		t = must(calloc(1, sizeof(*t)));
+		t->host = dupstr(c->host);
+		t->port = c->port;
+		ev_io_init(&t->io, io_cb, -1, EV_READ);
+		ev_timer_init(&t->timer, timer_cb, 0, 0);
+		t->next = targets;
+		targets = t;
+	}
+	if (!t->seen) {
+		t->seen = true;
+		t->conf = c;
+		t->default_db = sh->dbname;
+	}
+	if (n->t != t && n->t)
+		n->pub.probed = false; /* a different server now: forget the old verdict */
+	n->t = t;
+	nodes = must(realloc(nodes, sizeof(*nodes) * (size_t)(n_nodes + 1)));
+	nodes[n_nodes++] = n;
+	return n;
+}
+
+static void free_node(struct node *n)
+{
+	free(n->conninfo);
+	free(n);
+}
+
+static void free_shard(struct shard *sh)
+{
+	free(sh->dbname);
+	free(sh->replicas);
+	free(sh);
+}
+
+static void build(void)
+{
+	const sp_config_t *cfg = sp_g.cfg;
+	struct node **old = nodes;
+	int n_old = n_nodes;
+	struct shard **old_sh = shards;
+	int n_old_sh = n_shards;
+
+	nodes = NULL;
+	n_nodes = 0;
+	shards = NULL;
+	n_shards = 0;
+	for (struct target *t = targets; t; t = t->next)
+		t->seen = false;
+	for (int i = 0; i < n_old; i++)
+		old[i]->seen = false;
+
+	for (int d = 0; cfg && d < cfg->n_dbs; d++) {
+		const sp_db_conf_t *db = &cfg->dbs[d];
+		for (int s = 0; s < db->n_shards; s++) {
+			const sp_shard_conf_t *sc = &db->shards[s];
+			struct shard *sh = must(calloc(1, sizeof(*sh)));
+			sh->dbname = dupstr(db->name);
+			sh->db = db;
+			sh->index = s;
+			sh->writer = -1;
+			for (int k = 0; k < n_old_sh; k++)
+				if (old_sh[k]->index == s &&
+				    strcmp(old_sh[k]->dbname, db->name) == 0) {
+					sh->max_tli = old_sh[k]->max_tli;
+					sh->writer = old_sh[k]->writer;
+				}
+			shards = must(realloc(shards, sizeof(*shards) * (size_t)(n_shards + 1)));
+			shards[n_shards++] = sh;
+			if (sc->has_primary)
+				sh->primary = add_node(sh, -1, &sc->primary, old, n_old);
+			sh->replicas =
+			    must(calloc((size_t)sc->n_replicas + 1, sizeof(*sh->replicas)));
+			sh->n_replicas = sc->n_replicas;
+			for (int r = 0; r < sc->n_replicas; r++)
+				sh->replicas[r] = add_node(sh, r, &sc->replicas[r], old, n_old);
+		}
+	}
+	for (int i = 0; i < n_old; i++)
+		if (old[i])
+			free_node(old[i]);
+	free(old);
+	for (int i = 0; i < n_old_sh; i++)
+		free_shard(old_sh[i]);
+	free(old_sh);
+
+	/* servers no longer named by any entry */
+	for (struct target **pt = &targets; *pt;) {
+		struct target *t = *pt;
+		if (t->seen) {
+			pt = &t->next;
+			continue;
+		}
+		*pt = t->next;
+		ev_timer_stop(sp_loop, &t->timer);
+		close_conn(t);
+		free(t->host);
+		free(t);
+	}
+}
+
+static void free_all(void)
+{
+	for (int i = 0; i < n_nodes; i++)
+		free_node(nodes[i]);
+	free(nodes);
+	nodes = NULL;
+	n_nodes = 0;
+	for (int i = 0; i < n_shards; i++)
+		free_shard(shards[i]);
+	free(shards);
+	shards = NULL;
+	n_shards = 0;
+	while (targets) {
+		struct target *t = targets;
+		targets = t->next;
+		ev_timer_stop(sp_loop, &t->timer);
+		close_conn(t);
+		free(t->host);
+		free(t);
+	}
+}
+
+/* Start idle targets that have no probe scheduled; stop everything if disabled. */
+static void kick(void)
+{
+	for (struct target *t = targets; t; t = t->next) {
+		if (!enabled()) {
+			ev_timer_stop(sp_loop, &t->timer);
+			close_conn(t);
+			t->state = PROBE_IDLE;
+			continue;
+		}
+		if (t->state == PROBE_IDLE && !ev_is_active(&t->timer))
+			schedule(t, t->banned_until - ev_now(sp_loop));
+	}
+}
+
+/* ------------------------------------------------------------ API */
+
+void sp_health_start(void)
+{
+	if (running)
+		return;
+	running = true;
+	build();
+	update_all();
+	kick();
+	if (enabled())
+		sp_info("health: probing %d node(s) every %g s", n_nodes,
+			sp_g.cfg->health_check_period);
+	else
+		sp_info("health: health_check_period is 0: no probes, every replica takes reads");
+}
+
+void sp_health_stop(void)
+{
+	if (!running)
+		return;
+	running = false;
+	free_all();
+}
+
+void sp_health_reload(void)
+{
+	if (!running)
+		return;
+	build();
+	update_all();
+	kick();
+}
+
+static struct shard *find_shard(const char *dbname, int shard)
+{
+	if (!dbname)
+		return NULL;
+	for (int i = 0; i < n_shards; i++)
+		if (shards[i]->index == shard && strcmp(shards[i]->dbname, dbname) == 0)
+			return shards[i];
+	return NULL;
+}
+
+sp_node_health_t *sp_health_node(const char *dbname, int shard, int replica)
+{
+	struct shard *sh = find_shard(dbname, shard);
+	if (!sh)
+		return NULL;
+	if (replica < 0)
+		return sh->primary ? &sh->primary->pub : NULL;
+	if (replica >= sh->n_replicas)
+		return NULL;
+	return &sh->replicas[replica]->pub;
+}
+
+int sp_health_write_target(const sp_db_conf_t *db, int shard)
+{
+	struct shard *sh = db ? find_shard(db->name, shard) : NULL;
+	return sh ? sh->writer : -1;
+}
+
+static int node_weight(const struct node *n)
+{
+	return n->pub.conf ? n->pub.conf->weight : 1;
+}
+
+/* Is replica i (or the writer, i = -1) a candidate for this read? */
+static bool candidate(const struct shard *sh, const sp_db_conf_t *db, int i, int w,
+		      uint64_t min_lsn, uint32_t exclude_mask)
+{
+	const struct node *n;
+	if (i < 0) {
+		n = writer_node(sh);
+		return n && db->primary_reads == SP_PRIMARY_READS_YES && node_weight(n) > 0 &&
+		       (!enabled() || can_write(n));
+	}
+	n = sh->replicas[i];
+	if (i == w || !n->pub.in_rotation || node_weight(n) <= 0)
+		return false;
+	if (i < 32 && (exclude_mask & (1u << i)))
+		return false;
+	return min_lsn == 0 || (n->pub.probed && n->pub.lsn >= min_lsn);
+}
+
+int sp_health_pick_read(const sp_db_conf_t *db, int shard, uint64_t min_lsn, uint32_t exclude_mask)
+{
+	struct shard *sh = db ? find_shard(db->name, shard) : NULL;
+	struct node *wn, *best = NULL;
+	int w, n_rep = 0, best_i = -1;
+	int64_t total = 0, min_out = 0, min_w = 0;
+
+	if (!sh)
+		return -1;
+	w = sh->writer < -1 ? -1 : sh->writer;
+	wn = writer_node(sh);
+	/* pass 1: total weight and the lightest load (outstanding / weight) */
+	for (int i = db->read_replicas ? -1 : sh->n_replicas; i < sh->n_replicas; i++) {
+		struct node *n = i < 0 ? wn : sh->replicas[i];
+		int64_t wt;
+		if (!candidate(sh, db, i, w, min_lsn, exclude_mask))
+			continue;
+		wt = node_weight(n);
+		if (min_w == 0 || (int64_t)n->pub.outstanding * min_w < min_out * wt) {
+			min_out = n->pub.outstanding;
+			min_w = wt;
+		}
+		if (i >= 0)
+			n_rep++;
+		total += wt;
+	}
+	if (n_rep == 0) {
+		/* no usable replica: the primary (whichever node takes writes now) */
+		if (wn)
+			wn->pub.reads++;
+		return w;
+	}
+	/* pass 2: smooth weighted round robin among the least loaded */
+	for (int i = -1; i < sh->n_replicas; i++) {
+		struct node *n = i < 0 ? wn : sh->replicas[i];
+		int64_t wt;
+		if (!candidate(sh, db, i, w, min_lsn, exclude_mask))
+			continue;
+		wt = node_weight(n);
+		n->cw += (int)wt;
+		if (n->cw > total)
+			n->cw = (int)total; /* a node skipped for its load must not hoard turns */
+		if ((int64_t)n->pub.outstanding * min_w != min_out * wt)
+			continue;
+		if (!best || n->cw > best->cw) {
+			best = n;
+			best_i = i < 0 ? w : i;
+		}
+	}
+	best->cw -= (int)total;
+	best->pub.reads++;
+	return best_i;
+}
+
+int sp_health_count(void)
+{
+	return n_nodes;
+}
+
+sp_node_health_t *sp_health_at(int i)
+{
+	return i >= 0 && i < n_nodes ? &nodes[i]->pub : NULL;
+}
+
+bool sp_lsn_parse(const char *text, uint64_t *out)
+{
+	uint64_t hi = 0, lo = 0;
+	int digits = 0;
+	const char *s = text;
+
+	if (!s)
+		return false;
+	for (; *s && *s != '/'; s++) {
+		int v;
+		if (*s >= '0' && *s <= '9')
+			v = *s - '0';
+		else if (*s >= 'a' && *s <= 'f')
+			v = *s - 'a' + 10;
+		else if (*s >= 'A' && *s <= 'F')
+			v = *s - 'A' + 10;
+		else
+			return false;
+		if (++digits > 8)
+			return false;
+		hi = hi * 16 + (uint64_t)v;
+	}
+	if (*s != '/' || digits == 0)
+		return false;
+	digits = 0;
+	for (s++; *s; s++) {
+		int v;
+		if (*s >= '0' && *s <= '9')
+			v = *s - '0';
+		else if (*s >= 'a' && *s <= 'f')
+			v = *s - 'a' + 10;
+		else if (*s >= 'A' && *s <= 'F')
+			v = *s - 'A' + 10;
+		else
+			return false;
+		if (++digits > 8)
+			return false;
+		lo = lo * 16 + (uint64_t)v;
+	}
+	if (digits == 0)
+		return false;
+	*out = hi << 32 | lo;
+	return true;
+}
