@@ -49,4 +49,23 @@ bool sp_copysplit_feed(sp_copysplit_t *cs, const uint8_t *data, size_t len, sp_b
 bool sp_copysplit_finish(sp_copysplit_t *cs, sp_buf_t *out, char *err, size_t errlen);
 uint64_t sp_copysplit_rows(const sp_copysplit_t *cs);
 
+/*
+ * Behaviour notes (added with the implementation in src/copysplit.c):
+ * - opts: a zero delimiter / quote / escape or a NULL null_str means
+ *   PostgreSQL's default for the format. header works for text too
+ *   (PostgreSQL 15 allows it): the first line is skipped and never forwarded.
+ * - shard_of gets the de-escaped key values NUL-terminated (key_text[k] is
+ *   "" when key_null[k]); it returns a shard in [0, n_shards), or -1 with a
+ *   message in err, which becomes "row N: <message>". N counts data lines
+ *   (the header is not counted) and is 1-based.
+ * - A key containing a zero byte (\0, \x00) is refused, as PostgreSQL
+ *   refuses it for any text type. A line longer than 1 GB is refused.
+ * - The end-of-data marker \. (text: anywhere on a line, followed by the
+ *   line end; csv: alone on a line) is not forwarded, except as part of the
+ *   row "abc\." whose data "abc" comes first; everything fed after it is
+ *   ignored (feed returns true).
+ * - Line ends: \n, \r\n or \r, the first line decides. Rows are forwarded
+ *   with their own line end; the last row may have none.
+ */
+
 #endif

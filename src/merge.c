@@ -72,17 +72,17 @@ typedef struct val {
 } val_t;
 
 typedef struct col {
-	uint32_t type;     /* as the shards report it */
+	uint32_t type;	   /* as the shards report it */
 	uint32_t out_type; /* what the client is told (differs for avg) */
 	int16_t format;
 	bool hidden;
-	uint8_t cmp;      /* enum cmp_kind for out_type */
-	int acc;          /* index into the group's accumulators, -1 for a group key */
+	uint8_t cmp; /* enum cmp_kind for out_type */
+	int acc;     /* index into the group's accumulators, -1 for a group key */
 } col_t;
 
 typedef struct shard {
 	bool described, ended, empty;
-	sp_buf_t q;         /* sorted merge: queued DataRow bodies, each [u32 len][body] */
+	sp_buf_t q; /* sorted merge: queued DataRow bodies, each [u32 len][body] */
 	uint32_t q_rows;
 	int32_t head_off[SP_MERGE_MAX_SORT]; /* sort key values of the queue head, */
 	int32_t head_len[SP_MERGE_MAX_SORT]; /* as offsets into its body */
@@ -91,11 +91,11 @@ typedef struct shard {
 typedef struct acc {
 	uint8_t kind;
 	uint8_t special; /* ACC_DEC: SPECIAL_* seen */
-	bool null;       /* no non-NULL input yet */
-	bool neg;        /* ACC_DEC sign */
+	bool null;	 /* no non-NULL input yet */
+	bool neg;	 /* ACC_DEC sign */
 	uint32_t n, cap; /* ACC_DEC digits or ACC_MIN/MAX value bytes */
-	int32_t scale;   /* ACC_DEC: digits after the point (kept as the max of the inputs) */
-	uint8_t *p;      /* in the arena */
+	int32_t scale;	 /* ACC_DEC: digits after the point (kept as the max of the inputs) */
+	uint8_t *p;	 /* in the arena */
 	int64_t i;
 	double d;
 	float f;
@@ -128,7 +128,7 @@ struct sp_merge {
 	shard_t *shards;
 
 	bool sorted, agg;
-	int ncols;  /* -1 until a RowDescription (or the plan) says */
+	int ncols; /* -1 until a RowDescription (or the plan) says */
 	col_t *cols;
 	val_t *vals; /* scratch: one row's values */
 	int n_visible;
@@ -161,7 +161,7 @@ struct sp_merge {
 /* ------------------------------------------------------------------ small helpers */
 
 static bool fail(sp_merge_t *m, const char *sqlstate, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static bool fail(sp_merge_t *m, const char *sqlstate, const char *fmt, ...)
 {
@@ -644,7 +644,8 @@ static int format_shortest(double d, bool single, char *out, size_t outlen)
 			uint64_t mm = mant + (uint64_t)delta;
 			int q = exp10 - (p - 1);
 			snprintf(cand, sizeof cand, "%llue%d", (unsigned long long)mm, q);
-			bool same = single ? strtof(cand, NULL) == (float)a : strtod(cand, NULL) == a;
+			bool same =
+			    single ? strtof(cand, NULL) == (float)a : strtod(cand, NULL) == a;
 			if (same && !on_boundary(a, single, mm, q)) {
 				mant = mm;
 				goto found;
@@ -986,8 +987,8 @@ static bool read_field(sp_msg_reader_t *r, const char **name, int32_t *tableoid,
 		       int32_t *typoid, int16_t *typlen, int32_t *typmod, int16_t *format)
 {
 	return pq_getmsgstring(r, name, NULL) && pq_getmsgint32(r, tableoid) &&
-	       pq_getmsgint16(r, attnum) && pq_getmsgint32(r, typoid) && pq_getmsgint16(r, typlen) &&
-	       pq_getmsgint32(r, typmod) && pq_getmsgint16(r, format);
+	       pq_getmsgint16(r, attnum) && pq_getmsgint32(r, typoid) &&
+	       pq_getmsgint16(r, typlen) && pq_getmsgint32(r, typmod) && pq_getmsgint16(r, format);
 }
 
 /* Send the RowDescription the client sees: hidden columns left out, avg retyped. */
@@ -1030,7 +1031,8 @@ static bool setup_columns(sp_merge_t *m, const uint8_t *body, size_t len, bool s
 	int16_t n;
 	sp_msg_reader_init(&r, body, len);
 	if (!pq_getmsgint16(&r, &n) || n < 0)
-		return fail(m, SP_SQLSTATE_PROTOCOL_VIOLATION, "malformed RowDescription from a shard");
+		return fail(m, SP_SQLSTATE_PROTOCOL_VIOLATION,
+			    "malformed RowDescription from a shard");
 	if ((m->plan.n_cols > 0 || m->agg) && m->plan.n_cols != n)
 		return fail(m, SP_SQLSTATE_INTERNAL,
 			    "merge plan expects %d result columns, the shards returned %d",
@@ -1058,8 +1060,8 @@ static bool setup_columns(sp_merge_t *m, const uint8_t *body, size_t len, bool s
 		if (agg == SP_AGG_AVG_SUM && m->agg)
 			/* avg(real/double precision) is double precision, any other avg numeric */
 			col->out_type = col->type == OID_FLOAT4 || col->type == OID_FLOAT8
-						? OID_FLOAT8
-						: OID_NUMERIC;
+					    ? OID_FLOAT8
+					    : OID_NUMERIC;
 		col->cmp = (uint8_t)cmp_kind_of(col->out_type);
 		if (!col->hidden)
 			m->n_visible++;
@@ -1070,7 +1072,8 @@ static bool setup_columns(sp_merge_t *m, const uint8_t *body, size_t len, bool s
 		int c = m->plan.sort[k].col;
 		if (c < 0 || c >= n)
 			return fail(m, SP_SQLSTATE_INTERNAL,
-				    "merge plan sorts by column %d of a %d-column result", c + 1, n);
+				    "merge plan sorts by column %d of a %d-column result", c + 1,
+				    n);
 		if (m->cols[c].format != 0)
 			return fail(m, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
 				    "ORDER BY across shards needs text format results");
@@ -1081,7 +1084,8 @@ static bool setup_columns(sp_merge_t *m, const uint8_t *body, size_t len, bool s
 			col_t *col = &m->cols[c];
 			bool is_count_of_avg = false;
 			for (int k = 0; k < n; k++)
-				if (m->plan.agg[k] == SP_AGG_AVG_SUM && m->plan.avg_count_col[k] == c)
+				if (m->plan.agg[k] == SP_AGG_AVG_SUM &&
+				    m->plan.avg_count_col[k] == c)
 					is_count_of_avg = true;
 			/* a hidden column that is no avg's count is grouped on, like a plain one */
 			if (agg == SP_AGG_NONE || (agg == SP_AGG_HIDDEN && !is_count_of_avg))
@@ -1089,9 +1093,10 @@ static bool setup_columns(sp_merge_t *m, const uint8_t *body, size_t len, bool s
 			if (agg == SP_AGG_AVG_SUM) {
 				int cc = m->plan.avg_count_col[c];
 				if (cc < 0 || cc >= n || m->plan.agg[cc] != SP_AGG_HIDDEN)
-					return fail(m, SP_SQLSTATE_INTERNAL,
-						    "merge plan: avg column %d has no hidden count column",
-						    c + 1);
+					return fail(
+					    m, SP_SQLSTATE_INTERNAL,
+					    "merge plan: avg column %d has no hidden count column",
+					    c + 1);
 			}
 			if (col->format != 0)
 				return fail(m, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
@@ -1115,12 +1120,14 @@ static bool check_columns(sp_merge_t *m, int shard, const uint8_t *body, size_t 
 	int16_t n;
 	sp_msg_reader_init(&r, body, len);
 	if (!pq_getmsgint16(&r, &n) || n < 0)
-		return fail(m, SP_SQLSTATE_PROTOCOL_VIOLATION, "malformed RowDescription from a shard");
+		return fail(m, SP_SQLSTATE_PROTOCOL_VIOLATION,
+			    "malformed RowDescription from a shard");
 	if (n != m->ncols)
-		return fail(m, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
-			    "shards returned different result columns: %d columns from shard %d, %d "
-			    "from shard %d",
-			    m->ncols, m->first_desc_shard, n, shard);
+		return fail(
+		    m, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
+		    "shards returned different result columns: %d columns from shard %d, %d "
+		    "from shard %d",
+		    m->ncols, m->first_desc_shard, n, shard);
 	for (int c = 0; c < n; c++) {
 		const char *name;
 		int32_t tableoid, typoid, typmod;
@@ -1129,15 +1136,17 @@ static bool check_columns(sp_merge_t *m, int shard, const uint8_t *body, size_t 
 			return fail(m, SP_SQLSTATE_PROTOCOL_VIOLATION,
 				    "malformed RowDescription from a shard");
 		if ((uint32_t)typoid != m->cols[c].type)
-			return fail(m, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
-				    "shards returned different types for result column %d (\"%s\"): "
-				    "type %u from shard %d, type %u from shard %d",
-				    c + 1, name, m->cols[c].type, m->first_desc_shard,
-				    (uint32_t)typoid, shard);
+			return fail(
+			    m, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
+			    "shards returned different types for result column %d (\"%s\"): "
+			    "type %u from shard %d, type %u from shard %d",
+			    c + 1, name, m->cols[c].type, m->first_desc_shard, (uint32_t)typoid,
+			    shard);
 		if (format != m->cols[c].format)
-			return fail(m, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
-				    "shards returned different formats for result column %d (\"%s\")",
-				    c + 1, name);
+			return fail(
+			    m, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
+			    "shards returned different formats for result column %d (\"%s\")",
+			    c + 1, name);
 	}
 	return true;
 }
@@ -1252,7 +1261,8 @@ static bool acc_add(sp_merge_t *m, const col_t *col, acc_t *a, val_t v)
 	case ACC_INT: {
 		int64_t x;
 		if (!parse_int64(v.p, n, &x))
-			return fail(m, SP_SQLSTATE_INTERNAL, "cannot combine aggregate value \"%.*s\"",
+			return fail(m, SP_SQLSTATE_INTERNAL,
+				    "cannot combine aggregate value \"%.*s\"",
 				    (int)(n > 64 ? 64 : n), (const char *)v.p);
 		if (a->null) {
 			a->i = x;
@@ -1264,7 +1274,8 @@ static bool acc_add(sp_merge_t *m, const col_t *col, acc_t *a, val_t v)
 	case ACC_F8: {
 		double x;
 		if (!parse_double(v.p, n, &x))
-			return fail(m, SP_SQLSTATE_INTERNAL, "cannot combine aggregate value \"%.*s\"",
+			return fail(m, SP_SQLSTATE_INTERNAL,
+				    "cannot combine aggregate value \"%.*s\"",
 				    (int)(n > 64 ? 64 : n), (const char *)v.p);
 		if (a->null) {
 			a->d = x;
@@ -1280,7 +1291,8 @@ static bool acc_add(sp_merge_t *m, const col_t *col, acc_t *a, val_t v)
 	case ACC_F4: {
 		float x;
 		if (!parse_float(v.p, n, &x))
-			return fail(m, SP_SQLSTATE_INTERNAL, "cannot combine aggregate value \"%.*s\"",
+			return fail(m, SP_SQLSTATE_INTERNAL,
+				    "cannot combine aggregate value \"%.*s\"",
 				    (int)(n > 64 ? 64 : n), (const char *)v.p);
 		if (a->null) {
 			a->f = x;
@@ -1295,7 +1307,8 @@ static bool acc_add(sp_merge_t *m, const col_t *col, acc_t *a, val_t v)
 	case ACC_DEC: {
 		numtxt_t t;
 		if (!num_parse(v.p, n, &t))
-			return fail(m, SP_SQLSTATE_INTERNAL, "cannot combine aggregate value \"%.*s\"",
+			return fail(m, SP_SQLSTATE_INTERNAL,
+				    "cannot combine aggregate value \"%.*s\"",
 				    (int)(n > 64 ? 64 : n), (const char *)v.p);
 		if (t.special) {
 			a->special |= (uint8_t)t.special;
@@ -1442,10 +1455,10 @@ static bool acc_text(sp_merge_t *m, sp_buf_t *b, int c, size_t gi)
 		if (a->special) {
 			const char *s = (a->special & SPECIAL_NAN) ||
 						(a->special & (SPECIAL_PINF | SPECIAL_NINF)) ==
-							(SPECIAL_PINF | SPECIAL_NINF)
-					? "NaN"
-				: (a->special & SPECIAL_PINF) ? "Infinity"
-							      : "-Infinity";
+						    (SPECIAL_PINF | SPECIAL_NINF)
+					    ? "NaN"
+					: (a->special & SPECIAL_PINF) ? "Infinity"
+								      : "-Infinity";
 			sp_buf_append(b, s, strlen(s));
 		} else if (m->plan.agg[c] == SP_AGG_AVG_SUM) {
 			int cc = m->plan.avg_count_col[c];
@@ -1575,7 +1588,8 @@ static void pass_notice(sp_merge_t *m, int shard, char type, const uint8_t *body
 	notice_t *nt = NULL;
 	for (int k = 0; k < m->n_notices; k++) {
 		notice_t *c = m->notices[k];
-		if (c->hash == h && c->type == type && c->len == len && memcmp(c->body, body, len) == 0) {
+		if (c->hash == h && c->type == type && c->len == len &&
+		    memcmp(c->body, body, len) == 0) {
 			nt = c;
 			break;
 		}
@@ -1611,8 +1625,9 @@ static void pass_notice(sp_merge_t *m, int shard, char type, const uint8_t *body
 
 sp_merge_t *sp_merge_new(const sp_merge_plan_t *plan, int n_shards, sp_buf_t *out)
 {
-	if (!plan || n_shards <= 0 || !out || plan->n_sort < 0 || plan->n_sort > SP_MERGE_MAX_SORT ||
-	    plan->n_cols < 0 || plan->n_cols > SP_MERGE_MAX_COLS)
+	if (!plan || n_shards <= 0 || !out || plan->n_sort < 0 ||
+	    plan->n_sort > SP_MERGE_MAX_SORT || plan->n_cols < 0 ||
+	    plan->n_cols > SP_MERGE_MAX_COLS)
 		return NULL;
 	sp_merge_t *m = calloc(1, sizeof *m);
 	if (!m)
@@ -1747,8 +1762,10 @@ bool sp_merge_feed(sp_merge_t *m, int shard, char type, const uint8_t *body, siz
 
 	case SP_BE_COMMAND_COMPLETE:
 		if (!m->have_tag) {
-			/* FETCH from a cursor on every shard answers FETCH n, anything else SELECT n */
-			const char *w = len >= 6 && memcmp(body, "FETCH ", 6) == 0 ? "FETCH" : "SELECT";
+			/* FETCH from a cursor on every shard answers FETCH n, anything else SELECT
+			 * n */
+			const char *w =
+			    len >= 6 && memcmp(body, "FETCH ", 6) == 0 ? "FETCH" : "SELECT";
 			snprintf(m->tag_word, sizeof m->tag_word, "%s", w);
 			m->have_tag = true;
 		}
@@ -1796,7 +1813,8 @@ bool sp_merge_feed(sp_merge_t *m, int shard, char type, const uint8_t *body, siz
 
 	default:
 		return fail(m, SP_SQLSTATE_PROTOCOL_VIOLATION,
-			    "unexpected message '%c' from shard %d in a merged result", type, shard);
+			    "unexpected message '%c' from shard %d in a merged result", type,
+			    shard);
 	}
 }
 
@@ -1839,7 +1857,8 @@ void sp_merge_finish(sp_merge_t *m)
 		return;
 	}
 	char tag[48];
-	snprintf(tag, sizeof tag, "%s %lld", m->have_tag ? m->tag_word : "SELECT", (long long)m->sent);
+	snprintf(tag, sizeof tag, "%s %lld", m->have_tag ? m->tag_word : "SELECT",
+		 (long long)m->sent);
 	sp_msg_write_command_complete(m->out, tag);
 }
 

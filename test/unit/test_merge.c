@@ -60,7 +60,8 @@ static bool feed_T_fmt(sp_merge_t *m, int shard, int n, const char *const *names
 		pq_sendint32(&body, -1);
 		pq_sendint16(&body, format);
 	}
-	return sp_merge_feed(m, shard, SP_BE_ROW_DESCRIPTION, sp_buf_head(&body), sp_buf_len(&body));
+	return sp_merge_feed(m, shard, SP_BE_ROW_DESCRIPTION, sp_buf_head(&body),
+			     sp_buf_len(&body));
 }
 
 #define T(m, s, names, ...)                                                                        \
@@ -88,7 +89,8 @@ static bool feed_row(sp_merge_t *m, int shard, const char *const *vals, int n)
 
 static bool C(sp_merge_t *m, int shard, const char *tag)
 {
-	return sp_merge_feed(m, shard, SP_BE_COMMAND_COMPLETE, (const uint8_t *)tag, strlen(tag) + 1);
+	return sp_merge_feed(m, shard, SP_BE_COMMAND_COMPLETE, (const uint8_t *)tag,
+			     strlen(tag) + 1);
 }
 
 static bool E(sp_merge_t *m, int shard, const char *code, const char *msg)
@@ -213,7 +215,8 @@ static void test_concat(void)
 	ok(sp_merge_all_ended(m), "concat: all ended");
 	ok(sp_merge_wants_more(m, 0), "concat: always wants more");
 	sp_merge_finish(m);
-	is_str(out_text(&out), "D[2|NULL] D[3|z] C[SELECT 3]", "concat: rows in arrival order, one CommandComplete");
+	is_str(out_text(&out), "D[2|NULL] D[3|z] C[SELECT 3]",
+	       "concat: rows in arrival order, one CommandComplete");
 	ok(!sp_merge_failed(m), "concat: not failed");
 	sp_merge_free(m);
 
@@ -235,7 +238,8 @@ static void test_concat(void)
 	ok(!sp_merge_failed(m), "limit: the cancel's error after the limit is swallowed");
 	ok(sp_merge_all_ended(m), "limit: cancelled shard counts as ended");
 	sp_merge_finish(m);
-	is_str(out_text(&out), "T[a:23] D[2] D[3] C[SELECT 2]", "limit/offset applied after merging");
+	is_str(out_text(&out), "T[a:23] D[2] D[3] C[SELECT 2]",
+	       "limit/offset applied after merging");
 	is_int(sp_merge_rows_sent(m), 2, "rows_sent");
 	sp_merge_free(m);
 
@@ -259,7 +263,8 @@ static void test_concat(void)
 	ok(sp_merge_all_ended(m), "empty: all ended");
 	sp_merge_finish(m);
 	sp_merge_finish(m);
-	is_str(out_text(&out), "I", "empty query from every shard: one EmptyQueryResponse (finish idempotent)");
+	is_str(out_text(&out), "I",
+	       "empty query from every shard: one EmptyQueryResponse (finish idempotent)");
 	sp_merge_free(m);
 
 	/* FETCH on cursors */
@@ -297,7 +302,8 @@ static void test_sorted_int(void)
 	D(m, 1, "2", "d");
 	is_str(out_text(&out), "", "sorted: still waiting for shard 2");
 	D(m, 2, "10", "f");
-	is_str(out_text(&out), "D[1|a] D[2|d]", "sorted: emits as soon as safe, stops when shard 1 runs dry");
+	is_str(out_text(&out), "D[1|a] D[2|d]",
+	       "sorted: emits as soon as safe, stops when shard 1 runs dry");
 	D(m, 1, "9", "e");
 	is_str(out_text(&out), "D[9|b] D[9|e]", "sorted: tie goes to the lower shard first");
 	C(m, 1, "SELECT 2");
@@ -305,7 +311,8 @@ static void test_sorted_int(void)
 	       "sorted: ended shard no longer blocks; 10 after 9; shard 0 may still send a 10");
 	D(m, 2, "100", "g");
 	C(m, 0, "SELECT 3");
-	is_str(out_text(&out), "D[10|f] D[100|g]", "sorted: only shard 2 left running, its queue flows");
+	is_str(out_text(&out), "D[10|f] D[100|g]",
+	       "sorted: only shard 2 left running, its queue flows");
 	C(m, 2, "SELECT 2");
 	sp_merge_finish(m);
 	is_str(out_text(&out), "C[SELECT 7]", "sorted: one CommandComplete at the end");
@@ -339,15 +346,16 @@ static void test_sorted_int(void)
 	C(m, 0, "SELECT 3");
 	C(m, 1, "SELECT 2");
 	sp_merge_finish(m);
-	is_str(out_text(&out),
-	       "T[a:20] D[-9223372036854775808] D[-10] D[-5] D[0] D[9223372036854775807] C[SELECT 5]",
-	       "sorted int8: negatives and extremes");
+	is_str(
+	    out_text(&out),
+	    "T[a:20] D[-9223372036854775808] D[-10] D[-5] D[0] D[9223372036854775807] C[SELECT 5]",
+	    "sorted int8: negatives and extremes");
 	sp_merge_free(m);
 	sp_buf_free(&out);
 }
 
-static const char *run_sorted_1col(uint32_t type, bool desc, bool nulls_first, const char *const *s0,
-				   int n0, const char *const *s1, int n1)
+static const char *run_sorted_1col(uint32_t type, bool desc, bool nulls_first,
+				   const char *const *s0, int n0, const char *const *s1, int n1)
 {
 	static char res[4096];
 	sp_buf_t out = {0};
@@ -375,7 +383,9 @@ static const char *run_sorted_1col(uint32_t type, bool desc, bool nulls_first, c
 	return d ? d + 1 : "";
 }
 
-#define ARR(...) (const char *const[]){__VA_ARGS__}, (int)(sizeof((const char *[]){__VA_ARGS__}) / sizeof(char *))
+#define ARR(...)                                                                                   \
+	(const char *const[]){__VA_ARGS__},                                                        \
+	    (int)(sizeof((const char *[]){__VA_ARGS__}) / sizeof(char *))
 
 static void test_sorted_kinds(void)
 {
@@ -396,15 +406,18 @@ static void test_sorted_kinds(void)
 			       ARR("-0", "0", "1e+100", "Infinity")),
 	       "D[-Infinity] D[-1e-300] D[-0] D[0] D[1] D[1e+100] D[Infinity] D[NaN]",
 	       "float8 order with NaN and infinities");
-	is_str(run_sorted_1col(FLOAT4, true, true, ARR("NaN", "1.5e+07", "2"), ARR("Infinity", "3", "-3")),
+	is_str(run_sorted_1col(FLOAT4, true, true, ARR("NaN", "1.5e+07", "2"),
+			       ARR("Infinity", "3", "-3")),
 	       "D[NaN] D[Infinity] D[1.5e+07] D[3] D[2] D[-3]", "float4 DESC: NaN first");
 
 	/* numeric: NaN above Infinity, trailing zeros do not matter */
-	is_str(run_sorted_1col(NUMERIC, false, false, ARR("-Infinity", "-0.5", "1", "NaN"),
-			       ARR("-0.50", "0.0", "9.99999999999999999999", "10.000", "100", "Infinity")),
-	       "D[-Infinity] D[-0.5] D[-0.50] D[0.0] D[1] D[9.99999999999999999999] D[10.000] D[100] "
-	       "D[Infinity] D[NaN]",
-	       "numeric order with specials and long decimals");
+	is_str(
+	    run_sorted_1col(
+		NUMERIC, false, false, ARR("-Infinity", "-0.5", "1", "NaN"),
+		ARR("-0.50", "0.0", "9.99999999999999999999", "10.000", "100", "Infinity")),
+	    "D[-Infinity] D[-0.5] D[-0.50] D[0.0] D[1] D[9.99999999999999999999] D[10.000] D[100] "
+	    "D[Infinity] D[NaN]",
+	    "numeric order with specials and long decimals");
 	is_str(run_sorted_1col(NUMERIC, false, false, ARR("-100", "-2.5"), ARR("-10.25", "-2.49")),
 	       "D[-100] D[-10.25] D[-2.5] D[-2.49]", "numeric negatives");
 
@@ -414,15 +427,17 @@ static void test_sorted_kinds(void)
 	       "D[-infinity] D[0044-03-15 BC] D[0001-01-01 BC] D[0001-01-01] D[2000-01-01] "
 	       "D[10000-01-01] D[infinity]",
 	       "date order with BC and infinity");
-	is_str(run_sorted_1col(TIMESTAMPTZ, false, false,
-			       ARR("0044-03-15 12:00:00+00:53:28 BC", "2024-10-27 02:30:00+02", "infinity"),
-			       ARR("-infinity", "2024-10-27 02:00:00.5+02", "2024-10-27 02:30:00+01",
-				   "10000-01-01 00:00:00+00")),
+	is_str(run_sorted_1col(
+		   TIMESTAMPTZ, false, false,
+		   ARR("0044-03-15 12:00:00+00:53:28 BC", "2024-10-27 02:30:00+02", "infinity"),
+		   ARR("-infinity", "2024-10-27 02:00:00.5+02", "2024-10-27 02:30:00+01",
+		       "10000-01-01 00:00:00+00")),
 	       "D[-infinity] D[0044-03-15 12:00:00+00:53:28 BC] D[2024-10-27 02:00:00.5+02] "
 	       "D[2024-10-27 02:30:00+02] D[2024-10-27 02:30:00+01] D[10000-01-01 00:00:00+00] "
 	       "D[infinity]",
 	       "timestamptz order by instant (DST fall-back hour, fractions)");
-	is_str(run_sorted_1col(BOOL, false, false, ARR("f", "t"), ARR("f")), "D[f] D[f] D[t]", "bool");
+	is_str(run_sorted_1col(BOOL, false, false, ARR("f", "t"), ARR("f")), "D[f] D[f] D[t]",
+	       "bool");
 	is_str(run_sorted_1col(1042, false, false, ARR("a  ", "b"), ARR("a", "ab ")),
 	       "D[a  ] D[a] D[ab ] D[b]", "bpchar ignores trailing blanks");
 }
@@ -507,7 +522,8 @@ static void test_streaming_bound(void)
 		snprintf(v, sizeof v, "%d", i);
 		D(m, 0, v);
 	}
-	is_int(i, SP_MERGE_QUEUE_ROWS, "wants_more false once the queue holds SP_MERGE_QUEUE_ROWS rows");
+	is_int(i, SP_MERGE_QUEUE_ROWS,
+	       "wants_more false once the queue holds SP_MERGE_QUEUE_ROWS rows");
 	ok(sp_merge_wants_more(m, 1), "the empty shard still wants more");
 	is_str(out_text(&out), "", "nothing emitted while shard 1 has no row");
 	D(m, 1, "10");
@@ -565,7 +581,8 @@ static void test_errors(void)
 	m = sp_merge_new(&p, 2, &out);
 	T(m, 1, AB, INT4, TEXT);
 	ok(!T(m, 0, AB, INT8, TEXT), "type mismatch: feed fails");
-	ok(strstr(sp_merge_error(m), "column 1 (\"a\"): type 23 from shard 1, type 20 from shard 0") != NULL,
+	ok(strstr(sp_merge_error(m),
+		  "column 1 (\"a\"): type 23 from shard 1, type 20 from shard 0") != NULL,
 	   "type mismatch message: %s", sp_merge_error(m));
 	sp_merge_free(m);
 	out_text(&out);
@@ -576,7 +593,8 @@ static void test_errors(void)
 	m = sp_merge_new(&p, 2, &out);
 	uint32_t ty = INT4;
 	ok(!feed_T_fmt(m, 0, 1, A, &ty, 1), "binary sort column refused");
-	is_str(sp_merge_error(m), "ORDER BY across shards needs text format results", "binary: message");
+	is_str(sp_merge_error(m), "ORDER BY across shards needs text format results",
+	       "binary: message");
 	is_str(sp_merge_sqlstate(m), "0A000", "binary: sqlstate");
 	is_str(out_text(&out), "", "binary: nothing sent");
 	sp_merge_free(m);
@@ -623,7 +641,8 @@ static void test_errors(void)
 	C(m, 0, "SELECT 1");
 	C(m, 1, "SELECT 1");
 	sp_merge_finish(m);
-	is_str(out_text(&out), "D[9] D[10] C[SELECT 2]", "set_columns: sorted numerically, no RowDescription sent");
+	is_str(out_text(&out), "D[9] D[10] C[SELECT 2]",
+	       "set_columns: sorted numerically, no RowDescription sent");
 	sp_merge_free(m);
 	sp_buf_free(&out);
 }
@@ -695,7 +714,9 @@ static void test_aggs_plain(void)
 	C(m, 0, "SELECT 1");
 	C(m, 1, "SELECT 1");
 	sp_merge_finish(m);
-	is_str(out_text(&out), "T[count:20,sum:20,sum:1700,min:25,max:23,avg:1700] D[0|NULL|NULL|NULL|NULL|NULL] C[SELECT 1]",
+	is_str(out_text(&out),
+	       "T[count:20,sum:20,sum:1700,min:25,max:23,avg:1700] D[0|NULL|NULL|NULL|NULL|NULL] "
+	       "C[SELECT 1]",
 	       "aggs over no rows: count 0, others NULL");
 	sp_merge_free(m);
 	sp_buf_free(&out);
@@ -735,7 +756,8 @@ static void test_aggs_group(void)
 	 * -0.00033333333333333333; y: one NULL row.
 	 */
 	is_str(out_text(&out),
-	       "T[k:25,count:20,sum:1700,max:1082,avg:1700] D[x|3|3.625|2020-01-01|1.20833333333333333333] "
+	       "T[k:25,count:20,sum:1700,max:1082,avg:1700] "
+	       "D[x|3|3.625|2020-01-01|1.20833333333333333333] "
 	       "D[NULL|3|-0.001|0044-01-01 BC|-0.00033333333333333333] D[y|1|NULL|NULL|NULL] "
 	       "D[|1|1|2000-01-01|1.00000000000000000000] C[SELECT 4]",
 	       "GROUP BY: groups combined in first-seen order, NULL and empty keys distinct");
@@ -789,14 +811,17 @@ static void test_aggs_group(void)
 	C(m, 0, "SELECT 2");
 	C(m, 1, "SELECT 2");
 	sp_merge_finish(m);
-	is_str(out_text(&out), "T[k:25,avg:1700] D[a|7.5000000000000000] D[b|9.0000000000000000] D[c|NULL] C[SELECT 3]",
+	is_str(out_text(&out),
+	       "T[k:25,avg:1700] D[a|7.5000000000000000] D[b|9.0000000000000000] D[c|NULL] "
+	       "C[SELECT 3]",
 	       "ORDER BY avg: numeric order on the combined value, NULL last");
 	sp_merge_free(m);
 	sp_buf_free(&out);
 }
 
 /* One group, one agg column (plus avg's hidden count): shards' partial values in, text out. */
-static const char *combine1(sp_agg_t agg, uint32_t type, const char *const *vals, const char *const *counts, int n)
+static const char *combine1(sp_agg_t agg, uint32_t type, const char *const *vals,
+			    const char *const *counts, int n)
 {
 	static char res[2048];
 	sp_buf_t out = {0};
@@ -832,23 +857,31 @@ static const char *combine1(sp_agg_t agg, uint32_t type, const char *const *vals
 	return res;
 }
 
-#define V(...) (const char *const[]){__VA_ARGS__}
+#define V(...)                                                                                     \
+	(const char *const[])                                                                      \
+	{                                                                                          \
+		__VA_ARGS__                                                                        \
+	}
 
 static void test_sum_avg_text(void)
 {
 	/* sums: exact, PostgreSQL's text (verified on PG 15) */
 	is_str(combine1(SP_AGG_SUM, NUMERIC, V("1.5", "2.25", "-3.75"), NULL, 3), "0.00",
 	       "sum numeric keeps the max scale (sum 1.5,2.25,-3.75 = 0.00)");
-	is_str(combine1(SP_AGG_SUM, NUMERIC, V("9223372036854775807", "9223372036854775807"), NULL, 2),
-	       "18446744073709551614", "sum(int8) as numeric beyond int64");
-	is_str(combine1(SP_AGG_SUM, NUMERIC, V("-0.001", "0.0001"), NULL, 2), "-0.0009", "numeric sum sign change");
+	is_str(
+	    combine1(SP_AGG_SUM, NUMERIC, V("9223372036854775807", "9223372036854775807"), NULL, 2),
+	    "18446744073709551614", "sum(int8) as numeric beyond int64");
+	is_str(combine1(SP_AGG_SUM, NUMERIC, V("-0.001", "0.0001"), NULL, 2), "-0.0009",
+	       "numeric sum sign change");
 	is_str(combine1(SP_AGG_SUM, NUMERIC, V("99999999999999999999.99", "0.01"), NULL, 2),
 	       "100000000000000000000.00", "numeric sum carry");
-	is_str(combine1(SP_AGG_SUM, NUMERIC, V(NULL, NULL), NULL, 2), "NULL", "sum of all NULL is NULL");
+	is_str(combine1(SP_AGG_SUM, NUMERIC, V(NULL, NULL), NULL, 2), "NULL",
+	       "sum of all NULL is NULL");
 	is_str(combine1(SP_AGG_SUM, NUMERIC, V("NaN", "1"), NULL, 2), "NaN", "numeric NaN + 1");
 	is_str(combine1(SP_AGG_SUM, NUMERIC, V("Infinity", "-Infinity"), NULL, 2), "NaN",
 	       "Infinity + -Infinity = NaN");
-	is_str(combine1(SP_AGG_SUM, NUMERIC, V("Infinity", "5", NULL), NULL, 3), "Infinity", "Infinity + 5");
+	is_str(combine1(SP_AGG_SUM, NUMERIC, V("Infinity", "5", NULL), NULL, 3), "Infinity",
+	       "Infinity + 5");
 	is_str(combine1(SP_AGG_SUM, INT8, V("6", "-1", NULL), NULL, 3), "5", "sum(int4) as int8");
 	is_str(combine1(SP_AGG_SUM, INT8, V("9223372036854775807", "1"), NULL, 2),
 	       "ERROR 22003 bigint out of range", "int8 sum overflow is PostgreSQL's error");
@@ -856,46 +889,62 @@ static void test_sum_avg_text(void)
 	       "sum float8 0.1 + 0.2");
 	is_str(combine1(SP_AGG_SUM, FLOAT4, V("1.1", "2.2", "3.3"), NULL, 3), "6.6000004",
 	       "sum float4 in float4 arithmetic");
-	is_str(combine1(SP_AGG_SUM, FLOAT8, V("1e+300", "1e+300"), NULL, 2), "2e+300", "float8 big");
-	is_str(combine1(SP_AGG_SUM, FLOAT8, V("1.7976931348623157e+308", "1.7976931348623157e+308"), NULL, 2),
+	is_str(combine1(SP_AGG_SUM, FLOAT8, V("1e+300", "1e+300"), NULL, 2), "2e+300",
+	       "float8 big");
+	is_str(combine1(SP_AGG_SUM, FLOAT8, V("1.7976931348623157e+308", "1.7976931348623157e+308"),
+			NULL, 2),
 	       "ERROR 22003 value out of range: overflow", "float8 overflow is an error");
 	is_str(combine1(SP_AGG_COUNT, INT8, V("3", "0", "4"), NULL, 3), "7", "count");
 	is_str(combine1(SP_AGG_MIN, TEXT, V("b", NULL, "a"), NULL, 3), "a", "min text");
-	is_str(combine1(SP_AGG_MAX, INT4, V("9", "10", NULL), NULL, 3), "10", "max int numerically");
-	is_str(combine1(SP_AGG_MAX, FLOAT8, V("1", "NaN"), NULL, 2), "NaN", "max float: NaN highest");
-	is_str(combine1(SP_AGG_MIN, NUMERIC, V("-Infinity", "-1"), NULL, 2), "-Infinity", "min numeric");
+	is_str(combine1(SP_AGG_MAX, INT4, V("9", "10", NULL), NULL, 3), "10",
+	       "max int numerically");
+	is_str(combine1(SP_AGG_MAX, FLOAT8, V("1", "NaN"), NULL, 2), "NaN",
+	       "max float: NaN highest");
+	is_str(combine1(SP_AGG_MIN, NUMERIC, V("-Infinity", "-1"), NULL, 2), "-Infinity",
+	       "min numeric");
 
 	/* avg = sum / count with select_div_scale() (verified on PG 15) */
-	is_str(combine1(SP_AGG_AVG_SUM, INT8, V("1", "2"), V("1", "1"), 2), "1.5000000000000000", "avg(1,2)");
-	is_str(combine1(SP_AGG_AVG_SUM, INT8, V("1", "4"), V("1", "2"), 2), "1.6666666666666667", "avg(1,2,2)");
-	is_str(combine1(SP_AGG_AVG_SUM, NUMERIC, V("1.50", "2.125"), V("1", "1"), 2), "1.8125000000000000",
-	       "avg numeric keeps scale rules");
-	is_str(combine1(SP_AGG_AVG_SUM, INT8, V("10000000", "2"), V("1", "1"), 2), "5000001.000000000000",
-	       "avg big: fewer decimals");
+	is_str(combine1(SP_AGG_AVG_SUM, INT8, V("1", "2"), V("1", "1"), 2), "1.5000000000000000",
+	       "avg(1,2)");
+	is_str(combine1(SP_AGG_AVG_SUM, INT8, V("1", "4"), V("1", "2"), 2), "1.6666666666666667",
+	       "avg(1,2,2)");
+	is_str(combine1(SP_AGG_AVG_SUM, NUMERIC, V("1.50", "2.125"), V("1", "1"), 2),
+	       "1.8125000000000000", "avg numeric keeps scale rules");
+	is_str(combine1(SP_AGG_AVG_SUM, INT8, V("10000000", "2"), V("1", "1"), 2),
+	       "5000001.000000000000", "avg big: fewer decimals");
 	is_str(combine1(SP_AGG_AVG_SUM, NUMERIC, V("0.00001", "0.00002"), V("1", "1"), 2),
 	       "0.000015000000000000000000", "avg small: more decimals");
 	is_str(combine1(SP_AGG_AVG_SUM, NUMERIC, V("100000000000000000000", "3"), V("1", "1"), 2),
 	       "50000000000000000002", "avg huge: scale 0, rounded half up");
-	is_str(combine1(SP_AGG_AVG_SUM, INT8, V("-1", "-2"), V("1", "1"), 2), "-1.5000000000000000", "avg negative");
-	is_str(combine1(SP_AGG_AVG_SUM, INT8, V("0", "0"), V("1", "1"), 2), "0.00000000000000000000", "avg zero");
-	is_str(combine1(SP_AGG_AVG_SUM, INT8, V("199999998", "99999999"), V("2", "1"), 2), "99999999.000000000000",
-	       "avg(99999999 x3)");
+	is_str(combine1(SP_AGG_AVG_SUM, INT8, V("-1", "-2"), V("1", "1"), 2), "-1.5000000000000000",
+	       "avg negative");
+	is_str(combine1(SP_AGG_AVG_SUM, INT8, V("0", "0"), V("1", "1"), 2),
+	       "0.00000000000000000000", "avg zero");
+	is_str(combine1(SP_AGG_AVG_SUM, INT8, V("199999998", "99999999"), V("2", "1"), 2),
+	       "99999999.000000000000", "avg(99999999 x3)");
 	is_str(combine1(SP_AGG_AVG_SUM, NUMERIC, V("0.333333333333333333333", "1"), V("1", "1"), 2),
 	       "0.666666666666666666667", "avg keeps the input scale when larger");
-	is_str(combine1(SP_AGG_AVG_SUM, INT8, V("0", "2"), V("1", "2"), 2), "0.66666666666666666667", "avg(0,1,1)");
-	is_str(combine1(SP_AGG_AVG_SUM, INT8, V("12345678", "6"), V("1", "6"), 2), "1763669.142857142857",
-	       "avg(12345678, 1 x6)");
-	is_str(combine1(SP_AGG_AVG_SUM, NUMERIC, V("9223372036854775807", "9223372036854775808"), V("1", "2"), 2),
+	is_str(combine1(SP_AGG_AVG_SUM, INT8, V("0", "2"), V("1", "2"), 2),
+	       "0.66666666666666666667", "avg(0,1,1)");
+	is_str(combine1(SP_AGG_AVG_SUM, INT8, V("12345678", "6"), V("1", "6"), 2),
+	       "1763669.142857142857", "avg(12345678, 1 x6)");
+	is_str(combine1(SP_AGG_AVG_SUM, NUMERIC, V("9223372036854775807", "9223372036854775808"),
+			V("1", "2"), 2),
 	       "6148914691236517205", "avg(int8) near the limits");
 	is_str(combine1(SP_AGG_AVG_SUM, NUMERIC, V("-0.0000001", "0"), V("1", "1"), 2),
 	       "-0.000000050000000000000000", "avg tiny negative");
-	is_str(combine1(SP_AGG_AVG_SUM, INT8, V("-10", "-10"), V("2", "2"), 2), "-5.0000000000000000", "avg(-5 x4)");
-	is_str(combine1(SP_AGG_AVG_SUM, INT8, V("1", "-2"), V("1", "1"), 2), "-0.50000000000000000000", "avg(1,-2)");
-	is_str(combine1(SP_AGG_AVG_SUM, NUMERIC, V("Infinity", "1"), V("1", "1"), 2), "Infinity", "avg infinity");
-	is_str(combine1(SP_AGG_AVG_SUM, INT8, V(NULL, NULL), V("0", "0"), 2), "NULL", "avg of no rows is NULL");
-	is_str(combine1(SP_AGG_AVG_SUM, FLOAT8, V("1.5", "2"), V("1", "1"), 2), "1.75", "avg float8");
-	is_str(combine1(SP_AGG_AVG_SUM, FLOAT8, V("0.1", "0.7", "1e-07"), V("1", "1", "1"), 3), "0.2666667",
-	       "avg float8 0.1, 0.7, 1e-7");
+	is_str(combine1(SP_AGG_AVG_SUM, INT8, V("-10", "-10"), V("2", "2"), 2),
+	       "-5.0000000000000000", "avg(-5 x4)");
+	is_str(combine1(SP_AGG_AVG_SUM, INT8, V("1", "-2"), V("1", "1"), 2),
+	       "-0.50000000000000000000", "avg(1,-2)");
+	is_str(combine1(SP_AGG_AVG_SUM, NUMERIC, V("Infinity", "1"), V("1", "1"), 2), "Infinity",
+	       "avg infinity");
+	is_str(combine1(SP_AGG_AVG_SUM, INT8, V(NULL, NULL), V("0", "0"), 2), "NULL",
+	       "avg of no rows is NULL");
+	is_str(combine1(SP_AGG_AVG_SUM, FLOAT8, V("1.5", "2"), V("1", "1"), 2), "1.75",
+	       "avg float8");
+	is_str(combine1(SP_AGG_AVG_SUM, FLOAT8, V("0.1", "0.7", "1e-07"), V("1", "1", "1"), 3),
+	       "0.2666667", "avg float8 0.1, 0.7, 1e-7");
 }
 
 static void test_float_format(void)
@@ -905,17 +954,32 @@ static void test_float_format(void)
 		double d;
 		const char *want;
 	} f8[] = {
-		{0.1 + 0.2, "0.30000000000000004"}, {1e15, "1e+15"}, {1e14, "100000000000000"},
-		{123456789012345.6, "123456789012345.6"}, {1e-4, "0.0001"}, {1e-5, "1e-05"},
-		{5e-324, "5e-324"}, {1.7976931348623157e308, "1.7976931348623157e+308"}, {-0.0, "-0"},
-		{9007199254740992.0, "9.007199254740992e+15"}, {9223372036854775808.0, "9.223372036854776e+18"},
-		{1e22, "1e+22"}, {1e21, "1e+21"}, {123456789012345678.0, "1.2345678901234568e+17"},
-		{0.000123, "0.000123"}, {0.00001234, "1.234e-05"}, {1.5e-7, "1.5e-07"}, {4.35, "4.35"},
-		{100, "100"}, {999999999999999.0, "999999999999999"}, {2.5e-320, "2.5e-320"},
-		{-1e-300, "-1e-300"}, {0, "0"},
-		/* a shorter decimal exactly on the rounding boundary is refused, as by PG's Ryu */
-		{3.0892612233637952e+16, "3.0892612233637952e+16"},
-		{-6.6766885433589616e+16, "-6.6766885433589616e+16"},
+	    {0.1 + 0.2, "0.30000000000000004"},
+	    {1e15, "1e+15"},
+	    {1e14, "100000000000000"},
+	    {123456789012345.6, "123456789012345.6"},
+	    {1e-4, "0.0001"},
+	    {1e-5, "1e-05"},
+	    {5e-324, "5e-324"},
+	    {1.7976931348623157e308, "1.7976931348623157e+308"},
+	    {-0.0, "-0"},
+	    {9007199254740992.0, "9.007199254740992e+15"},
+	    {9223372036854775808.0, "9.223372036854776e+18"},
+	    {1e22, "1e+22"},
+	    {1e21, "1e+21"},
+	    {123456789012345678.0, "1.2345678901234568e+17"},
+	    {0.000123, "0.000123"},
+	    {0.00001234, "1.234e-05"},
+	    {1.5e-7, "1.5e-07"},
+	    {4.35, "4.35"},
+	    {100, "100"},
+	    {999999999999999.0, "999999999999999"},
+	    {2.5e-320, "2.5e-320"},
+	    {-1e-300, "-1e-300"},
+	    {0, "0"},
+	    /* a shorter decimal exactly on the rounding boundary is refused, as by PG's Ryu */
+	    {3.0892612233637952e+16, "3.0892612233637952e+16"},
+	    {-6.6766885433589616e+16, "-6.6766885433589616e+16"},
 	};
 	char buf[64];
 	for (size_t i = 0; i < sizeof f8 / sizeof f8[0]; i++) {
@@ -931,11 +995,22 @@ static void test_float_format(void)
 		float f;
 		const char *want;
 	} f4[] = {
-		{1e6f, "1e+06"}, {999999.0f, "999999"}, {1234.5678f, "1234.5677"}, {0.000123f, "0.000123"},
-		{0.00001234f, "1.234e-05"}, {16777217.0f, "1.6777216e+07"}, {3.14159265358979f, "3.1415927"},
-		{1e-45f, "1e-45"}, {7e-45f, "7e-45"}, {1234567.0f, "1.234567e+06"}, {123456.0f, "123456"},
-		{0.1f, "0.1"}, {3.4028235e38f, "3.4028235e+38"}, {1.17549435e-38f, "1.1754944e-38"},
-		{67891616.0f, "6.7891616e+07"}, {-117760704.0f, "-1.17760704e+08"},
+	    {1e6f, "1e+06"},
+	    {999999.0f, "999999"},
+	    {1234.5678f, "1234.5677"},
+	    {0.000123f, "0.000123"},
+	    {0.00001234f, "1.234e-05"},
+	    {16777217.0f, "1.6777216e+07"},
+	    {3.14159265358979f, "3.1415927"},
+	    {1e-45f, "1e-45"},
+	    {7e-45f, "7e-45"},
+	    {1234567.0f, "1.234567e+06"},
+	    {123456.0f, "123456"},
+	    {0.1f, "0.1"},
+	    {3.4028235e38f, "3.4028235e+38"},
+	    {1.17549435e-38f, "1.1754944e-38"},
+	    {67891616.0f, "6.7891616e+07"},
+	    {-117760704.0f, "-1.17760704e+08"},
 	};
 	for (size_t i = 0; i < sizeof f4 / sizeof f4[0]; i++) {
 		sp_merge_format_float4(f4[i].f, buf, sizeof buf);
