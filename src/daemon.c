@@ -22,6 +22,7 @@
 #include <ev.h>
 
 #include "client.h"
+#include "health.h"
 #include "janitor.h"
 #include "listener.h"
 #include "log.h"
@@ -67,6 +68,7 @@ bool sp_daemon_reload(char *err, size_t errlen)
 	}
 	sp_config_apply_reloadable(sp_g.cfg, ncfg);
 	sp_config_free(ncfg);
+	sp_health_reload();
 	sp_log_level = sp_g.cfg->log_level;
 	sp_log_reopen();
 	sp_info("configuration reloaded from %s", sp_g.cfg->path);
@@ -227,6 +229,7 @@ int sp_daemon_run(const char *config_path, bool daemonize)
 	ev_signal_start(sp_loop, &sig_int);
 	ev_signal_start(sp_loop, &sig_hup);
 	sp_janitor_start();
+	sp_health_start();
 	for (sp_pool_t *p = sp_pool_first(); p; p = p->next)
 		sp_pool_maintain(p);
 	sp_info("shardpool %s listening on %s:%d (pool_mode %s)", PACKAGE_VERSION, sp_g.cfg->listen_addr,
@@ -241,6 +244,7 @@ int sp_daemon_run(const char *config_path, bool daemonize)
 
 	sp_listener_stop();
 	sp_janitor_stop();
+	sp_health_stop();
 	ev_signal_stop(sp_loop, &sig_term);
 	ev_signal_stop(sp_loop, &sig_int);
 	ev_signal_stop(sp_loop, &sig_hup);
