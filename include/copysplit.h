@@ -15,10 +15,10 @@
 #include "buf.h"
 #include "config.h"
 
-typedef enum { SP_COPY_TEXT = 0, SP_COPY_CSV = 1 } sp_copy_format_t;
+typedef enum { SP_CSPLIT_TEXT = 0, SP_CSPLIT_CSV = 1 } sp_copysplit_format_t;
 
 typedef struct sp_copy_opts {
-	sp_copy_format_t format;
+	sp_copysplit_format_t format;
 	char delimiter;      /* default '\t' text, ',' csv */
 	char quote;          /* csv, default '"' */
 	char escape;         /* csv, default = quote */

@@ -27,14 +27,14 @@
 #define SP_MERGE_QUEUE_BYTES (1024 * 1024)
 
 typedef enum {
-	SP_AGG_NONE = 0, /* a plain output column (a GROUP BY key, or any column when there is no aggregate) */
-	SP_AGG_COUNT,    /* count(*) / count(x): sum of the shards' counts (int8) */
-	SP_AGG_SUM,      /* sum(x): exact sum of the shards' sums (int, numeric, float) */
-	SP_AGG_MIN,
-	SP_AGG_MAX,
-	SP_AGG_AVG_SUM,  /* the sum half of a rewritten avg(x); avg_count_col names its count */
-	SP_AGG_HIDDEN    /* a column the router added (the count half of avg): not sent to the client */
-} sp_agg_t;
+	SP_MAGG_NONE = 0, /* a plain output column (a GROUP BY key, or any column when there is no aggregate) */
+	SP_MAGG_COUNT,    /* count(*) / count(x): sum of the shards' counts (int8) */
+	SP_MAGG_SUM,      /* sum(x): exact sum of the shards' sums (int, numeric, float) */
+	SP_MAGG_MIN,
+	SP_MAGG_MAX,
+	SP_MAGG_AVG_SUM,  /* the sum half of a rewritten avg(x); avg_count_col names its count */
+	SP_MAGG_HIDDEN    /* a column the router added (the count half of avg): not sent to the client */
+} sp_merge_agg_t;
 
 typedef struct sp_merge_sort {
 	int col;          /* output column index (0-based) as the shards return it */
@@ -49,8 +49,8 @@ typedef struct sp_merge_plan {
 	int64_t offset;   /* 0: none. The shards must have run with OFFSET 0 and LIMIT limit+offset. */
 	bool has_aggs;    /* combine rows: one row per group (or one row in all without GROUP BY) */
 	int n_cols;       /* columns the shards return (including hidden ones); 0 when has_aggs is false */
-	sp_agg_t agg[SP_MERGE_MAX_COLS];
-	int avg_count_col[SP_MERGE_MAX_COLS]; /* for SP_AGG_AVG_SUM: index of its SP_AGG_HIDDEN count */
+	sp_merge_agg_t agg[SP_MERGE_MAX_COLS];
+	int avg_count_col[SP_MERGE_MAX_COLS]; /* for SP_MAGG_AVG_SUM: index of its SP_MAGG_HIDDEN count */
 } sp_merge_plan_t;
 
 typedef struct sp_merge sp_merge_t;

@@ -104,7 +104,7 @@ sp_copysplit_t *sp_copysplit_new(const sp_copy_opts_t *opts, const int *key_cols
 	sp_copysplit_t *cs = calloc(1, sizeof *cs);
 	if (!cs)
 		return NULL;
-	cs->csv = opts->format == SP_COPY_CSV;
+	cs->csv = opts->format == SP_CSPLIT_CSV;
 	cs->delim = opts->delimiter ? opts->delimiter : (cs->csv ? ',' : '\t');
 	cs->quote = opts->quote ? opts->quote : '"';
 	cs->escape = opts->escape ? opts->escape : cs->quote;

@@ -940,17 +940,17 @@ static void offer_row(sp_merge_t *m, const uint8_t *body, size_t len, const val_
 
 /* ------------------------------------------------------------------ RowDescription */
 
-static int acc_kind_for(sp_agg_t agg, uint32_t type)
+static int acc_kind_for(sp_merge_agg_t agg, uint32_t type)
 {
 	switch (agg) {
-	case SP_AGG_COUNT:
-	case SP_AGG_HIDDEN:
+	case SP_MAGG_COUNT:
+	case SP_MAGG_HIDDEN:
 		return ACC_INT;
-	case SP_AGG_MIN:
+	case SP_MAGG_MIN:
 		return ACC_MIN;
-	case SP_AGG_MAX:
+	case SP_MAGG_MAX:
 		return ACC_MAX;
-	case SP_AGG_SUM:
+	case SP_MAGG_SUM:
 		switch (type) {
 		case OID_INT2:
 		case OID_INT4:
@@ -965,7 +965,7 @@ static int acc_kind_for(sp_agg_t agg, uint32_t type)
 		default:
 			return 0;
 		}
-	case SP_AGG_AVG_SUM:
+	case SP_MAGG_AVG_SUM:
 		switch (type) {
 		case OID_INT2:
 		case OID_INT4:
@@ -1051,13 +1051,13 @@ static bool setup_columns(sp_merge_t *m, const uint8_t *body, size_t len, bool s
 			return fail(m, SP_SQLSTATE_PROTOCOL_VIOLATION,
 				    "malformed RowDescription from a shard");
 		col_t *col = &m->cols[c];
-		sp_agg_t agg = c < m->plan.n_cols ? m->plan.agg[c] : SP_AGG_NONE;
+		sp_merge_agg_t agg = c < m->plan.n_cols ? m->plan.agg[c] : SP_MAGG_NONE;
 		col->type = (uint32_t)typoid;
 		col->out_type = col->type;
 		col->format = format;
-		col->hidden = agg == SP_AGG_HIDDEN;
+		col->hidden = agg == SP_MAGG_HIDDEN;
 		col->acc = -1;
-		if (agg == SP_AGG_AVG_SUM && m->agg)
+		if (agg == SP_MAGG_AVG_SUM && m->agg)
 			/* avg(real/double precision) is double precision, any other avg numeric */
 			col->out_type = col->type == OID_FLOAT4 || col->type == OID_FLOAT8
 					    ? OID_FLOAT8
@@ -1080,19 +1080,19 @@ static bool setup_columns(sp_merge_t *m, const uint8_t *body, size_t len, bool s
 	}
 	if (m->agg) {
 		for (int c = 0; c < n; c++) {
-			sp_agg_t agg = m->plan.agg[c];
+			sp_merge_agg_t agg = m->plan.agg[c];
 			col_t *col = &m->cols[c];
 			bool is_count_of_avg = false;
 			for (int k = 0; k < n; k++)
-				if (m->plan.agg[k] == SP_AGG_AVG_SUM &&
+				if (m->plan.agg[k] == SP_MAGG_AVG_SUM &&
 				    m->plan.avg_count_col[k] == c)
 					is_count_of_avg = true;
 			/* a hidden column that is no avg's count is grouped on, like a plain one */
-			if (agg == SP_AGG_NONE || (agg == SP_AGG_HIDDEN && !is_count_of_avg))
+			if (agg == SP_MAGG_NONE || (agg == SP_MAGG_HIDDEN && !is_count_of_avg))
 				continue;
-			if (agg == SP_AGG_AVG_SUM) {
+			if (agg == SP_MAGG_AVG_SUM) {
 				int cc = m->plan.avg_count_col[c];
-				if (cc < 0 || cc >= n || m->plan.agg[cc] != SP_AGG_HIDDEN)
+				if (cc < 0 || cc >= n || m->plan.agg[cc] != SP_MAGG_HIDDEN)
 					return fail(
 					    m, SP_SQLSTATE_INTERNAL,
 					    "merge plan: avg column %d has no hidden count column",
@@ -1104,7 +1104,7 @@ static bool setup_columns(sp_merge_t *m, const uint8_t *body, size_t len, bool s
 			if (!acc_kind_for(agg, col->type))
 				return fail(m, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
 					    "%s of type %u cannot be combined across shards",
-					    agg == SP_AGG_AVG_SUM ? "avg()" : "sum()", col->type);
+					    agg == SP_MAGG_AVG_SUM ? "avg()" : "sum()", col->type);
 			col->acc = m->n_acc++;
 		}
 	}
@@ -1425,7 +1425,7 @@ static bool acc_text(sp_merge_t *m, sp_buf_t *b, int c, size_t gi)
 	char tmp[64];
 	int n;
 
-	if (m->plan.agg[c] == SP_AGG_AVG_SUM) {
+	if (m->plan.agg[c] == SP_MAGG_AVG_SUM) {
 		int cc = m->plan.avg_count_col[c];
 		const acc_t *ca = &m->accs[gi * (size_t)m->n_acc + (size_t)m->cols[cc].acc];
 		if (a->null || ca->null || ca->i <= 0)
@@ -1460,7 +1460,7 @@ static bool acc_text(sp_merge_t *m, sp_buf_t *b, int c, size_t gi)
 					: (a->special & SPECIAL_PINF) ? "Infinity"
 								      : "-Infinity";
 			sp_buf_append(b, s, strlen(s));
-		} else if (m->plan.agg[c] == SP_AGG_AVG_SUM) {
+		} else if (m->plan.agg[c] == SP_MAGG_AVG_SUM) {
 			int cc = m->plan.avg_count_col[c];
 			const acc_t *ca = &m->accs[gi * (size_t)m->n_acc + (size_t)m->cols[cc].acc];
 			dec_div_count(m, b, a->neg, a->p, a->n, a->scale, ca->i);
@@ -1701,7 +1701,7 @@ static bool columns_from_plan(sp_merge_t *m)
 		return fail(m, SP_SQLSTATE_OUT_OF_MEMORY, "out of memory");
 	m->n_visible = 0;
 	for (int c = 0; c < m->ncols; c++) {
-		m->cols[c].hidden = m->plan.agg[c] == SP_AGG_HIDDEN;
+		m->cols[c].hidden = m->plan.agg[c] == SP_MAGG_HIDDEN;
 		m->cols[c].acc = -1;
 		m->n_visible += !m->cols[c].hidden;
 	}

@@ -155,7 +155,7 @@ static const int K20[] = {2, 0};
 
 static void test_text(void)
 {
-	sp_copy_opts_t t = {.format = SP_COPY_TEXT};
+	sp_copy_opts_t t = {.format = SP_CSPLIT_TEXT};
 
 	CHECK("basic", &t, K0, "1\ta\n2\tb\n3\tc\n4\td\n", "3\tc\n", "1\ta\n4\td\n", "2\tb\n",
 	      "[1][2][3][4]", NULL);
@@ -202,14 +202,14 @@ static void test_text(void)
 	CHECK("trailing backslash at the very end is dropped", &t, K0, "x\\", NULL, NULL, NULL,
 	      "[x]", NULL);
 
-	sp_copy_opts_t pipe = {.format = SP_COPY_TEXT, .delimiter = '|'};
+	sp_copy_opts_t pipe = {.format = SP_CSPLIT_TEXT, .delimiter = '|'};
 	CHECK("custom delimiter", &pipe, K1, "1|a\\|b|c\n2|\t|d\n", NULL, NULL, NULL, "[a|b][\t]",
 	      NULL);
-	sp_copy_opts_t nul = {.format = SP_COPY_TEXT, .null_str = "NULL"};
+	sp_copy_opts_t nul = {.format = SP_CSPLIT_TEXT, .null_str = "NULL"};
 	CHECK("custom NULL string", &t, K0, "NULL\tx\n", NULL, NULL, NULL, "[NULL]", NULL);
 	CHECK("custom NULL string honoured", &nul, K0, "NULL\tx\n\\N\ty\n", NULL, NULL, NULL,
 	      "[<NULL>][N]", NULL);
-	sp_copy_opts_t hdr = {.format = SP_COPY_TEXT, .header = true};
+	sp_copy_opts_t hdr = {.format = SP_CSPLIT_TEXT, .header = true};
 	CHECK("header line skipped, not forwarded", &hdr, K0, "id\tname\n1\tx\n", "", "1\tx\n", "",
 	      "[1]", NULL);
 	CHECK("header only", &hdr, K0, "id\tname\n", "", "", "", "", NULL);
@@ -217,7 +217,7 @@ static void test_text(void)
 
 static void test_csv(void)
 {
-	sp_copy_opts_t c = {.format = SP_COPY_CSV};
+	sp_copy_opts_t c = {.format = SP_CSPLIT_CSV};
 
 	CHECK("csv basic", &c, K0, "1,a\n2,b\n", "", "1,a\n", "2,b\n", "[1][2]", NULL);
 	CHECK("quoted delimiter and newline", &c, K1, "1,\"a,b\nc\",x\n2,\"say \"\"hi\"\"\",y\n",
@@ -244,19 +244,19 @@ static void test_csv(void)
 	CHECK("missing key column", &c, K2, "1,2\n", NULL, NULL, NULL, "",
 	      "row 1: missing data for shard key column 3");
 
-	sp_copy_opts_t esc = {.format = SP_COPY_CSV, .escape = '\\'};
+	sp_copy_opts_t esc = {.format = SP_CSPLIT_CSV, .escape = '\\'};
 	CHECK("escape char distinct from quote", &esc, K0,
 	      "\"a\\\"b\",1\n\"c\\\\d\",2\n\"e\\f\",3\n", NULL, NULL, NULL, "[a\"b][c\\d][e\\f]",
 	      NULL);
 	CHECK("escaped quote does not end the quotes", &esc, K1, "1,\"x\\\",\ny\"\n", NULL, NULL,
 	      NULL, "[x\",\ny]", NULL);
-	sp_copy_opts_t sq = {.format = SP_COPY_CSV, .quote = '\'', .delimiter = ';'};
+	sp_copy_opts_t sq = {.format = SP_CSPLIT_CSV, .quote = '\'', .delimiter = ';'};
 	CHECK("custom quote and delimiter", &sq, K1, "1;'a;b'\n2;'it''s'\n", NULL, NULL, NULL,
 	      "[a;b][it's]", NULL);
-	sp_copy_opts_t nl = {.format = SP_COPY_CSV, .null_str = "NULL"};
+	sp_copy_opts_t nl = {.format = SP_CSPLIT_CSV, .null_str = "NULL"};
 	CHECK("csv NULL string: only unquoted", &nl, K20, "NULL,x,\"NULL\"\n,y,z\n", NULL, NULL,
 	      NULL, "[NULL|<NULL>][z|]", NULL);
-	sp_copy_opts_t hdr = {.format = SP_COPY_CSV, .header = true};
+	sp_copy_opts_t hdr = {.format = SP_CSPLIT_CSV, .header = true};
 	CHECK("csv header with a quoted newline", &hdr, K0, "\"h\n1\",h2\nx,y\n", NULL, NULL, NULL,
 	      "[x]", NULL);
 	CHECK("csv lone CR line ends", &c, K0, "a,b\rc,d\r", NULL, NULL, NULL, "[a][c]", NULL);
@@ -264,7 +264,7 @@ static void test_csv(void)
 
 static void test_misc(void)
 {
-	sp_copy_opts_t t = {.format = SP_COPY_TEXT};
+	sp_copy_opts_t t = {.format = SP_CSPLIT_TEXT};
 	rec_t r = {{0}, 0};
 	sp_buf_t out[NSHARDS] = {{0}};
 	char err[256] = "";

@@ -467,7 +467,7 @@ static void test_sorted_multi(void)
 	/* hidden sort column (the router added it): sorted by, never sent */
 	plan_init(&p);
 	p.n_cols = 2;
-	p.agg[1] = SP_AGG_HIDDEN;
+	p.agg[1] = SP_MAGG_HIDDEN;
 	add_sort(&p, 1, false, false);
 	m = sp_merge_new(&p, 2, &out);
 	T(m, 0, AB, TEXT, INT4);
@@ -676,14 +676,14 @@ static void test_aggs_plain(void)
 	/* count(*), sum(i4), sum(num), min(t), max(i4), avg(i4) = sum + hidden count */
 	p.has_aggs = true;
 	p.n_cols = 7;
-	p.agg[0] = SP_AGG_COUNT;
-	p.agg[1] = SP_AGG_SUM;
-	p.agg[2] = SP_AGG_SUM;
-	p.agg[3] = SP_AGG_MIN;
-	p.agg[4] = SP_AGG_MAX;
-	p.agg[5] = SP_AGG_AVG_SUM;
+	p.agg[0] = SP_MAGG_COUNT;
+	p.agg[1] = SP_MAGG_SUM;
+	p.agg[2] = SP_MAGG_SUM;
+	p.agg[3] = SP_MAGG_MIN;
+	p.agg[4] = SP_MAGG_MAX;
+	p.agg[5] = SP_MAGG_AVG_SUM;
 	p.avg_count_col[5] = 6;
-	p.agg[6] = SP_AGG_HIDDEN;
+	p.agg[6] = SP_MAGG_HIDDEN;
 	static const char *const names[] = {"count", "sum", "sum", "min", "max", "avg", "count"};
 	sp_merge_t *m = sp_merge_new(&p, 3, &out);
 	ok(T(m, 0, names, INT8, INT8, NUMERIC, TEXT, INT4, INT8, INT8), "aggs: RowDescription");
@@ -730,13 +730,13 @@ static void test_aggs_group(void)
 	/* SELECT k, count(*), sum(n), max(d), avg(n) ... GROUP BY k */
 	p.has_aggs = true;
 	p.n_cols = 6;
-	p.agg[0] = SP_AGG_NONE;
-	p.agg[1] = SP_AGG_COUNT;
-	p.agg[2] = SP_AGG_SUM;
-	p.agg[3] = SP_AGG_MAX;
-	p.agg[4] = SP_AGG_AVG_SUM;
+	p.agg[0] = SP_MAGG_NONE;
+	p.agg[1] = SP_MAGG_COUNT;
+	p.agg[2] = SP_MAGG_SUM;
+	p.agg[3] = SP_MAGG_MAX;
+	p.agg[4] = SP_MAGG_AVG_SUM;
 	p.avg_count_col[4] = 5;
-	p.agg[5] = SP_AGG_HIDDEN;
+	p.agg[5] = SP_MAGG_HIDDEN;
 	static const char *const names[] = {"k", "count", "sum", "max", "avg", "count"};
 	sp_merge_t *m = sp_merge_new(&p, 2, &out);
 	T(m, 0, names, TEXT, INT8, NUMERIC, DATE, NUMERIC, INT8);
@@ -767,7 +767,7 @@ static void test_aggs_group(void)
 	plan_init(&p);
 	p.has_aggs = true;
 	p.n_cols = 2;
-	p.agg[1] = SP_AGG_COUNT;
+	p.agg[1] = SP_MAGG_COUNT;
 	add_sort(&p, 1, true, true);
 	add_sort(&p, 0, false, false);
 	p.limit = 2;
@@ -796,9 +796,9 @@ static void test_aggs_group(void)
 	plan_init(&p);
 	p.has_aggs = true;
 	p.n_cols = 3;
-	p.agg[1] = SP_AGG_AVG_SUM;
+	p.agg[1] = SP_MAGG_AVG_SUM;
 	p.avg_count_col[1] = 2;
-	p.agg[2] = SP_AGG_HIDDEN;
+	p.agg[2] = SP_MAGG_HIDDEN;
 	add_sort(&p, 1, false, false);
 	m = sp_merge_new(&p, 2, &out);
 	static const char *const ka[] = {"k", "avg", "n"};
@@ -820,7 +820,7 @@ static void test_aggs_group(void)
 }
 
 /* One group, one agg column (plus avg's hidden count): shards' partial values in, text out. */
-static const char *combine1(sp_agg_t agg, uint32_t type, const char *const *vals,
+static const char *combine1(sp_merge_agg_t agg, uint32_t type, const char *const *vals,
 			    const char *const *counts, int n)
 {
 	static char res[2048];
@@ -828,11 +828,11 @@ static const char *combine1(sp_agg_t agg, uint32_t type, const char *const *vals
 	sp_merge_plan_t p;
 	plan_init(&p);
 	p.has_aggs = true;
-	p.n_cols = agg == SP_AGG_AVG_SUM ? 2 : 1;
+	p.n_cols = agg == SP_MAGG_AVG_SUM ? 2 : 1;
 	p.agg[0] = agg;
-	if (agg == SP_AGG_AVG_SUM) {
+	if (agg == SP_MAGG_AVG_SUM) {
 		p.avg_count_col[0] = 1;
-		p.agg[1] = SP_AGG_HIDDEN;
+		p.agg[1] = SP_MAGG_HIDDEN;
 	}
 	sp_merge_t *m = sp_merge_new(&p, n, &out);
 	static const char *const names[] = {"v", "n"};
@@ -866,84 +866,84 @@ static const char *combine1(sp_agg_t agg, uint32_t type, const char *const *vals
 static void test_sum_avg_text(void)
 {
 	/* sums: exact, PostgreSQL's text (verified on PG 15) */
-	is_str(combine1(SP_AGG_SUM, NUMERIC, V("1.5", "2.25", "-3.75"), NULL, 3), "0.00",
+	is_str(combine1(SP_MAGG_SUM, NUMERIC, V("1.5", "2.25", "-3.75"), NULL, 3), "0.00",
 	       "sum numeric keeps the max scale (sum 1.5,2.25,-3.75 = 0.00)");
 	is_str(
-	    combine1(SP_AGG_SUM, NUMERIC, V("9223372036854775807", "9223372036854775807"), NULL, 2),
+	    combine1(SP_MAGG_SUM, NUMERIC, V("9223372036854775807", "9223372036854775807"), NULL, 2),
 	    "18446744073709551614", "sum(int8) as numeric beyond int64");
-	is_str(combine1(SP_AGG_SUM, NUMERIC, V("-0.001", "0.0001"), NULL, 2), "-0.0009",
+	is_str(combine1(SP_MAGG_SUM, NUMERIC, V("-0.001", "0.0001"), NULL, 2), "-0.0009",
 	       "numeric sum sign change");
-	is_str(combine1(SP_AGG_SUM, NUMERIC, V("99999999999999999999.99", "0.01"), NULL, 2),
+	is_str(combine1(SP_MAGG_SUM, NUMERIC, V("99999999999999999999.99", "0.01"), NULL, 2),
 	       "100000000000000000000.00", "numeric sum carry");
-	is_str(combine1(SP_AGG_SUM, NUMERIC, V(NULL, NULL), NULL, 2), "NULL",
+	is_str(combine1(SP_MAGG_SUM, NUMERIC, V(NULL, NULL), NULL, 2), "NULL",
 	       "sum of all NULL is NULL");
-	is_str(combine1(SP_AGG_SUM, NUMERIC, V("NaN", "1"), NULL, 2), "NaN", "numeric NaN + 1");
-	is_str(combine1(SP_AGG_SUM, NUMERIC, V("Infinity", "-Infinity"), NULL, 2), "NaN",
+	is_str(combine1(SP_MAGG_SUM, NUMERIC, V("NaN", "1"), NULL, 2), "NaN", "numeric NaN + 1");
+	is_str(combine1(SP_MAGG_SUM, NUMERIC, V("Infinity", "-Infinity"), NULL, 2), "NaN",
 	       "Infinity + -Infinity = NaN");
-	is_str(combine1(SP_AGG_SUM, NUMERIC, V("Infinity", "5", NULL), NULL, 3), "Infinity",
+	is_str(combine1(SP_MAGG_SUM, NUMERIC, V("Infinity", "5", NULL), NULL, 3), "Infinity",
 	       "Infinity + 5");
-	is_str(combine1(SP_AGG_SUM, INT8, V("6", "-1", NULL), NULL, 3), "5", "sum(int4) as int8");
-	is_str(combine1(SP_AGG_SUM, INT8, V("9223372036854775807", "1"), NULL, 2),
+	is_str(combine1(SP_MAGG_SUM, INT8, V("6", "-1", NULL), NULL, 3), "5", "sum(int4) as int8");
+	is_str(combine1(SP_MAGG_SUM, INT8, V("9223372036854775807", "1"), NULL, 2),
 	       "ERROR 22003 bigint out of range", "int8 sum overflow is PostgreSQL's error");
-	is_str(combine1(SP_AGG_SUM, FLOAT8, V("0.1", "0.2"), NULL, 2), "0.30000000000000004",
+	is_str(combine1(SP_MAGG_SUM, FLOAT8, V("0.1", "0.2"), NULL, 2), "0.30000000000000004",
 	       "sum float8 0.1 + 0.2");
-	is_str(combine1(SP_AGG_SUM, FLOAT4, V("1.1", "2.2", "3.3"), NULL, 3), "6.6000004",
+	is_str(combine1(SP_MAGG_SUM, FLOAT4, V("1.1", "2.2", "3.3"), NULL, 3), "6.6000004",
 	       "sum float4 in float4 arithmetic");
-	is_str(combine1(SP_AGG_SUM, FLOAT8, V("1e+300", "1e+300"), NULL, 2), "2e+300",
+	is_str(combine1(SP_MAGG_SUM, FLOAT8, V("1e+300", "1e+300"), NULL, 2), "2e+300",
 	       "float8 big");
-	is_str(combine1(SP_AGG_SUM, FLOAT8, V("1.7976931348623157e+308", "1.7976931348623157e+308"),
+	is_str(combine1(SP_MAGG_SUM, FLOAT8, V("1.7976931348623157e+308", "1.7976931348623157e+308"),
 			NULL, 2),
 	       "ERROR 22003 value out of range: overflow", "float8 overflow is an error");
-	is_str(combine1(SP_AGG_COUNT, INT8, V("3", "0", "4"), NULL, 3), "7", "count");
-	is_str(combine1(SP_AGG_MIN, TEXT, V("b", NULL, "a"), NULL, 3), "a", "min text");
-	is_str(combine1(SP_AGG_MAX, INT4, V("9", "10", NULL), NULL, 3), "10",
+	is_str(combine1(SP_MAGG_COUNT, INT8, V("3", "0", "4"), NULL, 3), "7", "count");
+	is_str(combine1(SP_MAGG_MIN, TEXT, V("b", NULL, "a"), NULL, 3), "a", "min text");
+	is_str(combine1(SP_MAGG_MAX, INT4, V("9", "10", NULL), NULL, 3), "10",
 	       "max int numerically");
-	is_str(combine1(SP_AGG_MAX, FLOAT8, V("1", "NaN"), NULL, 2), "NaN",
+	is_str(combine1(SP_MAGG_MAX, FLOAT8, V("1", "NaN"), NULL, 2), "NaN",
 	       "max float: NaN highest");
-	is_str(combine1(SP_AGG_MIN, NUMERIC, V("-Infinity", "-1"), NULL, 2), "-Infinity",
+	is_str(combine1(SP_MAGG_MIN, NUMERIC, V("-Infinity", "-1"), NULL, 2), "-Infinity",
 	       "min numeric");
 
 	/* avg = sum / count with select_div_scale() (verified on PG 15) */
-	is_str(combine1(SP_AGG_AVG_SUM, INT8, V("1", "2"), V("1", "1"), 2), "1.5000000000000000",
+	is_str(combine1(SP_MAGG_AVG_SUM, INT8, V("1", "2"), V("1", "1"), 2), "1.5000000000000000",
 	       "avg(1,2)");
-	is_str(combine1(SP_AGG_AVG_SUM, INT8, V("1", "4"), V("1", "2"), 2), "1.6666666666666667",
+	is_str(combine1(SP_MAGG_AVG_SUM, INT8, V("1", "4"), V("1", "2"), 2), "1.6666666666666667",
 	       "avg(1,2,2)");
-	is_str(combine1(SP_AGG_AVG_SUM, NUMERIC, V("1.50", "2.125"), V("1", "1"), 2),
+	is_str(combine1(SP_MAGG_AVG_SUM, NUMERIC, V("1.50", "2.125"), V("1", "1"), 2),
 	       "1.8125000000000000", "avg numeric keeps scale rules");
-	is_str(combine1(SP_AGG_AVG_SUM, INT8, V("10000000", "2"), V("1", "1"), 2),
+	is_str(combine1(SP_MAGG_AVG_SUM, INT8, V("10000000", "2"), V("1", "1"), 2),
 	       "5000001.000000000000", "avg big: fewer decimals");
-	is_str(combine1(SP_AGG_AVG_SUM, NUMERIC, V("0.00001", "0.00002"), V("1", "1"), 2),
+	is_str(combine1(SP_MAGG_AVG_SUM, NUMERIC, V("0.00001", "0.00002"), V("1", "1"), 2),
 	       "0.000015000000000000000000", "avg small: more decimals");
-	is_str(combine1(SP_AGG_AVG_SUM, NUMERIC, V("100000000000000000000", "3"), V("1", "1"), 2),
+	is_str(combine1(SP_MAGG_AVG_SUM, NUMERIC, V("100000000000000000000", "3"), V("1", "1"), 2),
 	       "50000000000000000002", "avg huge: scale 0, rounded half up");
-	is_str(combine1(SP_AGG_AVG_SUM, INT8, V("-1", "-2"), V("1", "1"), 2), "-1.5000000000000000",
+	is_str(combine1(SP_MAGG_AVG_SUM, INT8, V("-1", "-2"), V("1", "1"), 2), "-1.5000000000000000",
 	       "avg negative");
-	is_str(combine1(SP_AGG_AVG_SUM, INT8, V("0", "0"), V("1", "1"), 2),
+	is_str(combine1(SP_MAGG_AVG_SUM, INT8, V("0", "0"), V("1", "1"), 2),
 	       "0.00000000000000000000", "avg zero");
-	is_str(combine1(SP_AGG_AVG_SUM, INT8, V("199999998", "99999999"), V("2", "1"), 2),
+	is_str(combine1(SP_MAGG_AVG_SUM, INT8, V("199999998", "99999999"), V("2", "1"), 2),
 	       "99999999.000000000000", "avg(99999999 x3)");
-	is_str(combine1(SP_AGG_AVG_SUM, NUMERIC, V("0.333333333333333333333", "1"), V("1", "1"), 2),
+	is_str(combine1(SP_MAGG_AVG_SUM, NUMERIC, V("0.333333333333333333333", "1"), V("1", "1"), 2),
 	       "0.666666666666666666667", "avg keeps the input scale when larger");
-	is_str(combine1(SP_AGG_AVG_SUM, INT8, V("0", "2"), V("1", "2"), 2),
+	is_str(combine1(SP_MAGG_AVG_SUM, INT8, V("0", "2"), V("1", "2"), 2),
 	       "0.66666666666666666667", "avg(0,1,1)");
-	is_str(combine1(SP_AGG_AVG_SUM, INT8, V("12345678", "6"), V("1", "6"), 2),
+	is_str(combine1(SP_MAGG_AVG_SUM, INT8, V("12345678", "6"), V("1", "6"), 2),
 	       "1763669.142857142857", "avg(12345678, 1 x6)");
-	is_str(combine1(SP_AGG_AVG_SUM, NUMERIC, V("9223372036854775807", "9223372036854775808"),
+	is_str(combine1(SP_MAGG_AVG_SUM, NUMERIC, V("9223372036854775807", "9223372036854775808"),
 			V("1", "2"), 2),
 	       "6148914691236517205", "avg(int8) near the limits");
-	is_str(combine1(SP_AGG_AVG_SUM, NUMERIC, V("-0.0000001", "0"), V("1", "1"), 2),
+	is_str(combine1(SP_MAGG_AVG_SUM, NUMERIC, V("-0.0000001", "0"), V("1", "1"), 2),
 	       "-0.000000050000000000000000", "avg tiny negative");
-	is_str(combine1(SP_AGG_AVG_SUM, INT8, V("-10", "-10"), V("2", "2"), 2),
+	is_str(combine1(SP_MAGG_AVG_SUM, INT8, V("-10", "-10"), V("2", "2"), 2),
 	       "-5.0000000000000000", "avg(-5 x4)");
-	is_str(combine1(SP_AGG_AVG_SUM, INT8, V("1", "-2"), V("1", "1"), 2),
+	is_str(combine1(SP_MAGG_AVG_SUM, INT8, V("1", "-2"), V("1", "1"), 2),
 	       "-0.50000000000000000000", "avg(1,-2)");
-	is_str(combine1(SP_AGG_AVG_SUM, NUMERIC, V("Infinity", "1"), V("1", "1"), 2), "Infinity",
+	is_str(combine1(SP_MAGG_AVG_SUM, NUMERIC, V("Infinity", "1"), V("1", "1"), 2), "Infinity",
 	       "avg infinity");
-	is_str(combine1(SP_AGG_AVG_SUM, INT8, V(NULL, NULL), V("0", "0"), 2), "NULL",
+	is_str(combine1(SP_MAGG_AVG_SUM, INT8, V(NULL, NULL), V("0", "0"), 2), "NULL",
 	       "avg of no rows is NULL");
-	is_str(combine1(SP_AGG_AVG_SUM, FLOAT8, V("1.5", "2"), V("1", "1"), 2), "1.75",
+	is_str(combine1(SP_MAGG_AVG_SUM, FLOAT8, V("1.5", "2"), V("1", "1"), 2), "1.75",
 	       "avg float8");
-	is_str(combine1(SP_AGG_AVG_SUM, FLOAT8, V("0.1", "0.7", "1e-07"), V("1", "1", "1"), 3),
+	is_str(combine1(SP_MAGG_AVG_SUM, FLOAT8, V("0.1", "0.7", "1e-07"), V("1", "1", "1"), 3),
 	       "0.2666667", "avg float8 0.1, 0.7, 1e-7");
 }
 
