@@ -14,6 +14,7 @@
 #include "config.h"
 #include "params.h"
 #include "prepared.h"
+#include "router.h"
 #include "sock.h"
 #include "sp_types.h"
 
@@ -25,6 +26,7 @@ typedef enum {
 	SP_CLIENT_WAITING,     /* queued for a server */
 	SP_CLIENT_ACTIVE,      /* linked to a server */
 	SP_CLIENT_ADMIN,       /* on the admin console */
+	SP_CLIENT_FANOUT,      /* one statement running on several shards */
 	SP_CLIENT_CLOSED
 } sp_client_state_t;
 
@@ -36,8 +38,25 @@ struct sp_client {
 	char peer_str[64];
 	char *user, *dbname;
 	const sp_db_conf_t *db;
-	sp_pool_t *pool;
+	sp_pool_t *pool;             /* the pool of the current transaction */
+	sp_pool_t *home_pool;        /* default shard's primary: login parameters */
 	sp_server_t *server;
+	struct sp_fanout *fan;
+
+	/* routing */
+	bool routed;                 /* the database needs per-statement routing */
+	sp_router_session_t rsess;
+	int txn_shard;               /* shard the open transaction is bound to, -1 */
+	bool virtual_txn;            /* BEGIN answered by shardpool, no server yet */
+	bool virtual_failed;         /* ... and a statement in it was refused */
+	char *begin_sql;             /* the BEGIN to replay on the server */
+	bool txn_read_only;
+	bool txn_wrote;              /* the current server transaction wrote (read-your-writes) */
+	uint64_t *written_lsn;       /* per shard: WAL position of the client's last write */
+	uint32_t replica_retry_mask; /* replicas that failed to connect for this read */
+	bool prerouted;              /* the message at the head of the input was routed already */
+	bool in_batch;               /* extended-protocol messages sent since the last Sync */
+	bool skip_to_sync;           /* a refused extended batch: drop messages up to Sync */
 	sp_client_t *wait_next;      /* pool wait queue */
 	sp_client_t *next, *prev;    /* all clients */
 	sp_client_t *key_next;       /* cancel key hash chain */
@@ -84,6 +103,8 @@ void sp_client_resume(sp_client_t *c);
 /* Pool parameters became known: finish a login. */
 void sp_client_welcome(sp_client_t *c);
 void sp_client_process(sp_client_t *c);
+/* Set the state with the legality check (fanout.c uses it). */
+void sp_client_set_state(sp_client_t *c, sp_client_state_t st);
 sp_client_t *sp_client_first(void);
 int sp_client_count(void);
 const char *sp_client_state_str(sp_client_state_t st);

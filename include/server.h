@@ -44,7 +44,10 @@ typedef enum {
 	SP_INTQ_NONE = 0,
 	SP_INTQ_PARAMS,   /* set_config()/RESET before the client's transaction */
 	SP_INTQ_SYNCBACK, /* read back session settings after a SET */
-	SP_INTQ_RESET     /* server_reset_query */
+	SP_INTQ_RESET,    /* server_reset_query */
+	SP_INTQ_LSN,      /* pg_current_wal_lsn() after a write (read-your-writes) */
+	SP_INTQ_BEGIN,    /* the client's deferred BEGIN */
+	SP_INTQ_ABORT     /* fail the open transaction on purpose (a refused statement inside it) */
 } sp_intq_t;
 
 typedef struct sp_req {
@@ -58,6 +61,8 @@ struct sp_server {
 	sp_server_state_t state;
 	sp_pool_t *pool;
 	sp_client_t *client;
+	struct sp_fanout *fan;  /* set while serving one shard of a fan-out */
+	int fan_idx;
 	sp_server_t *prev, *next; /* pool list (idle) */
 	sp_server_t *all_prev, *all_next; /* every server */
 	uint64_t id;

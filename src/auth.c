@@ -77,6 +77,20 @@ static void login_ok(sp_client_t *c)
 				p->have_scram_keys = true;
 			}
 	}
+	c->home_pool = c->pool;
+	c->txn_shard = -1;
+	sp_router_session_init(&c->rsess);
+	c->routed = c->db->n_shards > 1;
+	for (int i = 0; i < c->db->n_shards && !c->routed; i++)
+		if (c->db->read_replicas && c->db->shards[i].n_replicas > 0)
+			c->routed = true;
+	if (c->routed) {
+		c->written_lsn = calloc((size_t)c->db->n_shards, sizeof(uint64_t));
+		if (!c->written_lsn) {
+			sp_client_fatal(c, SP_SQLSTATE_OUT_OF_MEMORY, "out of memory");
+			return;
+		}
+	}
 	c->state = SP_CLIENT_WELCOME;
 	sp_pool_acquire(c->pool, c);
 }

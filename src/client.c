@@ -29,6 +29,8 @@
 #include "admin.h"
 #include "auth.h"
 #include "daemon.h"
+#include "fanout.h"
+#include "health.h"
 #include "log.h"
 #include "msg.h"
 #include "pool.h"
@@ -46,11 +48,11 @@ static sp_client_t *key_buckets[KEY_BUCKETS];
 const char *sp_client_state_str(sp_client_state_t st)
 {
 	static const char *const names[] = {"startup", "auth", "welcome", "idle", "waiting",
-					    "active", "admin", "closed"};
+					    "active", "admin", "fanout", "closed"};
 	return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "?";
 }
 
-static void set_state(sp_client_t *c, sp_client_state_t st)
+void sp_client_set_state(sp_client_t *c, sp_client_state_t st)
 {
 	/* Legal moves only; anything else is a bug worth a loud log line. */
 	static const unsigned legal[] = {
@@ -58,10 +60,12 @@ static void set_state(sp_client_t *c, sp_client_state_t st)
 		[SP_CLIENT_AUTH] = 1u << SP_CLIENT_WELCOME | 1u << SP_CLIENT_IDLE |
 				   1u << SP_CLIENT_ADMIN | 1u << SP_CLIENT_CLOSED,
 		[SP_CLIENT_WELCOME] = 1u << SP_CLIENT_IDLE | 1u << SP_CLIENT_CLOSED,
-		[SP_CLIENT_IDLE] = 1u << SP_CLIENT_WAITING | 1u << SP_CLIENT_ACTIVE | 1u << SP_CLIENT_CLOSED,
+		[SP_CLIENT_IDLE] = 1u << SP_CLIENT_WAITING | 1u << SP_CLIENT_ACTIVE | 1u << SP_CLIENT_FANOUT |
+				   1u << SP_CLIENT_CLOSED,
 		[SP_CLIENT_WAITING] = 1u << SP_CLIENT_ACTIVE | 1u << SP_CLIENT_IDLE | 1u << SP_CLIENT_CLOSED,
 		[SP_CLIENT_ACTIVE] = 1u << SP_CLIENT_IDLE | 1u << SP_CLIENT_CLOSED,
 		[SP_CLIENT_ADMIN] = 1u << SP_CLIENT_CLOSED,
+		[SP_CLIENT_FANOUT] = 1u << SP_CLIENT_IDLE | 1u << SP_CLIENT_CLOSED,
 		[SP_CLIENT_CLOSED] = 0,
 	};
 	if (!(legal[c->state] & (1u << st)))
@@ -111,6 +115,8 @@ static void reap(struct ev_loop *loop, ev_check *w, int revents)
 			sp_scram_server_free(&c->scram);
 		free(c->user);
 		free(c->dbname);
+		free(c->begin_sql);
+		free(c->written_lsn);
 		free(c);
 	}
 	ev_check_stop(sp_loop, &reaper);
@@ -151,8 +157,10 @@ void sp_client_close(sp_client_t *c, const char *reason)
 		cl_log(c, SP_LOG_INFO, "closing: %s", reason);
 	else
 		cl_log(c, SP_LOG_DEBUG, "closing: %s", reason);
-	if (c->state == SP_CLIENT_WAITING || c->state == SP_CLIENT_WELCOME)
+	if (c->state == SP_CLIENT_WAITING || c->state == SP_CLIENT_WELCOME || c->state == SP_CLIENT_FANOUT)
 		sp_pool_unwait(c->pool, c);
+	if (c->fan)
+		sp_fanout_abort(c->fan);
 	if (c->server) {
 		sp_server_t *s = c->server;
 		c->server = NULL;
@@ -224,6 +232,10 @@ static void sock_cb(sp_sock_t *s, sp_sock_event_t ev)
 	case SP_SOCK_DRAINED:
 		if (c->server)
 			sp_server_resume(c->server);
+		else if (c->fan)
+			for (sp_server_t *s2 = sp_server_first(); s2; s2 = s2->all_next)
+				if (s2->fan == c->fan && sp_fanout_wants(c->fan, s2))
+					sp_server_resume(s2);
 		break;
 	case SP_SOCK_EOF:
 		sp_client_close(c, c->in_copy ? "client disconnected during COPY" : "client disconnected");
@@ -355,7 +367,7 @@ static void handle_startup(sp_client_t *c, const uint8_t *p, size_t len)
 			c->auth_failed = false;
 		}
 	}
-	set_state(c, SP_CLIENT_AUTH);
+	sp_client_set_state(c, SP_CLIENT_AUTH);
 	sp_auth_client_start(c);
 }
 
@@ -435,7 +447,7 @@ void sp_client_welcome(sp_client_t *c)
 	sp_msg_write_backend_key_data(out, c->cancel_pid, c->cancel_key);
 	sp_msg_write_ready_for_query(out, SP_TXN_IDLE);
 	if (c->state == SP_CLIENT_WELCOME || c->state == SP_CLIENT_AUTH)
-		set_state(c, SP_CLIENT_IDLE);
+		sp_client_set_state(c, SP_CLIENT_IDLE);
 	flush(c);
 	if (c->state != SP_CLIENT_CLOSED)
 		sp_client_process(c);
@@ -445,21 +457,54 @@ void sp_client_server_ready(sp_client_t *c, sp_server_t *s)
 {
 	ev_tstamp now = ev_now(sp_loop);
 	c->pool->total_wait_us += (uint64_t)((now - c->wait_since) * 1e6);
-	set_state(c, SP_CLIENT_ACTIVE);
+	if (c->fan) {
+		sp_fanout_server_ready(c->fan, s);
+		return;
+	}
+	sp_client_set_state(c, SP_CLIENT_ACTIVE);
 	c->server = s;
 	c->xact_start = now;
+	c->replica_retry_mask = 0;
 	sp_server_attach(s, c);
+	if (c->virtual_txn) {
+		/* The BEGIN the client was told succeeded runs now, on the chosen shard. */
+		sp_msg_write_query(&s->sock.out, c->begin_sql ? c->begin_sql : "BEGIN");
+		sp_server_push_req(s, SP_REQ_INT_QUERY, NULL, SP_INTQ_BEGIN);
+		free(c->begin_sql);
+		c->begin_sql = NULL;
+		c->virtual_txn = false;
+	}
+	if (c->routed)
+		c->txn_shard = s->pool->shard;
 	sp_client_process(c);
 }
 
 void sp_client_server_failed(sp_client_t *c, const char *sqlstate, const char *msg)
 {
+	if (c->fan) {
+		sp_fanout_server_failed(c->fan, sqlstate, msg);
+		return;
+	}
+	if (c->state == SP_CLIENT_WAITING && c->routed && c->pool && c->pool->role == SP_ROLE_REPLICA) {
+		/* A read whose replica cannot be reached: nothing was sent yet, try elsewhere. */
+		int shard = c->pool->shard, r;
+		c->replica_retry_mask |= 1u << (c->pool->replica & 31);
+		r = sp_health_pick_read(c->db, shard, c->written_lsn ? c->written_lsn[shard] : 0, c->replica_retry_mask);
+		cl_log(c, SP_LOG_INFO, "replica unavailable (%s); retrying the read on %s", msg, r >= 0 ? "another replica" : "the primary");
+		c->pool = r >= 0 ? sp_pool_get(c->dbname, c->user, shard, SP_ROLE_REPLICA, r)
+				 : sp_pool_get(c->dbname, c->user, shard, SP_ROLE_PRIMARY, 0);
+		if (c->pool) {
+			c->wait_since = ev_now(sp_loop);
+			sp_pool_acquire(c->pool, c);
+			return;
+		}
+	}
 	if (c->state == SP_CLIENT_WELCOME) {
 		sp_client_fatal(c, sqlstate, "%s", msg);
 		return;
 	}
 	if (c->state == SP_CLIENT_WAITING)
-		set_state(c, SP_CLIENT_IDLE);
+		sp_client_set_state(c, SP_CLIENT_IDLE);
 	/* Drop what the client pipelined for this transaction, up to its Sync. */
 	cl_log(c, SP_LOG_WARNING, "no server: %s", msg);
 	sp_client_fatal(c, sqlstate, "%s", msg);
@@ -468,7 +513,13 @@ void sp_client_server_failed(sp_client_t *c, const char *sqlstate, const char *m
 void sp_client_detached(sp_client_t *c)
 {
 	c->server = NULL;
-	set_state(c, SP_CLIENT_IDLE);
+	c->txn_shard = -1;
+	c->rsess.local_shard = -1;
+	c->rsess.local_has_key = false;
+	c->rsess.local_role = 0;
+	if (c->routed)
+		c->pool = NULL;
+	sp_client_set_state(c, SP_CLIENT_IDLE);
 	if (sp_g.shutting_down) {
 		sp_client_fatal(c, SP_SQLSTATE_ADMIN_SHUTDOWN, "shardpool is shutting down; reconnect later");
 		return;
@@ -774,13 +825,475 @@ static inline bool streamable(char type)
 	return type == SP_FE_COPY_DATA;
 }
 
+/* ---------------- routing (sharded or read/write split databases) ---------------- */
+
+static void local_reply(sp_client_t *c, const char *tag, char txn)
+{
+	if (tag)
+		sp_msg_write_command_complete(&c->sock.out, tag);
+	sp_msg_write_ready_for_query(&c->sock.out, txn);
+	c->txn = txn;
+}
+
+static char virtual_status(const sp_client_t *c)
+{
+	return c->virtual_txn ? (c->virtual_failed ? SP_TXN_FAILED : SP_TXN_BLOCK) : SP_TXN_IDLE;
+}
+
+static void local_error(sp_client_t *c, const char *sqlstate, const char *msg, const char *hint, bool rfq)
+{
+	sp_msg_write_error(&c->sock.out, "ERROR", sqlstate, msg, NULL, hint && *hint ? hint : NULL);
+	if (c->virtual_txn)
+		c->virtual_failed = true;
+	if (rfq)
+		local_reply(c, NULL, virtual_status(c));
+}
+
+/*
+ * The pool for a transaction on this shard: a replica for reads when the
+ * database splits them (read-your-writes respected), the primary (or a
+ * promoted replica) otherwise. NULL after sending the client an error.
+ */
+static sp_pool_t *choose_pool(sp_client_t *c, int shard, bool write, bool read)
+{
+	const sp_db_conf_t *db = c->db;
+	int role_hint = c->rsess.local_role ? c->rsess.local_role : c->rsess.role;
+	bool want_replica = c->virtual_txn ? c->txn_read_only : (read && !write);
+	int replica = -1;
+
+	if (role_hint == 1)
+		want_replica = false;
+	else if (role_hint == 2)
+		want_replica = true;
+	if (shard < 0 || shard >= db->n_shards)
+		shard = db->default_shard;
+	if (want_replica && db->read_replicas && db->shards[shard].n_replicas > 0) {
+		replica = sp_health_pick_read(db, shard, c->written_lsn ? c->written_lsn[shard] : 0, 0);
+	} else if (!want_replica) {
+		int w = sp_health_write_target(db, shard);
+		if (w == -2) {
+			char msg[300];
+			snprintf(msg, sizeof(msg), "the primary of shard %d of database \"%s\" is unavailable and no replica has been promoted",
+				 shard, db->name);
+			local_error(c, SP_SQLSTATE_CONNECTION_FAILURE, msg, "Retry when the primary is back or a replica is promoted.", true);
+			return NULL;
+		}
+		if (w >= 0)
+			replica = w;
+		c->txn_wrote = true;
+	}
+	cl_log(c, SP_LOG_DEBUG, "routed to shard %d %s%s (min lsn %llx)", shard, replica >= 0 ? "replica" : "primary",
+	       want_replica ? " for a read" : "", c->written_lsn ? (unsigned long long)c->written_lsn[shard] : 0ULL);
+	if (replica >= 0)
+		return sp_pool_get(c->dbname, c->user, shard, SP_ROLE_REPLICA, replica);
+	return sp_pool_get(c->dbname, c->user, shard, SP_ROLE_PRIMARY, 0);
+}
+
+/* Offset just past the first Sync (or Flush) in the input, 0 if not there yet. */
+static size_t batch_end(const sp_client_t *c)
+{
+	const sp_buf_t *in = &c->sock.in;
+	size_t pos = 0, n = sp_buf_len(in);
+	const uint8_t *p = sp_buf_head(in);
+	while (pos + 5 <= n) {
+		uint32_t len = sp_get_be32(p + pos + 1);
+		if (len < 4)
+			return pos + 5; /* malformed: let the normal path reject it */
+		if (pos + 1 + len > n)
+			return 0;
+		if (p[pos] == SP_FE_SYNC || p[pos] == SP_FE_FLUSH || p[pos] == SP_FE_QUERY)
+			return pos + 1 + len;
+		pos += 1 + len;
+	}
+	return 0;
+}
+
+static void merge_target(sp_target_t *acc, const sp_target_t *t, bool *have)
+{
+	if (acc->kind == SP_TARGET_ERROR)
+		return;
+	if (t->kind == SP_TARGET_ERROR) {
+		*acc = *t;
+		return;
+	}
+	acc->write |= t->write;
+	if (t->txnop == SP_TXNOP_BEGIN) {
+		acc->txnop = SP_TXNOP_BEGIN;
+		acc->read_only = t->read_only;
+	}
+	if (t->kind == SP_TARGET_ANY || t->kind == SP_TARGET_LOCAL)
+		return;
+	if (!*have) {
+		acc->kind = t->kind;
+		acc->shard = t->shard;
+		acc->shard_mask = t->shard_mask;
+		acc->read = t->read;
+		*have = true;
+		return;
+	}
+	if (t->kind != SP_TARGET_SHARD || acc->kind != SP_TARGET_SHARD || t->shard != acc->shard) {
+		acc->kind = SP_TARGET_ERROR;
+		snprintf(acc->sqlstate, sizeof(acc->sqlstate), "%s", SP_SQLSTATE_FEATURE_NOT_SUPPORTED);
+		snprintf(acc->message, sizeof(acc->message),
+			 "statements sent together before one Sync need different shards");
+		snprintf(acc->hint, sizeof(acc->hint), "Send them in separate transactions, or give them the same shard key.");
+	}
+}
+
+/* Route the extended-protocol messages up to end; in_txn_shard as for sp_router_query. */
+static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_t *out)
+{
+	const uint8_t *p = sp_buf_head(&c->sock.in);
+	size_t pos = 0;
+	const char *unnamed_sql = NULL;
+	bool have = false;
+
+	memset(out, 0, sizeof(*out));
+	out->kind = SP_TARGET_ANY;
+	while (pos < end) {
+		uint32_t len = sp_get_be32(p + pos + 1);
+		const uint8_t *body = p + pos + 5;
+		sp_msg_reader_t r;
+		const char *name, *stmt;
+		sp_msg_reader_init(&r, body, len - 4);
+		if (p[pos] == SP_FE_PARSE && pq_getmsgstring(&r, &name, NULL) && pq_getmsgstring(&r, &stmt, NULL)) {
+			if (!*name)
+				unnamed_sql = stmt;
+		} else if (p[pos] == SP_FE_BIND && pq_getmsgstring(&r, &name, NULL) && pq_getmsgstring(&r, &stmt, NULL)) {
+			const char *sql = NULL;
+			int16_t nf = 0, np = 0;
+			int16_t fmts[256];
+			const uint8_t *vals[256];
+			int32_t lens[256];
+			bool ok = true;
+			if (!*stmt) {
+				sql = unnamed_sql;
+			} else {
+				/* A Parse of this name earlier in the batch wins over the client's map. */
+				size_t q = 0;
+				while (q < pos) {
+					uint32_t l2 = sp_get_be32(p + q + 1);
+					if (p[q] == SP_FE_PARSE && strcmp((const char *)p + q + 5, stmt) == 0)
+						sql = (const char *)p + q + 5 + strlen(stmt) + 1;
+					q += 1 + l2;
+				}
+				if (!sql) {
+					sp_pstmt_t *ps = sp_pstmt_map_get(&c->pstmts, stmt);
+					if (ps)
+						sql = (const char *)ps->body;
+				}
+			}
+			if (pq_getmsgint16(&r, &nf) && nf >= 0 && nf <= 256) {
+				for (int i = 0; i < nf && ok; i++)
+					ok = pq_getmsgint16(&r, &fmts[i]);
+			} else {
+				ok = false;
+			}
+			if (ok && pq_getmsgint16(&r, &np) && np >= 0 && np <= 256) {
+				for (int i = 0; i < np && ok; i++) {
+					ok = pq_getmsgint32(&r, &lens[i]);
+					vals[i] = NULL;
+					if (ok && lens[i] >= 0)
+						ok = pq_getmsgbytes(&r, (size_t)lens[i], &vals[i]);
+				}
+				if (ok) {
+					int16_t expanded[256];
+					for (int i = 0; i < np; i++)
+						expanded[i] = nf == 0 ? 0 : nf == 1 ? fmts[0] : (i < nf ? fmts[i] : 0);
+					if (sql) {
+						sp_target_t t;
+						sp_plan_t *plan = sp_router_prepare(c->db, sql, strlen(sql));
+						if (plan) {
+							sp_router_bind(c->db, &c->rsess, plan, np, vals, lens, expanded, in_txn_shard, &t);
+							sp_plan_unref(plan);
+							merge_target(out, &t, &have);
+						}
+					}
+				}
+			}
+		} else if (p[pos] == SP_FE_FUNCTION_CALL) {
+			out->write = true;
+		}
+		pos += 1 + len;
+	}
+	if (out->kind == SP_TARGET_ANY && !have && unnamed_sql) {
+		/* Parse/Describe without Bind: any shard can describe it. */
+		sp_plan_t *plan = sp_router_prepare(c->db, unnamed_sql, strlen(unnamed_sql));
+		if (plan) {
+			sp_target_t t;
+			if (sp_router_bind(c->db, &c->rsess, plan, 0, NULL, NULL, NULL, in_txn_shard, &t) &&
+			    t.kind != SP_TARGET_ERROR && t.kind != SP_TARGET_FANOUT)
+				merge_target(out, &t, &have);
+			sp_plan_unref(plan);
+		}
+	}
+	if (out->kind == SP_TARGET_FANOUT) {
+		out->kind = SP_TARGET_ERROR;
+		snprintf(out->sqlstate, sizeof(out->sqlstate), "%s", SP_SQLSTATE_FEATURE_NOT_SUPPORTED);
+		snprintf(out->message, sizeof(out->message),
+			 "this statement needs several shards, which shardpool merges only for the simple query protocol");
+		snprintf(out->hint, sizeof(out->hint),
+			 "Add a condition on the shard key, or send it as a simple query (without parameters).");
+	}
+	if (out->kind == SP_TARGET_LOCAL)
+		out->kind = SP_TARGET_ANY;
+}
+
+static void start_transaction(sp_client_t *c);
+
+/* Drop extended-protocol messages up to and including the batch end, after an error. */
+static void consume_batch(sp_client_t *c, size_t end)
+{
+	const uint8_t *p = sp_buf_head(&c->sock.in);
+	size_t pos = 0;
+	bool synced = false;
+	while (pos < end) {
+		uint32_t len = sp_get_be32(p + pos + 1);
+		if (p[pos] == SP_FE_SYNC)
+			synced = true;
+		pos += 1 + len;
+	}
+	sp_buf_consume(&c->sock.in, end);
+	if (synced)
+		local_reply(c, NULL, virtual_status(c));
+	else
+		c->skip_to_sync = true;
+}
+
+/*
+ * Decide where the transaction starting with the message(s) at the head of
+ * the input goes, or answer it here. Returns false to wait for more input.
+ */
+static bool route_idle(sp_client_t *c)
+{
+	sp_buf_t *in = &c->sock.in;
+	const uint8_t *p = sp_buf_head(in);
+	uint32_t len = sp_get_be32(p + 1);
+	char type = (char)p[0];
+	sp_target_t t;
+
+	if (len < 4 || len > (uint32_t)sp_g.cfg->max_packet_size) {
+		sp_client_fatal(c, SP_SQLSTATE_PROTOCOL_VIOLATION, "invalid message length %u", len);
+		return true;
+	}
+	if (type == SP_FE_COPY_DATA || type == SP_FE_COPY_DONE || type == SP_FE_COPY_FAIL) {
+		/* Outside COPY these are ignored, as PostgreSQL does. */
+		if (sp_buf_len(in) < (size_t)len + 1)
+			return false;
+		sp_buf_consume(in, (size_t)len + 1);
+		return true;
+	}
+	if (c->skip_to_sync) {
+		if (sp_buf_len(in) < (size_t)len + 1)
+			return false;
+		sp_buf_consume(in, (size_t)len + 1);
+		if (type == SP_FE_SYNC) {
+			c->skip_to_sync = false;
+			local_reply(c, NULL, virtual_status(c));
+		}
+		return true;
+	}
+	if (type == SP_FE_QUERY) {
+		const char *sql = (const char *)p + 5;
+		if (sp_buf_len(in) < (size_t)len + 1) {
+			if (!sp_buf_reserve(in, (size_t)len + 1 - sp_buf_len(in)))
+				sp_client_fatal(c, SP_SQLSTATE_OUT_OF_MEMORY, "out of memory");
+			return false;
+		}
+		if (len < 5 || p[len] != 0) {
+			sp_client_fatal(c, SP_SQLSTATE_PROTOCOL_VIOLATION, "invalid Query message: string not terminated");
+			return true;
+		}
+		sp_router_query(c->db, &c->rsess, sql, len - 5, -1, &t);
+		if (c->virtual_failed && t.txnop != SP_TXNOP_COMMIT && t.txnop != SP_TXNOP_ROLLBACK) {
+			sp_buf_consume(in, (size_t)len + 1);
+			local_error(c, "25P02", "current transaction is aborted, commands ignored until end of transaction block", NULL, true);
+			return true;
+		}
+		if (t.kind == SP_TARGET_ERROR) {
+			sp_buf_consume(in, (size_t)len + 1);
+			local_error(c, t.sqlstate, t.message, t.hint, true);
+			return true;
+		}
+		if (t.kind == SP_TARGET_LOCAL) {
+			sp_buf_consume(in, (size_t)len + 1);
+			local_reply(c, t.local_tag, virtual_status(c));
+			return true;
+		}
+		if (t.txnop == SP_TXNOP_BEGIN && t.kind == SP_TARGET_ANY && !c->virtual_txn) {
+			/* Which shard (and whether a replica) is known only from the next statement. */
+			c->begin_sql = strndup(sql, len - 5);
+			c->virtual_txn = true;
+			c->virtual_failed = false;
+			c->txn_read_only = t.read_only;
+			sp_buf_consume(in, (size_t)len + 1);
+			local_reply(c, "BEGIN", SP_TXN_BLOCK);
+			return true;
+		}
+		if (c->virtual_txn && t.kind == SP_TARGET_ANY &&
+		    (t.txnop == SP_TXNOP_COMMIT || t.txnop == SP_TXNOP_ROLLBACK)) {
+			const char *tag = (t.txnop == SP_TXNOP_ROLLBACK || c->virtual_failed) ? "ROLLBACK" : "COMMIT";
+			sp_buf_consume(in, (size_t)len + 1);
+			free(c->begin_sql);
+			c->begin_sql = NULL;
+			c->virtual_txn = c->virtual_failed = false;
+			c->rsess.local_shard = -1;
+			c->rsess.local_has_key = false;
+			c->rsess.local_role = 0;
+			local_reply(c, tag, SP_TXN_IDLE);
+			return true;
+		}
+		if (t.kind == SP_TARGET_FANOUT) {
+			if (c->virtual_txn) {
+				sp_buf_consume(in, (size_t)len + 1);
+				local_error(c, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
+					    "this statement needs several shards, which is not possible inside a transaction",
+					    "Run it outside the transaction, or add a condition on the shard key.", true);
+				return true;
+			}
+			{
+				uint8_t *copy = malloc((size_t)len + 1);
+				if (!copy) {
+					sp_client_fatal(c, SP_SQLSTATE_OUT_OF_MEMORY, "out of memory");
+					return true;
+				}
+				memcpy(copy, p, (size_t)len + 1);
+				sp_buf_consume(in, (size_t)len + 1);
+				sp_fanout_start(c, &t, copy, (size_t)len + 1, t.write);
+				free(copy);
+			}
+			return true;
+		}
+		c->pool = choose_pool(c, t.kind == SP_TARGET_SHARD ? t.shard : -1, t.write, t.read);
+		if (!c->pool) {
+			sp_buf_consume(in, (size_t)len + 1);
+			return true;
+		}
+		c->prerouted = true;
+		start_transaction(c);
+		return true;
+	}
+	if (type == SP_FE_FUNCTION_CALL) {
+		c->pool = choose_pool(c, -1, true, false);
+		if (!c->pool) {
+			if (sp_buf_len(in) >= (size_t)len + 1)
+				sp_buf_consume(in, (size_t)len + 1);
+			return true;
+		}
+		start_transaction(c);
+		return true;
+	}
+	{
+		size_t end = batch_end(c);
+		if (end == 0) {
+			if (sp_buf_len(in) < 1024 * 1024)
+				return false;
+			end = sp_buf_len(in); /* no Sync in sight: route by what is here */
+		}
+		route_batch(c, end, -1, &t);
+		if (t.kind == SP_TARGET_ERROR || c->virtual_failed) {
+			if (t.kind == SP_TARGET_ERROR)
+				local_error(c, t.sqlstate, t.message, t.hint, false);
+			else
+				local_error(c, "25P02", "current transaction is aborted, commands ignored until end of transaction block", NULL, false);
+			consume_batch(c, end);
+			return true;
+		}
+		c->pool = choose_pool(c, t.kind == SP_TARGET_SHARD ? t.shard : -1,
+				      t.write || (t.txnop == SP_TXNOP_BEGIN && !t.read_only), t.read);
+		if (!c->pool) {
+			consume_batch(c, end);
+			return true;
+		}
+		c->prerouted = true;
+		start_transaction(c);
+		return true;
+	}
+}
+
+/* A statement refused inside an open server transaction: PostgreSQL semantics
+ * say the transaction is now failed, so make the server's fail too. */
+static void abort_server_txn(sp_client_t *c, sp_server_t *s)
+{
+	sp_msg_write_query(&s->sock.out, "DO $sp$BEGIN RAISE EXCEPTION 'statement refused by shardpool'; END$sp$");
+	sp_server_push_req(s, SP_REQ_INT_QUERY, NULL, SP_INTQ_ABORT);
+	c->txn = SP_TXN_FAILED;
+}
+
+/*
+ * A routed client inside a transaction bound to a shard: check the next
+ * statement before it goes to that shard. Returns 0 to forward it, 1 if it
+ * was answered here, -1 to wait (the server is still busy with earlier work).
+ */
+static int check_in_txn(sp_client_t *c, sp_server_t *s, char type, const uint8_t *p, uint32_t len)
+{
+	sp_target_t t;
+	if (c->prerouted)
+		return 0;
+	if (type == SP_FE_QUERY) {
+		if (s->req_n > 0)
+			return -1;
+		if (sp_buf_len(&c->sock.in) < (size_t)len + 1)
+			return 0; /* the normal path waits for the whole message */
+		sp_router_query(c->db, &c->rsess, (const char *)p + 5, len - 5, s->pool->shard, &t);
+		if (t.kind == SP_TARGET_FANOUT) {
+			t.kind = SP_TARGET_ERROR;
+			snprintf(t.sqlstate, sizeof(t.sqlstate), "%s", SP_SQLSTATE_FEATURE_NOT_SUPPORTED);
+			snprintf(t.message, sizeof(t.message), "this statement needs several shards, but the transaction is on shard %d", s->pool->shard);
+			snprintf(t.hint, sizeof(t.hint), "Run it outside the transaction, or add a condition on the shard key.");
+		} else if (t.kind == SP_TARGET_SHARD && t.shard != s->pool->shard) {
+			t.kind = SP_TARGET_ERROR;
+			snprintf(t.sqlstate, sizeof(t.sqlstate), "%s", SP_SQLSTATE_FEATURE_NOT_SUPPORTED);
+			snprintf(t.message, sizeof(t.message), "this statement needs shard %d, but the transaction is on shard %d; cross-shard transactions are not supported", t.shard, s->pool->shard);
+			snprintf(t.hint, sizeof(t.hint), "Keep each transaction to one shard key, or commit and start another transaction.");
+		}
+		if (t.kind != SP_TARGET_ERROR) {
+			if (t.write && s->pool->role == SP_ROLE_PRIMARY)
+				c->txn_wrote = true;
+			return 0;
+		}
+		sp_buf_consume(&c->sock.in, (size_t)len + 1);
+		sp_msg_write_error(&c->sock.out, "ERROR", t.sqlstate, t.message, NULL, t.hint[0] ? t.hint : NULL);
+		abort_server_txn(c, s);
+		sp_msg_write_ready_for_query(&c->sock.out, SP_TXN_FAILED);
+		return 1;
+	}
+	if (type == SP_FE_COPY_DATA || type == SP_FE_COPY_DONE || type == SP_FE_COPY_FAIL || type == SP_FE_SYNC ||
+	    type == SP_FE_FLUSH || c->in_batch)
+		return 0;
+	/* The first message of an extended batch. */
+	if (s->req_n > 0)
+		return -1;
+	{
+		size_t end = batch_end(c);
+		if (end == 0)
+			return sp_buf_len(&c->sock.in) < 1024 * 1024 ? -1 : 0;
+		route_batch(c, end, s->pool->shard, &t);
+		if (t.kind == SP_TARGET_SHARD && t.shard != s->pool->shard) {
+			t.kind = SP_TARGET_ERROR;
+			snprintf(t.sqlstate, sizeof(t.sqlstate), "%s", SP_SQLSTATE_FEATURE_NOT_SUPPORTED);
+			snprintf(t.message, sizeof(t.message), "this statement needs shard %d, but the transaction is on shard %d; cross-shard transactions are not supported", t.shard, s->pool->shard);
+		}
+		if (t.kind != SP_TARGET_ERROR) {
+			if (t.write && s->pool->role == SP_ROLE_PRIMARY)
+				c->txn_wrote = true;
+			return 0;
+		}
+		sp_msg_write_error(&c->sock.out, "ERROR", t.sqlstate, t.message, NULL, t.hint[0] ? t.hint : NULL);
+		abort_server_txn(c, s);
+		consume_batch(c, end);
+		c->txn = SP_TXN_FAILED;
+		return 1;
+	}
+}
+
 static void start_transaction(sp_client_t *c)
 {
 	sp_pool_t *p = c->pool;
 	if (p->paused || sp_g.paused) {
 		/* PAUSE: the client waits in the queue like any other. */
 	}
-	set_state(c, SP_CLIENT_WAITING);
+	sp_client_set_state(c, SP_CLIENT_WAITING);
 	c->wait_since = ev_now(sp_loop);
 	sp_pool_acquire(p, c);
 }
@@ -829,6 +1342,7 @@ void sp_client_process(sp_client_t *c)
 		}
 		case SP_CLIENT_WELCOME:
 		case SP_CLIENT_WAITING:
+		case SP_CLIENT_FANOUT:
 			/* Keep pipelined input in order; stop reading if it piles up. */
 			if (sp_buf_len(in) > SP_SOCK_HIGH_WATER)
 				sp_sock_read_stop(&c->sock);
@@ -859,6 +1373,12 @@ void sp_client_process(sp_client_t *c)
 				sp_client_fatal(c, SP_SQLSTATE_ADMIN_SHUTDOWN, "shardpool is shutting down; reconnect later");
 				goto out;
 			}
+			if (c->routed) {
+				if (!route_idle(c))
+					goto out;
+				continue;
+			}
+			c->pool = c->home_pool;
 			start_transaction(c);
 			continue;
 		}
@@ -897,6 +1417,13 @@ void sp_client_process(sp_client_t *c)
 				sp_client_close(c, "client terminated");
 				goto out;
 			}
+			if (c->routed && !c->in_copy) {
+				int rc = check_in_txn(c, s, type, p, len);
+				if (rc < 0)
+					goto flush_out;
+				if (rc > 0)
+					continue;
+			}
 			if (streamable(type) && sp_buf_len(in) < (size_t)len + 1) {
 				size_t n = sp_buf_len(in);
 				forward_raw(s, p, n);
@@ -914,6 +1441,12 @@ void sp_client_process(sp_client_t *c)
 			if (!handle_message(c, type, p, (size_t)len + 1))
 				goto out;
 			sp_buf_consume(in, (size_t)len + 1);
+			c->prerouted = false;
+			if (type == SP_FE_SYNC || type == SP_FE_QUERY)
+				c->in_batch = false;
+			else if (type == SP_FE_PARSE || type == SP_FE_BIND || type == SP_FE_DESCRIBE ||
+				 type == SP_FE_EXECUTE || type == SP_FE_CLOSE || type == SP_FE_FLUSH)
+				c->in_batch = true;
 			continue;
 		flush_out:
 			sp_server_send(s);

@@ -26,6 +26,8 @@
 #include "auth.h"
 #include "client.h"
 #include "daemon.h"
+#include "fanout.h"
+#include "health.h"
 #include "log.h"
 #include "msg.h"
 #include "pool.h"
@@ -114,9 +116,12 @@ static void req_pop(sp_server_t *s)
 	s->req_n--;
 }
 
+/* p..n is always one whole message when the server serves a fan-out. */
 static void write_client(sp_server_t *s, const uint8_t *p, size_t n)
 {
-	if (s->client)
+	if (s->fan)
+		sp_fanout_feed(s->fan, s, p, n);
+	else if (s->client)
 		sp_buf_append(&s->client->sock.out, p, n);
 }
 
@@ -221,6 +226,10 @@ void sp_server_close(sp_server_t *s, const char *reason)
 	s->state = SP_SERVER_CLOSED;
 	c = s->client;
 	s->client = NULL;
+	if (s->fan) {
+		sp_fanout_forget(s->fan, s->fan_idx);
+		s->fan = NULL;
+	}
 	if (s->sock.fd >= 0) {
 		if (!was_login) {
 			sp_msg_write_terminate(&s->sock.out);
@@ -365,6 +374,26 @@ static void finish_syncback_row(sp_server_t *s, const uint8_t *body, size_t len)
 		sp_params_set(&s->client->params, name, value);
 }
 
+static void lsn_row(sp_server_t *s, const uint8_t *body, size_t len)
+{
+	sp_msg_reader_t r;
+	int16_t n;
+	int32_t l;
+	const uint8_t *v;
+	char text[64];
+	uint64_t lsn;
+	sp_client_t *c = s->client;
+	sp_msg_reader_init(&r, body, len);
+	if (!c || !c->written_lsn || !pq_getmsgint16(&r, &n) || n != 1 || !pq_getmsgint32(&r, &l) || l <= 0 ||
+	    l >= (int32_t)sizeof(text) || !pq_getmsgbytes(&r, (size_t)l, &v))
+		return;
+	memcpy(text, v, (size_t)l);
+	text[l] = 0;
+	if (sp_lsn_parse(text, &lsn) && s->pool->shard < c->db->n_shards && lsn > c->written_lsn[s->pool->shard])
+		c->written_lsn[s->pool->shard] = lsn;
+	slog(s, SP_LOG_DEBUG, "client wrote up to %s on shard %d", text, s->pool->shard);
+}
+
 static void start_syncback(sp_server_t *s)
 {
 	/* Settings the server does not report: read back what this session changed.
@@ -398,9 +427,25 @@ static void transaction_done(sp_server_t *s)
 		}
 		return;
 	}
+	if (s->fan) {
+		sp_fanout_t *f = s->fan;
+		int idx = s->fan_idx;
+		if (s->txn != SP_TXN_IDLE)
+			s->dirty_close = true;
+		s->fan = NULL;
+		s->client = NULL;
+		sp_server_release(s);
+		sp_fanout_server_done(f, idx);
+		return;
+	}
 	if (c->pool_mode == SP_POOL_SESSION)
 		return;
 	if (s->txn != SP_TXN_IDLE) {
+		if (c->routed && sp_buf_len(&c->sock.in) > 0 && c->pool_mode != SP_POOL_STATEMENT) {
+			/* Statements held back until this one finished may go now. */
+			sp_client_process(c);
+			return;
+		}
 		if (c->pool_mode == SP_POOL_STATEMENT) {
 			s->dirty_close = true;
 			sp_client_fatal(c, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
@@ -412,6 +457,18 @@ static void transaction_done(sp_server_t *s)
 		s->need_syncback = false;
 		start_syncback(s);
 		return;
+	}
+	if (c->txn_wrote) {
+		c->txn_wrote = false;
+		if (sp_g.cfg->read_your_writes && c->written_lsn) {
+			/* Where this client's write ended in the WAL: its next reads wait for it. The insert
+			 * position, not the write position: with synchronous_commit = off the commit
+			 * record may not have been written out yet. */
+			sp_msg_write_query(&s->sock.out, "SELECT pg_catalog.pg_current_wal_insert_lsn()");
+			sp_server_push_req(s, SP_REQ_INT_QUERY, NULL, SP_INTQ_LSN);
+			sp_server_send(s);
+			return;
+		}
 	}
 	s->n_xacts++;
 	c->n_xacts++;
@@ -483,6 +540,8 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 	case SP_BE_DATA_ROW:
 		if (r && r->kind == SP_REQ_INT_QUERY && r->intq == SP_INTQ_SYNCBACK)
 			finish_syncback_row(s, body, len);
+		else if (r && r->kind == SP_REQ_INT_QUERY && r->intq == SP_INTQ_LSN)
+			lsn_row(s, body, len);
 		else if (!internal)
 			write_client(s, msg, total);
 		return true;
@@ -517,6 +576,8 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 		s->copy_in = s->copy_out = false;
 		if (c)
 			c->in_copy = false;
+		if (r && r->kind == SP_REQ_INT_QUERY && r->intq == SP_INTQ_ABORT)
+			return true; /* the error we asked for: the transaction is now aborted */
 		if (r && r->kind == SP_REQ_INT_QUERY) {
 			const char *m = sp_msg_error_field(body, len, 'M');
 			slog(s, SP_LOG_WARNING, "internal query failed: %s", m ? m : "?");
@@ -600,6 +661,10 @@ static void process(sp_server_t *s)
 			s->fwd_remaining -= n;
 			continue;
 		}
+		if (s->fan && !sp_fanout_wants(s->fan, s)) {
+			sp_sock_read_stop(&s->sock);
+			break;
+		}
 		if (c && sp_sock_backed_up(&c->sock)) {
 			/* The client reads slower than the server sends: wait for it to drain. */
 			sp_sock_read_stop(&s->sock);
@@ -634,7 +699,7 @@ static void process(sp_server_t *s)
 			free(copy);
 			continue;
 		}
-		if (stream_type(type) && sp_buf_len(in) < (size_t)len + 1) {
+		if (stream_type(type) && !s->fan && sp_buf_len(in) < (size_t)len + 1) {
 			sp_req_t *r = req_head(s);
 			bool internal = r && (r->kind == SP_REQ_INT_QUERY || r->kind == SP_REQ_INT_PARSE ||
 					      r->kind == SP_REQ_INT_CLOSE);
