@@ -23,7 +23,7 @@ typedef struct sp_copy_opts {
 	char quote;          /* csv, default '"' */
 	char escape;         /* csv, default = quote */
 	const char *null_str; /* default "\\N" text, "" csv */
-	bool header;         /* csv HEADER: the first line is not data (forward it to every shard? no: skip, shards get HEADER off) */
+	bool header;         /* HEADER: the first line is not data; it is copied to every shard, which runs the COPY with the same HEADER option */
 } sp_copy_opts_t;
 
 typedef struct sp_copysplit sp_copysplit_t;

@@ -472,7 +472,11 @@ static bool route_row(sp_copysplit_t *cs, const uint8_t *raw, size_t raw_len, si
 		      sp_buf_t *out, char *err, size_t errlen)
 {
 	if (cs->header_pending) {
+		/* Every shard runs the COPY with the same HEADER option, so each gets
+		 * the header line (HEADER MATCH checks it there). */
 		cs->header_pending = false;
+		for (int i = 0; i < cs->n_shards; i++)
+			sp_buf_append(&out[i], raw, raw_len);
 		return true;
 	}
 	cs->line++;

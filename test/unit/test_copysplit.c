@@ -210,9 +210,9 @@ static void test_text(void)
 	CHECK("custom NULL string honoured", &nul, K0, "NULL\tx\n\\N\ty\n", NULL, NULL, NULL,
 	      "[<NULL>][N]", NULL);
 	sp_copy_opts_t hdr = {.format = SP_CSPLIT_TEXT, .header = true};
-	CHECK("header line skipped, not forwarded", &hdr, K0, "id\tname\n1\tx\n", "", "1\tx\n", "",
-	      "[1]", NULL);
-	CHECK("header only", &hdr, K0, "id\tname\n", "", "", "", "", NULL);
+	CHECK("header line not hashed, copied to every shard", &hdr, K0, "id\tname\n1\tx\n", "id\tname\n",
+	      "id\tname\n1\tx\n", "id\tname\n", "[1]", NULL);
+	CHECK("header only", &hdr, K0, "id\tname\n", "id\tname\n", "id\tname\n", "id\tname\n", "", NULL);
 }
 
 static void test_csv(void)
