@@ -21,6 +21,11 @@
 #include "merge.h"
 
 #define SP_ROUTER_MAX_SHARDS 64
+/* Most key columns of a table that a COPY split reports (= SP_ANALYZE_MAX_KEYS). */
+#define SP_ROUTER_MAX_KEYS 8
+
+/* analyze.h's function-name set (a repeated typedef is legal C11). */
+typedef struct sp_funcset sp_funcset_t;
 
 typedef enum {
 	SP_TARGET_ANY = 0,  /* no sharded table: the session/transaction shard, else db->default_shard */
@@ -50,6 +55,29 @@ typedef struct sp_router_session {
 	int local_role;
 } sp_router_session_t;
 
+/*
+ * COPY ... FROM STDIN that runs on several shards (sp_target_t.copy). The
+ * caller feeds the client's CopyData to copysplit.h with these settings
+ * (SP_ROUTER_COPY_SPLIT) or sends every byte to every shard of shard_mask
+ * (SP_ROUTER_COPY_ALL, a replicated table).
+ */
+typedef enum {
+	SP_ROUTER_COPY_NONE = 0,
+	SP_ROUTER_COPY_SPLIT, /* each row to the shard of its key columns */
+	SP_ROUTER_COPY_ALL    /* every row to every shard */
+} sp_router_copy_mode_t;
+
+typedef struct sp_router_copy {
+	sp_router_copy_mode_t mode;
+	const sp_table_conf_t *table; /* the configured table (key types) */
+	int n_keys;
+	int key_pos[SP_ROUTER_MAX_KEYS]; /* 0-based column of each key column within a row */
+	bool csv;                     /* FORMAT csv, else text (binary is refused) */
+	char delimiter, quote, escape;
+	bool header;                  /* csv HEADER: the first line is not data */
+	char null_str[64];
+} sp_router_copy_t;
+
 typedef struct sp_target {
 	sp_target_kind_t kind;
 	int shard;              /* SP_TARGET_SHARD */
@@ -76,6 +104,15 @@ typedef struct sp_target {
 	char sqlstate[6];
 	char message[400];
 	char hint[300];
+
+	/*
+	 * With fanout_sum: every shard ran the same write on a replicated table,
+	 * so the client gets the result (RETURNING rows and row count) of the
+	 * lowest shard of shard_mask only; the other shards' results are checked
+	 * for errors and dropped.
+	 */
+	bool fanout_first;
+	sp_router_copy_t copy;  /* COPY FROM STDIN fanned out (mode != SP_ROUTER_COPY_NONE) */
 } sp_target_t;
 
 void sp_router_session_init(sp_router_session_t *s);
@@ -114,9 +151,30 @@ int sp_router_shard_of_text(const sp_db_conf_t *db, const sp_table_conf_t *t, co
 typedef struct sp_router_stats {
 	uint64_t hits, misses, evictions, parse_errors;
 	size_t entries, bytes, max_entries;
+	uint64_t no_lift;       /* simple queries analysed as written: their normalised text did not parse */
+	size_t max_bytes;
 } sp_router_stats_t;
 void sp_router_get_stats(sp_router_stats_t *out);
 /* Drop every cached plan (RELOAD changes the shard map). */
 void sp_router_reset(void);
+
+/* Bound the plan cache (defaults 10,000 plans, 32 MB); evicts down to the new limits. */
+void sp_router_set_cache_limits(size_t max_entries, size_t max_bytes);
+
+/*
+ * Function classes for the read/write split (analyze.h sp_analyze_opts_t).
+ * The router takes ownership of the sets (NULL: the analyzer's built-in
+ * list), frees the sets it replaces once no analysis uses them, and drops
+ * the cached plans, which were classified with the old sets. Any thread.
+ *   volatile: functions that make a statement a write (pg_proc provolatile = 'v');
+ *   read_funcs / write_funcs: explicit overrides, checked first.
+ */
+void sp_router_set_volatile_funcs(sp_funcset_t *set);
+void sp_router_set_func_overrides(sp_funcset_t *read_funcs, sp_funcset_t *write_funcs);
+
+/* Free the calling thread's routing buffers (target.sql, scratch); call before a worker exits. */
+void sp_router_thread_free(void);
+/* Free the cache and the installed function sets (at exit, for leak checkers). */
+void sp_router_shutdown(void);
 
 #endif

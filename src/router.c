@@ -1,1 +1,3591 @@
-/* router.c - placeholder, being written */
+/*
+ * router.c - decides where a statement goes: one shard, several shards (with
+ * a merge plan or a per-shard rewrite), shardpool itself (SET shardpool.*),
+ * or nowhere (an error that says what would make it routable).
+ *
+ * Owns: the plan cache and its literal-lifting lexer, the routing rules over
+ * the analyzer's verdicts (analyze.h), the shard map (hash through
+ * shard_hash.h, range and list bounds from the config), the read/write
+ * classification, SET shardpool.* session state, and the per-shard SQL
+ * rewrites (split multi-row INSERT, LIMIT/OFFSET, avg()).
+ *
+ * Hot path: a simple query is lexed once (no parse): literals become $N
+ * placeholders numbered after the text's own highest $n, whitespace and
+ * comments collapse, and the resulting text keys the plan cache. A hit
+ * hashes the lifted key literals (or Bind parameters) and picks the shard
+ * with no allocation: the lexer's arrays and the per-shard SQL buffers are
+ * per thread and reused. A miss analyses the normalised text once and keeps
+ * a compact copy of the analysis (strings and arrays in one arena, no parse
+ * tree). Text that no longer parses once its literals are lifted (typed
+ * literals such as DATE '2020-01-01' that the lexer did not recognise) is
+ * remembered with a "do not lift" entry and analysed as written each time.
+ *
+ * Invariants: a cached plan is immutable and reference counted, so a thread
+ * may route with it while another evicts it; the cache (hash table + LRU) is
+ * guarded by one mutex held only for lookups and inserts, never during an
+ * analysis; plans are keyed by (database, text), and sp_router_reset() runs
+ * on RELOAD because plans point into the database's table configuration.
+ * Session changes of a query string (SET shardpool.*) are committed only
+ * when the string is not refused.
+ *
+ * Deliberately not done here: parsing SQL (analyze.c), running anything,
+ * merging results (merge.c), splitting COPY data (copysplit.c), choosing a
+ * replica (health.c). Fan-out plans with per-shard SQL are built only for the
+ * simple query protocol: the extended protocol gets a plain target or a
+ * refusal.
+ */
+#include "router.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "analyze.h"
+#include "shard_hash.h"
+
+#define SQLSTATE_FEATURE "0A000"
+#define SQLSTATE_PARAM "22023"
+#define SQLSTATE_SYNTAX "42601"
+#define SQLSTATE_UNDEFINED "42704"
+#define SQLSTATE_OOM "53200"
+
+#define DEFAULT_MAX_ENTRIES 10000
+#define DEFAULT_MAX_BYTES ((size_t)32 << 20)
+#define HASH_BUCKETS 16384 /* power of two */
+
+/* Per-thread buffers above this size are given back after use. */
+#define TLS_KEEP_BYTES (256 * 1024)
+
+/* ------------------------------------------------------------------ lexer */
+
+enum tok_type {
+	T_WORD = 1, /* identifier or keyword */
+	T_QIDENT,   /* "quoted identifier", U&"..." */
+	T_STRING,   /* '...' (liftable) */
+	T_XSTRING,  /* E'...', U&'...', B'...', X'...', N'...' (never lifted) */
+	T_DOLLAR,   /* $tag$...$tag$ (liftable) */
+	T_NUMBER,
+	T_PARAM, /* $n */
+	T_OP,	 /* one operator character */
+	T_LPAREN,
+	T_RPAREN,
+	T_LBRACK,
+	T_RBRACK,
+	T_COMMA,
+	T_SEMI
+};
+
+/* lift marks */
+#define LIFT_LITERAL 1
+#define LIFT_SIGN 2 /* a unary sign folded into the next literal */
+
+struct tok {
+	uint32_t start, len;
+	uint8_t type;
+	uint8_t space; /* whitespace or a comment before it */
+	uint8_t lift;
+	uint8_t kw;    /* keyword id (enum kw) of a T_WORD the lifter cares about, else KW_NONE */
+	int32_t depth; /* ( and [ nesting outside the token; a pair's brackets share it */
+};
+
+/* One statement of the text: tokens [first, end), end excludes the ';'. */
+struct lstmt {
+	int first, end;
+	uint32_t start; /* byte offset where the statement's text begins (after the previous ';') */
+	bool comment;	/* a comment precedes its first token: read hints from it */
+};
+
+struct lit {
+	int tok;
+	uint32_t voff, vlen; /* unescaped value in lexer.v, NUL-terminated */
+};
+
+struct lexer {
+	struct tok *t;
+	int nt, capt;
+	struct lstmt *s;
+	int ns, caps;
+	struct lit *l;
+	int nl, capl;
+	char *v;
+	size_t vn, vcap;
+	char *norm;
+	size_t nn, ncap;
+	int max_param;
+	bool bad; /* unterminated string, identifier or comment: lift nothing */
+	const char *src;
+};
+
+struct tls {
+	struct lexer lx;
+	char *copy; /* NUL-terminated copies of the client's text */
+	size_t copy_cap;
+	sp_buf_t sql[SP_ROUTER_MAX_SHARDS];
+	sp_buf_t scratch;
+	int *tshard; /* shard of each key tuple */
+	int tshard_cap;
+};
+
+static _Thread_local struct tls *tls_state;
+
+static struct tls *tls_get(void)
+{
+	if (!tls_state)
+		tls_state = calloc(1, sizeof(*tls_state));
+	return tls_state;
+}
+
+static void lexer_free(struct lexer *lx)
+{
+	free(lx->t);
+	free(lx->s);
+	free(lx->l);
+	free(lx->v);
+	free(lx->norm);
+	memset(lx, 0, sizeof(*lx));
+}
+
+void sp_router_thread_free(void)
+{
+	struct tls *tl = tls_state;
+	if (!tl)
+		return;
+	lexer_free(&tl->lx);
+	free(tl->copy);
+	for (int i = 0; i < SP_ROUTER_MAX_SHARDS; i++)
+		sp_buf_free(&tl->sql[i]);
+	sp_buf_free(&tl->scratch);
+	free(tl->tshard);
+	free(tl);
+	tls_state = NULL;
+}
+
+/* Give back buffers that one huge statement grew. */
+static void tls_trim(struct tls *tl)
+{
+	struct lexer *lx = &tl->lx;
+	if ((size_t)lx->capt * sizeof(struct tok) > TLS_KEEP_BYTES || lx->ncap > TLS_KEEP_BYTES ||
+	    lx->vcap > TLS_KEEP_BYTES || (size_t)lx->capl * sizeof(struct lit) > TLS_KEEP_BYTES)
+		lexer_free(lx);
+	if (tl->copy_cap > TLS_KEEP_BYTES) {
+		free(tl->copy);
+		tl->copy = NULL;
+		tl->copy_cap = 0;
+	}
+	sp_buf_shrink(&tl->scratch, TLS_KEEP_BYTES);
+}
+
+static bool grow(void **p, int *cap, int need, size_t elem)
+{
+	if (need <= *cap)
+		return true;
+	int ncap = *cap ? *cap : 64;
+	while (ncap < need)
+		ncap *= 2;
+	void *np = realloc(*p, (size_t)ncap * elem);
+	if (!np)
+		return false;
+	*p = np;
+	*cap = ncap;
+	return true;
+}
+
+static bool growz(char **p, size_t *cap, size_t need)
+{
+	if (need <= *cap)
+		return true;
+	size_t ncap = *cap ? *cap : 256;
+	while (ncap < need)
+		ncap *= 2;
+	char *np = realloc(*p, ncap);
+	if (!np)
+		return false;
+	*p = np;
+	*cap = ncap;
+	return true;
+}
+
+static bool is_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+static bool ident_start(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
+}
+
+static bool ident_char(unsigned char c)
+{
+	return ident_start(c) || (c >= '0' && c <= '9') || c == '$';
+}
+
+static bool is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* End of a '...' string starting at s[p] (the quote); backslash escapes for E''. */
+static size_t skip_quote(const char *s, size_t n, size_t p, bool backslash, bool *bad)
+{
+	p++;
+	while (p < n) {
+		if (backslash && s[p] == '\\' && p + 1 < n) {
+			p += 2;
+			continue;
+		}
+		if (s[p] == '\'') {
+			if (p + 1 < n && s[p + 1] == '\'') {
+				p += 2;
+				continue;
+			}
+			return p + 1;
+		}
+		p++;
+	}
+	*bad = true;
+	return n;
+}
+
+static size_t skip_qident(const char *s, size_t n, size_t p, bool *bad)
+{
+	p++;
+	while (p < n) {
+		if (s[p] == '"') {
+			if (p + 1 < n && s[p + 1] == '"') {
+				p += 2;
+				continue;
+			}
+			return p + 1;
+		}
+		p++;
+	}
+	*bad = true;
+	return n;
+}
+
+/* s[p] == '$': length of a dollar-quote tag "$tag$" starting there, 0 if none. */
+static size_t dollar_tag(const char *s, size_t n, size_t p)
+{
+	size_t q = p + 1;
+	if (q < n && s[q] == '$')
+		return 2;
+	if (q >= n || !ident_start((unsigned char)s[q]))
+		return 0;
+	while (q < n && (ident_start((unsigned char)s[q]) || is_digit(s[q])))
+		q++;
+	if (q < n && s[q] == '$')
+		return q + 1 - p;
+	return 0;
+}
+
+/*
+ * The keywords the lifter looks at, found by a small hash instead of string
+ * compares (the lexer runs on every simple query).
+ */
+enum kw {
+	KW_NONE = 0,
+	KW_ALL,
+	KW_AND,
+	KW_ANY,
+	KW_BETWEEN,
+	KW_BIT,
+	KW_BY,
+	KW_CASE,
+	KW_CHAR,
+	KW_CHARACTER,
+	KW_DEC,
+	KW_DECIMAL,
+	KW_DELETE,
+	KW_DISTINCT,
+	KW_ELSE,
+	KW_ESCAPE,
+	KW_EXCEPT,
+	KW_FETCH,
+	KW_FLOAT,
+	KW_FOR,
+	KW_FROM,
+	KW_GROUP,
+	KW_HAVING,
+	KW_ILIKE,
+	KW_IN,
+	KW_INSERT,
+	KW_INTERSECT,
+	KW_INTERVAL,
+	KW_IS,
+	KW_LIKE,
+	KW_LIMIT,
+	KW_MERGE,
+	KW_NCHAR,
+	KW_NOT,
+	KW_NUMERIC,
+	KW_OFFSET,
+	KW_ON,
+	KW_OR,
+	KW_ORDER,
+	KW_PARTITION,
+	KW_RETURN,
+	KW_RETURNING,
+	KW_SECOND,
+	KW_SELECT,
+	KW_SET,
+	KW_SIMILAR,
+	KW_SOME,
+	KW_SYMMETRIC,
+	KW_THEN,
+	KW_TIME,
+	KW_TIMESTAMP,
+	KW_TIMESTAMPTZ,
+	KW_TIMETZ,
+	KW_TO,
+	KW_UNION,
+	KW_UPDATE,
+	KW_VALUES,
+	KW_VARBIT,
+	KW_VARCHAR,
+	KW_VARYING,
+	KW_WHEN,
+	KW_WHERE,
+	KW_WINDOW,
+	KW_WITH
+};
+
+#define KF_LIFT 1u    /* a statement starting with it has its literals lifted */
+#define KF_VALUE 2u   /* a literal after it is a value, not part of a typed literal (DATE '...') */
+#define KF_TYPMOD 4u  /* name(n): n is a type modifier and stays a constant (varchar(10)) */
+#define KF_BYSTART 8u /* ORDER / GROUP / PARTITION ... BY */
+#define KF_BYEND 16u  /* ends an ORDER BY / GROUP BY list at its level */
+
+static const struct kwdef {
+	const char *name;
+	uint8_t id;
+	uint8_t flags;
+} kwdefs[] = {
+    {"all", KW_ALL, KF_VALUE},
+    {"and", KW_AND, KF_VALUE},
+    {"any", KW_ANY, KF_VALUE},
+    {"between", KW_BETWEEN, KF_VALUE},
+    {"bit", KW_BIT, KF_TYPMOD},
+    {"by", KW_BY, KF_VALUE},
+    {"case", KW_CASE, KF_VALUE},
+    {"char", KW_CHAR, KF_TYPMOD},
+    {"character", KW_CHARACTER, KF_TYPMOD},
+    {"dec", KW_DEC, KF_TYPMOD},
+    {"decimal", KW_DECIMAL, KF_TYPMOD},
+    {"delete", KW_DELETE, KF_LIFT},
+    {"distinct", KW_DISTINCT, KF_VALUE},
+    {"else", KW_ELSE, KF_VALUE},
+    {"escape", KW_ESCAPE, KF_VALUE},
+    {"except", KW_EXCEPT, KF_BYEND},
+    {"fetch", KW_FETCH, KF_BYEND},
+    {"float", KW_FLOAT, KF_TYPMOD},
+    {"for", KW_FOR, KF_BYEND},
+    {"from", KW_FROM, KF_VALUE},
+    {"group", KW_GROUP, KF_BYSTART},
+    {"having", KW_HAVING, KF_VALUE | KF_BYEND},
+    {"ilike", KW_ILIKE, KF_VALUE},
+    {"in", KW_IN, KF_VALUE},
+    {"insert", KW_INSERT, KF_LIFT},
+    {"intersect", KW_INTERSECT, KF_BYEND},
+    {"interval", KW_INTERVAL, KF_TYPMOD},
+    {"is", KW_IS, KF_VALUE},
+    {"like", KW_LIKE, KF_VALUE},
+    {"limit", KW_LIMIT, KF_VALUE | KF_BYEND},
+    {"merge", KW_MERGE, KF_LIFT},
+    {"nchar", KW_NCHAR, KF_TYPMOD},
+    {"not", KW_NOT, KF_VALUE},
+    {"numeric", KW_NUMERIC, KF_TYPMOD},
+    {"offset", KW_OFFSET, KF_VALUE | KF_BYEND},
+    {"on", KW_ON, KF_VALUE},
+    {"or", KW_OR, KF_VALUE},
+    {"order", KW_ORDER, KF_BYSTART},
+    {"partition", KW_PARTITION, KF_BYSTART},
+    {"return", KW_RETURN, KF_VALUE},
+    {"returning", KW_RETURNING, KF_VALUE | KF_BYEND},
+    {"second", KW_SECOND, KF_TYPMOD},
+    {"select", KW_SELECT, KF_LIFT | KF_VALUE},
+    {"set", KW_SET, KF_VALUE},
+    {"similar", KW_SIMILAR, KF_VALUE},
+    {"some", KW_SOME, KF_VALUE},
+    {"symmetric", KW_SYMMETRIC, KF_VALUE},
+    {"then", KW_THEN, KF_VALUE},
+    {"time", KW_TIME, KF_TYPMOD},
+    {"timestamp", KW_TIMESTAMP, KF_TYPMOD},
+    {"timestamptz", KW_TIMESTAMPTZ, KF_TYPMOD},
+    {"timetz", KW_TIMETZ, KF_TYPMOD},
+    {"to", KW_TO, KF_VALUE},
+    {"union", KW_UNION, KF_BYEND},
+    {"update", KW_UPDATE, KF_LIFT},
+    {"values", KW_VALUES, KF_LIFT | KF_VALUE},
+    {"varbit", KW_VARBIT, KF_TYPMOD},
+    {"varchar", KW_VARCHAR, KF_TYPMOD},
+    {"varying", KW_VARYING, KF_TYPMOD},
+    {"when", KW_WHEN, KF_VALUE},
+    {"where", KW_WHERE, KF_VALUE},
+    {"window", KW_WINDOW, KF_BYEND},
+    {"with", KW_WITH, KF_LIFT},
+};
+
+#define KW_MAXLEN 11
+#define KW_SLOTS 256
+
+static uint8_t kw_flags[KW_WITH + 1];
+static uint8_t kw_slot[KW_SLOTS]; /* index + 1 into kwdefs, 0 empty; open addressing */
+static pthread_once_t kw_once = PTHREAD_ONCE_INIT;
+
+static unsigned kw_hash(const char *w, size_t n)
+{
+	return ((unsigned)n * 31u + (unsigned)(w[0] | 0x20) * 7u +
+		(unsigned)(w[n - 1] | 0x20) * 3u + (unsigned)(w[n / 2] | 0x20)) &
+	       (KW_SLOTS - 1);
+}
+
+static void kw_init(void)
+{
+	for (size_t i = 0; i < sizeof(kwdefs) / sizeof(kwdefs[0]); i++) {
+		unsigned h = kw_hash(kwdefs[i].name, strlen(kwdefs[i].name));
+		while (kw_slot[h])
+			h = (h + 1) & (KW_SLOTS - 1);
+		kw_slot[h] = (uint8_t)(i + 1);
+		kw_flags[kwdefs[i].id] = kwdefs[i].flags;
+	}
+}
+
+static uint8_t kw_lookup(const char *w, size_t n)
+{
+	if (n > KW_MAXLEN || n == 0)
+		return KW_NONE;
+	for (unsigned h = kw_hash(w, n); kw_slot[h]; h = (h + 1) & (KW_SLOTS - 1)) {
+		const char *k = kwdefs[kw_slot[h] - 1].name;
+		size_t i = 0;
+		while (i < n && k[i] && k[i] == (char)(w[i] | 0x20))
+			i++;
+		if (i == n && !k[i])
+			return kwdefs[kw_slot[h] - 1].id;
+	}
+	return KW_NONE;
+}
+
+static bool kw_has(const struct tok *t, unsigned flag)
+{
+	return t->type == T_WORD && (kw_flags[t->kw] & flag);
+}
+
+static bool push_tok(struct lexer *lx, uint8_t type, size_t start, size_t end, bool space,
+		     int depth)
+{
+	if (!grow((void **)&lx->t, &lx->capt, lx->nt + 1, sizeof(*lx->t)))
+		return false;
+	struct tok *t = &lx->t[lx->nt++];
+	t->start = (uint32_t)start;
+	t->len = (uint32_t)(end - start);
+	t->type = type;
+	t->space = space;
+	t->lift = 0;
+	t->kw = type == T_WORD ? kw_lookup(lx->src + start, end - start) : KW_NONE;
+	t->depth = depth;
+	return true;
+}
+
+static bool close_stmt(struct lexer *lx, int first, uint32_t start, bool comment)
+{
+	if (lx->nt - (lx->nt > first && lx->t[lx->nt - 1].type == T_SEMI ? 1 : 0) <= first)
+		return true; /* empty statement */
+	if (!grow((void **)&lx->s, &lx->caps, lx->ns + 1, sizeof(*lx->s)))
+		return false;
+	struct lstmt *st = &lx->s[lx->ns++];
+	st->first = first;
+	st->end = lx->nt;
+	if (st->end > first && lx->t[st->end - 1].type == T_SEMI)
+		st->end--;
+	st->start = start;
+	st->comment = comment;
+	return true;
+}
+
+/* Split s into tokens and statements. False only when out of memory. */
+static bool lex(const char *s, size_t n, struct lexer *lx)
+{
+	size_t p = 0;
+	int depth = 0, first = 0;
+	bool space = false, comment = false;
+	uint32_t stmt_start = 0;
+
+	lx->nt = lx->ns = lx->nl = 0;
+	lx->vn = lx->nn = 0;
+	lx->max_param = 0;
+	lx->bad = false;
+	lx->src = s;
+	pthread_once(&kw_once, kw_init);
+	while (p < n) {
+		unsigned char c = (unsigned char)s[p];
+		size_t start = p;
+		uint8_t type;
+
+		if (is_space((char)c)) {
+			space = true;
+			p++;
+			continue;
+		}
+		if (c == '-' && p + 1 < n && s[p + 1] == '-') {
+			while (p < n && s[p] != '\n')
+				p++;
+			space = true;
+			if (lx->nt == first)
+				comment = true;
+			continue;
+		}
+		if (c == '/' && p + 1 < n && s[p + 1] == '*') {
+			int nest = 1;
+			p += 2;
+			while (p < n && nest > 0) {
+				if (s[p] == '*' && p + 1 < n && s[p + 1] == '/') {
+					nest--;
+					p += 2;
+				} else if (s[p] == '/' && p + 1 < n && s[p + 1] == '*') {
+					nest++;
+					p += 2;
+				} else {
+					p++;
+				}
+			}
+			if (nest > 0)
+				lx->bad = true;
+			space = true;
+			if (lx->nt == first)
+				comment = true;
+			continue;
+		}
+		if (ident_start(c)) {
+			char lc = (char)(c | 0x20);
+			if ((lc == 'e') && p + 1 < n && s[p + 1] == '\'') {
+				p = skip_quote(s, n, p + 1, true, &lx->bad);
+				type = T_XSTRING;
+			} else if ((lc == 'b' || lc == 'x' || lc == 'n') && p + 1 < n &&
+				   s[p + 1] == '\'') {
+				p = skip_quote(s, n, p + 1, false, &lx->bad);
+				type = T_XSTRING;
+			} else if (lc == 'u' && p + 2 < n && s[p + 1] == '&' &&
+				   (s[p + 2] == '\'' || s[p + 2] == '"')) {
+				if (s[p + 2] == '\'') {
+					p = skip_quote(s, n, p + 2, false, &lx->bad);
+					type = T_XSTRING;
+				} else {
+					p = skip_qident(s, n, p + 2, &lx->bad);
+					type = T_QIDENT;
+				}
+			} else {
+				while (p < n && ident_char((unsigned char)s[p]))
+					p++;
+				type = T_WORD;
+			}
+		} else if (c == '"') {
+			p = skip_qident(s, n, p, &lx->bad);
+			type = T_QIDENT;
+		} else if (c == '\'') {
+			p = skip_quote(s, n, p, false, &lx->bad);
+			type = T_STRING;
+		} else if (c == '$' && p + 1 < n && is_digit(s[p + 1])) {
+			long v = 0;
+			p++;
+			while (p < n && is_digit(s[p])) {
+				if (v < 100000000)
+					v = v * 10 + (s[p] - '0');
+				p++;
+			}
+			if (v > lx->max_param)
+				lx->max_param = (int)v;
+			type = T_PARAM;
+		} else if (c == '$' && dollar_tag(s, n, p)) {
+			size_t tl = dollar_tag(s, n, p), q = p + tl;
+			type = T_DOLLAR;
+			for (;;) {
+				const char *hit = q < n ? memchr(s + q, '$', n - q) : NULL;
+				if (!hit) {
+					lx->bad = true;
+					p = n;
+					break;
+				}
+				q = (size_t)(hit - s);
+				if (q + tl <= n && memcmp(s + q, s + start, tl) == 0) {
+					p = q + tl;
+					break;
+				}
+				q++;
+			}
+		} else if (is_digit((char)c) || (c == '.' && p + 1 < n && is_digit(s[p + 1]))) {
+			while (p < n && is_digit(s[p]))
+				p++;
+			if (p < n && s[p] == '.' && !(p + 1 < n && s[p + 1] == '.')) {
+				p++;
+				while (p < n && is_digit(s[p]))
+					p++;
+			}
+			if (p < n && (s[p] == 'e' || s[p] == 'E')) {
+				size_t q = p + 1;
+				if (q < n && (s[q] == '+' || s[q] == '-'))
+					q++;
+				if (q < n && is_digit(s[q])) {
+					p = q;
+					while (p < n && is_digit(s[p]))
+						p++;
+				}
+			}
+			type = T_NUMBER;
+		} else {
+			p++;
+			switch (c) {
+			case '(':
+				type = T_LPAREN;
+				break;
+			case ')':
+				type = T_RPAREN;
+				if (depth > 0)
+					depth--;
+				break;
+			case '[':
+				type = T_LBRACK;
+				break;
+			case ']':
+				type = T_RBRACK;
+				if (depth > 0)
+					depth--;
+				break;
+			case ',':
+				type = T_COMMA;
+				break;
+			case ';':
+				type = T_SEMI;
+				break;
+			default:
+				type = T_OP;
+			}
+		}
+		if (!push_tok(lx, type, start, p, space, depth))
+			return false;
+		space = false;
+		if (type == T_LPAREN || type == T_LBRACK)
+			depth++;
+		if (type == T_SEMI && depth == 0) {
+			if (!close_stmt(lx, first, stmt_start, comment))
+				return false;
+			first = lx->nt;
+			stmt_start = (uint32_t)p;
+			comment = false;
+		}
+	}
+	return close_stmt(lx, first, stmt_start, comment);
+}
+
+static bool tok_is(const char *s, const struct tok *t, const char *kw)
+{
+	size_t l = strlen(kw);
+	return t->type == T_WORD && t->len == l && strncasecmp(s + t->start, kw, l) == 0;
+}
+
+static bool tok_in(const char *s, const struct tok *t, const char *const *list)
+{
+	if (t->type != T_WORD)
+		return false;
+	for (; *list; list++)
+		if (tok_is(s, t, *list))
+			return true;
+	return false;
+}
+
+static bool push_value(struct lexer *lx, int tok, const char *p, size_t n, bool unquote)
+{
+	if (!grow((void **)&lx->l, &lx->capl, lx->nl + 1, sizeof(*lx->l)) ||
+	    !growz(&lx->v, &lx->vcap, lx->vn + n + 1))
+		return false;
+	struct lit *l = &lx->l[lx->nl++];
+	char *w = lx->v + lx->vn;
+	l->tok = tok;
+	l->voff = (uint32_t)lx->vn;
+	if (unquote) {
+		for (size_t i = 0; i < n; i++) {
+			*w++ = p[i];
+			if (p[i] == '\'' && i + 1 < n && p[i + 1] == '\'')
+				i++;
+		}
+	} else {
+		for (size_t i = 0; i < n; i++)
+			if (!is_space(p[i]))
+				*w++ = p[i];
+	}
+	l->vlen = (uint32_t)(w - (lx->v + lx->vn));
+	*w++ = '\0';
+	lx->vn = (size_t)(w - lx->v);
+	return true;
+}
+
+/* Mark the literals of lifted statements. False only when out of memory. */
+static bool lift(const char *s, struct lexer *lx)
+{
+	if (lx->bad)
+		return true;
+	for (int si = 0; si < lx->ns; si++) {
+		const struct lstmt *st = &lx->s[si];
+		uint64_t inby = 0;
+		int w = st->first;
+		while (w < st->end && lx->t[w].type != T_WORD)
+			w++;
+		if (w >= st->end || !kw_has(&lx->t[w], KF_LIFT))
+			continue;
+		for (int i = st->first; i < st->end; i++) {
+			struct tok *t = &lx->t[i];
+			const struct tok *prev = i > st->first ? &lx->t[i - 1] : NULL;
+			const struct tok *pp = i > st->first + 1 ? &lx->t[i - 2] : NULL;
+			uint64_t bit = t->depth < 64 ? (uint64_t)1 << t->depth : 0;
+
+			if (t->type == T_WORD) {
+				if (prev && t->kw == KW_BY && kw_has(prev, KF_BYSTART))
+					inby |= bit;
+				else if (kw_has(t, KF_BYEND))
+					inby &= ~bit;
+				continue;
+			}
+			if (t->type == T_RPAREN || t->type == T_RBRACK) {
+				inby &= t->depth < 63 ? ((uint64_t)1 << (t->depth + 1)) - 1
+						      : ~(uint64_t)0;
+				continue;
+			}
+			if (t->type == T_STRING || t->type == T_DOLLAR) {
+				const char *body;
+				size_t blen;
+				if (prev && ((prev->type == T_WORD && !kw_has(prev, KF_VALUE)) ||
+					     prev->type == T_RPAREN || prev->type == T_STRING ||
+					     prev->type == T_XSTRING || prev->type == T_QIDENT))
+					continue;
+				if (t->type == T_STRING) {
+					body = s + t->start + 1;
+					blen = t->len - 2;
+				} else {
+					size_t tl = dollar_tag(s, t->start + t->len, t->start);
+					body = s + t->start + tl;
+					blen = t->len - 2 * tl;
+				}
+				if (blen > 0 && body[0] == '{')
+					continue; /* an array literal: the analyzer expands it
+						     itself */
+				if (!push_value(lx, i, body, blen, t->type == T_STRING))
+					return false;
+				t->lift = LIFT_LITERAL;
+				continue;
+			}
+			if (t->type != T_NUMBER)
+				continue;
+			if (prev && prev->type == T_WORD && prev->kw == KW_BY)
+				continue; /* ORDER BY 1: a column position, not a value */
+			if (prev && prev->type == T_COMMA && (inby & bit))
+				continue;
+			if (prev && prev->type == T_LPAREN && pp && kw_has(pp, KF_TYPMOD))
+				continue;
+			if (prev && prev->type == T_OP && prev->len == 1 &&
+			    (s[prev->start] == '-' || s[prev->start] == '+') &&
+			    (!pp || pp->type == T_OP || pp->type == T_LPAREN ||
+			     pp->type == T_LBRACK || pp->type == T_COMMA || kw_has(pp, KF_VALUE)) &&
+			    !(pp && pp->type == T_OP && pp->len == 1 &&
+			      (s[pp->start] == '-' || s[pp->start] == '+'))) {
+				/* a unary sign: -5 is one constant for the grammar */
+				lx->t[i - 1].lift = LIFT_SIGN;
+				if (!push_value(lx, i, s + prev->start,
+						t->start + t->len - prev->start, false))
+					return false;
+			} else if (!push_value(lx, i, s + t->start, t->len, false)) {
+				return false;
+			}
+			t->lift = LIFT_LITERAL;
+		}
+	}
+	return true;
+}
+
+/* The cache key: tokens separated by one space where the text had any, literals as $N. */
+static bool normalise(const char *s, struct lexer *lx)
+{
+	int next = lx->max_param;
+	bool carry = false;
+	size_t need = 1;
+	char *w;
+
+	for (int i = 0; i < lx->nt; i++)
+		need += lx->t[i].len + 1 + (lx->t[i].lift ? 12 : 0);
+	if (!growz(&lx->norm, &lx->ncap, need))
+		return false;
+	w = lx->norm;
+	for (int i = 0; i < lx->nt; i++) {
+		const struct tok *t = &lx->t[i];
+		if (t->lift == LIFT_SIGN) {
+			carry = carry || t->space;
+			continue;
+		}
+		if ((t->space || carry) && w > lx->norm)
+			*w++ = ' ';
+		carry = false;
+		if (t->lift == LIFT_LITERAL) {
+			char num[12];
+			int k = 0;
+			unsigned v = (unsigned)++next;
+			do
+				num[k++] = (char)('0' + v % 10);
+			while ((v /= 10) > 0);
+			*w++ = '$';
+			while (k > 0)
+				*w++ = num[--k];
+		} else {
+			memcpy(w, s + t->start, t->len);
+			w += t->len;
+		}
+	}
+	*w = '\0';
+	lx->nn = (size_t)(w - lx->norm);
+	return true;
+}
+
+/* ------------------------------------------------------------------ plans */
+
+enum { NS_QUERY = 0, NS_PARSE = 1 };
+
+struct pchunk {
+	struct pchunk *next;
+	size_t used, cap;
+	_Alignas(16) char data[];
+};
+
+struct parena {
+	struct pchunk *head;
+	size_t bytes;
+	size_t first; /* size of the first chunk: an estimate of the whole plan */
+	bool oom;
+};
+
+static void *pa_alloc(struct parena *pa, size_t n)
+{
+	struct pchunk *c = pa->head;
+	n = (n + 15) & ~(size_t)15;
+	if (n == 0)
+		n = 16;
+	if (!c || c->cap - c->used < n) {
+		size_t cap = c ? c->cap * 2 : (pa->first ? pa->first : 1024);
+		if (cap > 65536)
+			cap = 65536;
+		if (cap < n)
+			cap = n;
+		c = malloc(sizeof(*c) + cap);
+		if (!c) {
+			pa->oom = true;
+			return NULL;
+		}
+		c->next = pa->head;
+		c->used = 0;
+		c->cap = cap;
+		pa->head = c;
+		pa->bytes += sizeof(*c) + cap;
+	}
+	void *p = c->data + c->used;
+	c->used += n;
+	return p;
+}
+
+static void pa_free(struct parena *pa)
+{
+	struct pchunk *c = pa->head;
+	while (c) {
+		struct pchunk *n = c->next;
+		free(c);
+		c = n;
+	}
+	pa->head = NULL;
+}
+
+static const char *pa_strdup(struct parena *pa, const char *s)
+{
+	if (!s)
+		return NULL;
+	size_t n = strlen(s) + 1;
+	char *d = pa_alloc(pa, n);
+	if (d)
+		memcpy(d, s, n);
+	return d;
+}
+
+static void *pa_dup(struct parena *pa, const void *src, size_t n)
+{
+	if (!src || n == 0)
+		return NULL;
+	void *d = pa_alloc(pa, n);
+	if (d)
+		memcpy(d, src, n);
+	return d;
+}
+
+static void copy_value(struct parena *pa, sp_value_t *v)
+{
+	v->text = pa_strdup(pa, v->text);
+	v->cast = pa_strdup(pa, v->cast);
+}
+
+static sp_value_t *copy_values(struct parena *pa, const sp_value_t *src, int n)
+{
+	sp_value_t *d = pa_dup(pa, src, sizeof(*src) * (size_t)(n > 0 ? n : 0));
+	for (int i = 0; d && i < n; i++)
+		copy_value(pa, &d[i]);
+	return d;
+}
+
+/* What the router reads of a statement, copied out of the analysis arena. */
+static void copy_stmt(struct parena *pa, sp_stmt_t *d, const sp_stmt_t *s)
+{
+	*d = *s;
+	d->node = pa_strdup(pa, s->node);
+	d->error = pa_strdup(pa, s->error);
+	d->write_reason = pa_strdup(pa, s->write_reason);
+	d->route_why = pa_strdup(pa, s->route_why);
+	d->name = pa_strdup(pa, s->name);
+	d->payload = NULL;
+	d->params = NULL;
+	d->n_params = 0;
+	d->tables = pa_dup(pa, s->tables, sizeof(*s->tables) * (size_t)s->n_tables);
+	for (int i = 0; d->tables && i < s->n_tables; i++) {
+		sp_table_ref_t *t = &d->tables[i];
+		t->schema = pa_strdup(pa, t->schema);
+		t->name = pa_strdup(pa, t->name);
+		t->alias = pa_strdup(pa, t->alias);
+		t->keys.why = pa_strdup(pa, t->keys.why);
+		t->keys.values = copy_values(pa, t->keys.values, t->keys.n_tuples * t->keys.n_keys);
+		for (int k = 0; k < SP_ANALYZE_MAX_KEYS; k++)
+			copy_value(pa, &t->key_new[k]);
+	}
+	d->txn.modes.isolation = pa_strdup(pa, s->txn.modes.isolation);
+	d->set.name = pa_strdup(pa, s->set.name);
+	d->set.value = pa_strdup(pa, s->set.value);
+	d->set.modes.isolation = pa_strdup(pa, s->set.modes.isolation);
+	d->copy.cols = NULL;
+	d->copy.filename = pa_strdup(pa, s->copy.filename);
+	d->copy.delimiter = pa_strdup(pa, s->copy.delimiter);
+	d->copy.null_str = pa_strdup(pa, s->copy.null_str);
+	d->copy.quote = pa_strdup(pa, s->copy.quote);
+	d->copy.escape = pa_strdup(pa, s->copy.escape);
+	d->copy.encoding = pa_strdup(pa, s->copy.encoding);
+	d->insert.cols = NULL;
+	d->insert.rows = NULL;
+	d->shape.cols = pa_dup(pa, s->shape.cols, sizeof(*s->shape.cols) * (size_t)s->shape.n_cols);
+	for (int i = 0; d->shape.cols && i < s->shape.n_cols; i++) {
+		sp_out_col_t *c = &d->shape.cols[i];
+		c->name = pa_strdup(pa, c->name);
+		c->func = pa_strdup(pa, c->func);
+		c->arg_text = pa_strdup(pa, c->arg_text);
+	}
+	d->shape.group_target =
+	    pa_dup(pa, s->shape.group_target, sizeof(int) * (size_t)s->shape.n_group);
+	d->shape.sort = pa_dup(pa, s->shape.sort, sizeof(*s->shape.sort) * (size_t)s->shape.n_sort);
+	d->shape.distinct_on =
+	    pa_dup(pa, s->shape.distinct_on,
+		   sizeof(*s->shape.distinct_on) * (size_t)s->shape.n_distinct_on);
+	copy_value(pa, &d->shape.limit);
+	copy_value(pa, &d->shape.offset);
+}
+
+struct sp_plan {
+	atomic_int refs;
+	struct sp_plan *hnext;	       /* hash chain */
+	struct sp_plan *lprev, *lnext; /* LRU, most recent first */
+	bool cached;
+	bool nolift;  /* the text does not parse once literals are lifted: analyse the client's text
+		       */
+	uint8_t kind; /* key namespace: NS_QUERY (normalised simple query) or NS_PARSE */
+	uint64_t hash;
+	const sp_db_conf_t *db;
+	char *text;
+	size_t text_len;
+	size_t bytes;
+	int n_stmts;
+	sp_stmt_t *stmts;
+	bool has_error;
+	struct parena pa;
+};
+
+static void plan_free(sp_plan_t *p)
+{
+	pa_free(&p->pa);
+	free(p->text);
+	free(p);
+}
+
+void sp_plan_ref(sp_plan_t *p)
+{
+	if (p)
+		atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+}
+
+void sp_plan_unref(sp_plan_t *p)
+{
+	if (p && atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1)
+		plan_free(p);
+}
+
+static sp_plan_t *plan_new(const sp_db_conf_t *db, uint8_t kind, const char *text, size_t len,
+			   uint64_t hash)
+{
+	sp_plan_t *p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	p->text = malloc(len + 1);
+	if (!p->text) {
+		free(p);
+		return NULL;
+	}
+	memcpy(p->text, text, len);
+	p->text[len] = '\0';
+	p->text_len = len;
+	p->db = db;
+	p->kind = kind;
+	p->hash = hash;
+	atomic_init(&p->refs, 1);
+	p->bytes = sizeof(*p) + len + 1;
+	return p;
+}
+
+/* Fill a plan from an analysis (the plan does not keep the analysis). */
+static bool plan_fill(sp_plan_t *p, const sp_analysis_t *a)
+{
+	size_t est = 64;
+	for (int i = 0; i < a->n_stmts; i++) {
+		const sp_stmt_t *st = &a->stmts[i];
+		est += sizeof(*st) + 128 + (size_t)st->shape.n_cols * (sizeof(sp_out_col_t) + 48) +
+		       (size_t)st->shape.n_sort * sizeof(sp_sort_item_t) +
+		       (size_t)st->shape.n_group * 16;
+		for (int t = 0; t < st->n_tables; t++)
+			est += sizeof(sp_table_ref_t) + 48 +
+			       (size_t)st->tables[t].keys.n_tuples *
+				   (size_t)st->tables[t].keys.n_keys * (sizeof(sp_value_t) + 24);
+	}
+	p->pa.first = est;
+	p->n_stmts = a->n_stmts;
+	p->has_error = a->has_error;
+	p->stmts = a->n_stmts ? pa_alloc(&p->pa, sizeof(*p->stmts) * (size_t)a->n_stmts) : NULL;
+	for (int i = 0; p->stmts && i < a->n_stmts; i++)
+		copy_stmt(&p->pa, &p->stmts[i], &a->stmts[i]);
+	p->bytes += p->pa.bytes;
+	return !p->pa.oom && (a->n_stmts == 0 || p->stmts);
+}
+
+/* ------------------------------------------------------------------ cache */
+
+static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static sp_plan_t *buckets[HASH_BUCKETS];
+static sp_plan_t *lru_head, *lru_tail;
+static size_t cache_entries, cache_bytes;
+static size_t max_entries = DEFAULT_MAX_ENTRIES, max_bytes = DEFAULT_MAX_BYTES;
+static uint64_t st_hits, st_misses, st_evictions, st_parse_errors, st_no_lift;
+
+/* A fast 64-bit hash of the key (8 bytes per step); the db pointer and kind are mixed in. */
+static uint64_t key_hash(const sp_db_conf_t *db, uint8_t kind, const char *s, size_t n)
+{
+	const uint64_t m = UINT64_C(0x9E3779B97F4A7C15);
+	uint64_t h = (uint64_t)(uintptr_t)db * m ^ ((uint64_t)kind << 56) ^ n;
+	while (n >= 8) {
+		uint64_t w;
+		memcpy(&w, s, 8);
+		h = (h ^ w) * m;
+		h ^= h >> 29;
+		s += 8;
+		n -= 8;
+	}
+	if (n) {
+		uint64_t w = 0;
+		memcpy(&w, s, n);
+		h = (h ^ w) * m;
+	}
+	h ^= h >> 32;
+	h *= UINT64_C(0xD6E8FEB86659FD93);
+	h ^= h >> 32;
+	return h;
+}
+
+static void lru_unlink(sp_plan_t *p)
+{
+	if (p->lprev)
+		p->lprev->lnext = p->lnext;
+	else
+		lru_head = p->lnext;
+	if (p->lnext)
+		p->lnext->lprev = p->lprev;
+	else
+		lru_tail = p->lprev;
+	p->lprev = p->lnext = NULL;
+}
+
+static void lru_push(sp_plan_t *p)
+{
+	p->lprev = NULL;
+	p->lnext = lru_head;
+	if (lru_head)
+		lru_head->lprev = p;
+	lru_head = p;
+	if (!lru_tail)
+		lru_tail = p;
+}
+
+/* Caller holds cache_mu. Drops the cache's reference. */
+static void cache_remove(sp_plan_t *p)
+{
+	sp_plan_t **pp = &buckets[p->hash & (HASH_BUCKETS - 1)];
+	while (*pp && *pp != p)
+		pp = &(*pp)->hnext;
+	if (*pp)
+		*pp = p->hnext;
+	lru_unlink(p);
+	p->cached = false;
+	cache_entries--;
+	cache_bytes -= p->bytes;
+	sp_plan_unref(p);
+}
+
+static void cache_evict_to(size_t entries, size_t bytes)
+{
+	while (lru_tail && (cache_entries > entries || cache_bytes > bytes)) {
+		cache_remove(lru_tail);
+		st_evictions++;
+	}
+}
+
+/* A referenced plan for (db, kind, text), or NULL. Counts a hit. */
+static sp_plan_t *cache_get(const sp_db_conf_t *db, uint8_t kind, const char *s, size_t n,
+			    uint64_t h)
+{
+	pthread_mutex_lock(&cache_mu);
+	for (sp_plan_t *p = buckets[h & (HASH_BUCKETS - 1)]; p; p = p->hnext) {
+		if (p->hash == h && p->db == db && p->kind == kind && p->text_len == n &&
+		    memcmp(p->text, s, n) == 0) {
+			if (lru_head != p) {
+				lru_unlink(p);
+				lru_push(p);
+			}
+			atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+			st_hits++;
+			pthread_mutex_unlock(&cache_mu);
+			return p;
+		}
+	}
+	pthread_mutex_unlock(&cache_mu);
+	return NULL;
+}
+
+/*
+ * Insert p (the caller keeps its own reference). If another thread cached the
+ * same key meanwhile, p stays uncached. Plans larger than an eighth of the
+ * byte budget are not cached at all.
+ */
+static void cache_put(sp_plan_t *p)
+{
+	pthread_mutex_lock(&cache_mu);
+	if (p->bytes > max_bytes / 8 || max_entries == 0) {
+		pthread_mutex_unlock(&cache_mu);
+		return;
+	}
+	sp_plan_t **b = &buckets[p->hash & (HASH_BUCKETS - 1)];
+	for (sp_plan_t *q = *b; q; q = q->hnext) {
+		if (q->hash == p->hash && q->db == p->db && q->kind == p->kind &&
+		    q->text_len == p->text_len && memcmp(q->text, p->text, p->text_len) == 0) {
+			pthread_mutex_unlock(&cache_mu);
+			return;
+		}
+	}
+	atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+	p->cached = true;
+	p->hnext = *b;
+	*b = p;
+	lru_push(p);
+	cache_entries++;
+	cache_bytes += p->bytes;
+	cache_evict_to(max_entries, max_bytes);
+	pthread_mutex_unlock(&cache_mu);
+}
+
+void sp_router_get_stats(sp_router_stats_t *out)
+{
+	pthread_mutex_lock(&cache_mu);
+	out->hits = st_hits;
+	out->misses = st_misses;
+	out->evictions = st_evictions;
+	out->parse_errors = st_parse_errors;
+	out->no_lift = st_no_lift;
+	out->entries = cache_entries;
+	out->bytes = cache_bytes;
+	out->max_entries = max_entries;
+	out->max_bytes = max_bytes;
+	pthread_mutex_unlock(&cache_mu);
+}
+
+void sp_router_reset(void)
+{
+	pthread_mutex_lock(&cache_mu);
+	cache_evict_to(0, 0);
+	pthread_mutex_unlock(&cache_mu);
+}
+
+void sp_router_set_cache_limits(size_t entries, size_t bytes)
+{
+	pthread_mutex_lock(&cache_mu);
+	max_entries = entries;
+	max_bytes = bytes;
+	cache_evict_to(max_entries, max_bytes);
+	pthread_mutex_unlock(&cache_mu);
+}
+
+/* ------------------------------------------------------------------ analysis options */
+
+static pthread_rwlock_t funcs_lock = PTHREAD_RWLOCK_INITIALIZER;
+static sp_funcset_t *vol_funcs, *read_funcs, *write_funcs;
+
+void sp_router_set_volatile_funcs(sp_funcset_t *set)
+{
+	pthread_rwlock_wrlock(&funcs_lock);
+	sp_funcset_free(vol_funcs);
+	vol_funcs = set;
+	pthread_rwlock_unlock(&funcs_lock);
+	sp_router_reset();
+}
+
+void sp_router_set_func_overrides(sp_funcset_t *rd, sp_funcset_t *wr)
+{
+	pthread_rwlock_wrlock(&funcs_lock);
+	sp_funcset_free(read_funcs);
+	sp_funcset_free(write_funcs);
+	read_funcs = rd;
+	write_funcs = wr;
+	pthread_rwlock_unlock(&funcs_lock);
+	sp_router_reset();
+}
+
+void sp_router_shutdown(void)
+{
+	sp_router_reset();
+	pthread_rwlock_wrlock(&funcs_lock);
+	sp_funcset_free(vol_funcs);
+	sp_funcset_free(read_funcs);
+	sp_funcset_free(write_funcs);
+	vol_funcs = read_funcs = write_funcs = NULL;
+	pthread_rwlock_unlock(&funcs_lock);
+	sp_router_thread_free();
+}
+
+/*
+ * Tables by name: [table DB.SCHEMA.T] matches only that schema; [table DB.T]
+ * any schema. An unqualified name matches a section without schema, else one
+ * for schema public (the default search_path).
+ */
+static const sp_table_conf_t *table_lookup(void *arg, const char *schema, const char *name)
+{
+	const sp_db_conf_t *db = arg;
+	const sp_table_conf_t *fallback = NULL;
+
+	for (int i = 0; i < db->n_tables; i++) {
+		const sp_table_conf_t *t = &db->tables[i];
+		if (!t->name || strcmp(t->name, name) != 0)
+			continue;
+		if (schema) {
+			if (t->schema && strcmp(t->schema, schema) == 0)
+				return t;
+			if (!t->schema)
+				fallback = t;
+		} else {
+			if (!t->schema)
+				return t;
+			if (strcmp(t->schema, "public") == 0)
+				fallback = t;
+		}
+	}
+	return fallback;
+}
+
+/*
+ * sp_analyze with the database's tables and the installed function sets.
+ * count_errors: count a rejected text in the parse_errors statistic (not for
+ * a normalised text that may fail only because of lifting).
+ */
+static sp_analysis_t *analyze(const sp_db_conf_t *db, const char *sql, bool count_errors)
+{
+	sp_analyze_opts_t o;
+	sp_analysis_t *a;
+
+	memset(&o, 0, sizeof(o));
+	o.table_lookup = table_lookup;
+	o.table_arg = (void *)db;
+	pthread_rwlock_rdlock(&funcs_lock);
+	o.volatile_funcs = vol_funcs;
+	o.read_funcs = read_funcs;
+	o.write_funcs = write_funcs;
+	a = sp_analyze(sql, &o);
+	pthread_rwlock_unlock(&funcs_lock);
+	if (a && a->has_error && count_errors) {
+		pthread_mutex_lock(&cache_mu);
+		st_parse_errors++;
+		pthread_mutex_unlock(&cache_mu);
+	}
+	return a;
+}
+
+/* ------------------------------------------------------------------ values and shards */
+
+/* Everything one routing call knows besides the plan. */
+struct rctx {
+	const sp_db_conf_t *db;
+	sp_router_session_t *sess; /* working copy, committed by the caller */
+	int in_txn;
+	const char *sql;	/* simple query: the client's text */
+	const struct lexer *lx; /* its tokens and lifted literals; NULL for Bind */
+	int lift_base;		/* $n above this are lifted literals */
+	int nparams;
+	const uint8_t *const *values;
+	const int32_t *lens;
+	const int16_t *formats;
+	struct tls *tl;
+	int lstmt; /* lexer statement of the statement being routed, -1 if unknown */
+	int n_stmts;
+};
+
+/* The shards a statement needs; mask holds shards below 64 only. */
+struct shards {
+	uint64_t mask;
+	int one;
+	bool any, multi, big;
+};
+
+static void shards_add(struct shards *s, int shard)
+{
+	if (!s->any) {
+		s->any = true;
+		s->one = shard;
+	} else if (shard != s->one) {
+		s->multi = true;
+	}
+	if (shard < 64)
+		s->mask |= (uint64_t)1 << shard;
+	else
+		s->big = true;
+}
+
+static uint64_t all_mask(const sp_db_conf_t *db)
+{
+	return db->n_shards >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << db->n_shards) - 1;
+}
+
+static void fail(sp_target_t *t, const char *sqlstate, const char *hint, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void fail(sp_target_t *t, const char *sqlstate, const char *hint, const char *fmt, ...)
+{
+	va_list ap;
+
+	t->kind = SP_TARGET_ERROR;
+	snprintf(t->sqlstate, sizeof(t->sqlstate), "%s", sqlstate);
+	va_start(ap, fmt);
+	vsnprintf(t->message, sizeof(t->message), fmt, ap);
+	va_end(ap);
+	snprintf(t->hint, sizeof(t->hint), "%s", hint ? hint : "");
+}
+
+static const char *tc_name(const sp_table_conf_t *tc, char *buf, size_t n)
+{
+	snprintf(buf, n, "%s%s%s", tc->schema ? tc->schema : "", tc->schema ? "." : "", tc->name);
+	return buf;
+}
+
+static const char *ref_name(const sp_table_ref_t *tr, char *buf, size_t n)
+{
+	snprintf(buf, n, "%s%s%s", tr->schema ? tr->schema : "", tr->schema ? "." : "", tr->name);
+	return buf;
+}
+
+/* "users.user_id" or "t.(a, b)" */
+static const char *key_desc(const sp_table_ref_t *tr, char *buf, size_t n)
+{
+	const sp_table_conf_t *tc = tr->conf;
+	size_t o = 0;
+	char nb[160];
+
+	ref_name(tr, nb, sizeof(nb));
+	o += (size_t)snprintf(buf + o, n - o, "%s.%s", nb, tc->n_keys > 1 ? "(" : "");
+	for (int k = 0; k < tc->n_keys && o < n; k++)
+		o += (size_t)snprintf(buf + o, n - o, "%s%s", k ? ", " : "", tc->key_cols[k]);
+	if (tc->n_keys > 1 && o < n)
+		snprintf(buf + o, n - o, ")");
+	return buf;
+}
+
+static bool is_sharded_conf(const sp_table_conf_t *tc)
+{
+	return tc && !tc->replicated && tc->n_keys > 0;
+}
+
+static bool is_int_type(sp_key_type_t t)
+{
+	return t == SP_KEY_SMALLINT || t == SP_KEY_INTEGER || t == SP_KEY_BIGINT;
+}
+
+struct raw {
+	const char *p;
+	size_t n;
+	bool binary;
+};
+
+enum { V_OK = 0, V_NULL, V_UNKNOWN, V_ERROR };
+
+static int raw_of(const struct rctx *rc, const sp_value_t *v, struct raw *r)
+{
+	int n;
+
+	switch (v->kind) {
+	case SP_VAL_CONST:
+		r->p = v->text ? v->text : "";
+		r->n = strlen(r->p);
+		r->binary = false;
+		return V_OK;
+	case SP_VAL_NULL:
+		return V_NULL;
+	case SP_VAL_PARAM:
+		n = v->param;
+		if (rc->lx && n > rc->lift_base && n - rc->lift_base <= rc->lx->nl) {
+			const struct lit *l = &rc->lx->l[n - rc->lift_base - 1];
+			r->p = rc->lx->v + l->voff;
+			r->n = l->vlen;
+			r->binary = false;
+			return V_OK;
+		}
+		if (n >= 1 && n <= rc->nparams && rc->values && rc->lens) {
+			if (rc->lens[n - 1] < 0)
+				return V_NULL;
+			r->p = (const char *)rc->values[n - 1];
+			r->n = (size_t)rc->lens[n - 1];
+			r->binary = rc->formats && rc->formats[n - 1] == 1;
+			return V_OK;
+		}
+		return V_UNKNOWN;
+	default:
+		return V_UNKNOWN;
+	}
+}
+
+static int parse_raw(sp_key_type_t type, const struct raw *r, sp_shard_value_t *out, sp_target_t *t)
+{
+	char err[300];
+	sp_shard_parse_t rc =
+	    r->binary ? sp_shard_value_from_binary(type, r->p, r->n, out, err, sizeof(err))
+		      : sp_shard_value_from_text(type, r->p, r->n, out, err, sizeof(err));
+	if (rc == SP_SHARD_OK)
+		return 0;
+	fail(t, sp_shard_parse_sqlstate(rc), NULL, "%s", err);
+	return -1;
+}
+
+static void value_text(sp_key_type_t type, const sp_shard_value_t *v, char *buf, size_t n)
+{
+	if (is_int_type(type))
+		snprintf(buf, n, "%lld", (long long)v->i);
+	else if (type == SP_KEY_UUID)
+		snprintf(buf, n,
+			 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+			 v->uuid[0], v->uuid[1], v->uuid[2], v->uuid[3], v->uuid[4], v->uuid[5],
+			 v->uuid[6], v->uuid[7], v->uuid[8], v->uuid[9], v->uuid[10], v->uuid[11],
+			 v->uuid[12], v->uuid[13], v->uuid[14], v->uuid[15]);
+	else
+		snprintf(buf, n, "%.*s", (int)(v->text.len > 64 ? 64 : v->text.len), v->text.ptr);
+}
+
+/* Compare a key with a bound written in the config: numbers numerically, else bytewise. */
+static int bound_cmp(sp_key_type_t type, const sp_shard_value_t *v, const char *vtext, size_t vlen,
+		     const char *b)
+{
+	if (is_int_type(type)) {
+		long long x = strtoll(b, NULL, 10);
+		return v->i < x ? -1 : v->i > x;
+	}
+	size_t bl = strlen(b);
+	int c = memcmp(vtext, b, vlen < bl ? vlen : bl);
+	if (c)
+		return c;
+	return vlen < bl ? -1 : vlen > bl;
+}
+
+/*
+ * The shard of one parsed key tuple: -1 when it has none (a NULL key under
+ * range/list sharding), -2 on error (err and *sqlstate filled).
+ */
+static int shard_of_parsed(const sp_db_conf_t *db, const sp_table_conf_t *tc,
+			   const sp_shard_value_t *vals, const bool *nulls, char *err,
+			   size_t errlen, const char **sqlstate)
+{
+	char ubuf[40], name[160];
+	const char *vt = NULL;
+	size_t vl = 0;
+	sp_key_type_t type;
+
+	if (db->sharding == SP_SHARDING_HASH || db->n_bounds == 0)
+		return sp_shard_of_keys(tc->key_types, vals, nulls, tc->n_keys, db->n_shards);
+	if (nulls && nulls[0])
+		return -1;
+	type = tc->key_types[0];
+	if (type == SP_KEY_UUID) {
+		value_text(type, &vals[0], ubuf, sizeof(ubuf));
+		vt = ubuf;
+		vl = strlen(ubuf);
+	} else if (!is_int_type(type)) {
+		vt = vals[0].text.ptr;
+		vl = vals[0].text.len;
+	}
+	for (int i = 0; i < db->n_bounds; i++) {
+		const sp_shard_bound_t *b = &db->bounds[i];
+		if (db->sharding == SP_SHARDING_RANGE) {
+			if (b->lo && bound_cmp(type, &vals[0], vt, vl, b->lo) < 0)
+				continue;
+			if (b->hi && bound_cmp(type, &vals[0], vt, vl, b->hi) >= 0)
+				continue;
+			return b->shard;
+		}
+		for (int j = 0; j < b->n_values; j++)
+			if (bound_cmp(type, &vals[0], vt, vl, b->values[j]) == 0)
+				return b->shard;
+	}
+	value_text(type, &vals[0], ubuf, sizeof(ubuf));
+	snprintf(err, errlen, "shard key value %s of table %s is outside every %s of database %s",
+		 ubuf, tc_name(tc, name, sizeof(name)),
+		 db->sharding == SP_SHARDING_RANGE ? "range" : "list", db->name ? db->name : "");
+	*sqlstate = SQLSTATE_PARAM;
+	return -2;
+}
+
+int sp_router_shard_of_text(const sp_db_conf_t *db, const sp_table_conf_t *t,
+			    const char *const *key_text, const bool *key_null, char *err,
+			    size_t errlen)
+{
+	sp_shard_value_t vals[SP_ANALYZE_MAX_KEYS];
+	bool nulls[SP_ANALYZE_MAX_KEYS];
+	const char *state = NULL;
+	char name[160];
+
+	if (!t || t->n_keys < 1 || t->n_keys > SP_ANALYZE_MAX_KEYS) {
+		snprintf(err, errlen, "table has no usable shard key");
+		return -1;
+	}
+	for (int k = 0; k < t->n_keys; k++) {
+		nulls[k] = (key_null && key_null[k]) || !key_text[k];
+		if (nulls[k])
+			continue;
+		if (sp_shard_value_from_text(t->key_types[k], key_text[k], strlen(key_text[k]),
+					     &vals[k], err, errlen) != SP_SHARD_OK)
+			return -1;
+	}
+	int s = shard_of_parsed(db, t, vals, nulls, err, errlen, &state);
+	if (s == -1)
+		snprintf(err, errlen, "a NULL shard key of table %s has no shard under %s sharding",
+			 tc_name(t, name, sizeof(name)),
+			 db->sharding == SP_SHARDING_RANGE ? "range" : "list");
+	return s < 0 ? -1 : s;
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Shard of a tuple whose values are parsed, added to *out. -1: error in t. */
+static int add_parsed(struct rctx *rc, const sp_table_conf_t *tc, const sp_shard_value_t *pv,
+		      const bool *nulls, bool write, struct shards *out, sp_target_t *t)
+{
+	const char *state = SQLSTATE_PARAM;
+	char err[300], name[160];
+	int s = shard_of_parsed(rc->db, tc, pv, nulls, err, sizeof(err), &state);
+
+	if (s == -2) {
+		fail(t, state, "Add a [shard] range or list value that covers it.", "%s", err);
+		return -1;
+	}
+	if (s == -1) {
+		if (write) {
+			fail(t, SQLSTATE_PARAM, NULL,
+			     "a NULL shard key of table %s has no shard under %s sharding",
+			     tc_name(tc, name, sizeof(name)),
+			     rc->db->sharding == SP_SHARDING_RANGE ? "range" : "list");
+			return -1;
+		}
+		return 0; /* no row can have it */
+	}
+	shards_add(out, s);
+	return 0;
+}
+
+/* Elements of an array parameter ($n in key = ANY($n)): text "{1,2}" or binary. */
+static int array_shards(struct rctx *rc, const sp_table_conf_t *tc, const struct raw *r, bool write,
+			struct shards *out, sp_target_t *t)
+{
+	sp_shard_value_t pv;
+	bool isnull;
+	sp_buf_t *sb = &rc->tl->scratch;
+
+	if (tc->n_keys != 1)
+		return V_UNKNOWN;
+	if (r->binary) {
+		const uint8_t *p = (const uint8_t *)r->p, *end = p + r->n;
+		if (r->n < 12)
+			return V_UNKNOWN;
+		uint32_t ndim = be32(p);
+		if (ndim == 0)
+			return V_OK;
+		if (ndim != 1 || r->n < 20)
+			return V_UNKNOWN;
+		int32_t count = (int32_t)be32(p + 12);
+		p += 20;
+		for (int32_t i = 0; i < count; i++) {
+			if (end - p < 4)
+				return V_UNKNOWN;
+			int32_t len = (int32_t)be32(p);
+			p += 4;
+			isnull = len < 0;
+			if (!isnull) {
+				if (end - p < len)
+					return V_UNKNOWN;
+				struct raw e = {(const char *)p, (size_t)len, true};
+				if (parse_raw(tc->key_types[0], &e, &pv, t) < 0)
+					return V_ERROR;
+				p += len;
+			}
+			if (add_parsed(rc, tc, &pv, &isnull, write, out, t) < 0)
+				return V_ERROR;
+		}
+		return V_OK;
+	}
+	const char *p = r->p, *end = r->p + r->n;
+	while (p < end && is_space(*p))
+		p++;
+	if (p >= end || *p != '{')
+		return V_UNKNOWN;
+	p++;
+	while (p < end && is_space(*p))
+		p++;
+	if (p < end && *p == '}')
+		return V_OK;
+	for (;;) {
+		bool quoted = false;
+		sp_buf_reset(sb);
+		while (p < end && is_space(*p))
+			p++;
+		if (p >= end || *p == '{')
+			return V_UNKNOWN;
+		if (*p == '"') {
+			quoted = true;
+			p++;
+			while (p < end && *p != '"') {
+				if (*p == '\\' && p + 1 < end)
+					p++;
+				if (!sp_buf_append(sb, p, 1))
+					return V_UNKNOWN;
+				p++;
+			}
+			if (p >= end)
+				return V_UNKNOWN;
+			p++;
+		} else {
+			while (p < end && *p != ',' && *p != '}') {
+				if (*p == '\\' && p + 1 < end)
+					p++;
+				if (!sp_buf_append(sb, p, 1))
+					return V_UNKNOWN;
+				p++;
+			}
+			while (sp_buf_len(sb) > 0 && is_space((char)sb->data[sb->end - 1]))
+				sb->end--;
+		}
+		isnull = !quoted && sp_buf_len(sb) == 4 &&
+			 strncasecmp((const char *)sp_buf_head(sb), "null", 4) == 0;
+		if (!isnull) {
+			struct raw e = {(const char *)sp_buf_head(sb), sp_buf_len(sb), false};
+			if (parse_raw(tc->key_types[0], &e, &pv, t) < 0)
+				return V_ERROR;
+		}
+		if (add_parsed(rc, tc, &pv, &isnull, write, out, t) < 0)
+			return V_ERROR;
+		while (p < end && is_space(*p))
+			p++;
+		if (p < end && *p == ',') {
+			p++;
+			continue;
+		}
+		if (p < end && *p == '}')
+			return V_OK;
+		return V_UNKNOWN;
+	}
+}
+
+/*
+ * Add the shards of one key tuple (vals[0 .. n_keys)) to *out. Returns V_OK,
+ * V_UNKNOWN (a parameter without a value yet, an expression) or V_ERROR
+ * (t holds the error).
+ */
+static int tuple_shards(struct rctx *rc, const sp_table_conf_t *tc, const sp_value_t *vals,
+			bool write, struct shards *out, sp_target_t *t)
+{
+	sp_shard_value_t pv[SP_ANALYZE_MAX_KEYS];
+	bool nulls[SP_ANALYZE_MAX_KEYS];
+	int nk = tc->n_keys;
+
+	if (nk > SP_ANALYZE_MAX_KEYS)
+		return V_UNKNOWN;
+	for (int k = 0; k < nk; k++) {
+		struct raw r;
+		int rv = raw_of(rc, &vals[k], &r);
+		if (vals[k].kind == SP_VAL_PARAM && vals[k].array) {
+			if (rv == V_NULL)
+				return V_OK; /* = ANY(NULL) matches nothing */
+			if (rv != V_OK)
+				return V_UNKNOWN;
+			return array_shards(rc, tc, &r, write, out, t);
+		}
+		if (rv == V_UNKNOWN)
+			return V_UNKNOWN;
+		nulls[k] = rv == V_NULL;
+		if (!nulls[k] && parse_raw(tc->key_types[k], &r, &pv[k], t) < 0)
+			return V_ERROR;
+	}
+	return add_parsed(rc, tc, pv, nulls, write, out, t) < 0 ? V_ERROR : V_OK;
+}
+
+/* Shards of every tuple a pinned table is restricted to. */
+static int table_shards(struct rctx *rc, const sp_table_ref_t *tr, bool write, struct shards *out,
+			sp_target_t *t)
+{
+	const sp_keyset_t *ks = &tr->keys;
+	if (ks->state != SP_PIN_SET || ks->n_keys != tr->conf->n_keys)
+		return V_UNKNOWN;
+	for (int i = 0; i < ks->n_tuples; i++) {
+		int rv =
+		    tuple_shards(rc, tr->conf, ks->values + (size_t)i * ks->n_keys, write, out, t);
+		if (rv != V_OK)
+			return rv;
+	}
+	return V_OK;
+}
+
+/* A table whose key type stands for the database's (shard_key hints, session keys), or NULL. */
+static const sp_table_conf_t *common_key_table(const sp_db_conf_t *db, sp_target_t *t)
+{
+	const sp_table_conf_t *rep = NULL;
+	char a[160], b[160];
+
+	for (int i = 0; i < db->n_tables; i++) {
+		const sp_table_conf_t *tc = &db->tables[i];
+		if (!is_sharded_conf(tc) || tc->n_keys != 1)
+			continue;
+		if (!rep) {
+			rep = tc;
+			continue;
+		}
+		sp_key_type_t x = rep->key_types[0], y = tc->key_types[0];
+		bool same = (is_int_type(x) && is_int_type(y)) ||
+			    ((x == SP_KEY_TEXT || x == SP_KEY_VARCHAR) &&
+			     (y == SP_KEY_TEXT || y == SP_KEY_VARCHAR)) ||
+			    x == y;
+		if (!same) {
+			fail(t, SQLSTATE_FEATURE,
+			     "Use /* shard: N */, or run the statement with a condition on the "
+			     "table's key.",
+			     "a shard key given without a table is ambiguous: tables %s (%s) and "
+			     "%s (%s) have different key types",
+			     tc_name(rep, a, sizeof(a)), sp_shard_type_name(x),
+			     tc_name(tc, b, sizeof(b)), sp_shard_type_name(y));
+			return NULL;
+		}
+	}
+	if (!rep)
+		fail(t, SQLSTATE_FEATURE, "Use /* shard: N */ instead.",
+		     "a shard key was given, but database %s has no table sharded by a single key "
+		     "column",
+		     db->name ? db->name : "");
+	return rep;
+}
+
+/* The shard of a key given as text (hint or session) for statement st; -1 with t set on error. */
+static int key_text_shard(struct rctx *rc, const sp_stmt_t *st, const char *key, sp_target_t *t)
+{
+	const sp_table_conf_t *tc = NULL;
+	struct shards s = {0};
+	char name[160];
+
+	if (st) {
+		for (int i = 0; i < st->n_tables && !tc; i++)
+			if (is_sharded_conf(st->tables[i].conf))
+				tc = st->tables[i].conf;
+		if (st->route_table >= 0 && st->route_table < st->n_tables &&
+		    is_sharded_conf(st->tables[st->route_table].conf))
+			tc = st->tables[st->route_table].conf;
+	}
+	if (!tc && !(tc = common_key_table(rc->db, t)))
+		return -1;
+	if (tc->n_keys != 1) {
+		fail(t, SQLSTATE_FEATURE, "Use /* shard: N */ instead.",
+		     "table %s has a composite shard key: a single shard_key value cannot name its "
+		     "shard",
+		     tc_name(tc, name, sizeof(name)));
+		return -1;
+	}
+	sp_value_t v = {.kind = SP_VAL_CONST, .text = key};
+	if (tuple_shards(rc, tc, &v, false, &s, t) == V_ERROR)
+		return -1;
+	if (!s.any) {
+		fail(t, SQLSTATE_PARAM, NULL, "shard key '%s' has no shard", key);
+		return -1;
+	}
+	return s.one;
+}
+
+static bool shard_in_range(const sp_db_conf_t *db, int shard, const char *what, sp_target_t *t)
+{
+	if (shard >= 0 && shard < db->n_shards)
+		return true;
+	fail(t, SQLSTATE_PARAM, NULL, "%s names shard %d, but database %s has shards 0 to %d", what,
+	     shard, db->name ? db->name : "", db->n_shards - 1);
+	return false;
+}
+
+/*
+ * The shard the session names (SET [LOCAL] shardpool.shard / shard_key), -1
+ * when none; -2 with t set on error.
+ */
+/*
+ * Whether a session key can be hashed for st: st has a sharded table, or all
+ * the database's sharded tables share one key type. A session key must not
+ * make a statement without tables (SELECT now()) fail.
+ */
+static bool session_key_typed(struct rctx *rc, const sp_stmt_t *st)
+{
+	sp_target_t *probe;
+	bool ok;
+
+	for (int i = 0; st && i < st->n_tables; i++)
+		if (is_sharded_conf(st->tables[i].conf))
+			return true;
+	probe = malloc(sizeof(*probe));
+	if (!probe)
+		return false;
+	ok = common_key_table(rc->db, probe) != NULL;
+	free(probe);
+	return ok;
+}
+
+static int session_shard(struct rctx *rc, const sp_stmt_t *st, sp_target_t *t)
+{
+	const sp_router_session_t *s = rc->sess;
+	int r;
+
+	if (s->local_shard >= 0)
+		return shard_in_range(rc->db, s->local_shard, "SET LOCAL shardpool.shard", t)
+			   ? s->local_shard
+			   : -2;
+	if (s->shard >= 0 && !s->local_has_key)
+		return shard_in_range(rc->db, s->shard, "SET shardpool.shard", t) ? s->shard : -2;
+	if (!s->local_has_key && !s->has_key)
+		return -1;
+	if (!session_key_typed(rc, st))
+		return -1; /* no table gives the key a type: the statement goes anywhere */
+	return (r = key_text_shard(rc, st, s->local_has_key ? s->local_key : s->key, t)) < 0 ? -2
+											     : r;
+}
+
+/* ------------------------------------------------------------------ per-shard rewrites */
+
+#define MAX_EDITS (2 * SP_MERGE_MAX_COLS + 32)
+
+/* Replace bytes [at, end) of the client's text by scratch[off, off + len). */
+struct edit {
+	uint32_t at, end, off, len;
+};
+
+struct rewrite {
+	struct edit e[MAX_EDITS];
+	int n;
+	sp_buf_t *sb;
+	bool fail;
+};
+
+static void rw_edit(struct rewrite *w, uint32_t at, uint32_t end, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void rw_edit(struct rewrite *w, uint32_t at, uint32_t end, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (w->n >= MAX_EDITS) {
+		w->fail = true;
+		return;
+	}
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0 || !sp_buf_reserve(w->sb, (size_t)n + 1)) {
+		w->fail = true;
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf((char *)w->sb->data + w->sb->end, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	struct edit *e = &w->e[w->n++];
+	e->at = at;
+	e->end = end;
+	e->off = (uint32_t)(w->sb->end - w->sb->start);
+	e->len = (uint32_t)n;
+	w->sb->end += (size_t)n;
+}
+
+/* The text [from, to) with the edits applied, NUL-terminated, into out. */
+static bool rw_apply(const char *s, struct rewrite *w, uint32_t from, uint32_t to, sp_buf_t *out)
+{
+	/* stable insertion sort: edits at one position keep their order */
+	for (int i = 1; i < w->n; i++) {
+		struct edit x = w->e[i];
+		int j = i - 1;
+		while (j >= 0 && w->e[j].at > x.at) {
+			w->e[j + 1] = w->e[j];
+			j--;
+		}
+		w->e[j + 1] = x;
+	}
+	sp_buf_reset(out);
+	uint32_t pos = from;
+	for (int i = 0; i < w->n; i++) {
+		const struct edit *e = &w->e[i];
+		if (e->at > pos && !sp_buf_append(out, s + pos, e->at - pos))
+			return false;
+		if (!sp_buf_append(out, sp_buf_head(w->sb) + e->off, e->len))
+			return false;
+		if (e->end > pos)
+			pos = e->end;
+	}
+	if (to > pos && !sp_buf_append(out, s + pos, to - pos))
+		return false;
+	return sp_buf_append(out, "", 1);
+}
+
+/* Copy the text of shard `from` to every other shard of mask. */
+static bool copy_to_mask(struct tls *tl, int from, uint64_t mask)
+{
+	for (int i = 0; i < SP_ROUTER_MAX_SHARDS; i++) {
+		if (i == from || !(mask & ((uint64_t)1 << i)))
+			continue;
+		sp_buf_reset(&tl->sql[i]);
+		if (!sp_buf_append(&tl->sql[i], sp_buf_head(&tl->sql[from]),
+				   sp_buf_len(&tl->sql[from])))
+			return false;
+	}
+	return true;
+}
+
+static int lowest(uint64_t mask)
+{
+	return mask ? __builtin_ctzll(mask) : -1;
+}
+
+static const char *const tlist_end_kw[] = {"from",  "where",	 "group",  "having", "window",
+					   "order", "limit",	 "offset", "fetch",  "for",
+					   "union", "intersect", "except", "into",   NULL};
+static const char *const limit_stop[] = {"offset", "fetch", "for", NULL};
+static const char *const offset_stop[] = {"limit", "fetch", "for", NULL};
+static const char *const fetch_stop[] = {"limit", "offset", "for", NULL};
+
+/*
+ * Per-shard text of a fanned-out SELECT: each avg(x) of the select list
+ * becomes sum(x) (keeping its output name) and a count(x) is appended to the
+ * list; with cut_limit the top-level LIMIT / OFFSET / FETCH clauses become
+ * LIMIT new_limit (dropped when new_limit < 0). Every shard of mask gets it.
+ */
+static bool rewrite_select(struct rctx *rc, const sp_stmt_t *st, int n_avg, bool cut_limit,
+			   int64_t new_limit, uint64_t mask)
+{
+	const struct lexer *lx = rc->lx;
+	const char *s = rc->sql;
+	const struct lstmt *ls = &lx->s[rc->lstmt];
+	const struct tok *T = lx->t;
+	int a = ls->first, b = ls->end, base, sel = -1;
+	struct rewrite *w;
+	uint32_t arg_at[SP_MERGE_MAX_COLS], arg_end[SP_MERGE_MAX_COLS];
+	int na = 0;
+	bool ok;
+
+	if (a >= b)
+		return false;
+	base = T[a].depth;
+	for (int i = a; i < b; i++)
+		if (T[i].depth == base && tok_is(s, &T[i], "select")) {
+			sel = i;
+			break;
+		}
+	if (sel < 0)
+		return false;
+	int t0 = sel + 1;
+	if (t0 < b && tok_is(s, &T[t0], "all"))
+		t0++;
+	int te = t0;
+	while (te < b && !(T[te].depth == base && tok_in(s, &T[te], tlist_end_kw)))
+		te++;
+	if (te == t0)
+		return false;
+	w = malloc(sizeof(*w));
+	if (!w)
+		return false;
+	w->n = 0;
+	w->fail = false;
+	w->sb = &rc->tl->scratch;
+	sp_buf_reset(w->sb);
+	if (n_avg) {
+		int col = 0, ia = t0;
+		for (int i = t0; i <= te && !w->fail; i++) {
+			if (i < te && !(T[i].type == T_COMMA && T[i].depth == base))
+				continue;
+			if (col >= st->shape.n_cols) {
+				w->fail = true;
+				break;
+			}
+			const sp_out_col_t *oc = &st->shape.cols[col];
+			if (oc->kind == SP_COL_AGG && oc->agg == SP_AGG_AVG) {
+				int lp = -1, rp;
+				for (int j = ia; j < i; j++)
+					if (T[j].type == T_LPAREN && T[j].depth == base) {
+						lp = j;
+						break;
+					}
+				if (lp <= ia || !tok_is(s, &T[lp - 1], "avg") ||
+				    na >= SP_MERGE_MAX_COLS) {
+					w->fail = true;
+					break;
+				}
+				rp = lp + 1;
+				while (rp < i && !(T[rp].type == T_RPAREN && T[rp].depth == base))
+					rp++;
+				if (rp >= i || rp == lp + 1) {
+					w->fail = true;
+					break;
+				}
+				rw_edit(w, T[lp - 1].start, T[lp - 1].start + T[lp - 1].len, "sum");
+				if (rp + 1 == i) {
+					/* keep the column's name: avg, not sum */
+					char q[2 * 64 + 3];
+					size_t k = 0;
+					for (const char *p = oc->name ? oc->name : "avg";
+					     *p && k < sizeof(q) - 3; p++) {
+						if (*p == '"')
+							q[k++] = '"';
+						q[k++] = *p;
+					}
+					q[k] = '\0';
+					rw_edit(w, T[rp].start + 1, T[rp].start + 1, " AS \"%s\"",
+						q);
+				}
+				arg_at[na] = T[lp + 1].start;
+				arg_end[na] = T[rp - 1].start + T[rp - 1].len;
+				na++;
+			}
+			col++;
+			ia = i + 1;
+		}
+		if (col != st->shape.n_cols || na != n_avg)
+			w->fail = true;
+		uint32_t endpos = T[te - 1].start + T[te - 1].len;
+		for (int j = 0; j < na && !w->fail; j++)
+			rw_edit(w, endpos, endpos, ", count(%.*s)", (int)(arg_end[j] - arg_at[j]),
+				s + arg_at[j]);
+	}
+	if (cut_limit) {
+		bool first = true;
+		for (int i = te; i < b && !w->fail; i++) {
+			const char *const *stop;
+			bool fetch = false;
+			if (T[i].depth != base)
+				continue;
+			if (tok_is(s, &T[i], "limit"))
+				stop = limit_stop;
+			else if (tok_is(s, &T[i], "offset"))
+				stop = offset_stop;
+			else if (tok_is(s, &T[i], "fetch") && i + 1 < b &&
+				 (tok_is(s, &T[i + 1], "first") || tok_is(s, &T[i + 1], "next"))) {
+				stop = fetch_stop;
+				fetch = true;
+			} else
+				continue;
+			int j = i + 1;
+			while (j < b) {
+				if (T[j].depth == base && tok_in(s, &T[j], stop))
+					break;
+				if (fetch && T[j].depth == base &&
+				    (tok_is(s, &T[j], "only") || tok_is(s, &T[j], "ties"))) {
+					j++;
+					break;
+				}
+				j++;
+			}
+			if (first && new_limit >= 0)
+				rw_edit(w, T[i].start, T[j - 1].start + T[j - 1].len, "LIMIT %lld",
+					(long long)new_limit);
+			else /* drop the clause with the blank in front of it */
+				rw_edit(w, T[i - 1].start + T[i - 1].len,
+					T[j - 1].start + T[j - 1].len, "%s", "");
+			first = false;
+			i = j - 1;
+		}
+	}
+	int sh = lowest(mask);
+	ok = !w->fail && sh >= 0 &&
+	     rw_apply(s, w, T[a].start, T[b - 1].start + T[b - 1].len, &rc->tl->sql[sh]) &&
+	     copy_to_mask(rc->tl, sh, mask);
+	free(w);
+	return ok;
+}
+
+/*
+ * One INSERT per shard with only that shard's VALUES rows; the text before
+ * VALUES and after the last row (ON CONFLICT, RETURNING) is kept.
+ */
+static bool split_insert(struct rctx *rc, const int *row_shard, int n_rows, uint64_t mask)
+{
+	const struct lexer *lx = rc->lx;
+	const char *s = rc->sql;
+	const struct lstmt *ls = &lx->s[rc->lstmt];
+	const struct tok *T = lx->t;
+	int a = ls->first, b = ls->end, base, v = -1, i;
+	uint64_t started = 0;
+	struct tls *tl = rc->tl;
+
+	if (a >= b)
+		return false;
+	base = T[a].depth;
+	for (i = a; i < b; i++)
+		if (T[i].depth == base && tok_is(s, &T[i], "values")) {
+			v = i;
+			break;
+		}
+	if (v < 0)
+		return false;
+	for (int k = 0; k < SP_ROUTER_MAX_SHARDS; k++) {
+		if (!(mask & ((uint64_t)1 << k)))
+			continue;
+		sp_buf_reset(&tl->sql[k]);
+		if (!sp_buf_append(&tl->sql[k], s + T[a].start,
+				   T[v].start + T[v].len - T[a].start) ||
+		    !sp_buf_append(&tl->sql[k], " ", 1))
+			return false;
+	}
+	i = v + 1;
+	for (int r = 0; r < n_rows; r++) {
+		int j;
+		if (i >= b || T[i].type != T_LPAREN || T[i].depth != base)
+			return false;
+		j = i + 1;
+		while (j < b && !(T[j].type == T_RPAREN && T[j].depth == base))
+			j++;
+		if (j >= b)
+			return false;
+		int k = row_shard[r];
+		if (k < 0 || k >= SP_ROUTER_MAX_SHARDS || !(mask & ((uint64_t)1 << k)))
+			return false;
+		sp_buf_t *out = &tl->sql[k];
+		if ((started & ((uint64_t)1 << k)) && !sp_buf_append(out, ", ", 2))
+			return false;
+		started |= (uint64_t)1 << k;
+		if (!sp_buf_append(out, s + T[i].start, T[j].start + 1 - T[i].start))
+			return false;
+		i = j + 1;
+		if (r + 1 < n_rows) {
+			if (i >= b || T[i].type != T_COMMA)
+				return false;
+			i++;
+		}
+	}
+	if (i < b && T[i].type == T_COMMA)
+		return false; /* more rows than the analysis saw */
+	uint32_t tail = T[i - 1].start + T[i - 1].len, end = T[b - 1].start + T[b - 1].len;
+	for (int k = 0; k < SP_ROUTER_MAX_SHARDS; k++) {
+		if (!(mask & ((uint64_t)1 << k)))
+			continue;
+		if (!sp_buf_append(&tl->sql[k], s + tail, end - tail) ||
+		    !sp_buf_append(&tl->sql[k], "", 1))
+			return false;
+	}
+	return true;
+}
+
+/* ------------------------------------------------------------------ fan-out reads */
+
+static int int_value(struct rctx *rc, const sp_value_t *v, int64_t *out)
+{
+	struct raw r;
+	int rv;
+
+	if (v->kind == SP_VAL_NONE) {
+		*out = -1;
+		return V_OK;
+	}
+	rv = raw_of(rc, v, &r);
+	if (rv == V_NULL) {
+		*out = -1;
+		return V_OK;
+	}
+	if (rv != V_OK)
+		return V_UNKNOWN;
+	if (r.binary) {
+		const uint8_t *p = (const uint8_t *)r.p;
+		if (r.n == 8)
+			*out = (int64_t)((uint64_t)be32(p) << 32 | be32(p + 4));
+		else if (r.n == 4)
+			*out = (int32_t)be32(p);
+		else if (r.n == 2)
+			*out = (int16_t)(p[0] << 8 | p[1]);
+		else
+			return V_UNKNOWN;
+		return V_OK;
+	}
+	char buf[32], *end;
+	if (r.n == 0 || r.n >= sizeof(buf))
+		return V_UNKNOWN;
+	memcpy(buf, r.p, r.n);
+	buf[r.n] = '\0';
+	errno = 0;
+	long long x = strtoll(buf, &end, 10);
+	while (*end && is_space(*end))
+		end++;
+	if (errno || *end)
+		return V_UNKNOWN;
+	*out = x;
+	return V_OK;
+}
+
+static void refuse(sp_target_t *t, const sp_table_ref_t *tr, const char *what)
+{
+	char kd[200], nb[160], hint[512];
+
+	key_desc(tr, kd, sizeof(kd));
+	snprintf(hint, sizeof(hint),
+		 "Add a condition on %s (key = value), or a /* shard: N */ hint.", kd);
+	fail(t, SQLSTATE_FEATURE, hint,
+	     "%s: the statement reads sharded table %s on several shards", what,
+	     ref_name(tr, nb, sizeof(nb)));
+}
+
+/*
+ * A read that runs on the shards of mask: the merge plan from the SELECT's
+ * shape, and per-shard SQL where the shards must run something else.
+ */
+static void fanout_read(struct rctx *rc, const sp_stmt_t *st, const sp_table_ref_t *tr,
+			uint64_t mask, sp_target_t *t)
+{
+	sp_merge_plan_t *m = &t->merge;
+	const sp_shape_t *h = &st->shape;
+	char what[300];
+	int n_avg = 0;
+	int64_t limit = -1, offset = 0;
+
+	t->kind = SP_TARGET_FANOUT;
+	t->shard_mask = mask;
+	t->fanout_merge = true;
+	m->n_sort = 0;
+	m->limit = -1;
+	m->offset = 0;
+	m->has_aggs = false;
+	m->n_cols = 0;
+	if (st->kind == SP_STMT_EXPLAIN)
+		return; /* every shard's plan, one after the other */
+	if (st->kind != SP_STMT_SELECT || !h->valid) {
+		snprintf(what, sizeof(what), "%s over several shards is not supported",
+			 sp_stmt_kind_str(st->kind));
+		refuse(t, tr, what);
+		return;
+	}
+	const char *no = h->setop	      ? "UNION/INTERSECT/EXCEPT"
+			 : h->distinct	      ? "SELECT DISTINCT"
+			 : h->n_distinct_on   ? "SELECT DISTINCT ON"
+			 : h->has_window      ? "a window function"
+			 : h->has_having      ? "HAVING"
+			 : h->grouping_sets   ? "GROUPING SETS, ROLLUP or CUBE"
+			 : h->limit_with_ties ? "FETCH ... WITH TIES"
+			 : h->values	      ? "VALUES"
+					      : NULL;
+	if (no) {
+		snprintf(what, sizeof(what), "%s cannot be merged across shards", no);
+		refuse(t, tr, what);
+		return;
+	}
+	bool aggs = h->has_agg || h->has_group_by;
+	if (aggs) {
+		if (h->has_star) {
+			refuse(
+			    t, tr,
+			    "SELECT * with aggregates or GROUP BY cannot be merged across shards");
+			return;
+		}
+		if (!h->group_all_in_target) {
+			refuse(t, tr,
+			       "GROUP BY items must be in the select list to merge groups across "
+			       "shards (add them "
+			       "to the select list)");
+			return;
+		}
+		if (h->n_cols > SP_MERGE_MAX_COLS) {
+			refuse(t, tr, "too many columns to merge across shards");
+			return;
+		}
+		for (int i = 0; i < h->n_cols; i++) {
+			const sp_out_col_t *c = &h->cols[i];
+			switch (c->kind) {
+			case SP_COL_PLAIN:
+				m->agg[i] = SP_MAGG_NONE;
+				continue;
+			case SP_COL_AGG:
+				break;
+			case SP_COL_AGG_EXPR:
+				snprintf(what, sizeof(what),
+					 "the expression over aggregates in column %d (%s) cannot "
+					 "be merged across "
+					 "shards (select the aggregates themselves)",
+					 i + 1, c->name ? c->name : "?column?");
+				refuse(t, tr, what);
+				return;
+			default:
+				refuse(t, tr, "this select list cannot be merged across shards");
+				return;
+			}
+			if (c->agg_distinct || c->agg_filter || c->agg == SP_AGG_OTHER) {
+				snprintf(what, sizeof(what),
+					 "aggregate %s(%s%s)%s cannot be merged across shards",
+					 c->func ? c->func : "?",
+					 c->agg_distinct ? "DISTINCT " : "",
+					 c->arg_text ? c->arg_text : "",
+					 c->agg_filter ? " FILTER (...)" : "");
+				refuse(t, tr, what);
+				return;
+			}
+			switch (c->agg) {
+			case SP_AGG_COUNT:
+				m->agg[i] = SP_MAGG_COUNT;
+				break;
+			case SP_AGG_SUM:
+				m->agg[i] = SP_MAGG_SUM;
+				break;
+			case SP_AGG_MIN:
+				m->agg[i] = SP_MAGG_MIN;
+				break;
+			case SP_AGG_MAX:
+				m->agg[i] = SP_MAGG_MAX;
+				break;
+			case SP_AGG_AVG:
+				if (h->n_cols + n_avg + 1 > SP_MERGE_MAX_COLS) {
+					refuse(t, tr, "too many columns to merge across shards");
+					return;
+				}
+				m->agg[i] = SP_MAGG_AVG_SUM;
+				m->avg_count_col[i] = h->n_cols + n_avg;
+				m->agg[h->n_cols + n_avg] = SP_MAGG_HIDDEN;
+				n_avg++;
+				break;
+			default:
+				refuse(t, tr, "this aggregate cannot be merged across shards");
+				return;
+			}
+		}
+	}
+	if (h->n_sort > SP_MERGE_MAX_SORT) {
+		refuse(t, tr, "too many ORDER BY items to merge across shards");
+		return;
+	}
+	for (int i = 0; i < h->n_sort; i++) {
+		const sp_sort_item_t *si = &h->sort[i];
+		if (h->has_star) {
+			refuse(t, tr,
+			       "ORDER BY with SELECT * cannot be merged across shards (list the "
+			       "columns instead of *)");
+			return;
+		}
+		if (!si->target) {
+			snprintf(what, sizeof(what),
+				 "ORDER BY item %d is not in the select list, so the shards' rows "
+				 "cannot be merged in "
+				 "order (add the column to the select list)",
+				 i + 1);
+			refuse(t, tr, what);
+			return;
+		}
+		if (si->using_op) {
+			refuse(t, tr, "ORDER BY ... USING cannot be merged across shards");
+			return;
+		}
+		m->sort[i].col = si->target - 1;
+		m->sort[i].desc = si->desc;
+		m->sort[i].nulls_first = si->nulls_first;
+	}
+	m->n_sort = h->n_sort;
+	if (int_value(rc, &h->limit, &limit) != V_OK ||
+	    int_value(rc, &h->offset, &offset) != V_OK) {
+		refuse(t, tr, "LIMIT or OFFSET with an expression cannot be applied across shards");
+		return;
+	}
+	if (offset < 0)
+		offset = 0;
+	if (limit < -1)
+		limit = -1;
+	bool cut = offset > 0 || (aggs && limit >= 0);
+	if (n_avg || cut) {
+		if (!rc->lx || rc->lstmt < 0 || rc->n_stmts != 1) {
+			refuse(
+			    t, tr,
+			    "this statement must be rewritten for each shard (avg(), OFFSET, or "
+			    "LIMIT with "
+			    "GROUP BY), which shardpool does only for a simple query sent alone");
+			return;
+		}
+		int64_t nl = aggs || limit < 0
+				 ? -1
+				 : (limit > INT64_MAX - offset ? INT64_MAX : limit + offset);
+		if (!rewrite_select(rc, st, n_avg, cut, nl, mask)) {
+			refuse(t, tr, "shardpool could not rewrite this statement for each shard");
+			return;
+		}
+		t->per_shard_sql = true;
+		t->sql = rc->tl->sql;
+	}
+	m->limit = limit;
+	m->offset = offset;
+	if (aggs) {
+		m->has_aggs = true;
+		m->n_cols = h->n_cols + n_avg;
+	}
+}
+
+/* ------------------------------------------------------------------ one statement */
+
+static void target_init(sp_target_t *t)
+{
+	t->kind = SP_TARGET_ANY;
+	t->shard = -1;
+	t->shard_mask = 0;
+	t->write = t->read = false;
+	t->txnop = SP_TXNOP_NONE;
+	t->read_only = false;
+	t->session_changed = false;
+	t->listen = false;
+	t->fanout_merge = false;
+	t->fanout_sum = false;
+	t->fanout_first = false;
+	t->per_shard_sql = false;
+	t->sql = NULL;
+	t->local_tag = NULL;
+	t->sqlstate[0] = t->message[0] = t->hint[0] = '\0';
+	t->merge.n_sort = 0;
+	t->merge.limit = -1;
+	t->merge.offset = 0;
+	t->merge.has_aggs = false;
+	t->merge.n_cols = 0;
+	t->copy.mode = SP_ROUTER_COPY_NONE;
+}
+
+static void classify(const sp_stmt_t *st, sp_target_t *t)
+{
+	switch (st->kind) {
+	case SP_STMT_SELECT:
+	case SP_STMT_EXPLAIN:
+		t->write = st->is_write;
+		t->read = !st->is_write;
+		break;
+	case SP_STMT_SHOW:
+		t->read = true;
+		break;
+	case SP_STMT_COPY:
+		t->write = st->is_write || st->copy.is_from;
+		t->read = !t->write;
+		break;
+	case SP_STMT_TXN:
+		switch (st->txn.op) {
+		case SP_TXN_BEGIN:
+		case SP_TXN_START:
+			t->txnop = SP_TXNOP_BEGIN;
+			t->read_only = st->txn.modes.read_only == 1;
+			t->write = !t->read_only;
+			t->read = t->read_only;
+			break;
+		case SP_TXN_COMMIT:
+			t->txnop = SP_TXNOP_COMMIT;
+			t->write = true;
+			break;
+		case SP_TXN_ROLLBACK:
+			t->txnop = SP_TXNOP_ROLLBACK;
+			t->write = true;
+			break;
+		default:
+			t->txnop = SP_TXNOP_OTHER;
+			t->write = true;
+		}
+		break;
+	case SP_STMT_LISTEN:
+		t->listen = true;
+		t->write = true;
+		break;
+	case SP_STMT_SET:
+	case SP_STMT_DISCARD:
+	case SP_STMT_DEALLOCATE:
+		break;
+	default:
+		t->write = st->is_write || st->kind == SP_STMT_DDL || st->kind == SP_STMT_LOCK ||
+			   st->kind == SP_STMT_MAINTENANCE || st->kind == SP_STMT_ERROR;
+	}
+}
+
+static void apply_role(const struct rctx *rc, const sp_hints_t *h, sp_target_t *t)
+{
+	int role = h->role == SP_ROLE_HINT_PRIMARY   ? 1
+		   : h->role == SP_ROLE_HINT_REPLICA ? 2
+		   : rc->sess->local_role	     ? rc->sess->local_role
+						     : rc->sess->role;
+	if (role == 1) {
+		t->write = true;
+		t->read = false;
+	} else if (role == 2 && !t->write) {
+		t->read = true; /* a replica never gets a write */
+	}
+}
+
+static void session_clear(sp_router_session_t *s)
+{
+	sp_router_session_init(s);
+}
+
+/* SET 'x' / E'x' / 42 as the analyzer re-quotes them -> the bare value. */
+static void unquote(const char *v, char *out, size_t n)
+{
+	size_t k = 0;
+	bool e = false;
+
+	if (!v)
+		v = "";
+	if ((v[0] == 'E' || v[0] == 'e') && v[1] == '\'') {
+		e = true;
+		v++;
+	}
+	if (v[0] != '\'') {
+		snprintf(out, n, "%s", v);
+		return;
+	}
+	for (v++; *v && k + 1 < n; v++) {
+		if (*v == '\'') {
+			if (v[1] != '\'')
+				break;
+			v++;
+		} else if (e && *v == '\\' && v[1]) {
+			v++;
+		}
+		out[k++] = *v;
+	}
+	out[k] = '\0';
+}
+
+/*
+ * SET / RESET shardpool.*: true when handled here (t is LOCAL or an error).
+ * RESET ALL also clears the routing session but still goes to the server.
+ */
+static bool route_set(struct rctx *rc, const sp_stmt_t *st, sp_target_t *t)
+{
+	const sp_set_t *set = &st->set;
+	sp_router_session_t *s = rc->sess;
+	char val[256];
+	const char *hint =
+	    "shardpool understands shardpool.shard, shardpool.shard_key and shardpool.role.";
+
+	if (set->op == SP_SET_RESET_ALL) {
+		session_clear(s);
+		t->session_changed = true;
+		return false;
+	}
+	if (!set->name || strncmp(set->name, "shardpool.", 10) != 0)
+		return false;
+	const char *var = set->name + 10;
+	bool clear = set->op == SP_SET_RESET || set->op == SP_SET_DEFAULT;
+	if (!clear && set->op != SP_SET_VALUE) {
+		fail(t, SQLSTATE_FEATURE, hint, "SET %s in this form is not supported", set->name);
+		return true;
+	}
+	unquote(set->value, val, sizeof(val));
+	if (!strcmp(var, "shard")) {
+		int v = -1;
+		if (!clear) {
+			char *end;
+			long x = strtol(val, &end, 10);
+			if (!val[0] || *end || x < 0 || x >= rc->db->n_shards) {
+				fail(t, SQLSTATE_PARAM, NULL,
+				     "invalid value for parameter \"shardpool.shard\": \"%s\" "
+				     "(database %s has shards 0 to %d)",
+				     val, rc->db->name ? rc->db->name : "", rc->db->n_shards - 1);
+				return true;
+			}
+			v = (int)x;
+		}
+		if (set->local) {
+			s->local_shard = v;
+			if (!clear)
+				s->local_has_key = false;
+		} else {
+			s->shard = v;
+			if (!clear)
+				s->has_key = false;
+		}
+	} else if (!strcmp(var, "shard_key")) {
+		if (!clear) {
+			if (strlen(val) >= sizeof(s->key)) {
+				fail(t, SQLSTATE_PARAM, NULL,
+				     "value for parameter \"shardpool.shard_key\" is too long");
+				return true;
+			}
+			/* check the value now when the database has one key type; else at use */
+			if (session_key_typed(rc, NULL) && key_text_shard(rc, NULL, val, t) < 0)
+				return true;
+		}
+		if (set->local) {
+			s->local_has_key = !clear;
+			memcpy(s->local_key, clear ? "" : val, clear ? 1 : strlen(val) + 1);
+			if (!clear)
+				s->local_shard = -1;
+		} else {
+			s->has_key = !clear;
+			memcpy(s->key, clear ? "" : val, clear ? 1 : strlen(val) + 1);
+			if (!clear)
+				s->shard = -1;
+		}
+	} else if (!strcmp(var, "role")) {
+		int r = 0;
+		if (!clear) {
+			if (!strcasecmp(val, "primary") || !strcasecmp(val, "master"))
+				r = 1;
+			else if (!strcasecmp(val, "replica") || !strcasecmp(val, "standby"))
+				r = 2;
+			else if (!strcasecmp(val, "any") || !val[0])
+				r = 0;
+			else {
+				fail(t, SQLSTATE_PARAM, "Use primary or replica.",
+				     "invalid value for parameter \"shardpool.role\": \"%s\"", val);
+				return true;
+			}
+		}
+		if (set->local)
+			s->local_role = r;
+		else
+			s->role = r;
+	} else {
+		fail(t, SQLSTATE_UNDEFINED, hint, "unrecognized configuration parameter \"%s\"",
+		     set->name);
+		return true;
+	}
+	t->kind = SP_TARGET_LOCAL;
+	t->local_tag = set->op == SP_SET_RESET ? "RESET" : "SET";
+	t->session_changed = true;
+	t->write = t->read = false;
+	return true;
+}
+
+/* Does "col", "alias.col", "table.col" or "excluded.col" name key column col of tr? */
+static bool same_column(const char *text, const sp_table_ref_t *tr, const char *col)
+{
+	const char *dot;
+
+	if (!text)
+		return false;
+	dot = strrchr(text, '.');
+	if (!dot)
+		return strcmp(text, col) == 0;
+	if (strcmp(dot + 1, col) != 0)
+		return false;
+	size_t q = (size_t)(dot - text);
+	const char *names[] = {tr->alias, tr->name, "excluded"};
+	for (int i = 0; i < 3; i++)
+		if (names[i] && strlen(names[i]) == q && strncmp(text, names[i], q) == 0)
+			return true;
+	return false;
+}
+
+/* An UPDATE (or ON CONFLICT DO UPDATE) must not move a row to another shard. */
+static bool check_key_move(struct rctx *rc, const sp_stmt_t *st, sp_target_t *t)
+{
+	char nb[160];
+
+	for (int i = 0; i < st->n_tables; i++) {
+		const sp_table_ref_t *tr = &st->tables[i];
+		const sp_table_conf_t *tc = tr->conf;
+		bool moves = false;
+
+		if (!tr->key_assigned || !is_sharded_conf(tc) || !(tr->ctx & SP_TABLE_WRITE) ||
+		    tc->n_keys > SP_ANALYZE_MAX_KEYS)
+			continue;
+		for (int k = 0; k < tc->n_keys; k++) {
+			const sp_value_t *nv = &tr->key_new[k];
+			if (nv->kind == SP_VAL_NONE)
+				continue;
+			if (nv->kind == SP_VAL_EXPR || nv->kind == SP_VAL_DEFAULT) {
+				if (nv->kind == SP_VAL_EXPR &&
+				    same_column(nv->text, tr, tc->key_cols[k]))
+					continue;
+				fail(t, SQLSTATE_FEATURE,
+				     "Set the key to a constant or parameter that stays on the "
+				     "same shard, or DELETE the "
+				     "row and INSERT it with the new key.",
+				     "UPDATE sets shard key %s.%s to an expression: shardpool "
+				     "cannot tell which shard the "
+				     "row would move to",
+				     ref_name(tr, nb, sizeof(nb)), tc->key_cols[k]);
+				return false;
+			}
+			moves = true;
+		}
+		if (!moves || tr->keys.state != SP_PIN_SET)
+			continue;
+		for (int j = 0; j < tr->keys.n_tuples; j++) {
+			sp_value_t nt[SP_ANALYZE_MAX_KEYS];
+			const sp_value_t *old = tr->keys.values + (size_t)j * tr->keys.n_keys;
+			struct shards so = {0}, sn = {0};
+			for (int k = 0; k < tc->n_keys; k++)
+				nt[k] =
+				    tr->key_new[k].kind == SP_VAL_NONE ? old[k] : tr->key_new[k];
+			int r1 = tuple_shards(rc, tc, old, false, &so, t);
+			if (r1 == V_ERROR)
+				return false;
+			int r2 = tuple_shards(rc, tc, nt, true, &sn, t);
+			if (r2 == V_ERROR)
+				return false;
+			if (r1 != V_OK || r2 != V_OK || !so.any || !sn.any)
+				continue;
+			if (so.multi || sn.multi || so.one != sn.one) {
+				fail(t, SQLSTATE_FEATURE,
+				     "shardpool cannot move rows between shards: DELETE the row "
+				     "and INSERT it with the "
+				     "new key.",
+				     "UPDATE would move the row from shard %d to shard %d (table "
+				     "%s)",
+				     so.one, sn.one, ref_name(tr, nb, sizeof(nb)));
+				return false;
+			}
+		}
+	}
+	return true;
+}
+
+static bool fanout_all(struct rctx *rc, sp_target_t *t, const char *what)
+{
+	if (rc->db->n_shards > SP_ROUTER_MAX_SHARDS) {
+		fail(t, SQLSTATE_FEATURE, "Use /* shard: N */ for each shard.",
+		     "%s would need all %d shards; shardpool fans out to at most %d", what,
+		     rc->db->n_shards, SP_ROUTER_MAX_SHARDS);
+		return false;
+	}
+	t->kind = SP_TARGET_FANOUT;
+	t->shard_mask = all_mask(rc->db);
+	return true;
+}
+
+/* COPY table FROM / TO. */
+static void route_copy(struct rctx *rc, const sp_stmt_t *st, sp_target_t *t)
+{
+	const sp_copy_t *cp = &st->copy;
+	const sp_table_ref_t *tr = &st->tables[cp->table];
+	const sp_table_conf_t *tc = tr->conf;
+	char nb[160], kd[200], hint[512];
+
+	if (!tc)
+		return; /* ANY */
+	ref_name(tr, nb, sizeof(nb));
+	if (!cp->is_from) {
+		if (tc->replicated)
+			return;
+		snprintf(hint, sizeof(hint),
+			 "Use COPY (SELECT ... WHERE %s = ...) TO STDOUT, or /* shard: N */ COPY "
+			 "... for each shard.",
+			 key_desc(tr, kd, sizeof(kd)));
+		fail(t, SQLSTATE_FEATURE, hint,
+		     "COPY %s TO would need every shard; shardpool cannot merge COPY output", nb);
+		return;
+	}
+	if (cp->filename || cp->is_program) {
+		fail(t, SQLSTATE_FEATURE, "Use COPY ... FROM STDIN through shardpool.",
+		     "COPY %s FROM a server file or program is refused for a table on several "
+		     "shards",
+		     nb);
+		return;
+	}
+	if (cp->format == SP_COPY_BINARY) {
+		fail(t, SQLSTATE_FEATURE, "Use FORMAT text or csv.",
+		     "COPY %s FROM STDIN in binary format cannot be split across shards", nb);
+		return;
+	}
+	if (!fanout_all(rc, t, "COPY FROM"))
+		return;
+	t->fanout_sum = true;
+	t->write = true;
+	t->read = false;
+	if (tc->replicated) {
+		t->fanout_first = true;
+		t->copy.mode = SP_ROUTER_COPY_ALL;
+		return;
+	}
+	if (cp->has_where) {
+		fail(t, SQLSTATE_FEATURE, NULL,
+		     "COPY %s FROM ... WHERE cannot be split across shards", nb);
+		return;
+	}
+	t->copy.n_keys = tc->n_keys;
+	for (int k = 0; k < tc->n_keys && k < SP_ROUTER_MAX_KEYS; k++) {
+		if (!cp->has_column_list || cp->key_pos[k] < 0) {
+			fail(t, SQLSTATE_FEATURE, "List the columns: COPY t (col, ...) FROM STDIN.",
+			     "COPY %s FROM STDIN needs a column list that includes the shard key "
+			     "column %s",
+			     nb, tc->key_cols[k]);
+			return;
+		}
+		t->copy.key_pos[k] = cp->key_pos[k];
+	}
+	t->copy.mode = SP_ROUTER_COPY_SPLIT;
+	t->copy.table = tc;
+	t->copy.csv = cp->format == SP_COPY_CSV;
+	t->copy.delimiter =
+	    cp->delimiter && cp->delimiter[0] ? cp->delimiter[0] : (t->copy.csv ? ',' : '\t');
+	t->copy.quote = cp->quote && cp->quote[0] ? cp->quote[0] : '"';
+	t->copy.escape = cp->escape && cp->escape[0] ? cp->escape[0] : t->copy.quote;
+	t->copy.header = cp->header != 0;
+	snprintf(t->copy.null_str, sizeof(t->copy.null_str), "%s",
+		 cp->null_str ? cp->null_str : (t->copy.csv ? "" : "\\N"));
+}
+
+static bool writes_sharded(const sp_stmt_t *st, const sp_table_ref_t **which)
+{
+	for (int i = 0; i < st->n_tables; i++)
+		if (is_sharded_conf(st->tables[i].conf) && (st->tables[i].ctx & SP_TABLE_WRITE)) {
+			*which = &st->tables[i];
+			return true;
+		}
+	return false;
+}
+
+static void refuse_write(const sp_stmt_t *st, const sp_table_ref_t *tr, sp_target_t *t)
+{
+	char nb[160], kd[200], hint[512];
+	const char *why = tr->keys.why ? tr->keys.why : "no condition on the shard key";
+
+	key_desc(tr, kd, sizeof(kd));
+	ref_name(tr, nb, sizeof(nb));
+	if (st->kind == SP_STMT_INSERT) {
+		snprintf(hint, sizeof(hint),
+			 "Name %s in the column list and give it a constant or parameter in every "
+			 "row, or add a "
+			 "/* shard: N */ hint.",
+			 kd);
+		fail(t, SQLSTATE_FEATURE, hint,
+		     "INSERT into sharded table %s needs its shard key: %s", nb, why);
+		return;
+	}
+	snprintf(hint, sizeof(hint),
+		 "Add a condition on %s (key = value or key IN (...)), or a /* shard: N */ hint.",
+		 kd);
+	fail(t, SQLSTATE_FEATURE, hint, "%s on sharded table %s would need every shard: %s",
+	     st->kind == SP_STMT_SELECT ? "a write" : sp_stmt_kind_str(st->kind), nb, why);
+}
+
+/* A statement on a sharded table that may touch every shard (no session shard). */
+static void route_unpinned(struct rctx *rc, const sp_stmt_t *st, const sp_table_ref_t *rt,
+			   int n_sharded, const sp_table_ref_t *second, sp_target_t *t)
+{
+	const sp_table_ref_t *w;
+	char nb[160], nb2[160], kd[200], hint[512];
+
+	switch (st->kind) {
+	case SP_STMT_SELECT:
+		if (writes_sharded(st, &w)) {
+			refuse_write(st, w, t);
+			return;
+		}
+		if (n_sharded > 1 && !st->shape.setop) {
+			snprintf(hint, sizeof(hint),
+				 "Add a condition on %s (key = value), or a /* shard: N */ hint.",
+				 key_desc(rt, kd, sizeof(kd)));
+			fail(t, SQLSTATE_FEATURE, hint,
+			     "a statement over every shard may read only one sharded table, but it "
+			     "reads %s and %s "
+			     "(shardpool cannot check that they are joined on their shard keys)",
+			     ref_name(rt, nb, sizeof(nb)),
+			     ref_name(second ? second : rt, nb2, sizeof(nb2)));
+			return;
+		}
+		if (fanout_all(rc, t, "this SELECT"))
+			fanout_read(rc, st, rt, t->shard_mask, t);
+		return;
+	case SP_STMT_EXPLAIN:
+		if (st->explain_analyze && st->is_write && writes_sharded(st, &w)) {
+			refuse_write(st, w, t);
+			return;
+		}
+		if (fanout_all(rc, t, "EXPLAIN"))
+			fanout_read(rc, st, rt, t->shard_mask, t);
+		return;
+	case SP_STMT_UPDATE:
+	case SP_STMT_DELETE:
+	case SP_STMT_MERGE:
+	case SP_STMT_INSERT:
+		refuse_write(st, writes_sharded(st, &w) ? w : rt, t);
+		return;
+	case SP_STMT_DDL:
+	case SP_STMT_MAINTENANCE:
+		if (fanout_all(rc, t, sp_stmt_kind_str(st->kind)))
+			t->fanout_sum = true;
+		return;
+	default:
+		snprintf(hint, sizeof(hint), "Add a condition on %s, or a /* shard: N */ hint.",
+			 key_desc(rt, kd, sizeof(kd)));
+		fail(t, SQLSTATE_FEATURE, hint,
+		     "%s%s on sharded table %s would need every shard, which is not supported",
+		     sp_stmt_kind_str(st->kind), st->kind == SP_STMT_DECLARE ? " CURSOR" : "",
+		     ref_name(rt, nb, sizeof(nb)));
+	}
+}
+
+/* Several shards, each with its own key tuples. */
+static void route_multi(struct rctx *rc, const sp_stmt_t *st, const sp_table_ref_t *rt,
+			uint64_t mask, sp_target_t *t)
+{
+	const sp_table_ref_t *w;
+	char nb[160];
+
+	switch (st->kind) {
+	case SP_STMT_SELECT:
+		if (writes_sharded(st, &w)) {
+			fail(t, SQLSTATE_FEATURE, "Write one shard key at a time.",
+			     "a write to sharded table %s inside a SELECT cannot run on several "
+			     "shards",
+			     ref_name(w, nb, sizeof(nb)));
+			return;
+		}
+		fanout_read(rc, st, rt, mask, t);
+		return;
+	case SP_STMT_EXPLAIN:
+		t->kind = SP_TARGET_FANOUT;
+		t->shard_mask = mask;
+		fanout_read(rc, st, rt, mask, t);
+		return;
+	case SP_STMT_UPDATE:
+	case SP_STMT_DELETE:
+	case SP_STMT_MERGE:
+		if (!check_key_move(rc, st, t))
+			return;
+		/* each shard changes only its own rows: the same statement everywhere */
+		t->kind = SP_TARGET_FANOUT;
+		t->shard_mask = mask;
+		t->fanout_sum = true;
+		return;
+	case SP_STMT_INSERT: {
+		const sp_insert_t *ins = &st->insert;
+		const sp_table_ref_t *tr =
+		    ins->table >= 0 && ins->table < st->n_tables ? &st->tables[ins->table] : NULL;
+		if (!check_key_move(rc, st, t))
+			return;
+		if (!tr || ins->source != SP_INSERT_VALUES || tr->keys.state != SP_PIN_SET ||
+		    tr->keys.n_tuples != ins->n_rows) {
+			fail(t, SQLSTATE_FEATURE, "Insert the rows of each shard separately.",
+			     "this INSERT needs several shards and cannot be split by rows");
+			return;
+		}
+		if (!rc->lx || rc->lstmt < 0 || rc->n_stmts != 1) {
+			fail(t, SQLSTATE_FEATURE,
+			     "Send one INSERT per shard key, or send it as a simple query of its "
+			     "own.",
+			     "an INSERT whose rows belong to several shards is split only for a "
+			     "simple query sent alone");
+			return;
+		}
+		struct tls *tl = rc->tl;
+		if (!grow((void **)&tl->tshard, &tl->tshard_cap, ins->n_rows, sizeof(int))) {
+			fail(t, SQLSTATE_OOM, NULL, "out of memory");
+			return;
+		}
+		for (int r = 0; r < ins->n_rows; r++) {
+			struct shards one = {0};
+			int rv = tuple_shards(rc, tr->conf,
+					      tr->keys.values + (size_t)r * tr->keys.n_keys, true,
+					      &one, t);
+			if (rv == V_ERROR)
+				return;
+			if (rv != V_OK || !one.any || one.multi) {
+				fail(t, SQLSTATE_FEATURE, NULL,
+				     "row %d of the INSERT has no single shard", r + 1);
+				return;
+			}
+			tl->tshard[r] = one.one;
+		}
+		if (!split_insert(rc, tl->tshard, ins->n_rows, mask)) {
+			fail(t, SQLSTATE_FEATURE, "Insert the rows of each shard separately.",
+			     "shardpool could not split this INSERT by shard");
+			return;
+		}
+		t->kind = SP_TARGET_FANOUT;
+		t->shard_mask = mask;
+		t->fanout_sum = true;
+		t->per_shard_sql = true;
+		t->sql = tl->sql;
+		return;
+	}
+	default:
+		fail(t, SQLSTATE_FEATURE, "Use one shard key, or a /* shard: N */ hint.",
+		     "%s on sharded table %s needs several shards, which is not supported",
+		     sp_stmt_kind_str(st->kind), ref_name(rt, nb, sizeof(nb)));
+	}
+}
+
+static void route_stmt(struct rctx *rc, const sp_stmt_t *st, const sp_hints_t *h, sp_target_t *t)
+{
+	const sp_db_conf_t *db = rc->db;
+	const sp_table_ref_t *rt = NULL, *second = NULL, *repl = NULL;
+	int n_sharded = 0, n_free = 0, ss;
+	char nb[160], nb2[160];
+
+	classify(st, t);
+	if (h->error) {
+		fail(t, SQLSTATE_PARAM,
+		     "Hints look like /* shard: 1 */, /* shard_key: 42 */ or /* role: replica */.",
+		     "invalid shardpool hint: %s", h->error);
+		return;
+	}
+	if (st->kind == SP_STMT_SET && route_set(rc, st, t))
+		return;
+	if (st->kind == SP_STMT_DISCARD && st->discard == SP_DISCARD_ALL) {
+		session_clear(rc->sess);
+		t->session_changed = true;
+	}
+	apply_role(rc, h, t);
+	if (h->shard >= 0) {
+		if (shard_in_range(db, h->shard, "the shard hint", t)) {
+			t->kind = SP_TARGET_SHARD;
+			t->shard = h->shard;
+		}
+		return;
+	}
+	if (h->has_shard_key) {
+		int s = key_text_shard(rc, st, h->shard_key, t);
+		if (s >= 0) {
+			t->kind = SP_TARGET_SHARD;
+			t->shard = s;
+		}
+		return;
+	}
+	switch (st->kind) {
+	case SP_STMT_TXN:
+	case SP_STMT_SET:
+	case SP_STMT_DISCARD:
+	case SP_STMT_DEALLOCATE:
+		return; /* ANY: the transaction's or session's server */
+	default:
+		break;
+	}
+	if (db->n_shards <= 1)
+		return;
+	if (st->kind == SP_STMT_PREPARE || st->kind == SP_STMT_EXECUTE) {
+		if ((ss = session_shard(rc, st, t)) >= 0) {
+			t->kind = SP_TARGET_SHARD;
+			t->shard = ss;
+		}
+		return;
+	}
+	for (int i = 0; i < st->n_tables; i++) {
+		const sp_table_ref_t *tr = &st->tables[i];
+		if (tr->conf && tr->conf->replicated && (tr->ctx & SP_TABLE_WRITE) && !repl)
+			repl = tr;
+		if (!is_sharded_conf(tr->conf))
+			continue;
+		n_sharded++;
+		if (tr->pinned_via < 0)
+			n_free++;
+		if (!rt)
+			rt = tr;
+		else if (!second)
+			second = tr;
+	}
+	if (st->route_table >= 0 && st->route_table < st->n_tables &&
+	    is_sharded_conf(st->tables[st->route_table].conf))
+		rt = &st->tables[st->route_table];
+	if (st->kind == SP_STMT_COPY && st->copy.table >= 0 && st->copy.table < st->n_tables &&
+	    (st->tables[st->copy.table].conf || !rt)) {
+		if ((ss = session_shard(rc, st, t)) == -2)
+			return;
+		if (ss >= 0) {
+			t->kind = SP_TARGET_SHARD;
+			t->shard = ss;
+			return;
+		}
+		route_copy(rc, st, t);
+		return;
+	}
+	if (!rt) {
+		if (repl) {
+			/* the same write on every shard: one result goes back */
+			if (fanout_all(rc, t, "a write to a replicated table")) {
+				t->fanout_sum = true;
+				t->fanout_first = true;
+			}
+			return;
+		}
+		if ((ss = session_shard(rc, st, t)) >= 0) {
+			t->kind = SP_TARGET_SHARD;
+			t->shard = ss;
+		}
+		return;
+	}
+	if (repl) {
+		fail(t, SQLSTATE_FEATURE, "Write the replicated table in a statement of its own.",
+		     "the statement writes replicated table %s, which must run on every shard, and "
+		     "uses sharded table %s",
+		     ref_name(repl, nb, sizeof(nb)), ref_name(rt, nb2, sizeof(nb2)));
+		return;
+	}
+	if (st->route != SP_ROUTE_UNPINNED) {
+		struct shards all = {0};
+		bool unknown = false;
+		for (int i = 0; i < st->n_tables && !unknown; i++) {
+			const sp_table_ref_t *tr = &st->tables[i];
+			struct shards one = {0};
+			if (!is_sharded_conf(tr->conf) || tr->keys.state != SP_PIN_SET)
+				continue;
+			bool w = st->kind == SP_STMT_INSERT && (tr->ctx & SP_TABLE_WRITE);
+			int rv = table_shards(rc, tr, w, &one, t);
+			if (rv == V_ERROR)
+				return;
+			if (rv == V_UNKNOWN) {
+				unknown = true;
+				break;
+			}
+			if (!one.any)
+				continue;
+			all.mask |= one.mask;
+			all.big |= one.big;
+			if (!all.any) {
+				all.any = true;
+				all.one = one.one;
+				all.multi = one.multi;
+			} else if (one.multi || one.one != all.one) {
+				if (st->route == SP_ROUTE_PINNED_MIXED) {
+					fail(t, SQLSTATE_FEATURE,
+					     "Join sharded tables on their shard keys, or query "
+					     "them separately.",
+					     "the statement joins rows of %s and %s that live on "
+					     "different shards",
+					     ref_name(rt, nb, sizeof(nb)),
+					     ref_name(tr, nb2, sizeof(nb2)));
+					return;
+				}
+				all.multi = true;
+			}
+		}
+		if (!unknown) {
+			if (!all.any) {
+				/* no row can match (NULL key under range/list): any one shard
+				 * answers */
+				if ((ss = session_shard(rc, st, t)) >= 0) {
+					t->kind = SP_TARGET_SHARD;
+					t->shard = ss;
+				} else if (ss == -1) {
+					t->kind = SP_TARGET_SHARD;
+					t->shard = db->default_shard;
+				}
+				return;
+			}
+			if (!all.multi) {
+				if (check_key_move(rc, st, t)) {
+					t->kind = SP_TARGET_SHARD;
+					t->shard = all.one;
+				}
+				return;
+			}
+			if (all.big) {
+				fail(t, SQLSTATE_FEATURE, "Query fewer keys at a time.",
+				     "the statement needs several shards, and shardpool fans out "
+				     "to shards 0 to %d only",
+				     SP_ROUTER_MAX_SHARDS - 1);
+				return;
+			}
+			if (st->route == SP_ROUTE_PINNED_MIXED ||
+			    (n_free > 1 && st->kind != SP_STMT_INSERT)) {
+				fail(t, SQLSTATE_FEATURE,
+				     "Join sharded tables on their shard keys, or query one key at "
+				     "a time.",
+				     "the statement needs several shards, but %s and %s are not "
+				     "joined on their shard keys",
+				     ref_name(rt, nb, sizeof(nb)),
+				     ref_name(second ? second : rt, nb2, sizeof(nb2)));
+				return;
+			}
+			route_multi(rc, st, rt, all.mask, t);
+			return;
+		}
+	}
+	/* unpinned, or pinned by parameters that have no value yet */
+	if ((ss = session_shard(rc, st, t)) == -2)
+		return;
+	if (ss >= 0) {
+		t->kind = SP_TARGET_SHARD;
+		t->shard = ss;
+		return;
+	}
+	if (rt->keys.state == SP_PIN_ALL || st->route == SP_ROUTE_UNPINNED) {
+		const sp_table_ref_t *u = st->route_table >= 0 && st->route_table < st->n_tables
+					      ? &st->tables[st->route_table]
+					      : rt;
+		route_unpinned(rc, st, is_sharded_conf(u->conf) ? u : rt, n_sharded, second, t);
+		return;
+	}
+	/* parameters without values (Describe before Bind): any shard can describe it */
+	if (st->kind == SP_STMT_SELECT || st->kind == SP_STMT_EXPLAIN)
+		fanout_read(rc, st, rt, all_mask(db), t);
+	else
+		route_unpinned(rc, st, rt, n_sharded, second, t);
+}
+
+/* ------------------------------------------------------------------ whole query strings */
+
+static void stmt_hints(struct rctx *rc, const sp_stmt_t *stmts, int n, int i, sp_hints_t *h)
+{
+	struct tls *tl = rc->tl;
+	const struct lexer *lx = rc->lx;
+
+	if (!lx) {
+		*h = stmts[i].hints;
+		return;
+	}
+	memset(h, 0, sizeof(*h));
+	h->shard = -1;
+	int li = lx->ns == n ? i : (i == 0 ? 0 : -1);
+	if (li < 0 || li >= lx->ns || !lx->s[li].comment)
+		return;
+	const struct lstmt *ls = &lx->s[li];
+	size_t a = ls->start, b = lx->t[ls->first].start;
+	sp_buf_t *hb = &tl->scratch;
+	sp_buf_reset(hb);
+	if (!sp_buf_append(hb, rc->sql + a, b - a) || !sp_buf_append(hb, "", 1))
+		return;
+	sp_analyze_hints((const char *)sp_buf_head(hb), h);
+}
+
+/* A text PostgreSQL's grammar rejects. */
+static void route_error(struct rctx *rc, const sp_stmt_t *stmts, int n, const sp_hints_t *h,
+			sp_target_t *t)
+{
+	const char *msg = "syntax error";
+	int ss;
+
+	for (int i = 0; i < n; i++)
+		if (stmts[i].kind == SP_STMT_ERROR && stmts[i].error) {
+			msg = stmts[i].error;
+			break;
+		}
+	t->write = true;
+	if (h->error) {
+		fail(t, SQLSTATE_PARAM,
+		     "Hints look like /* shard: 1 */, /* shard_key: 42 */ or /* role: replica */.",
+		     "invalid shardpool hint: %s", h->error);
+		return;
+	}
+	apply_role(rc, h, t);
+	if (h->shard >= 0) {
+		if (shard_in_range(rc->db, h->shard, "the shard hint", t)) {
+			t->kind = SP_TARGET_SHARD;
+			t->shard = h->shard;
+		}
+		return;
+	}
+	if (h->has_shard_key) {
+		int s = key_text_shard(rc, NULL, h->shard_key, t);
+		if (s >= 0) {
+			t->kind = SP_TARGET_SHARD;
+			t->shard = s;
+		}
+		return;
+	}
+	if ((ss = session_shard(rc, NULL, t)) == -2)
+		return;
+	if (ss >= 0) {
+		t->kind = SP_TARGET_SHARD;
+		t->shard = ss;
+		return;
+	}
+	if (rc->in_txn >= 0 || rc->db->n_shards <= 1)
+		return; /* the server reports the syntax error itself */
+	fail(t, SQLSTATE_SYNTAX,
+	     "shardpool parses a statement to choose its shard; put /* shard: N */ in front of it "
+	     "to send it to "
+	     "shard N as it is.",
+	     "%s", msg);
+}
+
+static void route_all(struct rctx *rc, const sp_stmt_t *stmts, int n, bool has_error,
+		      sp_target_t *out)
+{
+	sp_router_session_t work = *rc->sess, *orig = rc->sess;
+	sp_hints_t h;
+
+	rc->sess = &work;
+	rc->n_stmts = n;
+	rc->lstmt = -1;
+	target_init(out);
+	if (has_error) {
+		stmt_hints(rc, stmts, n, 0, &h);
+		route_error(rc, stmts, n, &h, out);
+	} else if (n == 1) {
+		rc->lstmt = rc->lx && rc->lx->ns == 1 ? 0 : -1;
+		stmt_hints(rc, stmts, n, 0, &h);
+		route_stmt(rc, &stmts[0], &h, out);
+	} else if (n > 1) {
+		sp_target_t *tmp = malloc(sizeof(*tmp));
+		bool have = false, has_begin = false, has_read = false;
+		if (!tmp) {
+			fail(out, SQLSTATE_OOM, NULL, "out of memory");
+			goto done;
+		}
+		for (int i = 0; i < n; i++)
+			if (stmts[i].kind == SP_STMT_TXN &&
+			    (stmts[i].txn.op == SP_TXN_BEGIN || stmts[i].txn.op == SP_TXN_START))
+				has_begin = true;
+		for (int i = 0; i < n; i++) {
+			rc->lstmt = rc->lx && rc->lx->ns == n ? i : -1;
+			stmt_hints(rc, stmts, n, i, &h);
+			target_init(tmp);
+			route_stmt(rc, &stmts[i], &h, tmp);
+			if (tmp->kind == SP_TARGET_ERROR) {
+				fail(out, tmp->sqlstate, tmp->hint, "%s", tmp->message);
+				break;
+			}
+			if (tmp->kind == SP_TARGET_FANOUT) {
+				fail(out, SQLSTATE_FEATURE,
+				     "Send that statement as a query of its own, outside a "
+				     "transaction.",
+				     "statement %d of this query string needs several shards, "
+				     "which shardpool supports only "
+				     "for a statement sent alone",
+				     i + 1);
+				break;
+			}
+			out->session_changed |= tmp->session_changed;
+			/*
+			 * SET shardpool.* among other statements: the session changes
+			 * here, and the text still goes to the server, which accepts
+			 * (and answers) the placeholder setting itself.
+			 */
+			if (tmp->kind == SP_TARGET_LOCAL)
+				continue;
+			out->listen |= tmp->listen;
+			if (tmp->txnop != SP_TXNOP_NONE) {
+				out->txnop = tmp->txnop;
+				if (tmp->txnop == SP_TXNOP_BEGIN)
+					out->read_only = tmp->read_only;
+			}
+			/* COMMIT after this string's own BEGIN READ ONLY does not make it a write
+			 */
+			if (!(stmts[i].kind == SP_STMT_TXN && has_begin &&
+			      tmp->txnop != SP_TXNOP_BEGIN))
+				out->write |= tmp->write;
+			if (tmp->read)
+				has_read = true;
+			if (tmp->kind == SP_TARGET_SHARD) {
+				if (!have) {
+					out->kind = SP_TARGET_SHARD;
+					out->shard = tmp->shard;
+					have = true;
+				} else if (tmp->shard != out->shard) {
+					fail(out, SQLSTATE_FEATURE,
+					     "Send them separately, or give them the same shard "
+					     "key.",
+					     "the statements of this query string need different "
+					     "shards (%d and %d); a query "
+					     "string runs as one transaction, and cross-shard "
+					     "transactions are not supported",
+					     out->shard, tmp->shard);
+					break;
+				}
+			}
+		}
+		free(tmp);
+		if (out->kind != SP_TARGET_ERROR)
+			out->read = has_read && !out->write;
+	}
+done:
+	if (out->kind == SP_TARGET_FANOUT && rc->in_txn >= 0)
+		fail(out, SQLSTATE_FEATURE,
+		     "Run it outside the transaction, or add a condition on the shard key.",
+		     "this statement needs several shards, but the transaction is on shard %d",
+		     rc->in_txn);
+	else if (out->kind == SP_TARGET_SHARD && rc->in_txn >= 0 && out->shard != rc->in_txn)
+		fail(out, SQLSTATE_FEATURE,
+		     "Keep each transaction to one shard key, or commit and start another "
+		     "transaction.",
+		     "this statement needs shard %d, but the transaction is on shard %d; "
+		     "cross-shard transactions are "
+		     "not supported",
+		     out->shard, rc->in_txn);
+	if (out->kind != SP_TARGET_ERROR)
+		*orig = work;
+	rc->sess = orig;
+}
+
+/* ------------------------------------------------------------------ entry points */
+
+void sp_router_session_init(sp_router_session_t *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->shard = -1;
+	s->local_shard = -1;
+}
+
+static const char *nul_copy(struct tls *tl, const char *s, size_t n)
+{
+	if (!growz(&tl->copy, &tl->copy_cap, n + 1))
+		return NULL;
+	memcpy(tl->copy, s, n);
+	tl->copy[n] = '\0';
+	return tl->copy;
+}
+
+static void count(uint64_t *c)
+{
+	pthread_mutex_lock(&cache_mu);
+	(*c)++;
+	pthread_mutex_unlock(&cache_mu);
+}
+
+bool sp_router_query(const sp_db_conf_t *db, sp_router_session_t *sess, const char *sql, size_t len,
+		     int in_txn_shard, sp_target_t *out)
+{
+	struct tls *tl = tls_get();
+	struct rctx rc;
+	sp_plan_t *p = NULL;
+	sp_analysis_t *a = NULL;
+	const char *orig;
+
+	target_init(out);
+	if (!tl) {
+		fail(out, SQLSTATE_OOM, NULL, "out of memory");
+		return false;
+	}
+	memset(&rc, 0, sizeof(rc));
+	rc.db = db;
+	rc.sess = sess;
+	rc.in_txn = in_txn_shard;
+	rc.sql = sql;
+	rc.lx = &tl->lx;
+	rc.tl = tl;
+	rc.lift_base = tl->lx.max_param;
+	if (!lex(sql, len, &tl->lx) || !lift(sql, &tl->lx) || !normalise(sql, &tl->lx))
+		goto oom;
+	rc.lift_base = tl->lx.max_param;
+	uint64_t h = key_hash(db, NS_QUERY, tl->lx.norm, tl->lx.nn);
+	p = cache_get(db, NS_QUERY, tl->lx.norm, tl->lx.nn, h);
+	if (p && p->nolift) {
+		sp_plan_unref(p);
+		p = NULL;
+		count(&st_no_lift);
+		if (!(orig = nul_copy(tl, sql, len)) || !(a = analyze(db, orig, true)))
+			goto oom;
+		rc.lift_base = INT_MAX;
+	} else if (!p) {
+		count(&st_misses);
+		if (!(a = analyze(db, tl->lx.norm, tl->lx.nl == 0)))
+			goto oom;
+		if (a->has_error && tl->lx.nl > 0) {
+			/* lifting broke it (a typed literal): analyse the text as written */
+			sp_analysis_t *b;
+			if (!(orig = nul_copy(tl, sql, len)) || !(b = analyze(db, orig, true)))
+				goto oom;
+			sp_analysis_free(a);
+			a = b;
+			rc.lift_base = INT_MAX;
+			count(&st_no_lift);
+			sp_plan_t *np = plan_new(db, NS_QUERY, tl->lx.norm, tl->lx.nn, h);
+			if (np) {
+				np->nolift = true;
+				cache_put(np);
+				sp_plan_unref(np);
+			}
+		} else if ((p = plan_new(db, NS_QUERY, tl->lx.norm, tl->lx.nn, h))) {
+			if (plan_fill(p, a)) {
+				cache_put(p);
+				sp_analysis_free(a);
+				a = NULL;
+			} else {
+				sp_plan_unref(p);
+				p = NULL;
+			}
+		}
+	}
+	if (p)
+		route_all(&rc, p->stmts, p->n_stmts, p->has_error, out);
+	else
+		route_all(&rc, a->stmts, a->n_stmts, a->has_error, out);
+	sp_plan_unref(p);
+	sp_analysis_free(a);
+	tls_trim(tl);
+	return true;
+oom:
+	sp_analysis_free(a);
+	fail(out, SQLSTATE_OOM, NULL, "out of memory");
+	return false;
+}
+
+sp_plan_t *sp_router_prepare(const sp_db_conf_t *db, const char *sql, size_t len)
+{
+	struct tls *tl = tls_get();
+	uint64_t h = key_hash(db, NS_PARSE, sql, len);
+	sp_plan_t *p = cache_get(db, NS_PARSE, sql, len, h);
+	const char *copy;
+	sp_analysis_t *a;
+
+	if (p)
+		return p;
+	count(&st_misses);
+	if (!tl || !(copy = nul_copy(tl, sql, len)) || !(a = analyze(db, copy, true)))
+		return NULL;
+	p = plan_new(db, NS_PARSE, sql, len, h);
+	if (p && !plan_fill(p, a)) {
+		sp_plan_unref(p);
+		p = NULL;
+	}
+	sp_analysis_free(a);
+	if (p)
+		cache_put(p);
+	return p;
+}
+
+bool sp_router_bind(const sp_db_conf_t *db, sp_router_session_t *sess, sp_plan_t *plan, int nparams,
+		    const uint8_t *const *values, const int32_t *lens, const int16_t *formats,
+		    int in_txn_shard, sp_target_t *out)
+{
+	struct tls *tl = tls_get();
+	struct rctx rc;
+
+	if (!tl || !plan) {
+		target_init(out);
+		fail(out, SQLSTATE_OOM, NULL, "out of memory");
+		return false;
+	}
+	memset(&rc, 0, sizeof(rc));
+	rc.db = db;
+	rc.sess = sess;
+	rc.in_txn = in_txn_shard;
+	rc.tl = tl;
+	rc.lift_base = INT_MAX;
+	rc.nparams = nparams;
+	rc.values = values;
+	rc.lens = lens;
+	rc.formats = formats;
+	route_all(&rc, plan->stmts, plan->n_stmts, plan->has_error, out);
+	return true;
+}
