@@ -33,6 +33,11 @@ void sp_fanout_server_done(sp_fanout_t *f, int idx);
 void sp_fanout_forget(sp_fanout_t *f, int idx);
 /* The client went away: drop the servers (closing those with work in flight). */
 void sp_fanout_abort(sp_fanout_t *f);
+/* The fan-out writes (its WAL positions matter for read-your-writes). */
+bool sp_fanout_is_write(const sp_fanout_t *f);
+/* COPY FROM STDIN in progress: the client's CopyData goes to sp_fanout_client_input(). */
+bool sp_fanout_takes_input(const sp_fanout_t *f);
+void sp_fanout_client_input(sp_fanout_t *f);
 /* Whether server s may read more (ORDER BY merge backpressure). */
 bool sp_fanout_wants(sp_fanout_t *f, sp_server_t *s);
 

@@ -80,6 +80,7 @@ struct sp_server {
 	bool error_in_batch;    /* an ErrorResponse arrived since the last Sync */
 	bool need_syncback;     /* client ran something that may have changed settings */
 	bool dirty_close;       /* close instead of reuse when released */
+	bool lsn_taken;         /* fan-out write: the WAL position was read */
 
 	/* login */
 	sp_scram_client_t scram;

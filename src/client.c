@@ -1340,9 +1340,14 @@ void sp_client_process(sp_client_t *c)
 			}
 			continue;
 		}
+		case SP_CLIENT_FANOUT:
+			if (c->fan && sp_fanout_takes_input(c->fan)) {
+				sp_fanout_client_input(c->fan);
+				goto out;
+			}
+			/* fall through */
 		case SP_CLIENT_WELCOME:
 		case SP_CLIENT_WAITING:
-		case SP_CLIENT_FANOUT:
 			/* Keep pipelined input in order; stop reading if it piles up. */
 			if (sp_buf_len(in) > SP_SOCK_HIGH_WATER)
 				sp_sock_read_stop(&c->sock);

@@ -9,6 +9,14 @@
  * Only the simple query protocol fans out, and only outside an explicit
  * transaction: the router refuses the other cases. Servers go back to their
  * pools as soon as their own part is done.
+ *
+ * COPY: for COPY ... FROM STDIN the client gets one CopyInResponse once every
+ * shard is ready; its data is split into rows (copysplit.c), each row sent
+ * to the shard of its key (or every row to every shard for a replicated
+ * table); a shard's error or a bad row makes every shard fail the COPY, so
+ * no shard keeps a partial load. For COPY ... TO STDOUT the shards' CopyData
+ * are concatenated, with one CopyOutResponse, one header (csv HEADER,
+ * binary) and one CopyDone / trailer.
  */
 #include "fanout.h"
 
@@ -17,6 +25,7 @@
 #include <string.h>
 
 #include "client.h"
+#include "copysplit.h"
 #include "daemon.h"
 #include "health.h"
 #include "log.h"
@@ -41,9 +50,55 @@ struct sp_fanout {
 	char verb[32];
 	bool error_sent;
 	bool aborted;
+	bool first_only;  /* replicated write: only the lowest shard's result reaches the client */
+
+	/* COPY FROM STDIN */
+	sp_router_copy_t copy;
+	const sp_db_conf_t *db;
+	sp_copysplit_t *split;
+	sp_buf_t *shard_rows;       /* per shard number: rows waiting to be wrapped */
+	int slot_of[SP_ROUTER_MAX_SHARDS];
+	int copy_in_ready;          /* shards that answered CopyInResponse */
+	bool copy_started;          /* the client got its CopyInResponse */
+	bool copy_ended;            /* the client sent CopyDone or CopyFail */
+	bool copy_failed;           /* a shard or a row failed: every shard gets CopyFail */
+	uint8_t *copy_in_msg;       /* the first shard's CopyInResponse */
+	size_t copy_in_len;
+	uint64_t copy_fwd_remaining; /* CopyData body bytes of the client not yet fed */
+
+	/* COPY TO STDOUT */
+	bool copy_out_sent;         /* CopyOutResponse went to the client */
+	bool copy_out_binary;
+	bool copy_out_header;       /* csv HEADER: each shard's first CopyData is the header */
+	bool first_data_seen[SP_ROUTER_MAX_SHARDS];
+	bool header_sent;
+	int copy_out_done;
 };
 
 static void acquire_next(sp_fanout_t *f);
+
+static void free_copy(sp_fanout_t *f)
+{
+	if (f->split)
+		sp_copysplit_free(f->split);
+	f->split = NULL;
+	if (f->shard_rows) {
+		for (int i = 0; i < f->db->n_shards; i++)
+			sp_buf_free(&f->shard_rows[i]);
+		free(f->shard_rows);
+		f->shard_rows = NULL;
+	}
+	free(f->copy_in_msg);
+	f->copy_in_msg = NULL;
+}
+
+static int copy_shard_of(void *arg, const char *const *key_text, const bool *key_null, int n_keys, char *err,
+			 size_t errlen)
+{
+	sp_fanout_t *f = arg;
+	(void)n_keys;
+	return sp_router_shard_of_text(f->db, f->copy.table, key_text, key_null, err, errlen);
+}
 
 static void finish(sp_fanout_t *f)
 {
@@ -53,6 +108,19 @@ static void finish(sp_fanout_t *f)
 		if (!sp_merge_failed(f->merge))
 			sp_merge_finish(f->merge);
 		sp_merge_free(f->merge);
+	} else if (f->copy_out_sent && !f->error_sent) {
+		if (f->copy_out_binary) {
+			static const uint8_t trailer[] = {0xff, 0xff};
+			size_t at = sp_msg_begin(out, SP_BE_COPY_DATA);
+			pq_sendbytes(out, trailer, 2);
+			sp_msg_end(out, at);
+		}
+		sp_msg_write_empty(out, SP_BE_COPY_DONE);
+		{
+			char tag[64];
+			snprintf(tag, sizeof(tag), "COPY %llu", (unsigned long long)f->rows);
+			sp_msg_write_command_complete(out, tag);
+		}
 	} else if (!f->error_sent) {
 		char tag[64];
 		if (strcmp(f->verb, "INSERT") == 0)
@@ -64,9 +132,11 @@ static void finish(sp_fanout_t *f)
 		sp_msg_write_command_complete(out, tag);
 	}
 	sp_msg_write_ready_for_query(out, SP_TXN_IDLE);
+	free_copy(f);
 	for (int i = 0; i < f->n; i++)
 		sp_buf_free(&f->sql[i]);
 	c->fan = NULL;
+	c->in_copy = false;
 	free(f);
 	sp_client_set_state(c, SP_CLIENT_IDLE);
 	c->n_xacts++;
@@ -100,6 +170,31 @@ void sp_fanout_start(sp_client_t *c, const sp_target_t *t, const uint8_t *msg, s
 			sp_buf_append(&f->sql[f->n], msg, total);
 		}
 		f->n++;
+	}
+	f->db = c->db;
+	f->first_only = t->fanout_first;
+	f->copy = t->copy;
+	f->copy_out_header = t->copy.header;
+	for (int k = 0; k < f->n; k++)
+		f->slot_of[f->shards[k]] = k;
+	if (t->copy.mode == SP_ROUTER_COPY_SPLIT) {
+		sp_copy_opts_t o = {.format = t->copy.csv ? SP_CSPLIT_CSV : SP_CSPLIT_TEXT,
+				    .delimiter = t->copy.delimiter,
+				    .quote = t->copy.quote,
+				    .escape = t->copy.escape,
+				    .null_str = t->copy.null_str,
+				    .header = t->copy.header};
+		f->shard_rows = calloc((size_t)c->db->n_shards, sizeof(sp_buf_t));
+		f->split = f->shard_rows ? sp_copysplit_new(&o, t->copy.key_pos, t->copy.n_keys, copy_shard_of, f, c->db->n_shards)
+				   : NULL;
+		if (!f->split || f->n != c->db->n_shards) {
+			free_copy(f);
+			for (int i = 0; i < f->n; i++)
+				sp_buf_free(&f->sql[i]);
+			free(f);
+			sp_client_error(c, SP_SQLSTATE_INTERNAL, "cannot split this COPY across shards", NULL);
+			return;
+		}
 	}
 	f->merge_mode = t->fanout_merge;
 	if (f->merge_mode) {
@@ -187,6 +282,7 @@ void sp_fanout_server_failed(sp_fanout_t *f, const char *sqlstate, const char *m
 	f->acquired = 0;
 	if (f->merge)
 		sp_merge_free(f->merge);
+	free_copy(f);
 	for (int i = 0; i < f->n; i++)
 		sp_buf_free(&f->sql[i]);
 	c->fan = NULL;
@@ -197,10 +293,99 @@ void sp_fanout_server_failed(sp_fanout_t *f, const char *sqlstate, const char *m
 		sp_client_process(c);
 }
 
-static void sum_feed(sp_fanout_t *f, char type, const uint8_t *msg, size_t total)
+static void fail_copy(sp_fanout_t *f, const char *why)
+{
+	/* Every shard still copying aborts, so no shard keeps part of the data. */
+	if (f->copy_failed)
+		return;
+	f->copy_failed = true;
+	for (int k = 0; k < f->n; k++) {
+		sp_server_t *s = f->servers[k];
+		size_t at;
+		if (!s || !s->copy_in)
+			continue;
+		at = sp_msg_begin(&s->sock.out, SP_FE_COPY_FAIL);
+		pq_sendstring(&s->sock.out, why);
+		sp_msg_end(&s->sock.out, at);
+		sp_server_send(s);
+	}
+}
+
+static void copy_out_feed(sp_fanout_t *f, int slot, char type, const uint8_t *msg, size_t total)
 {
 	sp_buf_t *out = &f->c->sock.out;
+	if (type == SP_BE_COPY_OUT) {
+		if (!f->copy_out_sent) {
+			f->copy_out_sent = true;
+			f->copy_out_binary = total > 5 && msg[5] == 1;
+			sp_buf_append(out, msg, total);
+		}
+		return;
+	}
+	if (type == SP_BE_COPY_DATA) {
+		bool first = !f->first_data_seen[slot];
+		f->first_data_seen[slot] = true;
+		if (f->copy_out_binary) {
+			if (total - 5 == 2 && msg[5] == 0xff && msg[6] == 0xff)
+				return; /* this shard's trailer: one is sent at the end */
+			if (first && total - 5 >= 11 && memcmp(msg + 5, "PGCOPY\n\377\r\n", 11) == 0) {
+				if (f->header_sent)
+					return;
+				f->header_sent = true;
+			} else {
+				f->rows++;
+			}
+		} else if (first && f->copy_out_header) {
+			if (f->header_sent)
+				return;
+			f->header_sent = true;
+		} else {
+			f->rows++;
+		}
+		sp_buf_append(out, msg, total);
+	}
+	/* CopyDone: one is sent when every shard is done */
+}
+
+static void sum_feed(sp_fanout_t *f, int slot, char type, const uint8_t *msg, size_t total)
+{
+	sp_buf_t *out = &f->c->sock.out;
+	bool mine = !f->first_only || slot == 0;
+	if (type == SP_BE_ERROR) {
+		if (f->copy.mode != SP_ROUTER_COPY_NONE)
+			fail_copy(f, "COPY failed on another shard");
+		if (!f->error_sent)
+			sp_buf_append(out, msg, total);
+		f->error_sent = true;
+		return;
+	}
+	if (type == SP_BE_COPY_IN) {
+		if (!f->copy_in_msg) {
+			f->copy_in_msg = malloc(total);
+			if (f->copy_in_msg) {
+				memcpy(f->copy_in_msg, msg, total);
+				f->copy_in_len = total;
+			}
+		}
+		if (++f->copy_in_ready == f->n && !f->error_sent && f->copy_in_msg) {
+			f->copy_started = true;
+			f->c->in_copy = true;
+			sp_buf_append(out, f->copy_in_msg, f->copy_in_len);
+			sp_sock_flush(&f->c->sock);
+			sp_sock_read_start(&f->c->sock);
+			if (sp_buf_len(&f->c->sock.in) > 0)
+				sp_fanout_client_input(f);
+		}
+		return;
+	}
+	if (type == SP_BE_COPY_OUT || type == SP_BE_COPY_DATA || type == SP_BE_COPY_DONE) {
+		if (!f->error_sent)
+			copy_out_feed(f, slot, type, msg, total);
+		return;
+	}
 	if (f->error_sent)
+		return;
+	if (!mine && type != SP_BE_NOTICE)
 		return;
 	switch (type) {
 	case SP_BE_ROW_DESCRIPTION:
@@ -224,10 +409,6 @@ static void sum_feed(sp_fanout_t *f, char type, const uint8_t *msg, size_t total
 			f->rows += strtoull(sp + 1, NULL, 10);
 		return;
 	}
-	case SP_BE_ERROR:
-		sp_buf_append(out, msg, total);
-		f->error_sent = true;
-		return;
 	case SP_BE_NOTICE:
 		sp_buf_append(out, msg, total);
 		return;
@@ -240,10 +421,11 @@ void sp_fanout_feed(sp_fanout_t *f, sp_server_t *s, const uint8_t *msg, size_t t
 {
 	char type = (char)msg[0];
 	if (type != SP_BE_ROW_DESCRIPTION && type != SP_BE_DATA_ROW && type != SP_BE_COMMAND_COMPLETE &&
-	    type != SP_BE_EMPTY_QUERY && type != SP_BE_ERROR && type != SP_BE_NOTICE)
+	    type != SP_BE_EMPTY_QUERY && type != SP_BE_ERROR && type != SP_BE_NOTICE && type != SP_BE_COPY_IN &&
+	    type != SP_BE_COPY_OUT && type != SP_BE_COPY_DATA && type != SP_BE_COPY_DONE)
 		return; /* ReadyForQuery, ParameterStatus ... are the fan-out's business */
 	if (!f->merge_mode) {
-		sum_feed(f, type, msg, total);
+		sum_feed(f, s->fan_idx, type, msg, total);
 		return;
 	}
 	if (!sp_merge_feed(f->merge, s->fan_idx, type, msg + 5, total - 5) && !f->error_sent) {
@@ -301,8 +483,152 @@ void sp_fanout_abort(sp_fanout_t *f)
 	}
 	if (f->merge)
 		sp_merge_free(f->merge);
+	free_copy(f);
 	for (int i = 0; i < f->n; i++)
 		sp_buf_free(&f->sql[i]);
 	c->fan = NULL;
 	free(f);
+}
+
+bool sp_fanout_takes_input(const sp_fanout_t *f)
+{
+	return f->copy_started && !f->copy_ended;
+}
+
+/* Wrap the rows copysplit produced into CopyData messages for their shards. */
+static void send_rows(sp_fanout_t *f)
+{
+	for (int sh = 0; sh < f->db->n_shards; sh++) {
+		sp_buf_t *r = &f->shard_rows[sh];
+		sp_server_t *s;
+		size_t at;
+		if (sp_buf_len(r) == 0)
+			continue;
+		s = f->servers[f->slot_of[sh]];
+		if (s && !f->copy_failed) {
+			at = sp_msg_begin(&s->sock.out, SP_FE_COPY_DATA);
+			pq_sendbytes(&s->sock.out, sp_buf_head(r), sp_buf_len(r));
+			sp_msg_end(&s->sock.out, at);
+		}
+		sp_buf_reset(r);
+	}
+}
+
+static void feed_data(sp_fanout_t *f, const uint8_t *p, size_t n)
+{
+	char err[300];
+	if (f->copy_failed)
+		return;
+	if (f->copy.mode == SP_ROUTER_COPY_ALL) {
+		for (int k = 0; k < f->n; k++) {
+			sp_server_t *s = f->servers[k];
+			size_t at;
+			if (!s)
+				continue;
+			at = sp_msg_begin(&s->sock.out, SP_FE_COPY_DATA);
+			pq_sendbytes(&s->sock.out, p, n);
+			sp_msg_end(&s->sock.out, at);
+		}
+		return;
+	}
+	if (!sp_copysplit_feed(f->split, p, n, f->shard_rows, err, sizeof(err))) {
+		send_rows(f);
+		if (!f->error_sent) {
+			sp_msg_write_error(&f->c->sock.out, "ERROR", "22P04", err, NULL,
+					   "No shard kept any row of this COPY; fix the row and run it again.");
+			f->error_sent = true;
+		}
+		fail_copy(f, err);
+		return;
+	}
+	send_rows(f);
+}
+
+void sp_fanout_client_input(sp_fanout_t *f)
+{
+	sp_client_t *c = f->c;
+	sp_buf_t *in = &c->sock.in;
+
+	while (sp_fanout_takes_input(f) && c->state == SP_CLIENT_FANOUT) {
+		const uint8_t *p;
+		uint32_t len;
+		for (int k = 0; k < f->n; k++)
+			if (f->servers[k] && sp_sock_backed_up(&f->servers[k]->sock)) {
+				sp_sock_read_stop(&c->sock);
+				goto send;
+			}
+		if (f->copy_fwd_remaining > 0) {
+			size_t n = sp_buf_len(in);
+			if (n == 0)
+				break;
+			if (n > f->copy_fwd_remaining)
+				n = (size_t)f->copy_fwd_remaining;
+			feed_data(f, sp_buf_head(in), n);
+			sp_buf_consume(in, n);
+			f->copy_fwd_remaining -= n;
+			continue;
+		}
+		if (sp_buf_len(in) < 5)
+			break;
+		p = sp_buf_head(in);
+		len = sp_get_be32(p + 1);
+		if (len < 4) {
+			sp_client_fatal(c, SP_SQLSTATE_PROTOCOL_VIOLATION, "invalid message length during COPY");
+			return;
+		}
+		if (p[0] == SP_FE_COPY_DATA) {
+			/* Streamed: a row may be larger than any buffer we want to hold. */
+			size_t n = sp_buf_len(in) - 5;
+			if (n > len - 4)
+				n = len - 4;
+			feed_data(f, p + 5, n);
+			f->copy_fwd_remaining = len - 4 - n;
+			sp_buf_consume(in, 5 + n);
+			continue;
+		}
+		if (sp_buf_len(in) < (size_t)len + 1)
+			break;
+		if (p[0] == SP_FE_COPY_DONE || p[0] == SP_FE_COPY_FAIL) {
+			char err[300];
+			bool done = p[0] == SP_FE_COPY_DONE;
+			if (done && !f->copy_failed && f->split) {
+				if (!sp_copysplit_finish(f->split, f->shard_rows, err, sizeof(err))) {
+					if (!f->error_sent) {
+						sp_msg_write_error(&c->sock.out, "ERROR", "22P04", err, NULL, NULL);
+						f->error_sent = true;
+					}
+					fail_copy(f, err);
+				} else {
+					send_rows(f);
+				}
+			}
+			if (!done)
+				fail_copy(f, "COPY failed on the client");
+			if (!f->copy_failed)
+				for (int k = 0; k < f->n; k++)
+					if (f->servers[k])
+						sp_msg_write_empty(&f->servers[k]->sock.out, SP_FE_COPY_DONE);
+			f->copy_ended = true;
+			c->in_copy = false;
+			sp_buf_consume(in, (size_t)len + 1);
+			break;
+		}
+		if (p[0] == SP_FE_FLUSH || p[0] == SP_FE_SYNC) {
+			sp_buf_consume(in, (size_t)len + 1); /* ignored during COPY, as PostgreSQL does */
+			continue;
+		}
+		sp_client_fatal(c, SP_SQLSTATE_PROTOCOL_VIOLATION, "unexpected message type '%c' during COPY", p[0]);
+		return;
+	}
+send:
+	for (int k = 0; k < f->n; k++)
+		if (f->servers[k])
+			sp_server_send(f->servers[k]);
+	if (c->state != SP_CLIENT_CLOSED)
+		sp_sock_flush(&c->sock);
+}
+
+bool sp_fanout_is_write(const sp_fanout_t *f)
+{
+	return f->write;
 }

@@ -432,6 +432,15 @@ static void transaction_done(sp_server_t *s)
 		int idx = s->fan_idx;
 		if (s->txn != SP_TXN_IDLE)
 			s->dirty_close = true;
+		if (sp_fanout_is_write(f) && !s->lsn_taken && s->txn == SP_TXN_IDLE && sp_g.cfg->read_your_writes &&
+		    c->written_lsn) {
+			s->lsn_taken = true;
+			sp_msg_write_query(&s->sock.out, "SELECT pg_catalog.pg_current_wal_insert_lsn()");
+			sp_server_push_req(s, SP_REQ_INT_QUERY, NULL, SP_INTQ_LSN);
+			sp_server_send(s);
+			return;
+		}
+		s->lsn_taken = false;
 		s->fan = NULL;
 		s->client = NULL;
 		sp_server_release(s);
