@@ -657,12 +657,35 @@ static const char *const builtin_write_funcs[] = {
 };
 /* clang-format on */
 
-/* Sorted: volatile, but only because they are not repeatable; fine on a replica. */
+/* Sorted: volatile in pg_proc, but they only read (or are not repeatable): fine on a
+ * replica. Replica state and size functions are here so that placement can be
+ * checked with pg_is_in_recovery() through shardpool. */
 /* clang-format off */
 static const char *const builtin_read_safe_funcs[] = {
-	"clock_timestamp", "gen_random_uuid", "pg_current_snapshot", "pg_sleep", "pg_sleep_for",
-	"pg_sleep_until", "random", "random_normal", "setseed", "timeofday",
-	"txid_current_snapshot", "uuid_generate_v1", "uuid_generate_v1mc", "uuid_generate_v4",
+	"clock_timestamp", "current_query", "gen_random_uuid", "pg_blocking_pids",
+	"pg_collation_actual_version", "pg_control_checkpoint", "pg_control_init",
+	"pg_control_recovery", "pg_control_system", "pg_current_logfile", "pg_current_snapshot",
+	"pg_database_collation_actual_version", "pg_database_size", "pg_get_backend_memory_contexts",
+	"pg_get_multixact_members", "pg_get_shmem_allocations", "pg_get_wal_replay_pause_state",
+	"pg_get_wal_resource_managers", "pg_hba_file_rules", "pg_ident_file_mappings",
+	"pg_indexes_size", "pg_is_in_recovery", "pg_is_wal_replay_paused", "pg_jit_available",
+	"pg_last_committed_xact", "pg_last_wal_receive_lsn", "pg_last_wal_replay_lsn",
+	"pg_last_xact_replay_timestamp", "pg_lock_status", "pg_notification_queue_usage",
+	"pg_partition_ancestors", "pg_partition_tree", "pg_prepared_xact", "pg_relation_size",
+	"pg_safe_snapshot_blocking_pids", "pg_sequence_last_value", "pg_show_all_file_settings",
+	"pg_sleep", "pg_sleep_for", "pg_sleep_until", "pg_stat_clear_snapshot",
+	"pg_stat_get_recovery_prefetch", "pg_stat_get_xact_blocks_fetched",
+	"pg_stat_get_xact_blocks_hit", "pg_stat_get_xact_function_calls",
+	"pg_stat_get_xact_function_self_time", "pg_stat_get_xact_function_total_time",
+	"pg_stat_get_xact_numscans", "pg_stat_get_xact_tuples_deleted",
+	"pg_stat_get_xact_tuples_fetched", "pg_stat_get_xact_tuples_hot_updated",
+	"pg_stat_get_xact_tuples_inserted", "pg_stat_get_xact_tuples_returned",
+	"pg_stat_get_xact_tuples_updated", "pg_stat_have_stats", "pg_table_size",
+	"pg_tablespace_size", "pg_total_relation_size", "pg_xact_commit_timestamp",
+	"pg_xact_commit_timestamp_origin", "pg_xact_status", "query_to_xml",
+	"query_to_xml_and_xmlschema", "query_to_xmlschema", "random", "random_normal", "setseed",
+	"timeofday", "ts_stat", "txid_current_snapshot", "txid_status", "uuid_generate_v1",
+	"uuid_generate_v1mc", "uuid_generate_v4",
 };
 /* clang-format on */
 

@@ -92,6 +92,7 @@ static void login_ok(sp_client_t *c)
 		}
 	}
 	c->state = SP_CLIENT_WELCOME;
+	c->wait_since = ev_now(sp_loop);
 	sp_pool_acquire(c->pool, c);
 }
 

@@ -21,6 +21,7 @@
 
 #include <ev.h>
 
+#include "analyze.h"
 #include "client.h"
 #include "health.h"
 #include "janitor.h"
@@ -28,6 +29,7 @@
 #include "log.h"
 #include "msg.h"
 #include "pool.h"
+#include "router.h"
 #include "server.h"
 #include "sock.h"
 
@@ -38,6 +40,32 @@ static ev_signal sig_term, sig_int, sig_hup;
 uint64_t sp_next_id(void)
 {
 	return ++id_counter;
+}
+
+/* read_functions / write_functions from the config, as the router's overrides. */
+static sp_funcset_t *funcset_of(const char *list)
+{
+	sp_funcset_t *set;
+	char *copy, *save = NULL;
+	if (!list || !*list)
+		return NULL;
+	set = sp_funcset_new();
+	copy = strdup(list);
+	if (!set || !copy) {
+		sp_funcset_free(set);
+		free(copy);
+		return NULL;
+	}
+	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+		sp_funcset_add(set, tok);
+	free(copy);
+	return set;
+}
+
+static void apply_router_config(void)
+{
+	sp_router_set_func_overrides(funcset_of(sp_g.cfg->read_functions), funcset_of(sp_g.cfg->write_functions));
+	sp_router_reset();
 }
 
 static bool load_users(const sp_config_t *cfg, sp_userlist_t **out, char *err, size_t errlen)
@@ -68,6 +96,7 @@ bool sp_daemon_reload(char *err, size_t errlen)
 	}
 	sp_config_apply_reloadable(sp_g.cfg, ncfg);
 	sp_config_free(ncfg);
+	apply_router_config();
 	sp_health_reload();
 	sp_log_level = sp_g.cfg->log_level;
 	sp_log_reopen();
@@ -229,6 +258,7 @@ int sp_daemon_run(const char *config_path, bool daemonize)
 	ev_signal_start(sp_loop, &sig_int);
 	ev_signal_start(sp_loop, &sig_hup);
 	sp_janitor_start();
+	apply_router_config();
 	sp_health_start();
 	for (sp_pool_t *p = sp_pool_first(); p; p = p->next)
 		sp_pool_maintain(p);

@@ -68,8 +68,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "analyze.h"
 #include "daemon.h"
 #include "log.h"
+#include "router.h"
 #include "sock.h"
 #include "sp_types.h"
 #include "userlist.h"
@@ -89,7 +91,18 @@ static const char PROBE_SQL[] =
     "CASE WHEN r THEN (SELECT received_tli FROM pg_stat_wal_receiver) END "
     "FROM pg_is_in_recovery() AS r";
 
-enum probe_state { PROBE_IDLE, PROBE_CONNECTING, PROBE_QUERYING };
+enum probe_state { PROBE_IDLE, PROBE_CONNECTING, PROBE_QUERYING, PROBE_CATALOG };
+
+/*
+ * The read/write split needs to know which functions write: after a good
+ * probe of a primary, while catalog_wanted (at start and after RELOAD), the
+ * same connection reads pg_proc's volatile functions and hands the set to
+ * the router. Failures only log: the next probe of a primary tries again.
+ */
+static const char VOLATILE_SQL[] =
+    "SELECT n.nspname, p.proname FROM pg_catalog.pg_proc p "
+    "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE p.provolatile = 'v'";
+static bool catalog_wanted = true;
 
 struct target {
 	char *host;
@@ -108,6 +121,7 @@ struct target {
 
 	/* the running probe's row */
 	bool got_row;
+	bool catalog_tried; /* this probe already ran the pg_proc query */
 	char qerr[200];
 
 	/* results */
@@ -406,10 +420,89 @@ static bool read_row(struct target *t, const PGresult *res)
 	return true;
 }
 
+static void probe_ok(struct target *t);
+static bool watch(struct target *t, int events);
+
+static void catalog_done(struct target *t, PGresult *res)
+{
+	sp_funcset_t *set = NULL;
+	int n = 0;
+	if (res && PQresultStatus(res) == PGRES_TUPLES_OK && (set = sp_funcset_new())) {
+		for (int i = 0; i < PQntuples(res); i++) {
+			char q[256];
+			const char *nsp = PQgetvalue(res, i, 0), *name = PQgetvalue(res, i, 1);
+			snprintf(q, sizeof(q), "%s.%s", nsp, name);
+			if (!sp_funcset_add(set, name) || !sp_funcset_add(set, q)) {
+				sp_funcset_free(set);
+				set = NULL;
+				break;
+			}
+			n++;
+		}
+	}
+	if (set) {
+		sp_router_set_volatile_funcs(set);
+		catalog_wanted = false;
+		sp_info("health: %d volatile functions read from pg_proc on %s:%d; statements calling them go to the primary",
+			n, t->host, t->port);
+	} else {
+		sp_warn("health: could not read volatile functions from %s:%d: %s", t->host, t->port,
+			res ? PQresultErrorMessage(res) : PQerrorMessage(t->conn));
+	}
+}
+
+static void catalog_step(struct target *t, int revents)
+{
+	PGresult *res;
+	if (revents & EV_WRITE) {
+		int r = PQflush(t->conn);
+		if (r < 0 || (r == 0 && !watch(t, EV_READ)))
+			goto broken;
+	}
+	if (!(revents & EV_READ))
+		return;
+	if (!PQconsumeInput(t->conn))
+		goto broken;
+	while (!PQisBusy(t->conn)) {
+		res = PQgetResult(t->conn);
+		if (!res) {
+			t->state = PROBE_QUERYING; /* probe_ok finishes from a query state */
+			probe_ok(t);
+			return;
+		}
+		if (catalog_wanted)
+			catalog_done(t, res);
+		PQclear(res);
+	}
+	return;
+broken:
+	sp_warn("health: catalog query on %s:%d failed: %s", t->host, t->port, PQerrorMessage(t->conn));
+	close_conn(t);
+	t->state = PROBE_QUERYING;
+	probe_ok(t);
+}
+
+static bool start_catalog(struct target *t)
+{
+	int r;
+	if (!PQsendQuery(t->conn, VOLATILE_SQL))
+		return false;
+	r = PQflush(t->conn);
+	if (r < 0)
+		return false;
+	t->state = PROBE_CATALOG;
+	t->catalog_tried = true;
+	return watch(t, r == 1 ? EV_READ | EV_WRITE : EV_READ);
+}
+
 static void probe_ok(struct target *t)
 {
 	ev_tstamp now = ev_now(sp_loop);
 	double next;
+
+	if (catalog_wanted && !t->catalog_tried && t->state == PROBE_QUERYING && !t->in_recovery && t->conn &&
+	    PQstatus(t->conn) == CONNECTION_OK && start_catalog(t))
+		return;
 
 	ev_timer_stop(sp_loop, &t->timer);
 	ev_io_stop(sp_loop, &t->io); /* idle connection: nothing to wait for */
@@ -607,6 +700,8 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
 		connect_step(t);
 	else if (t->state == PROBE_QUERYING)
 		query_step(t, revents);
+	else if (t->state == PROBE_CATALOG)
+		catalog_step(t, revents);
 	else
 		ev_io_stop(sp_loop, &t->io);
 }
@@ -635,6 +730,7 @@ static void probe_start(struct target *t)
 
 	if (!enabled())
 		return;
+	t->catalog_tried = false;
 	if (t->state == PROBE_IDLE) {
 		t->started = ev_now(sp_loop);
 		ev_timer_stop(sp_loop, &t->timer);
@@ -1046,6 +1142,7 @@ void sp_health_stop(void)
 
 void sp_health_reload(void)
 {
+	catalog_wanted = true;
 	if (!running)
 		return;
 	build();
