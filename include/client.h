@@ -55,6 +55,7 @@ struct sp_client {
 	uint64_t *written_lsn;       /* per shard: WAL position of the client's last write */
 	uint32_t replica_retry_mask; /* replicas that failed to connect for this read */
 	bool prerouted;              /* the message at the head of the input was routed already */
+	struct sp_node_health *read_node; /* replica serving this client's read (outstanding count) */
 	bool in_batch;               /* extended-protocol messages sent since the last Sync */
 	bool skip_to_sync;           /* a refused extended batch: drop messages up to Sync */
 	sp_client_t *wait_next;      /* pool wait queue */

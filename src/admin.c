@@ -17,10 +17,12 @@
 #include "client.h"
 #include "config.h"
 #include "daemon.h"
+#include "health.h"
 #include "log.h"
 #include "msg.h"
 #include "pool.h"
 #include "prepared.h"
+#include "router.h"
 #include "server.h"
 
 void sp_admin_login(sp_client_t *c)
@@ -244,6 +246,68 @@ static void show_mem(sp_buf_t *out)
 	t_end(&t, "SHOW");
 }
 
+static void show_route_cache(sp_buf_t *out)
+{
+	static const char *const cols[] = {"hits", "misses", "evictions", "parse_errors", "not_lifted",
+					   "entries", "bytes", "max_entries", "max_bytes"};
+	sp_router_stats_t st;
+	char v[9][32];
+	const char *vals[9];
+	table_t t;
+	sp_router_get_stats(&st);
+	snprintf(v[0], 32, "%llu", (unsigned long long)st.hits);
+	snprintf(v[1], 32, "%llu", (unsigned long long)st.misses);
+	snprintf(v[2], 32, "%llu", (unsigned long long)st.evictions);
+	snprintf(v[3], 32, "%llu", (unsigned long long)st.parse_errors);
+	snprintf(v[4], 32, "%llu", (unsigned long long)st.no_lift);
+	snprintf(v[5], 32, "%zu", st.entries);
+	snprintf(v[6], 32, "%zu", st.bytes);
+	snprintf(v[7], 32, "%zu", st.max_entries);
+	snprintf(v[8], 32, "%zu", st.max_bytes);
+	for (int i = 0; i < 9; i++)
+		vals[i] = v[i];
+	t_begin(&t, out, 9, cols);
+	t_row(&t, vals);
+	t_end(&t, "SHOW");
+}
+
+static void show_health(sp_buf_t *out)
+{
+	static const char *const cols[] = {"database", "shard", "role", "host", "port", "reachable",
+					   "in_recovery", "in_rotation", "fenced", "lag_bytes", "lag_ms",
+					   "timeline", "reads", "last_error"};
+	table_t t;
+	t_begin(&t, out, 14, cols);
+	for (int i = 0; i < sp_health_count(); i++) {
+		sp_node_health_t *n = sp_health_at(i);
+		char v[14][220];
+		const char *vals[14];
+		if (!n)
+			continue;
+		snprintf(v[0], 220, "%s", n->dbname);
+		snprintf(v[1], 220, "%d", n->shard);
+		if (n->replica < 0)
+			snprintf(v[2], 220, "primary");
+		else
+			snprintf(v[2], 220, "replica %d", n->replica);
+		snprintf(v[3], 220, "%s", n->conf->host);
+		snprintf(v[4], 220, "%d", n->conf->port);
+		snprintf(v[5], 220, "%s", !n->probed ? "unknown" : n->reachable ? "yes" : "no");
+		snprintf(v[6], 220, "%s", n->in_recovery ? "yes" : "no");
+		snprintf(v[7], 220, "%s", n->replica < 0 ? "" : n->in_rotation ? "yes" : "no");
+		snprintf(v[8], 220, "%s", n->fenced ? "yes" : "no");
+		snprintf(v[9], 220, "%lld", (long long)n->lag_bytes);
+		snprintf(v[10], 220, "%.0f", n->lag_ms);
+		snprintf(v[11], 220, "%u", n->timeline);
+		snprintf(v[12], 220, "%llu", (unsigned long long)n->reads);
+		snprintf(v[13], 220, "%s", n->last_error);
+		for (int k = 0; k < 14; k++)
+			vals[k] = v[k];
+		t_row(&t, vals);
+	}
+	t_end(&t, "SHOW");
+}
+
 static void command(sp_client_t *c, const char *sql)
 {
 	sp_buf_t *out = &c->sock.out;
@@ -281,6 +345,10 @@ static void command(sp_client_t *c, const char *sql)
 			show_config(out);
 		else if (strcmp(words[1], "MEM") == 0)
 			show_mem(out);
+		else if (strcmp(words[1], "ROUTE") == 0 || strcmp(words[1], "ROUTES") == 0)
+			show_route_cache(out);
+		else if (strcmp(words[1], "HEALTH") == 0 || strcmp(words[1], "REPLICAS") == 0)
+			show_health(out);
 		else if (strcmp(words[1], "VERSION") == 0) {
 			static const char *const cols[] = {"version"};
 			static const char *const v[] = {"shardpool " PACKAGE_VERSION};
@@ -290,7 +358,7 @@ static void command(sp_client_t *c, const char *sql)
 			t_end(&t, "SHOW");
 		} else
 			sp_msg_write_error(out, "ERROR", SP_SQLSTATE_SYNTAX_ERROR, "unknown SHOW command", NULL,
-					   "Try SHOW POOLS, CLIENTS, SERVERS, DATABASES, SHARDS, CONFIG, MEM or VERSION.");
+					   "Try SHOW POOLS, CLIENTS, SERVERS, DATABASES, SHARDS, HEALTH, ROUTE CACHE, CONFIG, MEM or VERSION.");
 		return;
 	}
 	if (!admin) {

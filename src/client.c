@@ -148,6 +148,14 @@ static void flush(sp_client_t *c)
 		sp_client_close(c, "write to client failed");
 }
 
+static void read_done(sp_client_t *c)
+{
+	if (c->read_node) {
+		c->read_node->outstanding--;
+		c->read_node = NULL;
+	}
+}
+
 void sp_client_close(sp_client_t *c, const char *reason)
 {
 	if (c->state == SP_CLIENT_CLOSED)
@@ -178,6 +186,7 @@ void sp_client_close(sp_client_t *c, const char *reason)
 			sp_server_release(s);
 		}
 	}
+	read_done(c);
 	c->state = SP_CLIENT_CLOSED;
 	if (c->sock.fd >= 0) {
 		/* Best effort: let a final ErrorResponse out before closing. */
@@ -488,6 +497,7 @@ void sp_client_server_failed(sp_client_t *c, const char *sqlstate, const char *m
 	if (c->state == SP_CLIENT_WAITING && c->routed && c->pool && c->pool->role == SP_ROLE_REPLICA) {
 		/* A read whose replica cannot be reached: nothing was sent yet, try elsewhere. */
 		int shard = c->pool->shard, r;
+		read_done(c);
 		c->replica_retry_mask |= 1u << (c->pool->replica & 31);
 		r = sp_health_pick_read(c->db, shard, c->written_lsn ? c->written_lsn[shard] : 0, c->replica_retry_mask);
 		cl_log(c, SP_LOG_INFO, "replica unavailable (%s); retrying the read on %s", msg, r >= 0 ? "another replica" : "the primary");
@@ -512,6 +522,7 @@ void sp_client_server_failed(sp_client_t *c, const char *sqlstate, const char *m
 
 void sp_client_detached(sp_client_t *c)
 {
+	read_done(c);
 	c->server = NULL;
 	c->txn_shard = -1;
 	c->rsess.local_shard = -1;
@@ -881,6 +892,13 @@ static sp_pool_t *choose_pool(sp_client_t *c, int shard, bool write, bool read)
 		if (w >= 0)
 			replica = w;
 		c->txn_wrote = true;
+	}
+	if (replica >= 0 && want_replica) {
+		sp_node_health_t *n = sp_health_node(db->name, shard, replica);
+		if (n) {
+			n->outstanding++;
+			c->read_node = n;
+		}
 	}
 	cl_log(c, SP_LOG_DEBUG, "routed to shard %d %s%s (min lsn %llx)", shard, replica >= 0 ? "replica" : "primary",
 	       want_replica ? " for a read" : "", c->written_lsn ? (unsigned long long)c->written_lsn[shard] : 0ULL);

@@ -282,6 +282,7 @@ int sp_daemon_run(const char *config_path, bool daemonize)
 	sp_info("shardpool stopped");
 	if (sp_g.cfg->pid_file && *sp_g.cfg->pid_file)
 		unlink(sp_g.cfg->pid_file);
+	sp_router_shutdown();
 	sp_userlist_free(sp_g.users);
 	sp_config_free(sp_g.cfg);
 	sp_log_close();

@@ -2805,12 +2805,23 @@ static void route_copy(struct rctx *rc, const sp_stmt_t *st, sp_target_t *t)
 	if (!cp->is_from) {
 		if (tc->replicated)
 			return;
-		snprintf(hint, sizeof(hint),
-			 "Use COPY (SELECT ... WHERE %s = ...) TO STDOUT, or /* shard: N */ COPY "
-			 "... for each shard.",
-			 key_desc(tr, kd, sizeof(kd)));
-		fail(t, SQLSTATE_FEATURE, hint,
-		     "COPY %s TO would need every shard; shardpool cannot merge COPY output", nb);
+		if (cp->filename || cp->is_program) {
+			snprintf(hint, sizeof(hint),
+				 "Use COPY ... TO STDOUT through shardpool, or /* shard: N */ COPY ... "
+				 "for each shard (key %s).",
+				 key_desc(tr, kd, sizeof(kd)));
+			fail(t, SQLSTATE_FEATURE, hint,
+			     "COPY %s TO a server file or program would need every shard", nb);
+			return;
+		}
+		/* The fan-out concatenates the shards' CopyData (one header, one trailer). */
+		if (!fanout_all(rc, t, "COPY TO"))
+			return;
+		t->fanout_sum = true;
+		t->read = true;
+		t->write = false;
+		t->copy.csv = cp->format == SP_COPY_CSV;
+		t->copy.header = cp->header != 0 && cp->format == SP_COPY_CSV;
 		return;
 	}
 	if (cp->filename || cp->is_program) {

@@ -511,8 +511,12 @@ static void test_writes(void)
 	   "COPY FROM STDIN into a sharded table: split by key column 1");
 	IS_ERROR(q(&db2, "COPY users FROM STDIN"), "0A000", "column list",
 		 "COPY without a column list refused");
-	IS_ERROR(q(&db2, "COPY users TO STDOUT"), "0A000", "COPY users TO",
-		 "COPY TO of a sharded table refused");
+	t = q(&db2, "COPY users TO STDOUT (FORMAT csv, HEADER)");
+	ok(t->kind == SP_TARGET_FANOUT && t->fanout_sum && t->read && !t->write && t->copy.header &&
+	       t->copy.mode == SP_ROUTER_COPY_NONE,
+	   "COPY TO STDOUT of a sharded table fans out (one csv header)");
+	IS_ERROR(q(&db2, "COPY users TO '/tmp/x'"), "0A000", "COPY users TO",
+		 "COPY TO a server file of a sharded table refused");
 	t = q(&db2, "COPY countries FROM STDIN");
 	ok(t->kind == SP_TARGET_FANOUT && t->copy.mode == SP_ROUTER_COPY_ALL,
 	   "COPY into a replicated table: all rows everywhere");
