@@ -291,7 +291,7 @@ static void test_full(void)
 	is_str(cfg->listen_addr, "*", "listen_addr");
 	is_int(cfg->listen_port, 7432, "listen_port with a ';' comment");
 	is_str(cfg->unix_socket_dir, "", "unix_socket_dir empty, '#' comment stripped");
-	is_int(cfg->workers, 4, "workers");
+	is_int(cfg->workers, 1, "workers");
 	is_int(cfg->pool_mode, SP_POOL_TRANSACTION, "pool_mode");
 	is_int(cfg->default_pool_size, 30, "default_pool_size");
 	is_int(cfg->min_pool_size, 2, "min_pool_size");
@@ -669,7 +669,7 @@ static void test_values(void)
 	   "listen_addr with two addresses rejected: %s", err);
 	sp_config_free(cfg);
 	cfg = load_global("workers = 0", err, sizeof(err));
-	ok(!cfg && strstr(err, "workers: expected an integer from 1 to 256, got '0'"),
+	ok(!cfg && strstr(err, "workers: expected an integer from 1 to 1, got '0'"),
 	   "workers = 0 rejected");
 	sp_config_free(cfg);
 	cfg = load_global("listen_port = 6432\nlisten_port = 6433", err, sizeof(err));
