@@ -24,6 +24,7 @@ struct sp_pool {
 	sp_role_t role;
 	int replica; /* index when role is replica */
 	const sp_node_conf_t *node;
+	sp_pool_mode_t pool_mode; /* the database's, cached: checked on every release */
 
 	/* server connections by state (doubly linked lists through sp_server_t) */
 	sp_server_t *idle;

@@ -110,7 +110,7 @@ static inline bool sp_server_busy(const sp_server_t *s)
 static inline bool sp_server_only_internal(const sp_server_t *s)
 {
 	for (unsigned i = 0; i < s->req_n; i++) {
-		unsigned k = s->reqs[(s->req_head + i) % s->req_cap].kind;
+		unsigned k = s->reqs[(s->req_head + i) & (s->req_cap - 1)].kind;
 		if (k != SP_REQ_INT_QUERY && k != SP_REQ_INT_PARSE && k != SP_REQ_INT_CLOSE)
 			return false;
 	}

@@ -267,7 +267,8 @@ bool sp_auth_server_request(sp_server_t *s, const uint8_t *body, size_t len, cha
 		size_t pos = 4;
 		while (pos < len && body[pos]) {
 			const char *m = (const char *)body + pos;
-			size_t ml = strnlen(m, len - pos);
+			const char *z = memchr(m, 0, len - pos);
+			size_t ml = z ? (size_t)(z - m) : len - pos;
 			if (strcmp(m, SP_SCRAM_MECH) == 0)
 				found = true;
 			pos += ml + 1;

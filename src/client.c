@@ -591,21 +591,33 @@ static inline bool ident_char(char ch)
 	return isalnum((unsigned char)ch) || ch == '_' || ch == '$' || (unsigned char)ch >= 0x80;
 }
 
+/* Length of a NUL-terminated string inside n bytes (memchr: libpg_query
+ * exports a byte-at-a-time strnlen that would replace glibc's). */
+static inline size_t text_len(const uint8_t *p, size_t n)
+{
+	const uint8_t *z = memchr(p, 0, n);
+	return z ? (size_t)(z - p) : n;
+}
+
 /*
  * Could this SQL change session settings the server does not report? A
  * cheap word scan: a false positive costs one read-back query after the
  * transaction, a false negative would leak a setting, so it errs wide.
+ * Runs on every Query, so the inner loop only looks at bytes that could
+ * start one of the words (s, r, d in either case) after a non-identifier byte.
  */
 static bool may_change_settings(const char *sql, size_t len)
 {
-	static const char *const kw[] = {"set", "reset", "discard", "set_config", NULL};
+	static const char *const kw[] = {"set", "reset", "discard", NULL};
+	static const uint8_t kwlen[] = {3, 5, 7};
 	for (size_t i = 0; i < len; i++) {
-		char ch = (char)tolower((unsigned char)sql[i]);
+		uint8_t ch = (uint8_t)sql[i] | 0x20;
 		if ((ch != 's' && ch != 'r' && ch != 'd') || (i > 0 && ident_char(sql[i - 1])))
 			continue;
 		for (int k = 0; kw[k]; k++) {
-			size_t n = strlen(kw[k]);
-			if (i + n <= len && strncasecmp(sql + i, kw[k], n) == 0 && (i + n == len || !ident_char(sql[i + n])))
+			size_t n = kwlen[k];
+			if (i + n <= len && strncasecmp(sql + i, kw[k], n) == 0 &&
+			    (i + n == len || !ident_char(sql[i + n]) || (k == 0 && strncasecmp(sql + i, "set_config", 10) == 0)))
 				return true;
 		}
 	}
@@ -722,19 +734,19 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 			}
 			sp_pstmt_map_put(&c->pstmts, name, ps);
 			sp_pstmt_unref(ps);
-			if (may_change_settings((const char *)body + nlen + 1, strnlen((const char *)body + nlen + 1, len - nlen - 1)))
+			if (may_change_settings((const char *)body + nlen + 1, text_len(body + nlen + 1, len - nlen - 1)))
 				s->need_syncback = true;
 			if (sp_pstmt_cache_has(&s->pstmts, ps)) {
 				sp_server_push_req(s, SP_REQ_SYNTH_PARSE, NULL, SP_INTQ_NONE);
 			} else {
 				ensure_prepared(s, ps);
 				/* The Parse we just queued answers for the client's. */
-				s->reqs[(s->req_head + s->req_n - 1) % s->req_cap].kind = SP_REQ_PARSE;
+				s->reqs[(s->req_head + s->req_n - 1) & (s->req_cap - 1)].kind = SP_REQ_PARSE;
 			}
 			return true;
 		}
 		if (c->pool_mode != SP_POOL_SESSION &&
-		    may_change_settings((const char *)body + nlen + 1, strnlen((const char *)body + nlen + 1, len - nlen - 1)))
+		    may_change_settings((const char *)body + nlen + 1, text_len(body + nlen + 1, len - nlen - 1)))
 			s->need_syncback = true;
 		sp_server_push_req(s, SP_REQ_PARSE, NULL, SP_INTQ_NONE);
 		forward_raw(s, msg, total);

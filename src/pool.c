@@ -50,6 +50,7 @@ sp_pool_t *sp_pool_get(const char *dbname, const char *user, int shard, sp_role_
 	p->role = role;
 	p->replica = replica;
 	p->node = role == SP_ROLE_PRIMARY ? &db->shards[shard].primary : &db->shards[shard].replicas[replica];
+	p->pool_mode = sp_config_db_pool_mode(sp_g.cfg, db);
 	p->next = pools;
 	pools = p;
 	return p;

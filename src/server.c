@@ -112,7 +112,7 @@ static void req_pop(sp_server_t *s)
 	if (r->ps)
 		sp_pstmt_unref(r->ps);
 	r->ps = NULL;
-	s->req_head = (s->req_head + 1) % s->req_cap;
+	s->req_head = (s->req_head + 1) & (s->req_cap - 1);
 	s->req_n--;
 }
 
@@ -152,18 +152,18 @@ bool sp_server_push_req(sp_server_t *s, sp_req_kind_t kind, sp_pstmt_t *ps, sp_i
 		return true;
 	}
 	if (s->req_n == s->req_cap) {
-		unsigned ncap = s->req_cap ? s->req_cap * 2 : 32;
+		unsigned ncap = s->req_cap ? s->req_cap * 2 : 32; /* a power of two: indexes are masked */
 		sp_req_t *n = malloc(sizeof(*n) * ncap);
 		if (!n)
 			return false;
 		for (unsigned i = 0; i < s->req_n; i++)
-			n[i] = s->reqs[(s->req_head + i) % s->req_cap];
+			n[i] = s->reqs[(s->req_head + i) & (s->req_cap - 1)];
 		free(s->reqs);
 		s->reqs = n;
 		s->req_head = 0;
 		s->req_cap = ncap;
 	}
-	r = &s->reqs[(s->req_head + s->req_n) % s->req_cap];
+	r = &s->reqs[(s->req_head + s->req_n) & (s->req_cap - 1)];
 	r->kind = (uint8_t)kind;
 	r->intq = (uint8_t)intq;
 	r->ps = ps;
@@ -826,9 +826,7 @@ void sp_server_release(sp_server_t *s)
 {
 	sp_pool_t *p = s->pool;
 	const char *reset = sp_g.cfg->server_reset_query;
-	bool need_reset = reset && *reset &&
-			  (sp_config_db_pool_mode(sp_g.cfg, sp_config_find_db(sp_g.cfg, p->dbname)) == SP_POOL_SESSION ||
-			   sp_g.cfg->server_reset_query_always);
+	bool need_reset = reset && *reset && (p->pool_mode == SP_POOL_SESSION || sp_g.cfg->server_reset_query_always);
 	s->client = NULL;
 	if (s->dirty_close) {
 		sp_server_close(s, "connection state could not be restored");
