@@ -1,0 +1,185 @@
+#!/bin/bash
+# 30_params.t - session settings in transaction pooling. Database "plain" gets
+# pool_size 1, so every client shares one server connection, transaction after
+# transaction. Each scenario is a pgclient script run twice: through shardpool, and
+# straight against PostgreSQL where every client has a session of its own. PostgreSQL's
+# output is the expected one: one client's SET, RESET, startup parameters, rolled back
+# SETs and custom settings must neither leak to another client nor get lost.
+. "$(dirname "$0")/lib.sh"
+
+command -v psql >/dev/null || skip_all "psql is not installed"
+PGCLIENT=$SP_BUILDDIR/test/integration/pgclient
+[ -x "$PGCLIENT" ] || skip_all "pgclient not built (make check builds it)"
+pgc() { timeout 60 "$PGCLIENT" "$@"; }
+
+sandbox_ensure
+PGPORT0=$SB_PRIMARY_PORT_0
+sp_write_config "$SP_TMP/sp.ini" auth_type=md5 pool_mode=transaction query_wait_timeout=10
+sed -i 's/^\[database plain\]$/&\npool_size = 1/' "$SP_CONFIG"
+grep -q '^pool_size = 1$' "$SP_CONFIG" || bail_out "could not give database plain a pool_size"
+sp_start
+
+SP="host=127.0.0.1 port=$SP_PORT user=app password=secret dbname=plain"
+PG="host=127.0.0.1 port=$PGPORT0 user=app password=secret dbname=app"
+
+# every setting the test moves, as one row (a custom setting that is unset or reset reads <unset>)
+ALL="SELECT current_setting('TimeZone'), current_setting('DateStyle'), current_setting('IntervalStyle'), \
+current_setting('application_name'), current_setting('search_path'), current_setting('extra_float_digits'), \
+current_setting('standard_conforming_strings'), current_setting('client_encoding'), \
+coalesce(nullif(current_setting('myapp.x', true), ''), '<unset>')"
+SETS="SET TimeZone = 'Asia/Tokyo'; SET DateStyle = 'SQL, DMY'; SET IntervalStyle = 'iso_8601'; \
+SET application_name = 'clientA'; SET search_path = aschema, public; SET extra_float_digits = -3; \
+SET standard_conforming_strings = off; SET client_encoding = 'LATIN1'; SET myapp.x = 'y'"
+
+# scenario NAME DESCRIPTION: runs the script on stdin (CONN stands for the conninfo)
+# through shardpool and against PostgreSQL, and compares
+scenario() {
+	local name=$1 desc=$2 script sp pg
+	script=$(cat)
+	sp=$(sed "s|CONN|$SP|" <<<"$script" | pgc script 2>&1)
+	pg=$(sed "s|CONN|$PG|" <<<"$script" | pgc script 2>&1)
+	printf '%s\n' "$sp" >"$SP_TMP/$name.sp"
+	printf '%s\n' "$pg" >"$SP_TMP/$name.pg"
+	if ! is "$sp" "$pg" "$desc"; then
+		diag "diff (- PostgreSQL, + shardpool):"
+		diag "$(diff "$SP_TMP/$name.pg" "$SP_TMP/$name.sp" | grep '^[<>]' | sed 's/^</-/; s/^>/+/')"
+	fi
+}
+
+# ---------------------------------------------------------------- A's SETs stay with A
+scenario isolation "A's SETs (8 settings and a custom one) stay with A over 10 interleaved transactions; B keeps its defaults" <<EOF
+connect A CONN
+connect B CONN
+exec B $ALL
+exec A $SETS
+exec A $ALL
+params A
+exec B $ALL
+params B
+exec A SHOW search_path
+exec B SHOW search_path
+exec A SHOW TimeZone
+exec B SHOW TimeZone
+exec A BEGIN; SELECT 1
+send B $ALL
+sleep 300
+exec A COMMIT
+wait B
+exec A $ALL
+exec B $ALL
+exec A $ALL
+exec B BEGIN; SELECT 2
+send A $ALL
+sleep 300
+exec B COMMIT
+wait A
+exec B $ALL
+exec A $ALL
+exec B $ALL
+exec A $ALL
+exec B $ALL
+exec A $ALL
+exec B $ALL
+params A
+params B
+EOF
+
+out=$(cat "$SP_TMP/isolation.sp")
+like "$out" "A: Asia/Tokyo\|SQL, DMY\|iso_8601\|clientA\|aschema, public\|-3\|off\|LATIN1\|y" \
+	"A sees all of its settings through shardpool"
+unlike "$(grep '^B: [A-Z]' <<<"$out")" "Asia/Tokyo|iso_8601|clientA|aschema|LATIN1" \
+	"B never sees one of A's reported or unreported settings"
+is "$(grep -c '^B: .*|y$' <<<"$out")" 0 "B never sees A's custom setting myapp.x"
+
+# ---------------------------------------------------------------- transactions
+scenario rollback "SET inside a rolled-back transaction does not stick; SET LOCAL ends with its transaction" <<EOF
+connect A CONN
+connect B CONN
+exec A SET search_path = before; SET TimeZone = 'Asia/Tokyo'; SET myapp.x = 'before'
+exec A BEGIN; SET search_path = rolled; SET TimeZone = 'America/New_York'; SET myapp.x = 'rolled'; SET DateStyle = 'German'
+exec A $ALL
+exec A ROLLBACK
+exec A $ALL
+params A
+exec B $ALL
+exec A BEGIN
+exec A SET LOCAL search_path = localonly; SET LOCAL TimeZone = 'Europe/Paris'
+exec A $ALL
+exec A COMMIT
+exec A $ALL
+exec B $ALL
+exec A BEGIN; SET search_path = failed; SELECT 1/0
+exec A ROLLBACK
+exec A $ALL
+exec A BEGIN; SET search_path = committed; SET myapp.x = 'committed'
+exec A COMMIT
+exec B $ALL
+exec A $ALL
+params A
+EOF
+
+# ---------------------------------------------------------------- RESET, DISCARD
+scenario reset "RESET ALL, RESET x and DISCARD ALL return to the defaults, for A only" <<EOF
+connect A CONN
+connect B CONN
+exec B SET search_path = bsearch; SET TimeZone = 'Asia/Kolkata'
+exec A $SETS
+exec A RESET ALL
+exec A $ALL
+params A
+exec B $ALL
+exec A $SETS
+exec A RESET search_path; RESET TimeZone; RESET myapp.x
+exec A $ALL
+exec B $ALL
+exec A $SETS
+exec A DISCARD ALL
+exec A $ALL
+exec B $ALL
+params A
+params B
+EOF
+
+# ---------------------------------------------------------------- startup parameters
+scenario startup "startup parameters (options -c, application_name) apply, survive other clients, and are what RESET returns to" <<EOF
+connect S CONN application_name=startapp options='-c search_path=foo -c extra_float_digits=2 -c myapp.x=fromstart' client_encoding=LATIN1
+connect B CONN
+exec S $ALL
+params S
+exec B $ALL
+params B
+exec S $ALL
+exec S SET search_path = bar; SET application_name = other; SET extra_float_digits = 0
+exec B $ALL
+exec S $ALL
+exec S RESET search_path; RESET application_name
+exec S $ALL
+exec B $ALL
+exec S RESET ALL
+exec S $ALL
+params S
+exec B $ALL
+exec S SHOW search_path
+EOF
+
+# ---------------------------------------------------------------- other ways to change settings
+pg_psql "$PGPORT0" -c "CREATE OR REPLACE FUNCTION params_t_hidden_setter() RETURNS int LANGUAGE plpgsql AS \$\$
+BEGIN PERFORM pg_catalog.set_config('search_path', 'hidden', false); RETURN 1; END \$\$" >/dev/null
+at_exit "pg_psql $PGPORT0 -c 'DROP FUNCTION IF EXISTS params_t_hidden_setter()' >/dev/null 2>&1"
+scenario indirect "settings changed by set_config(), by a prepared SET, and inside a function stay with their client" <<EOF
+connect A CONN
+connect B CONN
+exec A SELECT set_config('search_path', 'viafunc', false)
+exec B SHOW search_path
+exec A SHOW search_path
+prepare A setter SET search_path = viaprepared
+exec B SHOW search_path
+execprep A setter
+exec B SHOW search_path
+exec A SHOW search_path
+exec A SELECT public.params_t_hidden_setter()
+exec B SHOW search_path
+exec A SHOW search_path
+EOF
+
+done_testing
