@@ -104,6 +104,9 @@ void sp_client_resume(sp_client_t *c);
 /* Pool parameters became known: finish a login. */
 void sp_client_welcome(sp_client_t *c);
 void sp_client_process(sp_client_t *c);
+/* Send the first end bytes of the client's input (whole extended-protocol
+ * messages) to server s, with statement-name rewriting (fan-out). */
+void sp_client_forward_batch(sp_client_t *c, sp_server_t *s, size_t end);
 /* Set the state with the legality check (fanout.c uses it). */
 void sp_client_set_state(sp_client_t *c, sp_client_state_t st);
 sp_client_t *sp_client_first(void);

@@ -22,6 +22,17 @@ typedef struct sp_fanout sp_fanout_t;
  * order, so two fan-outs never wait on each other.
  */
 void sp_fanout_start(sp_client_t *c, const sp_target_t *t, const uint8_t *msg, size_t total, bool write);
+/*
+ * The same for an extended-protocol batch: the first batch_len bytes of the
+ * client's input (Parse/Bind/Describe/Execute ... Sync, one Execute) run on
+ * every shard. Shard 0's server leads: its answers to Parse, Bind, Close
+ * and Describe reach the client, the others' are dropped, and the other
+ * shards' rows wait until shard 0's RowDescription went out.
+ */
+void sp_fanout_start_batch(sp_client_t *c, const sp_target_t *t, size_t batch_len, bool write);
+/* Whether server s of a fan-out may answer the client directly (synthesised
+ * ParseComplete/CloseComplete): only the leader's. */
+bool sp_fanout_is_leader(const sp_fanout_t *f, const sp_server_t *s);
 /* The pool hands shard idx's server to the fan-out. */
 void sp_fanout_server_ready(sp_fanout_t *f, sp_server_t *s);
 void sp_fanout_server_failed(sp_fanout_t *f, const char *sqlstate, const char *msg);

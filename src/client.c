@@ -842,6 +842,23 @@ bad:
 	return false;
 }
 
+void sp_client_forward_batch(sp_client_t *c, sp_server_t *s, size_t end)
+{
+	const uint8_t *p = sp_buf_head(&c->sock.in);
+	size_t pos = 0;
+	sp_server_t *saved = c->server;
+	/* handle_message works on c->server: point it at each shard's server in turn.
+	 * Its effects on the client (statement names) are the same every time. */
+	c->server = s;
+	while (pos < end && c->state != SP_CLIENT_CLOSED) {
+		uint32_t len = sp_get_be32(p + pos + 1);
+		if (!handle_message(c, (char)p[pos], p + pos, (size_t)len + 1))
+			break;
+		pos += 1 + len;
+	}
+	c->server = saved;
+}
+
 /* Messages that may stream through without being held whole. */
 static inline bool streamable(char type)
 {
@@ -953,6 +970,20 @@ static void merge_target(sp_target_t *acc, const sp_target_t *t, bool *have)
 	}
 	if (t->kind == SP_TARGET_ANY || t->kind == SP_TARGET_LOCAL)
 		return;
+	if (t->kind == SP_TARGET_FANOUT && !*have) {
+		/* keep the whole target: merge plan, sum mode */
+		bool w = acc->write;
+		sp_txnop_t op = acc->txnop;
+		bool ro = acc->read_only;
+		*acc = *t;
+		acc->write |= w;
+		if (op == SP_TXNOP_BEGIN) {
+			acc->txnop = op;
+			acc->read_only = ro;
+		}
+		*have = true;
+		return;
+	}
 	if (!*have) {
 		acc->kind = t->kind;
 		acc->shard = t->shard;
@@ -977,6 +1008,7 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 	size_t pos = 0;
 	const char *unnamed_sql = NULL;
 	bool have = false;
+	int n_exec = 0, n_sync = 0;
 
 	memset(out, 0, sizeof(*out));
 	out->kind = SP_TARGET_ANY;
@@ -1043,6 +1075,10 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 			}
 		} else if (p[pos] == SP_FE_FUNCTION_CALL) {
 			out->write = true;
+		} else if (p[pos] == SP_FE_EXECUTE) {
+			n_exec++;
+		} else if (p[pos] == SP_FE_SYNC) {
+			n_sync++;
 		}
 		pos += 1 + len;
 	}
@@ -1057,13 +1093,17 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 			sp_plan_unref(plan);
 		}
 	}
-	if (out->kind == SP_TARGET_FANOUT) {
+	if (out->kind == SP_TARGET_FANOUT && n_exec == 0) {
+		/* Parse/Bind/Describe without Execute: any shard can answer. */
+		out->kind = SP_TARGET_ANY;
+	} else if (out->kind == SP_TARGET_FANOUT &&
+		   (n_exec > 1 || n_sync != 1 || out->per_shard_sql || out->copy.mode != SP_ROUTER_COPY_NONE)) {
 		out->kind = SP_TARGET_ERROR;
 		snprintf(out->sqlstate, sizeof(out->sqlstate), "%s", SP_SQLSTATE_FEATURE_NOT_SUPPORTED);
 		snprintf(out->message, sizeof(out->message),
-			 "this statement needs several shards, which shardpool merges only for the simple query protocol");
+			 "this statement needs several shards; with the extended protocol shardpool runs such a statement only alone between two Syncs, and only if it needs no rewriting (OFFSET, avg(), split INSERT, COPY)");
 		snprintf(out->hint, sizeof(out->hint),
-			 "Add a condition on the shard key, or send it as a simple query (without parameters).");
+			 "Add a condition on the shard key, send the statement alone before a Sync, or use the simple query protocol.");
 	}
 	if (out->kind == SP_TARGET_LOCAL)
 		out->kind = SP_TARGET_ANY;
@@ -1227,6 +1267,17 @@ static bool route_idle(sp_client_t *c)
 			else
 				local_error(c, "25P02", "current transaction is aborted, commands ignored until end of transaction block", NULL, false);
 			consume_batch(c, end);
+			return true;
+		}
+		if (t.kind == SP_TARGET_FANOUT) {
+			if (c->virtual_txn) {
+				local_error(c, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
+					    "this statement needs several shards, which is not possible inside a transaction",
+					    "Run it outside the transaction, or add a condition on the shard key.", false);
+				consume_batch(c, end);
+				return true;
+			}
+			sp_fanout_start_batch(c, &t, end, t.write);
 			return true;
 		}
 		c->pool = choose_pool(c, t.kind == SP_TARGET_SHARD ? t.shard : -1,

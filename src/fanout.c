@@ -51,6 +51,10 @@ struct sp_fanout {
 	bool error_sent;
 	bool aborted;
 	bool first_only;  /* replicated write: only the lowest shard's result reaches the client */
+	size_t batch_len; /* extended protocol: the client's batch, still at the head of its input */
+	bool extended;
+	bool leader_ready; /* slot 0 sent its RowDescription (or ended): others may feed the merge */
+	sp_buf_t pending[SP_ROUTER_MAX_SHARDS]; /* other slots' messages held until then */
 
 	/* COPY FROM STDIN */
 	sp_router_copy_t copy;
@@ -133,8 +137,10 @@ static void finish(sp_fanout_t *f)
 	}
 	sp_msg_write_ready_for_query(out, SP_TXN_IDLE);
 	free_copy(f);
-	for (int i = 0; i < f->n; i++)
+	for (int i = 0; i < f->n; i++) {
 		sp_buf_free(&f->sql[i]);
+		sp_buf_free(&f->pending[i]);
+	}
 	c->fan = NULL;
 	c->in_copy = false;
 	free(f);
@@ -151,7 +157,26 @@ static void finish(sp_fanout_t *f)
 		sp_sock_read_start(&c->sock);
 }
 
+static void start(sp_client_t *c, const sp_target_t *t, const uint8_t *msg, size_t total, bool write,
+		  size_t batch_len);
+
 void sp_fanout_start(sp_client_t *c, const sp_target_t *t, const uint8_t *msg, size_t total, bool write)
+{
+	start(c, t, msg, total, write, 0);
+}
+
+void sp_fanout_start_batch(sp_client_t *c, const sp_target_t *t, size_t batch_len, bool write)
+{
+	start(c, t, NULL, 0, write, batch_len);
+}
+
+bool sp_fanout_is_leader(const sp_fanout_t *f, const sp_server_t *s)
+{
+	return !f->extended || s->fan_idx == 0;
+}
+
+static void start(sp_client_t *c, const sp_target_t *t, const uint8_t *msg, size_t total, bool write,
+		  size_t batch_len)
 {
 	sp_fanout_t *f = calloc(1, sizeof(*f));
 	if (!f) {
@@ -164,7 +189,9 @@ void sp_fanout_start(sp_client_t *c, const sp_target_t *t, const uint8_t *msg, s
 		if (!(t->shard_mask & (1ULL << i)))
 			continue;
 		f->shards[f->n] = i;
-		if (t->per_shard_sql) {
+		if (batch_len) {
+			/* the batch is sent from the client's input when the servers are ready */
+		} else if (t->per_shard_sql) {
 			sp_msg_write_query(&f->sql[f->n], (const char *)t->sql[i].data);
 		} else {
 			sp_buf_append(&f->sql[f->n], msg, total);
@@ -172,6 +199,8 @@ void sp_fanout_start(sp_client_t *c, const sp_target_t *t, const uint8_t *msg, s
 		f->n++;
 	}
 	f->db = c->db;
+	f->batch_len = batch_len;
+	f->extended = batch_len > 0;
 	f->first_only = t->fanout_first;
 	f->copy = t->copy;
 	f->copy_out_header = t->copy.header;
@@ -259,6 +288,15 @@ void sp_fanout_server_ready(sp_fanout_t *f, sp_server_t *s)
 		return;
 	}
 	/* Every shard has a server: send all queries at once. */
+	if (f->extended) {
+		for (int k = 0; k < f->n && c->state != SP_CLIENT_CLOSED; k++) {
+			sp_client_forward_batch(c, f->servers[k], f->batch_len);
+			sp_server_send(f->servers[k]);
+		}
+		if (c->state != SP_CLIENT_CLOSED)
+			sp_buf_consume(&c->sock.in, f->batch_len);
+		return;
+	}
 	for (int k = 0; k < f->n; k++) {
 		sp_server_t *sk = f->servers[k];
 		sp_server_push_req(sk, SP_REQ_QUERY, NULL, SP_INTQ_NONE);
@@ -283,8 +321,10 @@ void sp_fanout_server_failed(sp_fanout_t *f, const char *sqlstate, const char *m
 	if (f->merge)
 		sp_merge_free(f->merge);
 	free_copy(f);
-	for (int i = 0; i < f->n; i++)
+	for (int i = 0; i < f->n; i++) {
 		sp_buf_free(&f->sql[i]);
+		sp_buf_free(&f->pending[i]);
+	}
 	c->fan = NULL;
 	free(f);
 	sp_client_set_state(c, SP_CLIENT_IDLE);
@@ -417,18 +457,64 @@ static void sum_feed(sp_fanout_t *f, int slot, char type, const uint8_t *msg, si
 	}
 }
 
+static void feed(sp_fanout_t *f, int slot, const uint8_t *msg, size_t total);
+static void release_pending(sp_fanout_t *f);
+
 void sp_fanout_feed(sp_fanout_t *f, sp_server_t *s, const uint8_t *msg, size_t total)
 {
 	char type = (char)msg[0];
+	int slot = s->fan_idx;
+	if (f->extended) {
+		if (type == SP_BE_PARSE_COMPLETE || type == SP_BE_BIND_COMPLETE || type == SP_BE_CLOSE_COMPLETE ||
+		    type == SP_BE_PARAMETER_DESCRIPTION || type == SP_BE_NO_DATA || type == SP_BE_PORTAL_SUSPENDED) {
+			/* answers to the batch's own messages: the leader's go to the client */
+			if (slot == 0 && !f->error_sent)
+				sp_buf_append(&f->c->sock.out, msg, total);
+			return;
+		}
+		if (slot != 0 && !f->leader_ready) {
+			sp_buf_append(&f->pending[slot], msg, total);
+			return;
+		}
+		feed(f, slot, msg, total);
+		if (slot == 0 && !f->leader_ready &&
+		    (type == SP_BE_ROW_DESCRIPTION || type == SP_BE_COMMAND_COMPLETE || type == SP_BE_EMPTY_QUERY ||
+		     type == SP_BE_ERROR))
+			release_pending(f);
+		return;
+	}
+	feed(f, slot, msg, total);
+}
+
+/* The leader's RowDescription is out: replay what the other shards sent meanwhile. */
+static void release_pending(sp_fanout_t *f)
+{
+	f->leader_ready = true;
+	for (int k = 1; k < f->n; k++) {
+		sp_buf_t *b = &f->pending[k];
+		while (sp_buf_len(b) >= 5) {
+			const uint8_t *p = sp_buf_head(b);
+			size_t total = (size_t)sp_get_be32(p + 1) + 1;
+			feed(f, k, p, total);
+			sp_buf_consume(b, total);
+		}
+		sp_buf_free(b);
+	}
+}
+
+static void feed(sp_fanout_t *f, int slot, const uint8_t *msg, size_t total)
+{
+	char type = (char)msg[0];
+	sp_server_t *s = f->servers[slot];
 	if (type != SP_BE_ROW_DESCRIPTION && type != SP_BE_DATA_ROW && type != SP_BE_COMMAND_COMPLETE &&
 	    type != SP_BE_EMPTY_QUERY && type != SP_BE_ERROR && type != SP_BE_NOTICE && type != SP_BE_COPY_IN &&
 	    type != SP_BE_COPY_OUT && type != SP_BE_COPY_DATA && type != SP_BE_COPY_DONE)
 		return; /* ReadyForQuery, ParameterStatus ... are the fan-out's business */
 	if (!f->merge_mode) {
-		sum_feed(f, s->fan_idx, type, msg, total);
+		sum_feed(f, slot, type, msg, total);
 		return;
 	}
-	if (!sp_merge_feed(f->merge, s->fan_idx, type, msg + 5, total - 5) && !f->error_sent) {
+	if (!sp_merge_feed(f->merge, slot, type, msg + 5, total - 5) && !f->error_sent) {
 		f->error_sent = true;
 		sp_msg_write_error(&f->c->sock.out, "ERROR", sp_merge_sqlstate(f->merge), sp_merge_error(f->merge), NULL,
 				   NULL);
@@ -448,6 +534,8 @@ bool sp_fanout_wants(sp_fanout_t *f, sp_server_t *s)
 
 void sp_fanout_server_done(sp_fanout_t *f, int i)
 {
+	if (f->extended && i == 0 && !f->leader_ready)
+		release_pending(f);
 	f->done[i] = true;
 	f->finished++;
 	f->servers[i] = NULL;
@@ -484,8 +572,10 @@ void sp_fanout_abort(sp_fanout_t *f)
 	if (f->merge)
 		sp_merge_free(f->merge);
 	free_copy(f);
-	for (int i = 0; i < f->n; i++)
+	for (int i = 0; i < f->n; i++) {
 		sp_buf_free(&f->sql[i]);
+		sp_buf_free(&f->pending[i]);
+	}
 	c->fan = NULL;
 	free(f);
 }

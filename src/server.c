@@ -130,7 +130,7 @@ static void emit_synth(sp_server_t *s)
 {
 	sp_req_t *r;
 	while ((r = req_head(s)) && (r->kind == SP_REQ_SYNTH_PARSE || r->kind == SP_REQ_SYNTH_CLOSE)) {
-		if (s->client)
+		if (s->client && (!s->fan || sp_fanout_is_leader(s->fan, s)))
 			sp_msg_write_empty(&s->client->sock.out,
 					   r->kind == SP_REQ_SYNTH_PARSE ? SP_BE_PARSE_COMPLETE : SP_BE_CLOSE_COMPLETE);
 		req_pop(s);
@@ -146,7 +146,7 @@ bool sp_server_push_req(sp_server_t *s, sp_req_kind_t kind, sp_pstmt_t *ps, sp_i
 	if (kind == SP_REQ_SYNC)
 		s->error_in_batch = false;
 	if ((kind == SP_REQ_SYNTH_PARSE || kind == SP_REQ_SYNTH_CLOSE) && s->req_n == 0) {
-		if (s->client)
+		if (s->client && (!s->fan || sp_fanout_is_leader(s->fan, s)))
 			sp_msg_write_empty(&s->client->sock.out,
 					   kind == SP_REQ_SYNTH_PARSE ? SP_BE_PARSE_COMPLETE : SP_BE_CLOSE_COMPLETE);
 		return true;
