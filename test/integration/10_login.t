@@ -20,10 +20,10 @@ PGPORT0=$SB_PRIMARY_PORT_0
 login() {
 	local u=$1 pw=$2
 	shift 2
-	PGPASSWORD=$pw psql -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$SP_PORT" -U "$u" -d app \
+	PGPASSWORD=$pw psql -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$SP_PORT" -U "$u" -d plain \
 		-c 'SELECT current_user' "$@" 2>&1
 }
-conninfo() { echo "host=127.0.0.1 port=$SP_PORT user=$1 password=$2 dbname=${3:-app}"; }
+conninfo() { echo "host=127.0.0.1 port=$SP_PORT user=$1 password=$2 dbname=${3:-plain}"; }
 # the error line of rawclient output, with the user name replaced
 err_of() { grep '^E ' <<<"$1" | sed "s/\"$2\"/\"USER\"/"; }
 
@@ -37,8 +37,8 @@ is "$(pgc "$(conninfo app secret)" exec 'SELECT current_user, session_user' 2>&1
 is "$(login scramuser scramsecret)" scramuser "scram: scramuser logs in; shardpool logs in to the server with SCRAM"
 is "$(login md5user md5secret)" md5user "scram: md5user logs in; shardpool logs in to the server with md5"
 
-out_wrong=$(raw "$SP_PORT" startup:app:app auth 2>&1)
-out_unknown=$(raw "$SP_PORT" startup:nosuchuser:app auth 2>&1)
+out_wrong=$(raw "$SP_PORT" startup:app:plain auth 2>&1)
+out_unknown=$(raw "$SP_PORT" startup:nosuchuser:plain auth 2>&1)
 out_pg=$(raw "$PGPORT0" startup:app:app auth 2>&1)
 like "$out_wrong" $'auth: SASL SCRAM-SHA-256\nauth: SASL continue\nE 28P01 password authentication failed for user "app"' \
 	"scram: wrong password gets 28P01 after a full SCRAM exchange"
@@ -57,11 +57,11 @@ is "$(PGSSLMODE=prefer login app secret)" app "SSLRequest is answered 'N' and ps
 out=$(PGSSLMODE=require login app secret)
 like "$out" 'server does not support SSL' "sslmode=require fails cleanly: the server does not support SSL"
 is "$(PGGSSENCMODE=prefer login app secret)" app "psql with gssencmode=prefer logs in"
-out=$(raw "$SP_PORT" ssl startup:app:app auth 2>&1)
+out=$(raw "$SP_PORT" ssl startup:app:plain auth 2>&1)
 like "$out" $'^answer N\nauth: SASL SCRAM-SHA-256' "raw SSLRequest: answer 'N', then the startup packet goes on in plain text"
-out=$(raw "$SP_PORT" gss startup:app:app auth 2>&1)
+out=$(raw "$SP_PORT" gss startup:app:plain auth 2>&1)
 like "$out" $'^answer N\nauth: SASL SCRAM-SHA-256' "raw GSSENCRequest: answer 'N', then the startup packet goes on in plain text"
-out=$(raw "$SP_PORT" gss ssl startup:app:app auth 2>&1)
+out=$(raw "$SP_PORT" gss ssl startup:app:plain auth 2>&1)
 like "$out" $'^answer N\nanswer N\nauth: SASL SCRAM-SHA-256' "GSSENCRequest, then SSLRequest, then the startup packet"
 is "$(login app secret)" app "scram: still serving after all that"
 ok "scram: shardpool exits cleanly on SIGTERM" sp_stop
@@ -83,8 +83,8 @@ is "$(pgc "$(conninfo app secret)" exec 'SELECT current_user' 2>&1)" app "md5: a
 is "$(login md5user md5secret)" md5user "md5: md5user (md5 secret in auth_file) logs in; server login with md5"
 is "$(login scramuser scramsecret)" scramuser \
 	"md5: scramuser (SCRAM secret in auth_file) logs in with SCRAM; server login with the client's SCRAM keys"
-out_wrong=$(raw "$SP_PORT" startup:md5user:app auth 2>&1)
-out_unknown=$(raw "$SP_PORT" startup:nosuchuser:app auth 2>&1)
+out_wrong=$(raw "$SP_PORT" startup:md5user:plain auth 2>&1)
+out_unknown=$(raw "$SP_PORT" startup:nosuchuser:plain auth 2>&1)
 like "$out_wrong" $'auth: md5\nE 28P01 password authentication failed for user "md5user"' "md5: wrong password gets 28P01"
 is "$(err_of "$out_unknown" nosuchuser)" "$(err_of "$out_wrong" md5user)" \
 	"md5: unknown user gets the same 28P01 message as a wrong password"
@@ -101,20 +101,20 @@ is "$(login trustuser '')" trustuser "trust: trustuser logs in; the server trust
 is "$(login md5user '')" md5user "trust: md5user logs in; shardpool answers the server's md5 request from auth_file"
 out=$(raw "$SP_PORT" startup:app:nosuchdb auth 2>&1)
 like "$out" $'E 3D000 [^\n]*database "nosuchdb" does not exist' "trust: unknown database gets 3D000"
-out=$(raw "$SP_PORT" startup:app:app auth Q:'SELECT 1' read 2>&1)
+out=$(raw "$SP_PORT" startup:app:plain auth Q:'SELECT 1' read 2>&1)
 like "$out" $'login ok\nT [^\n]*\nD 1\nC SELECT 1\nZ I' "trust: raw login and a query"
 # a client that has logged in and sent nothing yet must not hold a server connection
-raw "$SP_PORT" startup:app:app auth sleep:1500 >/dev/null 2>&1 &
+raw "$SP_PORT" startup:app:plain auth sleep:1500 >/dev/null 2>&1 &
 idler=$!
 sleep 0.7
 out=$(PGPASSWORD= psql -X -A -t -h 127.0.0.1 -p "$SP_PORT" -U app -d shardpool -c "SHOW CLIENTS" 2>&1)
-is "$(awk -F'|' '$3 == "app" {print $4 "/" $9}' <<<"$out")" "idle/0" \
+is "$(awk -F'|' '$3 == "plain" {print $4 "/" $9}' <<<"$out")" "idle/0" \
 	"trust: a client that logged in and sent nothing is idle and holds no server"
 wait $idler
 
 # max_client_conn = 3: three clients hold their connections, the fourth is refused
 for i in 1 2 3; do
-	raw "$SP_PORT" startup:app:app auth sleep:4000 >"$SP_TMP/holder$i.out" 2>&1 &
+	raw "$SP_PORT" startup:app:plain auth sleep:4000 >"$SP_TMP/holder$i.out" 2>&1 &
 	eval "holder$i=\$!"
 done
 for ((i = 0; i < 50; i++)); do
@@ -122,7 +122,7 @@ for ((i = 0; i < 50; i++)); do
 	sleep 0.1
 done
 is "$(cat "$SP_TMP"/holder?.out | grep -c 'login ok')" 3 "max_client_conn = 3: three clients log in"
-out=$(raw "$SP_PORT" startup:app:app auth 2>&1)
+out=$(raw "$SP_PORT" startup:app:plain auth 2>&1)
 like "$out" '^E 53300 .*max_client_conn' "the fourth client gets 53300 naming max_client_conn"
 like "$(login app '')" 'max_client_conn' "psql shows the max_client_conn error"
 wait "$holder1" "$holder2" "$holder3"

@@ -18,13 +18,15 @@ raw() { timeout 60 "$RAW" "$@"; }
 
 sandbox_ensure
 PGPORT0=$SB_PRIMARY_PORT_0
-# database app: default_pool_size 2; database plain (same server): pool_size 1
+# unsharded databases on shard 0's primary, so routing plays no part: core with
+# default_pool_size 2, plain with pool_size 1
 sp_write_config "$SP_TMP/sp.ini" auth_type=md5 pool_mode=transaction default_pool_size=2 query_wait_timeout=15
 sed -i 's/^\[database plain\]$/&\npool_size = 1/' "$SP_CONFIG"
 grep -q '^pool_size = 1$' "$SP_CONFIG" || bail_out "could not give database plain a pool_size"
+printf '\n[database core]\n[shard core.0]\nprimary = host=127.0.0.1 port=%s dbname=app\n' "$PGPORT0" >>"$SP_CONFIG"
 sp_start
 
-SP="host=127.0.0.1 port=$SP_PORT user=app password=secret dbname=app"
+SP="host=127.0.0.1 port=$SP_PORT user=app password=secret dbname=core"
 SP1="host=127.0.0.1 port=$SP_PORT user=app password=secret dbname=plain"
 PG="host=127.0.0.1 port=$PGPORT0 user=app password=secret dbname=app"
 T=proto_t_$$
@@ -38,7 +40,7 @@ both() {
 # rawboth STEP...: the same raw exchange with shardpool (md5 login as app) and
 # PostgreSQL (trustuser, trusted), without the authentication lines
 rawboth() {
-	SPOUT=$(raw "$SP_PORT" startup:app:app auth:secret "$@" 2>&1 | grep -v '^auth: ')
+	SPOUT=$(raw "$SP_PORT" startup:app:core auth:secret "$@" 2>&1 | grep -v '^auth: ')
 	PGOUT=$(raw "$PGPORT0" startup:trustuser:app auth "$@" 2>&1 | grep -v '^auth: ')
 }
 

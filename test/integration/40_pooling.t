@@ -52,6 +52,10 @@ sp_write_config "$SP_TMP/sp.ini" auth_type=md5 pool_mode=transaction default_poo
 sed -i 's/^\[database plain\]$/&\npool_size = 1/' "$SP_CONFIG"
 cat >>"$SP_CONFIG" <<EOF
 
+[database core]
+[shard core.0]
+primary = host=127.0.0.1 port=$PGPORT0 dbname=app
+
 [database sess]
 pool_mode = session
 pool_size = 1
@@ -103,7 +107,7 @@ warm() {
 	done
 	diag "could not warm up database $1"
 }
-for db in app plain sess sessbig stmt bench; do warm $db; done
+for db in core plain sess sessbig stmt bench; do warm $db; done
 
 # ---------------------------------------------------------------- vanishing clients
 out=$(pgc "$(ci plain)" die "BEGIN" "INSERT INTO $T VALUES (1, 'uncommitted')" "SELECT pg_backend_pid()")
@@ -148,7 +152,7 @@ is "$(cat "$SP_TMP/listen.out")" $'LISTEN\nlistening\nNOTIFY pool_t_chan hello f
 	"session pooling: LISTEN, and a NOTIFY from another client arrives"
 
 # ---------------------------------------------------------------- LISTEN in transaction pooling
-out=$(spq app -c "LISTEN pool_t_chan")
+out=$(spq core -c "LISTEN pool_t_chan")
 like "$out" '0A000|not supported' "transaction pooling: LISTEN is refused"
 like "$out" 'HINT:.*session' "... with a hint to use session pooling"
 out=$(pgc script <<EOF 2>&1
@@ -250,7 +254,7 @@ done
 c1=$(cpu_ticks "$SP_PID")
 diag "shardpool used $((c1 - c0)) clock ticks of CPU in ~3 s of clients hitting a dead server"
 ok "server down: shardpool does not busy-loop (under 0.3 s of CPU in ~3 s)" test $((c1 - c0)) -lt 30
-is "$(spq app -c "SELECT 'others fine'")" "others fine" "server down: other databases are not affected"
+is "$(spq core -c "SELECT 'others fine'")" "others fine" "server down: other databases are not affected"
 
 t0=$(now_ms)
 out=$(spq hole -c "SELECT 1")

@@ -24,9 +24,10 @@ at_exit "pg_psql $PGPORT0 -c 'DROP TABLE IF EXISTS $T' >/dev/null 2>&1"
 # test ("no server stuck"), not as a pool exhausted for every test after it
 sp_write_config "$SP_TMP/sp.ini" auth_type=md5 pool_mode=transaction default_pool_size=20 \
 	shutdown_timeout=10 client_login_timeout=5 log_level=info query_wait_timeout=5
+printf '\n[database core]\n[shard core.0]\nprimary = host=127.0.0.1 port=%s dbname=app\n' "$PGPORT0" >>"$SP_CONFIG"
 sp_start
 
-spq() { PGPASSWORD=secret timeout 15 psql -X -q -A -t -h 127.0.0.1 -p "$SP_PORT" -U app -d "${1:-app}" -c "${2:-SELECT 1}" 2>&1; }
+spq() { PGPASSWORD=secret timeout 15 psql -X -q -A -t -h 127.0.0.1 -p "$SP_PORT" -U app -d "${1:-core}" -c "${2:-SELECT 1}" 2>&1; }
 admin() { spq shardpool "$1"; }
 # still_ok WHAT: one test that shardpool is alive and a normal client gets an answer
 still_ok() {
@@ -35,13 +36,13 @@ still_ok() {
 		ok "after $1: shardpool is still running" false
 		bail_out "shardpool died after $1"
 	fi
-	out=$(spq app "SELECT 'alive'")
+	out=$(spq core "SELECT 'alive'")
 	is "$out" alive "after $1: shardpool is alive and serves a normal client"
 }
 # the startup packet for user app, database app, as hex
 STARTUP_HEX=$(printf '\0\003\0\0user\0app\0database\0app\0\0' | od -An -tx1 | tr -d ' \n')
 STARTUP_HEX=$(printf '%08x' $((${#STARTUP_HEX} / 2 + 4)))$STARTUP_HEX
-LOGIN=(startup:app:app auth:secret)
+LOGIN=(startup:app:core auth:secret)
 
 # ---------------------------------------------------------------- before login
 out=$(raw "$SP_PORT" hex:0000005000030000757365 close 2>&1)
@@ -139,7 +140,7 @@ still_ok "random bytes after login"
 # a client that logs in, opens a transaction and then sends garbage: its server must not be reused dirty
 out=$(raw "$SP_PORT" "${LOGIN[@]}" Q:BEGIN read Q:"INSERT INTO $T VALUES (666)" read timeout:3000 msg:z: drain 2>&1)
 like "$out" "E 08P01 " "garbage inside a transaction: 08P01"
-is "$(spq app "SELECT count(*) FROM $T")" 0 "... and the transaction was rolled back"
+is "$(spq core "SELECT count(*) FROM $T")" 0 "... and the transaction was rolled back"
 
 n=$(admin "SHOW SERVERS" | awk -F'|' '$6 == "reset"' | wc -l)
 is "$n" 0 "after the hostile clients above, no server connection is stuck in state reset"
@@ -149,7 +150,7 @@ is "$n" 0 "after the hostile clients above, no server connection is stuck in sta
 # queues a parameter sync for the server, then closes the client. The server must come
 # back to the pool, not stay in state "reset" for ever.
 for i in 1 2 3; do
-	spq app "SELECT 'psql was here'" >/dev/null
+	spq core "SELECT 'psql was here'" >/dev/null
 	raw "$SP_PORT" "${LOGIN[@]}" timeout:2000 msg:z: drain >/dev/null 2>&1
 done
 sleep 1
@@ -172,7 +173,7 @@ done
 wait "${pids[@]}"
 still_ok "20 clients that left in the middle of a query"
 sleep 0.5
-is "$(admin "SHOW POOLS" | awk -F'|' '$1 == "app" {print $7 + $8}')" 0 "no client is left active or waiting in the pool"
+is "$(admin "SHOW POOLS" | awk -F'|' '$1 == "core" {print $7 + $8}')" 0 "no client is left active or waiting in the pool"
 
 # ---------------------------------------------------------------- SIGHUP
 cfg() { admin "SHOW CONFIG" | awk -F'|' -v k="$1" '$1 == k {print $2}'; }
@@ -201,7 +202,7 @@ pid=$SP_PID
 t0=$(now_ms)
 kill -TERM "$pid"
 sleep 0.5
-out=$(spq app "SELECT 'new client'")
+out=$(spq core "SELECT 'new client'")
 unlike "$out" "new client" "during shutdown: a new client is refused"
 like "$out" "refused|shutting down" "... with connection refused or a shutdown error"
 ok "during shutdown, with a transaction open: shardpool is still running" kill -0 "$pid"
