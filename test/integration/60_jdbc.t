@@ -1,0 +1,128 @@
+#!/bin/bash
+# 60_jdbc.t - pgjdbc, a real Java driver, through shardpool in transaction pooling.
+#
+# JdbcTest.java is compiled here with javac against Debian's postgresql.jar and run
+# twice, each time against a fresh shardpool: with prepareThreshold=1 (every
+# PreparedStatement becomes a named server-side statement on its first execution) and
+# with the driver's default of 5. It connects as app (SCRAM) to database plain over a
+# pool of two server connections and checks concurrent prepared executions from 10
+# threads, batches, transactions, metadata, SET/SHOW, binary transfer, recovery after
+# errors, query timeouts, COPY, cursors, large messages, DEALLOCATE ALL, plan
+# invalidation and a large statement that has to wait for a server. Each of its checks
+# becomes one TAP line here.
+#
+# Before that, the first connection of a fresh pool whose server answers slowly (a
+# forwarder that delays each connection by half a second, as a distant server would).
+#
+# Deliberately not here: what every driver needs from the pooler in general (the
+# protocol tests do that); this is what pgjdbc in particular sends.
+. "$(dirname "$0")/lib.sh"
+
+JAR=/usr/share/java/postgresql.jar
+command -v javac >/dev/null || skip_all "javac is not installed (apt-get install default-jdk-headless)"
+[ -f "$JAR" ] || skip_all "$JAR is missing (apt-get install libpostgresql-jdbc-java)"
+[ -x /usr/bin/python3 ] || skip_all "/usr/bin/python3 is needed for the delaying forwarder"
+
+# run_checks LABEL CMD...: runs CMD, which prints `check<TAB>desc<TAB>got<TAB>expected`
+# lines and `end` last; every check becomes an `is`.
+run_checks() {
+	local label=$1 out=$SP_TMP/$1.out rc line kind desc got exp saw_end=0
+	shift
+	timeout 150 "$@" >"$out" 2>"$SP_TMP/$label.stderr"
+	rc=$?
+	while IFS= read -r line; do
+		IFS=$'\x1f' read -r kind desc got exp <<<"${line//$'\t'/$'\x1f'}"
+		case $kind in
+		check) is "$got" "$exp" "$label: $desc" ;;
+		end) saw_end=1 ;;
+		*) diag "$label: $line" ;;
+		esac
+	done <"$out"
+	is "$rc" 0 "$label: the program exits 0"
+	is "$saw_end" 1 "$label: the program ran to the end"
+	[ -s "$SP_TMP/$label.stderr" ] && [ "$rc" != 0 ] && diag "$(tail -n 20 "$SP_TMP/$label.stderr")"
+	return 0
+}
+
+sandbox_ensure 2 1
+CLASSES=$SP_TMP/classes
+mkdir -p "$CLASSES"
+ok "JdbcTest.java compiles" javac -d "$CLASSES" -cp "$JAR" "$SP_SRCDIR/test/integration/JdbcTest.java" ||
+	bail_out "cannot compile JdbcTest.java"
+JAVA=(java -cp "$CLASSES:$JAR")
+
+# A forwarder to shard 0's primary that waits half a second before connecting.
+FWD_PORT=$(free_port) || bail_out "no free port"
+cat >"$SP_TMP/forwarder.py" <<'EOF'
+import asyncio, sys
+lport, tport, delay = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+async def pipe(r, w):
+    try:
+        while True:
+            data = await r.read(65536)
+            if not data:
+                break
+            w.write(data)
+            await w.drain()
+    finally:
+        w.close()
+async def handle(cr, cw):
+    await asyncio.sleep(delay)
+    sr, sw = await asyncio.open_connection('127.0.0.1', tport)
+    await asyncio.gather(pipe(cr, sw), pipe(sr, cw), return_exceptions=True)
+async def main():
+    srv = await asyncio.start_server(handle, '127.0.0.1', lport)
+    print('listening', flush=True)
+    async with srv:
+        await srv.serve_forever()
+asyncio.run(main())
+EOF
+/usr/bin/python3 "$SP_TMP/forwarder.py" "$FWD_PORT" "$SB_PRIMARY_PORT_0" 0.5 >"$SP_TMP/forwarder.log" 2>&1 &
+FWD_PID=$!
+at_exit "kill $FWD_PID 2>/dev/null"
+
+TABLE=jdbc_t_$$_$RANDOM
+at_exit "pg_psql $SB_PRIMARY_PORT_0 -c 'DROP TABLE IF EXISTS ${TABLE}_1, ${TABLE}_5, ${TABLE}_slow, ${TABLE}_a1, ${TABLE}_a2, ${TABLE}_a3, ${TABLE}_a2_pi' >/dev/null 2>&1"
+
+# start_pooler NAME: a fresh shardpool, pool_size 2, plus database slowplain behind the forwarder
+start_pooler() { # NAME
+	sp_write_config "$SP_TMP/$1.ini" pool_mode=transaction default_pool_size=2 \
+		max_client_conn=200 shutdown_timeout=5s log_level=${SP_LOG_LEVEL:-info}
+	printf '\n[database slowplain]\nshards = 1\n\n[shard slowplain.0]\nprimary = host=127.0.0.1 port=%s dbname=app\n' \
+		"$FWD_PORT" >>"$SP_CONFIG"
+	sp_start
+	URL="jdbc:postgresql://127.0.0.1:$SP_PORT/plain?user=app&password=secret&connectTimeout=20&socketTimeout=10"
+}
+
+start_pooler shardpool1
+# The first client of a pool waits for the pool's first server login; a login that
+# takes longer than a moment must not fail it.
+run_checks "first connection, slow server" "${JAVA[@]}" -Donly=none JdbcTest \
+	"jdbc:postgresql://127.0.0.1:$SP_PORT/slowplain?user=app&password=secret&connectTimeout=20&socketTimeout=10" "${TABLE}_slow"
+
+# The groups that leave shardpool damaged when they fail run alone, each against a
+# fresh shardpool, so that one bug does not show up as many.
+ALONE="DEALLOCATE|plan invalidation|big message while waiting"
+
+# warm the plain pool so the runs below do not depend on the first-login path
+is "$(sp_psql -d plain -c 'SELECT 1' 2>&1)" 1 "psql through shardpool to plain"
+run_checks "prepareThreshold=1" "${JAVA[@]}" -Dskip="$ALONE" JdbcTest "$URL&prepareThreshold=1" "${TABLE}_1"
+is "$(sp_psql -d plain -c 'SELECT 42' 2>&1)" 42 "shardpool still answers psql"
+ok "shardpool exits cleanly on SIGTERM" sp_stop
+
+start_pooler shardpool5
+is "$(sp_psql -d plain -c 'SELECT 1' 2>&1)" 1 "psql through the second shardpool to plain"
+run_checks "prepareThreshold=5" "${JAVA[@]}" -Dskip="$ALONE" JdbcTest "$URL" "${TABLE}_5"
+is "$(sp_psql -d plain -c 'SELECT 42' 2>&1)" 42 "shardpool still answers psql"
+ok "shardpool exits cleanly on SIGTERM" sp_stop
+
+n=0
+IFS='|' read -ra groups <<<"$ALONE"
+for g in "${groups[@]}"; do
+	n=$((n + 1))
+	start_pooler "shardpool_alone$n"
+	sp_psql -d plain -c 'SELECT 1' >/dev/null 2>&1
+	run_checks "$g" "${JAVA[@]}" -Donly="$g" JdbcTest "$URL&prepareThreshold=1" "${TABLE}_a$n"
+	ok "$g: shardpool exits cleanly on SIGTERM" sp_stop
+done
+done_testing
