@@ -58,6 +58,9 @@ struct sp_client {
 	struct sp_node_health *read_node; /* replica serving this client's read (outstanding count) */
 	bool in_batch;               /* extended-protocol messages sent since the last Sync */
 	bool skip_to_sync;           /* a refused extended batch: drop messages up to Sync */
+	bool reset_seen;             /* RESET / DISCARD ran: startup values must come back */
+	sp_params_t custom_names;    /* custom (dotted) settings the client SET: read back by name */
+	sp_params_t reset_names;     /* names RESET in this transaction ("*": all) */
 	sp_client_t *wait_next;      /* pool wait queue */
 	sp_client_t *next, *prev;    /* all clients */
 	sp_client_t *key_next;       /* cancel key hash chain */

@@ -136,7 +136,7 @@ typedef struct sp_config {
 	double shutdown_timeout;       /* seconds, 30 */
 	int max_prepared_statements;   /* per server connection, 200; 0 disables tracking */
 	int pkt_buf;                   /* 4096: initial per-connection buffer */
-	int max_packet_size;           /* bytes; 2147483647 */
+	int max_packet_size;           /* bytes; 1073741823, PostgreSQL's own limit */
 	char *log_file;
 	char *pid_file;
 	int log_level;                 /* sp_log_level_t: 0 error .. 4 trace */

@@ -20,6 +20,10 @@ struct sp_pstmt {
 	int refs;
 	char name[24];     /* "sp_<id>" as sent to servers */
 	uint8_t *body;     /* Parse body after the statement name */
+	bool classified;   /* the flags below were computed */
+	bool sets;         /* its SQL may change session settings (SET, RESET, set_config) */
+	bool resets;       /* ... brings startup values back (RESET, DISCARD) */
+	bool drops;        /* DISCARD ALL / DEALLOCATE ALL: the server forgets every statement */
 	size_t body_len;
 	sp_pstmt_t *next;  /* hash chain */
 };

@@ -37,7 +37,9 @@ typedef enum {
 	SP_REQ_INT_PARSE,      /* shardpool's own Parse of a client statement: swallow ParseComplete */
 	SP_REQ_INT_CLOSE,      /* shardpool's own Close (cache eviction): swallow CloseComplete */
 	SP_REQ_SYNTH_PARSE,    /* answer ParseComplete ourselves when reached */
-	SP_REQ_SYNTH_CLOSE     /* answer CloseComplete ourselves when reached */
+	SP_REQ_SYNTH_CLOSE,    /* answer CloseComplete ourselves when reached */
+	SP_REQ_SYNTH_ERROR,    /* answer an ErrorResponse (text: "SQLSTATE message") when reached */
+	SP_REQ_SYNTH_COMMAND   /* answer CommandComplete (text: the tag) + ReadyForQuery when reached */
 } sp_req_kind_t;
 
 typedef enum {
@@ -53,7 +55,8 @@ typedef enum {
 typedef struct sp_req {
 	uint8_t kind;
 	uint8_t intq;        /* sp_intq_t for SP_REQ_INT_QUERY */
-	sp_pstmt_t *ps;      /* for PARSE/INT_PARSE/INT_CLOSE: which statement (referenced) */
+	sp_pstmt_t *ps;      /* for PARSE/INT_PARSE/INT_CLOSE/BIND: which statement (referenced) */
+	char *text;          /* PARSE: the client's statement name; SYNTH_*: what to answer (owned) */
 } sp_req_t;
 
 struct sp_server {
@@ -70,6 +73,10 @@ struct sp_server {
 	int32_t be_pid, be_key; /* PostgreSQL's BackendKeyData, for cancels */
 	sp_params_t params;     /* the session's settings as we know them */
 	sp_pstmt_cache_t pstmts;
+	/* statements the server still has under their shared name but that our cache
+	 * dropped (a skipped eviction, a plan invalidated by DDL): closed before reuse */
+	sp_pstmt_t *stale[16];
+	int n_stale;
 
 	sp_req_t *reqs;         /* ring buffer of outstanding requests */
 	unsigned req_head, req_n, req_cap;
@@ -81,6 +88,7 @@ struct sp_server {
 	bool need_syncback;     /* client ran something that may have changed settings */
 	bool dirty_close;       /* close instead of reuse when released */
 	bool lsn_taken;         /* fan-out write: the WAL position was read */
+	bool finishing;         /* transaction over, shardpool's own follow-up queries run: hold the client */
 
 	/* login */
 	sp_scram_client_t scram;
@@ -102,13 +110,19 @@ void sp_server_attach(sp_server_t *s, sp_client_t *c);
 void sp_server_release(sp_server_t *s);
 /* Queue a request record. */
 bool sp_server_push_req(sp_server_t *s, sp_req_kind_t kind, sp_pstmt_t *ps, sp_intq_t intq);
+/* Same, with a text the request owns (a copy is made). */
+bool sp_server_push_req_text(sp_server_t *s, sp_req_kind_t kind, sp_pstmt_t *ps, const char *text);
+/* If ps is stale on this server, queue its Close (before it is prepared again). */
+void sp_server_close_stale(sp_server_t *s, sp_pstmt_t *ps);
 static inline bool sp_server_busy(const sp_server_t *s)
 {
-	return s->req_n > 0 || s->copy_in || s->copy_out || s->txn != 'I';
+	return s->req_n > 0 || s->copy_in || s->copy_out || s->txn != 'I' || s->error_in_batch;
 }
 /* Outstanding work is only shardpool's own (parameter sync, read-back, reset). */
 static inline bool sp_server_only_internal(const sp_server_t *s)
 {
+	if (s->req_n == 0 || s->error_in_batch)
+		return false; /* nothing of ours to wait for, or a batch the server is skipping */
 	for (unsigned i = 0; i < s->req_n; i++) {
 		unsigned k = s->reqs[(s->req_head + i) & (s->req_cap - 1)].kind;
 		if (k != SP_REQ_INT_QUERY && k != SP_REQ_INT_PARSE && k != SP_REQ_INT_CLOSE)

@@ -110,6 +110,8 @@ static void reap(struct ev_loop *loop, ev_check *w, int revents)
 		graveyard = c->next;
 		sp_params_clear(&c->params);
 		sp_params_clear(&c->startup);
+		sp_params_clear(&c->custom_names);
+		sp_params_clear(&c->reset_names);
 		sp_pstmt_map_clear(&c->pstmts);
 		if (c->scram_active)
 			sp_scram_server_free(&c->scram);
@@ -182,6 +184,11 @@ void sp_client_close(sp_client_t *c, const char *reason)
 			s->pool->n_active--;
 			s->pool->n_other++;
 			s->state = SP_SERVER_RESET;
+			s->finishing = false;
+			sp_server_send(s);
+		} else if (sp_buf_len(&s->sock.out) > 0) {
+			/* a parameter sync queued for this client, never sent: not worth keeping */
+			sp_server_close(s, "client left before its first message");
 		} else {
 			sp_server_release(s);
 		}
@@ -422,8 +429,14 @@ static bool process_startup(sp_client_t *c)
 				"unsupported frontend protocol %u.%u: server supports 3.0", code >> 16, code & 0xffff);
 		return false;
 	}
-	handle_startup(c, p, len);
-	sp_buf_consume(in, len);
+	{
+		/* Consumed before it is handled: a trust login finishes inside
+		 * handle_startup and goes on reading the input. */
+		uint8_t pkt[SP_MAX_STARTUP_PACKET];
+		memcpy(pkt, p, len);
+		sp_buf_consume(in, len);
+		handle_startup(c, pkt, len);
+	}
 	return c->state != SP_CLIENT_CLOSED;
 }
 
@@ -445,6 +458,9 @@ void sp_client_welcome(sp_client_t *c)
 	/* The session the client expects: the server's defaults, then its own startup values. */
 	sp_params_copy(&c->params, w);
 	sp_params_copy(&c->params, &c->startup);
+	for (int i = 0; i < c->startup.n; i++)
+		if (strchr(c->startup.items[i].name, '.'))
+			sp_params_set(&c->custom_names, c->startup.items[i].name, "");
 	for (int i = 0; i < c->params.n; i++)
 		if (sp_params_is_reported(c->params.items[i].name))
 			sp_msg_write_parameter_status(out, c->params.items[i].name, c->params.items[i].value);
@@ -474,6 +490,7 @@ void sp_client_server_ready(sp_client_t *c, sp_server_t *s)
 	c->server = s;
 	c->xact_start = now;
 	c->replica_retry_mask = 0;
+	sp_sock_read_start(&c->sock);
 	sp_server_attach(s, c);
 	if (c->virtual_txn) {
 		/* The BEGIN the client was told succeeded runs now, on the chosen shard. */
@@ -535,10 +552,9 @@ void sp_client_detached(sp_client_t *c)
 		sp_client_fatal(c, SP_SQLSTATE_ADMIN_SHUTDOWN, "shardpool is shutting down; reconnect later");
 		return;
 	}
+	sp_sock_read_start(&c->sock);
 	if (sp_buf_len(&c->sock.in) > 0)
 		sp_client_process(c);
-	else
-		sp_sock_read_start(&c->sock);
 }
 
 void sp_client_resume(sp_client_t *c)
@@ -551,6 +567,37 @@ void sp_client_resume(sp_client_t *c)
 }
 
 /* ---------------- forwarding ---------------- */
+
+/* Bytes of white space, comments and '(' at the start of sql. */
+static size_t leading_blank(const char *sql, size_t len)
+{
+	size_t i = 0;
+	while (i < len) {
+		if (isspace((unsigned char)sql[i]) || sql[i] == '(') {
+			i++;
+		} else if (sql[i] == '-' && i + 1 < len && sql[i + 1] == '-') {
+			while (i < len && sql[i] != '\n')
+				i++;
+		} else if (sql[i] == '/' && i + 1 < len && sql[i + 1] == '*') {
+			int depth = 1;
+			i += 2;
+			while (i < len && depth > 0) {
+				if (sql[i] == '*' && i + 1 < len && sql[i + 1] == '/') {
+					depth--;
+					i += 2;
+				} else if (sql[i] == '/' && i + 1 < len && sql[i + 1] == '*') {
+					depth++;
+					i += 2;
+				} else {
+					i++;
+				}
+			}
+		} else {
+			break;
+		}
+	}
+	return i;
+}
 
 /* First SQL keyword of a statement, skipping white space and comments. */
 static size_t first_word(const char *sql, size_t len, char *word, size_t wlen)
@@ -599,29 +646,104 @@ static inline size_t text_len(const uint8_t *p, size_t n)
 	return z ? (size_t)(z - p) : n;
 }
 
+/* Offset of the first keyword at or after i (white space, comments and '(' skipped). */
+static size_t skip_blank(const char *sql, size_t len, size_t i)
+{
+	return i + leading_blank(sql + i, len - i);
+}
+
 /*
  * Could this SQL change session settings the server does not report? A
- * cheap word scan: a false positive costs one read-back query after the
- * transaction, a false negative would leak a setting, so it errs wide.
- * Runs on every Query, so the inner loop only looks at bytes that could
- * start one of the words (s, r, d in either case) after a non-identifier byte.
+ * cheap scan, run on every Query: a statement starting with SET, RESET or
+ * DISCARD (at the start or after a ';'), or a set_config( call anywhere. A
+ * false positive costs one read-back query after the transaction (so
+ * "UPDATE t SET" must not count); a false negative would leak a setting.
+ * *resets tells RESET / DISCARD, after which startup values come back.
  */
-static bool may_change_settings(const char *sql, size_t len)
+static bool may_change_settings_names(const char *sql, size_t len, bool *resets, sp_params_t *reset_names)
 {
-	static const char *const kw[] = {"set", "reset", "discard", NULL};
-	static const uint8_t kwlen[] = {3, 5, 7};
-	for (size_t i = 0; i < len; i++) {
-		uint8_t ch = (uint8_t)sql[i] | 0x20;
-		if ((ch != 's' && ch != 'r' && ch != 'd') || (i > 0 && ident_char(sql[i - 1])))
-			continue;
-		for (int k = 0; kw[k]; k++) {
-			size_t n = kwlen[k];
-			if (i + n <= len && strncasecmp(sql + i, kw[k], n) == 0 &&
-			    (i + n == len || !ident_char(sql[i + n]) || (k == 0 && strncasecmp(sql + i, "set_config", 10) == 0)))
-				return true;
+	bool found = false;
+	size_t i = 0;
+	while (i < len) {
+		size_t j = skip_blank(sql, len, i);
+		char w[16];
+		size_t n = first_word(sql + j, len - j, w, sizeof(w));
+		if (n && (strcmp(w, "SET") == 0 || strcmp(w, "RESET") == 0 || strcmp(w, "DISCARD") == 0)) {
+			found = true;
+			if (w[0] != 'S' && resets) {
+				/* RESET name: that name; RESET ALL, DISCARD ALL: every name ("*") */
+				size_t k = skip_blank(sql, len, j + leading_blank(sql + j, len - j) + n), m = 0;
+				char name[128];
+				while (k < len && m + 1 < sizeof(name) && (ident_char(sql[k]) || sql[k] == '.' || sql[k] == '"')) {
+					if (sql[k] != '"')
+						name[m++] = (char)tolower((unsigned char)sql[k]);
+					k++;
+				}
+				name[m] = 0;
+				*resets = true;
+				if (reset_names) {
+					if (w[0] == 'D' || strcmp(name, "all") == 0 || m == 0)
+						sp_params_set(reset_names, "*", "");
+					else
+						sp_params_set(reset_names, name, "");
+				}
+			}
+		}
+		/* next statement: after the next ';' (one inside a string only costs a false positive) */
+		{
+			const char *semi = memchr(sql + j, ';', len - j);
+			if (!semi)
+				break;
+			i = (size_t)(semi - sql) + 1;
 		}
 	}
-	return false;
+	if (!found && len >= 10) {
+		for (const char *q = sql; (q = memchr(q, '(', (size_t)(sql + len - q))) != NULL; q++)
+			if (q - sql >= 10 && strncasecmp(q - 10, "set_config", 10) == 0)
+				return true;
+	}
+	return found;
+}
+
+static bool may_change_settings(const char *sql, size_t len, bool *resets)
+{
+	return may_change_settings_names(sql, len, resets, NULL);
+}
+
+/* Remember the custom (dotted) parameter names SET by this SQL: pg_settings does not list them. */
+static void note_custom_names(sp_client_t *c, const char *sql, size_t len)
+{
+	size_t i = 0;
+	while (i < len) {
+		size_t j = skip_blank(sql, len, i), k;
+		char w[16], name[128];
+		size_t n = first_word(sql + j, len - j, w, sizeof(w)), m = 0;
+		if (n && strcmp(w, "SET") == 0) {
+			k = j + leading_blank(sql + j, len - j) + n;
+			for (int pass = 0; pass < 2; pass++) {
+				size_t nn;
+				k = skip_blank(sql, len, k);
+				nn = first_word(sql + k, len - k, w, sizeof(w));
+				if (nn && (strcmp(w, "SESSION") == 0 || strcmp(w, "LOCAL") == 0))
+					k += nn;
+			}
+			k = skip_blank(sql, len, k);
+			while (k < len && m + 1 < sizeof(name) && (ident_char(sql[k]) || sql[k] == '.' || sql[k] == '"')) {
+				if (sql[k] != '"')
+					name[m++] = (char)tolower((unsigned char)sql[k]);
+				k++;
+			}
+			name[m] = 0;
+			if (m && strchr(name, '.') && name[0] != '.' && name[m - 1] != '.')
+				sp_params_set(&c->custom_names, name, "");
+		}
+		{
+			const char *semi = memchr(sql + j, ';', len - j);
+			if (!semi)
+				break;
+			i = (size_t)(semi - sql) + 1;
+		}
+	}
 }
 
 /* DISCARD ALL, DISCARD PLANS? no: only ALL and DEALLOCATE [PREPARE] ALL drop statements. */
@@ -639,6 +761,8 @@ static bool drops_statements(const char *sql, size_t len)
 	return false;
 }
 
+static sp_pstmt_t *deallocates(sp_client_t *c, const char *sql, size_t len, char *name, size_t nlen);
+
 static bool tracking_statements(const sp_client_t *c)
 {
 	return c->pool_mode != SP_POOL_SESSION && sp_g.cfg->max_prepared_statements > 0;
@@ -652,6 +776,7 @@ static void ensure_prepared(sp_server_t *s, sp_pstmt_t *ps)
 	size_t at;
 	if (sp_pstmt_cache_has(&s->pstmts, ps))
 		return;
+	sp_server_close_stale(s, ps);
 	victim = sp_pstmt_cache_add(&s->pstmts, ps, sp_g.cfg->max_prepared_statements);
 	if (victim) {
 		sp_msg_write_close(out, 'S', victim->name);
@@ -684,6 +809,10 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 	size_t nlen;
 
 	sp_msg_reader_init(&r, body, len);
+	if (c->skip_to_sync && type != SP_FE_SYNC)
+		return true; /* after an error shardpool answered itself, up to Sync */
+	if (c->skip_to_sync)
+		c->skip_to_sync = false;
 	if (s->error_in_batch && (type == SP_FE_PARSE || type == SP_FE_BIND || type == SP_FE_DESCRIBE ||
 				  type == SP_FE_CLOSE || type == SP_FE_EXECUTE)) {
 		/* The server discards these until Sync; nothing to rewrite or track. */
@@ -710,13 +839,23 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 				sp_msg_write_ready_for_query(&c->sock.out, s->txn);
 				return true;
 			}
-			if (may_change_settings(sql, len - 1))
+			if (may_change_settings_names(sql, len - 1, &c->reset_seen, &c->reset_names)) {
 				s->need_syncback = true;
+				note_custom_names(c, sql, len - 1);
+			}
 			if (drops_statements(sql, len - 1)) {
 				/* DISCARD ALL / DEALLOCATE ALL: the server forgets every prepared
 				 * statement, and so does this client. */
 				sp_pstmt_cache_clear(&s->pstmts);
 				sp_pstmt_map_clear(&c->pstmts);
+			} else if (len < 4096 && strcmp(w, "DEALLOCATE") == 0) {
+				char dname[128];
+				if (deallocates(c, sql, len - 1, dname, sizeof(dname))) {
+					/* a protocol-level name: the server knows it by its shared name */
+					sp_pstmt_map_del(&c->pstmts, dname);
+					sp_server_push_req_text(s, SP_REQ_SYNTH_COMMAND, NULL, "DEALLOCATE");
+					return true;
+				}
 			}
 		}
 		sp_server_push_req(s, SP_REQ_QUERY, NULL, SP_INTQ_NONE);
@@ -727,27 +866,60 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 		if (!pq_getmsgstring(&r, &name, &nlen))
 			goto bad;
 		if (*name && tracking_statements(c)) {
-			sp_pstmt_t *ps = sp_pstmt_intern(body + nlen + 1, len - nlen - 1);
+			sp_pstmt_t *ps;
+			if (sp_pstmt_map_get(&c->pstmts, name)) {
+				/* As PostgreSQL: an error, then everything up to Sync is skipped. */
+				char err[200];
+				snprintf(err, sizeof(err), "42P05 prepared statement \"%s\" already exists", name);
+				sp_server_push_req_text(s, SP_REQ_SYNTH_ERROR, NULL, err);
+				c->skip_to_sync = true;
+				return true;
+			}
+			ps = sp_pstmt_intern(body + nlen + 1, len - nlen - 1);
 			if (!ps) {
 				sp_client_fatal(c, SP_SQLSTATE_OUT_OF_MEMORY, "out of memory");
 				return false;
 			}
+			if (!ps->classified) {
+				const char *q = (const char *)body + nlen + 1;
+				size_t ql = text_len(body + nlen + 1, len - nlen - 1);
+				ps->sets = may_change_settings(q, ql, &ps->resets);
+				ps->drops = drops_statements(q, ql);
+				ps->classified = true;
+			}
 			sp_pstmt_map_put(&c->pstmts, name, ps);
 			sp_pstmt_unref(ps);
-			if (may_change_settings((const char *)body + nlen + 1, text_len(body + nlen + 1, len - nlen - 1)))
+			if (ps->sets)
 				s->need_syncback = true;
+			if (ps->resets) {
+				c->reset_seen = true;
+				sp_params_set(&c->reset_names, "*", "");
+			}
+			if (ps->drops) {
+				sp_pstmt_cache_clear(&s->pstmts);
+			}
 			if (sp_pstmt_cache_has(&s->pstmts, ps)) {
 				sp_server_push_req(s, SP_REQ_SYNTH_PARSE, NULL, SP_INTQ_NONE);
 			} else {
+				sp_req_t *last;
 				ensure_prepared(s, ps);
 				/* The Parse we just queued answers for the client's. */
-				s->reqs[(s->req_head + s->req_n - 1) & (s->req_cap - 1)].kind = SP_REQ_PARSE;
+				last = &s->reqs[(s->req_head + s->req_n - 1) & (s->req_cap - 1)];
+				last->kind = SP_REQ_PARSE;
+				last->text = strdup(name);
 			}
 			return true;
 		}
-		if (c->pool_mode != SP_POOL_SESSION &&
-		    may_change_settings((const char *)body + nlen + 1, text_len(body + nlen + 1, len - nlen - 1)))
-			s->need_syncback = true;
+		if (c->pool_mode != SP_POOL_SESSION) {
+			const char *q = (const char *)body + nlen + 1;
+			size_t ql = text_len(body + nlen + 1, len - nlen - 1);
+			if (may_change_settings_names(q, ql, &c->reset_seen, &c->reset_names))
+				s->need_syncback = true;
+			if (drops_statements(q, ql)) {
+				sp_pstmt_cache_clear(&s->pstmts);
+				sp_pstmt_map_clear(&c->pstmts);
+			}
+		}
 		sp_server_push_req(s, SP_REQ_PARSE, NULL, SP_INTQ_NONE);
 		forward_raw(s, msg, total);
 		return true;
@@ -759,13 +931,34 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 			if (ps) {
 				sp_buf_t *out = &s->sock.out;
 				size_t at;
+				if (ps->sets)
+					s->need_syncback = true;
+				if (ps->resets) {
+					c->reset_seen = true;
+					sp_params_set(&c->reset_names, "*", "");
+				}
+				if (ps->drops) {
+					/* DEALLOCATE ALL / DISCARD ALL run again: the server forgets
+					 * all statements, and the client its own */
+					sp_pstmt_ref(ps);
+					ensure_prepared(s, ps);
+					sp_pstmt_cache_clear(&s->pstmts);
+					at = sp_msg_begin(out, SP_FE_BIND);
+					pq_sendstring(out, name);
+					pq_sendstring(out, ps->name);
+					pq_sendbytes(out, body + r.pos, len - r.pos);
+					sp_msg_end(out, at);
+					sp_server_push_req(s, SP_REQ_BIND, NULL, SP_INTQ_NONE);
+					sp_pstmt_unref(ps);
+					return true;
+				}
 				ensure_prepared(s, ps);
 				at = sp_msg_begin(out, SP_FE_BIND);
 				pq_sendstring(out, name);
 				pq_sendstring(out, ps->name);
 				pq_sendbytes(out, body + r.pos, len - r.pos);
 				sp_msg_end(out, at);
-				sp_server_push_req(s, SP_REQ_BIND, NULL, SP_INTQ_NONE);
+				sp_server_push_req(s, SP_REQ_BIND, ps, SP_INTQ_NONE);
 				return true;
 			}
 		}
@@ -857,6 +1050,37 @@ void sp_client_forward_batch(sp_client_t *c, sp_server_t *s, size_t end)
 		pos += 1 + len;
 	}
 	c->server = saved;
+}
+
+/*
+ * Is this a frontend message type, and is len (as sent, including itself)
+ * allowed for it? As PostgreSQL: messages that carry data may be large
+ * (up to max_packet_size), control messages are small.
+ */
+static bool valid_header(char type, uint32_t len)
+{
+	uint32_t large = (uint32_t)sp_g.cfg->max_packet_size;
+	if (len < 4)
+		return false;
+	switch (type) {
+	case SP_FE_QUERY:
+	case SP_FE_PARSE:
+	case SP_FE_BIND:
+	case SP_FE_FUNCTION_CALL:
+	case SP_FE_COPY_DATA:
+		return len <= large;
+	case SP_FE_DESCRIBE:
+	case SP_FE_EXECUTE:
+	case SP_FE_CLOSE:
+	case SP_FE_SYNC:
+	case SP_FE_FLUSH:
+	case SP_FE_TERMINATE:
+	case SP_FE_COPY_DONE:
+	case SP_FE_COPY_FAIL:
+		return len <= 10000;
+	default:
+		return false;
+	}
 }
 
 /* Messages that may stream through without being held whole. */
@@ -1142,8 +1366,9 @@ static bool route_idle(sp_client_t *c)
 	char type = (char)p[0];
 	sp_target_t t;
 
-	if (len < 4 || len > (uint32_t)sp_g.cfg->max_packet_size) {
-		sp_client_fatal(c, SP_SQLSTATE_PROTOCOL_VIOLATION, "invalid message length %u", len);
+	if (!valid_header(type, len)) {
+		sp_client_fatal(c, SP_SQLSTATE_PROTOCOL_VIOLATION, "invalid frontend message type %d or length %u",
+				(int)(unsigned char)type, len);
 		return true;
 	}
 	if (type == SP_FE_COPY_DATA || type == SP_FE_COPY_DONE || type == SP_FE_COPY_FAIL) {
@@ -1250,6 +1475,7 @@ static bool route_idle(sp_client_t *c)
 				sp_buf_consume(in, (size_t)len + 1);
 			return true;
 		}
+		c->prerouted = true;
 		start_transaction(c);
 		return true;
 	}
@@ -1342,6 +1568,8 @@ static int check_in_txn(sp_client_t *c, sp_server_t *s, char type, const uint8_t
 	if (type == SP_FE_COPY_DATA || type == SP_FE_COPY_DONE || type == SP_FE_COPY_FAIL || type == SP_FE_SYNC ||
 	    type == SP_FE_FLUSH || c->in_batch)
 		return 0;
+	if (type == SP_FE_FUNCTION_CALL)
+		return s->req_n > 0 ? -1 : 0; /* runs where the transaction is */
 	/* The first message of an extended batch. */
 	if (s->req_n > 0)
 		return -1;
@@ -1366,6 +1594,79 @@ static int check_in_txn(sp_client_t *c, sp_server_t *s, char type, const uint8_t
 		c->txn = SP_TXN_FAILED;
 		return 1;
 	}
+}
+
+/* "DEALLOCATE [PREPARE] name": the client's protocol-level statement name, if it is one. */
+static sp_pstmt_t *deallocates(sp_client_t *c, const char *sql, size_t len, char *name, size_t nlen)
+{
+	char w[16];
+	size_t next = 0, n = 0;
+	const char *q;
+	if (first_word(sql, len, w, sizeof(w)) == 0 || strcmp(w, "DEALLOCATE") != 0)
+		return NULL;
+	q = strcasestr(sql, "deallocate") + 10;
+	while (*q && isspace((unsigned char)*q))
+		q++;
+	if (strncasecmp(q, "prepare", 7) == 0 && (isspace((unsigned char)q[7]))) {
+		q += 7;
+		while (*q && isspace((unsigned char)*q))
+			q++;
+	}
+	if (*q == '"') {
+		q++;
+		while (*q && *q != '"' && n + 1 < nlen)
+			name[n++] = *q++;
+		if (*q != '"')
+			return NULL;
+		q++;
+	} else {
+		while (*q && ident_char(*q) && n + 1 < nlen)
+			name[n++] = (char)tolower((unsigned char)*q++);
+	}
+	name[n] = 0;
+	while (*q && (isspace((unsigned char)*q) || *q == ';'))
+		q++;
+	(void)next;
+	if (!n || *q || strcasecmp(name, "all") == 0)
+		return NULL;
+	return sp_pstmt_map_get(&c->pstmts, name);
+}
+
+/*
+ * Simple queries answered without a server between transactions: LISTEN
+ * in transaction pooling (refused) and DEALLOCATE of a protocol-level
+ * statement (which the server knows under shardpool's shared name).
+ * Returns 1 if answered, 0 to go on, -1 to wait for the whole message.
+ */
+static int idle_query_locally(sp_client_t *c)
+{
+	sp_buf_t *in = &c->sock.in;
+	const uint8_t *p = sp_buf_head(in);
+	uint32_t len = sp_get_be32(p + 1);
+	const char *sql = (const char *)p + 5;
+	char w[16], name[128];
+	if (len > 4096)
+		return 0; /* a long statement is neither */
+	if (sp_buf_len(in) < (size_t)len + 1)
+		return -1;
+	if (len < 5 || p[len] != 0)
+		return 0; /* the normal path reports it */
+	first_word(sql, len - 5, w, sizeof(w));
+	if (strcmp(w, "LISTEN") == 0) {
+		sp_buf_consume(in, (size_t)len + 1);
+		sp_msg_write_error(&c->sock.out, "ERROR", SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
+				   "LISTEN is not supported in transaction pooling mode", NULL,
+				   "Use a database with pool_mode = session for LISTEN/NOTIFY.");
+		sp_msg_write_ready_for_query(&c->sock.out, c->virtual_txn ? virtual_status(c) : SP_TXN_IDLE);
+		return 1;
+	}
+	if (strcmp(w, "DEALLOCATE") == 0 && !c->virtual_txn && deallocates(c, sql, len - 5, name, sizeof(name))) {
+		sp_pstmt_map_del(&c->pstmts, name);
+		sp_buf_consume(in, (size_t)len + 1);
+		local_reply(c, "DEALLOCATE", SP_TXN_IDLE);
+		return 1;
+	}
+	return 0;
 }
 
 static void start_transaction(sp_client_t *c)
@@ -1459,6 +1760,18 @@ void sp_client_process(sp_client_t *c)
 				sp_client_fatal(c, SP_SQLSTATE_ADMIN_SHUTDOWN, "shardpool is shutting down; reconnect later");
 				goto out;
 			}
+			if (!valid_header((char)p[0], sp_get_be32(p + 1))) {
+				sp_client_fatal(c, SP_SQLSTATE_PROTOCOL_VIOLATION, "invalid frontend message type %d or length %u",
+						p[0], sp_get_be32(p + 1));
+				goto out;
+			}
+			if (p[0] == SP_FE_QUERY && c->pool_mode != SP_POOL_SESSION) {
+				int r = idle_query_locally(c);
+				if (r < 0)
+					goto out;
+				if (r > 0)
+					continue;
+			}
 			if (c->routed) {
 				if (!route_idle(c))
 					goto out;
@@ -1474,9 +1787,17 @@ void sp_client_process(sp_client_t *c)
 			uint32_t len;
 			char type;
 
+			if (s->finishing)
+				goto flush_out; /* the transaction is over: next one waits its turn in the pool */
 			if (sp_sock_backed_up(&s->sock)) {
-				sp_sock_read_stop(&c->sock);
-				goto flush_out;
+				sp_server_send(s);
+				if (c->state == SP_CLIENT_CLOSED)
+					goto out;
+				if (sp_sock_backed_up(&s->sock)) {
+					/* the server's write watcher is armed: "drained" resumes us */
+					sp_sock_read_stop(&c->sock);
+					goto flush_out;
+				}
 			}
 			if (c->fwd_remaining > 0) {
 				size_t n = sp_buf_len(in);
@@ -1494,8 +1815,9 @@ void sp_client_process(sp_client_t *c)
 			p = sp_buf_head(in);
 			type = (char)p[0];
 			len = sp_get_be32(p + 1);
-			if (len < 4 || len > (uint32_t)sp_g.cfg->max_packet_size) {
-				sp_client_fatal(c, SP_SQLSTATE_PROTOCOL_VIOLATION, "invalid message length %u", len);
+			if (!valid_header(type, len)) {
+				sp_client_fatal(c, SP_SQLSTATE_PROTOCOL_VIOLATION,
+						"invalid frontend message type %d or length %u", (int)(unsigned char)type, len);
 				goto out;
 			}
 			if (type == SP_FE_TERMINATE) {

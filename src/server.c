@@ -112,6 +112,8 @@ static void req_pop(sp_server_t *s)
 	if (r->ps)
 		sp_pstmt_unref(r->ps);
 	r->ps = NULL;
+	free(r->text);
+	r->text = NULL;
 	s->req_head = (s->req_head + 1) & (s->req_cap - 1);
 	s->req_n--;
 }
@@ -125,16 +127,87 @@ static void write_client(sp_server_t *s, const uint8_t *p, size_t n)
 		sp_buf_append(&s->client->sock.out, p, n);
 }
 
+static bool is_synth(unsigned kind)
+{
+	return kind == SP_REQ_SYNTH_PARSE || kind == SP_REQ_SYNTH_CLOSE || kind == SP_REQ_SYNTH_ERROR ||
+	       kind == SP_REQ_SYNTH_COMMAND;
+}
+
+static void write_synth(sp_server_t *s, unsigned kind, const char *text)
+{
+	sp_buf_t *out;
+	if (!s->client || (s->fan && !sp_fanout_is_leader(s->fan, s)))
+		return;
+	out = &s->client->sock.out;
+	switch (kind) {
+	case SP_REQ_SYNTH_PARSE:
+		sp_msg_write_empty(out, SP_BE_PARSE_COMPLETE);
+		break;
+	case SP_REQ_SYNTH_CLOSE:
+		sp_msg_write_empty(out, SP_BE_CLOSE_COMPLETE);
+		break;
+	case SP_REQ_SYNTH_ERROR: {
+		char code[6];
+		snprintf(code, sizeof(code), "%.5s", text ? text : "XX000");
+		sp_msg_write_error(out, "ERROR", code, text && strlen(text) > 6 ? text + 6 : "error", NULL, NULL);
+		break;
+	}
+	case SP_REQ_SYNTH_COMMAND:
+		sp_msg_write_command_complete(out, text ? text : "");
+		sp_msg_write_ready_for_query(out, s->txn);
+		break;
+	}
+}
+
 /* Answer synthesised requests that have reached the front of the queue. */
 static void emit_synth(sp_server_t *s)
 {
 	sp_req_t *r;
-	while ((r = req_head(s)) && (r->kind == SP_REQ_SYNTH_PARSE || r->kind == SP_REQ_SYNTH_CLOSE)) {
-		if (s->client && (!s->fan || sp_fanout_is_leader(s->fan, s)))
-			sp_msg_write_empty(&s->client->sock.out,
-					   r->kind == SP_REQ_SYNTH_PARSE ? SP_BE_PARSE_COMPLETE : SP_BE_CLOSE_COMPLETE);
+	while ((r = req_head(s)) && is_synth(r->kind)) {
+		write_synth(s, r->kind, r->text);
 		req_pop(s);
 	}
+}
+
+static void add_stale(sp_server_t *s, sp_pstmt_t *ps)
+{
+	for (int i = 0; i < s->n_stale; i++)
+		if (s->stale[i] == ps)
+			return;
+	if (s->n_stale == (int)(sizeof(s->stale) / sizeof(s->stale[0]))) {
+		s->dirty_close = true; /* too much to clean up: drop the connection at release */
+		return;
+	}
+	sp_pstmt_ref(ps);
+	s->stale[s->n_stale++] = ps;
+}
+
+void sp_server_close_stale(sp_server_t *s, sp_pstmt_t *ps)
+{
+	for (int i = 0; i < s->n_stale; i++)
+		if (s->stale[i] == ps) {
+			s->stale[i] = s->stale[--s->n_stale];
+			sp_msg_write_close(&s->sock.out, 'S', ps->name);
+			sp_server_push_req(s, SP_REQ_INT_CLOSE, ps, SP_INTQ_NONE);
+			sp_pstmt_unref(ps);
+			return;
+		}
+}
+
+bool sp_server_push_req_text(sp_server_t *s, sp_req_kind_t kind, sp_pstmt_t *ps, const char *text)
+{
+	unsigned before = s->req_n;
+	if (is_synth(kind) && s->req_n == 0 && !s->error_in_batch) {
+		write_synth(s, kind, text); /* nothing before it: answer now */
+		return true;
+	}
+	if (!sp_server_push_req(s, kind, ps, SP_INTQ_NONE))
+		return false;
+	if (s->req_n > before) {
+		sp_req_t *r = &s->reqs[(s->req_head + s->req_n - 1) & (s->req_cap - 1)];
+		r->text = text ? strdup(text) : NULL;
+	}
+	return true;
 }
 
 bool sp_server_push_req(sp_server_t *s, sp_req_kind_t kind, sp_pstmt_t *ps, sp_intq_t intq)
@@ -146,9 +219,7 @@ bool sp_server_push_req(sp_server_t *s, sp_req_kind_t kind, sp_pstmt_t *ps, sp_i
 	if (kind == SP_REQ_SYNC)
 		s->error_in_batch = false;
 	if ((kind == SP_REQ_SYNTH_PARSE || kind == SP_REQ_SYNTH_CLOSE) && s->req_n == 0) {
-		if (s->client && (!s->fan || sp_fanout_is_leader(s->fan, s)))
-			sp_msg_write_empty(&s->client->sock.out,
-					   kind == SP_REQ_SYNTH_PARSE ? SP_BE_PARSE_COMPLETE : SP_BE_CLOSE_COMPLETE);
+		write_synth(s, kind, NULL);
 		return true;
 	}
 	if (s->req_n == s->req_cap) {
@@ -167,6 +238,7 @@ bool sp_server_push_req(sp_server_t *s, sp_req_kind_t kind, sp_pstmt_t *ps, sp_i
 	r->kind = (uint8_t)kind;
 	r->intq = (uint8_t)intq;
 	r->ps = ps;
+	r->text = NULL;
 	if (ps)
 		sp_pstmt_ref(ps);
 	s->req_n++;
@@ -243,6 +315,9 @@ void sp_server_close(sp_server_t *s, const char *reason)
 	s->reqs = NULL;
 	sp_params_clear(&s->params);
 	sp_pstmt_cache_clear(&s->pstmts);
+	for (int i = 0; i < s->n_stale; i++)
+		sp_pstmt_unref(s->stale[i]);
+	s->n_stale = 0;
 	if (s->scram_active)
 		sp_scram_client_free(&s->scram);
 	free(s->password);
@@ -407,11 +482,75 @@ static void start_syncback(sp_server_t *s)
 			if (!sp_params_is_reported(s->client->params.items[i].name) &&
 			    !sp_params_get(&s->client->startup, s->client->params.items[i].name))
 				sp_params_remove(&s->client->params, s->client->params.items[i].name);
-	sp_msg_write_query(&s->sock.out,
-			   "SELECT name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings "
-			   "WHERE source IN ('session', 'client')");
+	{
+		/* pg_settings does not list placeholders (custom "app.x" settings): the
+		 * ones the client SET are read back by name. */
+		sp_buf_t q = {0};
+		static const char base[] = "SELECT name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings "
+					   "WHERE source IN ('session', 'client')";
+		sp_buf_append(&q, base, sizeof(base) - 1);
+		if (s->client && s->client->custom_names.n > 0) {
+			sp_buf_append(&q, " UNION ALL SELECT n, v FROM (SELECT n, pg_catalog.current_setting(n, true) AS v FROM pg_catalog.unnest(ARRAY[", 109);
+			for (int i = 0; i < s->client->custom_names.n; i++) {
+				const char *n = s->client->custom_names.items[i].name;
+				sp_buf_append(&q, i ? ",'" : "'", i ? 2 : 1);
+				for (; *n; n++) {
+					if (*n == '\'')
+						sp_buf_append(&q, "'", 1);
+					sp_buf_append(&q, n, 1);
+				}
+				sp_buf_append(&q, "'", 1);
+			}
+			sp_buf_append(&q, "]::text[]) AS n) AS c WHERE v IS NOT NULL AND v <> ''", 53);
+		}
+		sp_buf_append(&q, "", 1);
+		sp_msg_write_query(&s->sock.out, (const char *)q.data);
+		sp_buf_free(&q);
+	}
 	sp_server_push_req(s, SP_REQ_INT_QUERY, NULL, SP_INTQ_SYNCBACK);
 	sp_server_send(s);
+}
+
+/* After RESET or DISCARD ALL, startup-packet values apply again (PostgreSQL's RESET semantics). */
+static void restore_startup(sp_server_t *s, sp_client_t *c)
+{
+	sp_buf_t q = {0};
+	int n = 0;
+	bool all = sp_params_get(&c->reset_names, "*") != NULL;
+	for (int i = 0; i < c->startup.n; i++) {
+		const sp_param_t *p = &c->startup.items[i];
+		if (sp_params_is_readonly(p->name) || (!all && !sp_params_get(&c->reset_names, p->name)))
+			continue;
+		if (n++)
+			sp_buf_append(&q, ", ", 2);
+		else
+			sp_buf_append(&q, "SELECT ", 7);
+		sp_buf_append(&q, "pg_catalog.set_config('", 23);
+		for (const char *t = p->name; *t; t++) {
+			if (*t == '\'')
+				sp_buf_append(&q, "'", 1);
+			sp_buf_append(&q, t, 1);
+		}
+		sp_buf_append(&q, "', '", 4);
+		for (const char *t = p->value; *t; t++) {
+			if (*t == '\'')
+				sp_buf_append(&q, "'", 1);
+			sp_buf_append(&q, t, 1);
+		}
+		sp_buf_append(&q, "', false)", 9);
+	}
+	if (n) {
+		sp_buf_append(&q, "", 1);
+		sp_msg_write_query(&s->sock.out, (const char *)q.data);
+		sp_server_push_req(s, SP_REQ_INT_QUERY, NULL, SP_INTQ_PARAMS);
+		/* Reported ones arrive as ParameterStatus, which tells the client too. */
+		for (int i = 0; i < c->startup.n; i++)
+			if ((all || sp_params_get(&c->reset_names, c->startup.items[i].name)) &&
+			    !sp_params_is_reported(c->startup.items[i].name))
+				sp_params_set(&c->params, c->startup.items[i].name, c->startup.items[i].value);
+	}
+	sp_buf_free(&q);
+	sp_params_clear(&c->reset_names);
 }
 
 /* The transaction is over and nothing is outstanding: let the client go. */
@@ -464,12 +603,18 @@ static void transaction_done(sp_server_t *s)
 	}
 	if (s->need_syncback) {
 		s->need_syncback = false;
+		s->finishing = true;
+		if (c->reset_seen) {
+			c->reset_seen = false;
+			restore_startup(s, c);
+		}
 		start_syncback(s);
 		return;
 	}
 	if (c->txn_wrote) {
 		c->txn_wrote = false;
 		if (sp_g.cfg->read_your_writes && c->written_lsn) {
+			s->finishing = true;
 			/* Where this client's write ended in the WAL: its next reads wait for it. The insert
 			 * position, not the write position: with synchronous_commit = off the commit
 			 * record may not have been written out yet. */
@@ -479,6 +624,7 @@ static void transaction_done(sp_server_t *s)
 			return;
 		}
 	}
+	s->finishing = false;
 	s->n_xacts++;
 	c->n_xacts++;
 	s->pool->total_xacts++;
@@ -598,10 +744,27 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 		write_client(s, msg, total);
 		if (r && r->kind != SP_REQ_QUERY && r->kind != SP_REQ_FUNCTION) {
 			/* Extended protocol: PostgreSQL skips everything up to Sync. */
+			const char *code = sp_msg_error_field(body, len, 'C');
+			bool first = true;
 			while ((r = req_head(s)) && r->kind != SP_REQ_SYNC && r->kind != SP_REQ_QUERY &&
 			       r->kind != SP_REQ_INT_QUERY && r->kind != SP_REQ_FUNCTION) {
-				if ((r->kind == SP_REQ_PARSE || r->kind == SP_REQ_INT_PARSE) && r->ps)
+				if ((r->kind == SP_REQ_PARSE || r->kind == SP_REQ_INT_PARSE) && r->ps) {
+					/* not prepared after all: forget it here, and the client's name too */
 					sp_pstmt_cache_remove(&s->pstmts, r->ps);
+					if (first && c && r->text && sp_pstmt_map_get(&c->pstmts, r->text) == r->ps)
+						sp_pstmt_map_del(&c->pstmts, r->text);
+				} else if (r->kind == SP_REQ_INT_CLOSE && r->ps && !first) {
+					/* skipped eviction: the server still has it */
+					add_stale(s, r->ps);
+				} else if (r->kind == SP_REQ_BIND && r->ps && first && code &&
+					   (strcmp(code, "0A000") == 0 || strcmp(code, "26000") == 0)) {
+					/* e.g. "cached plan must not change result type" after DDL:
+					 * prepare it again (after a Close) on next use */
+					sp_pstmt_cache_remove(&s->pstmts, r->ps);
+					if (strcmp(code, "0A000") == 0)
+						add_stale(s, r->ps);
+				}
+				first = false;
 				req_pop(s);
 			}
 			if (!r)
@@ -658,6 +821,12 @@ static void process(sp_server_t *s)
 		uint32_t len;
 		char type;
 
+		if (c && sp_sock_backed_up(&c->sock) && (sp_sock_flush(&c->sock), sp_sock_backed_up(&c->sock))) {
+			/* The client reads slower than the server sends: wait for it to
+			 * drain (its write watcher is armed, so "drained" will come). */
+			sp_sock_read_stop(&s->sock);
+			break;
+		}
 		if (s->fwd_remaining > 0) {
 			size_t n = sp_buf_len(in);
 			if (n == 0)
@@ -671,11 +840,6 @@ static void process(sp_server_t *s)
 			continue;
 		}
 		if (s->fan && !sp_fanout_wants(s->fan, s)) {
-			sp_sock_read_stop(&s->sock);
-			break;
-		}
-		if (c && sp_sock_backed_up(&c->sock)) {
-			/* The client reads slower than the server sends: wait for it to drain. */
 			sp_sock_read_stop(&s->sock);
 			break;
 		}

@@ -23,12 +23,15 @@
 struct ev_loop *sp_loop;
 
 #define READ_CHUNK 16384
+#define SHRINK_ABOVE (1024 * 1024)
 
 static void on_read(struct ev_loop *loop, ev_io *w, int revents)
 {
 	sp_sock_t *s = container_of(w, sp_sock_t, rio);
 	ssize_t n;
 
+	if (sp_buf_len(&s->in) == 0 && s->in.cap > SHRINK_ABOVE)
+		sp_buf_free(&s->in); /* a big message passed: give the memory back */
 	if (!sp_buf_reserve(&s->in, READ_CHUNK)) {
 		s->err = ENOMEM;
 		s->cb(s, SP_SOCK_ERROR);
@@ -130,6 +133,8 @@ bool sp_sock_flush(sp_sock_t *s)
 		ev_io_stop(sp_loop, &s->wio);
 		s->writing = false;
 	}
+	if (s->out.cap > SHRINK_ABOVE)
+		sp_buf_free(&s->out);
 	return true;
 }
 

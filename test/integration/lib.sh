@@ -57,14 +57,17 @@ plan() {
 }
 
 # one line of TAP; '#' in a description would start a directive
+# TODO="reason" before a check marks a known limitation: TAP's "# TODO" directive, so a
+# failure is reported (XFAIL) without failing the run, and an unexpected pass shows (XPASS).
 _tap_result() {
-	local pass=$1 desc=${2//#/\\#}
+	local pass=$1 desc=${2//#/\\#} todo=""
+	[ -n "${TODO:-}" ] && todo=" # TODO ${TODO//#/}"
 	_tap_n=$((_tap_n + 1))
 	if [ "$pass" = 1 ]; then
-		echo "ok $_tap_n - $desc" >&$_sp_tap_fd
+		echo "ok $_tap_n - $desc$todo" >&$_sp_tap_fd
 	else
-		_tap_failed=$((_tap_failed + 1))
-		echo "not ok $_tap_n - $desc" >&$_sp_tap_fd
+		[ -n "$todo" ] || _tap_failed=$((_tap_failed + 1))
+		echo "not ok $_tap_n - $desc$todo" >&$_sp_tap_fd
 	fi
 }
 

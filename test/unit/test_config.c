@@ -209,7 +209,7 @@ static void test_defaults(void)
 	ok(cfg->shutdown_timeout == 30.0, "default shutdown_timeout");
 	is_int(cfg->max_prepared_statements, 200, "default max_prepared_statements");
 	is_int(cfg->pkt_buf, 4096, "default pkt_buf");
-	is_int(cfg->max_packet_size, 2147483647, "default max_packet_size");
+	is_int(cfg->max_packet_size, 1073741823, "default max_packet_size");
 	is_str(cfg->log_file, "", "default log_file");
 	is_str(cfg->pid_file, "", "default pid_file");
 	is_int(cfg->log_level, 2, "default log_level is info");
