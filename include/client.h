@@ -59,6 +59,10 @@ struct sp_client {
 	bool in_batch;               /* extended-protocol messages sent since the last Sync */
 	bool skip_to_sync;           /* a refused extended batch: drop messages up to Sync */
 	bool reset_seen;             /* RESET / DISCARD ran: startup values must come back */
+	ev_timer causal_timer;       /* causal_wait_ms: polling for a replica that replayed our write */
+	ev_tstamp causal_deadline;   /* 0: not waiting (and allowed to wait for the next read) */
+	bool causal_waiting;
+	int causal_shard;
 	sp_params_t custom_names;    /* custom (dotted) settings the client SET: read back by name */
 	sp_params_t reset_names;     /* names RESET in this transaction ("*": all) */
 	sp_client_t *wait_next;      /* pool wait queue */

@@ -76,6 +76,10 @@ int sp_health_pick_read(const sp_db_conf_t *db, int shard, uint64_t min_lsn, uin
  */
 int sp_health_write_target(const sp_db_conf_t *db, int shard);
 
+/* Probe the replicas of (db, shard) now rather than at the next period
+ * (causal_wait_ms: a reader waits for a replica to replay its write). */
+void sp_health_probe_now(const sp_db_conf_t *db, int shard);
+
 /* Iterate all nodes (admin console SHOW SERVERS HEALTH). */
 int sp_health_count(void);
 sp_node_health_t *sp_health_at(int i);

@@ -194,6 +194,10 @@ void sp_client_close(sp_client_t *c, const char *reason)
 		}
 	}
 	read_done(c);
+	if (c->causal_waiting) {
+		ev_timer_stop(sp_loop, &c->causal_timer);
+		c->causal_waiting = false;
+	}
 	c->state = SP_CLIENT_CLOSED;
 	if (c->sock.fd >= 0) {
 		/* Best effort: let a final ErrorResponse out before closing. */
@@ -505,6 +509,9 @@ void sp_client_server_ready(sp_client_t *c, sp_server_t *s)
 	sp_client_process(c);
 }
 
+static void local_reply(sp_client_t *c, const char *tag, char txn);
+static char virtual_status(const sp_client_t *c);
+
 void sp_client_server_failed(sp_client_t *c, const char *sqlstate, const char *msg)
 {
 	if (c->fan) {
@@ -530,16 +537,38 @@ void sp_client_server_failed(sp_client_t *c, const char *sqlstate, const char *m
 		sp_client_fatal(c, sqlstate, "%s", msg);
 		return;
 	}
+	cl_log(c, SP_LOG_WARNING, "no server: %s", msg);
+	if (c->state == SP_CLIENT_WAITING && sp_buf_len(&c->sock.in) >= 5) {
+		/* The statement that needed the server fails; the session goes on. */
+		const uint8_t *p = sp_buf_head(&c->sock.in);
+		uint32_t len = sp_get_be32(p + 1);
+		sp_client_set_state(c, SP_CLIENT_IDLE);
+		c->pool = c->routed ? NULL : c->pool;
+		sp_msg_write_error(&c->sock.out, "ERROR", sqlstate, msg, NULL,
+				   "The server is unreachable; retry later or check SHOW HEALTH on the admin console.");
+		if (c->virtual_txn)
+			c->virtual_failed = true;
+		if (p[0] == SP_FE_QUERY || p[0] == SP_FE_FUNCTION_CALL) {
+			if (sp_buf_len(&c->sock.in) >= (size_t)len + 1)
+				sp_buf_consume(&c->sock.in, (size_t)len + 1);
+			local_reply(c, NULL, virtual_status(c));
+		} else {
+			c->skip_to_sync = true; /* the rest of the batch is dropped, Sync answered */
+		}
+		flush(c);
+		if (c->state != SP_CLIENT_CLOSED && sp_buf_len(&c->sock.in) > 0)
+			sp_client_process(c);
+		return;
+	}
 	if (c->state == SP_CLIENT_WAITING)
 		sp_client_set_state(c, SP_CLIENT_IDLE);
-	/* Drop what the client pipelined for this transaction, up to its Sync. */
-	cl_log(c, SP_LOG_WARNING, "no server: %s", msg);
 	sp_client_fatal(c, sqlstate, "%s", msg);
 }
 
 void sp_client_detached(sp_client_t *c)
 {
 	read_done(c);
+	c->causal_deadline = 0;
 	c->server = NULL;
 	c->txn_shard = -1;
 	c->rsess.local_shard = -1;
@@ -1113,6 +1142,59 @@ static void local_error(sp_client_t *c, const char *sqlstate, const char *msg, c
 		local_reply(c, NULL, virtual_status(c));
 }
 
+static void start_transaction(sp_client_t *c);
+
+static sp_pool_t *replica_pool(sp_client_t *c, int shard, int replica)
+{
+	sp_node_health_t *n = sp_health_node(c->db->name, shard, replica);
+	if (n) {
+		n->outstanding++;
+		c->read_node = n;
+	}
+	return sp_pool_get(c->dbname, c->user, shard, SP_ROLE_REPLICA, replica);
+}
+
+static void causal_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	sp_client_t *c = container_of(w, sp_client_t, causal_timer);
+	int shard = c->causal_shard, r;
+	bool expired = ev_now(sp_loop) >= c->causal_deadline;
+	r = sp_health_pick_read(c->db, shard, c->written_lsn[shard], 0);
+	if (r < 0 && !expired) {
+		sp_health_probe_now(c->db, shard);
+		return;
+	}
+	ev_timer_stop(sp_loop, &c->causal_timer);
+	c->causal_waiting = false;
+	sp_client_set_state(c, SP_CLIENT_IDLE);
+	if (r >= 0) {
+		c->pool = replica_pool(c, shard, r);
+	} else {
+		int wt = sp_health_write_target(c->db, shard);
+		cl_log(c, SP_LOG_DEBUG, "causal_wait_ms expired: reading from the primary");
+		c->pool = wt >= 0 ? sp_pool_get(c->dbname, c->user, shard, SP_ROLE_REPLICA, wt)
+				  : sp_pool_get(c->dbname, c->user, shard, SP_ROLE_PRIMARY, 0);
+	}
+	if (!c->pool) {
+		sp_client_fatal(c, SP_SQLSTATE_INTERNAL, "no pool for shard %d", shard);
+		return;
+	}
+	c->prerouted = true;
+	start_transaction(c);
+}
+
+static void start_causal_wait(sp_client_t *c, int shard)
+{
+	c->causal_waiting = true;
+	c->causal_shard = shard;
+	c->causal_deadline = ev_now(sp_loop) + sp_g.cfg->causal_wait_ms / 1000.0;
+	c->wait_since = ev_now(sp_loop);
+	sp_client_set_state(c, SP_CLIENT_WAITING);
+	sp_health_probe_now(c->db, shard);
+	ev_timer_init(&c->causal_timer, causal_tick, 0.002, 0.002);
+	ev_timer_start(sp_loop, &c->causal_timer);
+}
+
 /*
  * The pool for a transaction on this shard: a replica for reads when the
  * database splits them (read-your-writes respected), the primary (or a
@@ -1127,12 +1209,20 @@ static sp_pool_t *choose_pool(sp_client_t *c, int shard, bool write, bool read)
 
 	if (role_hint == 1)
 		want_replica = false;
-	else if (role_hint == 2)
-		want_replica = true;
+	else if (role_hint == 2 && !write)
+		want_replica = true; /* a session role never sends a write to a replica */
 	if (shard < 0 || shard >= db->n_shards)
 		shard = db->default_shard;
 	if (want_replica && db->read_replicas && db->shards[shard].n_replicas > 0) {
-		replica = sp_health_pick_read(db, shard, c->written_lsn ? c->written_lsn[shard] : 0, 0);
+		uint64_t min_lsn = c->written_lsn ? c->written_lsn[shard] : 0;
+		replica = sp_health_pick_read(db, shard, min_lsn, 0);
+		if (replica < 0 && min_lsn > 0 && sp_g.cfg->causal_wait_ms > 0 && c->causal_deadline == 0 &&
+		    sp_health_pick_read(db, shard, 0, 0) >= 0) {
+			/* A replica is usable but has not replayed our write yet: give it
+			 * causal_wait_ms to catch up before the read goes to the primary. */
+			start_causal_wait(c, shard);
+			return NULL;
+		}
 	} else if (!want_replica) {
 		int w = sp_health_write_target(db, shard);
 		if (w == -2) {
@@ -1144,15 +1234,11 @@ static sp_pool_t *choose_pool(sp_client_t *c, int shard, bool write, bool read)
 		}
 		if (w >= 0)
 			replica = w;
-		c->txn_wrote = true;
+		if (write || c->virtual_txn)
+			c->txn_wrote = true;
 	}
-	if (replica >= 0 && want_replica) {
-		sp_node_health_t *n = sp_health_node(db->name, shard, replica);
-		if (n) {
-			n->outstanding++;
-			c->read_node = n;
-		}
-	}
+	if (replica >= 0 && want_replica)
+		return replica_pool(c, shard, replica);
 	cl_log(c, SP_LOG_DEBUG, "routed to shard %d %s%s (min lsn %llx)", shard, replica >= 0 ? "replica" : "primary",
 	       want_replica ? " for a read" : "", c->written_lsn ? (unsigned long long)c->written_lsn[shard] : 0ULL);
 	if (replica >= 0)
@@ -1183,6 +1269,8 @@ static void merge_target(sp_target_t *acc, const sp_target_t *t, bool *have)
 {
 	if (acc->kind == SP_TARGET_ERROR)
 		return;
+	/* a read only if every statement of the batch is one */
+	acc->read = acc->read && t->read && !t->write;
 	if (t->kind == SP_TARGET_ERROR) {
 		*acc = *t;
 		return;
@@ -1196,11 +1284,12 @@ static void merge_target(sp_target_t *acc, const sp_target_t *t, bool *have)
 		return;
 	if (t->kind == SP_TARGET_FANOUT && !*have) {
 		/* keep the whole target: merge plan, sum mode */
-		bool w = acc->write;
+		bool w = acc->write, rd = acc->read;
 		sp_txnop_t op = acc->txnop;
 		bool ro = acc->read_only;
 		*acc = *t;
 		acc->write |= w;
+		acc->read = rd;
 		if (op == SP_TXNOP_BEGIN) {
 			acc->txnop = op;
 			acc->read_only = ro;
@@ -1212,7 +1301,6 @@ static void merge_target(sp_target_t *acc, const sp_target_t *t, bool *have)
 		acc->kind = t->kind;
 		acc->shard = t->shard;
 		acc->shard_mask = t->shard_mask;
-		acc->read = t->read;
 		*have = true;
 		return;
 	}
@@ -1236,6 +1324,7 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 
 	memset(out, 0, sizeof(*out));
 	out->kind = SP_TARGET_ANY;
+	out->read = true;
 	while (pos < end) {
 		uint32_t len = sp_get_be32(p + pos + 1);
 		const uint8_t *body = p + pos + 5;
@@ -1306,6 +1395,8 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 		}
 		pos += 1 + len;
 	}
+	if (n_exec == 0)
+		out->read = out->read && !out->write;
 	if (out->kind == SP_TARGET_ANY && !have && unnamed_sql) {
 		/* Parse/Describe without Bind: any shard can describe it. */
 		sp_plan_t *plan = sp_router_prepare(c->db, unnamed_sql, strlen(unnamed_sql));
@@ -1461,7 +1552,8 @@ static bool route_idle(sp_client_t *c)
 		}
 		c->pool = choose_pool(c, t.kind == SP_TARGET_SHARD ? t.shard : -1, t.write, t.read);
 		if (!c->pool) {
-			sp_buf_consume(in, (size_t)len + 1);
+			if (!c->causal_waiting)
+				sp_buf_consume(in, (size_t)len + 1);
 			return true;
 		}
 		c->prerouted = true;
@@ -1509,7 +1601,8 @@ static bool route_idle(sp_client_t *c)
 		c->pool = choose_pool(c, t.kind == SP_TARGET_SHARD ? t.shard : -1,
 				      t.write || (t.txnop == SP_TXNOP_BEGIN && !t.read_only), t.read);
 		if (!c->pool) {
-			consume_batch(c, end);
+			if (!c->causal_waiting)
+				consume_batch(c, end);
 			return true;
 		}
 		c->prerouted = true;
@@ -1749,7 +1842,8 @@ void sp_client_process(sp_client_t *c)
 			if (p[0] == SP_FE_SYNC && sp_get_be32(p + 1) == 4) {
 				/* A lone Sync between transactions needs no server. */
 				sp_buf_consume(in, 5);
-				sp_msg_write_ready_for_query(&c->sock.out, SP_TXN_IDLE);
+				c->skip_to_sync = false;
+				local_reply(c, NULL, virtual_status(c));
 				continue;
 			}
 			if (p[0] == SP_FE_FLUSH && sp_get_be32(p + 1) == 4) {
@@ -1764,6 +1858,19 @@ void sp_client_process(sp_client_t *c)
 				sp_client_fatal(c, SP_SQLSTATE_PROTOCOL_VIOLATION, "invalid frontend message type %d or length %u",
 						p[0], sp_get_be32(p + 1));
 				goto out;
+			}
+			if (c->skip_to_sync) {
+				/* the rest of a batch whose statement failed here: dropped up to Sync */
+				uint32_t l = sp_get_be32(p + 1);
+				char t = (char)p[0];
+				if (sp_buf_len(in) < (size_t)l + 1)
+					goto out;
+				sp_buf_consume(in, (size_t)l + 1);
+				if (t == SP_FE_SYNC) {
+					c->skip_to_sync = false;
+					local_reply(c, NULL, virtual_status(c));
+				}
+				continue;
 			}
 			if (p[0] == SP_FE_QUERY && c->pool_mode != SP_POOL_SESSION) {
 				int r = idle_query_locally(c);

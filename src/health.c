@@ -95,14 +95,67 @@ enum probe_state { PROBE_IDLE, PROBE_CONNECTING, PROBE_QUERYING, PROBE_CATALOG }
 
 /*
  * The read/write split needs to know which functions write: after a good
- * probe of a primary, while catalog_wanted (at start and after RELOAD), the
+ * probe of a primary, once per generation (start, and each RELOAD), the
  * same connection reads pg_proc's volatile functions and hands the set to
  * the router. Failures only log: the next probe of a primary tries again.
  */
 static const char VOLATILE_SQL[] =
     "SELECT n.nspname, p.proname FROM pg_catalog.pg_proc p "
     "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE p.provolatile = 'v'";
-static bool catalog_wanted = true;
+/* Each reachable primary contributes its volatile functions once per generation
+ * (start, then every RELOAD); the router gets the union, since a function may
+ * exist on some shards only. */
+static unsigned catalog_gen = 1;
+static unsigned catalog_union_gen;
+static char **vol_names;
+static int n_vol, cap_vol;
+static sp_funcset_t *vol_seen;
+
+static void vol_reset(void)
+{
+	for (int i = 0; i < n_vol; i++)
+		free(vol_names[i]);
+	n_vol = 0;
+	sp_funcset_free(vol_seen);
+	vol_seen = sp_funcset_new();
+}
+
+static void vol_add(const char *name)
+{
+	if (!vol_seen || sp_funcset_contains(vol_seen, name) || !sp_funcset_add(vol_seen, name))
+		return;
+	if (n_vol == cap_vol) {
+		int ncap = cap_vol ? cap_vol * 2 : 512;
+		char **n = realloc(vol_names, sizeof(*n) * (size_t)ncap);
+		if (!n)
+			return;
+		vol_names = n;
+		cap_vol = ncap;
+	}
+	vol_names[n_vol] = strdup(name);
+	if (vol_names[n_vol])
+		n_vol++;
+}
+
+static void vol_install(void)
+{
+	sp_funcset_t *copy = sp_funcset_new();
+	if (!copy)
+		return;
+	for (int i = 0; i < n_vol; i++)
+		sp_funcset_add(copy, vol_names[i]);
+	sp_router_set_volatile_funcs(copy); /* the router owns the copy */
+}
+
+static void vol_free(void)
+{
+	vol_reset();
+	sp_funcset_free(vol_seen);
+	vol_seen = NULL;
+	free(vol_names);
+	vol_names = NULL;
+	cap_vol = 0;
+}
 
 struct target {
 	char *host;
@@ -122,6 +175,7 @@ struct target {
 	/* the running probe's row */
 	bool got_row;
 	bool catalog_tried; /* this probe already ran the pg_proc query */
+	unsigned catalog_gen; /* generation whose pg_proc this server contributed */
 	char qerr[200];
 
 	/* results */
@@ -425,26 +479,25 @@ static bool watch(struct target *t, int events);
 
 static void catalog_done(struct target *t, PGresult *res)
 {
-	sp_funcset_t *set = NULL;
-	int n = 0;
-	if (res && PQresultStatus(res) == PGRES_TUPLES_OK && (set = sp_funcset_new())) {
+	if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
+		int before;
+		if (catalog_union_gen != catalog_gen) {
+			vol_reset(); /* first primary of this generation */
+			catalog_union_gen = catalog_gen;
+		}
+		before = n_vol;
 		for (int i = 0; i < PQntuples(res); i++) {
 			char q[256];
 			const char *nsp = PQgetvalue(res, i, 0), *name = PQgetvalue(res, i, 1);
 			snprintf(q, sizeof(q), "%s.%s", nsp, name);
-			if (!sp_funcset_add(set, name) || !sp_funcset_add(set, q)) {
-				sp_funcset_free(set);
-				set = NULL;
-				break;
-			}
-			n++;
+			vol_add(name);
+			vol_add(q);
 		}
-	}
-	if (set) {
-		sp_router_set_volatile_funcs(set);
-		catalog_wanted = false;
-		sp_info("health: %d volatile functions read from pg_proc on %s:%d; statements calling them go to the primary",
-			n, t->host, t->port);
+		t->catalog_gen = catalog_gen;
+		if (n_vol != before || before == 0)
+			vol_install();
+		sp_info("health: volatile functions read from pg_proc on %s:%d (%d names known); statements calling them go to the primary",
+			t->host, t->port, n_vol);
 	} else {
 		sp_warn("health: could not read volatile functions from %s:%d: %s", t->host, t->port,
 			res ? PQresultErrorMessage(res) : PQerrorMessage(t->conn));
@@ -470,7 +523,7 @@ static void catalog_step(struct target *t, int revents)
 			probe_ok(t);
 			return;
 		}
-		if (catalog_wanted)
+		if (t->catalog_gen != catalog_gen)
 			catalog_done(t, res);
 		PQclear(res);
 	}
@@ -500,7 +553,7 @@ static void probe_ok(struct target *t)
 	ev_tstamp now = ev_now(sp_loop);
 	double next;
 
-	if (catalog_wanted && !t->catalog_tried && t->state == PROBE_QUERYING && !t->in_recovery && t->conn &&
+	if (t->catalog_gen != catalog_gen && !t->catalog_tried && t->state == PROBE_QUERYING && !t->in_recovery && t->conn &&
 	    PQstatus(t->conn) == CONNECTION_OK && start_catalog(t))
 		return;
 
@@ -1138,11 +1191,12 @@ void sp_health_stop(void)
 		return;
 	running = false;
 	free_all();
+	vol_free();
 }
 
 void sp_health_reload(void)
 {
-	catalog_wanted = true;
+	catalog_gen++;
 	if (!running)
 		return;
 	build();
@@ -1158,6 +1212,20 @@ static struct shard *find_shard(const char *dbname, int shard)
 		if (shards[i]->index == shard && strcmp(shards[i]->dbname, dbname) == 0)
 			return shards[i];
 	return NULL;
+}
+
+void sp_health_probe_now(const sp_db_conf_t *db, int shard)
+{
+	struct shard *sh = find_shard(db->name, shard);
+	ev_tstamp now = ev_now(sp_loop);
+	if (!sh || !enabled())
+		return;
+	for (int i = 0; i < sh->n_replicas; i++) {
+		struct target *t = sh->replicas[i] ? sh->replicas[i]->t : NULL;
+		/* at most one early probe per 5 ms per server: many waiting clients share it */
+		if (t && t->state == PROBE_IDLE && now >= t->banned_until && now - t->started > 0.005)
+			schedule(t, 0);
+	}
 }
 
 sp_node_health_t *sp_health_node(const char *dbname, int shard, int replica)
