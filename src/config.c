@@ -234,7 +234,7 @@ static const struct keydef keys[] = {
 	     "transaction pooling; 0 disables tracking."},
     {G(pkt_buf), .type = KT_BYTES, .def = "4kB", .min = 1024, .max = 16 * 1024 * 1024,
      .help = "Initial size of each connection's buffer."},
-    {G(max_packet_size), .type = KT_BYTES, .def = "1073741823", .min = 1024, .max = 1073741823, RELOAD,
+    {G(max_packet_size), .type = KT_BYTES, .def = "1073741823", .min = 1024, .max = 1073741824, RELOAD,
      .help = "Reject protocol messages larger than this (PostgreSQL's own limit is 1 GB - 1); "
 	     "control messages (Sync, Execute, ...) are limited to 10000 bytes, as in PostgreSQL."},
     /* logging */
