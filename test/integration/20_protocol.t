@@ -190,8 +190,11 @@ is "$(pg_psql "$PGPORT0" -c "SELECT length(t), md5(t) = md5(repeat('0123456789ab
 sleep 1
 r1=$(rss)
 diag "64 MB parameter: shardpool peak RSS $((h3 / 1024)) MB; RSS $((r0 / 1024)) MB before, $((r1 / 1024)) MB after the client left"
+# ASan keeps freed memory in quarantine instead of returning it: only a plain build can tell.
+[ -n "${ASAN_OPTIONS:-}" ] && TODO="ASan's allocator keeps freed memory" || TODO=""
 ok "after the 64 MB parameter, shardpool gives the memory back (RSS within 32 MB of before)" \
 	test $((r1 - r0)) -lt $((32 * 1024))
+TODO=""
 is "$(pgc "$SP" exec "SELECT 'still fine'" 2>&1)" "still fine" "shardpool still serves"
 
 done_testing
