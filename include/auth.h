@@ -20,4 +20,7 @@ void sp_auth_client_message(sp_client_t *c, const uint8_t *body, size_t len);
  * false with err filled if the login cannot proceed. */
 bool sp_auth_server_request(sp_server_t *s, const uint8_t *body, size_t len, char *err, size_t errlen);
 
+/* Free the cache of SCRAM secrets derived from plain passwords (at exit). */
+void sp_auth_cache_free(void);
+
 #endif

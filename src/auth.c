@@ -37,6 +37,56 @@ static const sp_user_t *find_user(const char *name)
 	return sp_g.users ? sp_userlist_find(sp_g.users, name) : NULL;
 }
 
+/*
+ * A plain secret must be turned into a SCRAM secret for every SCRAM login,
+ * and that costs 4096 PBKDF2 iterations (about 1 ms). The result depends only
+ * on the password and a salt we choose, so it is kept per user: a storm of
+ * logins pays it once. Keyed by user and password, so a changed auth_file is
+ * picked up.
+ */
+#define SCRAM_CACHE 64
+static struct {
+	char *user, *password;
+	sp_scram_secret_t secret;
+} scram_cache[SCRAM_CACHE];
+static unsigned scram_cache_next;
+
+static bool plain_scram_secret(const char *user, const char *password, sp_scram_secret_t *out)
+{
+	for (int i = 0; i < SCRAM_CACHE; i++)
+		if (scram_cache[i].user && strcmp(scram_cache[i].user, user) == 0 &&
+		    strcmp(scram_cache[i].password, password) == 0) {
+			*out = scram_cache[i].secret;
+			return true;
+		}
+	if (!sp_scram_secret_from_password(password, out))
+		return false;
+	{
+		unsigned k = scram_cache_next++ % SCRAM_CACHE;
+		char *u = strdup(user), *p = strdup(password);
+		if (!u || !p) {
+			free(u);
+			free(p);
+			return true;
+		}
+		free(scram_cache[k].user);
+		free(scram_cache[k].password);
+		scram_cache[k].user = u;
+		scram_cache[k].password = p;
+		scram_cache[k].secret = *out;
+	}
+	return true;
+}
+
+void sp_auth_cache_free(void)
+{
+	for (int i = 0; i < SCRAM_CACHE; i++) {
+		free(scram_cache[i].user);
+		free(scram_cache[i].password);
+		scram_cache[i].user = scram_cache[i].password = NULL;
+	}
+}
+
 static void auth_fail(sp_client_t *c)
 {
 	sp_client_fatal(c, SP_SQLSTATE_INVALID_PASSWORD, "password authentication failed for user \"%s\"", c->user);
@@ -126,7 +176,7 @@ void sp_auth_client_start(sp_client_t *c)
 		if (u && u->kind == SP_SECRET_SCRAM && sp_scram_parse_secret(u->secret, &secret)) {
 			c->auth_failed = false;
 		} else if (u && u->kind == SP_SECRET_PLAIN && *u->secret &&
-			   sp_scram_secret_from_password(u->secret, &secret)) {
+			   plain_scram_secret(u->name, u->secret, &secret)) {
 			c->auth_failed = false;
 		} else {
 			sp_scram_secret_mock(c->user, &secret);

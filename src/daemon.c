@@ -22,6 +22,7 @@
 #include <ev.h>
 
 #include "analyze.h"
+#include "auth.h"
 #include "client.h"
 #include "health.h"
 #include "janitor.h"
@@ -283,6 +284,7 @@ int sp_daemon_run(const char *config_path, bool daemonize)
 	if (sp_g.cfg->pid_file && *sp_g.cfg->pid_file)
 		unlink(sp_g.cfg->pid_file);
 	sp_router_shutdown();
+	sp_auth_cache_free();
 	sp_userlist_free(sp_g.users);
 	sp_config_free(sp_g.cfg);
 	sp_log_close();
