@@ -49,6 +49,9 @@ bool sp_fanout_is_write(const sp_fanout_t *f);
 /* COPY FROM STDIN in progress: the client's CopyData goes to sp_fanout_client_input(). */
 bool sp_fanout_takes_input(const sp_fanout_t *f);
 void sp_fanout_client_input(sp_fanout_t *f);
+/* Server s ended its part of a COPY transaction (ReadyForQuery 'T' or 'E'): returns
+ * true if the fan-out keeps it for the COMMIT or ROLLBACK it sends once all shards did. */
+bool sp_fanout_txn_open(sp_fanout_t *f, sp_server_t *s);
 /* Whether server s may read more (ORDER BY merge backpressure). */
 bool sp_fanout_wants(sp_fanout_t *f, sp_server_t *s);
 

@@ -252,10 +252,15 @@ static void sock_cb(sp_sock_t *s, sp_sock_event_t ev)
 	case SP_SOCK_DRAINED:
 		if (c->server)
 			sp_server_resume(c->server);
-		else if (c->fan)
-			for (sp_server_t *s2 = sp_server_first(); s2; s2 = s2->all_next)
-				if (s2->fan == c->fan && sp_fanout_wants(c->fan, s2))
+		else if (c->fan) {
+			/* resuming may finish the fan-out: stop as soon as it is gone */
+			sp_fanout_t *f = c->fan;
+			for (sp_server_t *s2 = sp_server_first(), *nx; s2 && c->fan == f; s2 = nx) {
+				nx = s2->all_next;
+				if (s2->fan == f && !s2->sock.reading && sp_fanout_wants(f, s2))
 					sp_server_resume(s2);
+			}
+		}
 		break;
 	case SP_SOCK_EOF:
 		sp_client_close(c, c->in_copy ? "client disconnected during COPY" : "client disconnected");

@@ -51,6 +51,10 @@ struct sp_fanout {
 	bool error_sent;
 	bool aborted;
 	bool first_only;  /* replicated write: only the lowest shard's result reaches the client */
+	ev_timer kick;    /* resumes paused servers from the loop, never from inside another's processing */
+	char tag[64];     /* first shard's CommandComplete, for tags without a row count */
+	bool copy_txn;    /* COPY FROM runs inside BEGIN ... COMMIT on every shard: all or nothing */
+	int txn_open;     /* shards whose COPY transaction waits for COMMIT or ROLLBACK */
 	size_t batch_len; /* extended protocol: the client's batch, still at the head of its input */
 	bool extended;
 	bool leader_ready; /* slot 0 sent its RowDescription (or ended): others may feed the merge */
@@ -80,6 +84,26 @@ struct sp_fanout {
 };
 
 static void acquire_next(sp_fanout_t *f);
+
+static void kick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	sp_fanout_t *f = container_of(w, sp_fanout_t, kick);
+	for (int k = 0; k < f->n && f->c->fan == f; k++) {
+		sp_server_t *s = f->servers[k];
+		if (s && !f->done[k] && !s->sock.reading && sp_fanout_wants(f, s))
+			sp_server_resume(s);
+	}
+}
+
+/* Resume paused servers on the next loop iteration: resuming one from inside another
+ * server's processing would nest the merge into itself. */
+static void schedule_kick(sp_fanout_t *f)
+{
+	if (!ev_is_active(&f->kick)) {
+		ev_timer_set(&f->kick, 0, 0);
+		ev_timer_start(sp_loop, &f->kick);
+	}
+}
 
 static void free_copy(sp_fanout_t *f)
 {
@@ -131,12 +155,15 @@ static void finish(sp_fanout_t *f)
 			snprintf(tag, sizeof(tag), "INSERT 0 %llu", (unsigned long long)f->rows);
 		else if (f->verb[0])
 			snprintf(tag, sizeof(tag), "%s %llu", f->verb, (unsigned long long)f->rows);
+		else if (f->tag[0])
+			snprintf(tag, sizeof(tag), "%s", f->tag);
 		else
 			snprintf(tag, sizeof(tag), "SELECT %llu", (unsigned long long)f->rows);
 		sp_msg_write_command_complete(out, tag);
 	}
 	sp_msg_write_ready_for_query(out, SP_TXN_IDLE);
 	free_copy(f);
+	ev_timer_stop(sp_loop, &f->kick);
 	for (int i = 0; i < f->n; i++) {
 		sp_buf_free(&f->sql[i]);
 		sp_buf_free(&f->pending[i]);
@@ -185,6 +212,7 @@ static void start(sp_client_t *c, const sp_target_t *t, const uint8_t *msg, size
 	}
 	f->c = c;
 	f->write = write;
+	ev_timer_init(&f->kick, kick_cb, 0, 0);
 	for (int i = 0; i < c->db->n_shards && i < SP_ROUTER_MAX_SHARDS; i++) {
 		if (!(t->shard_mask & (1ULL << i)))
 			continue;
@@ -216,6 +244,19 @@ static void start(sp_client_t *c, const sp_target_t *t, const uint8_t *msg, size
 		f->shard_rows = calloc((size_t)c->db->n_shards, sizeof(sp_buf_t));
 		f->split = f->shard_rows ? sp_copysplit_new(&o, t->copy.key_pos, t->copy.n_keys, copy_shard_of, f, c->db->n_shards)
 				   : NULL;
+		if (f->split && !batch_len) {
+			/* "BEGIN; COPY ...": each shard's part commits only if every shard's did */
+			for (int k = 0; k < f->n; k++) {
+				sp_buf_t q = {0};
+				const char *sql = (const char *)sp_buf_head(&f->sql[k]) + 5;
+				sp_buf_append(&q, "BEGIN;", 6);
+				sp_buf_append(&q, sql, strlen(sql) + 1);
+				sp_buf_reset(&f->sql[k]);
+				sp_msg_write_query(&f->sql[k], (const char *)q.data);
+				sp_buf_free(&q);
+			}
+			f->copy_txn = true;
+		}
 		if (!f->split || f->n != c->db->n_shards) {
 			free_copy(f);
 			for (int i = 0; i < f->n; i++)
@@ -321,6 +362,7 @@ void sp_fanout_server_failed(sp_fanout_t *f, const char *sqlstate, const char *m
 	if (f->merge)
 		sp_merge_free(f->merge);
 	free_copy(f);
+	ev_timer_stop(sp_loop, &f->kick);
 	for (int i = 0; i < f->n; i++) {
 		sp_buf_free(&f->sql[i]);
 		sp_buf_free(&f->pending[i]);
@@ -368,19 +410,25 @@ static void copy_out_feed(sp_fanout_t *f, int slot, char type, const uint8_t *ms
 		if (f->copy_out_binary) {
 			if (total - 5 == 2 && msg[5] == 0xff && msg[6] == 0xff)
 				return; /* this shard's trailer: one is sent at the end */
-			if (first && total - 5 >= 11 && memcmp(msg + 5, "PGCOPY\n\377\r\n", 11) == 0) {
-				if (f->header_sent)
+			if (first && total - 5 >= 19 && memcmp(msg + 5, "PGCOPY\n\377\r\n", 11) == 0) {
+				/* signature, flags, extension length + extension: once; a
+				 * tuple may follow in the same message */
+				size_t hdr = 19 + sp_get_be32(msg + 5 + 15);
+				if (f->header_sent && hdr <= total - 5) {
+					size_t at;
+					if (total - 5 == hdr)
+						return;
+					at = sp_msg_begin(out, SP_BE_COPY_DATA);
+					pq_sendbytes(out, msg + 5 + hdr, total - 5 - hdr);
+					sp_msg_end(out, at);
 					return;
+				}
 				f->header_sent = true;
-			} else {
-				f->rows++;
 			}
 		} else if (first && f->copy_out_header) {
 			if (f->header_sent)
 				return;
 			f->header_sent = true;
-		} else {
-			f->rows++;
 		}
 		sp_buf_append(out, msg, total);
 	}
@@ -441,12 +489,18 @@ static void sum_feed(sp_fanout_t *f, int slot, char type, const uint8_t *msg, si
 		const char *tag = (const char *)msg + 5;
 		const char *sp = strrchr(tag, ' ');
 		size_t vl = strcspn(tag, " ");
+		bool counted = sp && sp[1] && strspn(sp + 1, "0123456789") == strlen(sp + 1);
+		if (strcmp(tag, "BEGIN") == 0 || strcmp(tag, "COMMIT") == 0 || strcmp(tag, "ROLLBACK") == 0)
+			return; /* the COPY transaction's own */
+		if (!f->tag[0])
+			snprintf(f->tag, sizeof(f->tag), "%s", tag);
+		if (!counted)
+			return; /* CREATE INDEX, ALTER TABLE ...: the tag as it is */
 		if (vl >= sizeof(f->verb))
 			vl = sizeof(f->verb) - 1;
 		memcpy(f->verb, tag, vl);
 		f->verb[vl] = 0;
-		if (sp)
-			f->rows += strtoull(sp + 1, NULL, 10);
+		f->rows += strtoull(sp + 1, NULL, 10);
 		return;
 	}
 	case SP_BE_NOTICE:
@@ -522,8 +576,10 @@ static void feed(sp_fanout_t *f, int slot, const uint8_t *msg, size_t total)
 	if (type == SP_BE_DATA_ROW)
 		for (int k = 0; k < f->n; k++) {
 			sp_server_t *o = f->servers[k];
-			if (o && o != s && !o->sock.reading && sp_merge_wants_more(f->merge, k))
-				sp_server_resume(o);
+			if (o && o != s && !o->sock.reading && sp_merge_wants_more(f->merge, k)) {
+				schedule_kick(f);
+				break;
+			}
 		}
 }
 
@@ -539,14 +595,12 @@ void sp_fanout_server_done(sp_fanout_t *f, int i)
 	f->done[i] = true;
 	f->finished++;
 	f->servers[i] = NULL;
-	if (f->merge_mode) {
-		/* A finished shard may unblock the merge for the others. */
-		for (int k = 0; k < f->n; k++)
-			if (f->servers[k] && !f->done[k] && sp_fanout_wants(f, f->servers[k]))
-				sp_server_resume(f->servers[k]);
-	}
-	if (f->finished == f->n)
+	if (f->finished == f->n) {
 		finish(f);
+		return;
+	}
+	if (f->merge_mode)
+		schedule_kick(f); /* a finished shard may unblock the merge for the others */
 }
 
 void sp_fanout_forget(sp_fanout_t *f, int i)
@@ -572,6 +626,7 @@ void sp_fanout_abort(sp_fanout_t *f)
 	if (f->merge)
 		sp_merge_free(f->merge);
 	free_copy(f);
+	ev_timer_stop(sp_loop, &f->kick);
 	for (int i = 0; i < f->n; i++) {
 		sp_buf_free(&f->sql[i]);
 		sp_buf_free(&f->pending[i]);
@@ -624,7 +679,9 @@ static void feed_data(sp_fanout_t *f, const uint8_t *p, size_t n)
 	if (!sp_copysplit_feed(f->split, p, n, f->shard_rows, err, sizeof(err))) {
 		send_rows(f);
 		if (!f->error_sent) {
-			sp_msg_write_error(&f->c->sock.out, "ERROR", "22P04", err, NULL,
+			const char *code = strstr(err, "out of range") ? "22003"
+					   : strstr(err, "invalid input syntax") ? "22P02" : "22P04";
+			sp_msg_write_error(&f->c->sock.out, "ERROR", code, err, NULL,
 					   "No shard kept any row of this COPY; fix the row and run it again.");
 			f->error_sent = true;
 		}
@@ -721,4 +778,27 @@ send:
 bool sp_fanout_is_write(const sp_fanout_t *f)
 {
 	return f->write;
+}
+
+bool sp_fanout_txn_open(sp_fanout_t *f, sp_server_t *s)
+{
+	/* Called when shard s finished its part inside the COPY transaction. */
+	if (!f->copy_txn)
+		return false;
+	if (++f->txn_open < f->n)
+		return true;
+	{
+		bool ok = !f->error_sent && !f->copy_failed;
+		f->copy_txn = false;
+		for (int k = 0; k < f->n; k++) {
+			sp_server_t *o = f->servers[k];
+			if (!o)
+				continue;
+			sp_server_push_req(o, SP_REQ_QUERY, NULL, SP_INTQ_NONE);
+			sp_msg_write_query(&o->sock.out, ok ? "COMMIT" : "ROLLBACK");
+			sp_server_send(o);
+		}
+	}
+	(void)s;
+	return true;
 }

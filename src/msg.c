@@ -57,11 +57,16 @@ bool pq_getmsgbytes(sp_msg_reader_t *r, size_t n, const uint8_t **out)
 	return true;
 }
 
+/*
+ * The returned position is relative to the buffer's unread start, not an index
+ * into data: appends between begin and end may compact the buffer (move the
+ * unread bytes to the front), which keeps relative positions valid.
+ */
 size_t sp_msg_begin(sp_buf_t *b, char type)
 {
 	size_t at;
 	sp_buf_reserve(b, 64);
-	at = b->end;
+	at = b->end - b->start;
 	b->data[b->end++] = (uint8_t)type;
 	b->end += 4;
 	return at;
@@ -69,7 +74,8 @@ size_t sp_msg_begin(sp_buf_t *b, char type)
 
 void sp_msg_end(sp_buf_t *b, size_t start)
 {
-	sp_put_be32(b->data + start + 1, (uint32_t)(b->end - start - 1));
+	uint8_t *p = b->data + b->start + start;
+	sp_put_be32(p + 1, (uint32_t)(b->end - b->start - start - 1));
 }
 
 void pq_sendbyte(sp_buf_t *b, uint8_t v)
@@ -216,7 +222,7 @@ void sp_msg_write_startup(sp_buf_t *b, const char *const *kv)
 {
 	size_t at;
 	sp_buf_reserve(b, 64);
-	at = b->end;
+	at = b->end - b->start; /* relative, as in sp_msg_begin */
 	b->end += 4;
 	pq_sendint32(b, SP_PROTO_V3);
 	for (int i = 0; kv[i] && kv[i + 1]; i += 2) {
@@ -224,7 +230,7 @@ void sp_msg_write_startup(sp_buf_t *b, const char *const *kv)
 		pq_sendstring(b, kv[i + 1]);
 	}
 	pq_sendbyte(b, 0);
-	sp_put_be32(b->data + at, (uint32_t)(b->end - at));
+	sp_put_be32(b->data + b->start + at, (uint32_t)(b->end - b->start - at));
 }
 
 void sp_msg_write_query(sp_buf_t *b, const char *sql)

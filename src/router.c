@@ -3473,6 +3473,23 @@ static void count(uint64_t *c)
 	pthread_mutex_unlock(&cache_mu);
 }
 
+/* After lifting, does an ORDER BY / GROUP BY / DISTINCT ON item no longer match its
+ * select-list twin? Lifted literals get distinct $n, so "qty * 2" twice stops being equal. */
+static bool lifting_hid_targets(const sp_analysis_t *a)
+{
+	for (int i = 0; i < a->n_stmts; i++) {
+		const sp_shape_t *sh = &a->stmts[i].shape;
+		if (!sh->valid)
+			continue;
+		if ((sh->n_sort > 0 && !sh->sort_all_in_target) || (sh->has_group_by && !sh->group_all_in_target))
+			return true;
+		for (int k = 0; k < sh->n_distinct_on; k++)
+			if (sh->distinct_on[k].target == 0)
+				return true;
+	}
+	return false;
+}
+
 bool sp_router_query(const sp_db_conf_t *db, sp_router_session_t *sess, const char *sql, size_t len,
 		     int in_txn_shard, sp_target_t *out)
 {
@@ -3511,8 +3528,10 @@ bool sp_router_query(const sp_db_conf_t *db, sp_router_session_t *sess, const ch
 		count(&st_misses);
 		if (!(a = analyze(db, tl->lx.norm, tl->lx.nl == 0)))
 			goto oom;
-		if (a->has_error && tl->lx.nl > 0) {
-			/* lifting broke it (a typed literal): analyse the text as written */
+		if (tl->lx.nl > 0 && (a->has_error || lifting_hid_targets(a))) {
+			/* lifting broke it (a typed literal), or made equal expressions look
+			 * different (ORDER BY qty * 2 with qty * 2 selected: $1 vs $2):
+			 * analyse the text as written */
 			sp_analysis_t *b;
 			if (!(orig = nul_copy(tl, sql, len)) || !(b = analyze(db, orig, true)))
 				goto oom;

@@ -569,6 +569,8 @@ static void transaction_done(sp_server_t *s)
 	if (s->fan) {
 		sp_fanout_t *f = s->fan;
 		int idx = s->fan_idx;
+		if (s->txn != SP_TXN_IDLE && sp_fanout_txn_open(f, s))
+			return; /* COMMIT or ROLLBACK comes when every shard got this far */
 		if (s->txn != SP_TXN_IDLE)
 			s->dirty_close = true;
 		if (sp_fanout_is_write(f) && !s->lsn_taken && s->txn == SP_TXN_IDLE && sp_g.cfg->read_your_writes &&
