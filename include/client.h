@@ -111,6 +111,9 @@ void sp_client_resume(sp_client_t *c);
 /* Pool parameters became known: finish a login. */
 void sp_client_welcome(sp_client_t *c);
 void sp_client_process(sp_client_t *c);
+/* The transaction status shardpool reports while no server is linked ('T' in a BEGIN
+ * that has no shard yet). */
+char sp_client_txn_status(const sp_client_t *c);
 /* Send the first end bytes of the client's input (whole extended-protocol
  * messages) to server s, with statement-name rewriting (fan-out). */
 void sp_client_forward_batch(sp_client_t *c, sp_server_t *s, size_t end);

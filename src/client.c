@@ -1133,6 +1133,11 @@ static void local_reply(sp_client_t *c, const char *tag, char txn)
 	c->txn = txn;
 }
 
+char sp_client_txn_status(const sp_client_t *c)
+{
+	return virtual_status(c);
+}
+
 static char virtual_status(const sp_client_t *c)
 {
 	return c->virtual_txn ? (c->virtual_failed ? SP_TXN_FAILED : SP_TXN_BLOCK) : SP_TXN_IDLE;
@@ -1319,8 +1324,19 @@ static void merge_target(sp_target_t *acc, const sp_target_t *t, bool *have)
 }
 
 /* Route the extended-protocol messages up to end; in_txn_shard as for sp_router_query. */
+/* What the Binds of a batch are: only BEGIN, only COMMIT/ROLLBACK, or anything. */
+typedef struct batch_kind {
+	int binds, begins, ends, rollbacks;
+	int others; /* Describe, Execute, FunctionCall, unnamed Parse: need a server */
+	const char *begin_sql; /* inside the client's input: valid until the batch is consumed */
+	size_t begin_len;
+} batch_kind_t;
+
+static batch_kind_t last_batch;
+
 static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_t *out)
 {
+	memset(&last_batch, 0, sizeof(last_batch));
 	const uint8_t *p = sp_buf_head(&c->sock.in);
 	size_t pos = 0;
 	const char *unnamed_sql = NULL;
@@ -1336,9 +1352,13 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 		sp_msg_reader_t r;
 		const char *name, *stmt;
 		sp_msg_reader_init(&r, body, len - 4);
+		if (p[pos] == SP_FE_DESCRIBE || p[pos] == SP_FE_EXECUTE || p[pos] == SP_FE_FUNCTION_CALL)
+			last_batch.others++;
 		if (p[pos] == SP_FE_PARSE && pq_getmsgstring(&r, &name, NULL) && pq_getmsgstring(&r, &stmt, NULL)) {
-			if (!*name)
+			if (!*name) {
 				unnamed_sql = stmt;
+				last_batch.others++;
+			}
 		} else if (p[pos] == SP_FE_BIND && pq_getmsgstring(&r, &name, NULL) && pq_getmsgstring(&r, &stmt, NULL)) {
 			const char *sql = NULL;
 			int16_t nf = 0, np = 0;
@@ -1387,6 +1407,17 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 							sp_router_bind(c->db, &c->rsess, plan, np, vals, lens, expanded, in_txn_shard, &t);
 							sp_plan_unref(plan);
 							merge_target(out, &t, &have);
+							last_batch.binds++;
+							if (t.txnop == SP_TXNOP_BEGIN && t.kind == SP_TARGET_ANY) {
+								last_batch.begins++;
+								last_batch.begin_sql = sql;
+								last_batch.begin_len = strlen(sql);
+							} else if ((t.txnop == SP_TXNOP_COMMIT || t.txnop == SP_TXNOP_ROLLBACK) &&
+								   t.kind == SP_TARGET_ANY) {
+								last_batch.ends++;
+								if (t.txnop == SP_TXNOP_ROLLBACK)
+									last_batch.rollbacks++;
+							}
 						}
 					}
 				}
@@ -1432,7 +1463,15 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 static void start_transaction(sp_client_t *c);
 
 /* Drop extended-protocol messages up to and including the batch end, after an error. */
+static void consume_batch_status(sp_client_t *c, size_t end, char status);
+
 static void consume_batch(sp_client_t *c, size_t end)
+{
+	consume_batch_status(c, end, 0);
+}
+
+/* status: the ReadyForQuery status to answer a Sync with (0: the client's own). */
+static void consume_batch_status(sp_client_t *c, size_t end, char status)
 {
 	const uint8_t *p = sp_buf_head(&c->sock.in);
 	size_t pos = 0;
@@ -1445,9 +1484,66 @@ static void consume_batch(sp_client_t *c, size_t end)
 	}
 	sp_buf_consume(&c->sock.in, end);
 	if (synced)
-		local_reply(c, NULL, virtual_status(c));
+		local_reply(c, NULL, status ? status : virtual_status(c));
 	else
 		c->skip_to_sync = true;
+}
+
+/* A BEGIN or an empty transaction's end is an extended batch shardpool answers itself, as
+ * PostgreSQL would: ParseComplete, BindComplete, NoData, CommandComplete, ReadyForQuery. */
+static void emulate_batch(sp_client_t *c, size_t end, const char *tag, char status)
+{
+	const uint8_t *p = sp_buf_head(&c->sock.in);
+	sp_buf_t *out = &c->sock.out;
+	size_t pos = 0;
+	while (pos < end) {
+		uint32_t len = sp_get_be32(p + pos + 1);
+		const uint8_t *body = p + pos + 5;
+		sp_msg_reader_t r;
+		const char *name;
+		size_t nlen;
+		uint8_t kind;
+		sp_msg_reader_init(&r, body, len - 4);
+		switch (p[pos]) {
+		case SP_FE_PARSE:
+			if (pq_getmsgstring(&r, &name, &nlen) && *name && tracking_statements(c)) {
+				sp_pstmt_t *ps = sp_pstmt_intern(body + nlen + 1, len - 4 - nlen - 1);
+				if (ps) {
+					sp_pstmt_map_put(&c->pstmts, name, ps);
+					sp_pstmt_unref(ps);
+				}
+			}
+			sp_msg_write_empty(out, SP_BE_PARSE_COMPLETE);
+			break;
+		case SP_FE_BIND:
+			sp_msg_write_empty(out, SP_BE_BIND_COMPLETE);
+			break;
+		case SP_FE_DESCRIBE:
+			if (pq_getmsgbyte(&r, &kind) && kind == 'S') {
+				size_t at = sp_msg_begin(out, SP_BE_PARAMETER_DESCRIPTION);
+				pq_sendint16(out, 0);
+				sp_msg_end(out, at);
+			}
+			sp_msg_write_empty(out, SP_BE_NO_DATA);
+			break;
+		case SP_FE_EXECUTE:
+			sp_msg_write_command_complete(out, tag);
+			break;
+		case SP_FE_CLOSE:
+			if (pq_getmsgbyte(&r, &kind) && kind == 'S' && pq_getmsgstring(&r, &name, NULL) && *name)
+				sp_pstmt_map_del(&c->pstmts, name);
+			sp_msg_write_empty(out, SP_BE_CLOSE_COMPLETE);
+			break;
+		case SP_FE_SYNC:
+			sp_msg_write_ready_for_query(out, status);
+			c->txn = status;
+			break;
+		default:
+			break;
+		}
+		pos += 1 + len;
+	}
+	sp_buf_consume(&c->sock.in, end);
 }
 
 /*
@@ -1513,13 +1609,34 @@ static bool route_idle(sp_client_t *c)
 		}
 		if (t.txnop == SP_TXNOP_BEGIN && t.kind == SP_TARGET_ANY && !c->virtual_txn) {
 			/* Which shard (and whether a replica) is known only from the next statement. */
+			char w[16];
+			first_word(sql, len - 5, w, sizeof(w));
 			c->begin_sql = strndup(sql, len - 5);
 			c->virtual_txn = true;
 			c->virtual_failed = false;
 			c->txn_read_only = t.read_only;
 			sp_buf_consume(in, (size_t)len + 1);
-			local_reply(c, "BEGIN", SP_TXN_BLOCK);
+			local_reply(c, strcmp(w, "START") == 0 ? "START TRANSACTION" : "BEGIN", SP_TXN_BLOCK);
 			return true;
+		}
+		if (c->virtual_txn && t.kind == SP_TARGET_ANY && t.txnop == SP_TXNOP_NONE && !strchr(sql, ';')) {
+			/* SET / SET LOCAL before the first statement with a key: it belongs to the
+			 * transaction, so it waits with the BEGIN for the shard to be known. */
+			char w[16];
+			first_word(sql, len - 5, w, sizeof(w));
+			if (strcmp(w, "SET") == 0) {
+				size_t bl = strlen(c->begin_sql);
+				char *nb = realloc(c->begin_sql, bl + 1 + (len - 5) + 1);
+				if (nb) {
+					nb[bl] = ';';
+					memcpy(nb + bl + 1, sql, len - 5);
+					nb[bl + 1 + len - 5] = 0;
+					c->begin_sql = nb;
+					sp_buf_consume(in, (size_t)len + 1);
+					local_reply(c, "SET", SP_TXN_BLOCK);
+					return true;
+				}
+			}
 		}
 		if (c->virtual_txn && t.kind == SP_TARGET_ANY &&
 		    (t.txnop == SP_TXNOP_COMMIT || t.txnop == SP_TXNOP_ROLLBACK)) {
@@ -1535,7 +1652,7 @@ static bool route_idle(sp_client_t *c)
 			return true;
 		}
 		if (t.kind == SP_TARGET_FANOUT) {
-			if (c->virtual_txn) {
+			if (c->virtual_txn && t.write) {
 				sp_buf_consume(in, (size_t)len + 1);
 				local_error(c, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
 					    "this statement needs several shards, which is not possible inside a transaction",
@@ -1584,6 +1701,40 @@ static bool route_idle(sp_client_t *c)
 			end = sp_buf_len(in); /* no Sync in sight: route by what is here */
 		}
 		route_batch(c, end, -1, &t);
+		cl_log(c, SP_LOG_TRACE, "batch of %zu bytes: %d binds (%d BEGIN, %d COMMIT/ROLLBACK), target %d shard %d",
+		       end, last_batch.binds, last_batch.begins, last_batch.ends, (int)t.kind, t.shard);
+		if (t.kind != SP_TARGET_ERROR && last_batch.binds > 0 && last_batch.begins == last_batch.binds &&
+		    last_batch.binds == 1 && !c->virtual_txn) {
+			/* BEGIN alone: the shard is known only from the next statement */
+			char w[16];
+			first_word(last_batch.begin_sql, last_batch.begin_len, w, sizeof(w));
+			c->begin_sql = strndup(last_batch.begin_sql, last_batch.begin_len);
+			c->virtual_txn = true;
+			c->virtual_failed = false;
+			c->txn_read_only = t.read_only;
+			emulate_batch(c, end, strcmp(w, "START") == 0 ? "START TRANSACTION" : "BEGIN", SP_TXN_BLOCK);
+			return true;
+		}
+		if (t.kind != SP_TARGET_ERROR && c->virtual_txn && last_batch.binds == 0 && last_batch.others == 0 &&
+		    tracking_statements(c)) {
+			/* Named Parse(s) only, before the transaction has a shard: answered here
+			 * (each server gets the statement when a Bind needs it), so preparing does
+			 * not bind the transaction to the default shard. */
+			emulate_batch(c, end, NULL, virtual_status(c));
+			return true;
+		}
+		if (t.kind != SP_TARGET_ERROR && last_batch.binds > 0 && last_batch.ends == last_batch.binds &&
+		    last_batch.binds == 1 && c->virtual_txn) {
+			bool rb = last_batch.rollbacks > 0 || c->virtual_failed;
+			free(c->begin_sql);
+			c->begin_sql = NULL;
+			c->virtual_txn = c->virtual_failed = false;
+			c->rsess.local_shard = -1;
+			c->rsess.local_has_key = false;
+			c->rsess.local_role = 0;
+			emulate_batch(c, end, rb ? "ROLLBACK" : "COMMIT", SP_TXN_IDLE);
+			return true;
+		}
 		if (t.kind == SP_TARGET_ERROR || c->virtual_failed) {
 			if (t.kind == SP_TARGET_ERROR)
 				local_error(c, t.sqlstate, t.message, t.hint, false);
@@ -1593,7 +1744,7 @@ static bool route_idle(sp_client_t *c)
 			return true;
 		}
 		if (t.kind == SP_TARGET_FANOUT) {
-			if (c->virtual_txn) {
+			if (c->virtual_txn && t.write) {
 				local_error(c, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
 					    "this statement needs several shards, which is not possible inside a transaction",
 					    "Run it outside the transaction, or add a condition on the shard key.", false);
@@ -1688,7 +1839,7 @@ static int check_in_txn(sp_client_t *c, sp_server_t *s, char type, const uint8_t
 		}
 		sp_msg_write_error(&c->sock.out, "ERROR", t.sqlstate, t.message, NULL, t.hint[0] ? t.hint : NULL);
 		abort_server_txn(c, s);
-		consume_batch(c, end);
+		consume_batch_status(c, end, SP_TXN_FAILED);
 		c->txn = SP_TXN_FAILED;
 		return 1;
 	}

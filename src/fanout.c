@@ -161,7 +161,9 @@ static void finish(sp_fanout_t *f)
 			snprintf(tag, sizeof(tag), "SELECT %llu", (unsigned long long)f->rows);
 		sp_msg_write_command_complete(out, tag);
 	}
-	sp_msg_write_ready_for_query(out, SP_TXN_IDLE);
+	/* A read may fan out as the first statement of a BEGIN that has no shard yet: it
+	 * runs outside that transaction, which stays open for the client. */
+	sp_msg_write_ready_for_query(out, sp_client_txn_status(c));
 	free_copy(f);
 	ev_timer_stop(sp_loop, &f->kick);
 	for (int i = 0; i < f->n; i++) {

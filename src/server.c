@@ -739,8 +739,8 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 			const char *m = sp_msg_error_field(body, len, 'M');
 			slog(s, SP_LOG_WARNING, "internal query failed: %s", m ? m : "?");
 			s->dirty_close = true;
-			if (c && r->intq == SP_INTQ_PARAMS)
-				write_client(s, msg, total);
+			if (c && (r->intq == SP_INTQ_PARAMS || r->intq == SP_INTQ_BEGIN))
+				write_client(s, msg, total); /* the client's own settings or BEGIN failed */
 			return true;
 		}
 		write_client(s, msg, total);
