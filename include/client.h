@@ -42,6 +42,7 @@ struct sp_client {
 	sp_pool_t *home_pool;        /* default shard's primary: login parameters */
 	sp_server_t *server;
 	struct sp_fanout *fan;
+	uint64_t fan_gen;            /* counts fan-outs: tells a new one from a freed one at the same address */
 
 	/* routing */
 	bool routed;                 /* the database needs per-statement routing */

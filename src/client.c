@@ -255,7 +255,8 @@ static void sock_cb(sp_sock_t *s, sp_sock_event_t ev)
 		else if (c->fan) {
 			/* resuming may finish the fan-out: stop as soon as it is gone */
 			sp_fanout_t *f = c->fan;
-			for (sp_server_t *s2 = sp_server_first(), *nx; s2 && c->fan == f; s2 = nx) {
+			uint64_t gen = c->fan_gen;
+			for (sp_server_t *s2 = sp_server_first(), *nx; s2 && c->fan == f && c->fan_gen == gen; s2 = nx) {
 				nx = s2->all_next;
 				if (s2->fan == f && !s2->sock.reading && sp_fanout_wants(f, s2))
 					sp_server_resume(s2);

@@ -88,7 +88,12 @@ static void acquire_next(sp_fanout_t *f);
 static void kick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	sp_fanout_t *f = container_of(w, sp_fanout_t, kick);
-	for (int k = 0; k < f->n && f->c->fan == f; k++) {
+	sp_client_t *c = f->c;
+	uint64_t gen = c->fan_gen;
+	int n = f->n;
+	/* A resume may finish (and free) the fan-out: look at f only while it is still
+	 * the client's same fan-out. */
+	for (int k = 0; k < n && c->fan == f && c->fan_gen == gen; k++) {
 		sp_server_t *s = f->servers[k];
 		if (s && !f->done[k] && !s->sock.reading && sp_fanout_wants(f, s))
 			sp_server_resume(s);
@@ -280,6 +285,7 @@ static void start(sp_client_t *c, const sp_target_t *t, const uint8_t *msg, size
 		}
 	}
 	c->fan = f;
+	c->fan_gen++;
 	sp_client_set_state(c, SP_CLIENT_FANOUT);
 	c->wait_since = ev_now(sp_loop);
 	c->n_queries++;
