@@ -637,31 +637,7 @@ static size_t leading_blank(const char *sql, size_t len)
 /* First SQL keyword of a statement, skipping white space and comments. */
 static size_t first_word(const char *sql, size_t len, char *word, size_t wlen)
 {
-	size_t i = 0, n = 0;
-	while (i < len) {
-		if (isspace((unsigned char)sql[i]) || sql[i] == '(') {
-			i++;
-		} else if (sql[i] == '-' && i + 1 < len && sql[i + 1] == '-') {
-			while (i < len && sql[i] != '\n')
-				i++;
-		} else if (sql[i] == '/' && i + 1 < len && sql[i + 1] == '*') {
-			int depth = 1;
-			i += 2;
-			while (i < len && depth > 0) {
-				if (sql[i] == '*' && i + 1 < len && sql[i + 1] == '/') {
-					depth--;
-					i += 2;
-				} else if (sql[i] == '/' && i + 1 < len && sql[i + 1] == '*') {
-					depth++;
-					i += 2;
-				} else {
-					i++;
-				}
-			}
-		} else {
-			break;
-		}
-	}
+	size_t i = leading_blank(sql, len), n = 0;
 	while (i < len && n + 1 < wlen && (isalpha((unsigned char)sql[i]) || sql[i] == '_'))
 		word[n++] = (char)toupper((unsigned char)sql[i++]);
 	word[n] = 0;
