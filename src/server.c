@@ -464,8 +464,13 @@ static void lsn_row(sp_server_t *s, const uint8_t *body, size_t len)
 		return;
 	memcpy(text, v, (size_t)l);
 	text[l] = 0;
-	if (sp_lsn_parse(text, &lsn) && s->pool->shard < c->db->n_shards && lsn > c->written_lsn[s->pool->shard])
+	if (sp_lsn_parse(text, &lsn) && s->pool->shard < c->db->n_shards && lsn > c->written_lsn[s->pool->shard]) {
 		c->written_lsn[s->pool->shard] = lsn;
+		/* learn soon that the replicas replayed it, so this client's reads go back to
+		 * them within milliseconds, not a health period (rate-limited per server) */
+		if (c->db->read_replicas && c->db->shards[s->pool->shard].n_replicas > 0)
+			sp_health_probe_now(c->db, s->pool->shard);
+	}
 	slog(s, SP_LOG_DEBUG, "client wrote up to %s on shard %d", text, s->pool->shard);
 }
 
