@@ -153,6 +153,12 @@ done
 
 # ---------------------------------------------------------------- min_lsn (read-your-writes)
 pg_psql "$R1" -c "SELECT pg_wal_replay_pause()" >/dev/null
+# the pause takes effect asynchronously: wait until replay has really stopped, or the
+# write below may still be replayed on replica 1
+for ((i = 0; i < 100; i++)); do
+	[ "$(pg_psql "$R1" -c "SELECT pg_get_wal_replay_pause_state()")" = paused ] && break
+	sleep 0.05
+done
 pg_psql "$P" -c "CREATE TABLE IF NOT EXISTS health_t (id int, pad text)" -c "INSERT INTO health_t VALUES (1, 'x')" >/dev/null
 L=$(pg_psql "$P" -c "SELECT pg_current_wal_lsn()")
 like "$(hp wait app 0 0 lsn ">=$L" 10)" '^waited' "replica 0 replays the write ($L)"
