@@ -3530,8 +3530,9 @@ static void analyze_pieces(sp_analysis_t *a, struct ctx *c, const char *sql, con
 	const char *p = sql;
 
 	/* a NUL in front keeps stmt_end's look-behind (p[-1]) inside the buffer */
-	char *copy = aalloc(c->ar, strlen(sql) + 2);
-	strcpy(copy + 1, sql);
+	size_t sql_len = strlen(sql);
+	char *copy = aalloc(c->ar, sql_len + 2);
+	memcpy(copy + 1, sql, sql_len + 1);
 	p = copy + 1;
 	for (;;) {
 		const char *e = stmt_end(p);

@@ -211,9 +211,10 @@ static bool make_nonce(char *out, size_t outlen)
 
 	if (have_test_nonce) {
 		have_test_nonce = false;
-		if (strlen(test_nonce) >= outlen)
+		size_t n = strlen(test_nonce);
+		if (n >= outlen)
 			return false;
-		strcpy(out, test_nonce);
+		memcpy(out, test_nonce, n + 1);
 		return true;
 	}
 	if (outlen < RAW_NONCE_LEN / 3 * 4 + 1 || RAND_bytes(raw, sizeof(raw)) != 1)
@@ -225,9 +226,9 @@ static bool make_nonce(char *out, size_t outlen)
 void sp_scram_test_set_nonce(const char *nonce)
 {
 	have_test_nonce = false;
-	if (nonce != NULL && strlen(nonce) < sizeof(test_nonce) &&
-	    is_printable(nonce, strlen(nonce))) {
-		strcpy(test_nonce, nonce);
+	size_t n = nonce ? strlen(nonce) : 0;
+	if (nonce != NULL && n < sizeof(test_nonce) && is_printable(nonce, n)) {
+		memcpy(test_nonce, nonce, n + 1);
 		have_test_nonce = true;
 	}
 }

@@ -11,6 +11,8 @@
 #include "tap.h"
 
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1160,6 +1162,33 @@ static void test_errors(void)
 	is_int(s->error_pos, 27, "error position in bytes, not characters");
 }
 
+/* Append printf-style text at q[n], never past cap; returns the new length. */
+static size_t put(char *q, size_t cap, size_t n, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static size_t put(char *q, size_t cap, size_t n, const char *fmt, ...)
+{
+	va_list ap;
+	int w;
+	if (n >= cap)
+		return n;
+	va_start(ap, fmt);
+	w = vsnprintf(q + n, cap - n, fmt, ap);
+	va_end(ap);
+	if (w < 0)
+		return n;
+	return (size_t)w >= cap - n ? cap - 1 : n + (size_t)w;
+}
+
+/* "SELECT * FROM users WHERE id = 1 AND (id = 1 AND (... true ...))", depth deep. */
+static void nested_ands(char *q, size_t cap, int depth)
+{
+	size_t n = put(q, cap, 0, "SELECT * FROM users WHERE ");
+	for (int i = 0; i < depth; i++)
+		n = put(q, cap, n, "id = 1 AND (");
+	n = put(q, cap, n, "true");
+	for (int i = 0; i < depth; i++)
+		n = put(q, cap, n, ")");
+}
+
 static void test_hostile(void)
 {
 	size_t cap = (size_t)2 << 20;
@@ -1168,23 +1197,23 @@ static void test_hostile(void)
 	const sp_stmt_t *s;
 
 	/* 1 MB INSERT */
-	n = (size_t)sprintf(q, "INSERT INTO users (id, name) VALUES ");
+	n = put(q, cap, 0, "INSERT INTO users (id, name) VALUES ");
 	for (int i = 0; n < ((size_t)1 << 20); i++)
-		n += (size_t)sprintf(q + n, "%s(%d, 'name %d')", i ? ", " : "", i, i);
+		n = put(q, cap, n, "%s(%d, 'name %d')", i ? ", " : "", i, i);
 	s = A(q);
 	ok(s && s->kind == SP_STMT_INSERT && !cur->has_error, "1 MB INSERT analysed");
 	ok(s->insert.n_rows > 40000, "all its rows");
 	is_int(s->tables[0].keys.n_tuples, s->insert.n_rows, "one key tuple per row");
 	/* 1 MB SELECT with a huge IN list */
-	n = (size_t)sprintf(q, "SELECT * FROM users WHERE id IN (");
+	n = put(q, cap, 0, "SELECT * FROM users WHERE id IN (");
 	for (int i = 0; n < ((size_t)1 << 20); i++)
-		n += (size_t)sprintf(q + n, "%s%d", i ? "," : "", i);
-	strcpy(q + n, ")");
+		n = put(q, cap, n, "%s%d", i ? "," : "", i);
+	n = put(q, cap, n, ")");
 	s = A(q);
 	ok(s && s->kind == SP_STMT_SELECT, "1 MB IN list analysed");
 	is_str(why(s, 0), "too many key values", "too many values: unpinned");
 	/* unterminated 1 MB string */
-	n = (size_t)sprintf(q, "SELECT '");
+	n = put(q, cap, 0, "SELECT '");
 	memset(q + n, 'x', (size_t)1 << 20);
 	q[n + ((size_t)1 << 20)] = '\0';
 	s = A(q);
@@ -1192,29 +1221,28 @@ static void test_hostile(void)
 	/* nested comments: quadratic in PostgreSQL's scanner, refused */
 	n = 0;
 	for (int i = 0; i < 100000; i++)
-		n += (size_t)sprintf(q + n, "/*");
+		n = put(q, cap, n, "/*");
 	for (int i = 0; i < 100000; i++)
-		n += (size_t)sprintf(q + n, "*/");
-	strcpy(q + n, " SELECT 1");
+		n = put(q, cap, n, "*/");
+	n = put(q, cap, n, " SELECT 1");
 	s = A(q);
 	ok(cur->has_error && s->kind == SP_STMT_ERROR && strstr(s->error, "quadratic"),
 	   "100,000 nested comments refused before parsing");
 	ok(!sp_analyze_fingerprint(q, NULL), "fingerprint refuses it too");
 	ok(!sp_analyze_normalize(q), "normalize refuses it too");
 	/* long operator run */
-	n = (size_t)sprintf(q, "SELECT 1 ");
+	n = put(q, cap, 0, "SELECT 1 ");
 	memset(q + n, '+', 20000);
-	strcpy(q + n + 20000, " 1");
+	n = put(q, cap, n + 20000, " 1");
 	ok(A(q)->kind == SP_STMT_ERROR, "20,000 '+' refused");
 	/* ordinary banner comments are fine */
 	n = 0;
 	for (int i = 0; i < 100; i++)
-		n += (size_t)sprintf(q + n,
-				     "/****************************************************/\n");
-	strcpy(q + n, "SELECT 1");
+		n = put(q, cap, n, "/****************************************************/\n");
+	n = put(q, cap, n, "SELECT 1");
 	ok(A(q)->kind == SP_STMT_SELECT, "banner comments are not refused");
 	/* deep nesting */
-	n = (size_t)sprintf(q, "SELECT ");
+	n = put(q, cap, 0, "SELECT ");
 	for (int i = 0; i < 100000; i++)
 		q[n++] = '(';
 	q[n++] = '1';
@@ -1222,36 +1250,18 @@ static void test_hostile(void)
 		q[n++] = ')';
 	q[n] = '\0';
 	ok(A(q)->kind == SP_STMT_ERROR, "100,000 parentheses: error, no crash");
-	n = (size_t)sprintf(q, "SELECT * FROM users WHERE ");
-	for (int i = 0; i < 5000; i++)
-		n += (size_t)sprintf(q + n, "id = 1 AND (");
-	q[n++] = 't';
-	q[n++] = 'r';
-	q[n++] = 'u';
-	q[n++] = 'e';
-	for (int i = 0; i < 5000; i++)
-		q[n++] = ')';
-	q[n] = '\0';
+	nested_ands(q, cap, 5000);
 	s = A(q);
 	ok(s->kind == SP_STMT_ERROR, "5,000 nested ANDs: refused, no crash");
-	n = (size_t)sprintf(q, "SELECT * FROM users WHERE ");
-	for (int i = 0; i < 200; i++)
-		n += (size_t)sprintf(q + n, "id = 1 AND (");
-	q[n++] = 't';
-	q[n++] = 'r';
-	q[n++] = 'u';
-	q[n++] = 'e';
-	for (int i = 0; i < 200; i++)
-		q[n++] = ')';
-	q[n] = '\0';
+	nested_ands(q, cap, 200);
 	s = A(q);
 	is_str(keys(s, 0), "{(1)}", "200 nested ANDs analysed");
 	n = 0;
 	for (int i = 0; i < 3000; i++)
-		n += (size_t)sprintf(q + n, "SELECT * FROM (");
-	n += (size_t)sprintf(q + n, "SELECT 1");
+		n = put(q, cap, n, "SELECT * FROM (");
+	n = put(q, cap, n, "SELECT 1");
 	for (int i = 0; i < 3000; i++)
-		n += (size_t)sprintf(q + n, ") s%d", i);
+		n = put(q, cap, n, ") s%d", i);
 	ok(A(q)->kind == SP_STMT_ERROR, "3,000 nested subqueries: error, no crash");
 	/* binary junk */
 	for (size_t i = 0; i < 4096; i++)

@@ -396,7 +396,7 @@ static void test_round_trips(void)
 	       strspn(c.client_nonce, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrs"
 				      "tuvwxyz0123456789+/") == 24,
 	   "nonce is 24 base64 characters");
-	strcpy(text, c.client_nonce);
+	snprintf(text, sizeof(text), "%s", c.client_nonce);
 	ok(sp_scram_client_first(&c) == NULL, "second client-first refused");
 	free(m1);
 	sp_scram_client_free(&c);
