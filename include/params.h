@@ -39,6 +39,10 @@ bool sp_params_is_reported(const char *name);
  * server has but the client never made. Returns how many settings differ.
  */
 int sp_params_write_sync(sp_buf_t *sql, const sp_params_t *want, const sp_params_t *have);
+/* Append a SQL string literal ('it''s'). */
+void sp_sql_append_literal(sp_buf_t *b, const char *s);
+/* Append "SELECT pg_catalog.set_config('name', 'value', false)" (first) or ", set_config(...)". */
+void sp_params_append_set(sp_buf_t *sql, const char *name, const char *value, bool first);
 /* Parse a startup "options" value ("-c a=b --c=d") into p. Returns false on bad syntax. */
 bool sp_params_parse_options(sp_params_t *p, const char *options);
 

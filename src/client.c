@@ -757,12 +757,11 @@ static void note_custom_names(sp_client_t *c, const char *sql, size_t len)
 	}
 }
 
-/* DISCARD ALL, DISCARD PLANS? no: only ALL and DEALLOCATE [PREPARE] ALL drop statements. */
-static bool drops_statements(const char *sql, size_t len)
+/* DISCARD ALL, DISCARD PLANS? no: only ALL and DEALLOCATE [PREPARE] ALL drop statements.
+ * w is the statement's first word (first_word()), which every caller has already. */
+static bool drops_statements(const char *w, const char *sql, size_t len)
 {
-	char w[16];
 	size_t i = 0;
-	first_word(sql, len, w, sizeof(w));
 	if (strcmp(w, "DISCARD") != 0 && strcmp(w, "DEALLOCATE") != 0)
 		return false;
 	for (i = 0; i + 3 <= len; i++)
@@ -854,7 +853,7 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 				s->need_syncback = true;
 				note_custom_names(c, sql, len - 1);
 			}
-			if (drops_statements(sql, len - 1)) {
+			if (drops_statements(w, sql, len - 1)) {
 				/* DISCARD ALL / DEALLOCATE ALL: the server forgets every prepared
 				 * statement, and so does this client. */
 				sp_pstmt_cache_clear(&s->pstmts);
@@ -894,8 +893,10 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 			if (!ps->classified) {
 				const char *q = (const char *)body + nlen + 1;
 				size_t ql = text_len(body + nlen + 1, len - nlen - 1);
+				char w[16];
+				first_word(q, ql, w, sizeof(w));
 				ps->sets = may_change_settings(q, ql, &ps->resets);
-				ps->drops = drops_statements(q, ql);
+				ps->drops = drops_statements(w, q, ql);
 				ps->classified = true;
 			}
 			sp_pstmt_map_put(&c->pstmts, name, ps);
@@ -926,7 +927,9 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 			size_t ql = text_len(body + nlen + 1, len - nlen - 1);
 			if (may_change_settings_names(q, ql, &c->reset_seen, &c->reset_names))
 				s->need_syncback = true;
-			if (drops_statements(q, ql)) {
+			char w[16];
+			first_word(q, ql, w, sizeof(w));
+			if (drops_statements(w, q, ql)) {
 				sp_pstmt_cache_clear(&s->pstmts);
 				sp_pstmt_map_clear(&c->pstmts);
 			}
@@ -1309,11 +1312,9 @@ typedef struct batch_kind {
 	size_t begin_len;
 } batch_kind_t;
 
-static batch_kind_t last_batch;
-
-static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_t *out)
+static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_t *out, batch_kind_t *bk)
 {
-	memset(&last_batch, 0, sizeof(last_batch));
+	memset(bk, 0, sizeof(*bk));
 	const uint8_t *p = sp_buf_head(&c->sock.in);
 	size_t pos = 0;
 	const char *unnamed_sql = NULL;
@@ -1330,11 +1331,11 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 		const char *name, *stmt;
 		sp_msg_reader_init(&r, body, len - 4);
 		if (p[pos] == SP_FE_DESCRIBE || p[pos] == SP_FE_EXECUTE || p[pos] == SP_FE_FUNCTION_CALL)
-			last_batch.others++;
+			bk->others++;
 		if (p[pos] == SP_FE_PARSE && pq_getmsgstring(&r, &name, NULL) && pq_getmsgstring(&r, &stmt, NULL)) {
 			if (!*name) {
 				unnamed_sql = stmt;
-				last_batch.others++;
+				bk->others++;
 			}
 		} else if (p[pos] == SP_FE_BIND && pq_getmsgstring(&r, &name, NULL) && pq_getmsgstring(&r, &stmt, NULL)) {
 			const char *sql = NULL;
@@ -1384,16 +1385,16 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 							sp_router_bind(c->db, &c->rsess, plan, np, vals, lens, expanded, in_txn_shard, &t);
 							sp_plan_unref(plan);
 							merge_target(out, &t, &have);
-							last_batch.binds++;
+							bk->binds++;
 							if (t.txnop == SP_TXNOP_BEGIN && t.kind == SP_TARGET_ANY) {
-								last_batch.begins++;
-								last_batch.begin_sql = sql;
-								last_batch.begin_len = strlen(sql);
+								bk->begins++;
+								bk->begin_sql = sql;
+								bk->begin_len = strlen(sql);
 							} else if ((t.txnop == SP_TXNOP_COMMIT || t.txnop == SP_TXNOP_ROLLBACK) &&
 								   t.kind == SP_TARGET_ANY) {
-								last_batch.ends++;
+								bk->ends++;
 								if (t.txnop == SP_TXNOP_ROLLBACK)
-									last_batch.rollbacks++;
+									bk->rollbacks++;
 							}
 						}
 					}
@@ -1677,7 +1678,8 @@ static bool route_idle(sp_client_t *c)
 				return false;
 			end = sp_buf_len(in); /* no Sync in sight: route by what is here */
 		}
-		route_batch(c, end, -1, &t);
+		batch_kind_t last_batch;
+		route_batch(c, end, -1, &t, &last_batch);
 		cl_log(c, SP_LOG_TRACE, "batch of %zu bytes: %d binds (%d BEGIN, %d COMMIT/ROLLBACK), target %d shard %d",
 		       end, last_batch.binds, last_batch.begins, last_batch.ends, (int)t.kind, t.shard);
 		if (t.kind != SP_TARGET_ERROR && last_batch.binds > 0 && last_batch.begins == last_batch.binds &&
@@ -1803,7 +1805,8 @@ static int check_in_txn(sp_client_t *c, sp_server_t *s, char type, const uint8_t
 		size_t end = batch_end(c);
 		if (end == 0)
 			return sp_buf_len(&c->sock.in) < 1024 * 1024 ? -1 : 0;
-		route_batch(c, end, s->pool->shard, &t);
+		batch_kind_t bk;
+		route_batch(c, end, s->pool->shard, &t, &bk);
 		if (t.kind == SP_TARGET_SHARD && t.shard != s->pool->shard) {
 			t.kind = SP_TARGET_ERROR;
 			snprintf(t.sqlstate, sizeof(t.sqlstate), "%s", SP_SQLSTATE_FEATURE_NOT_SUPPORTED);

@@ -174,6 +174,13 @@ static bool fail(sp_merge_t *m, const char *sqlstate, const char *fmt, ...)
 	return false;
 }
 
+/* A shard sent an aggregate value that does not parse as its type. */
+static bool bad_value(sp_merge_t *m, const uint8_t *p, size_t n)
+{
+	return fail(m, SP_SQLSTATE_INTERNAL, "cannot combine aggregate value \"%.*s\"", (int)(n > 64 ? 64 : n),
+		    (const char *)p);
+}
+
 static uint64_t fnv1a(uint64_t h, const uint8_t *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -1261,9 +1268,7 @@ static bool acc_add(sp_merge_t *m, const col_t *col, acc_t *a, val_t v)
 	case ACC_INT: {
 		int64_t x;
 		if (!parse_int64(v.p, n, &x))
-			return fail(m, SP_SQLSTATE_INTERNAL,
-				    "cannot combine aggregate value \"%.*s\"",
-				    (int)(n > 64 ? 64 : n), (const char *)v.p);
+			return bad_value(m, v.p, n);
 		if (a->null) {
 			a->i = x;
 		} else if (__builtin_add_overflow(a->i, x, &a->i)) {
@@ -1274,9 +1279,7 @@ static bool acc_add(sp_merge_t *m, const col_t *col, acc_t *a, val_t v)
 	case ACC_F8: {
 		double x;
 		if (!parse_double(v.p, n, &x))
-			return fail(m, SP_SQLSTATE_INTERNAL,
-				    "cannot combine aggregate value \"%.*s\"",
-				    (int)(n > 64 ? 64 : n), (const char *)v.p);
+			return bad_value(m, v.p, n);
 		if (a->null) {
 			a->d = x;
 		} else {
@@ -1291,9 +1294,7 @@ static bool acc_add(sp_merge_t *m, const col_t *col, acc_t *a, val_t v)
 	case ACC_F4: {
 		float x;
 		if (!parse_float(v.p, n, &x))
-			return fail(m, SP_SQLSTATE_INTERNAL,
-				    "cannot combine aggregate value \"%.*s\"",
-				    (int)(n > 64 ? 64 : n), (const char *)v.p);
+			return bad_value(m, v.p, n);
 		if (a->null) {
 			a->f = x;
 		} else {
@@ -1307,9 +1308,7 @@ static bool acc_add(sp_merge_t *m, const col_t *col, acc_t *a, val_t v)
 	case ACC_DEC: {
 		numtxt_t t;
 		if (!num_parse(v.p, n, &t))
-			return fail(m, SP_SQLSTATE_INTERNAL,
-				    "cannot combine aggregate value \"%.*s\"",
-				    (int)(n > 64 ? 64 : n), (const char *)v.p);
+			return bad_value(m, v.p, n);
 		if (t.special) {
 			a->special |= (uint8_t)t.special;
 			a->null = false;

@@ -125,7 +125,7 @@ bool sp_params_is_reported(const char *name)
 	return false;
 }
 
-static void append_literal(sp_buf_t *b, const char *s)
+void sp_sql_append_literal(sp_buf_t *b, const char *s)
 {
 	sp_buf_append(b, "'", 1);
 	for (; *s; s++) {
@@ -146,6 +146,16 @@ static void append_ident(sp_buf_t *b, const char *s)
 		sp_buf_append(b, &c, 1);
 	}
 	sp_buf_append(b, "\"", 1);
+}
+
+void sp_params_append_set(sp_buf_t *sql, const char *name, const char *value, bool first)
+{
+	sp_buf_append(sql, first ? "SELECT " : ", ", first ? 7 : 2);
+	sp_buf_append(sql, "pg_catalog.set_config(", 22);
+	sp_sql_append_literal(sql, name);
+	sp_buf_append(sql, ", ", 2);
+	sp_sql_append_literal(sql, value);
+	sp_buf_append(sql, ", false)", 8);
 }
 
 int sp_params_write_sync(sp_buf_t *sql, const sp_params_t *want, const sp_params_t *have)
@@ -172,12 +182,7 @@ int sp_params_write_sync(sp_buf_t *sql, const sp_params_t *want, const sp_params
 		cur = sp_params_get(have, name);
 		if (cur && strcmp(cur, want->items[i].value) == 0)
 			continue;
-		sp_buf_append(sql, sets ? ", " : "SELECT ", sets ? 2 : 7);
-		sp_buf_append(sql, "pg_catalog.set_config(", 22);
-		append_literal(sql, name);
-		sp_buf_append(sql, ", ", 2);
-		append_literal(sql, want->items[i].value);
-		sp_buf_append(sql, ", false)", 8);
+		sp_params_append_set(sql, name, want->items[i].value, sets == 0);
 		sets++;
 		diffs++;
 	}

@@ -497,14 +497,9 @@ static void start_syncback(sp_server_t *s)
 		if (s->client && s->client->custom_names.n > 0) {
 			sp_buf_append(&q, " UNION ALL SELECT n, v FROM (SELECT n, pg_catalog.current_setting(n, true) AS v FROM pg_catalog.unnest(ARRAY[", 109);
 			for (int i = 0; i < s->client->custom_names.n; i++) {
-				const char *n = s->client->custom_names.items[i].name;
-				sp_buf_append(&q, i ? ",'" : "'", i ? 2 : 1);
-				for (; *n; n++) {
-					if (*n == '\'')
-						sp_buf_append(&q, "'", 1);
-					sp_buf_append(&q, n, 1);
-				}
-				sp_buf_append(&q, "'", 1);
+				if (i)
+					sp_buf_append(&q, ",", 1);
+				sp_sql_append_literal(&q, s->client->custom_names.items[i].name);
 			}
 			sp_buf_append(&q, "]::text[]) AS n) AS c WHERE v IS NOT NULL AND v <> ''", 53);
 		}
@@ -526,23 +521,7 @@ static void restore_startup(sp_server_t *s, sp_client_t *c)
 		const sp_param_t *p = &c->startup.items[i];
 		if (sp_params_is_readonly(p->name) || (!all && !sp_params_get(&c->reset_names, p->name)))
 			continue;
-		if (n++)
-			sp_buf_append(&q, ", ", 2);
-		else
-			sp_buf_append(&q, "SELECT ", 7);
-		sp_buf_append(&q, "pg_catalog.set_config('", 23);
-		for (const char *t = p->name; *t; t++) {
-			if (*t == '\'')
-				sp_buf_append(&q, "'", 1);
-			sp_buf_append(&q, t, 1);
-		}
-		sp_buf_append(&q, "', '", 4);
-		for (const char *t = p->value; *t; t++) {
-			if (*t == '\'')
-				sp_buf_append(&q, "'", 1);
-			sp_buf_append(&q, t, 1);
-		}
-		sp_buf_append(&q, "', false)", 9);
+		sp_params_append_set(&q, p->name, p->value, n++ == 0);
 	}
 	if (n) {
 		sp_buf_append(&q, "", 1);
