@@ -160,7 +160,9 @@ for ((i = 0; i < 100; i++)); do
 	sleep 0.05
 done
 pg_psql "$P" -c "CREATE TABLE IF NOT EXISTS health_t (id int, pad text)" -c "INSERT INTO health_t VALUES (1, 'x')" >/dev/null
-L=$(pg_psql "$P" -c "SELECT pg_current_wal_lsn()")
+# the insert position: with synchronous_commit = off the write position may not cover
+# the commit yet, and a paused replica could already be past it
+L=$(pg_psql "$P" -c "SELECT pg_current_wal_insert_lsn()")
 like "$(hp wait app 0 0 lsn ">=$L" 10)" '^waited' "replica 0 replays the write ($L)"
 like "$(hp wait app 0 p lsn ">=$L" 10)" '^waited' "the primary's probe sees the write"
 line=$(node 1)
