@@ -355,6 +355,11 @@ typedef struct sp_sort_item {
 	bool desc;
 	bool nulls_first; /* effective: NULLS FIRST given, or DESC without NULLS LAST */
 	bool using_op;	  /* ORDER BY x USING <op>: desc/nulls_first are meaningless */
+	/* The item as written, for a select list with *, whose output positions only
+	 * the RowDescription tells: a column's name (the last part of a column
+	 * reference, "" otherwise) or a position (ORDER BY 2; 0 otherwise). */
+	char name[64];
+	int ordinal;
 } sp_sort_item_t;
 
 typedef enum sp_setop {

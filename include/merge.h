@@ -37,7 +37,8 @@ typedef enum {
 } sp_merge_agg_t;
 
 typedef struct sp_merge_sort {
-	int col;          /* output column index (0-based) as the shards return it */
+	int col;          /* output column index (0-based) as the shards return it; -1: by name */
+	char name[64];    /* with col -1: the one result column of this name (SELECT * ... ORDER BY name) */
 	bool desc;
 	bool nulls_first; /* PostgreSQL's default: NULLS LAST for ASC, NULLS FIRST for DESC */
 } sp_merge_sort_t;

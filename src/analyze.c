@@ -2653,6 +2653,29 @@ static int target_pos(struct ctx *c, json_object *item, json_object *tl, const s
 	return 0;
 }
 
+/* Keep an ORDER BY item's column name or position for a merge that resolves it by RowDescription. */
+static void sort_item_as_written(struct ctx *c, json_object *item, sp_sort_item_t *si)
+{
+	json_object *cref = node_as(item, "ColumnRef"), *ac = node_as(item, "A_Const");
+	int nf = cref ? jlen(jget(cref, "fields")) : 0;
+
+	si->name[0] = 0;
+	si->ordinal = 0;
+	if (nf > 0) {
+		const char *last = str_node(jat(jget(cref, "fields"), nf - 1));
+		size_t n = last ? strlen(last) : 0;
+		if (n > 0 && n < sizeof(si->name)) {
+			memcpy(si->name, last, n);
+			si->name[n] = 0;
+		}
+	} else if (ac) {
+		sp_value_t v;
+		const_value(c, ac, &v);
+		if (v.kind == SP_VAL_CONST && v.lit == SP_LIT_INT)
+			si->ordinal = (int)strtol(v.text, NULL, 10);
+	}
+}
+
 static void sort_items(struct ctx *c, json_object *list, json_object *tl, sp_shape_t *sh,
 		       sp_sort_item_t **out, int *n_out, bool sortby)
 {
@@ -2678,6 +2701,7 @@ static void sort_items(struct ctx *c, json_object *list, json_object *tl, sp_sha
 				si->nulls_first = si->desc;
 		}
 		si->target = target_pos(c, item, tl, sh, true);
+		sort_item_as_written(c, item, si);
 	}
 }
 

@@ -24,6 +24,7 @@
  * in sorted or aggregated columns (refused with 0A000).
  */
 #include "merge.h"
+#include "binfmt.h"
 
 #include "msg.h"
 
@@ -33,24 +34,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Type OIDs (pg_type.dat) whose text form needs more than a byte comparison. */
-#define OID_BOOL 16
-#define OID_NAME 19
-#define OID_INT8 20
-#define OID_INT2 21
-#define OID_INT4 23
-#define OID_TEXT 25
-#define OID_OID 26
-#define OID_FLOAT4 700
-#define OID_FLOAT8 701
-#define OID_BPCHAR 1042
-#define OID_VARCHAR 1043
-#define OID_DATE 1082
-#define OID_TIMESTAMP 1114
-#define OID_TIMESTAMPTZ 1184
-#define OID_NUMERIC 1700
-#define OID_UUID 2950
-
 /* PostgreSQL's numeric.c constants used by select_div_scale(). */
 #define NUMERIC_MIN_SIG_DIGITS 16
 #define NUMERIC_MAX_DISPLAY_SCALE 1000
@@ -58,7 +41,22 @@
 
 #define MAX_NOTICES 32
 
-enum cmp_kind { CMP_BYTES = 0, CMP_INT, CMP_FLOAT, CMP_NUMERIC, CMP_BPCHAR, CMP_DATETIME };
+/* How values of a column compare; CMP_BIN_* for binary-format columns. CMP_NONE:
+ * a type whose order shardpool does not know (enum, interval, ...): never merged. */
+enum cmp_kind {
+	CMP_NONE = 0,
+	CMP_BYTES,
+	CMP_INT,
+	CMP_FLOAT,
+	CMP_NUMERIC,
+	CMP_BPCHAR,
+	CMP_DATETIME,
+	CMP_BIN_INT, /* big-endian signed: int2/4/8, date, time, timestamp(tz) */
+	CMP_BIN_OID,
+	CMP_BIN_F4,
+	CMP_BIN_F8,
+	CMP_BIN_NUMERIC
+};
 
 enum acc_kind { ACC_INT = 1, ACC_DEC, ACC_F4, ACC_F8, ACC_MIN, ACC_MAX };
 
@@ -156,6 +154,7 @@ struct sp_merge {
 	size_t n_slots;
 	chunk_t *arena;
 	sp_buf_t keybuf, operand, scratch, rows;
+	sp_buf_t bintext, bintext2; /* binary columns: a value as text, a result as text */
 };
 
 /* ------------------------------------------------------------------ small helpers */
@@ -460,29 +459,90 @@ static bool parse_datetime(const uint8_t *p, size_t n, __int128 *out)
 
 /* ------------------------------------------------------------------ comparison */
 
-static int cmp_kind_of(uint32_t type)
+static int cmp_kind_of(uint32_t type, int16_t format)
 {
-	switch (type) {
-	case OID_INT2:
-	case OID_INT4:
-	case OID_INT8:
-	case OID_OID:
-		return CMP_INT;
-	case OID_FLOAT4:
-	case OID_FLOAT8:
-		return CMP_FLOAT;
-	case OID_NUMERIC:
-		return CMP_NUMERIC;
-	case OID_BPCHAR:
-		return CMP_BPCHAR;
-	case OID_DATE:
-	case OID_TIMESTAMP:
-	case OID_TIMESTAMPTZ:
-		return CMP_DATETIME;
-	default:
-		/* bool ('f' < 't'), text, varchar, name, uuid (lower-case hex): bytes */
-		return CMP_BYTES;
+	if (format == 1) {
+		switch (type) {
+		case SP_OID_INT2:
+		case SP_OID_INT4:
+		case SP_OID_INT8:
+		case SP_OID_DATE:
+		case SP_OID_TIME:
+		case SP_OID_TIMESTAMP:
+		case SP_OID_TIMESTAMPTZ:
+			return CMP_BIN_INT;
+		case SP_OID_OID:
+			return CMP_BIN_OID;
+		case SP_OID_FLOAT4:
+			return CMP_BIN_F4;
+		case SP_OID_FLOAT8:
+			return CMP_BIN_F8;
+		case SP_OID_NUMERIC:
+			return CMP_BIN_NUMERIC;
+		case SP_OID_BPCHAR:
+			return CMP_BPCHAR;
+		case SP_OID_BOOL: /* 0 < 1 */
+		case SP_OID_BYTEA:
+		case SP_OID_CHAR:
+		case SP_OID_NAME:
+		case SP_OID_TEXT:
+		case SP_OID_VARCHAR:
+		case SP_OID_UUID: /* 16 bytes, compared as memcmp (uuid_cmp) */
+			return CMP_BYTES;
+		default:
+			return CMP_NONE;
+		}
 	}
+	switch (type) {
+	case SP_OID_INT2:
+	case SP_OID_INT4:
+	case SP_OID_INT8:
+	case SP_OID_OID:
+		return CMP_INT;
+	case SP_OID_FLOAT4:
+	case SP_OID_FLOAT8:
+		return CMP_FLOAT;
+	case SP_OID_NUMERIC:
+		return CMP_NUMERIC;
+	case SP_OID_BPCHAR:
+		return CMP_BPCHAR;
+	case SP_OID_DATE:
+	case SP_OID_TIMESTAMP:
+	case SP_OID_TIMESTAMPTZ:
+		return CMP_DATETIME;
+	case SP_OID_BOOL:    /* 'f' < 't' */
+	case SP_OID_BYTEA:   /* lower-case hex keeps the order of the bytes */
+	case SP_OID_CHAR:
+	case SP_OID_NAME:
+	case SP_OID_TEXT:
+	case SP_OID_VARCHAR:
+	case SP_OID_UUID:    /* lower-case hex */
+	case SP_OID_TIME:    /* zero-padded HH:MM:SS[.frac] */
+		return CMP_BYTES;
+	default:
+		return CMP_NONE;
+	}
+}
+
+/* Big-endian signed integer of 2, 4 or 8 bytes. */
+static int64_t be_signed(const uint8_t *p, size_t n)
+{
+	uint64_t v = 0;
+	for (size_t i = 0; i < n; i++)
+		v = (v << 8) | p[i];
+	if (n < 8 && (p[0] & 0x80))
+		v |= ~UINT64_C(0) << (8 * n);
+	return (int64_t)v;
+}
+
+/* float8_cmp_internal: NaN equals NaN and sorts above everything */
+static int cmp_double(double x, double y)
+{
+	if (isnan(x))
+		return isnan(y) ? 0 : 1;
+	if (isnan(y))
+		return -1;
+	return x < y ? -1 : x > y;
 }
 
 static int cmp_bytes(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
@@ -515,14 +575,45 @@ static int cmp_values(int kind, val_t a, val_t b)
 	}
 	case CMP_FLOAT: {
 		double x, y;
-		if (parse_double(a.p, an, &x) && parse_double(b.p, bn, &y)) {
-			/* float8_cmp_internal: NaN equals NaN and sorts above everything */
-			if (isnan(x))
-				return isnan(y) ? 0 : 1;
-			if (isnan(y))
-				return -1;
+		if (parse_double(a.p, an, &x) && parse_double(b.p, bn, &y))
+			return cmp_double(x, y);
+		break;
+	}
+	case CMP_BIN_INT:
+		if (an == bn && (an == 2 || an == 4 || an == 8)) {
+			int64_t x = be_signed(a.p, an), y = be_signed(b.p, bn);
 			return x < y ? -1 : x > y;
 		}
+		break;
+	case CMP_BIN_OID:
+		if (an == 4 && bn == 4) {
+			uint32_t x = sp_get_be32(a.p), y = sp_get_be32(b.p);
+			return x < y ? -1 : x > y;
+		}
+		break;
+	case CMP_BIN_F4:
+		if (an == 4 && bn == 4) {
+			uint32_t xb = sp_get_be32(a.p), yb = sp_get_be32(b.p);
+			float x, y;
+			memcpy(&x, &xb, sizeof x);
+			memcpy(&y, &yb, sizeof y);
+			return cmp_double(x, y);
+		}
+		break;
+	case CMP_BIN_F8:
+		if (an == 8 && bn == 8) {
+			uint64_t xb = (uint64_t)be_signed(a.p, 8), yb = (uint64_t)be_signed(b.p, 8);
+			double x, y;
+			memcpy(&x, &xb, sizeof x);
+			memcpy(&y, &yb, sizeof y);
+			return cmp_double(x, y);
+		}
+		break;
+	case CMP_BIN_NUMERIC: {
+		bool ok;
+		int c = sp_binfmt_numeric_cmp(a.p, an, b.p, bn, &ok);
+		if (ok)
+			return c;
 		break;
 	}
 	case CMP_DATETIME: {
@@ -959,28 +1050,28 @@ static int acc_kind_for(sp_merge_agg_t agg, uint32_t type)
 		return ACC_MAX;
 	case SP_MAGG_SUM:
 		switch (type) {
-		case OID_INT2:
-		case OID_INT4:
-		case OID_INT8:
+		case SP_OID_INT2:
+		case SP_OID_INT4:
+		case SP_OID_INT8:
 			return ACC_INT;
-		case OID_NUMERIC:
+		case SP_OID_NUMERIC:
 			return ACC_DEC;
-		case OID_FLOAT4:
+		case SP_OID_FLOAT4:
 			return ACC_F4;
-		case OID_FLOAT8:
+		case SP_OID_FLOAT8:
 			return ACC_F8;
 		default:
 			return 0;
 		}
 	case SP_MAGG_AVG_SUM:
 		switch (type) {
-		case OID_INT2:
-		case OID_INT4:
-		case OID_INT8:
-		case OID_NUMERIC:
+		case SP_OID_INT2:
+		case SP_OID_INT4:
+		case SP_OID_INT8:
+		case SP_OID_NUMERIC:
 			return ACC_DEC;
-		case OID_FLOAT4:
-		case OID_FLOAT8:
+		case SP_OID_FLOAT4:
+		case SP_OID_FLOAT8:
 			return ACC_F8;
 		default:
 			return 0;
@@ -1017,7 +1108,7 @@ static void send_row_description(sp_merge_t *m, const uint8_t *body, size_t len)
 			continue;
 		if (col->out_type != col->type) {
 			typoid = (int32_t)col->out_type;
-			typlen = col->out_type == OID_FLOAT8 ? 8 : -1;
+			typlen = col->out_type == SP_OID_FLOAT8 ? 8 : -1;
 			typmod = -1;
 		}
 		pq_sendstring(m->out, name);
@@ -1029,6 +1120,41 @@ static void send_row_description(sp_merge_t *m, const uint8_t *body, size_t len)
 		pq_sendint16(m->out, format);
 	}
 	sp_msg_end(m->out, at);
+}
+
+/*
+ * A sort item given by name (the select list has a *, so only the
+ * RowDescription tells where the column is): the one field of that name.
+ * None or several (ORDER BY t.id over a join that returns two id columns)
+ * cannot be merged in order, which the error says.
+ */
+static bool resolve_sort_name(sp_merge_t *m, sp_merge_sort_t *s, const uint8_t *body, size_t len)
+{
+	sp_msg_reader_t r;
+	int16_t n;
+	int found = -1, matches = 0;
+
+	sp_msg_reader_init(&r, body, len);
+	if (!pq_getmsgint16(&r, &n))
+		return fail(m, SP_SQLSTATE_PROTOCOL_VIOLATION, "malformed RowDescription from a shard");
+	for (int c = 0; c < n; c++) {
+		const char *name;
+		int32_t tableoid, typoid, typmod;
+		int16_t attnum, typlen, format;
+		if (!read_field(&r, &name, &tableoid, &attnum, &typoid, &typlen, &typmod, &format))
+			return fail(m, SP_SQLSTATE_PROTOCOL_VIOLATION,
+				    "malformed RowDescription from a shard");
+		if (!strcmp(name, s->name) && matches++ == 0)
+			found = c;
+	}
+	if (matches != 1)
+		return fail(m, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
+			    "ORDER BY %s cannot be merged across shards: the result has %s column "
+			    "named \"%s\" (list the columns instead of *, or give the sort column "
+			    "a unique name with AS)",
+			    s->name, matches ? "more than one" : "no", s->name);
+	s->col = found;
+	return true;
 }
 
 /* Learn the result's columns from the first RowDescription and check the plan against them. */
@@ -1066,24 +1192,29 @@ static bool setup_columns(sp_merge_t *m, const uint8_t *body, size_t len, bool s
 		col->acc = -1;
 		if (agg == SP_MAGG_AVG_SUM && m->agg)
 			/* avg(real/double precision) is double precision, any other avg numeric */
-			col->out_type = col->type == OID_FLOAT4 || col->type == OID_FLOAT8
-					    ? OID_FLOAT8
-					    : OID_NUMERIC;
-		col->cmp = (uint8_t)cmp_kind_of(col->out_type);
+			col->out_type = col->type == SP_OID_FLOAT4 || col->type == SP_OID_FLOAT8
+					    ? SP_OID_FLOAT8
+					    : SP_OID_NUMERIC;
+		col->cmp = (uint8_t)cmp_kind_of(col->out_type, format);
 		if (!col->hidden)
 			m->n_visible++;
 	}
 	m->rewrite = m->n_visible != m->ncols;
 
 	for (int k = 0; k < m->plan.n_sort; k++) {
+		if (m->plan.sort[k].col < 0 && !resolve_sort_name(m, &m->plan.sort[k], body, len))
+			return false;
 		int c = m->plan.sort[k].col;
 		if (c < 0 || c >= n)
 			return fail(m, SP_SQLSTATE_INTERNAL,
 				    "merge plan sorts by column %d of a %d-column result", c + 1,
 				    n);
-		if (m->cols[c].format != 0)
+		if (m->cols[c].cmp == CMP_NONE)
 			return fail(m, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
-				    "ORDER BY across shards needs text format results");
+				    "ORDER BY column %d cannot be merged across shards: shardpool "
+				    "does not know the sort order of its type (oid %u); sort by a "
+				    "column of a numeric, text, boolean, uuid, date or timestamp type",
+				    c + 1, m->cols[c].type);
 	}
 	if (m->agg) {
 		for (int c = 0; c < n; c++) {
@@ -1105,9 +1236,11 @@ static bool setup_columns(sp_merge_t *m, const uint8_t *body, size_t len, bool s
 					    "merge plan: avg column %d has no hidden count column",
 					    c + 1);
 			}
-			if (col->format != 0)
+			if ((agg == SP_MAGG_MIN || agg == SP_MAGG_MAX) && col->cmp == CMP_NONE)
 				return fail(m, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
-					    "aggregates across shards need text format results");
+					    "%s() of column %d cannot be combined across shards: "
+					    "shardpool does not know the order of its type (oid %u)",
+					    agg == SP_MAGG_MIN ? "min" : "max", c + 1, col->type);
 			if (!acc_kind_for(agg, col->type))
 				return fail(m, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
 					    "%s of type %u cannot be combined across shards",
@@ -1263,6 +1396,14 @@ static bool acc_add(sp_merge_t *m, const col_t *col, acc_t *a, val_t v)
 {
 	if (v.len < 0)
 		return true; /* aggregates skip NULLs */
+	if (col->format == 1 && a->kind != ACC_MIN && a->kind != ACC_MAX) {
+		/* sums and counts are computed on the text form */
+		sp_buf_reset(&m->bintext);
+		if (!sp_binfmt_to_text(col->type, v.p, (size_t)v.len, &m->bintext))
+			return bad_value(m, v.p, (size_t)v.len);
+		v.p = m->bintext.data;
+		v.len = (int32_t)sp_buf_len(&m->bintext);
+	}
 	size_t n = (size_t)v.len;
 	switch (a->kind) {
 	case ACC_INT: {
@@ -1475,6 +1616,12 @@ static bool acc_text(sp_merge_t *m, sp_buf_t *b, int c, size_t gi)
 	return true;
 }
 
+/* min()/max() keep one input value as it came, in either format. */
+static bool acc_is_minmax(const sp_merge_t *m, int c)
+{
+	return m->plan.agg[c] == SP_MAGG_MIN || m->plan.agg[c] == SP_MAGG_MAX;
+}
+
 typedef struct final_row {
 	size_t off; /* into m->rows: [u32 len][DataRow body] */
 } final_row_t;
@@ -1544,7 +1691,23 @@ static void finish_aggs(sp_merge_t *m)
 			size_t lpos = m->rows.end;
 			sp_buf_append(&m->rows, l, 4);
 			size_t vstart = m->rows.end;
-			bool notnull = acc_text(m, &m->rows, c, gi);
+			bool notnull;
+			if (m->cols[c].format == 1 && !acc_is_minmax(m, c)) {
+				sp_buf_reset(&m->bintext2);
+				notnull = acc_text(m, &m->bintext2, c, gi);
+				if (notnull &&
+				    !sp_binfmt_from_text(m->cols[c].out_type,
+							 (const char *)m->bintext2.data,
+							 sp_buf_len(&m->bintext2), &m->rows)) {
+					free(offs);
+					fail(m, SP_SQLSTATE_INTERNAL,
+					     "cannot send the combined value of column %d in binary",
+					     c + 1);
+					return;
+				}
+			} else {
+				notnull = acc_text(m, &m->rows, c, gi);
+			}
 			sp_put_be32(m->rows.data + lpos,
 				    notnull ? (uint32_t)(m->rows.end - vstart) : UINT32_MAX);
 		}
@@ -1673,6 +1836,8 @@ void sp_merge_free(sp_merge_t *m)
 	sp_buf_free(&m->operand);
 	sp_buf_free(&m->scratch);
 	sp_buf_free(&m->rows);
+	sp_buf_free(&m->bintext);
+	sp_buf_free(&m->bintext2);
 	free(m);
 }
 

@@ -2404,11 +2404,30 @@ static void fanout_read(struct rctx *rc, const sp_stmt_t *st, const sp_table_ref
 	}
 	for (int i = 0; i < h->n_sort; i++) {
 		const sp_sort_item_t *si = &h->sort[i];
-		if (h->has_star) {
-			refuse(t, tr,
-			       "ORDER BY with SELECT * cannot be merged across shards (list the "
-			       "columns instead of *)");
+		if (si->using_op) {
+			refuse(t, tr, "ORDER BY ... USING cannot be merged across shards");
 			return;
+		}
+		m->sort[i].desc = si->desc;
+		m->sort[i].nulls_first = si->nulls_first;
+		m->sort[i].name[0] = 0;
+		if (h->has_star) {
+			/* * hides the output positions: the merge finds the column in the RowDescription */
+			if (si->ordinal > 0) {
+				m->sort[i].col = si->ordinal - 1;
+			} else if (si->name[0]) {
+				m->sort[i].col = -1;
+				memcpy(m->sort[i].name, si->name, sizeof(m->sort[i].name));
+			} else {
+				snprintf(what, sizeof(what),
+					 "ORDER BY item %d is an expression, which cannot be merged "
+					 "across shards with SELECT * (list the columns, with the "
+					 "expression among them)",
+					 i + 1);
+				refuse(t, tr, what);
+				return;
+			}
+			continue;
 		}
 		if (!si->target) {
 			snprintf(what, sizeof(what),
@@ -2419,13 +2438,7 @@ static void fanout_read(struct rctx *rc, const sp_stmt_t *st, const sp_table_ref
 			refuse(t, tr, what);
 			return;
 		}
-		if (si->using_op) {
-			refuse(t, tr, "ORDER BY ... USING cannot be merged across shards");
-			return;
-		}
 		m->sort[i].col = si->target - 1;
-		m->sort[i].desc = si->desc;
-		m->sort[i].nulls_first = si->nulls_first;
 	}
 	m->n_sort = h->n_sort;
 	if (int_value(rc, &h->limit, &limit) != V_OK ||

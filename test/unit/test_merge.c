@@ -1040,12 +1040,56 @@ static void test_float_format(void)
 	is_int(bad, 0, "20000 random doubles round-trip through the shortest text");
 }
 
+/* SELECT * ... ORDER BY name: the column is found in the RowDescription */
+static void test_sorted_by_name(void)
+{
+	static const char *const cols[] = {"id", "name", "v"};
+	sp_buf_t out = {0};
+	sp_merge_plan_t p;
+	plan_init(&p);
+	p.sort[0].col = -1;
+	snprintf(p.sort[0].name, sizeof p.sort[0].name, "v");
+	p.sort[0].desc = true;
+	p.sort[0].nulls_first = true;
+	p.n_sort = 1;
+	sp_merge_t *m = sp_merge_new(&p, 2, &out);
+	ok(T(m, 0, cols, INT4, TEXT, INT4), "by name: RowDescription accepted");
+	T(m, 1, cols, INT4, TEXT, INT4);
+	D(m, 0, "1", "a", "9");
+	D(m, 0, "2", "b", "3");
+	D(m, 1, "3", "c", "7");
+	D(m, 1, "4", "d", "1");
+	C(m, 0, "SELECT 2");
+	C(m, 1, "SELECT 2");
+	sp_merge_finish(m);
+	is_str(out_text(&out),
+	       "T[id:23,name:25,v:23] D[1|a|9] D[3|c|7] D[2|b|3] D[4|d|1] C[SELECT 4]",
+	       "by name: ORDER BY v DESC merged on the third column");
+	sp_merge_free(m);
+
+	/* no column of that name, or two of them: refused before any row */
+	static const char *const dup[] = {"id", "v", "v"};
+	snprintf(p.sort[0].name, sizeof p.sort[0].name, "w");
+	m = sp_merge_new(&p, 2, &out);
+	ok(!T(m, 0, cols, INT4, TEXT, INT4), "by name: an unknown column fails");
+	is_str(sp_merge_sqlstate(m), "0A000", "by name: unknown column is 0A000");
+	ok(strstr(sp_merge_error(m), "no column named \"w\"") != NULL, "by name: the error names it");
+	sp_merge_free(m);
+	snprintf(p.sort[0].name, sizeof p.sort[0].name, "v");
+	m = sp_merge_new(&p, 2, &out);
+	ok(!T(m, 0, dup, INT4, INT4, INT4), "by name: an ambiguous column fails");
+	ok(strstr(sp_merge_error(m), "more than one") != NULL, "by name: the error says why");
+	sp_merge_free(m);
+	sp_buf_free(&out);
+}
+
 int main(void)
 {
 	test_concat();
 	test_sorted_int();
 	test_sorted_kinds();
 	test_sorted_multi();
+	test_sorted_by_name();
 	test_streaming_bound();
 	test_errors();
 	test_notices();

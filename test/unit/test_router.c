@@ -401,8 +401,10 @@ static void test_fanout(void)
 		 "expression over aggregates", "expression over aggregates refused");
 	IS_ERROR(q(&db2, "SELECT name FROM users ORDER BY created"), "0A000",
 		 "add the column to the select list", "ORDER BY a column not selected");
-	IS_ERROR(q(&db2, "SELECT * FROM users ORDER BY user_id"), "0A000", "SELECT *",
-		 "ORDER BY with SELECT *");
+	IS_KIND(q(&db2, "SELECT * FROM users ORDER BY user_id"), SP_TARGET_FANOUT,
+		"ORDER BY a column with SELECT *: merged, the column found by name");
+	IS_ERROR(q(&db2, "SELECT * FROM users ORDER BY lower(name)"), "0A000", "SELECT *",
+		 "ORDER BY an expression with SELECT * refused");
 	IS_ERROR(q(&db2, "SELECT count(*) FROM orders GROUP BY country"), "0A000", "GROUP BY",
 		 "GROUP BY not selected");
 	IS_ERROR(q(&db2, "SELECT *, count(*) FROM users"), "0A000", "SELECT *",
