@@ -355,6 +355,7 @@ typedef struct sp_sort_item {
 	bool desc;
 	bool nulls_first; /* effective: NULLS FIRST given, or DESC without NULLS LAST */
 	bool using_op;	  /* ORDER BY x USING <op>: desc/nulls_first are meaningless */
+	bool bytewise;	  /* ORDER BY x COLLATE "C" (or "POSIX"): text in byte order */
 	/* The item as written, for a select list with *, whose output positions only
 	 * the RowDescription tells: a column's name (the last part of a column
 	 * reference, "" otherwise) or a position (ORDER BY 2; 0 otherwise). */

@@ -40,6 +40,8 @@ typedef struct sp_node_health {
 	int64_t lag_bytes;  /* replicas: primary lsn - replay lsn (0 if caught up), -1 unknown */
 	double lag_ms;      /* replicas: replay delay, 0 when caught up */
 	uint32_t timeline;
+	char collate[64];   /* the database's datcollate ("" until probed) */
+	char locprovider;   /* 'c' libc, 'i' ICU, 0 until probed */
 	int fail_count;
 	ev_tstamp banned_until;
 	ev_tstamp last_ok;

@@ -41,6 +41,7 @@ typedef struct sp_merge_sort {
 	char name[64];    /* with col -1: the one result column of this name (SELECT * ... ORDER BY name) */
 	bool desc;
 	bool nulls_first; /* PostgreSQL's default: NULLS LAST for ASC, NULLS FIRST for DESC */
+	bool bytewise;    /* ORDER BY x COLLATE "C": text by bytes whatever the database's collation */
 } sp_merge_sort_t;
 
 typedef struct sp_merge_plan {
@@ -107,6 +108,15 @@ bool sp_merge_limit_reached(const sp_merge_t *m);
  * only checked against it.
  */
 bool sp_merge_set_columns(sp_merge_t *m, const uint8_t *rowdesc_body, size_t len);
+/*
+ * sp_merge_set_collation: how the shards' database orders text (its
+ * datcollate and datlocprovider, 'c' or 'i'), before the first message. C,
+ * POSIX and C.* compare bytes; another libc locale compares with strcoll_l,
+ * if the locale exists on this host; an ICU or unknown (NULL) collation
+ * makes ORDER BY / min / max on text columns fail with 0A000. Without this
+ * call text compares by bytes.
+ */
+void sp_merge_set_collation(sp_merge_t *m, const char *collate, char provider);
 /* Every shard's result has ended (CommandComplete, EmptyQueryResponse or, after the LIMIT, an error). */
 bool sp_merge_all_ended(const sp_merge_t *m);
 /* Rows sent to the client so far. */

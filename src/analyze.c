@@ -2653,6 +2653,29 @@ static int target_pos(struct ctx *c, json_object *item, json_object *tl, const s
 	return 0;
 }
 
+/*
+ * ORDER BY x COLLATE "C": the shards sort x in byte order whatever their
+ * collation, so the merge can too; the item is x. Other collations are left
+ * in place (and the item then matches no output column unless selected so).
+ */
+static json_object *strip_collate_c(json_object *item, bool *bytewise)
+{
+	json_object *cc = node_as(item, "CollateClause");
+	json_object *names = cc ? jget(cc, "collname") : NULL;
+	int n = jlen(names);
+	const char *last = n ? str_node(jat(names, n - 1)) : NULL;
+
+	const char *schema = n == 2 ? str_node(jat(names, 0)) : NULL;
+
+	*bytewise = false;
+	if (!last || (strcmp(last, "C") && strcmp(last, "POSIX")) || !jget(cc, "arg"))
+		return item;
+	if (n > 2 || (n == 2 && (!schema || strcmp(schema, "pg_catalog"))))
+		return item;
+	*bytewise = true;
+	return jget(cc, "arg");
+}
+
 /* Keep an ORDER BY item's column name or position for a merge that resolves it by RowDescription. */
 static void sort_item_as_written(struct ctx *c, json_object *item, sp_sort_item_t *si)
 {
@@ -2700,6 +2723,7 @@ static void sort_items(struct ctx *c, json_object *list, json_object *tl, sp_sha
 			else
 				si->nulls_first = si->desc;
 		}
+		item = strip_collate_c(item, &si->bytewise);
 		si->target = target_pos(c, item, tl, sh, true);
 		sort_item_as_written(c, item, si);
 	}

@@ -576,6 +576,13 @@ static void feed(sp_fanout_t *f, int slot, const uint8_t *msg, size_t total)
 		sum_feed(f, slot, type, msg, total);
 		return;
 	}
+	if (type == SP_BE_ROW_DESCRIPTION) {
+		/* text sorts as shard 0's primary says its database collates (all shards alike);
+		 * asked as late as possible, so a probe that ends meanwhile still counts */
+		const sp_node_health_t *h = sp_health_node(f->c->db->name, 0, -1);
+		sp_merge_set_collation(f->merge, h && h->collate[0] ? h->collate : NULL,
+				       h ? h->locprovider : 0);
+	}
 	if (!sp_merge_feed(f->merge, slot, type, msg + 5, total - 5) && !f->error_sent) {
 		f->error_sent = true;
 		sp_msg_write_error(&f->c->sock.out, "ERROR", sp_merge_sqlstate(f->merge), sp_merge_error(f->merge), NULL,

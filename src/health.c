@@ -81,14 +81,20 @@
 /*
  * One round trip. pg_is_in_recovery() is read once (FROM) so every column
  * agrees on the role; the CASE keeps primary-only functions from running on
- * a standby, where they raise an error.
+ * a standby, where they raise an error. The collation of every database on
+ * the server ("name=" provider letter, collation; lines; the provider column
+ * exists from PostgreSQL 15, to_jsonb gives NULL before) tells the fan-out
+ * merge how each configured database orders text: a server is probed in one
+ * database, but entries of several databases may name it.
  */
 static const char PROBE_SQL[] =
     "SELECT r, CASE WHEN r THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END, "
     "pg_last_wal_receive_lsn(), "
     "extract(epoch FROM now() - pg_last_xact_replay_timestamp()), "
     "CASE WHEN r THEN NULL ELSE substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END, "
-    "CASE WHEN r THEN (SELECT received_tli FROM pg_stat_wal_receiver) END "
+    "CASE WHEN r THEN (SELECT received_tli FROM pg_stat_wal_receiver) END, "
+    "(SELECT string_agg(datname || '=' || coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') || "
+    "datcollate, E'\\n') FROM pg_catalog.pg_database d) "
     "FROM pg_is_in_recovery() AS r";
 
 enum probe_state { PROBE_IDLE, PROBE_CONNECTING, PROBE_QUERYING, PROBE_CATALOG };
@@ -185,6 +191,7 @@ struct target {
 	bool have_delay;
 	double delay; /* seconds */
 	uint32_t timeline;
+	char *collations; /* "dbname=" provider letter, datcollate; one line per database */
 	int fail_count;
 	ev_tstamp banned_until, last_ok;
 	char last_error[200];
@@ -346,6 +353,21 @@ static void schedule(struct target *t, double delay)
 	ev_timer_start(sp_loop, &t->timer);
 }
 
+/* The collation of database db from a probe's list (see PROBE_SQL); unchanged if absent. */
+static void set_collation(sp_node_health_t *p, const char *list, const char *db)
+{
+	size_t dl = strlen(db);
+	for (const char *l = list; l && *l;) {
+		const char *nl = strchr(l, '\n'), *end = nl ? nl : l + strlen(l);
+		if ((size_t)(end - l) > dl + 1 && !strncmp(l, db, dl) && l[dl] == '=') {
+			p->locprovider = l[dl + 1];
+			snprintf(p->collate, sizeof(p->collate), "%.*s", (int)(end - l - dl - 2), l + dl + 2);
+			return;
+		}
+		l = nl ? nl + 1 : end;
+	}
+}
+
 /* Copy a target's results into every entry that names it. */
 static void publish(struct target *t)
 {
@@ -386,6 +408,7 @@ static void publish(struct target *t)
 			p->lsn = t->lsn;
 			p->receive_lsn = t->receive_lsn;
 			p->timeline = t->timeline;
+			set_collation(p, t->collations, n->pub.conf->dbname ? n->pub.conf->dbname : p->dbname);
 		}
 		n->sample = true;
 	}
@@ -442,7 +465,7 @@ static bool read_row(struct target *t, const PGresult *res)
 		copy_error(t->qerr, sizeof(t->qerr), PQresultErrorMessage(res));
 		return false;
 	}
-	if (PQntuples(res) != 1 || PQnfields(res) != 6 || PQgetisnull(res, 0, 0)) {
+	if (PQntuples(res) != 1 || PQnfields(res) != 7 || PQgetisnull(res, 0, 0)) {
 		snprintf(t->qerr, sizeof(t->qerr), "probe returned %d rows of %d columns",
 			 PQntuples(res), PQnfields(res));
 		return false;
@@ -471,6 +494,8 @@ static bool read_row(struct target *t, const PGresult *res)
 	else if (!t->in_recovery)
 		t->timeline = 0;
 	/* a standby without a WAL receiver keeps its last known timeline */
+	free(t->collations);
+	t->collations = PQgetisnull(res, 0, 6) ? NULL : strdup(PQgetvalue(res, 0, 6));
 	return true;
 }
 
@@ -1127,6 +1152,7 @@ static void build(void)
 		ev_timer_stop(sp_loop, &t->timer);
 		close_conn(t);
 		free(t->host);
+		free(t->collations);
 		free(t);
 	}
 }
@@ -1149,6 +1175,7 @@ static void free_all(void)
 		ev_timer_stop(sp_loop, &t->timer);
 		close_conn(t);
 		free(t->host);
+		free(t->collations);
 		free(t);
 	}
 }

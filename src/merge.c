@@ -14,20 +14,25 @@
  * every shard still running has a row queued (or ended), so nothing smaller
  * can arrive later; after the first failure nothing more is written. Values
  * are compared and combined in their text form exactly as PostgreSQL 15
- * prints them (ISO DateStyle, extra_float_digits >= 1); sums, averages and
+ * prints them (ISO DateStyle, extra_float_digits >= 1), or in binary for
+ * columns the client asked in binary (src/binfmt.c); sums, averages and
  * float output reproduce PostgreSQL's text byte for byte (checked against a
- * real server, see test/unit/test_merge.c).
+ * real server, see test/unit/test_merge.c). Text is ordered as the shards'
+ * database orders it: by bytes under C/POSIX, with strcoll_l under another
+ * libc collation (sp_merge_set_collation), and not at all (0A000) when the
+ * collation is ICU or unknown, unless the query says COLLATE "C".
  *
  * Deliberately not done here: reading sockets, cancelling shards, deciding
  * which queries can be merged (the router does that and hands over a plan),
- * collations other than C (text is compared by bytes), binary-format values
- * in sorted or aggregated columns (refused with 0A000).
+ * column-level collations (a column declared with its own COLLATE is ordered
+ * by the database's collation here), ICU collations.
  */
 #include "merge.h"
 #include "binfmt.h"
 
 #include "msg.h"
 
+#include <locale.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -55,8 +60,13 @@ enum cmp_kind {
 	CMP_BIN_OID,
 	CMP_BIN_F4,
 	CMP_BIN_F8,
-	CMP_BIN_NUMERIC
+	CMP_BIN_NUMERIC,
+	CMP_TEXT_LOCALE,  /* text, varchar: strcoll_l in the database's libc collation */
+	CMP_BPCHAR_LOCALE /* the same without trailing blanks */
 };
+
+/* How the shards order text: their database's collation, learnt by the health checker. */
+enum text_order { TEXT_BYTES = 0, TEXT_LOCALE, TEXT_UNKNOWN };
 
 enum acc_kind { ACC_INT = 1, ACC_DEC, ACC_F4, ACC_F8, ACC_MIN, ACC_MAX };
 
@@ -126,6 +136,10 @@ struct sp_merge {
 	shard_t *shards;
 
 	bool sorted, agg;
+	uint8_t sort_cmp[SP_MERGE_MAX_SORT]; /* enum cmp_kind of each ORDER BY item */
+	enum text_order text_order;
+	locale_t text_loc; /* TEXT_LOCALE: the collation (owned by the locale cache) */
+	char collate[96];  /* why text cannot be ordered, for errors */
 	int ncols; /* -1 until a RowDescription (or the plan) says */
 	col_t *cols;
 	val_t *vals; /* scratch: one row's values */
@@ -524,6 +538,26 @@ static int cmp_kind_of(uint32_t type, int16_t format)
 	}
 }
 
+/* strcoll_l of two values that are not NUL-terminated (copied, on the stack when short). */
+static int cmp_collated(locale_t loc, const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
+{
+	char sa[256], sb[256];
+	char *x = an < sizeof sa ? sa : malloc(an + 1), *y = bn < sizeof sb ? sb : malloc(bn + 1);
+	int c = 0;
+	if (x && y) {
+		memcpy(x, a, an);
+		x[an] = 0;
+		memcpy(y, b, bn);
+		y[bn] = 0;
+		c = strcoll_l(x, y, loc);
+	}
+	if (x != sa)
+		free(x);
+	if (y != sb)
+		free(y);
+	return c < 0 ? -1 : c > 0;
+}
+
 /* Big-endian signed integer of 2, 4 or 8 bytes. */
 static int64_t be_signed(const uint8_t *p, size_t n)
 {
@@ -554,10 +588,24 @@ static int cmp_bytes(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
 }
 
 /* Two non-NULL values of one column, ascending. */
-static int cmp_values(int kind, val_t a, val_t b)
+static int cmp_values(locale_t loc, int kind, val_t a, val_t b)
 {
 	size_t an = (size_t)a.len, bn = (size_t)b.len;
 	switch (kind) {
+	case CMP_TEXT_LOCALE:
+	case CMP_BPCHAR_LOCALE:
+		if (kind == CMP_BPCHAR_LOCALE) {
+			while (an > 0 && a.p[an - 1] == ' ')
+				an--;
+			while (bn > 0 && b.p[bn - 1] == ' ')
+				bn--;
+		}
+		if (loc) {
+			int c = cmp_collated(loc, a.p, an, b.p, bn);
+			if (c != 0)
+				return c;
+		}
+		break; /* varstr_cmp: equal under the collation, the bytes decide */
 	case CMP_INT: {
 		int64_t x, y;
 		if (parse_int64(a.p, an, &x) && parse_int64(b.p, bn, &y))
@@ -635,7 +683,7 @@ static int cmp_values(int kind, val_t a, val_t b)
 	return cmp_bytes(a.p, an, b.p, bn);
 }
 
-static int cmp_sort(const sp_merge_sort_t *s, int kind, val_t a, val_t b)
+static int cmp_sort(locale_t loc, const sp_merge_sort_t *s, int kind, val_t a, val_t b)
 {
 	if (a.len < 0 || b.len < 0) {
 		if (a.len < 0 && b.len < 0)
@@ -645,7 +693,7 @@ static int cmp_sort(const sp_merge_sort_t *s, int kind, val_t a, val_t b)
 			return s->nulls_first ? -1 : 1;
 		return s->nulls_first ? 1 : -1;
 	}
-	int c = cmp_values(kind, a, b);
+	int c = cmp_values(loc, kind, a, b);
 	return s->desc ? -c : c;
 }
 
@@ -1122,6 +1170,33 @@ static void send_row_description(sp_merge_t *m, const uint8_t *body, size_t len)
 	sp_msg_end(m->out, at);
 }
 
+/* Types whose order follows the collation (name and "char" always sort as C). */
+static bool collatable(uint32_t type)
+{
+	return type == SP_OID_TEXT || type == SP_OID_VARCHAR || type == SP_OID_BPCHAR;
+}
+
+/* A text column c is compared as the shards' collation orders it: *kind says how. */
+static bool collate_text(sp_merge_t *m, int c, uint8_t *kind, const char *what)
+{
+	switch (m->text_order) {
+	case TEXT_BYTES:
+		return true;
+	case TEXT_LOCALE:
+		*kind = *kind == CMP_BPCHAR ? CMP_BPCHAR_LOCALE : CMP_TEXT_LOCALE;
+		return true;
+	default:
+		return fail(m, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
+			    "%s on text column %d cannot be merged across shards: %s; write "
+			    "COLLATE \"C\" after the column in the ORDER BY, or sort by a "
+			    "non-text column",
+			    what, c + 1,
+			    m->collate[0] ? m->collate
+					  : "the database's collation is not known yet (the health "
+					    "check has not reached the shards' primaries)");
+	}
+}
+
 /*
  * A sort item given by name (the select list has a *, so only the
  * RowDescription tells where the column is): the one field of that name.
@@ -1215,6 +1290,11 @@ static bool setup_columns(sp_merge_t *m, const uint8_t *body, size_t len, bool s
 				    "does not know the sort order of its type (oid %u); sort by a "
 				    "column of a numeric, text, boolean, uuid, date or timestamp type",
 				    c + 1, m->cols[c].type);
+		m->sort_cmp[k] = m->cols[c].cmp;
+		if (m->plan.sort[k].bytewise || !collatable(m->cols[c].type))
+			continue;
+		if (!collate_text(m, c, &m->sort_cmp[k], "ORDER BY"))
+			return false;
 	}
 	if (m->agg) {
 		for (int c = 0; c < n; c++) {
@@ -1241,6 +1321,9 @@ static bool setup_columns(sp_merge_t *m, const uint8_t *body, size_t len, bool s
 					    "%s() of column %d cannot be combined across shards: "
 					    "shardpool does not know the order of its type (oid %u)",
 					    agg == SP_MAGG_MIN ? "min" : "max", c + 1, col->type);
+			if ((agg == SP_MAGG_MIN || agg == SP_MAGG_MAX) && collatable(col->type) &&
+			    !collate_text(m, c, &col->cmp, agg == SP_MAGG_MIN ? "min()" : "max()"))
+				return false;
 			if (!acc_kind_for(agg, col->type))
 				return fail(m, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
 					    "%s of type %u cannot be combined across shards",
@@ -1312,7 +1395,7 @@ static int cmp_heads(const sp_merge_t *m, const shard_t *a, const shard_t *b)
 		const sp_merge_sort_t *s = &m->plan.sort[k];
 		val_t x = {ab + a->head_off[k], a->head_len[k]};
 		val_t y = {bb + b->head_off[k], b->head_len[k]};
-		int c = cmp_sort(s, m->cols[s->col].cmp, x, y);
+		int c = cmp_sort(m->text_loc, s, m->sort_cmp[k], x, y);
 		if (c != 0)
 			return c;
 	}
@@ -1485,7 +1568,7 @@ static bool acc_add(sp_merge_t *m, const col_t *col, acc_t *a, val_t v)
 	case ACC_MIN:
 	case ACC_MAX:
 		if (!a->null) {
-			int c = cmp_values(col->cmp, v, (val_t){a->p, (int32_t)a->n});
+			int c = cmp_values(m->text_loc, col->cmp, v, (val_t){a->p, (int32_t)a->n});
 			if (a->kind == ACC_MIN ? c >= 0 : c <= 0)
 				return true;
 		}
@@ -1633,7 +1716,7 @@ static int cmp_final(sp_merge_t *m, size_t x, size_t y, val_t *vx, val_t *vy)
 	parse_row(b + 4, sp_get_be32(b), m->ncols, vy);
 	for (int k = 0; k < m->plan.n_sort; k++) {
 		const sp_merge_sort_t *s = &m->plan.sort[k];
-		int c = cmp_sort(s, m->cols[s->col].cmp, vx[s->col], vy[s->col]);
+		int c = cmp_sort(m->text_loc, s, m->sort_cmp[k], vx[s->col], vy[s->col]);
 		if (c != 0)
 			return c;
 	}
@@ -1839,6 +1922,57 @@ void sp_merge_free(sp_merge_t *m)
 	sp_buf_free(&m->bintext);
 	sp_buf_free(&m->bintext2);
 	free(m);
+}
+
+/* newlocale() reads locale files: keep the ones already opened (few databases, few collations). */
+#define LOCALE_CACHE 8
+static struct {
+	char name[64];
+	locale_t loc;
+} locales[LOCALE_CACHE];
+
+static locale_t collation_locale(const char *name)
+{
+	int i;
+	for (i = 0; i < LOCALE_CACHE && locales[i].loc; i++)
+		if (!strcmp(locales[i].name, name))
+			return locales[i].loc;
+	locale_t loc = newlocale(LC_COLLATE_MASK, name, (locale_t)0);
+	if (loc && i < LOCALE_CACHE) {
+		snprintf(locales[i].name, sizeof locales[i].name, "%s", name);
+		locales[i].loc = loc;
+	} else if (loc) {
+		freelocale(loc); /* cache full: an unusual config; the next call opens it again */
+		loc = (locale_t)0;
+	}
+	return loc;
+}
+
+void sp_merge_set_collation(sp_merge_t *m, const char *collate, char provider)
+{
+	m->text_loc = (locale_t)0;
+	m->collate[0] = 0;
+	if (!collate || !*collate) {
+		m->text_order = TEXT_UNKNOWN;
+		return;
+	}
+	if (provider == 'i') {
+		snprintf(m->collate, sizeof m->collate, "ICU collations are not supported");
+		m->text_order = TEXT_UNKNOWN;
+		return;
+	}
+	if (!strcmp(collate, "C") || !strcmp(collate, "POSIX") ||
+	    !strncmp(collate, "C.", 2)) {
+		m->text_order = TEXT_BYTES; /* C.UTF-8: code point order, which is byte order */
+		return;
+	}
+	m->text_loc = collation_locale(collate);
+	if (m->text_loc) {
+		m->text_order = TEXT_LOCALE;
+		return;
+	}
+	snprintf(m->collate, sizeof m->collate, "locale %.40s is not installed here", collate);
+	m->text_order = TEXT_UNKNOWN;
 }
 
 bool sp_merge_set_columns(sp_merge_t *m, const uint8_t *body, size_t len)

@@ -2410,6 +2410,7 @@ static void fanout_read(struct rctx *rc, const sp_stmt_t *st, const sp_table_ref
 		}
 		m->sort[i].desc = si->desc;
 		m->sort[i].nulls_first = si->nulls_first;
+		m->sort[i].bytewise = si->bytewise;
 		m->sort[i].name[0] = 0;
 		if (h->has_star) {
 			/* * hides the output positions: the merge finds the column in the RowDescription */
