@@ -608,7 +608,8 @@ static size_t leading_blank(const char *sql, size_t len)
 {
 	size_t i = 0;
 	while (i < len) {
-		if (isspace((unsigned char)sql[i]) || sql[i] == '(') {
+		char ch = sql[i];
+		if (ch == ' ' || ch == '\n' || ch == '\t' || ch == '\r' || ch == '\f' || ch == '\v' || ch == '(') {
 			i++;
 		} else if (sql[i] == '-' && i + 1 < len && sql[i + 1] == '-') {
 			while (i < len && sql[i] != '\n')
@@ -638,8 +639,16 @@ static size_t leading_blank(const char *sql, size_t len)
 static size_t first_word(const char *sql, size_t len, char *word, size_t wlen)
 {
 	size_t i = leading_blank(sql, len), n = 0;
-	while (i < len && n + 1 < wlen && (isalpha((unsigned char)sql[i]) || sql[i] == '_'))
-		word[n++] = (char)toupper((unsigned char)sql[i++]);
+	/* ASCII only (keywords are): no locale lookups on every Query */
+	while (i < len && n + 1 < wlen) {
+		char ch = sql[i];
+		if (ch >= 'a' && ch <= 'z')
+			ch = (char)(ch - 'a' + 'A');
+		else if (!((ch >= 'A' && ch <= 'Z') || ch == '_'))
+			break;
+		word[n++] = ch;
+		i++;
+	}
 	word[n] = 0;
 	return n;
 }
