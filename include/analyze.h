@@ -291,9 +291,17 @@ typedef struct sp_insert {
 	 * Position of each key column in cols (and in each row), -1 when the key
 	 * column is not listed (its default applies: the router cannot know it) or
 	 * when there is no column list: then rows hold the values in the table's
-	 * column order and only the caller knows where the key is ("unknown").
+	 * column order, and the key's position is known only through
+	 * sp_analyze_opts_t.columns_lookup (else "unknown").
 	 */
 	int key_pos[SP_ANALYZE_MAX_KEYS];
+	/*
+	 * Without a column list, when the caller's columns_lookup knew the
+	 * table's columns: cols/n_cols are those columns in the table's order
+	 * and key_pos is filled as if the client had written them
+	 * (has_column_list stays false, columns_known is true).
+	 */
+	bool columns_known;
 	sp_insert_source_t source;
 	/* SP_INSERT_VALUES: row r, column c is rows[r * width + c] */
 	int n_rows;
@@ -524,12 +532,26 @@ void sp_funcset_free(sp_funcset_t *set);
 typedef const sp_table_conf_t *(*sp_table_lookup_fn)(void *arg, const char *schema,
 						     const char *name);
 
+/*
+ * The columns of a sharded table in PostgreSQL's order (the non-dropped
+ * attributes by attnum: the order INSERT ... VALUES without a column list
+ * fills), for an INSERT without a column list. schema is NULL for an
+ * unqualified name; conf is what table_lookup returned for it. Returns the
+ * names and sets *n, or NULL when the order is unknown. The names must stay
+ * valid as long as the sp_analyze() call (the analysis copies them). Called
+ * only for such INSERTs; must be thread-safe like table_lookup.
+ */
+typedef const char *const *(*sp_columns_lookup_fn)(void *arg, const char *schema, const char *name,
+						   const sp_table_conf_t *conf, int *n);
+
 /* Classify one function call; return SP_FUNC_UNKNOWN to fall through to the sets. */
 typedef sp_func_class_t (*sp_func_lookup_fn)(void *arg, const char *schema, const char *name);
 
 typedef struct sp_analyze_opts {
 	sp_table_lookup_fn table_lookup; /* NULL: nothing is sharded */
 	void *table_arg;
+	sp_columns_lookup_fn columns_lookup; /* NULL: column order always unknown */
+	void *columns_arg;
 	/*
 	 * How a function call is classed, first match wins (a schema-qualified
 	 * call is looked up as "schema.name", then as "name"):
@@ -592,7 +614,8 @@ typedef struct sp_analyze_opts {
  *    their own: a condition outside them does not pin their tables.
  *  - INSERT ... VALUES pins the target to its rows' key tuples (listed in
  *    row order, duplicates kept) when every row gives every key column a
- *    constant, $n or NULL; without a column list see sp_insert_t.key_pos.
+ *    constant, $n or NULL; without a column list the key's position
+ *    comes from columns_lookup (unknown without it: the table is unpinned).
  *    INSERT ... SELECT is pinned when the key's output column is the key of
  *    a pinned sharded table, or a constant / $n in a SELECT without FROM.
  *  - MERGE with WHEN NOT MATCHED THEN INSERT leaves the target unpinned.

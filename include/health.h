@@ -13,7 +13,10 @@
  * probes is banned with exponential backoff. A replica that reports it is no
  * longer in recovery has been promoted: writes go to it; a node that still
  * claims to be primary on an older timeline than the promoted one is fenced.
- * Every change of role or rotation is logged.
+ * Every change of role or rotation is logged. After a good probe of a
+ * primary, once per generation (start, RELOAD, and when the router asks,
+ * sp_router_columns_requests), the same connection reads catalog facts for
+ * the router: volatile functions and the column order of sharded tables.
  */
 #ifndef SP_HEALTH_H
 #define SP_HEALTH_H

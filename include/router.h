@@ -172,6 +172,29 @@ void sp_router_set_cache_limits(size_t max_entries, size_t max_bytes);
 void sp_router_set_volatile_funcs(sp_funcset_t *set);
 void sp_router_set_func_overrides(sp_funcset_t *read_funcs, sp_funcset_t *write_funcs);
 
+/*
+ * Column order of a sharded table, for INSERT ... VALUES without a column
+ * list (PostgreSQL fills the table's non-dropped columns in attnum order):
+ * db is the [database] name, schema the table's schema, or NULL for what an
+ * unqualified name resolves to. names[0..n-1] replace older data for that
+ * table; names NULL or n <= 0 forgets it (the order is unknown: such INSERTs
+ * are refused with a hint). The router copies the names. Plans that used the
+ * old order are re-analysed on their next use (cached and prepared alike).
+ * Any thread.
+ */
+void sp_router_set_columns(const char *db, const char *schema, const char *table,
+			   const char *const *names, int n);
+/* The stored order as "a,b,c" into buf; false when unknown (tests, diagnostics). */
+bool sp_router_get_columns(const char *db, const char *schema, const char *table, char *buf,
+			   size_t len);
+/*
+ * A counter that moves when routing saw a reason to read the column orders
+ * again: DDL on a sharded table (whose stored order the router forgets at
+ * once), or an INSERT without a column list into a table whose order is
+ * unknown. The catalog reader (health.c) polls it. Any thread.
+ */
+unsigned sp_router_columns_requests(void);
+
 /* Free the calling thread's routing buffers (target.sql, scratch); call before a worker exits. */
 void sp_router_thread_free(void);
 /* Free the cache and the installed function sets (at exit, for leak checkers). */

@@ -2251,6 +2251,20 @@ static struct scope *analyze_insert(struct ctx *c, json_object *b, struct scope 
 			ins.cols[i] = jstr(node_as(jat(cols, i), "ResTarget"), "name");
 	}
 	bool tracked = t >= 0 && sharded(c, t);
+	if (tracked && !ins.has_column_list && c->opts && c->opts->columns_lookup) {
+		/* VALUES fill the table's columns in order: use them as the list */
+		int n = 0;
+		const char *const *names =
+		    c->opts->columns_lookup(c->opts->columns_arg, c->tables[t].schema,
+					    c->tables[t].name, c->tables[t].conf, &n);
+		if (names && n > 0) {
+			ins.columns_known = true;
+			ins.n_cols = n;
+			ins.cols = aalloc(c->ar, sizeof(char *) * (size_t)n);
+			for (int i = 0; i < n; i++)
+				ins.cols[i] = astrdup(c->ar, names[i]);
+		}
+	}
 	if (tracked) {
 		nk = c->tables[t].keys.n_keys;
 		for (int k = 0; k < nk; k++)
@@ -2286,13 +2300,23 @@ static struct scope *analyze_insert(struct ctx *c, json_object *b, struct scope 
 		if (tracked) {
 			const char *why = NULL;
 			for (int k = 0; k < nk && !why; k++) {
-				if (!ins.has_column_list)
+				if (!ins.has_column_list && !ins.columns_known)
 					why = "INSERT without a column list: the key's position is "
 					      "unknown";
 				else if (ins.key_pos[k] < 0)
+					why =
+					    aprintf(c->ar,
+						    ins.has_column_list
+							? "key column %s is not in the column list"
+							: "the table has no column %s",
+						    c->tables[t].conf->key_cols[k]);
+				else if (ins.key_pos[k] >= ins.width)
+					/* fewer values than columns: the key gets its default */
 					why = aprintf(c->ar,
-						      "key column %s is not in the column list",
-						      c->tables[t].conf->key_cols[k]);
+						      "key column %s (column %d) has no value in "
+						      "the VALUES rows",
+						      c->tables[t].conf->key_cols[k],
+						      ins.key_pos[k] + 1);
 			}
 			for (int r = 0; r < ins.n_rows && !why; r++)
 				for (int k = 0; k < nk && !why; k++)
@@ -2324,12 +2348,12 @@ static struct scope *analyze_insert(struct ctx *c, json_object *b, struct scope 
 		struct scope *ss = analyze_query(c, sel, s);
 		if (tracked) {
 			c->tables[t].keys.why =
-			    ins.has_column_list
+			    ins.has_column_list || ins.columns_known
 				? "INSERT ... SELECT whose key column is not the key of a pinned "
 				  "table"
 				: "INSERT without a column list: the key's position is unknown";
 			c->ti[t].fixed = true;
-			if (ins.has_column_list)
+			if (ins.has_column_list || ins.columns_known)
 				insert_select_pin(c, t, selb, ss, ins.key_pos);
 		}
 	}

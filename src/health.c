@@ -52,6 +52,10 @@
  *   outstanding N picks split exactly by weight.
  * Every change of reachability, role, fencing, writer and rotation is logged.
  *
+ * Catalog reads for the router, on a primary's probe connection once per
+ * generation: volatile functions (the read/write split) and the column order
+ * of sharded tables (INSERT without a column list); see "column orders".
+ *
  * Not here: opening pooled server connections (pool.c asks us where), waiting
  * for a replica to catch up (causal_wait_ms, router), multi-threading (all
  * calls must come from sp_loop's thread), and forgetting a timeline on its own
@@ -182,6 +186,10 @@ struct target {
 	bool got_row;
 	bool catalog_tried; /* this probe already ran the pg_proc query */
 	unsigned catalog_gen; /* generation whose pg_proc this server contributed */
+	bool cols_tried;      /* this probe already ran the column-order query */
+	bool cols_busy;	      /* a table was locked by DDL: read again at the next probe */
+	unsigned cols_gen;    /* generation whose column orders this server contributed */
+	bool catalog_cols;    /* the catalog query running is the column-order one */
 	char qerr[200];
 
 	/* results */
@@ -502,6 +510,280 @@ static bool read_row(struct target *t, const PGresult *res)
 static void probe_ok(struct target *t);
 static bool watch(struct target *t, int events);
 
+/* ------------------------------------------------------------ column orders */
+
+/*
+ * INSERT ... VALUES without a column list fills the table's columns in
+ * order, so the router needs each sharded table's column order. After the
+ * volatile-function read, a primary (a server not in recovery) answers one
+ * more query on the same connection: the non-dropped columns, by attnum, of
+ * every relation named like a sharded table of a configured database the
+ * connection's database serves, in any schema, whether the unqualified name
+ * resolves to it (to_regclass under the health user's search_path), and
+ * whether a DDL holds or waits for an ACCESS EXCLUSIVE lock on it (then it is
+ * skipped and read again at the next probe: its columns may be moving).
+ *
+ * A generation (cols_gen) asks every primary once: start, each RELOAD, and
+ * whenever the router's request counter moves (DDL on a sharded table passed
+ * through, or an INSERT met a table of unknown order); a request is answered
+ * twice, the second time a few seconds later, because the router asks
+ * before the DDL reaches the shards. Per (database, schema, table) the first
+ * answer of a generation replaces the older one; a later shard that answers
+ * differently makes the order unknown (logged: the shards disagree), a shard
+ * without the table changes nothing. A table no shard reported in the
+ * generation is forgotten.
+ */
+static unsigned cols_gen = 1;
+static unsigned cols_seen_requests;
+static ev_tstamp cols_again_at; /* second read of a request; 0 = none due */
+#define COLS_AGAIN_DELAY 3.0
+
+enum col_state { COL_ABSENT, COL_KNOWN, COL_BUSY, COL_CONFLICT };
+
+struct colrec {
+	char *db, *schema, *table; /* schema NULL: what the unqualified name resolves to */
+	unsigned gen;
+	enum col_state state;
+	char **names;
+	int n;
+	struct colrec *next;
+};
+static struct colrec *colrecs;
+
+static void colrec_set_names(struct colrec *r, char **names, int n)
+{
+	for (int i = 0; i < r->n; i++)
+		free(r->names[i]);
+	free(r->names);
+	r->names = names;
+	r->n = n;
+}
+
+static void colrecs_free(void)
+{
+	while (colrecs) {
+		struct colrec *r = colrecs;
+		colrecs = r->next;
+		colrec_set_names(r, NULL, 0);
+		free(r->db);
+		free(r->schema);
+		free(r->table);
+		free(r);
+	}
+}
+
+static struct colrec *colrec_get(const char *db, const char *schema, const char *table)
+{
+	struct colrec *r;
+	for (r = colrecs; r; r = r->next)
+		if (!strcmp(r->db, db) && !strcmp(r->table, table) &&
+		    (r->schema == schema || (r->schema && schema && !strcmp(r->schema, schema))))
+			return r;
+	r = must(calloc(1, sizeof(*r)));
+	r->db = dupstr(db);
+	r->schema = schema ? dupstr(schema) : NULL;
+	r->table = dupstr(table);
+	r->next = colrecs;
+	colrecs = r;
+	return r;
+}
+
+static void colrec_install(const struct colrec *r)
+{
+	if (r->state == COL_KNOWN)
+		sp_router_set_columns(r->db, r->schema, r->table, (const char *const *)r->names,
+				      r->n);
+	else
+		sp_router_set_columns(r->db, r->schema, r->table, NULL, 0);
+}
+
+/* Called at the end of every probe: a router request starts a new generation. */
+static void cols_poll(ev_tstamp now)
+{
+	unsigned req = sp_router_columns_requests();
+	if (req != cols_seen_requests) {
+		cols_seen_requests = req;
+		cols_gen++;
+		cols_again_at = now + COLS_AGAIN_DELAY;
+	} else if (cols_again_at > 0 && now >= cols_again_at) {
+		cols_again_at = 0;
+		cols_gen++;
+	}
+}
+
+static bool is_sharded_table(const sp_table_conf_t *tc)
+{
+	return tc->name && !tc->replicated && tc->n_keys > 0;
+}
+
+static const char *target_dbname(const struct target *t)
+{
+	return t->conf->dbname ? t->conf->dbname : t->default_db;
+}
+
+/* Does shard sh keep its data where t's connection points (same server and database)? */
+static bool serves(const struct target *t, const struct shard *sh)
+{
+	const char *tdb = target_dbname(t);
+	for (int i = -1; i < sh->n_replicas; i++) {
+		const struct node *n = i < 0 ? sh->primary : sh->replicas[i];
+		if (!n || n->t != t)
+			continue;
+		const sp_node_conf_t *nc = n->pub.conf;
+		if (!strcmp(nc->dbname ? nc->dbname : sh->dbname, tdb))
+			return true;
+	}
+	return false;
+}
+
+/* The column-order query for t, or NULL when no sharded table is served there. */
+static char *cols_sql(struct target *t)
+{
+	static const char head[] =
+	    "SELECT n.nspname, c.relname, c.oid = to_regclass(quote_ident(c.relname)), "
+	    "EXISTS (SELECT 1 FROM pg_catalog.pg_locks l WHERE l.locktype = 'relation' "
+	    "AND l.relation = c.oid AND l.mode = 'AccessExclusiveLock' AND l.database = "
+	    "(SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())), "
+	    "a.attname FROM pg_catalog.pg_class c "
+	    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+	    "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT "
+	    "a.attisdropped "
+	    "WHERE c.relkind IN ('r', 'p', 'f', 'v') AND c.relname IN (";
+	static const char tail[] = ") ORDER BY 1, 2, a.attnum";
+	size_t len = sizeof(head) + sizeof(tail), used;
+	int n = 0;
+	char *sql;
+
+	for (int i = 0; i < n_shards; i++) {
+		if (!serves(t, shards[i]))
+			continue;
+		for (int k = 0; k < shards[i]->db->n_tables; k++)
+			if (is_sharded_table(&shards[i]->db->tables[k]))
+				len += 2 * strlen(shards[i]->db->tables[k].name) + 8;
+	}
+	sql = must(malloc(len));
+	used = (size_t)snprintf(sql, len, "%s", head);
+	for (int i = 0; i < n_shards; i++) {
+		if (!serves(t, shards[i]))
+			continue;
+		for (int k = 0; k < shards[i]->db->n_tables; k++) {
+			const sp_table_conf_t *tc = &shards[i]->db->tables[k];
+			char *lit;
+			if (!is_sharded_table(tc) ||
+			    !(lit = PQescapeLiteral(t->conn, tc->name, strlen(tc->name))))
+				continue;
+			used +=
+			    (size_t)snprintf(sql + used, len - used, "%s%s", n ? ", " : "", lit);
+			PQfreemem(lit);
+			n++;
+		}
+	}
+	snprintf(sql + used, len - used, "%s", tail);
+	if (n == 0) {
+		free(sql);
+		return NULL;
+	}
+	return sql;
+}
+
+static bool same_names(char **a, int na, char **b, int nb)
+{
+	if (na != nb)
+		return false;
+	for (int i = 0; i < na; i++)
+		if (strcmp(a[i], b[i]) != 0)
+			return false;
+	return true;
+}
+
+/* One relation's answer (rows [from, to) of res) for configured database db. */
+static void cols_apply(struct target *t, const char *db, const char *schema, const char *table,
+		       bool busy, const PGresult *res, int from, int to)
+{
+	struct colrec *r = colrec_get(db, schema, table);
+	int n = to - from;
+	char **names = must(calloc((size_t)n, sizeof(char *)));
+
+	for (int i = 0; i < n; i++)
+		names[i] = dupstr(PQgetvalue(res, from + i, 4));
+	if (busy)
+		t->cols_busy = true;
+	if (r->gen != cols_gen || r->state == COL_ABSENT || r->state == COL_BUSY) {
+		r->gen = cols_gen;
+		r->state = busy ? COL_BUSY : COL_KNOWN;
+		colrec_set_names(r, names, n);
+	} else {
+		if (r->state == COL_KNOWN && busy) {
+			r->state = COL_BUSY;
+		} else if (r->state == COL_KNOWN && !same_names(r->names, r->n, names, n)) {
+			r->state = COL_CONFLICT;
+			sp_warn("health: the shards of database %s disagree on the column order of "
+				"%s%s%s "
+				"(%s:%d differs): INSERT without a column list into it is refused",
+				db, schema ? schema : "", schema ? "." : "", table, t->host,
+				t->port);
+		}
+		colrec_set_names(r, names, n);
+	}
+	colrec_install(r);
+}
+
+static void cols_done(struct target *t, PGresult *res)
+{
+	int rows, known = 0;
+
+	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQnfields(res) != 5) {
+		sp_warn("health: could not read the column order of sharded tables from %s:%d: %s",
+			t->host, t->port,
+			res ? PQresultErrorMessage(res) : PQerrorMessage(t->conn));
+		return;
+	}
+	rows = PQntuples(res);
+	t->cols_gen = cols_gen;
+	t->cols_busy = false;
+	for (int i = 0; i < n_shards; i++) {
+		const sp_db_conf_t *db = shards[i]->db;
+		bool first = true;
+		if (!serves(t, shards[i]))
+			continue;
+		for (int j = 0; j < i; j++)
+			if (shards[j]->db == db && serves(t, shards[j]))
+				first = false;
+		if (!first)
+			continue; /* several shards of one database on this server: one answer */
+		for (int a = 0; a < rows;) {
+			const char *nsp = PQgetvalue(res, a, 0), *rel = PQgetvalue(res, a, 1);
+			bool on_path = PQgetvalue(res, a, 2)[0] == 't',
+			     busy = PQgetvalue(res, a, 3)[0] == 't';
+			bool wanted = false;
+			int b = a + 1;
+			while (b < rows && !strcmp(PQgetvalue(res, b, 0), nsp) &&
+			       !strcmp(PQgetvalue(res, b, 1), rel))
+				b++;
+			for (int k = 0; k < db->n_tables && !wanted; k++)
+				wanted = is_sharded_table(&db->tables[k]) &&
+					 !strcmp(db->tables[k].name, rel);
+			if (wanted) {
+				cols_apply(t, db->name, nsp, rel, busy, res, a, b);
+				if (on_path)
+					cols_apply(t, db->name, NULL, rel, busy, res, a, b);
+				known++;
+			}
+			a = b;
+		}
+		/* tables no shard has reported in this generation: forget them */
+		for (struct colrec *r = colrecs; r; r = r->next)
+			if (!strcmp(r->db, db->name) && r->gen != cols_gen &&
+			    r->state != COL_ABSENT) {
+				r->gen = cols_gen;
+				r->state = COL_ABSENT;
+				colrec_install(r);
+			}
+	}
+	sp_info("health: column order of %d sharded relation(s) read on %s:%d%s", known, t->host,
+		t->port, t->cols_busy ? " (some locked by DDL: read again at the next probe)" : "");
+}
+
 static void catalog_done(struct target *t, PGresult *res)
 {
 	if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
@@ -548,8 +830,12 @@ static void catalog_step(struct target *t, int revents)
 			probe_ok(t);
 			return;
 		}
-		if (t->catalog_gen != catalog_gen)
+		if (t->catalog_cols) {
+			if (t->cols_gen != cols_gen)
+				cols_done(t, res);
+		} else if (t->catalog_gen != catalog_gen) {
 			catalog_done(t, res);
+		}
 		PQclear(res);
 	}
 	return;
@@ -570,6 +856,28 @@ static bool start_catalog(struct target *t)
 		return false;
 	t->state = PROBE_CATALOG;
 	t->catalog_tried = true;
+	t->catalog_cols = false;
+	return watch(t, r == 1 ? EV_READ | EV_WRITE : EV_READ);
+}
+
+/* Send the column-order query (cols_sql); false if there is nothing to ask or it cannot be sent. */
+static bool start_cols(struct target *t)
+{
+	char *sql;
+	int r;
+
+	t->cols_tried = true;
+	if (!(sql = cols_sql(t))) {
+		t->cols_gen = cols_gen; /* no sharded table to read here */
+		t->cols_busy = false;
+		return false;
+	}
+	r = PQsendQuery(t->conn, sql) ? PQflush(t->conn) : -1;
+	free(sql);
+	if (r < 0)
+		return false;
+	t->state = PROBE_CATALOG;
+	t->catalog_cols = true;
 	return watch(t, r == 1 ? EV_READ | EV_WRITE : EV_READ);
 }
 
@@ -580,6 +888,11 @@ static void probe_ok(struct target *t)
 
 	if (t->catalog_gen != catalog_gen && !t->catalog_tried && t->state == PROBE_QUERYING && !t->in_recovery && t->conn &&
 	    PQstatus(t->conn) == CONNECTION_OK && start_catalog(t))
+		return;
+	cols_poll(now);
+	if ((t->cols_gen != cols_gen || t->cols_busy) && !t->cols_tried &&
+	    t->state == PROBE_QUERYING && !t->in_recovery && t->conn &&
+	    PQstatus(t->conn) == CONNECTION_OK && start_cols(t))
 		return;
 
 	ev_timer_stop(sp_loop, &t->timer);
@@ -809,6 +1122,7 @@ static void probe_start(struct target *t)
 	if (!enabled())
 		return;
 	t->catalog_tried = false;
+	t->cols_tried = false;
 	if (t->state == PROBE_IDLE) {
 		t->started = ev_now(sp_loop);
 		ev_timer_stop(sp_loop, &t->timer);
@@ -1219,11 +1533,13 @@ void sp_health_stop(void)
 	running = false;
 	free_all();
 	vol_free();
+	colrecs_free();
 }
 
 void sp_health_reload(void)
 {
 	catalog_gen++;
+	cols_gen++;
 	if (!running)
 		return;
 	build();

@@ -6,8 +6,11 @@
  * Owns: the plan cache and its literal-lifting lexer, the routing rules over
  * the analyzer's verdicts (analyze.h), the shard map (hash through
  * shard_hash.h, range and list bounds from the config), the read/write
- * classification, SET shardpool.* session state, and the per-shard SQL
- * rewrites (split multi-row INSERT, LIMIT/OFFSET, avg()).
+ * classification, SET shardpool.* session state, the per-shard SQL
+ * rewrites (split multi-row INSERT, LIMIT/OFFSET, avg()), and the column
+ * order of sharded tables for INSERT without a column list (read from the
+ * catalog by health.c, forgotten here when DDL on the table passes through;
+ * plans that used an order are re-analysed once it changes).
  *
  * Hot path: a simple query is lexed once (no parse): literals become $N
  * placeholders numbered after the text's own highest $n, whitespace and
@@ -1009,6 +1012,10 @@ struct sp_plan {
 	int n_stmts;
 	sp_stmt_t *stmts;
 	bool has_error;
+	/* the analysis asked for a table's column order (INSERT without a column
+	 * list): the plan is stale once cols_gen moves past the one it saw */
+	bool uses_cols;
+	unsigned cols_gen;
 	struct parena pa;
 };
 
@@ -1075,6 +1082,19 @@ static bool plan_fill(sp_plan_t *p, const sp_analysis_t *a)
 		copy_stmt(&p->pa, &p->stmts[i], &a->stmts[i]);
 	p->bytes += p->pa.bytes;
 	return !p->pa.oom && (a->n_stmts == 0 || p->stmts);
+}
+
+/*
+ * Column orders of sharded tables (sp_router_set_columns): bumped on every
+ * change, so a plan that used them can tell it is stale.
+ */
+static atomic_uint cols_gen = 1;
+/* Bumped whenever a statement shows the column orders should be re-read. */
+static atomic_uint cols_requests;
+
+static bool plan_stale(const sp_plan_t *p)
+{
+	return p->uses_cols && p->cols_gen != atomic_load_explicit(&cols_gen, memory_order_acquire);
 }
 
 /* ------------------------------------------------------------------ cache */
@@ -1165,6 +1185,11 @@ static sp_plan_t *cache_get(const sp_db_conf_t *db, uint8_t kind, const char *s,
 	for (sp_plan_t *p = buckets[h & (HASH_BUCKETS - 1)]; p; p = p->hnext) {
 		if (p->hash == h && p->db == db && p->kind == kind && p->text_len == n &&
 		    memcmp(p->text, s, n) == 0) {
+			if (plan_stale(p)) {
+				/* analysed with a column order that has changed since */
+				cache_remove(p);
+				break;
+			}
 			if (lru_head != p) {
 				lru_unlink(p);
 				lru_push(p);
@@ -1266,6 +1291,205 @@ void sp_router_set_func_overrides(sp_funcset_t *rd, sp_funcset_t *wr)
 	sp_router_reset();
 }
 
+/*
+ * Column orders, keyed by (database name, schema or NULL for the unqualified
+ * name, table). Written by the health checker's catalog reads and by DDL
+ * routing (forget); read during analyses, which hold the read lock for the
+ * whole sp_analyze() call so the names they are given stay valid.
+ */
+struct colent {
+	char *db, *schema, *table;
+	char **names;
+	int n;
+};
+static pthread_rwlock_t cols_lock = PTHREAD_RWLOCK_INITIALIZER;
+static struct colent *colents;
+static int n_colents, cap_colents;
+
+static bool str_eq(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* Caller holds cols_lock. */
+static struct colent *colent_find(const char *db, const char *schema, const char *table)
+{
+	for (int i = 0; i < n_colents; i++)
+		if (!strcmp(colents[i].db, db) && str_eq(colents[i].schema, schema) &&
+		    !strcmp(colents[i].table, table))
+			return &colents[i];
+	return NULL;
+}
+
+static void colent_clear(struct colent *e)
+{
+	for (int i = 0; i < e->n; i++)
+		free(e->names[i]);
+	free(e->names);
+	free(e->db);
+	free(e->schema);
+	free(e->table);
+}
+
+/* Caller holds cols_lock for writing. */
+static void colent_remove(struct colent *e)
+{
+	colent_clear(e);
+	*e = colents[--n_colents];
+}
+
+static bool same_names(const struct colent *e, const char *const *names, int n)
+{
+	if (e->n != n)
+		return false;
+	for (int i = 0; i < n; i++)
+		if (strcmp(e->names[i], names[i] ? names[i] : "") != 0)
+			return false;
+	return true;
+}
+
+static char *dup_or_null(const char *s, bool *oom)
+{
+	char *d;
+	if (!s)
+		return NULL;
+	if (!(d = strdup(s)))
+		*oom = true;
+	return d;
+}
+
+void sp_router_set_columns(const char *db, const char *schema, const char *table,
+			   const char *const *names, int n)
+{
+	struct colent ne;
+	bool oom = false, changed = false;
+
+	if (!db || !table)
+		return;
+	if (!names || n <= 0) {
+		pthread_rwlock_wrlock(&cols_lock);
+		struct colent *e = colent_find(db, schema, table);
+		if (e) {
+			colent_remove(e);
+			changed = true;
+		}
+		goto out;
+	}
+	memset(&ne, 0, sizeof(ne));
+	ne.db = dup_or_null(db, &oom);
+	ne.schema = dup_or_null(schema, &oom);
+	ne.table = dup_or_null(table, &oom);
+	ne.names = calloc((size_t)n, sizeof(char *));
+	oom |= !ne.names;
+	for (int i = 0; ne.names && i < n; i++, ne.n++)
+		if (!(ne.names[i] = dup_or_null(names[i] ? names[i] : "", &oom)))
+			break;
+	pthread_rwlock_wrlock(&cols_lock);
+	struct colent *e = colent_find(db, schema, table);
+	if (e && !oom && same_names(e, names, n)) {
+		colent_clear(&ne);
+		goto out;
+	}
+	/* a replacement that cannot be stored makes the order unknown, never stale */
+	if (e) {
+		colent_remove(e);
+		changed = true;
+	}
+	if (oom || (n_colents == cap_colents &&
+		    !grow((void **)&colents, &cap_colents, n_colents + 1, sizeof(*colents)))) {
+		colent_clear(&ne);
+		goto out;
+	}
+	colents[n_colents++] = ne;
+	changed = true;
+out:
+	if (changed)
+		atomic_fetch_add_explicit(&cols_gen, 1, memory_order_release);
+	pthread_rwlock_unlock(&cols_lock);
+}
+
+/* DDL on a table: its column order is unknown until the catalog is read again. */
+static void forget_columns(const char *db, const char *table)
+{
+	bool changed = false;
+
+	pthread_rwlock_wrlock(&cols_lock);
+	for (int i = 0; i < n_colents;) {
+		if (!strcmp(colents[i].db, db) && !strcmp(colents[i].table, table)) {
+			colent_remove(&colents[i]);
+			changed = true;
+		} else {
+			i++;
+		}
+	}
+	if (changed)
+		atomic_fetch_add_explicit(&cols_gen, 1, memory_order_release);
+	pthread_rwlock_unlock(&cols_lock);
+	atomic_fetch_add_explicit(&cols_requests, 1, memory_order_relaxed);
+}
+
+unsigned sp_router_columns_requests(void)
+{
+	return atomic_load_explicit(&cols_requests, memory_order_relaxed);
+}
+
+bool sp_router_get_columns(const char *db, const char *schema, const char *table, char *buf,
+			   size_t len)
+{
+	bool found = false;
+	size_t used = 0;
+
+	if (len)
+		buf[0] = '\0';
+	pthread_rwlock_rdlock(&cols_lock);
+	const struct colent *e = colent_find(db, schema, table);
+	for (int i = 0; e && i < e->n; i++) {
+		int w = snprintf(buf + used, len - used, "%s%s", i ? "," : "", e->names[i]);
+		if (w < 0 || (size_t)w >= len - used)
+			break;
+		used += (size_t)w;
+	}
+	found = e != NULL;
+	pthread_rwlock_unlock(&cols_lock);
+	return found;
+}
+
+static void free_columns(void)
+{
+	pthread_rwlock_wrlock(&cols_lock);
+	while (n_colents > 0)
+		colent_remove(&colents[n_colents - 1]);
+	free(colents);
+	colents = NULL;
+	cap_colents = 0;
+	pthread_rwlock_unlock(&cols_lock);
+}
+
+struct col_arg {
+	const sp_db_conf_t *db;
+	bool used;
+};
+
+/*
+ * An unqualified name uses the catalog reader's own resolution of it (its
+ * search_path), else the configured schema, else public.
+ */
+static const char *const *columns_lookup(void *arg, const char *schema, const char *name,
+					 const sp_table_conf_t *conf, int *n)
+{
+	struct col_arg *ca = arg;
+	const struct colent *e;
+
+	ca->used = true;
+	e = colent_find(ca->db->name, schema, name);
+	if (!e && !schema)
+		e = colent_find(ca->db->name, conf && conf->schema ? conf->schema : "public", name);
+	if (!e)
+		return NULL;
+	*n = e->n;
+	return (const char *const *)e->names;
+}
+
 void sp_router_shutdown(void)
 {
 	sp_router_reset();
@@ -1275,6 +1499,7 @@ void sp_router_shutdown(void)
 	sp_funcset_free(write_funcs);
 	vol_funcs = read_funcs = write_funcs = NULL;
 	pthread_rwlock_unlock(&funcs_lock);
+	free_columns();
 	sp_router_thread_free();
 }
 
@@ -1312,20 +1537,28 @@ static const sp_table_conf_t *table_lookup(void *arg, const char *schema, const 
  * count_errors: count a rejected text in the parse_errors statistic (not for
  * a normalised text that may fail only because of lifting).
  */
-static sp_analysis_t *analyze(const sp_db_conf_t *db, const char *sql, bool count_errors)
+static sp_analysis_t *analyze(const sp_db_conf_t *db, const char *sql, bool count_errors,
+			      bool *uses_cols, unsigned *gen)
 {
 	sp_analyze_opts_t o;
 	sp_analysis_t *a;
+	struct col_arg ca = {.db = db};
 
 	memset(&o, 0, sizeof(o));
 	o.table_lookup = table_lookup;
 	o.table_arg = (void *)db;
+	o.columns_lookup = columns_lookup;
+	o.columns_arg = &ca;
 	pthread_rwlock_rdlock(&funcs_lock);
+	pthread_rwlock_rdlock(&cols_lock);
+	*gen = atomic_load_explicit(&cols_gen, memory_order_acquire);
 	o.volatile_funcs = vol_funcs;
 	o.read_funcs = read_funcs;
 	o.write_funcs = write_funcs;
 	a = sp_analyze(sql, &o);
+	pthread_rwlock_unlock(&cols_lock);
 	pthread_rwlock_unlock(&funcs_lock);
+	*uses_cols = ca.used;
 	if (a && a->has_error && count_errors) {
 		pthread_mutex_lock(&cache_mu);
 		st_parse_errors++;
@@ -2907,6 +3140,30 @@ static void refuse_write(const sp_stmt_t *st, const sp_table_ref_t *tr, sp_targe
 
 	key_desc(tr, kd, sizeof(kd));
 	ref_name(tr, nb, sizeof(nb));
+	if (st->kind == SP_STMT_INSERT && st->insert.table >= 0 &&
+	    st->insert.table < st->n_tables && tr == &st->tables[st->insert.table] &&
+	    !st->insert.has_column_list && !st->insert.columns_known &&
+	    st->insert.source != SP_INSERT_DEFAULT_VALUES) {
+		char keys[200];
+		size_t o = 0;
+		keys[0] = '\0';
+		for (int k = 0; k < tr->conf->n_keys && o < sizeof(keys); k++)
+			o += (size_t)snprintf(keys + o, sizeof(keys) - o, "%s%s", k ? ", " : "",
+					      tr->conf->key_cols[k]);
+		/* perhaps a table the catalog reader has not seen yet: look again */
+		atomic_fetch_add_explicit(&cols_requests, 1, memory_order_relaxed);
+		snprintf(
+		    hint, sizeof(hint),
+		    "Name the columns (INSERT INTO %s (%s, ...) VALUES ...), or, if the table "
+		    "was created after shardpool last read the catalog, retry in a few seconds "
+		    "or RELOAD shardpool.",
+		    nb, keys);
+		fail(t, SQLSTATE_FEATURE, hint,
+		     "INSERT without a column list into sharded table %s: shardpool does not know "
+		     "the table's column order, so it cannot find the shard key",
+		     nb);
+		return;
+	}
 	if (st->kind == SP_STMT_INSERT) {
 		snprintf(hint, sizeof(hint),
 			 "Name %s in the column list and give it a constant or parameter in every "
@@ -3072,6 +3329,20 @@ static void route_multi(struct rctx *rc, const sp_stmt_t *st, const sp_table_ref
 	}
 }
 
+/*
+ * CREATE / ALTER / DROP of a sharded table may move its columns: forget
+ * their order now (an INSERT without a column list is refused rather than
+ * routed by a stale key position) and ask for the catalog to be read again.
+ * This runs before the DDL reaches the shards; the catalog reader skips a
+ * table that a DDL still holds locked (see health.c).
+ */
+static void ddl_forgets_columns(struct rctx *rc, const sp_stmt_t *st)
+{
+	for (int i = 0; i < st->n_tables; i++)
+		if (is_sharded_conf(st->tables[i].conf) && st->tables[i].name)
+			forget_columns(rc->db->name, st->tables[i].name);
+}
+
 static void route_stmt(struct rctx *rc, const sp_stmt_t *st, const sp_hints_t *h, sp_target_t *t)
 {
 	const sp_db_conf_t *db = rc->db;
@@ -3080,6 +3351,8 @@ static void route_stmt(struct rctx *rc, const sp_stmt_t *st, const sp_hints_t *h
 	char nb[160], nb2[160];
 
 	classify(st, t);
+	if (st->kind == SP_STMT_DDL)
+		ddl_forgets_columns(rc, st);
 	if (h->error) {
 		fail(t, SQLSTATE_PARAM,
 		     "Hints look like /* shard: 1 */, /* shard_key: 42 */ or /* role: replica */.",
@@ -3514,6 +3787,8 @@ bool sp_router_query(const sp_db_conf_t *db, sp_router_session_t *sess, const ch
 	sp_plan_t *p = NULL;
 	sp_analysis_t *a = NULL;
 	const char *orig;
+	bool uses_cols = false;
+	unsigned gen = 0;
 
 	target_init(out);
 	if (!tl) {
@@ -3537,19 +3812,21 @@ bool sp_router_query(const sp_db_conf_t *db, sp_router_session_t *sess, const ch
 		sp_plan_unref(p);
 		p = NULL;
 		count(&st_no_lift);
-		if (!(orig = nul_copy(tl, sql, len)) || !(a = analyze(db, orig, true)))
+		if (!(orig = nul_copy(tl, sql, len)) ||
+		    !(a = analyze(db, orig, true, &uses_cols, &gen)))
 			goto oom;
 		rc.lift_base = INT_MAX;
 	} else if (!p) {
 		count(&st_misses);
-		if (!(a = analyze(db, tl->lx.norm, tl->lx.nl == 0)))
+		if (!(a = analyze(db, tl->lx.norm, tl->lx.nl == 0, &uses_cols, &gen)))
 			goto oom;
 		if (tl->lx.nl > 0 && (a->has_error || lifting_hid_targets(a))) {
 			/* lifting broke it (a typed literal), or made equal expressions look
 			 * different (ORDER BY qty * 2 with qty * 2 selected: $1 vs $2):
 			 * analyse the text as written */
 			sp_analysis_t *b;
-			if (!(orig = nul_copy(tl, sql, len)) || !(b = analyze(db, orig, true)))
+			if (!(orig = nul_copy(tl, sql, len)) ||
+			    !(b = analyze(db, orig, true, &uses_cols, &gen)))
 				goto oom;
 			sp_analysis_free(a);
 			a = b;
@@ -3562,6 +3839,8 @@ bool sp_router_query(const sp_db_conf_t *db, sp_router_session_t *sess, const ch
 				sp_plan_unref(np);
 			}
 		} else if ((p = plan_new(db, NS_QUERY, tl->lx.norm, tl->lx.nn, h))) {
+			p->uses_cols = uses_cols;
+			p->cols_gen = gen;
 			if (plan_fill(p, a)) {
 				cache_put(p);
 				sp_analysis_free(a);
@@ -3593,13 +3872,20 @@ sp_plan_t *sp_router_prepare(const sp_db_conf_t *db, const char *sql, size_t len
 	sp_plan_t *p = cache_get(db, NS_PARSE, sql, len, h);
 	const char *copy;
 	sp_analysis_t *a;
+	bool uses_cols = false;
+	unsigned gen = 0;
 
 	if (p)
 		return p;
 	count(&st_misses);
-	if (!tl || !(copy = nul_copy(tl, sql, len)) || !(a = analyze(db, copy, true)))
+	if (!tl || !(copy = nul_copy(tl, sql, len)) ||
+	    !(a = analyze(db, copy, true, &uses_cols, &gen)))
 		return NULL;
 	p = plan_new(db, NS_PARSE, sql, len, h);
+	if (p) {
+		p->uses_cols = uses_cols;
+		p->cols_gen = gen;
+	}
 	if (p && !plan_fill(p, a)) {
 		sp_plan_unref(p);
 		p = NULL;
@@ -3632,6 +3918,16 @@ bool sp_router_bind(const sp_db_conf_t *db, sp_router_session_t *sess, sp_plan_t
 	rc.values = values;
 	rc.lens = lens;
 	rc.formats = formats;
+	if (plan_stale(plan)) {
+		/* prepared before the table's column order changed (or became
+		 * known): route with a fresh analysis of the same text */
+		sp_plan_t *fresh = sp_router_prepare(db, plan->text, plan->text_len);
+		if (fresh) {
+			route_all(&rc, fresh->stmts, fresh->n_stmts, fresh->has_error, out);
+			sp_plan_unref(fresh);
+			return true;
+		}
+	}
 	route_all(&rc, plan->stmts, plan->n_stmts, plan->has_error, out);
 	return true;
 }

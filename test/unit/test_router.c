@@ -796,6 +796,96 @@ static void test_cache_and_lifting(void)
 	sp_router_set_cache_limits(10000, 32 << 20);
 }
 
+/* INSERT without a column list: the column order comes from sp_router_set_columns. */
+static void test_insert_columns(void)
+{
+	char sql[512], buf[128];
+	int64_t a, b;
+	const sp_target_t *t;
+	unsigned req;
+	const char *users_cols[] = {"name", "user_id", "score"}; /* the key is not first */
+	const char *public_cols[] = {"user_id", "name", "score"};
+	const char *items_cols[] = {"item_id", "note", "tenant_id"};
+
+	two_keys(2, &a, &b);
+	req = sp_router_columns_requests();
+	snprintf(sql, sizeof(sql), "INSERT INTO users VALUES ('x', %lld, 1)", (long long)b);
+	IS_ERROR(q(&db2, sql), "0A000", "column order",
+		 "order unknown: INSERT without a list refused");
+	ok(strstr(T.hint, "Name the columns") && strstr(T.hint, "user_id") &&
+	       strstr(T.hint, "RELOAD"),
+	   "the hint says to name the columns or RELOAD");
+	if (!ok(sp_router_columns_requests() != req,
+		"the refusal asks for the catalog to be read again"))
+		printf("#   hint: %s\n", T.hint);
+	sp_plan_t *p = sp_router_prepare(&db2, "INSERT INTO users VALUES ($1, $2, $3)", 37);
+	snprintf(buf, sizeof(buf), "%lld", (long long)b);
+	const uint8_t *v3[3] = {(const uint8_t *)"n", (const uint8_t *)buf, (const uint8_t *)"1"};
+	int32_t l3[3] = {1, (int32_t)strlen(buf), 1};
+	int16_t f3[3] = {0, 0, 0};
+	sp_router_bind(&db2, &sess, p, 3, v3, l3, f3, -1, &T);
+	IS_ERROR(&T, "0A000", "column order", "prepared before the order is known: refused");
+
+	sp_router_set_columns("app2", NULL, "users", users_cols, 3);
+	ok(sp_router_get_columns("app2", NULL, "users", buf, sizeof(buf)) &&
+	       !strcmp(buf, "name,user_id,score"),
+	   "the order is stored");
+	IS_SHARD(q(&db2, sql), 1, "the same text, cached as a refusal, now routes by column 2");
+	snprintf(buf, sizeof(buf), "%lld", (long long)b);
+	sp_router_bind(&db2, &sess, p, 3, v3, l3, f3, -1, &T);
+	IS_SHARD(&T, 1, "the statement prepared earlier routes by its $2 now");
+	sp_plan_unref(p);
+	snprintf(sql, sizeof(sql),
+		 "INSERT INTO users VALUES ('x', %lld, 1) ON CONFLICT DO NOTHING RETURNING *",
+		 (long long)a);
+	IS_SHARD(q(&db2, sql), 0, "ON CONFLICT DO NOTHING RETURNING *");
+	snprintf(sql, sizeof(sql),
+		 "INSERT INTO users VALUES ('x', %lld, 1), ('y', %lld, 2) RETURNING user_id",
+		 (long long)a, (long long)b);
+	t = q(&db2, sql);
+	ok(t->kind == SP_TARGET_FANOUT && t->per_shard_sql && t->fanout_sum && t->shard_mask == 3,
+	   "multi-row INSERT without a list on two shards: split");
+	snprintf(buf, sizeof(buf), "INSERT INTO users VALUES ('y', %lld, 2) RETURNING user_id",
+		 (long long)b);
+	is_str(shard_sql(t, 1), buf, "shard 1 gets its row, RETURNING kept");
+	IS_ERROR(q(&db2, "INSERT INTO users VALUES ('x')"), "0A000", "no value",
+		 "fewer values than the key's position: refused");
+	snprintf(sql, sizeof(sql), "INSERT INTO users SELECT 'x', %lld, 1", (long long)b);
+	IS_SHARD(q(&db2, sql), 1, "INSERT ... SELECT of constants without a list");
+
+	/* a qualified name uses that schema's order, not the unqualified one */
+	snprintf(sql, sizeof(sql), "INSERT INTO public.users VALUES (%lld, 'x', 1)", (long long)b);
+	IS_ERROR(q(&db2, sql), "0A000", "column order", "public.users: its own order, unknown yet");
+	sp_router_set_columns("app2", "public", "users", public_cols, 3);
+	IS_SHARD(q(&db2, sql), 1, "public.users routes by its first column");
+
+	/* composite key, other key columns in between */
+	sp_router_set_columns("app4", NULL, "items", items_cols, 3);
+	sp_shard_value_t iv[2] = {{.i = 7}, {.i = 123}};
+	IS_SHARD(q(&db4, "INSERT INTO items VALUES (123, 'n', 7)"),
+		 sp_shard_of_keys(t_item, iv, NULL, 2, 4),
+		 "composite key found at columns 3 and 1");
+	ok(!sp_router_get_columns("app2", NULL, "items", buf, sizeof(buf)),
+	   "orders are per database");
+
+	/* DDL on the table forgets its order at once and asks for a new read */
+	req = sp_router_columns_requests();
+	q(&db2, "ALTER TABLE users DROP COLUMN name");
+	ok(!sp_router_get_columns("app2", NULL, "users", buf, sizeof(buf)) &&
+	       !sp_router_get_columns("app2", "public", "users", buf, sizeof(buf)),
+	   "ALTER TABLE forgets the order of every schema's users");
+	ok(sp_router_columns_requests() != req, "ALTER TABLE asks for a new read");
+	snprintf(sql, sizeof(sql), "INSERT INTO users VALUES ('x', %lld, 1)", (long long)b);
+	IS_ERROR(q(&db2, sql), "0A000", "column order", "after the DDL: refused until read again");
+	const char *after[] = {"user_id", "score"};
+	sp_router_set_columns("app2", NULL, "users", after, 2);
+	snprintf(sql, sizeof(sql), "INSERT INTO users VALUES (%lld, 1)", (long long)a);
+	IS_SHARD(q(&db2, sql), 0, "the new order is used");
+	sp_router_set_columns("app2", NULL, "users", NULL, 0);
+	ok(!sp_router_get_columns("app2", NULL, "users", buf, sizeof(buf)), "NULL forgets");
+	IS_ERROR(q(&db2, sql), "0A000", "column order", "forgotten: refused again");
+}
+
 int main(void)
 {
 	sp_router_session_init(&sess);
@@ -807,6 +897,7 @@ int main(void)
 	test_hints_and_session();
 	test_classify();
 	test_cache_and_lifting();
+	test_insert_columns();
 	sp_router_shutdown();
 	return done_testing();
 }
