@@ -58,6 +58,10 @@ struct sp_client {
 	bool prerouted;              /* the message at the head of the input was routed already */
 	struct sp_node_health *read_node; /* replica serving this client's read (outstanding count) */
 	bool in_batch;               /* extended-protocol messages sent since the last Sync */
+	bool fanout_replay;          /* forwarding a batch again, to a fan-out's second or later shard */
+	bool describe_only;          /* Parse/Describe up to a Flush, no Bind yet: the server answers them,
+				      * then shardpool ends its implicit transaction and lets it go, so the
+				      * Bind that follows is routed by its own key */
 	bool skip_to_sync;           /* a refused extended batch: drop messages up to Sync */
 	bool reset_seen;             /* RESET / DISCARD ran: startup values must come back */
 	ev_timer causal_timer;       /* causal_wait_ms: polling for a replica that replayed our write */

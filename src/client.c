@@ -502,7 +502,7 @@ void sp_client_server_ready(sp_client_t *c, sp_server_t *s)
 	c->replica_retry_mask = 0;
 	sp_sock_read_start(&c->sock);
 	sp_server_attach(s, c);
-	if (c->virtual_txn) {
+	if (c->virtual_txn && !c->describe_only) {
 		/* The BEGIN the client was told succeeded runs now, on the chosen shard. */
 		sp_msg_write_query(&s->sock.out, c->begin_sql ? c->begin_sql : "BEGIN");
 		sp_server_push_req(s, SP_REQ_INT_QUERY, NULL, SP_INTQ_BEGIN);
@@ -577,9 +577,12 @@ void sp_client_detached(sp_client_t *c)
 	c->causal_deadline = 0;
 	c->server = NULL;
 	c->txn_shard = -1;
-	c->rsess.local_shard = -1;
-	c->rsess.local_has_key = false;
-	c->rsess.local_role = 0;
+	if (!c->virtual_txn) {
+		/* (still virtual after a describe-only batch: its SET LOCAL routing stays) */
+		c->rsess.local_shard = -1;
+		c->rsess.local_has_key = false;
+		c->rsess.local_role = 0;
+	}
 	if (c->routed)
 		c->pool = NULL;
 	sp_client_set_state(c, SP_CLIENT_IDLE);
@@ -885,8 +888,21 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 		if (!pq_getmsgstring(&r, &name, &nlen))
 			goto bad;
 		if (*name && tracking_statements(c)) {
-			sp_pstmt_t *ps;
-			if (sp_pstmt_map_get(&c->pstmts, name)) {
+			sp_pstmt_t *ps = sp_pstmt_map_get(&c->pstmts, name);
+			if (ps && c->fanout_replay) {
+				/* the same batch for another shard of a fan-out: the client's name was
+				 * taken by this very Parse; only this server needs the statement */
+				if (sp_pstmt_cache_has(&s->pstmts, ps)) {
+					sp_server_push_req(s, SP_REQ_SYNTH_PARSE, NULL, SP_INTQ_NONE);
+				} else {
+					ensure_prepared(s, ps);
+					sp_req_t *last = &s->reqs[(s->req_head + s->req_n - 1) & (s->req_cap - 1)];
+					last->kind = SP_REQ_PARSE;
+					last->text = strdup(name);
+				}
+				return true;
+			}
+			if (ps) {
 				/* As PostgreSQL: an error, then everything up to Sync is skipped. */
 				char err[200];
 				snprintf(err, sizeof(err), "42P05 prepared statement \"%s\" already exists", name);
@@ -1036,6 +1052,14 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 		return true;
 	case SP_FE_FLUSH:
 		forward_raw(s, msg, total);
+		if (c->describe_only) {
+			/* end the server's implicit transaction ourselves (its ReadyForQuery is
+			 * swallowed) so the server goes back to the pool: see route_idle */
+			c->describe_only = false;
+			sp_msg_write_sync(&s->sock.out);
+			sp_server_push_req(s, SP_REQ_INT_QUERY, NULL, SP_INTQ_NONE);
+			s->finishing = true; /* what the client sends next waits for the release */
+		}
 		return true;
 	case SP_FE_FUNCTION_CALL:
 		sp_server_push_req(s, SP_REQ_FUNCTION, NULL, SP_INTQ_NONE);
@@ -1065,13 +1089,28 @@ void sp_client_forward_batch(sp_client_t *c, sp_server_t *s, size_t end)
 	sp_server_t *saved = c->server;
 	/* handle_message works on c->server: point it at each shard's server in turn.
 	 * Its effects on the client (statement names) are the same every time. */
+	bool described = false;
 	c->server = s;
+	c->fanout_replay = s->fan_idx > 0;
 	while (pos < end && c->state != SP_CLIENT_CLOSED) {
 		uint32_t len = sp_get_be32(p + pos + 1);
+		if (p[pos] == SP_FE_DESCRIBE)
+			described = true;
+		if (p[pos] == SP_FE_EXECUTE && !described && s->fan && sp_fanout_needs_describe(s->fan)) {
+			/* the merge needs the columns the client already knows: ask for them */
+			const char *portal = (const char *)p + pos + 5;
+			size_t at = sp_msg_begin(&s->sock.out, SP_FE_DESCRIBE);
+			pq_sendbyte(&s->sock.out, 'P');
+			pq_sendstring(&s->sock.out, memchr(portal, 0, len - 4) ? portal : "");
+			sp_msg_end(&s->sock.out, at);
+			sp_server_push_req(s, SP_REQ_DESCRIBE, NULL, SP_INTQ_NONE);
+			described = true;
+		}
 		if (!handle_message(c, (char)p[pos], p + pos, (size_t)len + 1))
 			break;
 		pos += 1 + len;
 	}
+	c->fanout_replay = false;
 	c->server = saved;
 }
 
@@ -1317,6 +1356,8 @@ static void merge_target(sp_target_t *acc, const sp_target_t *t, bool *have)
 typedef struct batch_kind {
 	int binds, begins, ends, rollbacks;
 	int others; /* Describe, Execute, FunctionCall, unnamed Parse: need a server */
+	int execs, funcs, unnamed_parses;
+	bool flush_end; /* the batch ends with a Flush, not a Sync */
 	const char *begin_sql; /* inside the client's input: valid until the batch is consumed */
 	size_t begin_len;
 } batch_kind_t;
@@ -1341,10 +1382,16 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 		sp_msg_reader_init(&r, body, len - 4);
 		if (p[pos] == SP_FE_DESCRIBE || p[pos] == SP_FE_EXECUTE || p[pos] == SP_FE_FUNCTION_CALL)
 			bk->others++;
+		bk->flush_end = p[pos] == SP_FE_FLUSH;
+		if (p[pos] == SP_FE_EXECUTE)
+			bk->execs++;
+		else if (p[pos] == SP_FE_FUNCTION_CALL)
+			bk->funcs++;
 		if (p[pos] == SP_FE_PARSE && pq_getmsgstring(&r, &name, NULL) && pq_getmsgstring(&r, &stmt, NULL)) {
 			if (!*name) {
 				unnamed_sql = stmt;
 				bk->others++;
+				bk->unnamed_parses++;
 			}
 		} else if (p[pos] == SP_FE_BIND && pq_getmsgstring(&r, &name, NULL) && pq_getmsgstring(&r, &stmt, NULL)) {
 			const char *sql = NULL;
@@ -1742,9 +1789,17 @@ static bool route_idle(sp_client_t *c)
 			sp_fanout_start_batch(c, &t, end, t.write);
 			return true;
 		}
+		/* Parse/Describe of named statements up to a Flush (asyncpg, postgres.js: the
+		 * Bind with the key comes after the answers): any shard can describe them, and
+		 * the server is let go at the Flush, so the Bind is routed by its key and the
+		 * statement prepared again wherever that is. */
+		c->describe_only = last_batch.flush_end && last_batch.binds == 0 && last_batch.execs == 0 &&
+				   last_batch.funcs == 0 && last_batch.unnamed_parses == 0 &&
+				   tracking_statements(c) && t.kind == SP_TARGET_ANY;
 		c->pool = choose_pool(c, t.kind == SP_TARGET_SHARD ? t.shard : -1,
 				      t.write || (t.txnop == SP_TXNOP_BEGIN && !t.read_only), t.read);
 		if (!c->pool) {
+			c->describe_only = false;
 			if (!c->causal_waiting)
 				consume_batch(c, end);
 			return true;

@@ -58,6 +58,7 @@ struct sp_fanout {
 	size_t batch_len; /* extended protocol: the client's batch, still at the head of its input */
 	bool extended;
 	bool leader_ready; /* slot 0 sent its RowDescription (or ended): others may feed the merge */
+	bool hidden_describe; /* shardpool added a Describe the client did not send: its RowDescription stays here */
 	sp_buf_t pending[SP_ROUTER_MAX_SHARDS]; /* other slots' messages held until then */
 
 	/* COPY FROM STDIN */
@@ -202,6 +203,14 @@ void sp_fanout_start(sp_client_t *c, const sp_target_t *t, const uint8_t *msg, s
 void sp_fanout_start_batch(sp_client_t *c, const sp_target_t *t, size_t batch_len, bool write)
 {
 	start(c, t, NULL, 0, write, batch_len);
+}
+
+bool sp_fanout_needs_describe(sp_fanout_t *f)
+{
+	if (!f->merge_mode)
+		return false;
+	f->hidden_describe = true;
+	return true;
 }
 
 bool sp_fanout_is_leader(const sp_fanout_t *f, const sp_server_t *s)
@@ -582,6 +591,14 @@ static void feed(sp_fanout_t *f, int slot, const uint8_t *msg, size_t total)
 		const sp_node_health_t *h = sp_health_node(f->c->db->name, 0, -1);
 		sp_merge_set_collation(f->merge, h && h->collate[0] ? h->collate : NULL,
 				       h ? h->locprovider : 0);
+	}
+	if (type == SP_BE_ROW_DESCRIPTION && f->hidden_describe &&
+	    !sp_merge_set_columns(f->merge, msg + 5, total - 5) && !f->error_sent) {
+		/* the columns of a Describe the client did not ask for: learnt, not sent */
+		f->error_sent = true;
+		sp_msg_write_error(&f->c->sock.out, "ERROR", sp_merge_sqlstate(f->merge), sp_merge_error(f->merge), NULL,
+				   NULL);
+		return;
 	}
 	if (!sp_merge_feed(f->merge, slot, type, msg + 5, total - 5) && !f->error_sent) {
 		f->error_sent = true;

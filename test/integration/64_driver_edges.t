@@ -27,16 +27,9 @@ command -v node >/dev/null && command -v npm >/dev/null || have_node=0
 [ -x "$PY" ] && "$PY" -c 'import psycopg, asyncpg' 2>/dev/null || have_py=0
 [ $have_node = 1 ] || [ $have_py = 1 ] || skip_all "neither node/npm nor $PY with psycopg and asyncpg is installed"
 
-# Known shardpool bugs, by "label: description" of the check they fail.
+# Known shardpool bugs, by "label: description" of the check they fail (none open:
+# Parse+Describe+Flush before the Bind, and fan-outs without a Describe, were fixed).
 declare -A TODOS
-BUG_FLUSH="shardpool routes Parse+Describe+Flush to the default shard before the Bind that carries the key"
-BUG_NODESC="fan-out of Bind/Execute without Describe fails: cannot merge rows from shards without a RowDescription"
-TODOS["postgres.js sharded: cursor(3) inside sql.begin, then another query"]=$BUG_FLUSH
-TODOS["postgres.js sharded: count over all shards"]=$BUG_FLUSH
-TODOS["asyncpg sharded: first execution of a by-key statement (Parse/Describe/Flush, then Bind)"]=$BUG_FLUSH
-TODOS["asyncpg sharded: executemany across shards: all rows where their key says, or refused"]=$BUG_FLUSH
-TODOS["asyncpg sharded: count(*) over every shard with a parameter"]=$BUG_FLUSH
-TODOS["asyncpg sharded: the same statement again (cached, no Describe)"]=$BUG_NODESC
 
 # run_checks LABEL CMD...: runs CMD, which prints `check<TAB>desc<TAB>got<TAB>expected`
 # lines and `end` last; every check becomes an `is` (a TODO one if TODOS names it).

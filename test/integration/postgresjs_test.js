@@ -463,7 +463,7 @@ async function main()
 			const rs = await Promise.all(ids.map((id) => s.unsafe(`SELECT v FROM ${table} WHERE id = ${id}`).simple()));
 			check('40 pipelined by-key inserts read back by key', rs.filter((r, i) => r.length && r[0].v === 's' + ids[i]).length, 40);
 			/* count(*) itself: an expression over it would not merge across shards */
-			const c = await s`SELECT count(*) AS n FROM ${s(table)} WHERE id >= 50000`;
+			const c = await s`SELECT count(*) AS n FROM ${s(table)} WHERE id >= 50000 AND id < 50040`;
 			check('count over all shards', c[0].n, '40');
 			await s.end({timeout: 5});
 		});

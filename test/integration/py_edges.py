@@ -532,6 +532,20 @@ def run_asyncpg(port, db, table, sharded):
             except asyncpg.PostgresError as e:
                 n = f'{e.sqlstate}: {e}'
             check(what, n, 10)
+        # a statement first prepared inside a transaction (Parse/Describe/Flush before any
+        # statement with a key): the transaction still goes to the key's shard
+        for k in (73001, 73002, 73003, 73004):
+            async with c.transaction():
+                await c.execute(f'INSERT INTO {table} (v, id) VALUES ($2, $1)', k, f't{k}')
+        got = [await c.fetchval(f'SELECT v FROM {table} WHERE id = $1', k) for k in (73001, 73002, 73003, 73004)]
+        check('statements first prepared inside transactions land on their keys', got, ['t73001', 't73002', 't73003', 't73004'])
+        try:
+            async with c.transaction():
+                await c.execute(f'INSERT INTO {table} (v, id) VALUES ($2, $1)', 73005, 'gone')
+                raise RuntimeError('roll back')
+        except RuntimeError:
+            pass
+        check('rolled back insert is not there', await c.fetchval(f'SELECT v FROM {table} WHERE id = $1', 73005), None)
         await c.close()
 
     async def main():
