@@ -587,19 +587,62 @@ static void test_errors(void)
 	sp_merge_free(m);
 	out_text(&out);
 
-	/* binary format in a sorted merge */
+	/* binary format in a sorted merge: big-endian int4, negative below positive */
 	plan_init(&p);
 	add_sort(&p, 0, false, false);
 	m = sp_merge_new(&p, 2, &out);
 	uint32_t ty = INT4;
-	ok(!feed_T_fmt(m, 0, 1, A, &ty, 1), "binary sort column refused");
-	is_str(sp_merge_error(m), "ORDER BY across shards needs text format results",
-	       "binary: message");
-	is_str(sp_merge_sqlstate(m), "0A000", "binary: sqlstate");
-	is_str(out_text(&out), "", "binary: nothing sent");
+	ok(feed_T_fmt(m, 0, 1, A, &ty, 1), "binary sort column accepted");
+	feed_T_fmt(m, 1, 1, A, &ty, 1);
+	{
+		static const char v_m1[] = "\xff\xff\xff\xff", v_2[] = "\x00\x00\x00\x02",
+				  v_1[] = "\x00\x00\x00\x01", v_300[] = "\x00\x00\x01\x2c";
+		const char *rows0[] = {v_m1, v_2}, *rows1[] = {v_1, v_300};
+		for (int i = 0; i < 2; i++) {
+			sp_buf_reset(&body);
+			pq_sendint16(&body, 1);
+			pq_sendint32(&body, 4);
+			pq_sendbytes(&body, rows0[i], 4);
+			sp_merge_feed(m, 0, SP_BE_DATA_ROW, sp_buf_head(&body), sp_buf_len(&body));
+			sp_buf_reset(&body);
+			pq_sendint16(&body, 1);
+			pq_sendint32(&body, 4);
+			pq_sendbytes(&body, rows1[i], 4);
+			sp_merge_feed(m, 1, SP_BE_DATA_ROW, sp_buf_head(&body), sp_buf_len(&body));
+		}
+	}
+	C(m, 0, "SELECT 2");
+	C(m, 1, "SELECT 2");
+	sp_merge_finish(m);
+	{
+		/* the rows' int4 values, in the order they came out */
+		char got[64] = "";
+		size_t o = 0;
+		while (sp_buf_len(&out) >= 5) {
+			const uint8_t *h = sp_buf_head(&out);
+			uint32_t len = sp_get_be32(h + 1);
+			if (h[0] == 'D' && len == 4 + 2 + 4 + 4)
+				o += (size_t)snprintf(got + o, sizeof got - o, "%d,",
+						      (int32_t)sp_get_be32(h + 5 + 2 + 4));
+			sp_buf_consume(&out, (size_t)len + 1);
+		}
+		is_str(got, "-1,1,2,300,", "binary: int4 values merged in numeric order");
+	}
+	sp_merge_free(m);
+
+	/* a type whose order shardpool does not know (interval) is refused, in any format */
+	plan_init(&p);
+	add_sort(&p, 0, false, false);
+	m = sp_merge_new(&p, 2, &out);
+	ty = 1186;
+	ok(!feed_T_fmt(m, 0, 1, A, &ty, 0), "interval sort column refused");
+	is_str(sp_merge_sqlstate(m), "0A000", "unknown order: sqlstate");
+	ok(strstr(sp_merge_error(m), "does not know the sort order") != NULL, "unknown order: message");
+	is_str(out_text(&out), "", "unknown order: nothing sent");
 	sp_merge_free(m);
 
 	/* binary format is fine for concatenation */
+	ty = INT4;
 	plan_init(&p);
 	m = sp_merge_new(&p, 1, &out);
 	ok(feed_T_fmt(m, 0, 1, A, &ty, 1), "binary concat accepted");
