@@ -58,6 +58,7 @@ struct sp_client {
 	bool prerouted;              /* the message at the head of the input was routed already */
 	struct sp_node_health *read_node; /* replica serving this client's read (outstanding count) */
 	bool in_batch;               /* extended-protocol messages sent since the last Sync */
+	bool query_flush_sent;       /* a Query waits for the server: a Flush went out to get its answers */
 	bool fanout_replay;          /* forwarding a batch again, to a fan-out's second or later shard */
 	bool describe_only;          /* Parse/Describe up to a Flush, no Bind yet: the server answers them,
 				      * then shardpool ends its implicit transaction and lets it go, so the

@@ -836,8 +836,10 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 	if (c->skip_to_sync)
 		c->skip_to_sync = false;
 	if (s->error_in_batch && (type == SP_FE_PARSE || type == SP_FE_BIND || type == SP_FE_DESCRIBE ||
-				  type == SP_FE_CLOSE || type == SP_FE_EXECUTE)) {
-		/* The server discards these until Sync; nothing to rewrite or track. */
+				  type == SP_FE_CLOSE || type == SP_FE_EXECUTE || type == SP_FE_QUERY ||
+				  type == SP_FE_FUNCTION_CALL)) {
+		/* The server discards these until Sync, a Query or FunctionCall too (no answer
+		 * comes for them); nothing to rewrite or track. */
 		forward_raw(s, msg, total);
 		return true;
 	}
@@ -1261,6 +1263,11 @@ static sp_pool_t *choose_pool(sp_client_t *c, int shard, bool write, bool read)
 			start_causal_wait(c, shard);
 			return NULL;
 		}
+		if (replica < 0 && min_lsn > 0)
+			/* this read goes to the primary because no replica is known to have our
+			 * write: ask them now (at most once per 5 ms per server), so later reads,
+			 * ours and other clients', see fresh positions and can use them */
+			sp_health_probe_now(db, shard);
 	} else if (!want_replica) {
 		int w = sp_health_write_target(db, shard);
 		if (w == -2) {
@@ -1284,7 +1291,51 @@ static sp_pool_t *choose_pool(sp_client_t *c, int shard, bool write, bool read)
 	return sp_pool_get(c->dbname, c->user, shard, SP_ROLE_PRIMARY, 0);
 }
 
-/* Offset just past the first Sync (or Flush) in the input, 0 if not there yet. */
+static bool valid_header(char type, uint32_t len);
+
+/* Offset just past the last whole message in the input. */
+static size_t whole_messages(const sp_client_t *c)
+{
+	const uint8_t *p = sp_buf_head(&c->sock.in);
+	size_t pos = 0, n = sp_buf_len(&c->sock.in);
+	while (pos + 5 <= n) {
+		uint32_t len = sp_get_be32(p + pos + 1);
+		if (len < 4 || pos + 1 + len > n)
+			break;
+		pos += 1 + len;
+	}
+	return pos;
+}
+
+/*
+ * Every message of a batch about to be routed is one a client may send: a
+ * Terminate closes the connection (PostgreSQL too drops the batch's work, which
+ * no Sync committed), anything else invalid is a protocol violation. Checked
+ * before any of it goes anywhere, so a fan-out never meets a bad message midway.
+ * False if the client is gone.
+ */
+static bool batch_messages_ok(sp_client_t *c, size_t end)
+{
+	const uint8_t *p = sp_buf_head(&c->sock.in);
+	size_t pos = 0;
+	while (pos + 5 <= end) {
+		uint32_t len = sp_get_be32(p + pos + 1);
+		char type = (char)p[pos];
+		if (type == SP_FE_TERMINATE) {
+			sp_client_close(c, "client terminated");
+			return false;
+		}
+		if (!valid_header(type, len)) {
+			sp_client_fatal(c, SP_SQLSTATE_PROTOCOL_VIOLATION, "invalid frontend message type %d or length %u",
+					(int)(unsigned char)type, len);
+			return false;
+		}
+		pos += 1 + (size_t)len;
+	}
+	return true;
+}
+
+/* Offset just past the first Sync (or Flush, Query, Terminate) in the input, 0 if not there yet. */
 static size_t batch_end(const sp_client_t *c)
 {
 	const sp_buf_t *in = &c->sock.in;
@@ -1296,7 +1347,8 @@ static size_t batch_end(const sp_client_t *c)
 			return pos + 5; /* malformed: let the normal path reject it */
 		if (pos + 1 + len > n)
 			return 0;
-		if (p[pos] == SP_FE_SYNC || p[pos] == SP_FE_FLUSH || p[pos] == SP_FE_QUERY)
+		if (p[pos] == SP_FE_SYNC || p[pos] == SP_FE_FLUSH || p[pos] == SP_FE_QUERY ||
+		    p[pos] == SP_FE_TERMINATE)
 			return pos + 1 + len;
 		pos += 1 + len;
 	}
@@ -1732,8 +1784,10 @@ static bool route_idle(sp_client_t *c)
 		if (end == 0) {
 			if (sp_buf_len(in) < 1024 * 1024)
 				return false;
-			end = sp_buf_len(in); /* no Sync in sight: route by what is here */
+			end = whole_messages(c); /* no Sync in sight: route by what is here */
 		}
+		if (!batch_messages_ok(c, end))
+			return true;
 		batch_kind_t last_batch;
 		route_batch(c, end, -1, &t, &last_batch);
 		cl_log(c, SP_LOG_TRACE, "batch of %zu bytes: %d binds (%d BEGIN, %d COMMIT/ROLLBACK), target %d shard %d",
@@ -1829,9 +1883,20 @@ static int check_in_txn(sp_client_t *c, sp_server_t *s, char type, const uint8_t
 	sp_target_t t;
 	if (c->prerouted)
 		return 0;
+	if (s->error_in_batch && s->req_n == 0)
+		return 0; /* the server ignores everything up to the Sync: nothing to route */
 	if (type == SP_FE_QUERY) {
-		if (s->req_n > 0)
+		if (s->req_n > 0) {
+			/* A Query after extended messages without a Sync: PostgreSQL holds their
+			 * answers until a Flush, and we hold the Query until they come */
+			if (!c->query_flush_sent) {
+				sp_msg_write_empty(&s->sock.out, SP_FE_FLUSH);
+				sp_server_send(s);
+				c->query_flush_sent = true;
+			}
 			return -1;
+		}
+		c->query_flush_sent = false;
 		if (sp_buf_len(&c->sock.in) < (size_t)len + 1)
 			return 0; /* the normal path waits for the whole message */
 		sp_router_query(c->db, &c->rsess, (const char *)p + 5, len - 5, s->pool->shard, &t);
@@ -1869,6 +1934,8 @@ static int check_in_txn(sp_client_t *c, sp_server_t *s, char type, const uint8_t
 		size_t end = batch_end(c);
 		if (end == 0)
 			return sp_buf_len(&c->sock.in) < 1024 * 1024 ? -1 : 0;
+		if (!batch_messages_ok(c, end))
+			return 1;
 		batch_kind_t bk;
 		route_batch(c, end, s->pool->shard, &t, &bk);
 		if (t.kind == SP_TARGET_SHARD && t.shard != s->pool->shard) {

@@ -347,12 +347,21 @@ void sp_fanout_server_ready(sp_fanout_t *f, sp_server_t *s)
 	}
 	/* Every shard has a server: send all queries at once. */
 	if (f->extended) {
-		for (int k = 0; k < f->n && c->state != SP_CLIENT_CLOSED; k++) {
-			sp_client_forward_batch(c, f->servers[k], f->batch_len);
-			sp_server_send(f->servers[k]);
+		/* forwarding or sending may end the client (and free f): check before touching f */
+		uint64_t gen = c->fan_gen;
+		size_t batch_len = f->batch_len;
+		for (int k = 0;; k++) {
+			if (c->state == SP_CLIENT_CLOSED || c->fan != f || c->fan_gen != gen)
+				return;
+			if (k >= f->n)
+				break;
+			sp_server_t *sk = f->servers[k];
+			sp_client_forward_batch(c, sk, batch_len);
+			if (c->state == SP_CLIENT_CLOSED || c->fan != f || c->fan_gen != gen)
+				return;
+			sp_server_send(sk);
 		}
-		if (c->state != SP_CLIENT_CLOSED)
-			sp_buf_consume(&c->sock.in, f->batch_len);
+		sp_buf_consume(&c->sock.in, batch_len);
 		return;
 	}
 	for (int k = 0; k < f->n; k++) {

@@ -213,9 +213,8 @@ bool sp_server_push_req_text(sp_server_t *s, sp_req_kind_t kind, sp_pstmt_t *ps,
 bool sp_server_push_req(sp_server_t *s, sp_req_kind_t kind, sp_pstmt_t *ps, sp_intq_t intq)
 {
 	sp_req_t *r;
-	if (s->error_in_batch && kind != SP_REQ_SYNC && kind != SP_REQ_QUERY && kind != SP_REQ_INT_QUERY &&
-	    kind != SP_REQ_FUNCTION)
-		return true; /* the server skips everything up to Sync after an error */
+	if (s->error_in_batch && kind != SP_REQ_SYNC && kind != SP_REQ_INT_QUERY)
+		return true; /* the server skips everything up to Sync after an error, a Query too */
 	if (kind == SP_REQ_SYNC)
 		s->error_in_batch = false;
 	if ((kind == SP_REQ_SYNTH_PARSE || kind == SP_REQ_SYNTH_CLOSE) && s->req_n == 0) {
@@ -729,11 +728,11 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 		}
 		write_client(s, msg, total);
 		if (r && r->kind != SP_REQ_QUERY && r->kind != SP_REQ_FUNCTION) {
-			/* Extended protocol: PostgreSQL skips everything up to Sync. */
+			/* Extended protocol: PostgreSQL skips everything up to Sync, a Query or
+			 * FunctionCall sent before it included (they get no answer). */
 			const char *code = sp_msg_error_field(body, len, 'C');
 			bool first = true;
-			while ((r = req_head(s)) && r->kind != SP_REQ_SYNC && r->kind != SP_REQ_QUERY &&
-			       r->kind != SP_REQ_INT_QUERY && r->kind != SP_REQ_FUNCTION) {
+			while ((r = req_head(s)) && r->kind != SP_REQ_SYNC && r->kind != SP_REQ_INT_QUERY) {
 				if ((r->kind == SP_REQ_PARSE || r->kind == SP_REQ_INT_PARSE) && r->ps) {
 					/* not prepared after all: forget it here, and the client's name too */
 					sp_pstmt_cache_remove(&s->pstmts, r->ps);
@@ -893,6 +892,10 @@ static void process(sp_server_t *s)
 	}
 	if (s->client && s->client != c0 && s->client->sock.fd >= 0)
 		sp_sock_flush(&s->client->sock);
+	if (s->state != SP_SERVER_CLOSED && s->client && s->client->query_flush_sent && s->req_n == 0 &&
+	    s->client->state == SP_CLIENT_ACTIVE)
+		/* the answers a held-back Query waited for are in: let it go now */
+		sp_client_process(s->client);
 }
 
 static void sock_cb(sp_sock_t *sock, sp_sock_event_t ev)

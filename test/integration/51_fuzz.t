@@ -25,9 +25,9 @@ RAW=${FUZZ_RAWCLIENT:-$SP_BUILDDIR/test/integration/rawclient}
 [ -x "$FUZZ" ] || skip_all "fuzzclient not built (make check builds it)"
 [ -x "$RAW" ] || skip_all "rawclient not built (make check builds it)"
 raw() { timeout 30 "$RAW" "$SP_PORT" startup:app:"$1" auth:secret timeout:2000 "${@:2}" 2>&1; }
-# Known bugs, each with its shortest reproduction below: the fuzzer steers around them
-# (--avoid) so that it can still find others. Drop a name here when its bug is fixed.
-AVOID=${FUZZ_AVOID-query-in-batch,terminate-in-batch,function-in-batch}
+# Known bugs the fuzzer should steer around (--avoid NAME,...) so that it can still find
+# others; none now (the three below were fixed).
+AVOID=${FUZZ_AVOID-}
 SEEDS=${FUZZ_SEEDS:-"11 23 59 73"}
 ITERS=${FUZZ_ITERS:-40}
 
@@ -124,37 +124,36 @@ for seed in $SEEDS; do
 	after_batch "fuzz seed $seed"
 done
 
-# ---------------------------------------------------------------- known bugs
-# Found by this fuzzer; shortest reproductions (database app is sharded, t51_s on id).
+# ---------------------------------------------------------------- regressions
+# Found by this fuzzer, fixed since; shortest reproductions (database app is sharded,
+# t51_s on id).
 
 # A Query inside an unsynced extended-protocol batch: PostgreSQL answers the Parse, then
-# the Query (T D C Z), then the Sync (Z). shardpool never answers (fuzz seed 2 iter 29).
+# the Query (T D C Z), then the Sync (Z). shardpool used to wait for the Parse's answer,
+# which PostgreSQL holds until a Flush (fuzz seed 2 iter 29).
 out=$(raw app "P::SELECT 1" "Q:SELECT 3" S read read)
-TODO="a Query inside an extended batch on a sharded database is never answered" \
-	like "$out" "login ok"$'\n'"1"$'\n'"T [^"$'\n'"]*"$'\n'"D 3"$'\n'"C SELECT 1"$'\n'"Z I"$'\n'"Z I" \
+like "$out" "login ok"$'\n'"1"$'\n'"T [^"$'\n'"]*"$'\n'"D 3"$'\n'"C SELECT 1"$'\n'"Z I"$'\n'"Z I" \
 	"sharded: Parse, Query, Sync are answered like PostgreSQL"
 
 # A FunctionCall after an error in a batch: PostgreSQL skips it up to Sync; shardpool
-# waits for its answer for ever, so the next Query is never answered (seed 2 iter 40).
+# used to wait for its answer for ever, so the next Query was never answered (seed 2
+# iter 40).
 out=$(raw app "E:no_such_portal" "msg:F:05f5e0ff000000000000" S "Q:SELECT 2" read read)
-TODO="a FunctionCall skipped after an error hangs a sharded session" \
-	like "$out" "E 34000 [^"$'\n'"]*"$'\n'"Z I"$'\n'"T [^"$'\n'"]*"$'\n'"D 2" \
+like "$out" "E 34000 [^"$'\n'"]*"$'\n'"Z I"$'\n'"T [^"$'\n'"]*"$'\n'"D 2" \
 	"sharded: Execute of a missing portal, FunctionCall, Sync, Query: the Query is answered"
 is "$(spq app 'SELECT 1')" 1 "a fresh client still gets SELECT 1"
 
-# A Terminate inside a batch that fans out: PostgreSQL closes quietly; shardpool answers
+# A Terminate inside a batch that fans out: PostgreSQL closes quietly; shardpool answered
 # 08P01 "invalid frontend message type 88" and then, closing the client from inside the
-# fan-out's start, reads the freed client: heap-use-after-free in sp_fanout_server_ready
-# (fanout.c, after sp_client_forward_batch) under ASan (seed 3 iter 31). Last, as it may
-# kill shardpool; a dead one is restarted so the run ends cleanly.
+# fan-out's start, read the freed fan-out: heap-use-after-free in sp_fanout_server_ready
+# under ASan (seed 3 iter 31). Last, as it may kill shardpool; a dead one is restarted
+# so the run ends cleanly.
 out=$(raw app "P::SELECT * FROM t51_s" "B::" "E:" X S drain)
-TODO="a Terminate inside a fan-out batch is answered 08P01" \
-	unlike "$out" "E 08P01" "sharded: a Terminate inside a fan-out batch is not a protocol violation"
+unlike "$out" "E 08P01" "sharded: a Terminate inside a fan-out batch is not a protocol violation"
 sleep 0.5
 alive=yes
 kill -0 "$SP_PID" 2>/dev/null || alive=no
-TODO="a Terminate inside a fan-out batch is a use after free" \
-	is "$alive" yes "sharded: shardpool survives a Terminate inside a fan-out batch"
+is "$alive" yes "sharded: shardpool survives a Terminate inside a fan-out batch"
 if [ "$alive" = no ]; then
 	diag "$(head -n 12 "$SP_STDERR")"
 	wait "$SP_PID" 2>/dev/null
