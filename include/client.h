@@ -60,6 +60,8 @@ struct sp_client {
 	bool in_batch;               /* extended-protocol messages sent since the last Sync */
 	bool query_flush_sent;       /* a Query waits for the server: a Flush went out to get its answers */
 	bool fanout_replay;          /* forwarding a batch again, to a fan-out's second or later shard */
+	bool batch_error;            /* an extended-protocol error reached the client since its last Sync */
+	bool describe_detach;        /* shardpool's own Sync ends the server's part of a describe-only batch */
 	bool describe_only;          /* Parse/Describe up to a Flush, no Bind yet: the server answers them,
 				      * then shardpool ends its implicit transaction and lets it go, so the
 				      * Bind that follows is routed by its own key */

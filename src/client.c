@@ -509,6 +509,7 @@ void sp_client_server_ready(sp_client_t *c, sp_server_t *s)
 		free(c->begin_sql);
 		c->begin_sql = NULL;
 		c->virtual_txn = false;
+		c->virtual_failed = false;
 	}
 	if (c->routed)
 		c->txn_shard = s->pool->shard;
@@ -574,6 +575,7 @@ void sp_client_server_failed(sp_client_t *c, const char *sqlstate, const char *m
 void sp_client_detached(sp_client_t *c)
 {
 	read_done(c);
+	c->query_flush_sent = false;
 	c->causal_deadline = 0;
 	c->server = NULL;
 	c->txn_shard = -1;
@@ -1049,6 +1051,7 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 		forward_raw(s, msg, total);
 		return true;
 	case SP_FE_SYNC:
+		c->batch_error = false;
 		sp_server_push_req(s, SP_REQ_SYNC, NULL, SP_INTQ_NONE);
 		forward_raw(s, msg, total);
 		return true;
@@ -1058,6 +1061,7 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 			/* end the server's implicit transaction ourselves (its ReadyForQuery is
 			 * swallowed) so the server goes back to the pool: see route_idle */
 			c->describe_only = false;
+			c->describe_detach = true;
 			sp_msg_write_sync(&s->sock.out);
 			sp_server_push_req(s, SP_REQ_INT_QUERY, NULL, SP_INTQ_NONE);
 			s->finishing = true; /* what the client sends next waits for the release */
@@ -1414,6 +1418,19 @@ typedef struct batch_kind {
 	size_t begin_len;
 } batch_kind_t;
 
+/* Does sql hold anything but blanks after a ';'? (A ';' in a string only makes us
+ * careful: the statement then goes to a server instead of being answered here.) */
+static bool more_after_semicolon(const char *sql)
+{
+	const char *semi = strchr(sql, ';');
+	if (!semi)
+		return false;
+	for (const char *q = semi + 1; *q; q++)
+		if (*q != ' ' && *q != '\t' && *q != '\n' && *q != '\r' && *q != ';')
+			return true;
+	return false;
+}
+
 static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_t *out, batch_kind_t *bk)
 {
 	memset(bk, 0, sizeof(*bk));
@@ -1494,7 +1511,11 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 							sp_plan_unref(plan);
 							merge_target(out, &t, &have);
 							bk->binds++;
-							if (t.txnop == SP_TXNOP_BEGIN && t.kind == SP_TARGET_ANY) {
+							if (more_after_semicolon(sql)) {
+								/* "BEGIN; SELECT 1" as one prepared statement: the
+								 * server refuses it (42601), never answered here */
+								bk->others++;
+							} else if (t.txnop == SP_TXNOP_BEGIN && t.kind == SP_TARGET_ANY) {
 								bk->begins++;
 								bk->begin_sql = sql;
 								bk->begin_len = strlen(sql);
@@ -1678,7 +1699,7 @@ static bool route_idle(sp_client_t *c)
 			return true;
 		}
 		sp_router_query(c->db, &c->rsess, sql, len - 5, -1, &t);
-		if (c->virtual_failed && t.txnop != SP_TXNOP_COMMIT && t.txnop != SP_TXNOP_ROLLBACK) {
+		if (c->virtual_txn && c->virtual_failed && t.txnop != SP_TXNOP_COMMIT && t.txnop != SP_TXNOP_ROLLBACK) {
 			sp_buf_consume(in, (size_t)len + 1);
 			local_error(c, "25P02", "current transaction is aborted, commands ignored until end of transaction block", NULL, true);
 			return true;
@@ -1824,7 +1845,7 @@ static bool route_idle(sp_client_t *c)
 			emulate_batch(c, end, rb ? "ROLLBACK" : "COMMIT", SP_TXN_IDLE);
 			return true;
 		}
-		if (t.kind == SP_TARGET_ERROR || c->virtual_failed) {
+		if (t.kind == SP_TARGET_ERROR || (c->virtual_txn && c->virtual_failed)) {
 			if (t.kind == SP_TARGET_ERROR)
 				local_error(c, t.sqlstate, t.message, t.hint, false);
 			else
@@ -1850,6 +1871,7 @@ static bool route_idle(sp_client_t *c)
 		c->describe_only = last_batch.flush_end && last_batch.binds == 0 && last_batch.execs == 0 &&
 				   last_batch.funcs == 0 && last_batch.unnamed_parses == 0 &&
 				   tracking_statements(c) && t.kind == SP_TARGET_ANY;
+		c->batch_error = false;
 		c->pool = choose_pool(c, t.kind == SP_TARGET_SHARD ? t.shard : -1,
 				      t.write || (t.txnop == SP_TXNOP_BEGIN && !t.read_only), t.read);
 		if (!c->pool) {
@@ -1868,6 +1890,8 @@ static bool route_idle(sp_client_t *c)
  * say the transaction is now failed, so make the server's fail too. */
 static void abort_server_txn(sp_client_t *c, sp_server_t *s)
 {
+	if (c->txn == SP_TXN_FAILED && s->txn == SP_TXN_FAILED && s->req_n == 0)
+		return; /* already failed: nothing more to do on the server */
 	sp_msg_write_query(&s->sock.out, "DO $sp$BEGIN RAISE EXCEPTION 'statement refused by shardpool'; END$sp$");
 	sp_server_push_req(s, SP_REQ_INT_QUERY, NULL, SP_INTQ_ABORT);
 	c->txn = SP_TXN_FAILED;
@@ -1883,8 +1907,10 @@ static int check_in_txn(sp_client_t *c, sp_server_t *s, char type, const uint8_t
 	sp_target_t t;
 	if (c->prerouted)
 		return 0;
-	if (s->error_in_batch && s->req_n == 0)
+	if (s->error_in_batch && s->req_n == 0) {
+		c->query_flush_sent = false;
 		return 0; /* the server ignores everything up to the Sync: nothing to route */
+	}
 	if (type == SP_FE_QUERY) {
 		if (s->req_n > 0) {
 			/* A Query after extended messages without a Sync: PostgreSQL holds their

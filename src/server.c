@@ -620,6 +620,15 @@ static void transaction_done(sp_server_t *s)
 	s->client = NULL;
 	c->server = NULL;
 	sp_server_release(s);
+	if (c->describe_detach) {
+		/* a describe-only batch (see describe_only) ended by shardpool's own Sync: if
+		 * it failed, the client's messages up to its Sync are dropped, as the server
+		 * would have */
+		c->describe_detach = false;
+		if (c->batch_error)
+			c->skip_to_sync = true;
+		c->batch_error = false;
+	}
 	sp_client_detached(c);
 }
 
@@ -728,6 +737,8 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 		}
 		write_client(s, msg, total);
 		if (r && r->kind != SP_REQ_QUERY && r->kind != SP_REQ_FUNCTION) {
+			if (c)
+				c->batch_error = true;
 			/* Extended protocol: PostgreSQL skips everything up to Sync, a Query or
 			 * FunctionCall sent before it included (they get no answer). */
 			const char *code = sp_msg_error_field(body, len, 'C');

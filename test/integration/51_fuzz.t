@@ -161,6 +161,24 @@ if [ "$alive" = no ]; then
 	sp_start
 fi
 
+# More the fuzzer found, each against what PostgreSQL answers:
+# a Describe that fails before a Flush: the Query after it is ignored up to the Sync
+out=$(raw app "D:P:no_such_portal" H "Q:SELECT 1" S "Q:SELECT 2" read read read)
+like "$out" "E 34000 [^"$'\n'"]*"$'\n'"Z I"$'\n'"T [^"$'\n'"]*"$'\n'"D 2" \
+	"sharded: Describe error, Flush, Query, Sync: the Query is skipped like PostgreSQL does"
+# a Query held back after such an error does not leave the next batch waiting
+out=$(raw app "D:P:no_such_portal" "Q:SELECT 7" S "P::END" "Q:BEGIN" S "Q:ROLLBACK" read read read read)
+like "$out" "Z I"$'\n'"1"$'\n'"C BEGIN"$'\n'"Z T"$'\n'"Z T"$'\n'"C ROLLBACK"$'\n'"Z I" \
+	"sharded: after a skipped Query, Parse + Query + Sync run"
+# several statements in one Parse: PostgreSQL refuses it, shardpool must not answer it as BEGIN
+out=$(raw app "P:s1:BEGIN; SELECT 1" "B:p1:s1" S "Q:SELECT 3" read read)
+like "$out" "E 42601 [^"$'\n'"]*"$'\n'"Z I"$'\n'"T [^"$'\n'"]*"$'\n'"D 3" \
+	"sharded: Parse of 'BEGIN; SELECT 1' is refused by the server (42601), not taken as BEGIN"
+# Parse/Bind/Execute and a Terminate with no Sync: the connection just closes
+out=$(raw app "P::SELECT * FROM t51_s" "B::" "E:" X drain)
+unlike "$out" "E 08P01" "sharded: P/B/E then Terminate without a Sync closes quietly"
+is "$(spq app 'SELECT 1')" 1 "shardpool still answers after these"
+
 rss=$(awk '/^VmRSS/ {print $2}' "/proc/$SP_PID/status")
 diag "shardpool's RSS after the fuzzing: $((rss / 1024)) MB"
 done_testing
