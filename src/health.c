@@ -85,20 +85,14 @@
 /*
  * One round trip. pg_is_in_recovery() is read once (FROM) so every column
  * agrees on the role; the CASE keeps primary-only functions from running on
- * a standby, where they raise an error. The collation of every database on
- * the server ("name=" provider letter, collation; lines; the provider column
- * exists from PostgreSQL 15, to_jsonb gives NULL before) tells the fan-out
- * merge how each configured database orders text: a server is probed in one
- * database, but entries of several databases may name it.
+ * a standby, where they raise an error.
  */
 static const char PROBE_SQL[] =
     "SELECT r, CASE WHEN r THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END, "
     "pg_last_wal_receive_lsn(), "
     "extract(epoch FROM now() - pg_last_xact_replay_timestamp()), "
     "CASE WHEN r THEN NULL ELSE substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END, "
-    "CASE WHEN r THEN (SELECT received_tli FROM pg_stat_wal_receiver) END, "
-    "(SELECT string_agg(datname || '=' || coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') || "
-    "datcollate, E'\\n') FROM pg_catalog.pg_database d) "
+    "CASE WHEN r THEN (SELECT received_tli FROM pg_stat_wal_receiver) END "
     "FROM pg_is_in_recovery() AS r";
 
 enum probe_state { PROBE_IDLE, PROBE_CONNECTING, PROBE_QUERYING, PROBE_CATALOG };
@@ -109,9 +103,18 @@ enum probe_state { PROBE_IDLE, PROBE_CONNECTING, PROBE_QUERYING, PROBE_CATALOG }
  * same connection reads pg_proc's volatile functions and hands the set to
  * the router. Failures only log: the next probe of a primary tries again.
  */
+/*
+ * The same round trip reads the collation of every database on the server
+ * ("name=" provider letter, collation; one line each; the provider column
+ * exists from PostgreSQL 15, to_jsonb gives NULL before): it tells the
+ * fan-out merge how each configured database orders text (a server is probed
+ * in one database, but entries of several databases may name it).
+ */
 static const char VOLATILE_SQL[] =
     "SELECT n.nspname, p.proname FROM pg_catalog.pg_proc p "
-    "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE p.provolatile = 'v'";
+    "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE p.provolatile = 'v'; "
+    "SELECT string_agg(datname || '=' || coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') || "
+    "datcollate, E'\\n') FROM pg_catalog.pg_database d";
 /* Each reachable primary contributes its volatile functions once per generation
  * (start, then every RELOAD); the router gets the union, since a function may
  * exist on some shards only. */
@@ -473,7 +476,7 @@ static bool read_row(struct target *t, const PGresult *res)
 		copy_error(t->qerr, sizeof(t->qerr), PQresultErrorMessage(res));
 		return false;
 	}
-	if (PQntuples(res) != 1 || PQnfields(res) != 7 || PQgetisnull(res, 0, 0)) {
+	if (PQntuples(res) != 1 || PQnfields(res) != 6 || PQgetisnull(res, 0, 0)) {
 		snprintf(t->qerr, sizeof(t->qerr), "probe returned %d rows of %d columns",
 			 PQntuples(res), PQnfields(res));
 		return false;
@@ -502,8 +505,6 @@ static bool read_row(struct target *t, const PGresult *res)
 	else if (!t->in_recovery)
 		t->timeline = 0;
 	/* a standby without a WAL receiver keeps its last known timeline */
-	free(t->collations);
-	t->collations = PQgetisnull(res, 0, 6) ? NULL : strdup(PQgetvalue(res, 0, 6));
 	return true;
 }
 
@@ -833,6 +834,12 @@ static void catalog_step(struct target *t, int revents)
 		if (t->catalog_cols) {
 			if (t->cols_gen != cols_gen)
 				cols_done(t, res);
+		} else if (PQresultStatus(res) == PGRES_TUPLES_OK && PQnfields(res) == 1) {
+			/* the second statement: the databases' collations (see VOLATILE_SQL) */
+			free(t->collations);
+			t->collations = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)
+					    ? strdup(PQgetvalue(res, 0, 0))
+					    : NULL;
 		} else if (t->catalog_gen != catalog_gen) {
 			catalog_done(t, res);
 		}
