@@ -1875,9 +1875,10 @@ static bool route_idle(sp_client_t *c)
 		c->pool = choose_pool(c, t.kind == SP_TARGET_SHARD ? t.shard : -1,
 				      t.write || (t.txnop == SP_TXNOP_BEGIN && !t.read_only), t.read);
 		if (!c->pool) {
-			c->describe_only = false;
-			if (!c->causal_waiting)
+			if (!c->causal_waiting) {
+				c->describe_only = false;
 				consume_batch(c, end);
+			}
 			return true;
 		}
 		c->prerouted = true;
