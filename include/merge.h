@@ -110,8 +110,8 @@ bool sp_merge_limit_reached(const sp_merge_t *m);
 bool sp_merge_set_columns(sp_merge_t *m, const uint8_t *rowdesc_body, size_t len);
 /*
  * sp_merge_set_collation: how the shards' database orders text (its
- * datcollate and datlocprovider, 'c' or 'i'), before the first message. C,
- * POSIX and C.* compare bytes; another libc locale compares with strcoll_l,
+ * datcollate and datlocprovider, 'c', 'i' or 'b'), before the first message.
+ * C, POSIX, C.* and the builtin provider (code point order) compare bytes; another libc locale compares with strcoll_l,
  * if the locale exists on this host; an ICU or unknown (NULL) collation
  * makes ORDER BY / min / max on text columns fail with 0A000. Without this
  * call text compares by bytes.

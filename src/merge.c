@@ -1956,6 +1956,10 @@ void sp_merge_set_collation(sp_merge_t *m, const char *collate, char provider)
 		m->text_order = TEXT_UNKNOWN;
 		return;
 	}
+	if (provider == 'b') {
+		m->text_order = TEXT_BYTES; /* PostgreSQL 17's builtin provider: code point order */
+		return;
+	}
 	if (provider == 'i') {
 		snprintf(m->collate, sizeof m->collate, "ICU collations are not supported");
 		m->text_order = TEXT_UNKNOWN;

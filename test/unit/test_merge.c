@@ -1123,6 +1123,25 @@ static void test_sorted_by_name(void)
 	ok(!T(m, 0, dup, INT4, INT4, INT4), "by name: an ambiguous column fails");
 	ok(strstr(sp_merge_error(m), "more than one") != NULL, "by name: the error says why");
 	sp_merge_free(m);
+
+	/* collations: builtin (PostgreSQL 17) and C sort by bytes, ICU is refused */
+	static const char *const tcol[] = {"w"};
+	uint32_t tt = TEXT;
+	sp_merge_plan_t q;
+	plan_init(&q);
+	q.sort[0].col = 0;
+	q.n_sort = 1;
+	const char *provs = "bci";
+	const char *names[] = {"C.UTF-8", "C", "und-x-icu"};
+	for (int i = 0; i < 3; i++) {
+		m = sp_merge_new(&q, 2, &out);
+		sp_merge_set_collation(m, names[i], provs[i]);
+		bool fed = feed_T_fmt(m, 0, 1, tcol, &tt, 0);
+		ok(i < 2 ? fed : !fed, "collation %s (provider %c): text sort %s", names[i], provs[i],
+		   i < 2 ? "merged by bytes" : "refused");
+		sp_merge_free(m);
+		out_text(&out);
+	}
 	sp_buf_free(&out);
 }
 
