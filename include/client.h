@@ -61,7 +61,11 @@ struct sp_client {
 	bool query_flush_sent;       /* a Query waits for the server: a Flush went out to get its answers */
 	bool fanout_replay;          /* forwarding a batch again, to a fan-out's second or later shard */
 	bool batch_error;            /* an extended-protocol error reached the client since its last Sync */
-	bool describe_detach;        /* shardpool's own Sync ends the server's part of a describe-only batch */
+	void *cancel_wait;           /* a cancel this connection asked for, not yet taken by the server */
+	bool describe_detach;
+	uint8_t *unnamed_parse;      /* the unnamed Parse of a describe-only batch (whole message), sent
+				      * again before its Bind on the server the Bind is routed to */
+	bool unnamed_in_batch;       /* this server has the unnamed statement for the current batch */        /* shardpool's own Sync ends the server's part of a describe-only batch */
 	bool describe_only;          /* Parse/Describe up to a Flush, no Bind yet: the server answers them,
 				      * then shardpool ends its implicit transaction and lets it go, so the
 				      * Bind that follows is routed by its own key */
@@ -130,7 +134,10 @@ void sp_client_set_state(sp_client_t *c, sp_client_state_t st);
 sp_client_t *sp_client_first(void);
 int sp_client_count(void);
 const char *sp_client_state_str(sp_client_state_t st);
-void sp_client_cancel_request(int32_t pid, int32_t key);
+/* Forward a CancelRequest to the server running that client's query. True if it
+ * was sent: requester (the connection that asked, may be NULL) is then closed
+ * when the server has taken it; false: nothing to cancel, close it now. */
+bool sp_client_cancel_request(int32_t pid, int32_t key, sp_client_t *requester);
 void sp_client_prefix(const sp_client_t *c, char *buf, size_t len);
 
 #endif

@@ -118,6 +118,7 @@ static void reap(struct ev_loop *loop, ev_check *w, int revents)
 		free(c->user);
 		free(c->dbname);
 		free(c->begin_sql);
+		free(c->unnamed_parse);
 		free(c->written_lsn);
 		free(c);
 	}
@@ -158,10 +159,21 @@ static void read_done(sp_client_t *c)
 	}
 }
 
+/* A CancelRequest on its way to a server (see sp_client_cancel_request). */
+struct cancel_conn {
+	sp_sock_t sock;
+	sp_client_t *requester; /* the client connection that sent the CancelRequest, or NULL */
+};
+
 void sp_client_close(sp_client_t *c, const char *reason)
 {
 	if (c->state == SP_CLIENT_CLOSED)
 		return;
+	if (c->cancel_wait) {
+		/* it left before its cancel was taken: the cancel goes on without it */
+		((struct cancel_conn *)c->cancel_wait)->requester = NULL;
+		c->cancel_wait = NULL;
+	}
 	snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason);
 	if (sp_g.cfg && sp_g.cfg->log_disconnections)
 		cl_log(c, SP_LOG_INFO, "closing: %s", reason);
@@ -316,8 +328,11 @@ static void handle_cancel(sp_client_t *c, const uint8_t *p, size_t len)
 		sp_client_close(c, "malformed CancelRequest");
 		return;
 	}
-	sp_client_cancel_request((int32_t)sp_get_be32(p + 8), (int32_t)sp_get_be32(p + 12));
-	sp_client_close(c, "cancel request handled");
+	/* The connection stays open until the server has taken the cancel (it closes its
+	 * side then), as PostgreSQL's own does: a driver that waits for that close before
+	 * its next query (asyncpg, libpq's PQcancel) must not see the cancel land on it. */
+	if (!sp_client_cancel_request((int32_t)sp_get_be32(p + 8), (int32_t)sp_get_be32(p + 12), c))
+		sp_client_close(c, "cancel request handled");
 }
 
 static void handle_startup(sp_client_t *c, const uint8_t *p, size_t len)
@@ -848,6 +863,9 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 	switch (type) {
 	case SP_FE_QUERY: {
 		const char *sql = (const char *)body;
+		/* a simple Query drops the unnamed statement (PostgreSQL does the same) */
+		free(c->unnamed_parse);
+		c->unnamed_parse = NULL;
 		char w[16];
 		if (len == 0 || body[len - 1] != 0) {
 			sp_client_fatal(c, SP_SQLSTATE_PROTOCOL_VIOLATION, "invalid Query message: string not terminated");
@@ -963,6 +981,15 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 				sp_pstmt_map_clear(&c->pstmts);
 			}
 		}
+		if (!*name) {
+			/* a describe-only batch lets its server go: keep the unnamed statement for
+			 * the Bind that comes later, on whatever server (see the Bind below) */
+			free(c->unnamed_parse);
+			c->unnamed_parse = c->describe_only ? malloc(total) : NULL;
+			if (c->unnamed_parse)
+				memcpy(c->unnamed_parse, msg, total);
+			c->unnamed_in_batch = true;
+		}
 		sp_server_push_req(s, SP_REQ_PARSE, NULL, SP_INTQ_NONE);
 		forward_raw(s, msg, total);
 		return true;
@@ -1004,6 +1031,12 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 				sp_server_push_req(s, SP_REQ_BIND, ps, SP_INTQ_NONE);
 				return true;
 			}
+		}
+		if (!*name2 && c->unnamed_parse && !c->unnamed_in_batch) {
+			/* the unnamed statement was described on a server since let go */
+			forward_raw(s, c->unnamed_parse, (size_t)sp_get_be32(c->unnamed_parse + 1) + 1);
+			sp_server_push_req(s, SP_REQ_INT_PARSE, NULL, SP_INTQ_NONE);
+			c->unnamed_in_batch = true;
 		}
 		sp_server_push_req(s, SP_REQ_BIND, NULL, SP_INTQ_NONE);
 		forward_raw(s, msg, total);
@@ -1052,6 +1085,7 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 		return true;
 	case SP_FE_SYNC:
 		c->batch_error = false;
+		c->unnamed_in_batch = false;
 		sp_server_push_req(s, SP_REQ_SYNC, NULL, SP_INTQ_NONE);
 		forward_raw(s, msg, total);
 		return true;
@@ -1062,6 +1096,7 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 			 * swallowed) so the server goes back to the pool: see route_idle */
 			c->describe_only = false;
 			c->describe_detach = true;
+			c->unnamed_in_batch = false; /* the next batch runs on another server */
 			sp_msg_write_sync(&s->sock.out);
 			sp_server_push_req(s, SP_REQ_INT_QUERY, NULL, SP_INTQ_NONE);
 			s->finishing = true; /* what the client sends next waits for the release */
@@ -1098,6 +1133,7 @@ void sp_client_forward_batch(sp_client_t *c, sp_server_t *s, size_t end)
 	bool described = false;
 	c->server = s;
 	c->fanout_replay = s->fan_idx > 0;
+	c->unnamed_in_batch = false; /* each shard's server needs its own copy */
 	while (pos < end && c->state != SP_CLIENT_CLOSED) {
 		uint32_t len = sp_get_be32(p + pos + 1);
 		if (p[pos] == SP_FE_DESCRIBE)
@@ -1470,7 +1506,9 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 			int32_t lens[256];
 			bool ok = true;
 			if (!*stmt) {
-				sql = unnamed_sql;
+				sql = unnamed_sql ? unnamed_sql
+				      : c->unnamed_parse ? (const char *)c->unnamed_parse + 6 /* type, length, "" */
+							 : NULL;
 			} else {
 				/* A Parse of this name earlier in the batch wins over the client's map. */
 				size_t q = 0;
@@ -1869,8 +1907,7 @@ static bool route_idle(sp_client_t *c)
 		 * the server is let go at the Flush, so the Bind is routed by its key and the
 		 * statement prepared again wherever that is. */
 		c->describe_only = last_batch.flush_end && last_batch.binds == 0 && last_batch.execs == 0 &&
-				   last_batch.funcs == 0 && last_batch.unnamed_parses == 0 &&
-				   tracking_statements(c) && t.kind == SP_TARGET_ANY;
+				   last_batch.funcs == 0 && tracking_statements(c) && t.kind == SP_TARGET_ANY;
 		c->batch_error = false;
 		c->pool = choose_pool(c, t.kind == SP_TARGET_SHARD ? t.shard : -1,
 				      t.write || (t.txnop == SP_TXNOP_BEGIN && !t.read_only), t.read);
@@ -2271,9 +2308,7 @@ out:
 
 /* ---------------- cancel ---------------- */
 
-typedef struct cancel_conn {
-	sp_sock_t sock;
-} cancel_conn_t;
+typedef struct cancel_conn cancel_conn_t;
 
 static void cancel_cb(sp_sock_t *s, sp_sock_event_t ev)
 {
@@ -2296,10 +2331,14 @@ static void cancel_cb(sp_sock_t *s, sp_sock_event_t ev)
 	}
 done:
 	sp_sock_close(s);
+	if (cc->requester) {
+		cc->requester->cancel_wait = NULL;
+		sp_client_close(cc->requester, "cancel request handled");
+	}
 	free(cc);
 }
 
-void sp_client_cancel_request(int32_t pid, int32_t key)
+bool sp_client_cancel_request(int32_t pid, int32_t key, sp_client_t *requester)
 {
 	sp_client_t *c;
 	for (c = key_buckets[(unsigned)pid % KEY_BUCKETS]; c; c = c->key_next)
@@ -2307,21 +2346,27 @@ void sp_client_cancel_request(int32_t pid, int32_t key)
 			break;
 	if (!c) {
 		sp_debug("cancel request with unknown key ignored");
-		return;
+		return false;
 	}
 	if (!c->server || !c->server->pool->node) {
 		cl_log(c, SP_LOG_DEBUG, "cancel request while no query is running: ignored");
-		return;
+		return false;
 	}
 	sp_server_t *s = c->server;
 	cancel_conn_t *cc = calloc(1, sizeof(*cc));
 	if (!cc)
-		return;
+		return false;
 	sp_msg_write_cancel_request(&cc->sock.out, s->be_pid, s->be_key);
 	if (!sp_sock_connect(&cc->sock, s->pool->node->host, s->pool->node->port, cancel_cb)) {
 		sp_buf_free(&cc->sock.out);
 		free(cc);
-		return;
+		return false;
 	}
 	cl_log(c, SP_LOG_INFO, "forwarding cancel request to its server");
+	if (requester) {
+		cc->requester = requester;
+		requester->cancel_wait = cc;
+		sp_sock_read_stop(&requester->sock); /* nothing more is expected from it */
+	}
+	return true;
 }
