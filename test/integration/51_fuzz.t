@@ -177,6 +177,14 @@ like "$out" "E 42601 [^"$'\n'"]*"$'\n'"Z I"$'\n'"T [^"$'\n'"]*"$'\n'"D 3" \
 # Parse/Bind/Execute and a Terminate with no Sync: the connection just closes
 out=$(raw app "P::SELECT * FROM t51_s" "B::" "E:" X drain)
 unlike "$out" "E 08P01" "sharded: P/B/E then Terminate without a Sync closes quietly"
+# an unnamed statement described up to a Flush, its Bind (key 424242) sent later: the
+# Bind runs on the key's shard, where shardpool prepares the statement again
+spq app "INSERT INTO t51_s (id, v) VALUES (424242, 99) ON CONFLICT (id) DO UPDATE SET v = 99" >/dev/null
+bind_424242="msg:B:000000000001000000063432343234320000"
+out=$(raw app 'P::SELECT v FROM t51_s WHERE id = $1' "D:S:" H sleep:300 "$bind_424242" "E:" S read)
+like "$out" "D 99" "sharded: unnamed Parse+Describe+Flush, then Bind: the row of the Bind's key" || diag "$out"
+is "$(spq shardpool 'SHOW POOLS' >/dev/null; spq app 'SELECT v FROM t51_s WHERE id = 424242')" 99 \
+	"the row is where a routed read finds it"
 is "$(spq app 'SELECT 1')" 1 "shardpool still answers after these"
 
 rss=$(awk '/^VmRSS/ {print $2}' "/proc/$SP_PID/status")
