@@ -61,6 +61,7 @@ struct sp_client {
 	bool query_flush_sent;       /* a Query waits for the server: a Flush went out to get its answers */
 	bool fanout_replay;          /* forwarding a batch again, to a fan-out's second or later shard */
 	bool batch_error;            /* an extended-protocol error reached the client since its last Sync */
+	bool processing, process_again; /* sp_client_process is running / must look again */
 	void *cancel_wait;           /* a cancel this connection asked for, not yet taken by the server */
 	bool describe_detach;
 	uint8_t *unnamed_parse;      /* the unnamed Parse of a describe-only batch (whole message), sent

@@ -2104,7 +2104,30 @@ static void start_transaction(sp_client_t *c)
 	sp_pool_acquire(p, c);
 }
 
+static void process_input(sp_client_t *c);
+
+/*
+ * Handle what the client sent, as far as it can go now. Not re-entered: a
+ * call made while one is running for the same client (a pool that fails a
+ * statement at once, a server callback) only asks the running one to look
+ * again, so a long pipeline against an unreachable server cannot recurse
+ * once per statement and overflow the stack.
+ */
 void sp_client_process(sp_client_t *c)
+{
+	if (c->processing) {
+		c->process_again = true;
+		return;
+	}
+	c->processing = true;
+	do {
+		c->process_again = false;
+		process_input(c);
+	} while (c->process_again && c->state != SP_CLIENT_CLOSED);
+	c->processing = false;
+}
+
+static void process_input(sp_client_t *c)
 {
 	sp_buf_t *in = &c->sock.in;
 

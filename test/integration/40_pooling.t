@@ -84,6 +84,17 @@ primary = host=127.0.0.1 port=$DOWNPORT dbname=app
 [shard hole.0]
 primary = host=127.0.0.1 port=$HOLEPORT dbname=app
 
+# shard 1 is down: logins work (shard 0), statements for keys of shard 1 fail
+[database halfdown]
+shards = 2
+[shard halfdown.0]
+primary = host=127.0.0.1 port=$PGPORT0 dbname=app
+[shard halfdown.1]
+primary = host=127.0.0.1 port=$DOWNPORT dbname=app
+[table halfdown.t40]
+key = id
+type = integer
+
 [database bench]
 [shard bench.0]
 primary = host=127.0.0.1 port=$PGPORT0 dbname=$BENCHDB
@@ -255,6 +266,42 @@ c1=$(cpu_ticks "$SP_PID")
 diag "shardpool used $((c1 - c0)) clock ticks of CPU in ~3 s of clients hitting a dead server"
 ok "server down: shardpool does not busy-loop (under 0.3 s of CPU in ~3 s)" test $((c1 - c0)) -lt 30
 is "$(spq core -c "SELECT 'others fine'")" "others fine" "server down: other databases are not affected"
+# 20,000 queries pipelined in one write for a shard whose server is down (id 7 is on
+# shard 1): each gets its 08006 and ReadyForQuery, one after the other (this used to
+# recurse once per query inside shardpool and overflow its stack)
+out=$(timeout 60 /usr/bin/python3 - "$SP_PORT" <<-'EOF' 2>&1
+	import hashlib, socket, struct, sys
+	s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+	def msg(t, b): return t + struct.pack("!I", len(b) + 4) + b
+	body = struct.pack("!I", 196608) + b"user\0app\0database\0halfdown\0\0"
+	s.sendall(struct.pack("!I", len(body) + 4) + body)
+	buf = b""
+	def read():
+	    global buf
+	    while len(buf) < 5 or len(buf) < 1 + struct.unpack("!I", buf[1:5])[0]:
+	        d = s.recv(1 << 20)
+	        if not d: raise EOFError
+	        buf += d
+	    n = struct.unpack("!I", buf[1:5])[0]
+	    t, b, buf = buf[:1], buf[5:1 + n], buf[1 + n:]
+	    return t, b
+	t, b = read()
+	salt = b[4:8]
+	inner = hashlib.md5(b"secret" + b"app").hexdigest().encode()
+	s.sendall(msg(b"p", b"md5" + hashlib.md5(inner + salt).hexdigest().encode() + b"\0"))
+	while read()[0] != b"Z": pass
+	N = 20000
+	s.sendall(msg(b"Q", b"SELECT * FROM t40 WHERE id = 7\0") * N)
+	errors = zs = 0
+	while zs < N:
+	    t, b = read()
+	    errors += t == b"E" and b"08006" in b
+	    zs += t == b"Z"
+	print(zs, errors)
+	EOF
+)
+is "$out" "20000 20000" "server down: 20,000 pipelined queries each get 08006 and ReadyForQuery"
+ok "shardpool survives the pipeline against a dead server" kill -0 "$SP_PID"
 
 t0=$(now_ms)
 out=$(spq hole -c "SELECT 1")
