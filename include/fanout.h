@@ -33,13 +33,15 @@ void sp_fanout_start_batch(sp_client_t *c, const sp_target_t *t, size_t batch_le
 /* Whether server s of a fan-out may answer the client directly (synthesised
  * ParseComplete/CloseComplete): only the leader's. */
 bool sp_fanout_is_leader(const sp_fanout_t *f, const sp_server_t *s);
+/* The shards' rows are merged (ORDER BY, aggregates), not passed through. */
+bool sp_fanout_merges(const sp_fanout_t *f);
 /*
  * A merged extended-protocol fan-out whose batch has no Describe before its
- * Execute (a driver reusing a statement it described earlier): the merge
- * still needs the columns, so the caller adds Describe('P') for every shard
- * when this returns true; the RowDescriptions it brings are not sent on.
+ * Execute (a driver reusing a statement it described earlier) still needs the
+ * columns: the caller adds Describe('P') for every shard and calls this, so
+ * the RowDescriptions that brings are learnt, not sent on.
  */
-bool sp_fanout_needs_describe(sp_fanout_t *f);
+void sp_fanout_hide_row_description(sp_fanout_t *f);
 /* The pool hands shard idx's server to the fan-out. */
 void sp_fanout_server_ready(sp_fanout_t *f, sp_server_t *s);
 void sp_fanout_server_failed(sp_fanout_t *f, const char *sqlstate, const char *msg);

@@ -1138,7 +1138,7 @@ void sp_client_forward_batch(sp_client_t *c, sp_server_t *s, size_t end)
 		uint32_t len = sp_get_be32(p + pos + 1);
 		if (p[pos] == SP_FE_DESCRIBE)
 			described = true;
-		if (p[pos] == SP_FE_EXECUTE && !described && s->fan && sp_fanout_needs_describe(s->fan)) {
+		if (p[pos] == SP_FE_EXECUTE && !described && s->fan && sp_fanout_merges(s->fan)) {
 			/* the merge needs the columns the client already knows: ask for them */
 			const char *portal = (const char *)p + pos + 5;
 			size_t at = sp_msg_begin(&s->sock.out, SP_FE_DESCRIBE);
@@ -1146,6 +1146,7 @@ void sp_client_forward_batch(sp_client_t *c, sp_server_t *s, size_t end)
 			pq_sendstring(&s->sock.out, memchr(portal, 0, len - 4) ? portal : "");
 			sp_msg_end(&s->sock.out, at);
 			sp_server_push_req(s, SP_REQ_DESCRIBE, NULL, SP_INTQ_NONE);
+			sp_fanout_hide_row_description(s->fan);
 			described = true;
 		}
 		if (!handle_message(c, (char)p[pos], p + pos, (size_t)len + 1))
@@ -1549,7 +1550,8 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 							sp_plan_unref(plan);
 							merge_target(out, &t, &have);
 							bk->binds++;
-							if (more_after_semicolon(sql)) {
+							if (t.txnop != SP_TXNOP_NONE && t.kind == SP_TARGET_ANY &&
+							    more_after_semicolon(sql)) {
 								/* "BEGIN; SELECT 1" as one prepared statement: the
 								 * server refuses it (42601), never answered here */
 								bk->others++;

@@ -59,6 +59,7 @@ struct sp_fanout {
 	bool extended;
 	bool leader_ready; /* slot 0 sent its RowDescription (or ended): others may feed the merge */
 	bool hidden_describe; /* shardpool added a Describe the client did not send: its RowDescription stays here */
+	bool collation_set;   /* the merge was told the database's collation */
 	sp_buf_t pending[SP_ROUTER_MAX_SHARDS]; /* other slots' messages held until then */
 
 	/* COPY FROM STDIN */
@@ -205,12 +206,14 @@ void sp_fanout_start_batch(sp_client_t *c, const sp_target_t *t, size_t batch_le
 	start(c, t, NULL, 0, write, batch_len);
 }
 
-bool sp_fanout_needs_describe(sp_fanout_t *f)
+bool sp_fanout_merges(const sp_fanout_t *f)
 {
-	if (!f->merge_mode)
-		return false;
+	return f->merge_mode;
+}
+
+void sp_fanout_hide_row_description(sp_fanout_t *f)
+{
 	f->hidden_describe = true;
-	return true;
 }
 
 bool sp_fanout_is_leader(const sp_fanout_t *f, const sp_server_t *s)
@@ -594,9 +597,10 @@ static void feed(sp_fanout_t *f, int slot, const uint8_t *msg, size_t total)
 		sum_feed(f, slot, type, msg, total);
 		return;
 	}
-	if (type == SP_BE_ROW_DESCRIPTION) {
+	if (type == SP_BE_ROW_DESCRIPTION && !f->collation_set) {
 		/* text sorts as shard 0's primary says its database collates (all shards alike);
 		 * asked as late as possible, so a probe that ends meanwhile still counts */
+		f->collation_set = true;
 		const sp_node_health_t *h = sp_health_node(f->c->db->name, 0, -1);
 		sp_merge_set_collation(f->merge, h && h->collate[0] ? h->collate : NULL,
 				       h ? h->locprovider : 0);

@@ -1197,41 +1197,6 @@ static bool collate_text(sp_merge_t *m, int c, uint8_t *kind, const char *what)
 	}
 }
 
-/*
- * A sort item given by name (the select list has a *, so only the
- * RowDescription tells where the column is): the one field of that name.
- * None or several (ORDER BY t.id over a join that returns two id columns)
- * cannot be merged in order, which the error says.
- */
-static bool resolve_sort_name(sp_merge_t *m, sp_merge_sort_t *s, const uint8_t *body, size_t len)
-{
-	sp_msg_reader_t r;
-	int16_t n;
-	int found = -1, matches = 0;
-
-	sp_msg_reader_init(&r, body, len);
-	if (!pq_getmsgint16(&r, &n))
-		return fail(m, SP_SQLSTATE_PROTOCOL_VIOLATION, "malformed RowDescription from a shard");
-	for (int c = 0; c < n; c++) {
-		const char *name;
-		int32_t tableoid, typoid, typmod;
-		int16_t attnum, typlen, format;
-		if (!read_field(&r, &name, &tableoid, &attnum, &typoid, &typlen, &typmod, &format))
-			return fail(m, SP_SQLSTATE_PROTOCOL_VIOLATION,
-				    "malformed RowDescription from a shard");
-		if (!strcmp(name, s->name) && matches++ == 0)
-			found = c;
-	}
-	if (matches != 1)
-		return fail(m, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
-			    "ORDER BY %s cannot be merged across shards: the result has %s column "
-			    "named \"%s\" (list the columns instead of *, or give the sort column "
-			    "a unique name with AS)",
-			    s->name, matches ? "more than one" : "no", s->name);
-	s->col = found;
-	return true;
-}
-
 /* Learn the result's columns from the first RowDescription and check the plan against them. */
 static bool setup_columns(sp_merge_t *m, const uint8_t *body, size_t len, bool send)
 {
@@ -1251,6 +1216,8 @@ static bool setup_columns(sp_merge_t *m, const uint8_t *body, size_t len, bool s
 		return fail(m, SP_SQLSTATE_OUT_OF_MEMORY, "out of memory");
 	m->ncols = n;
 	m->n_visible = 0;
+	/* sort items given by name (SELECT * hides the positions): the one field of that name */
+	int by_name_col[SP_MERGE_MAX_SORT], by_name_hits[SP_MERGE_MAX_SORT] = {0};
 	for (int c = 0; c < n; c++) {
 		const char *name;
 		int32_t tableoid, typoid, typmod;
@@ -1258,6 +1225,10 @@ static bool setup_columns(sp_merge_t *m, const uint8_t *body, size_t len, bool s
 		if (!read_field(&r, &name, &tableoid, &attnum, &typoid, &typlen, &typmod, &format))
 			return fail(m, SP_SQLSTATE_PROTOCOL_VIOLATION,
 				    "malformed RowDescription from a shard");
+		for (int k = 0; k < m->plan.n_sort; k++)
+			if (m->plan.sort[k].col < 0 && !strcmp(name, m->plan.sort[k].name) &&
+			    by_name_hits[k]++ == 0)
+				by_name_col[k] = c;
 		col_t *col = &m->cols[c];
 		sp_merge_agg_t agg = c < m->plan.n_cols ? m->plan.agg[c] : SP_MAGG_NONE;
 		col->type = (uint32_t)typoid;
@@ -1277,9 +1248,18 @@ static bool setup_columns(sp_merge_t *m, const uint8_t *body, size_t len, bool s
 	m->rewrite = m->n_visible != m->ncols;
 
 	for (int k = 0; k < m->plan.n_sort; k++) {
-		if (m->plan.sort[k].col < 0 && !resolve_sort_name(m, &m->plan.sort[k], body, len))
-			return false;
-		int c = m->plan.sort[k].col;
+		sp_merge_sort_t *sk = &m->plan.sort[k];
+		if (sk->col < 0) {
+			/* none or several (ORDER BY t.id over a join returning two id columns) */
+			if (by_name_hits[k] != 1)
+				return fail(m, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
+					    "ORDER BY %s cannot be merged across shards: the result has %s "
+					    "column named \"%s\" (list the columns instead of *, or give the "
+					    "sort column a unique name with AS)",
+					    sk->name, by_name_hits[k] ? "more than one" : "no", sk->name);
+			sk->col = by_name_col[k];
+		}
+		int c = sk->col;
 		if (c < 0 || c >= n)
 			return fail(m, SP_SQLSTATE_INTERNAL,
 				    "merge plan sorts by column %d of a %d-column result", c + 1,
