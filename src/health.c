@@ -202,7 +202,6 @@ struct target {
 	bool have_delay;
 	double delay; /* seconds */
 	uint32_t timeline;
-	char *collations; /* "dbname=" provider letter, datcollate; one line per database */
 	int fail_count;
 	ev_tstamp banned_until, last_ok;
 	char last_error[200];
@@ -379,6 +378,16 @@ static void set_collation(sp_node_health_t *p, const char *list, const char *db)
 	}
 }
 
+/* Every entry that names this target learns its own database's collation. */
+static void publish_collations(struct target *t, const char *list)
+{
+	for (int i = 0; i < n_nodes; i++) {
+		struct node *n = nodes[i];
+		if (n->t == t)
+			set_collation(&n->pub, list, n->pub.conf->dbname ? n->pub.conf->dbname : n->pub.dbname);
+	}
+}
+
 /* Copy a target's results into every entry that names it. */
 static void publish(struct target *t)
 {
@@ -419,7 +428,6 @@ static void publish(struct target *t)
 			p->lsn = t->lsn;
 			p->receive_lsn = t->receive_lsn;
 			p->timeline = t->timeline;
-			set_collation(p, t->collations, n->pub.conf->dbname ? n->pub.conf->dbname : p->dbname);
 		}
 		n->sample = true;
 	}
@@ -836,10 +844,8 @@ static void catalog_step(struct target *t, int revents)
 				cols_done(t, res);
 		} else if (PQresultStatus(res) == PGRES_TUPLES_OK && PQnfields(res) == 1) {
 			/* the second statement: the databases' collations (see VOLATILE_SQL) */
-			free(t->collations);
-			t->collations = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)
-					    ? strdup(PQgetvalue(res, 0, 0))
-					    : NULL;
+			if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+				publish_collations(t, PQgetvalue(res, 0, 0));
 		} else if (t->catalog_gen != catalog_gen) {
 			catalog_done(t, res);
 		}
@@ -1473,7 +1479,6 @@ static void build(void)
 		ev_timer_stop(sp_loop, &t->timer);
 		close_conn(t);
 		free(t->host);
-		free(t->collations);
 		free(t);
 	}
 }
@@ -1496,7 +1501,6 @@ static void free_all(void)
 		ev_timer_stop(sp_loop, &t->timer);
 		close_conn(t);
 		free(t->host);
-		free(t->collations);
 		free(t);
 	}
 }
