@@ -35,6 +35,8 @@
  * does not link), TLS, and judging whether an error is the right one (the
  * skeletons are there to compare against PostgreSQL by hand or in a test).
  */
+#include "auth_md5.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -861,7 +863,6 @@ static int never(void)
 
 /* ---------------- login ---------------- */
 
-static void md5_hex(const unsigned char *p, size_t n, char *hex);
 
 static int login_done, login_failed;
 static char login_err[160];
@@ -936,19 +937,11 @@ static int login(const char *db)
 				if (code == 3) {
 					send_password(password, strlen(password) + 1);
 				} else if (code == 5 && l >= 12) {
-					char inner[40], resp[40];
-					unsigned char tmp[256];
-					size_t pl = strlen(password), ul = strlen(user);
-					if (pl + ul > sizeof(tmp) - 40)
-						pl = sizeof(tmp) - 40 - ul;
-					memcpy(tmp, password, pl);
-					memcpy(tmp + pl, user, ul);
-					md5_hex(tmp, pl + ul, inner);
-					memcpy(tmp, inner, 32);
-					memcpy(tmp + 32, body + 4, 4);
-					md5_hex(tmp, 36, resp);
-					snprintf((char *)tmp, sizeof(tmp), "md5%s", resp);
-					send_password((const char *)tmp, 36);
+					/* shardpool's own md5 code (src/auth_md5.c) computes the answer */
+					char stored[SP_MD5_PASSWD_LEN + 1], resp[SP_MD5_PASSWD_LEN + 1];
+					sp_md5_stored(password, user, stored);
+					sp_md5_salted(stored, (const uint8_t *)body + 4, resp);
+					send_password(resp, SP_MD5_PASSWD_LEN + 1);
 				} else if (code != 0) {
 					snprintf(login_err, sizeof(login_err), "authentication request %u is not supported", code);
 					return -1;
@@ -1114,76 +1107,6 @@ static void iteration(long it)
 	}
 	close(fd);
 	fd = -1;
-}
-
-/* ---------------- MD5 (RFC 1321), for md5 password logins ---------------- */
-
-static const uint32_t md5_k[64] = {
-	0xd76aa478, 0xe8c7b756, 0x242070db, 0xc1bdceee, 0xf57c0faf, 0x4787c62a, 0xa8304613, 0xfd469501,
-	0x698098d8, 0x8b44f7af, 0xffff5bb1, 0x895cd7be, 0x6b901122, 0xfd987193, 0xa679438e, 0x49b40821,
-	0xf61e2562, 0xc040b340, 0x265e5a51, 0xe9b6c7aa, 0xd62f105d, 0x02441453, 0xd8a1e681, 0xe7d3fbc8,
-	0x21e1cde6, 0xc33707d6, 0xf4d50d87, 0x455a14ed, 0xa9e3e905, 0xfcefa3f8, 0x676f02d9, 0x8d2a4c8a,
-	0xfffa3942, 0x8771f681, 0x6d9d6122, 0xfde5380c, 0xa4beea44, 0x4bdecfa9, 0xf6bb4b60, 0xbebfbc70,
-	0x289b7ec6, 0xeaa127fa, 0xd4ef3085, 0x04881d05, 0xd9d4d039, 0xe6db99e5, 0x1fa27cf8, 0xc4ac5665,
-	0xf4292244, 0x432aff97, 0xab9423a7, 0xfc93a039, 0x655b59c3, 0x8f0ccc92, 0xffeff47d, 0x85845dd1,
-	0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1, 0xf7537e82, 0xbd3af235, 0x2ad7d2bb, 0xeb86d391};
-static const int md5_r[16] = {7, 12, 17, 22, 5, 9, 14, 20, 4, 11, 16, 23, 6, 10, 15, 21};
-
-static void md5_block(uint32_t h[4], const unsigned char *blk)
-{
-	uint32_t w[16], a = h[0], b = h[1], c = h[2], d = h[3];
-	for (int i = 0; i < 16; i++)
-		w[i] = (uint32_t)blk[i * 4] | (uint32_t)blk[i * 4 + 1] << 8 | (uint32_t)blk[i * 4 + 2] << 16 |
-		       (uint32_t)blk[i * 4 + 3] << 24;
-	for (int i = 0; i < 64; i++) {
-		uint32_t f, t;
-		int g;
-		if (i < 16) {
-			f = (b & c) | (~b & d);
-			g = i;
-		} else if (i < 32) {
-			f = (d & b) | (~d & c);
-			g = (5 * i + 1) % 16;
-		} else if (i < 48) {
-			f = b ^ c ^ d;
-			g = (3 * i + 5) % 16;
-		} else {
-			f = c ^ (b | ~d);
-			g = (7 * i) % 16;
-		}
-		t = d;
-		d = c;
-		c = b;
-		f += a + md5_k[i] + w[g];
-		b += f << md5_r[(i / 16) * 4 + i % 4] | f >> (32 - md5_r[(i / 16) * 4 + i % 4]);
-		a = t;
-	}
-	h[0] += a;
-	h[1] += b;
-	h[2] += c;
-	h[3] += d;
-}
-
-static void md5_hex(const unsigned char *p, size_t n, char *hex)
-{
-	uint32_t h[4] = {0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476};
-	unsigned char tail[128];
-	size_t i, rest;
-	uint64_t bits = (uint64_t)n * 8;
-	for (i = 0; i + 64 <= n; i += 64)
-		md5_block(h, p + i);
-	rest = n - i;
-	memset(tail, 0, sizeof(tail));
-	memcpy(tail, p + i, rest);
-	tail[rest] = 0x80;
-	rest = rest < 56 ? 64 : 128;
-	for (int k = 0; k < 8; k++)
-		tail[rest - 8 + k] = (unsigned char)(bits >> (8 * k));
-	md5_block(h, tail);
-	if (rest == 128)
-		md5_block(h, tail + 64);
-	for (int k = 0; k < 16; k++)
-		snprintf(hex + 2 * k, 3, "%02x", (unsigned)(h[k / 4] >> (8 * (k % 4))) & 0xff);
 }
 
 /* ---------------- main ---------------- */
