@@ -32,11 +32,6 @@ SEEDS=${FUZZ_SEEDS:-"11 23 59 73"}
 ITERS=${FUZZ_ITERS:-40}
 
 sandbox_ensure
-on() {
-	local v=SB_PRIMARY_PORT_$1
-	shift
-	PGOPTIONS='-c client_min_messages=warning' pg_psql "${!v}" -c "$*"
-}
 for ((i = 0; i < SB_SHARDS; i++)); do
 	on "$i" "DROP TABLE IF EXISTS t51_s, t51_p; CREATE TABLE t51_s (id int PRIMARY KEY, v int);
 		CREATE TABLE t51_p (id int PRIMARY KEY, v int)" >/dev/null || bail_out "cannot create the tables"

@@ -20,30 +20,12 @@
 
 command -v psql >/dev/null || skip_all "psql is not installed"
 PY=/usr/bin/python3
-SHARDSQL=$SP_SRCDIR/test/integration/shardsql.py
 $PY -c 'import psycopg' 2>/dev/null || skip_all "python3-psycopg is not installed"
 
 # ---------------------------------------------------------------- helpers
 
-# on SHARD SQL: psql straight to that shard's primary
-on() {
-	local v=SB_PRIMARY_PORT_$1
-	shift
-	PGOPTIONS='-c client_min_messages=warning' pg_psql "${!v}" -c "$*"
-}
 
-# on_all SQL: the same statement on every shard's primary
-on_all() {
-	local i
-	for ((i = 0; i < SB_SHARDS; i++)); do on "$i" "$@" >/dev/null || return 1; done
-}
 
-# sess [DB] < SCRIPT: one shardsql.py session through shardpool (see shardsql.py), with
-# a time limit so that a statement that never completes fails its test, not the run
-sess() {
-	timeout 60 $PY "$SHARDSQL" "host=127.0.0.1 port=$SP_PORT user=app password=secret dbname=${1:-app}" ||
-		{ [ $? = 124 ] && echo "TIMEOUT: no answer within 60 s"; }
-}
 
 # q SQL [DB]: one statement in a session of its own
 q() { printf '%s\n' "$1" | sess "${2:-app}"; }

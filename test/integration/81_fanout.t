@@ -16,24 +16,8 @@
 
 command -v psql >/dev/null || skip_all "psql is not installed"
 PY=/usr/bin/python3
-SHARDSQL=$SP_SRCDIR/test/integration/shardsql.py
 $PY -c 'import psycopg' 2>/dev/null || skip_all "python3-psycopg is not installed"
 
-on() {
-	local v=SB_PRIMARY_PORT_$1
-	shift
-	PGOPTIONS='-c client_min_messages=warning' pg_psql "${!v}" -c "$*"
-}
-on_all() {
-	local i
-	for ((i = 0; i < SB_SHARDS; i++)); do on "$i" "$@" >/dev/null || return 1; done
-}
-# Every client call has a time limit: a fan-out that never completes fails its test
-# instead of stopping the whole run.
-sess() {
-	timeout 60 $PY "$SHARDSQL" "host=127.0.0.1 port=$SP_PORT user=app password=secret dbname=${1:-app}" ||
-		{ [ $? = 124 ] && echo "TIMEOUT: no answer within 60 s"; }
-}
 state() { awk '$1 == "ERROR" { print $2; found = 1; exit } END { if (!found) print "OK" }' <<<"$1"; }
 
 # run DB SQL [SECONDS]: the rows psql prints for SQL through shardpool (errors included)

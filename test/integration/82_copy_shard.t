@@ -17,15 +17,6 @@ command -v psql >/dev/null || skip_all "psql is not installed"
 PY=/usr/bin/python3
 $PY -c 'import psycopg' 2>/dev/null || skip_all "python3-psycopg is not installed"
 
-on() {
-	local v=SB_PRIMARY_PORT_$1
-	shift
-	PGOPTIONS='-c client_min_messages=warning' pg_psql "${!v}" -c "$*"
-}
-on_all() {
-	local i
-	for ((i = 0; i < SB_SHARDS; i++)); do on "$i" "$@" >/dev/null || return 1; done
-}
 
 # copy DB SQL < DATA: psql through shardpool, not quiet (prints "COPY n"), errors with
 # their SQLSTATE; bounded in time so that a COPY that never ends fails its test

@@ -16,15 +16,6 @@ PY=/usr/bin/python3
 SHARDSQL=$SP_SRCDIR/test/integration/shardsql.py
 $PY -c 'import psycopg' 2>/dev/null || skip_all "python3-psycopg is not installed"
 
-on() {
-	local v=SB_PRIMARY_PORT_$1
-	shift
-	PGOPTIONS='-c client_min_messages=warning' pg_psql "${!v}" -c "$*"
-}
-on_all() {
-	local i
-	for ((i = 0; i < SB_SHARDS; i++)); do on "$i" "$@" >/dev/null || return 1; done
-}
 DSN() { echo "host=127.0.0.1 port=$SP_PORT user=app password=secret dbname=app"; }
 sess() {
 	timeout 60 $PY "$SHARDSQL" "$(DSN)" || { [ $? = 124 ] && echo "TIMEOUT: no answer within 60 s"; }

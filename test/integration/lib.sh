@@ -280,6 +280,25 @@ pg_psql() {
 	PGPASSWORD= psql -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d app "$@"
 }
 
+# on SHARD SQL...: psql as postgres straight to that shard's primary, notices off
+on() {
+	local v=SB_PRIMARY_PORT_$1
+	shift
+	PGOPTIONS='-c client_min_messages=warning' pg_psql "${!v}" -c "$*"
+}
+# on_all SQL...: the same on every shard's primary, output dropped; fails if one fails
+on_all() {
+	local i
+	for ((i = 0; i < SB_SHARDS; i++)); do on "$i" "$@" >/dev/null || return 1; done
+}
+# sess [DB] < SCRIPT: one shardsql.py session through shardpool (see that file), with a
+# time limit, so a statement that never completes fails its test instead of the run
+sess() {
+	timeout 60 /usr/bin/python3 "$SP_SRCDIR/test/integration/shardsql.py" \
+		"host=127.0.0.1 port=$SP_PORT user=app password=secret dbname=${1:-app}" ||
+		{ [ $? = 124 ] && echo "TIMEOUT: no answer within 60 s"; }
+}
+
 # ---------------------------------------------------------------- shardpool
 
 # sp_write_config FILE [KEY=VALUE...]: the sandbox's shardpool.ini with a fresh

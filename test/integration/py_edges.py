@@ -26,21 +26,8 @@ import threading
 import time
 
 
-def clean(v):
-    return str(v).replace('\t', ' ').replace('\n', ' ')
-
-
-_lock = threading.Lock()
-
-
-def check(desc, got, expected):
-    with _lock:
-        print(f'check\t{clean(desc)}\t{clean(got)}\t{clean(expected)}', flush=True)
-
-
-def diag(s):
-    with _lock:
-        print(clean(s), flush=True)
+# the TAP plumbing (check lines, diagnostics, groups) is py_drivers.py's
+from py_drivers import check, describe, diag, group  # noqa: E402
 
 
 def sqlstate(e):
@@ -48,10 +35,6 @@ def sqlstate(e):
     if code is None:
         code = getattr(getattr(e, 'diag', None), 'sqlstate', None)
     return code or type(e).__name__
-
-
-def describe(e):
-    return f'{type(e).__name__} {sqlstate(e)}: {e}'
 
 
 # ------------------------------------------------------------------ psycopg 3
@@ -64,17 +47,6 @@ def run_psycopg(port, db, table, sharded):
         c = psycopg.connect(conninfo, autocommit=True, **kw)
         c.execute("SET statement_timeout = '20s'")
         return c
-
-    def group(name):
-        def deco(fn):
-            t0 = time.monotonic()
-            try:
-                fn()
-            except Exception as e:  # a group failing must not stop the others
-                check(f'{name}: completes without an exception', describe(e), 'no exception')
-            diag(f'{name} took {int((time.monotonic() - t0) * 1000)} ms')
-            return fn
-        return deco
 
     @group('setup')
     def _():
