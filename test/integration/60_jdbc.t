@@ -23,26 +23,6 @@ command -v javac >/dev/null || skip_all "javac is not installed (apt-get install
 [ -f "$JAR" ] || skip_all "$JAR is missing (apt-get install libpostgresql-jdbc-java)"
 [ -x /usr/bin/python3 ] || skip_all "/usr/bin/python3 is needed for the delaying forwarder"
 
-# run_checks LABEL CMD...: runs CMD, which prints `check<TAB>desc<TAB>got<TAB>expected`
-# lines and `end` last; every check becomes an `is`.
-run_checks() {
-	local label=$1 out=$SP_TMP/$1.out rc line kind desc got exp saw_end=0
-	shift
-	timeout 150 "$@" >"$out" 2>"$SP_TMP/$label.stderr"
-	rc=$?
-	while IFS= read -r line; do
-		IFS=$'\x1f' read -r kind desc got exp <<<"${line//$'\t'/$'\x1f'}"
-		case $kind in
-		check) is "$got" "$exp" "$label: $desc" ;;
-		end) saw_end=1 ;;
-		*) diag "$label: $line" ;;
-		esac
-	done <"$out"
-	is "$rc" 0 "$label: the program exits 0"
-	is "$saw_end" 1 "$label: the program ran to the end"
-	[ -s "$SP_TMP/$label.stderr" ] && [ "$rc" != 0 ] && diag "$(tail -n 20 "$SP_TMP/$label.stderr")"
-	return 0
-}
 
 sandbox_ensure 2 1
 CLASSES=$SP_TMP/classes

@@ -14,26 +14,6 @@
 command -v node >/dev/null || skip_all "node is not installed (apt-get install nodejs)"
 command -v npm >/dev/null || skip_all "npm is not installed (apt-get install npm)"
 
-# run_checks LABEL CMD...: runs CMD, which prints `check<TAB>desc<TAB>got<TAB>expected`
-# lines and `end` last; every check becomes an `is`.
-run_checks() {
-	local label=$1 out=$SP_TMP/$1.out rc line kind desc got exp saw_end=0
-	shift
-	timeout 150 "$@" >"$out" 2>"$SP_TMP/$label.stderr"
-	rc=$?
-	while IFS= read -r line; do
-		IFS=$'\x1f' read -r kind desc got exp <<<"${line//$'\t'/$'\x1f'}"
-		case $kind in
-		check) is "$got" "$exp" "$label: $desc" ;;
-		end) saw_end=1 ;;
-		*) diag "$label: $line" ;;
-		esac
-	done <"$out"
-	is "$rc" 0 "$label: the program exits 0"
-	is "$saw_end" 1 "$label: the program ran to the end"
-	[ -s "$SP_TMP/$label.stderr" ] && [ "$rc" != 0 ] && diag "$(tail -n 20 "$SP_TMP/$label.stderr")"
-	return 0
-}
 
 NODE_DIR=$SP_TEST_TMP/node
 (

@@ -14,9 +14,8 @@
 #
 # Each program runs against database plain, and again against database app with its
 # table sharded by id over the sandbox's two shards, where a statement's shard comes from
-# its Bind parameters. Each check becomes one TAP line here. A check that fails because of
-# a known shardpool bug carries a TODO naming it (see TODOS below); the same programs pass
-# directly against PostgreSQL (DATABASE app on the primary's port).
+# its Bind parameters. Each check becomes one TAP line here (run_checks, lib.sh); the
+# same programs pass directly against PostgreSQL (DATABASE app on the primary's port).
 #
 # Deliberately not here: what 61_node.t and 62_python.t already cover in plain form.
 . "$(dirname "$0")/lib.sh"
@@ -27,30 +26,7 @@ command -v node >/dev/null && command -v npm >/dev/null || have_node=0
 [ -x "$PY" ] && "$PY" -c 'import psycopg, asyncpg' 2>/dev/null || have_py=0
 [ $have_node = 1 ] || [ $have_py = 1 ] || skip_all "neither node/npm nor $PY with psycopg and asyncpg is installed"
 
-# Known shardpool bugs, by "label: description" of the check they fail (none open:
-# Parse+Describe+Flush before the Bind, and fan-outs without a Describe, were fixed).
-declare -A TODOS
 
-# run_checks LABEL CMD...: runs CMD, which prints `check<TAB>desc<TAB>got<TAB>expected`
-# lines and `end` last; every check becomes an `is` (a TODO one if TODOS names it).
-run_checks() {
-	local label=$1 out=$SP_TMP/$1.out rc line kind desc got exp saw_end=0
-	shift
-	timeout 150 "$@" >"$out" 2>"$SP_TMP/$label.stderr"
-	rc=$?
-	while IFS= read -r line; do
-		IFS=$'\x1f' read -r kind desc got exp <<<"${line//$'\t'/$'\x1f'}"
-		case $kind in
-		check) TODO=${TODOS["$label: $desc"]:-} is "$got" "$exp" "$label: $desc" ;;
-		end) saw_end=1 ;;
-		*) diag "$label: $line" ;;
-		esac
-	done <"$out"
-	is "$rc" 0 "$label: the program exits 0"
-	is "$saw_end" 1 "$label: the program ran to the end"
-	[ -s "$SP_TMP/$label.stderr" ] && [ "$rc" != 0 ] && diag "$(tail -n 20 "$SP_TMP/$label.stderr")"
-	return 0
-}
 
 NODE_DIR=$SP_TEST_TMP/node
 if [ $have_node = 1 ]; then

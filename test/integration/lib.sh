@@ -299,6 +299,28 @@ sess() {
 		{ [ $? = 124 ] && echo "TIMEOUT: no answer within 60 s"; }
 }
 
+# run_checks LABEL CMD...: runs a driver program (150 s at most), which prints
+# `check<TAB>desc<TAB>got<TAB>expected` lines and `end` last; every check becomes an
+# `is`, other lines diagnostics; then its exit status and that it reached the end
+run_checks() {
+	local label=$1 out=$SP_TMP/$1.out rc line kind desc got exp saw_end=0
+	shift
+	timeout 150 "$@" >"$out" 2>"$SP_TMP/$label.stderr"
+	rc=$?
+	while IFS= read -r line; do
+		IFS=$'\x1f' read -r kind desc got exp <<<"${line//$'\t'/$'\x1f'}"
+		case $kind in
+		check) is "$got" "$exp" "$label: $desc" ;;
+		end) saw_end=1 ;;
+		*) diag "$label: $line" ;;
+		esac
+	done <"$out"
+	is "$rc" 0 "$label: the program exits 0"
+	is "$saw_end" 1 "$label: the program ran to the end"
+	[ -s "$SP_TMP/$label.stderr" ] && [ "$rc" != 0 ] && diag "$(tail -n 20 "$SP_TMP/$label.stderr")"
+	return 0
+}
+
 # ---------------------------------------------------------------- shardpool
 
 # sp_write_config FILE [KEY=VALUE...]: the sandbox's shardpool.ini with a fresh
