@@ -42,6 +42,25 @@ bool sp_fanout_merges(const sp_fanout_t *f);
  * the RowDescriptions that brings are learnt, not sent on.
  */
 void sp_fanout_hide_row_description(sp_fanout_t *f);
+/*
+ * An extended-protocol fan-out whose statement is rewritten per shard (avg(),
+ * OFFSET, LIMIT with GROUP BY, a split INSERT): the text slot's shard runs in
+ * place of the client's statement, and the number of columns it returns (for the
+ * Bind's result formats). NULL when the fan-out runs the client's text.
+ */
+const char *sp_fanout_rewrite_sql(const sp_fanout_t *f, int slot, int *n_cols);
+/*
+ * A merged fan-out forwards a Describe('S') to slot's server: the RowDescription
+ * it brings describes the client's statement and goes to the client as it is
+ * (the leader's), not into the merge, which learns its columns from the portal.
+ */
+void sp_fanout_statement_describe(sp_fanout_t *f, int slot);
+/*
+ * The client's Execute asks for at most max_rows rows (0: all): a merged fan-out
+ * gives the client the first max_rows merged rows and then PortalSuspended. Returns
+ * the row limit to send each shard (0 when the merge needs every row).
+ */
+int32_t sp_fanout_execute_limit(sp_fanout_t *f, int32_t max_rows);
 /* The pool hands shard idx's server to the fan-out. */
 void sp_fanout_server_ready(sp_fanout_t *f, sp_server_t *s);
 void sp_fanout_server_failed(sp_fanout_t *f, const char *sqlstate, const char *msg);

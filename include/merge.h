@@ -98,6 +98,15 @@ const char *sp_merge_error(const sp_merge_t *m); /* message; SQLSTATE via sp_mer
 const char *sp_merge_sqlstate(const sp_merge_t *m);
 /* True once the LIMIT is satisfied: the caller may cancel the remaining shards' queries. */
 bool sp_merge_limit_reached(const sp_merge_t *m);
+/*
+ * The client's Execute asked for at most n rows (n > 0): the merge sends the first n
+ * rows of the merged result, then PortalSuspended in place of CommandComplete when it
+ * sent n, as PostgreSQL does. The shards may run the Execute with the same limit
+ * (each returns its first n, then PortalSuspended, which ends its part) unless
+ * sp_merge_needs_all_rows: aggregates and OFFSET need every row of every shard.
+ */
+void sp_merge_set_max_rows(sp_merge_t *m, int64_t n);
+bool sp_merge_needs_all_rows(const sp_merge_t *m);
 
 /*
  * Added by the merge implementation:

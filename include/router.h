@@ -118,6 +118,16 @@ typedef struct sp_target {
 void sp_router_session_init(sp_router_session_t *s);
 
 /*
+ * A per-shard rewrite run with the extended protocol: the text sql (NUL-terminated)
+ * with its $n parameters renumbered $1..$k in ascending order of n, into out
+ * (NUL-terminated); used[i] is the original number of new parameter i + 1, so the
+ * shard's Bind carries only the values its text uses (a split INSERT drops other
+ * rows' parameters, a LIMIT/OFFSET rewrite the clause's). Returns k, or -1 when the
+ * text cannot be read or uses more than max distinct parameters.
+ */
+int sp_router_renumber_params(const char *sql, sp_buf_t *out, int *used, int max);
+
+/*
  * Route a simple Query message's text (all its statements: the target is the
  * one place they can all run, or an error). in_txn_shard is the shard the
  * client's open transaction is bound to (-1 when none); a statement that needs

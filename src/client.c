@@ -1123,6 +1123,135 @@ bad:
 	return false;
 }
 
+/*
+ * The parameter types the client gave its statement (Parse body after the name:
+ * text, int16 count, int32 oids): of the batch's last Parse of that name before
+ * `before`, else of the statement shardpool keeps for the client. NULL if unknown.
+ */
+static const uint8_t *statement_body(sp_client_t *c, const char *stmt, size_t before, size_t *blen)
+{
+	const uint8_t *p = sp_buf_head(&c->sock.in), *found = NULL;
+	size_t pos = 0;
+	while (pos < before) {
+		uint32_t len = sp_get_be32(p + pos + 1);
+		const char *name = (const char *)p + pos + 5;
+		if (p[pos] == SP_FE_PARSE && memchr(name, 0, len - 4) && strcmp(name, stmt) == 0) {
+			size_t nl = strlen(name) + 1;
+			found = p + pos + 5 + nl;
+			*blen = len - 4 - nl;
+		}
+		pos += 1 + len;
+	}
+	if (found)
+		return found;
+	if (!*stmt && c->unnamed_parse) {
+		*blen = sp_get_be32(c->unnamed_parse + 1) - 4 - 1;
+		return c->unnamed_parse + 6;
+	}
+	if (*stmt) {
+		sp_pstmt_t *ps = sp_pstmt_map_get(&c->pstmts, stmt);
+		if (ps) {
+			*blen = ps->body_len;
+			return ps->body;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * A rewritten fan-out (sp_fanout_rewrite_sql): in place of the client's Bind
+ * (msg), server s gets Parse of its shard's text as the unnamed statement, with
+ * the parameters it uses renumbered, and a Bind of the client's portal to it that
+ * carries only those values. Returns false (nothing sent) when the statement or
+ * the Bind cannot be read; the caller then forwards the Bind as it is.
+ */
+static bool send_rewritten_bind(sp_client_t *c, sp_server_t *s, const char *sql, int n_cols,
+				const uint8_t *msg, size_t at_pos)
+{
+	uint32_t len = sp_get_be32(msg + 1);
+	sp_msg_reader_t r;
+	const char *portal, *stmt;
+	int16_t nf, np, nr, fmts[256], n_oids = 0;
+	const uint8_t *vals[256], *body, *oids = NULL;
+	int32_t lens[256];
+	int used[256];
+	size_t blen = 0;
+	sp_buf_t text = {0};
+	sp_buf_t *out = &s->sock.out;
+
+	sp_msg_reader_init(&r, msg + 5, len - 4);
+	if (!pq_getmsgstring(&r, &portal, NULL) || !pq_getmsgstring(&r, &stmt, NULL) ||
+	    !pq_getmsgint16(&r, &nf) || nf < 0 || nf > 256)
+		return false;
+	for (int i = 0; i < nf; i++)
+		if (!pq_getmsgint16(&r, &fmts[i]))
+			return false;
+	if (!pq_getmsgint16(&r, &np) || np < 0 || np > 256)
+		return false;
+	for (int i = 0; i < np; i++) {
+		vals[i] = NULL;
+		if (!pq_getmsgint32(&r, &lens[i]) || (lens[i] >= 0 && !pq_getmsgbytes(&r, (size_t)lens[i], &vals[i])))
+			return false;
+	}
+	if (!pq_getmsgint16(&r, &nr) || nr < 0)
+		return false;
+	const uint8_t *rfmts = msg + 5 + r.pos;
+	if ((size_t)nr * 2 > len - 4 - r.pos)
+		return false;
+	body = statement_body(c, stmt, at_pos, &blen);
+	if (body) {
+		const uint8_t *z = memchr(body, 0, blen);
+		if (z && (size_t)(z + 1 - body) + 2 <= blen) {
+			n_oids = (int16_t)(((unsigned)z[1] << 8) | z[2]);
+			oids = z + 3;
+			if (n_oids < 0 || (size_t)(oids - body) + 4 * (size_t)n_oids > blen)
+				n_oids = 0;
+		}
+	}
+	int k = sp_router_renumber_params(sql, &text, used, 256);
+	if (k < 0 || !body) {
+		sp_buf_free(&text);
+		return false;
+	}
+	for (int i = 0; i < k; i++)
+		if (used[i] < 1 || used[i] > np) {
+			sp_buf_free(&text);
+			return false;
+		}
+	size_t at = sp_msg_begin(out, SP_FE_PARSE);
+	pq_sendstring(out, "");
+	pq_sendstring(out, (const char *)sp_buf_head(&text));
+	pq_sendint16(out, (int16_t)k);
+	for (int i = 0; i < k; i++)
+		pq_sendint32(out, used[i] <= n_oids ? (int32_t)sp_get_be32(oids + 4 * (used[i] - 1)) : 0);
+	sp_msg_end(out, at);
+	sp_server_push_req(s, SP_REQ_INT_PARSE, NULL, SP_INTQ_NONE);
+	sp_buf_free(&text);
+
+	at = sp_msg_begin(out, SP_FE_BIND);
+	pq_sendstring(out, portal);
+	pq_sendstring(out, "");
+	pq_sendint16(out, (int16_t)k);
+	for (int i = 0; i < k; i++)
+		pq_sendint16(out, nf == 0 ? 0 : nf == 1 ? fmts[0] : used[i] <= nf ? fmts[used[i] - 1] : 0);
+	pq_sendint16(out, (int16_t)k);
+	for (int i = 0; i < k; i++) {
+		int j = used[i] - 1;
+		pq_sendint32(out, lens[j]);
+		if (lens[j] > 0)
+			pq_sendbytes(out, vals[j], (size_t)lens[j]);
+	}
+	/* per-column result formats: the columns the rewrite adds (avg's counts) in text */
+	int16_t nout = nr > 1 && n_cols > nr ? (int16_t)n_cols : nr;
+	pq_sendint16(out, nout);
+	pq_sendbytes(out, rfmts, (size_t)nr * 2);
+	for (int i = nr; i < nout; i++)
+		pq_sendint16(out, 0);
+	sp_msg_end(out, at);
+	sp_server_push_req(s, SP_REQ_BIND, NULL, SP_INTQ_NONE);
+	return true;
+}
+
 void sp_client_forward_batch(sp_client_t *c, sp_server_t *s, size_t end)
 {
 	const uint8_t *p = sp_buf_head(&c->sock.in);
@@ -1131,13 +1260,36 @@ void sp_client_forward_batch(sp_client_t *c, sp_server_t *s, size_t end)
 	/* handle_message works on c->server: point it at each shard's server in turn.
 	 * Its effects on the client (statement names) are the same every time. */
 	bool described = false;
+	int rw_cols = 0;
+	const char *rw_sql = s->fan ? sp_fanout_rewrite_sql(s->fan, s->fan_idx, &rw_cols) : NULL;
 	c->server = s;
 	c->fanout_replay = s->fan_idx > 0;
 	c->unnamed_in_batch = false; /* each shard's server needs its own copy */
 	while (pos < end && c->state != SP_CLIENT_CLOSED) {
 		uint32_t len = sp_get_be32(p + pos + 1);
-		if (p[pos] == SP_FE_DESCRIBE)
-			described = true;
+		if (p[pos] == SP_FE_DESCRIBE && len >= 5) {
+			if (p[pos + 5] == 'S' && s->fan)
+				sp_fanout_statement_describe(s->fan, s->fan_idx);
+			else
+				described = true;
+		}
+		if (p[pos] == SP_FE_BIND && rw_sql && send_rewritten_bind(c, s, rw_sql, rw_cols, p + pos, pos)) {
+			/* the server's unnamed statement is the rewrite now: a later Bind of
+			 * the client's unnamed statement must bring the client's own again */
+			if (!c->unnamed_parse) {
+				size_t blen;
+				const uint8_t *b = statement_body(c, "", pos, &blen);
+				if (b && (c->unnamed_parse = malloc(blen + 6))) {
+					c->unnamed_parse[0] = SP_FE_PARSE;
+					sp_put_be32(c->unnamed_parse + 1, (uint32_t)(blen + 5));
+					c->unnamed_parse[5] = 0;
+					memcpy(c->unnamed_parse + 6, b, blen);
+				}
+			}
+			c->unnamed_in_batch = false;
+			pos += 1 + len;
+			continue;
+		}
 		if (p[pos] == SP_FE_EXECUTE && !described && s->fan && sp_fanout_merges(s->fan)) {
 			/* the merge needs the columns the client already knows: ask for them */
 			const char *portal = (const char *)p + pos + 5;
@@ -1148,6 +1300,19 @@ void sp_client_forward_batch(sp_client_t *c, sp_server_t *s, size_t end)
 			sp_server_push_req(s, SP_REQ_DESCRIBE, NULL, SP_INTQ_NONE);
 			sp_fanout_hide_row_description(s->fan);
 			described = true;
+		}
+		if (p[pos] == SP_FE_EXECUTE && s->fan && len >= 9 && len <= 10000 &&
+		    (int32_t)sp_get_be32(p + pos + len - 3) > 0) {
+			/* a row limit: the merge applies it; the shards get it or none */
+			uint8_t ex[10001];
+			int32_t want = (int32_t)sp_get_be32(p + pos + len - 3);
+			int32_t lim = sp_fanout_execute_limit(s->fan, want);
+			memcpy(ex, p + pos, (size_t)len + 1);
+			sp_put_be32(ex + len - 3, (uint32_t)lim);
+			if (!handle_message(c, SP_FE_EXECUTE, ex, (size_t)len + 1))
+				break;
+			pos += 1 + len;
+			continue;
 		}
 		if (!handle_message(c, (char)p[pos], p + pos, (size_t)len + 1))
 			break;
@@ -1475,7 +1640,8 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 	size_t pos = 0;
 	const char *unnamed_sql = NULL;
 	bool have = false;
-	int n_exec = 0, n_sync = 0;
+	int n_exec = 0, n_sync = 0, n_bind = 0;
+	bool exec_limit = false;
 
 	memset(out, 0, sizeof(*out));
 	out->kind = SP_TARGET_ANY;
@@ -1573,9 +1739,13 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 			out->write = true;
 		} else if (p[pos] == SP_FE_EXECUTE) {
 			n_exec++;
+			if (len >= 9 && (int32_t)sp_get_be32(p + pos + len - 3) > 0)
+				exec_limit = true;
 		} else if (p[pos] == SP_FE_SYNC) {
 			n_sync++;
 		}
+		if (p[pos] == SP_FE_BIND)
+			n_bind++;
 		pos += 1 + len;
 	}
 	if (n_exec == 0)
@@ -1591,15 +1761,30 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 			sp_plan_unref(plan);
 		}
 	}
-	if (out->kind == SP_TARGET_FANOUT && n_exec == 0) {
-		/* Parse/Bind/Describe without Execute: any shard can answer. */
-		out->kind = SP_TARGET_ANY;
-	} else if (out->kind == SP_TARGET_FANOUT &&
-		   (n_exec > 1 || n_sync != 1 || out->per_shard_sql || out->copy.mode != SP_ROUTER_COPY_NONE)) {
+	if (out->kind == SP_TARGET_FANOUT &&
+	    ((n_exec == 0 && n_bind > 0 && (c->virtual_txn || n_sync == 0)) || (exec_limit && c->virtual_txn))) {
+		/* A portal that outlives this batch (inside a transaction, or before a Flush)
+		 * would be read later from one shard only: never a silently partial result. */
 		out->kind = SP_TARGET_ERROR;
 		snprintf(out->sqlstate, sizeof(out->sqlstate), "%s", SP_SQLSTATE_FEATURE_NOT_SUPPORTED);
 		snprintf(out->message, sizeof(out->message),
-			 "this statement needs several shards; with the extended protocol shardpool runs such a statement only alone between two Syncs, and only if it needs no rewriting (OFFSET, avg(), split INSERT, COPY)");
+			 "this statement needs several shards, and its portal would stay open for a later Execute%s; shardpool runs a statement over several shards only as Bind, Execute and Sync together",
+			 c->virtual_txn ? " inside the transaction (a cursor or a fetch size)" : "");
+		snprintf(out->hint, sizeof(out->hint),
+			 "Read the whole result at once (no fetch size or cursor), run it outside the transaction, or add a condition on the shard key.");
+	} else if (out->kind == SP_TARGET_FANOUT && n_exec == 0) {
+		/* Parse/Bind/Describe without Execute: any shard can answer. */
+		out->kind = SP_TARGET_ANY;
+	} else if (out->kind == SP_TARGET_FANOUT &&
+		   (n_exec > 1 || n_sync != 1 || (out->per_shard_sql && n_bind != 1) ||
+		    out->copy.mode != SP_ROUTER_COPY_NONE)) {
+		/* a rewrite's per-shard text (router buffers) stays valid only as long as no
+		 * other Bind was routed after it: one Bind then */
+		out->kind = SP_TARGET_ERROR;
+		snprintf(out->sqlstate, sizeof(out->sqlstate), "%s", SP_SQLSTATE_FEATURE_NOT_SUPPORTED);
+		snprintf(out->message, sizeof(out->message),
+			 "this statement needs several shards; with the extended protocol shardpool runs such a statement only alone between two Syncs (one Bind, one Execute)%s",
+			 out->copy.mode != SP_ROUTER_COPY_NONE ? ", and COPY only with the simple query protocol" : "");
 		snprintf(out->hint, sizeof(out->hint),
 			 "Add a condition on the shard key, send the statement alone before a Sync, or use the simple query protocol.");
 	}
@@ -1638,6 +1823,28 @@ static void consume_batch_status(sp_client_t *c, size_t end, char status)
 
 /* A BEGIN or an empty transaction's end is an extended batch shardpool answers itself, as
  * PostgreSQL would: ParseComplete, BindComplete, NoData, CommandComplete, ReadyForQuery. */
+/*
+ * The length of a leading [Parse] Bind Execute of one statement when more messages
+ * than a Sync follow it before the batch's end; 0 otherwise. (Whether that statement
+ * is a BEGIN is the router's to say.)
+ */
+static size_t begin_prefix(sp_client_t *c, size_t end)
+{
+	const uint8_t *p = sp_buf_head(&c->sock.in);
+	size_t pos = 0;
+	if (pos < end && p[pos] == SP_FE_PARSE)
+		pos += 1 + sp_get_be32(p + pos + 1);
+	if (pos >= end || p[pos] != SP_FE_BIND)
+		return 0;
+	pos += 1 + sp_get_be32(p + pos + 1);
+	if (pos >= end || p[pos] != SP_FE_EXECUTE)
+		return 0;
+	pos += 1 + sp_get_be32(p + pos + 1);
+	if (pos >= end || p[pos] == SP_FE_SYNC)
+		return 0;
+	return pos;
+}
+
 static void emulate_batch(sp_client_t *c, size_t end, const char *tag, char status)
 {
 	const uint8_t *p = sp_buf_head(&c->sock.in);
@@ -1850,6 +2057,26 @@ static bool route_idle(sp_client_t *c)
 		if (!batch_messages_ok(c, end))
 			return true;
 		batch_kind_t last_batch;
+		size_t pre = c->db->n_shards > 1 && !c->virtual_txn ? begin_prefix(c, end) : 0;
+		if (pre) {
+			/* JDBC with autocommit off: BEGIN's Parse/Bind/Execute, then the first
+			 * statement, before one Sync. The BEGIN is answered here, as when it comes
+			 * alone, and the rest is routed on its own: a read over every shard can
+			 * then open the transaction as it can after a lone BEGIN. */
+			route_batch(c, pre, -1, &t, &last_batch);
+			if (t.kind == SP_TARGET_ANY && last_batch.binds == 1 && last_batch.begins == 1 &&
+			    last_batch.execs == 1) {
+				char w[16];
+				first_word(last_batch.begin_sql, last_batch.begin_len, w, sizeof(w));
+				c->begin_sql = strndup(last_batch.begin_sql, last_batch.begin_len);
+				c->virtual_txn = true;
+				c->virtual_failed = false;
+				c->txn_read_only = t.read_only;
+				emulate_batch(c, pre, strcmp(w, "START") == 0 ? "START TRANSACTION" : "BEGIN", SP_TXN_BLOCK);
+				c->txn = SP_TXN_BLOCK;
+				return true;
+			}
+		}
 		route_batch(c, end, -1, &t, &last_batch);
 		cl_log(c, SP_LOG_TRACE, "batch of %zu bytes: %d binds (%d BEGIN, %d COMMIT/ROLLBACK), target %d shard %d",
 		       end, last_batch.binds, last_batch.begins, last_batch.ends, (int)t.kind, t.shard);

@@ -39,7 +39,8 @@ struct sp_fanout {
 	int shards[SP_ROUTER_MAX_SHARDS];
 	sp_server_t *servers[SP_ROUTER_MAX_SHARDS];
 	bool done[SP_ROUTER_MAX_SHARDS];
-	sp_buf_t sql[SP_ROUTER_MAX_SHARDS]; /* Query message per shard */
+	sp_buf_t sql[SP_ROUTER_MAX_SHARDS]; /* Query message per shard; extended protocol with
+					     * a rewrite: the slot's statement text */
 	int acquired, finished;
 	bool write;
 	bool merge_mode;
@@ -60,6 +61,11 @@ struct sp_fanout {
 	bool leader_ready; /* slot 0 sent its RowDescription (or ended): others may feed the merge */
 	bool hidden_describe; /* shardpool added a Describe the client did not send: its RowDescription stays here */
 	bool collation_set;   /* the merge was told the database's collation */
+	bool rewrite;         /* extended protocol: each shard runs its own text (sql[slot]) */
+	int rw_cols;          /* columns of the rewritten text (visible and hidden) */
+	int raw_desc[SP_ROUTER_MAX_SHARDS]; /* statement Describes in flight per slot: their
+					     * RowDescriptions describe the client's statement,
+					     * not what the merge gets */
 	sp_buf_t pending[SP_ROUTER_MAX_SHARDS]; /* other slots' messages held until then */
 
 	/* COPY FROM STDIN */
@@ -216,6 +222,28 @@ void sp_fanout_hide_row_description(sp_fanout_t *f)
 	f->hidden_describe = true;
 }
 
+const char *sp_fanout_rewrite_sql(const sp_fanout_t *f, int slot, int *n_cols)
+{
+	if (!f->rewrite || slot < 0 || slot >= f->n || !sp_buf_len(&f->sql[slot]))
+		return NULL;
+	*n_cols = f->rw_cols;
+	return (const char *)sp_buf_head(&f->sql[slot]);
+}
+
+int32_t sp_fanout_execute_limit(sp_fanout_t *f, int32_t max_rows)
+{
+	if (!f->merge_mode || max_rows <= 0)
+		return max_rows;
+	sp_merge_set_max_rows(f->merge, max_rows);
+	return sp_merge_needs_all_rows(f->merge) ? 0 : max_rows;
+}
+
+void sp_fanout_statement_describe(sp_fanout_t *f, int slot)
+{
+	if (f->merge_mode && slot >= 0 && slot < f->n)
+		f->raw_desc[slot]++;
+}
+
 bool sp_fanout_is_leader(const sp_fanout_t *f, const sp_server_t *s)
 {
 	return !f->extended || s->fan_idx == 0;
@@ -237,7 +265,10 @@ static void start(sp_client_t *c, const sp_target_t *t, const uint8_t *msg, size
 			continue;
 		f->shards[f->n] = i;
 		if (batch_len) {
-			/* the batch is sent from the client's input when the servers are ready */
+			/* the batch is sent from the client's input when the servers are ready;
+			 * a rewrite's text replaces the statement at the Bind */
+			if (t->per_shard_sql)
+				sp_buf_append(&f->sql[f->n], t->sql[i].data, strlen((const char *)t->sql[i].data) + 1);
 		} else if (t->per_shard_sql) {
 			sp_msg_write_query(&f->sql[f->n], (const char *)t->sql[i].data);
 		} else {
@@ -249,6 +280,8 @@ static void start(sp_client_t *c, const sp_target_t *t, const uint8_t *msg, size
 	f->batch_len = batch_len;
 	f->extended = batch_len > 0;
 	f->first_only = t->fanout_first;
+	f->rewrite = batch_len && t->per_shard_sql;
+	f->rw_cols = t->merge.n_cols;
 	f->copy = t->copy;
 	f->copy_out_header = t->copy.header;
 	for (int k = 0; k < f->n; k++)
@@ -549,8 +582,16 @@ void sp_fanout_feed(sp_fanout_t *f, sp_server_t *s, const uint8_t *msg, size_t t
 	int slot = s->fan_idx;
 	if (f->extended) {
 		if (type == SP_BE_PARSE_COMPLETE || type == SP_BE_BIND_COMPLETE || type == SP_BE_CLOSE_COMPLETE ||
-		    type == SP_BE_PARAMETER_DESCRIPTION || type == SP_BE_NO_DATA || type == SP_BE_PORTAL_SUSPENDED) {
+		    type == SP_BE_PARAMETER_DESCRIPTION || type == SP_BE_NO_DATA ||
+		    (type == SP_BE_PORTAL_SUSPENDED && !f->merge_mode)) {
 			/* answers to the batch's own messages: the leader's go to the client */
+			if (slot == 0 && !f->error_sent)
+				sp_buf_append(&f->c->sock.out, msg, total);
+			return;
+		}
+		if (type == SP_BE_ROW_DESCRIPTION && f->raw_desc[slot] > 0) {
+			/* Describe('S'): the client's statement as it is, from the leader */
+			f->raw_desc[slot]--;
 			if (slot == 0 && !f->error_sent)
 				sp_buf_append(&f->c->sock.out, msg, total);
 			return;
@@ -562,7 +603,7 @@ void sp_fanout_feed(sp_fanout_t *f, sp_server_t *s, const uint8_t *msg, size_t t
 		feed(f, slot, msg, total);
 		if (slot == 0 && !f->leader_ready &&
 		    (type == SP_BE_ROW_DESCRIPTION || type == SP_BE_COMMAND_COMPLETE || type == SP_BE_EMPTY_QUERY ||
-		     type == SP_BE_ERROR))
+		     type == SP_BE_ERROR || type == SP_BE_PORTAL_SUSPENDED))
 			release_pending(f);
 		return;
 	}
@@ -591,7 +632,8 @@ static void feed(sp_fanout_t *f, int slot, const uint8_t *msg, size_t total)
 	sp_server_t *s = f->servers[slot];
 	if (type != SP_BE_ROW_DESCRIPTION && type != SP_BE_DATA_ROW && type != SP_BE_COMMAND_COMPLETE &&
 	    type != SP_BE_EMPTY_QUERY && type != SP_BE_ERROR && type != SP_BE_NOTICE && type != SP_BE_COPY_IN &&
-	    type != SP_BE_COPY_OUT && type != SP_BE_COPY_DATA && type != SP_BE_COPY_DONE)
+	    type != SP_BE_COPY_OUT && type != SP_BE_COPY_DATA && type != SP_BE_COPY_DONE &&
+	    !(type == SP_BE_PORTAL_SUSPENDED && f->merge_mode))
 		return; /* ReadyForQuery, ParameterStatus ... are the fan-out's business */
 	if (!f->merge_mode) {
 		sum_feed(f, slot, type, msg, total);

@@ -152,6 +152,7 @@ struct sp_merge {
 
 	int64_t skipped, sent;
 	bool limit_reached, failed, finished;
+	int64_t max_rows; /* the client's Execute row limit (0: none): PortalSuspended at it */
 	char error[256];
 	const char *sqlstate;
 	char shard_sqlstate[6];
@@ -1080,7 +1081,7 @@ static void offer_row(sp_merge_t *m, const uint8_t *body, size_t len, const val_
 	}
 	emit_body(m, body, len, vals);
 	m->sent++;
-	if (m->plan.limit >= 0 && m->sent >= m->plan.limit)
+	if ((m->plan.limit >= 0 && m->sent >= m->plan.limit) || (m->max_rows > 0 && m->sent >= m->max_rows))
 		m->limit_reached = true;
 }
 
@@ -2042,6 +2043,13 @@ bool sp_merge_feed(sp_merge_t *m, int shard, char type, const uint8_t *body, siz
 		}
 		return true;
 
+	case SP_BE_PORTAL_SUSPENDED:
+		/* the shard's Execute row limit: as many rows as the client asked, in order */
+		s->ended = true;
+		if (m->sorted)
+			drain_sorted(m);
+		return true;
+
 	case SP_BE_COMMAND_COMPLETE:
 		if (!m->have_tag) {
 			/* FETCH from a cursor on every shard answers FETCH n, anything else SELECT
@@ -2138,10 +2146,27 @@ void sp_merge_finish(sp_merge_t *m)
 		sp_msg_write_empty(m->out, SP_BE_EMPTY_QUERY);
 		return;
 	}
+	if (m->max_rows > 0 && m->sent >= m->max_rows) {
+		/* as PostgreSQL: the row limit reached, the portal is suspended (even when no
+		 * row is left; the client's next Execute finds out) */
+		size_t at = sp_msg_begin(m->out, SP_BE_PORTAL_SUSPENDED);
+		sp_msg_end(m->out, at);
+		return;
+	}
 	char tag[48];
 	snprintf(tag, sizeof tag, "%s %lld", m->have_tag ? m->tag_word : "SELECT",
 		 (long long)m->sent);
 	sp_msg_write_command_complete(m->out, tag);
+}
+
+void sp_merge_set_max_rows(sp_merge_t *m, int64_t n)
+{
+	m->max_rows = n > 0 ? n : 0;
+}
+
+bool sp_merge_needs_all_rows(const sp_merge_t *m)
+{
+	return m->plan.has_aggs || m->plan.offset > 0;
 }
 
 bool sp_merge_failed(const sp_merge_t *m)

@@ -1584,7 +1584,29 @@ struct rctx {
 	struct tls *tl;
 	int lstmt; /* lexer statement of the statement being routed, -1 if unknown */
 	int n_stmts;
+	const char *ptext; /* Bind: the prepared statement's text, lexed only for a rewrite */
+	size_t ptext_len;
 };
+
+/*
+ * The tokens of the statement being routed, for a per-shard rewrite: a simple query
+ * has them already; a Bind's statement text is lexed now (rewrites are rare, and a
+ * cached plan keeps no tokens). False when there is no single statement to rewrite.
+ */
+static bool lex_for_rewrite(struct rctx *rc)
+{
+	if (rc->lx)
+		return rc->lstmt >= 0 && rc->n_stmts == 1;
+	if (!rc->ptext || rc->n_stmts != 1)
+		return false;
+	struct lexer *lx = &rc->tl->lx;
+	if (!lex(rc->ptext, rc->ptext_len, lx) || lx->bad || lx->ns != 1)
+		return false;
+	rc->lx = lx;
+	rc->sql = rc->ptext;
+	rc->lstmt = 0;
+	return true;
+}
 
 /* The shards a statement needs; mask holds shards below 64 only. */
 struct shards {
@@ -2686,12 +2708,11 @@ static void fanout_read(struct rctx *rc, const sp_stmt_t *st, const sp_table_ref
 		limit = -1;
 	bool cut = offset > 0 || (aggs && limit >= 0);
 	if (n_avg || cut) {
-		if (!rc->lx || rc->lstmt < 0 || rc->n_stmts != 1) {
-			refuse(
-			    t, tr,
-			    "this statement must be rewritten for each shard (avg(), OFFSET, or "
-			    "LIMIT with "
-			    "GROUP BY), which shardpool does only for a simple query sent alone");
+		if (!lex_for_rewrite(rc)) {
+			refuse(t, tr,
+			       "this statement must be rewritten for each shard (avg(), OFFSET, or "
+			       "LIMIT with GROUP BY), which shardpool does only for a statement "
+			       "sent alone");
 			return;
 		}
 		int64_t nl = aggs || limit < 0
@@ -3283,12 +3304,12 @@ static void route_multi(struct rctx *rc, const sp_stmt_t *st, const sp_table_ref
 			     "this INSERT needs several shards and cannot be split by rows");
 			return;
 		}
-		if (!rc->lx || rc->lstmt < 0 || rc->n_stmts != 1) {
+		if (!lex_for_rewrite(rc)) {
 			fail(t, SQLSTATE_FEATURE,
-			     "Send one INSERT per shard key, or send it as a simple query of its "
-			     "own.",
+			     "Send one INSERT per shard key, or send the INSERT as a statement of "
+			     "its own.",
 			     "an INSERT whose rows belong to several shards is split only for a "
-			     "simple query sent alone");
+			     "statement sent alone");
 			return;
 		}
 		struct tls *tl = rc->tl;
@@ -3918,6 +3939,8 @@ bool sp_router_bind(const sp_db_conf_t *db, sp_router_session_t *sess, sp_plan_t
 	rc.values = values;
 	rc.lens = lens;
 	rc.formats = formats;
+	rc.ptext = plan->text;
+	rc.ptext_len = plan->text_len;
 	if (plan_stale(plan)) {
 		/* prepared before the table's column order changed (or became
 		 * known): route with a fresh analysis of the same text */
@@ -3930,4 +3953,55 @@ bool sp_router_bind(const sp_db_conf_t *db, sp_router_session_t *sess, sp_plan_t
 	}
 	route_all(&rc, plan->stmts, plan->n_stmts, plan->has_error, out);
 	return true;
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+	int x = *(const int *)a, y = *(const int *)b;
+	return (x > y) - (x < y);
+}
+
+int sp_router_renumber_params(const char *sql, sp_buf_t *out, int *used, int max)
+{
+	struct lexer lx;
+	size_t n = strlen(sql), pos = 0;
+	int k = 0, nu = 0;
+
+	memset(&lx, 0, sizeof(lx));
+	sp_buf_reset(out);
+	if (!lex(sql, n, &lx) || lx.bad) {
+		lexer_free(&lx);
+		return -1;
+	}
+	for (int i = 0; i < lx.nt; i++) {
+		if (lx.t[i].type != T_PARAM)
+			continue;
+		if (k >= max) {
+			lexer_free(&lx);
+			return -1;
+		}
+		used[k++] = atoi(sql + lx.t[i].start + 1);
+	}
+	qsort(used, (size_t)k, sizeof(int), cmp_int);
+	for (int i = 0; i < k; i++)
+		if (i == 0 || used[i] != used[nu - 1])
+			used[nu++] = used[i];
+	for (int i = 0; i < lx.nt; i++) {
+		const struct tok *t = &lx.t[i];
+		if (t->type != T_PARAM)
+			continue;
+		int v = atoi(sql + t->start + 1);
+		int *hit = bsearch(&v, used, (size_t)nu, sizeof(int), cmp_int);
+		char num[16];
+		int len = snprintf(num, sizeof(num), "$%d", hit ? (int)(hit - used) + 1 : v);
+		if (!sp_buf_append(out, sql + pos, t->start - pos) || !sp_buf_append(out, num, (size_t)len)) {
+			lexer_free(&lx);
+			return -1;
+		}
+		pos = t->start + t->len;
+	}
+	lexer_free(&lx);
+	if (!sp_buf_append(out, sql + pos, n - pos) || !sp_buf_append(out, "", 1))
+		return -1;
+	return nu;
 }

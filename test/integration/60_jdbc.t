@@ -27,7 +27,8 @@ command -v javac >/dev/null || skip_all "javac is not installed (apt-get install
 sandbox_ensure 2 1
 CLASSES=$SP_TMP/classes
 mkdir -p "$CLASSES"
-ok "JdbcTest.java compiles" javac -d "$CLASSES" -cp "$JAR" "$SP_SRCDIR/test/integration/JdbcTest.java" ||
+ok "JdbcTest.java and JdbcShardTest.java compile" javac -d "$CLASSES" -cp "$JAR" "$SP_SRCDIR/test/integration/JdbcTest.java" \
+	"$SP_SRCDIR/test/integration/JdbcShardTest.java" ||
 	bail_out "cannot compile JdbcTest.java"
 JAVA=(java -cp "$CLASSES:$JAR")
 
@@ -64,12 +65,23 @@ at_exit "kill $FWD_PID 2>/dev/null"
 TABLE=jdbc_t_$$_$RANDOM
 at_exit "pg_psql $SB_PRIMARY_PORT_0 -c 'DROP TABLE IF EXISTS ${TABLE}_1, ${TABLE}_5, ${TABLE}_slow, ${TABLE}_a1, ${TABLE}_a2, ${TABLE}_a3, ${TABLE}_a2_pi' >/dev/null 2>&1"
 
+# JdbcShardTest's rows: sharded by id in database app, and an unsharded copy in plain
+STAB=${TABLE}_sh FLAT=${TABLE}_flat
+at_exit "pg_psql $SB_PRIMARY_PORT_0 -c 'DROP TABLE IF EXISTS $STAB, $FLAT' >/dev/null 2>&1; pg_psql $SB_PRIMARY_PORT_1 -c 'DROP TABLE IF EXISTS $STAB' >/dev/null 2>&1"
+for port in "$SB_PRIMARY_PORT_0" "$SB_PRIMARY_PORT_1"; do
+	pg_psql "$port" -c "CREATE TABLE $STAB (id bigint PRIMARY KEY, grp int, amount numeric(10, 2), name text)" >/dev/null ||
+		bail_out "cannot create $STAB"
+done
+pg_psql "$SB_PRIMARY_PORT_0" -c "CREATE TABLE $FLAT (LIKE $STAB)" >/dev/null || bail_out "cannot create $FLAT"
+
 # start_pooler NAME: a fresh shardpool, pool_size 2, plus database slowplain behind the forwarder
 start_pooler() { # NAME
 	sp_write_config "$SP_TMP/$1.ini" pool_mode=transaction default_pool_size=2 \
 		max_client_conn=200 shutdown_timeout=5s log_level=${SP_LOG_LEVEL:-info}
 	printf '\n[database slowplain]\nshards = 1\n\n[shard slowplain.0]\nprimary = host=127.0.0.1 port=%s dbname=app\n' \
 		"$FWD_PORT" >>"$SP_CONFIG"
+	sed -i '/^\[database app\]/a read_replicas = no' "$SP_CONFIG"
+	printf '\n[table app.%s]\nkey = id\ntype = bigint\n' "$STAB" >>"$SP_CONFIG"
 	sp_start
 	URL="jdbc:postgresql://127.0.0.1:$SP_PORT/plain?user=app&password=secret&connectTimeout=20&socketTimeout=10"
 }
@@ -87,6 +99,13 @@ ALONE="DEALLOCATE|plan invalidation|big message while waiting"
 # warm the plain pool so the runs below do not depend on the first-login path
 is "$(sp_psql -d plain -c 'SELECT 1' 2>&1)" 1 "psql through shardpool to plain"
 run_checks "prepareThreshold=1" "${JAVA[@]}" -Dskip="$ALONE" JdbcTest "$URL&prepareThreshold=1" "${TABLE}_1"
+
+# a sharded database: 500 rows loaded with one split INSERT, then pgjdbc's reads checked
+# against the unsharded copy
+rows=$(for ((i = 1; i <= 500; i++)); do printf "(%d, %d, %d.%02d, 'n%d')," $i $((i % 7)) $((i * 37 % 1000)) $((i % 100)) $i; done)
+is "$(sp_psql -d app -c "INSERT INTO $STAB (id, grp, amount, name) VALUES ${rows%,}" -c "SELECT count(*) FROM $STAB" 2>&1)" 500 "500 rows into the sharded table through shardpool (one split INSERT)"
+is "$(sp_psql -d plain -c "INSERT INTO $FLAT VALUES ${rows%,}" -c "SELECT count(*) FROM $FLAT" 2>&1)" 500 "the same rows into the unsharded copy"
+run_checks "sharded" "${JAVA[@]}" JdbcShardTest "${URL/\/plain\?//app?}" "$URL" "$STAB" "$FLAT"
 is "$(sp_psql -d plain -c 'SELECT 42' 2>&1)" 42 "shardpool still answers psql"
 ok "shardpool exits cleanly on SIGTERM" sp_stop
 

@@ -374,6 +374,15 @@ placement_suite() {
 	out=$(sess <<<"$script")
 	is "$(grep -c '^INSERT 0 1$' <<<"$out") $(tail -n 2 <<<"$out" | tr '\n' ' ')" "20 UPDATE 1 DELETE 1 " "$N shards: extended protocol INSERT / UPDATE / DELETE by parameter"
 	is "$(where t80_users "user_id BETWEEN 300 AND 319" | tr ' ' '\n' | awk -F: '{ s += $2 } END { print s }')" 19 "$N shards: rows inserted with parameters are stored once"
+	# a multi-row INSERT with parameters whose rows need several shards: split at Bind,
+	# each shard's Bind carrying only its rows' values (text, binary int8, a literal)
+	script="\\p INSERT INTO t80_users (user_id, name, score) VALUES (\$1, \$2, 0), (\$3, \$4, 0), (\$5, 'lit', \$6), (\$7, \$8, 0), (\$9, \$10, 0), (\$11, \$12, 0) RETURNING user_id, name"
+	script+=" ;; 330 ;; q330 ;; b8:331 ;; q331 ;; 332 ;; 7 ;; b8:333 ;; q333 ;; 334 ;; q334 ;; 335 ;; q335"$'\n'
+	out=$(sess <<<"$script")
+	is "$(cut -d' ' -f1-3 <<<"$out") $(cut -d' ' -f4- <<<"$out" | tr ',' '\n' | sort | tr '\n' ' ')" \
+		"INSERT 0 6 330|q330 331|q331 332|lit 333|q333 334|q334 335|q335 " "$N shards: extended protocol: a multi-row INSERT over shards is split at Bind, RETURNING every row" || diag "$out"
+	is "$(where t80_users "user_id BETWEEN 330 AND 335" | tr ' ' '\n' | awk -F: '{ s += $2 } END { print s }') $(where t80_users "user_id = 332 AND score = 7")" \
+		"6 $(shard_of t80_pl_b 332::bigint):1" "$N shards: the split rows are stored once, with their own values"
 
 	# named prepared statements: prepared once, executed with keys of every shard (in
 	# transaction pooling each execution may meet another server connection)

@@ -16,7 +16,7 @@
  *   ssl, gss             SSLRequest / GSSENCRequest; prints the one-byte answer
  *   cancel:PID:KEY       CancelRequest
  *   Q:SQL  Qnonul:SQL    Query (the second without its terminating NUL)
- *   P:NAME:SQL  B:PORTAL:STMT  E:PORTAL  D:S|P:NAME  C:S|P:NAME  S  H  X
+ *   P:NAME:SQL  B:PORTAL:STMT  E:PORTAL[:MAXROWS]  D:S|P:NAME  C:S|P:NAME  S  H  X
  *   msg:T:HEX            message of type T with that body
  *   hdr:T:LEN            only a message header claiming length LEN
  *   hex:HEX              raw bytes
@@ -631,9 +631,10 @@ static void step(char *s)
 		msg_end(at);
 		flush_out();
 	} else if (strcmp(s, "E") == 0) {
+		char *portal = strsep(&arg, ":");
 		at = msg_begin('E');
-		puts0(arg ? arg : "");
-		put32(0);
+		puts0(portal ? portal : "");
+		put32(arg ? (uint32_t)atol(arg) : 0);
 		msg_end(at);
 		flush_out();
 	} else if (strcmp(s, "D") == 0 || strcmp(s, "C") == 0) {
