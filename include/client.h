@@ -64,6 +64,8 @@ struct sp_client {
 	bool processing, process_again; /* sp_client_process is running / must look again */
 	void *cancel_wait;           /* a cancel this connection asked for, not yet taken by the server */
 	bool describe_detach;
+	int16_t *bind_shards;        /* the shard of each Bind of the batch being routed (-1: any) */
+	int n_bind_shards, cap_bind_shards;
 	uint8_t *unnamed_parse;      /* the unnamed Parse of a describe-only batch (whole message), sent
 				      * again before its Bind on the server the Bind is routed to */
 	bool unnamed_in_batch;       /* this server has the unnamed statement for the current batch */        /* shardpool's own Sync ends the server's part of a describe-only batch */

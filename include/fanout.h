@@ -30,6 +30,22 @@ void sp_fanout_start(sp_client_t *c, const sp_target_t *t, const uint8_t *msg, s
  * shards' rows wait until shard 0's RowDescription went out.
  */
 void sp_fanout_start_batch(sp_client_t *c, const sp_target_t *t, size_t batch_len, bool write);
+/*
+ * A batch whose Binds need different shards (each Bind one shard, outside any
+ * transaction): bind_shards[i] is the shard of the batch's i-th Bind (-1: any). Each
+ * shard gets its Binds with their Describe/Execute/Close, and every Parse, statement
+ * Describe/Close, Flush and Sync; the answers reach the client in the order of its
+ * messages. A batch that writes runs inside BEGIN on every shard, and all commit only
+ * when every shard got through without an error (else all roll back): the batch stays
+ * all-or-nothing as it is on one server, short of a shard failing between the commits.
+ */
+void sp_fanout_start_split(sp_client_t *c, const sp_target_t *t, size_t batch_len, bool write,
+			   const int16_t *bind_shards, int n_binds);
+/* In a split batch: the slot message msg_index of the batch goes to, -1 for all. */
+int sp_fanout_split_owner(const sp_fanout_t *f, int msg_index);
+bool sp_fanout_is_split(const sp_fanout_t *f);
+/* The split batch runs inside BEGIN on every shard. */
+bool sp_fanout_split_txn(const sp_fanout_t *f);
 /* Whether server s of a fan-out may answer the client directly (synthesised
  * ParseComplete/CloseComplete): only the leader's. */
 bool sp_fanout_is_leader(const sp_fanout_t *f, const sp_server_t *s);

@@ -119,6 +119,7 @@ static void reap(struct ev_loop *loop, ev_check *w, int revents)
 		free(c->dbname);
 		free(c->begin_sql);
 		free(c->unnamed_parse);
+		free(c->bind_shards);
 		free(c->written_lsn);
 		free(c);
 	}
@@ -1262,11 +1263,25 @@ void sp_client_forward_batch(sp_client_t *c, sp_server_t *s, size_t end)
 	bool described = false;
 	int rw_cols = 0;
 	const char *rw_sql = s->fan ? sp_fanout_rewrite_sql(s->fan, s->fan_idx, &rw_cols) : NULL;
+	bool split = s->fan && sp_fanout_is_split(s->fan);
+	int msg_index = 0;
 	c->server = s;
 	c->fanout_replay = s->fan_idx > 0;
 	c->unnamed_in_batch = false; /* each shard's server needs its own copy */
+	if (s->fan && sp_fanout_split_txn(s->fan)) {
+		/* a split batch that writes: all shards commit, or none (see sp_fanout_txn_open) */
+		sp_msg_write_query(&s->sock.out, "BEGIN");
+		sp_server_push_req(s, SP_REQ_INT_QUERY, NULL, SP_INTQ_NONE);
+	}
 	while (pos < end && c->state != SP_CLIENT_CLOSED) {
 		uint32_t len = sp_get_be32(p + pos + 1);
+		if (split) {
+			int owner = sp_fanout_split_owner(s->fan, msg_index++);
+			if (owner >= 0 && owner != s->fan_idx) {
+				pos += 1 + len; /* another shard's Bind, or what uses its portal */
+				continue;
+			}
+		}
 		if (p[pos] == SP_FE_DESCRIBE && len >= 5) {
 			if (p[pos + 5] == 'S' && s->fan)
 				sp_fanout_statement_describe(s->fan, s->fan_idx);
@@ -1618,6 +1633,9 @@ typedef struct batch_kind {
 	bool flush_end; /* the batch ends with a Flush, not a Sync */
 	const char *begin_sql; /* inside the client's input: valid until the batch is consumed */
 	size_t begin_len;
+	/* a batch of statements on different shards, split by shard (see split_batch): each
+	 * Bind's shard in c->bind_shards (-1: any), in Bind order */
+	bool split;
 } batch_kind_t;
 
 /* Does sql hold anything but blanks after a ';'? (A ';' in a string only makes us
@@ -1633,6 +1651,72 @@ static bool more_after_semicolon(const char *sql)
 	return false;
 }
 
+/*
+ * Whether a batch can be split by shard (split_batch): every Bind routed to one shard
+ * (or any), no transaction control, no portal used that the batch did not bind.
+ */
+typedef struct split_state {
+	bool ok, multi;
+	int first;	  /* the first Bind's shard */
+	int noted;	  /* Binds noted */
+	uint64_t mask;	  /* the shards of the Binds */
+	int n_portals;
+	const char *portals[8]; /* named portals bound so far (the unnamed one: "" always counts) */
+	bool unnamed;
+} split_state_t;
+
+static void split_note(sp_client_t *c, const sp_target_t *t, const char *portal, split_state_t *st)
+{
+	int shard = t->kind == SP_TARGET_SHARD ? t->shard : -1;
+	if (!st->ok)
+		return;
+	if ((t->kind != SP_TARGET_SHARD && t->kind != SP_TARGET_ANY) || t->txnop != SP_TXNOP_NONE ||
+	    t->session_changed || t->copy.mode != SP_ROUTER_COPY_NONE || shard >= 64) {
+		st->ok = false;
+		return;
+	}
+	if (*portal) {
+		if (st->n_portals == (int)(sizeof(st->portals) / sizeof(st->portals[0]))) {
+			st->ok = false;
+			return;
+		}
+		st->portals[st->n_portals++] = portal;
+	} else {
+		st->unnamed = true;
+	}
+	if (c->n_bind_shards == c->cap_bind_shards) {
+		int ncap = c->cap_bind_shards ? 2 * c->cap_bind_shards : 64;
+		int16_t *n = realloc(c->bind_shards, (size_t)ncap * sizeof(*n));
+		if (!n) {
+			st->ok = false;
+			return;
+		}
+		c->bind_shards = n;
+		c->cap_bind_shards = ncap;
+	}
+	if (st->noted++ == 0)
+		c->n_bind_shards = 0; /* the first Bind of this batch */
+	c->bind_shards[c->n_bind_shards++] = (int16_t)shard;
+	if (shard < 0)
+		return;
+	if (st->mask && !(st->mask & (1ULL << shard)))
+		st->multi = true;
+	if (st->first < 0)
+		st->first = shard;
+	st->mask |= 1ULL << shard;
+}
+
+/* Was the portal (a name inside the batch) bound earlier in the same batch? */
+static bool split_bound(const split_state_t *st, const char *portal)
+{
+	if (!*portal)
+		return st->unnamed;
+	for (int i = 0; i < st->n_portals; i++)
+		if (strcmp(st->portals[i], portal) == 0)
+			return true;
+	return false;
+}
+
 static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_t *out, batch_kind_t *bk)
 {
 	memset(bk, 0, sizeof(*bk));
@@ -1641,7 +1725,9 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 	const char *unnamed_sql = NULL;
 	bool have = false;
 	int n_exec = 0, n_sync = 0, n_bind = 0;
-	bool exec_limit = false;
+	bool exec_limit = false, named_parses = false;
+	const char *last_parse_name = NULL, *last_parse_sql = NULL;
+	split_state_t sp_state = {.ok = in_txn_shard < 0 && !c->virtual_txn, .first = -1};
 
 	memset(out, 0, sizeof(*out));
 	out->kind = SP_TARGET_ANY;
@@ -1664,6 +1750,10 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 				unnamed_sql = stmt;
 				bk->others++;
 				bk->unnamed_parses++;
+			} else {
+				named_parses = true;
+				last_parse_name = name;
+				last_parse_sql = stmt;
 			}
 		} else if (p[pos] == SP_FE_BIND && pq_getmsgstring(&r, &name, NULL) && pq_getmsgstring(&r, &stmt, NULL)) {
 			const char *sql = NULL;
@@ -1677,9 +1767,12 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 				      : c->unnamed_parse ? (const char *)c->unnamed_parse + 6 /* type, length, "" */
 							 : NULL;
 			} else {
-				/* A Parse of this name earlier in the batch wins over the client's map. */
+				/* A Parse of this name earlier in the batch wins over the client's map
+				 * (the last one seen answers the Binds of a long batch at once). */
 				size_t q = 0;
-				while (q < pos) {
+				if (last_parse_name && strcmp(last_parse_name, stmt) == 0)
+					sql = last_parse_sql;
+				while (!sql && named_parses && q < pos) {
 					uint32_t l2 = sp_get_be32(p + q + 1);
 					if (p[q] == SP_FE_PARSE && strcmp((const char *)p + q + 5, stmt) == 0)
 						sql = (const char *)p + q + 5 + strlen(stmt) + 1;
@@ -1716,6 +1809,7 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 							sp_plan_unref(plan);
 							merge_target(out, &t, &have);
 							bk->binds++;
+							split_note(c, &t, name, &sp_state);
 							if (t.txnop != SP_TXNOP_NONE && t.kind == SP_TARGET_ANY &&
 							    more_after_semicolon(sql)) {
 								/* "BEGIN; SELECT 1" as one prepared statement: the
@@ -1737,7 +1831,10 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 			}
 		} else if (p[pos] == SP_FE_FUNCTION_CALL) {
 			out->write = true;
+			sp_state.ok = false;
 		} else if (p[pos] == SP_FE_EXECUTE) {
+			if (!split_bound(&sp_state, (const char *)body))
+				sp_state.ok = false;
 			n_exec++;
 			if (len >= 9 && (int32_t)sp_get_be32(p + pos + len - 3) > 0)
 				exec_limit = true;
@@ -1746,6 +1843,11 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 		}
 		if (p[pos] == SP_FE_BIND)
 			n_bind++;
+		else if ((p[pos] == SP_FE_DESCRIBE || p[pos] == SP_FE_CLOSE) && len >= 6 && body[0] == 'P' &&
+			 !split_bound(&sp_state, (const char *)body + 1))
+			sp_state.ok = false;
+		else if (p[pos] == SP_FE_QUERY || (p[pos] == SP_FE_SYNC && pos + 1 + len != end))
+			sp_state.ok = false;
 		pos += 1 + len;
 	}
 	if (n_exec == 0)
@@ -1790,6 +1892,17 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 	}
 	if (out->kind == SP_TARGET_LOCAL)
 		out->kind = SP_TARGET_ANY;
+	if (sp_state.ok && sp_state.multi && n_bind == bk->binds && n_sync == 1 && !bk->flush_end &&
+	    out->copy.mode == SP_ROUTER_COPY_NONE) {
+		/* every Bind has its one shard, and they differ: the batch is split by shard */
+		bool w = out->write, rd = out->read;
+		memset(out, 0, sizeof(*out));
+		out->kind = SP_TARGET_FANOUT;
+		out->shard_mask = sp_state.mask;
+		out->write = w;
+		out->read = rd;
+		bk->split = true;
+	}
 }
 
 static void start_transaction(sp_client_t *c);
@@ -2128,7 +2241,10 @@ static bool route_idle(sp_client_t *c)
 				consume_batch(c, end);
 				return true;
 			}
-			sp_fanout_start_batch(c, &t, end, t.write);
+			if (last_batch.split)
+				sp_fanout_start_split(c, &t, end, t.write, c->bind_shards, c->n_bind_shards);
+			else
+				sp_fanout_start_batch(c, &t, end, t.write);
 			return true;
 		}
 		/* Parse/Describe of named statements up to a Flush (asyncpg, postgres.js: the

@@ -33,6 +33,13 @@
 #include "pool.h"
 #include "server.h"
 
+/* One answer a shard owes a split batch; fwd: it goes to the client (else dropped). */
+enum { U_PARSE = 1, U_BIND, U_DESC_S, U_DESC_P, U_EXEC, U_CLOSE };
+struct split_unit {
+	uint8_t kind;
+	bool fwd;
+};
+
 struct sp_fanout {
 	sp_client_t *c;
 	int n;
@@ -61,6 +68,20 @@ struct sp_fanout {
 	bool leader_ready; /* slot 0 sent its RowDescription (or ended): others may feed the merge */
 	bool hidden_describe; /* shardpool added a Describe the client did not send: its RowDescription stays here */
 	bool collation_set;   /* the merge was told the database's collation */
+	/* split batch: each Bind (and its Describe/Execute/Close) goes to its own shard,
+	 * Parse, statement Describe/Close, Flush and Sync to all; the answers reach the
+	 * client in the order of the client's messages (see split_pump) */
+	bool split_batch;
+	bool split_txn;       /* the batch writes: each shard runs it inside BEGIN, and all
+			       * commit only if every shard got through without an error */
+	bool split_failed;    /* an error went to the client: nothing more until ReadyForQuery */
+	int16_t *owner;       /* per message of the batch: its slot, -1 for every slot */
+	int n_msgs;
+	struct split_unit *units[SP_ROUTER_MAX_SHARDS]; /* per slot: the answers it owes, in order */
+	int n_units[SP_ROUTER_MAX_SHARDS], cap_units[SP_ROUTER_MAX_SHARDS], unit_head[SP_ROUTER_MAX_SHARDS];
+	bool desc_half[SP_ROUTER_MAX_SHARDS]; /* Describe('S'): ParameterDescription seen */
+	int16_t *order;       /* the slots of the answers the client gets, in its order */
+	int n_order, order_pos;
 	bool rewrite;         /* extended protocol: each shard runs its own text (sql[slot]) */
 	int rw_cols;          /* columns of the rewritten text (visible and hidden) */
 	int raw_desc[SP_ROUTER_MAX_SHARDS]; /* statement Describes in flight per slot: their
@@ -92,6 +113,7 @@ struct sp_fanout {
 };
 
 static void acquire_next(sp_fanout_t *f);
+static void free_split(sp_fanout_t *f);
 
 static void kick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -162,6 +184,8 @@ static void finish(sp_fanout_t *f)
 			snprintf(tag, sizeof(tag), "COPY %llu", (unsigned long long)f->rows);
 			sp_msg_write_command_complete(out, tag);
 		}
+	} else if (f->split_batch) {
+		/* every answer went to the client as it came */
 	} else if (!f->error_sent) {
 		char tag[64];
 		if (strcmp(f->verb, "INSERT") == 0)
@@ -178,6 +202,7 @@ static void finish(sp_fanout_t *f)
 	 * runs outside that transaction, which stays open for the client. */
 	sp_msg_write_ready_for_query(out, sp_client_txn_status(c));
 	free_copy(f);
+	free_split(f);
 	ev_timer_stop(sp_loop, &f->kick);
 	for (int i = 0; i < f->n; i++) {
 		sp_buf_free(&f->sql[i]);
@@ -200,16 +225,22 @@ static void finish(sp_fanout_t *f)
 }
 
 static void start(sp_client_t *c, const sp_target_t *t, const uint8_t *msg, size_t total, bool write,
-		  size_t batch_len);
+		  size_t batch_len, const int16_t *bind_shards, int n_binds);
 
 void sp_fanout_start(sp_client_t *c, const sp_target_t *t, const uint8_t *msg, size_t total, bool write)
 {
-	start(c, t, msg, total, write, 0);
+	start(c, t, msg, total, write, 0, NULL, 0);
 }
 
 void sp_fanout_start_batch(sp_client_t *c, const sp_target_t *t, size_t batch_len, bool write)
 {
-	start(c, t, NULL, 0, write, batch_len);
+	start(c, t, NULL, 0, write, batch_len, NULL, 0);
+}
+
+void sp_fanout_start_split(sp_client_t *c, const sp_target_t *t, size_t batch_len, bool write,
+			   const int16_t *bind_shards, int n_binds)
+{
+	start(c, t, NULL, 0, write, batch_len, bind_shards, n_binds);
 }
 
 bool sp_fanout_merges(const sp_fanout_t *f)
@@ -249,8 +280,116 @@ bool sp_fanout_is_leader(const sp_fanout_t *f, const sp_server_t *s)
 	return !f->extended || s->fan_idx == 0;
 }
 
+static void free_split(sp_fanout_t *f)
+{
+	free(f->owner);
+	free(f->order);
+	for (int i = 0; i < SP_ROUTER_MAX_SHARDS; i++)
+		free(f->units[i]);
+}
+
+static bool add_unit(sp_fanout_t *f, int slot, uint8_t kind, bool fwd)
+{
+	if (f->n_units[slot] == f->cap_units[slot]) {
+		int cap = f->cap_units[slot] ? 2 * f->cap_units[slot] : 16;
+		struct split_unit *n = realloc(f->units[slot], (size_t)cap * sizeof(*n));
+		if (!n)
+			return false;
+		f->units[slot] = n;
+		f->cap_units[slot] = cap;
+	}
+	f->units[slot][f->n_units[slot]++] = (struct split_unit){kind, fwd};
+	if (fwd)
+		f->order[f->n_order++] = (int16_t)slot;
+	return true;
+}
+
+/*
+ * Which slot each message of the batch (the head of the client's input) goes to, and
+ * what every slot owes: a Bind to its shard's slot, the Describe/Execute/Close of its
+ * portal to the same slot; Parse, statement Describe/Close, Flush and Sync to every
+ * slot, answered to the client by slot 0. Routing checked that each portal is bound
+ * in the batch before it is used.
+ */
+static bool plan_split(sp_fanout_t *f, const uint8_t *p, size_t len, const int16_t *bind_shards, int n_binds)
+{
+	size_t pos = 0;
+	int n = 0, b = 0, n_portals = 0, unnamed_slot = 0;
+	const char *portal_name[8];
+	int portal_slot[8];
+	while (pos < len) {
+		n++;
+		pos += 1 + sp_get_be32(p + pos + 1);
+	}
+	f->owner = malloc((size_t)n * sizeof(*f->owner));
+	f->order = malloc((size_t)n * sizeof(*f->order));
+	if (!f->owner || !f->order)
+		return false;
+	f->n_msgs = n;
+	pos = 0;
+	for (int i = 0; i < n; i++) {
+		char type = (char)p[pos];
+		const char *body = (const char *)p + pos + 5;
+		int slot = -1;
+		uint8_t kind = 0;
+		if (type == SP_FE_BIND) {
+			int shard = b < n_binds ? bind_shards[b] : -1;
+			b++;
+			slot = shard >= 0 ? f->slot_of[shard] : 0;
+			kind = U_BIND;
+			if (!*body) {
+				unnamed_slot = slot;
+			} else if (n_portals < 8) {
+				portal_name[n_portals] = body;
+				portal_slot[n_portals++] = slot;
+			}
+		} else if (type == SP_FE_EXECUTE || ((type == SP_FE_DESCRIBE || type == SP_FE_CLOSE) && body[0] == 'P')) {
+			const char *portal = type == SP_FE_EXECUTE ? body : body + 1;
+			slot = unnamed_slot;
+			if (*portal)
+				for (int k = n_portals - 1; k >= 0; k--)
+					if (strcmp(portal_name[k], portal) == 0) {
+						slot = portal_slot[k];
+						break;
+					}
+			kind = type == SP_FE_EXECUTE ? U_EXEC : type == SP_FE_DESCRIBE ? U_DESC_P : U_CLOSE;
+		} else if (type == SP_FE_PARSE) {
+			kind = U_PARSE;
+		} else if (type == SP_FE_DESCRIBE) {
+			kind = U_DESC_S;
+		} else if (type == SP_FE_CLOSE) {
+			kind = U_CLOSE;
+		}
+		f->owner[i] = (int16_t)slot;
+		if (kind && slot >= 0 && !add_unit(f, slot, kind, true))
+			return false;
+		for (int k = 0; kind && slot < 0 && k < f->n; k++)
+			if (!add_unit(f, k, kind, k == 0))
+				return false;
+		pos += 1 + sp_get_be32(p + pos + 1);
+	}
+	return true;
+}
+
+int sp_fanout_split_owner(const sp_fanout_t *f, int msg_index)
+{
+	if (!f->split_batch || msg_index < 0 || msg_index >= f->n_msgs)
+		return -1;
+	return f->owner[msg_index];
+}
+
+bool sp_fanout_is_split(const sp_fanout_t *f)
+{
+	return f->split_batch;
+}
+
+bool sp_fanout_split_txn(const sp_fanout_t *f)
+{
+	return f->split_batch && f->split_txn;
+}
+
 static void start(sp_client_t *c, const sp_target_t *t, const uint8_t *msg, size_t total, bool write,
-		  size_t batch_len)
+		  size_t batch_len, const int16_t *bind_shards, int n_binds)
 {
 	sp_fanout_t *f = calloc(1, sizeof(*f));
 	if (!f) {
@@ -315,6 +454,16 @@ static void start(sp_client_t *c, const sp_target_t *t, const uint8_t *msg, size
 				sp_buf_free(&f->sql[i]);
 			free(f);
 			sp_client_error(c, SP_SQLSTATE_INTERNAL, "cannot split this COPY across shards", NULL);
+			return;
+		}
+	}
+	if (bind_shards) {
+		f->split_batch = true;
+		f->split_txn = write;
+		if (!plan_split(f, sp_buf_head(&c->sock.in), batch_len, bind_shards, n_binds)) {
+			free_split(f);
+			free(f);
+			sp_client_error(c, SP_SQLSTATE_OUT_OF_MEMORY, "out of memory", NULL);
 			return;
 		}
 	}
@@ -424,6 +573,7 @@ void sp_fanout_server_failed(sp_fanout_t *f, const char *sqlstate, const char *m
 	if (f->merge)
 		sp_merge_free(f->merge);
 	free_copy(f);
+	free_split(f);
 	ev_timer_stop(sp_loop, &f->kick);
 	for (int i = 0; i < f->n; i++) {
 		sp_buf_free(&f->sql[i]);
@@ -576,10 +726,136 @@ static void sum_feed(sp_fanout_t *f, int slot, char type, const uint8_t *msg, si
 static void feed(sp_fanout_t *f, int slot, const uint8_t *msg, size_t total);
 static void release_pending(sp_fanout_t *f);
 
+/*
+ * One answer unit at the head of slot's held messages, if it is all there: its length
+ * in bytes (0: not yet). An ErrorResponse ends any unit. For an Execute, rows count
+ * as they come: *rows_only is set when the head holds DataRows but not the end yet.
+ */
+static size_t unit_len(const sp_buf_t *b, uint8_t kind, bool *error)
+{
+	const uint8_t *p = sp_buf_head(b);
+	size_t n = sp_buf_len(b), pos = 0;
+	int need = kind == U_DESC_S ? 2 : 1;
+	*error = false;
+	while (pos + 5 <= n) {
+		size_t total = (size_t)sp_get_be32(p + pos + 1) + 1;
+		char type = (char)p[pos];
+		if (pos + total > n)
+			return 0;
+		pos += total;
+		if (type == SP_BE_ERROR) {
+			*error = true;
+			return pos;
+		}
+		if (type == SP_BE_NOTICE || type == SP_BE_NOTIFICATION || type == SP_BE_PARAMETER_STATUS)
+			continue;
+		if (kind == U_EXEC && type == SP_BE_DATA_ROW)
+			continue;
+		if (--need == 0)
+			return pos;
+	}
+	return 0;
+}
+
+/* Hand the answers the client may have now to it, in the order of its messages. */
+static void split_pump(sp_fanout_t *f)
+{
+	sp_buf_t *out = &f->c->sock.out;
+	bool progress = true;
+	while (progress) {
+		progress = false;
+		for (int k = 0; k < f->n; k++) {
+			sp_buf_t *b = &f->pending[k];
+			if (f->split_failed) {
+				sp_buf_reset(b);
+				continue;
+			}
+			/* answers nobody waits for (other slots' copies of a Parse ...) go first */
+			while (f->unit_head[k] < f->n_units[k] && !f->units[k][f->unit_head[k]].fwd) {
+				bool err;
+				size_t l = unit_len(b, f->units[k][f->unit_head[k]].kind, &err);
+				if (!l)
+					break;
+				if (err) {
+					/* the shard skips the rest of its part: the batch failed */
+					f->split_failed = true;
+					f->error_sent = true;
+					const uint8_t *e = sp_buf_head(b);
+					size_t at = 0;
+					while (at < l) {
+						size_t t = (size_t)sp_get_be32(e + at + 1) + 1;
+						if (e[at] == SP_BE_ERROR)
+							sp_buf_append(out, e + at, t);
+						at += t;
+					}
+					sp_buf_reset(b);
+					progress = true;
+					break;
+				}
+				sp_buf_consume(b, l);
+				f->unit_head[k]++;
+				progress = true;
+			}
+		}
+		if (f->split_failed || f->order_pos >= f->n_order)
+			continue;
+		int k = f->order[f->order_pos];
+		sp_buf_t *b = &f->pending[k];
+		if (f->unit_head[k] >= f->n_units[k] || !f->units[k][f->unit_head[k]].fwd)
+			continue;
+		uint8_t kind = f->units[k][f->unit_head[k]].kind;
+		if (kind == U_EXEC) {
+			/* rows go on as they come */
+			while (sp_buf_len(b) >= 5) {
+				const uint8_t *q = sp_buf_head(b);
+				size_t t = (size_t)sp_get_be32(q + 1) + 1;
+				if (sp_buf_len(b) < t || q[0] != SP_BE_DATA_ROW)
+					break;
+				sp_buf_append(out, q, t);
+				sp_buf_consume(b, t);
+				progress = true;
+			}
+		}
+		bool err;
+		size_t l = unit_len(b, kind, &err);
+		if (!l)
+			continue;
+		sp_buf_append(out, sp_buf_head(b), l);
+		sp_buf_consume(b, l);
+		f->unit_head[k]++;
+		f->order_pos++;
+		progress = true;
+		if (err) {
+			f->split_failed = true;
+			f->error_sent = true;
+		}
+	}
+}
+
+static void split_feed(sp_fanout_t *f, int slot, const uint8_t *msg, size_t total)
+{
+	char type = (char)msg[0];
+	if (type == SP_BE_READY_FOR_QUERY)
+		return; /* the fan-out's business */
+	if (f->split_failed)
+		return;
+	if (type == SP_BE_NOTICE || type == SP_BE_NOTIFICATION || type == SP_BE_PARAMETER_STATUS) {
+		if (slot == 0 || type != SP_BE_PARAMETER_STATUS)
+			sp_buf_append(&f->c->sock.out, msg, total);
+		return;
+	}
+	sp_buf_append(&f->pending[slot], msg, total);
+	split_pump(f);
+}
+
 void sp_fanout_feed(sp_fanout_t *f, sp_server_t *s, const uint8_t *msg, size_t total)
 {
 	char type = (char)msg[0];
 	int slot = s->fan_idx;
+	if (f->split_batch) {
+		split_feed(f, slot, msg, total);
+		return;
+	}
 	if (f->extended) {
 		if (type == SP_BE_PARSE_COMPLETE || type == SP_BE_BIND_COMPLETE || type == SP_BE_CLOSE_COMPLETE ||
 		    type == SP_BE_PARAMETER_DESCRIPTION || type == SP_BE_NO_DATA ||
@@ -677,7 +953,7 @@ bool sp_fanout_wants(sp_fanout_t *f, sp_server_t *s)
 
 void sp_fanout_server_done(sp_fanout_t *f, int i)
 {
-	if (f->extended && i == 0 && !f->leader_ready)
+	if (f->extended && i == 0 && !f->leader_ready && !f->split_batch)
 		release_pending(f);
 	f->done[i] = true;
 	f->finished++;
@@ -869,6 +1145,22 @@ bool sp_fanout_is_write(const sp_fanout_t *f)
 
 bool sp_fanout_txn_open(sp_fanout_t *f, sp_server_t *s)
 {
+	if (f->split_txn) {
+		/* shard s ran its part of a split batch inside BEGIN: all commit, or none */
+		if (++f->txn_open < f->n)
+			return true;
+		bool ok = !f->error_sent;
+		f->split_txn = false;
+		for (int k = 0; k < f->n; k++) {
+			sp_server_t *o = f->servers[k];
+			if (!o)
+				continue;
+			sp_server_push_req(o, SP_REQ_INT_QUERY, NULL, SP_INTQ_NONE);
+			sp_msg_write_query(&o->sock.out, ok ? "COMMIT" : "ROLLBACK");
+			sp_server_send(o);
+		}
+		return true;
+	}
 	/* Called when shard s finished its part inside the COPY transaction. */
 	if (!f->copy_txn)
 		return false;

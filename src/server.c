@@ -135,10 +135,12 @@ static bool is_synth(unsigned kind)
 
 static void write_synth(sp_server_t *s, unsigned kind, const char *text)
 {
-	sp_buf_t *out;
-	if (!s->client || (s->fan && !sp_fanout_is_leader(s->fan, s)))
+	sp_buf_t *out, own = {0};
+	bool split = s->fan && sp_fanout_is_split(s->fan);
+	if (!s->client || (s->fan && !split && !sp_fanout_is_leader(s->fan, s)))
 		return;
-	out = &s->client->sock.out;
+	/* a split batch puts every answer in the client's order: through the fan-out */
+	out = split ? &own : &s->client->sock.out;
 	switch (kind) {
 	case SP_REQ_SYNTH_PARSE:
 		sp_msg_write_empty(out, SP_BE_PARSE_COMPLETE);
@@ -156,6 +158,14 @@ static void write_synth(sp_server_t *s, unsigned kind, const char *text)
 		sp_msg_write_command_complete(out, text ? text : "");
 		sp_msg_write_ready_for_query(out, s->txn);
 		break;
+	}
+	if (split) {
+		while (sp_buf_len(&own) >= 5) {
+			size_t total = (size_t)sp_get_be32(sp_buf_head(&own) + 1) + 1;
+			sp_fanout_feed(s->fan, s, sp_buf_head(&own), total);
+			sp_buf_consume(&own, total);
+		}
+		sp_buf_free(&own);
 	}
 }
 

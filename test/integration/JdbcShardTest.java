@@ -10,8 +10,9 @@
  * statement with the extended protocol, so what is checked here is the per-shard
  * rewriting at Bind (avg, OFFSET, LIMIT with GROUP BY, parameters in LIMIT/OFFSET),
  * setMaxRows (Execute with a row limit over a merged result), the first statement of
- * an autocommit-off transaction sent with its BEGIN, and the refusal of a fetch-size
- * cursor over several shards. Output as JdbcTest.java: check lines, then `end`.
+ * an autocommit-off transaction sent with its BEGIN, executeBatch over several shards
+ * (split by shard, all or nothing), and the refusal of a fetch-size cursor over several
+ * shards. Output as JdbcTest.java: check lines, then `end`.
  */
 import java.sql.*;
 import java.util.*;
@@ -121,6 +122,54 @@ public class JdbcShardTest {
 				same(s, p, "setMaxRows(4) with OFFSET", "SELECT id FROM {T} ORDER BY id DESC OFFSET 20", 4);
 				same(s, p, "setMaxRows(2) over GROUP BY", "SELECT grp, sum(amount) FROM {T} GROUP BY grp ORDER BY grp", 2);
 				same(s, p, "setMaxRows(1000) larger than the result", "SELECT id FROM {T} WHERE grp = 1 ORDER BY id", 1000);
+			});
+			group("executeBatch over shards", () -> {
+				/* pgjdbc sends the batch's Bind/Execute pairs before one Sync: split by shard */
+				int n = 0;
+				try (PreparedStatement ins = s.prepareStatement("INSERT INTO " + table + " (id, grp, amount, name) VALUES (?, ?, ?, ?)")) {
+					for (long id = 10001; id <= 10300; id++) {
+						ins.setLong(1, id);
+						ins.setInt(2, 9);
+						ins.setBigDecimal(3, new java.math.BigDecimal("1.50"));
+						ins.setString(4, "b" + id);
+						ins.addBatch();
+					}
+					for (int c : ins.executeBatch())
+						n += c;
+				}
+				check("executeBatch of 300 inserts over the shards: update counts", n, 300);
+				int found = 0;
+				try (PreparedStatement q = s.prepareStatement("SELECT name FROM " + table + " WHERE id = ?")) {
+					for (long id = 10001; id <= 10300; id += 13) {
+						q.setLong(1, id);
+						try (ResultSet rs = q.executeQuery()) {
+							if (rs.next() && rs.getString(1).equals("b" + id))
+								found++;
+						}
+					}
+				}
+				check("each batch row is found by its key (its shard)", found, 24);
+				check("the batch's rows, counted over every shard", run(s, "SELECT count(*) FROM {T} WHERE grp = 9", table, 0), "300");
+				String state = "no error";
+				try (PreparedStatement ins = s.prepareStatement("INSERT INTO " + table + " (id, grp, amount, name) VALUES (?, 10, 0, 'x')")) {
+					for (long id = 10401; id <= 10420; id++) {
+						ins.setLong(1, id);
+						ins.addBatch();
+					}
+					ins.setLong(1, 10005); /* already there */
+					ins.addBatch();
+					ins.executeBatch();
+				} catch (SQLException e) {
+					state = e.getSQLState();
+				}
+				check("a batch with a duplicate key fails with 23505", state, "23505");
+				check("and none of its rows stays on any shard", run(s, "SELECT count(*) FROM {T} WHERE grp = 10", table, 0), "0");
+				try (Statement st = s.createStatement()) {
+					st.executeUpdate("DELETE FROM " + table + " WHERE grp = 9 AND id IN (" +
+							 java.util.stream.LongStream.rangeClosed(10001, 10300).mapToObj(Long::toString)
+							     .collect(java.util.stream.Collectors.joining(",")) + ")");
+				}
+				check("the batch's rows deleted again", run(s, "SELECT count(*) FROM {T} WHERE grp = 9", table, 0), "0");
 			});
 			group("autocommit off", () -> {
 				s.setAutoCommit(false);
