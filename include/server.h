@@ -89,6 +89,8 @@ struct sp_server {
 	bool dirty_close;       /* close instead of reuse when released */
 	bool lsn_taken;         /* fan-out write: the WAL position was read */
 	bool finishing;         /* transaction over, shardpool's own follow-up queries run: hold the client */
+	int cancels_in_flight;  /* forwarded CancelRequests PostgreSQL has not taken yet */
+	bool release_held;      /* released while a cancel was in flight: back to the pool after it */
 
 	/* login */
 	sp_scram_client_t scram;
@@ -106,8 +108,12 @@ sp_server_t *sp_server_connect(sp_pool_t *p);
 void sp_server_close(sp_server_t *s, const char *reason);
 /* Link to a client and make its session settings match the client's. */
 void sp_server_attach(sp_server_t *s, sp_client_t *c);
-/* Client let go of it (ReadyForQuery 'I' in transaction mode, or disconnect). */
+/* Client let go of it (ReadyForQuery 'I' in transaction mode, or disconnect). While a
+ * cancel forwarded for its last client is in flight, it waits (sp_server_cancel_done):
+ * a late cancel must not land on the next client's query. */
 void sp_server_release(sp_server_t *s);
+/* A forwarded CancelRequest for the server with this id was taken (or failed). */
+void sp_server_cancel_done(uint64_t id);
 /* Queue a request record. */
 bool sp_server_push_req(sp_server_t *s, sp_req_kind_t kind, sp_pstmt_t *ps, sp_intq_t intq);
 /* Same, with a text the request owns (a copy is made). */

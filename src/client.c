@@ -164,6 +164,7 @@ static void read_done(sp_client_t *c)
 struct cancel_conn {
 	sp_sock_t sock;
 	sp_client_t *requester; /* the client connection that sent the CancelRequest, or NULL */
+	uint64_t server_id;     /* the server it cancels: not reused until this is done */
 };
 
 void sp_client_close(sp_client_t *c, const char *reason)
@@ -2703,6 +2704,7 @@ done:
 		cc->requester->cancel_wait = NULL;
 		sp_client_close(cc->requester, "cancel request handled");
 	}
+	sp_server_cancel_done(cc->server_id);
 	free(cc);
 }
 
@@ -2725,11 +2727,13 @@ bool sp_client_cancel_request(int32_t pid, int32_t key, sp_client_t *requester)
 	if (!cc)
 		return false;
 	sp_msg_write_cancel_request(&cc->sock.out, s->be_pid, s->be_key);
+	cc->server_id = s->id;
 	if (!sp_sock_connect(&cc->sock, s->pool->node->host, s->pool->node->port, cancel_cb)) {
 		sp_buf_free(&cc->sock.out);
 		free(cc);
 		return false;
 	}
+	s->cancels_in_flight++;
 	cl_log(c, SP_LOG_INFO, "forwarding cancel request to its server");
 	if (requester) {
 		cc->requester = requester;

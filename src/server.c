@@ -996,12 +996,33 @@ void sp_server_attach(sp_server_t *s, sp_client_t *c)
 	sp_buf_free(&sql);
 }
 
+void sp_server_cancel_done(uint64_t id)
+{
+	for (sp_server_t *s = all_servers; s; s = s->all_next) {
+		if (s->id != id)
+			continue;
+		if (s->cancels_in_flight > 0)
+			s->cancels_in_flight--;
+		if (s->cancels_in_flight == 0 && s->release_held && s->state != SP_SERVER_CLOSED) {
+			s->release_held = false;
+			sp_server_release(s);
+		}
+		return;
+	}
+}
+
 void sp_server_release(sp_server_t *s)
 {
 	sp_pool_t *p = s->pool;
 	const char *reset = sp_g.cfg->server_reset_query;
 	bool need_reset = reset && *reset && (p->pool_mode == SP_POOL_SESSION || sp_g.cfg->server_reset_query_always);
 	s->client = NULL;
+	if (s->cancels_in_flight > 0 && !s->dirty_close) {
+		/* PostgreSQL has not taken the cancel yet: the next client's query must not
+		 * get it (the pool counts the connection as active meanwhile) */
+		s->release_held = true;
+		return;
+	}
 	if (s->dirty_close) {
 		sp_server_close(s, "connection state could not be restored");
 		return;

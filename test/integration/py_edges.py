@@ -290,10 +290,13 @@ def run_psycopg(port, db, table, sharded):
             res = {}
 
             def sleeper():
+                t1 = time.monotonic()
                 try:
                     res['v'] = other.execute('SELECT pg_sleep(1.5), 11').fetchone()[1]
                 except psycopg.Error as e:
-                    res['v'] = sqlstate(e)
+                    # the message tells a cancel ("user request") from a statement timeout
+                    res['v'] = f'{sqlstate(e)} after {time.monotonic() - t1:.2f} s: {str(e).splitlines()[0]}'
+
             t = threading.Thread(target=sleeper)
             t.start()
             time.sleep(0.4)
