@@ -282,7 +282,10 @@ static const char *const shard_sql[] = {
 	"COPY T FROM STDIN (FORMAT binary)", "SELECT count(*) FROM T WHERE v > $1",
 	"SELECT DISTINCT v FROM T", "SELECT * FROM T ORDER BY id LIMIT 2 OFFSET 1", "BEGIN", "COMMIT",
 	"ROLLBACK", "SELECT 1", "SELECT * FROM T WHERE id = 1; SELECT * FROM T WHERE id = 2",
-	"SELECT * FROM T t1 JOIN T t2 ON t1.v = t2.v", "SELECT 1/0 FROM T"};
+	"SELECT * FROM T t1 JOIN T t2 ON t1.v = t2.v", "SELECT 1/0 FROM T",
+	/* rewritten per shard at Bind, split over shards at Bind */
+	"SELECT * FROM T ORDER BY id LIMIT $1 OFFSET $2", "SELECT v, avg(id) FROM T GROUP BY v ORDER BY v LIMIT $1",
+	"INSERT INTO T (id, v) VALUES ($1, $2), ($2, $1)", "SELECT avg(v), count(*) FROM T WHERE id > $1"};
 
 static char sqlbuf[512];
 
