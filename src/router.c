@@ -214,24 +214,41 @@ static bool growz(char **p, size_t *cap, size_t need)
 	return true;
 }
 
-static bool is_space(char c)
+/* Character classes of the lexer, one table lookup each (it runs on every simple query). */
+enum { CC_SPACE = 1, CC_IDSTART = 2, CC_IDCHAR = 4, CC_DIGIT = 8 };
+#define CC_LETTERS(a) [a] = CC_IDSTART | CC_IDCHAR
+#define CC_8(a) CC_LETTERS(a), CC_LETTERS(a + 1), CC_LETTERS(a + 2), CC_LETTERS(a + 3), \
+		CC_LETTERS(a + 4), CC_LETTERS(a + 5), CC_LETTERS(a + 6), CC_LETTERS(a + 7)
+#define CC_DIG(a) [a] = CC_IDCHAR | CC_DIGIT
+static const uint8_t cclass[256] = {
+	[' '] = CC_SPACE, ['\t'] = CC_SPACE, ['\n'] = CC_SPACE, ['\r'] = CC_SPACE, ['\f'] = CC_SPACE,
+	['\v'] = CC_SPACE, ['_'] = CC_IDSTART | CC_IDCHAR, ['$'] = CC_IDCHAR,
+	CC_DIG('0'), CC_DIG('1'), CC_DIG('2'), CC_DIG('3'), CC_DIG('4'),
+	CC_DIG('5'), CC_DIG('6'), CC_DIG('7'), CC_DIG('8'), CC_DIG('9'),
+	CC_8('a'), CC_8('a' + 8), CC_8('a' + 16), CC_LETTERS('y'), CC_LETTERS('z'),
+	CC_8('A'), CC_8('A' + 8), CC_8('A' + 16), CC_LETTERS('Y'), CC_LETTERS('Z'),
+	CC_8(0x80), CC_8(0x88), CC_8(0x90), CC_8(0x98), CC_8(0xa0), CC_8(0xa8), CC_8(0xb0), CC_8(0xb8),
+	CC_8(0xc0), CC_8(0xc8), CC_8(0xd0), CC_8(0xd8), CC_8(0xe0), CC_8(0xe8), CC_8(0xf0), CC_8(0xf8),
+};
+
+static inline bool is_space(char c)
 {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+	return cclass[(unsigned char)c] & CC_SPACE;
 }
 
-static bool ident_start(unsigned char c)
+static inline bool ident_start(unsigned char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
+	return cclass[c] & CC_IDSTART;
 }
 
-static bool ident_char(unsigned char c)
+static inline bool ident_char(unsigned char c)
 {
-	return ident_start(c) || (c >= '0' && c <= '9') || c == '$';
+	return cclass[c] & CC_IDCHAR;
 }
 
-static bool is_digit(char c)
+static inline bool is_digit(char c)
 {
-	return c >= '0' && c <= '9';
+	return cclass[(unsigned char)c] & CC_DIGIT;
 }
 
 /* End of a '...' string starting at s[p] (the quote); backslash escapes for E''. */
@@ -441,6 +458,7 @@ static const struct kwdef {
 static uint8_t kw_flags[KW_WITH + 1];
 static uint8_t kw_slot[KW_SLOTS]; /* index + 1 into kwdefs, 0 empty; open addressing */
 static pthread_once_t kw_once = PTHREAD_ONCE_INIT;
+static atomic_bool kw_ready; /* kw_init ran: lex() skips pthread_once */
 
 static unsigned kw_hash(const char *w, size_t n)
 {
@@ -480,10 +498,10 @@ static bool kw_has(const struct tok *t, unsigned flag)
 	return t->type == T_WORD && (kw_flags[t->kw] & flag);
 }
 
-static bool push_tok(struct lexer *lx, uint8_t type, size_t start, size_t end, bool space,
-		     int depth)
+static inline bool push_tok(struct lexer *lx, uint8_t type, size_t start, size_t end, bool space,
+			    int depth)
 {
-	if (!grow((void **)&lx->t, &lx->capt, lx->nt + 1, sizeof(*lx->t)))
+	if (lx->nt >= lx->capt && !grow((void **)&lx->t, &lx->capt, lx->nt + 1, sizeof(*lx->t)))
 		return false;
 	struct tok *t = &lx->t[lx->nt++];
 	t->start = (uint32_t)start;
@@ -525,7 +543,10 @@ static bool lex(const char *s, size_t n, struct lexer *lx)
 	lx->max_param = 0;
 	lx->bad = false;
 	lx->src = s;
-	pthread_once(&kw_once, kw_init);
+	if (!atomic_load_explicit(&kw_ready, memory_order_acquire)) {
+		pthread_once(&kw_once, kw_init);
+		atomic_store_explicit(&kw_ready, true, memory_order_release);
+	}
 	while (p < n) {
 		unsigned char c = (unsigned char)s[p];
 		size_t start = p;
