@@ -989,6 +989,7 @@ void sp_fanout_abort(sp_fanout_t *f)
 	if (f->merge)
 		sp_merge_free(f->merge);
 	free_copy(f);
+	free_split(f);
 	ev_timer_stop(sp_loop, &f->kick);
 	for (int i = 0; i < f->n; i++) {
 		sp_buf_free(&f->sql[i]);

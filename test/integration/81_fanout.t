@@ -382,6 +382,14 @@ extended_edges() {
 		"SELECT grp, avg(qty) FROM {T} GROUP BY grp ORDER BY grp LIMIT 3" D:S: B:: D:P: E: S read
 	both "the unnamed statement of a rewrite bound again without a Parse" \
 		"SELECT avg(qty), count(*) FROM {T}" B:: E: S read B:: D:P: E: S read
+	# reads by key on different shards before one Sync: split by shard, the answers in
+	# the client's order; then the same batch from a client that leaves at once
+	local steps=() k
+	for k in 1 2 3 4 5 6; do steps+=("P::SELECT id, name FROM {T} WHERE id = $k" B:: E:); done
+	got=$(raw app "${steps[@]//\{T\}/t81_data}" S read)
+	want=$(raw plain "${steps[@]//\{T\}/t81_flat}" S read)
+	is "$got" "$want" "a batch of reads by key on different shards: each answer in the client's order"
+	raw app "${steps[@]//\{T\}/t81_data}" S close >/dev/null
 	got=$(raw app Q:BEGIN read "P::SELECT id FROM t81_data ORDER BY id" B:: E::5 S read Q:ROLLBACK read)
 	like "$got" "^C BEGIN Z T E 0A000 .*portal would stay open.* Z E C ROLLBACK Z I \$" \
 		"inside a transaction, a row limit over several shards (a cursor) is refused with 0A000"
