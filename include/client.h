@@ -64,8 +64,16 @@ struct sp_client {
 	bool processing, process_again; /* sp_client_process is running / must look again */
 	void *cancel_wait;           /* a cancel this connection asked for, not yet taken by the server */
 	bool describe_detach;
-	int16_t *bind_shards;        /* the shard of each Bind of the batch being routed (-1: any) */
+	int16_t *bind_shards;        /* the shard of each Bind of the batch being routed (-1: any,
+				      * -2: a group, see split_groups) */
 	int n_bind_shards, cap_bind_shards;
+	int16_t *bind_fmts, *bind_expanded; /* scratch for routing a Bind: its format codes, */
+	const uint8_t **bind_vals;   /* values ... */
+	int32_t *bind_lens;          /* ... and lengths */
+	int cap_bind_fmts, cap_bind_expanded, cap_bind_vals, cap_bind_lens;
+	struct sp_split_group *split_groups; /* Binds of the batch that run on several shards */
+	int n_split_groups, cap_split_groups;
+	sp_buf_t split_texts;        /* their per-shard texts */
 	uint8_t *unnamed_parse;      /* the unnamed Parse of a describe-only batch (whole message), sent
 				      * again before its Bind on the server the Bind is routed to */
 	bool unnamed_in_batch;       /* this server has the unnamed statement for the current batch */        /* shardpool's own Sync ends the server's part of a describe-only batch */

@@ -39,10 +39,26 @@ void sp_fanout_start_batch(sp_client_t *c, const sp_target_t *t, size_t batch_le
  * when every shard got through without an error (else all roll back): the batch stays
  * all-or-nothing as it is on one server, short of a shard failing between the commits.
  */
+/* A Bind of a split batch that itself runs on several shards, each with its own text (a
+ * multi-row INSERT split by rows, as pgjdbc's reWriteBatchedInserts sends): its shards,
+ * and where each shard's text starts in the batch's text buffer. Its Execute answers
+ * with every shard's rows and one CommandComplete counting them all. */
+typedef struct sp_split_group {
+	int bind;            /* index of the Bind among the batch's Binds */
+	uint64_t mask;       /* its shards */
+	uint32_t off[64];    /* per shard: offset of its NUL-terminated text */
+} sp_split_group_t;
+
 void sp_fanout_start_split(sp_client_t *c, const sp_target_t *t, size_t batch_len, bool write,
-			   const int16_t *bind_shards, int n_binds);
-/* In a split batch: the slot message msg_index of the batch goes to, -1 for all. */
+			   const int16_t *bind_shards, int n_binds, const sp_split_group_t *groups,
+			   int n_groups, const sp_buf_t *texts);
+/* In a split batch: the text slot's shard runs for message msg_index (a Bind of a
+ * group), or NULL when slot takes no part in it or the Bind is not a group's. */
+const char *sp_fanout_split_text(const sp_fanout_t *f, int msg_index, int slot);
+/* In a split batch: the slot message msg_index of the batch goes to, -1 for all, -2
+ * for the slots of a group (sp_fanout_split_member). */
 int sp_fanout_split_owner(const sp_fanout_t *f, int msg_index);
+bool sp_fanout_split_member(const sp_fanout_t *f, int msg_index, int slot);
 bool sp_fanout_is_split(const sp_fanout_t *f);
 /* The split batch runs inside BEGIN on every shard. */
 bool sp_fanout_split_txn(const sp_fanout_t *f);

@@ -120,6 +120,12 @@ static void reap(struct ev_loop *loop, ev_check *w, int revents)
 		free(c->begin_sql);
 		free(c->unnamed_parse);
 		free(c->bind_shards);
+		free(c->bind_fmts);
+		free(c->bind_vals);
+		free(c->bind_lens);
+		free(c->bind_expanded);
+		free(c->split_groups);
+		sp_buf_free(&c->split_texts);
 		free(c->written_lsn);
 		free(c);
 	}
@@ -1167,29 +1173,35 @@ static const uint8_t *statement_body(sp_client_t *c, const char *stmt, size_t be
  * carries only those values. Returns false (nothing sent) when the statement or
  * the Bind cannot be read; the caller then forwards the Bind as it is.
  */
+static bool bind_scratch(void *pp, int *cap, int n, size_t elem);
+
 static bool send_rewritten_bind(sp_client_t *c, sp_server_t *s, const char *sql, int n_cols,
 				const uint8_t *msg, size_t at_pos)
 {
 	uint32_t len = sp_get_be32(msg + 1);
 	sp_msg_reader_t r;
 	const char *portal, *stmt;
-	int16_t nf, np, nr, fmts[256], n_oids = 0;
-	const uint8_t *vals[256], *body, *oids = NULL;
-	int32_t lens[256];
-	int used[256];
+	int16_t nf, np, nr, *fmts, n_oids = 0;
+	const uint8_t **vals, *body, *oids = NULL;
+	int32_t *lens;
 	size_t blen = 0;
 	sp_buf_t text = {0};
 	sp_buf_t *out = &s->sock.out;
 
+	/* the client's Bind scratch arrays are free here (routing is done) */
 	sp_msg_reader_init(&r, msg + 5, len - 4);
 	if (!pq_getmsgstring(&r, &portal, NULL) || !pq_getmsgstring(&r, &stmt, NULL) ||
-	    !pq_getmsgint16(&r, &nf) || nf < 0 || nf > 256)
+	    !pq_getmsgint16(&r, &nf) || nf < 0 || !bind_scratch(&c->bind_fmts, &c->cap_bind_fmts, nf, sizeof(int16_t)))
 		return false;
+	fmts = c->bind_fmts;
 	for (int i = 0; i < nf; i++)
 		if (!pq_getmsgint16(&r, &fmts[i]))
 			return false;
-	if (!pq_getmsgint16(&r, &np) || np < 0 || np > 256)
+	if (!pq_getmsgint16(&r, &np) || np < 0 || !bind_scratch(&c->bind_vals, &c->cap_bind_vals, np, sizeof(*vals)) ||
+	    !bind_scratch(&c->bind_lens, &c->cap_bind_lens, np, sizeof(*lens)))
 		return false;
+	vals = c->bind_vals;
+	lens = c->bind_lens;
 	for (int i = 0; i < np; i++) {
 		vals[i] = NULL;
 		if (!pq_getmsgint32(&r, &lens[i]) || (lens[i] >= 0 && !pq_getmsgbytes(&r, (size_t)lens[i], &vals[i])))
@@ -1210,13 +1222,17 @@ static bool send_rewritten_bind(sp_client_t *c, sp_server_t *s, const char *sql,
 				n_oids = 0;
 		}
 	}
-	int k = sp_router_renumber_params(sql, &text, used, 256);
+	int max_used = (int)(strlen(sql) / 2 + 1); /* a $n takes two bytes at least */
+	int *used = malloc((size_t)max_used * sizeof(int));
+	int k = used ? sp_router_renumber_params(sql, &text, used, max_used) : -1;
 	if (k < 0 || !body) {
+		free(used);
 		sp_buf_free(&text);
 		return false;
 	}
 	for (int i = 0; i < k; i++)
 		if (used[i] < 1 || used[i] > np) {
+			free(used);
 			sp_buf_free(&text);
 			return false;
 		}
@@ -1251,7 +1267,28 @@ static bool send_rewritten_bind(sp_client_t *c, sp_server_t *s, const char *sql,
 		pq_sendint16(out, 0);
 	sp_msg_end(out, at);
 	sp_server_push_req(s, SP_REQ_BIND, NULL, SP_INTQ_NONE);
+	free(used);
 	return true;
+}
+
+/*
+ * A rewrite took the server's unnamed statement (send_rewritten_bind): a later Bind of
+ * the client's own unnamed statement, without a Parse, must bring it again. The
+ * client's unnamed Parse as of message pos is kept for that.
+ */
+static void keep_unnamed(sp_client_t *c, size_t pos)
+{
+	if (!c->unnamed_parse) {
+		size_t blen;
+		const uint8_t *b = statement_body(c, "", pos, &blen);
+		if (b && (c->unnamed_parse = malloc(blen + 6))) {
+			c->unnamed_parse[0] = SP_FE_PARSE;
+			sp_put_be32(c->unnamed_parse + 1, (uint32_t)(blen + 5));
+			c->unnamed_parse[5] = 0;
+			memcpy(c->unnamed_parse + 6, b, blen);
+		}
+	}
+	c->unnamed_in_batch = false;
 }
 
 void sp_client_forward_batch(sp_client_t *c, sp_server_t *s, size_t end)
@@ -1277,9 +1314,24 @@ void sp_client_forward_batch(sp_client_t *c, sp_server_t *s, size_t end)
 	while (pos < end && c->state != SP_CLIENT_CLOSED) {
 		uint32_t len = sp_get_be32(p + pos + 1);
 		if (split) {
-			int owner = sp_fanout_split_owner(s->fan, msg_index++);
-			if (owner >= 0 && owner != s->fan_idx) {
+			int mi = msg_index++;
+			int owner = sp_fanout_split_owner(s->fan, mi);
+			if ((owner >= 0 && owner != s->fan_idx) ||
+			    (owner == -2 && !sp_fanout_split_member(s->fan, mi, s->fan_idx))) {
 				pos += 1 + len; /* another shard's Bind, or what uses its portal */
+				continue;
+			}
+			const char *gtext = owner == -2 && p[pos] == SP_FE_BIND ? sp_fanout_split_text(s->fan, mi, s->fan_idx)
+										 : NULL;
+			if (gtext) {
+				/* this shard's rows of a split INSERT */
+				if (!send_rewritten_bind(c, s, gtext, 0, p + pos, pos)) {
+					sp_client_fatal(c, SP_SQLSTATE_PROTOCOL_VIOLATION,
+							"malformed Bind of a statement split over shards");
+					break;
+				}
+				keep_unnamed(c, pos);
+				pos += 1 + len;
 				continue;
 			}
 		}
@@ -1290,19 +1342,7 @@ void sp_client_forward_batch(sp_client_t *c, sp_server_t *s, size_t end)
 				described = true;
 		}
 		if (p[pos] == SP_FE_BIND && rw_sql && send_rewritten_bind(c, s, rw_sql, rw_cols, p + pos, pos)) {
-			/* the server's unnamed statement is the rewrite now: a later Bind of
-			 * the client's unnamed statement must bring the client's own again */
-			if (!c->unnamed_parse) {
-				size_t blen;
-				const uint8_t *b = statement_body(c, "", pos, &blen);
-				if (b && (c->unnamed_parse = malloc(blen + 6))) {
-					c->unnamed_parse[0] = SP_FE_PARSE;
-					sp_put_be32(c->unnamed_parse + 1, (uint32_t)(blen + 5));
-					c->unnamed_parse[5] = 0;
-					memcpy(c->unnamed_parse + 6, b, blen);
-				}
-			}
-			c->unnamed_in_batch = false;
+			keep_unnamed(c, pos);
 			pos += 1 + len;
 			continue;
 		}
@@ -1652,6 +1692,24 @@ static bool more_after_semicolon(const char *sql)
 	return false;
 }
 
+/* Grow one of the client's Bind scratch arrays to at least n elements (kept: no
+ * allocation per Bind once warm). */
+static bool bind_scratch(void *pp, int *cap, int n, size_t elem)
+{
+	void **p = pp;
+	if (n <= *cap && *p)
+		return true;
+	int ncap = *cap > 0 ? *cap : 64;
+	while (ncap < n)
+		ncap *= 2;
+	void *np = realloc(*p, (size_t)ncap * elem);
+	if (!np)
+		return false;
+	*p = np;
+	*cap = ncap;
+	return true;
+}
+
 /*
  * Whether a batch can be split by shard (split_batch): every Bind routed to one shard
  * (or any), no transaction control, no portal used that the batch did not bind.
@@ -1666,12 +1724,44 @@ typedef struct split_state {
 	bool unnamed;
 } split_state_t;
 
+/* A split INSERT among other Binds: its per-shard texts are kept (the router's buffers
+ * are reused by the next Bind). False when out of memory or too many. */
+static bool split_group(sp_client_t *c, const sp_target_t *t, int bind)
+{
+	if (c->n_split_groups == c->cap_split_groups) {
+		int ncap = c->cap_split_groups ? 2 * c->cap_split_groups : 8;
+		if (ncap > 256)
+			return false;
+		sp_split_group_t *n = realloc(c->split_groups, (size_t)ncap * sizeof(*n));
+		if (!n)
+			return false;
+		c->split_groups = n;
+		c->cap_split_groups = ncap;
+	}
+	sp_split_group_t *g = &c->split_groups[c->n_split_groups];
+	g->bind = bind;
+	g->mask = t->shard_mask;
+	for (int i = 0; i < 64; i++) {
+		if (!(g->mask & (1ULL << i)))
+			continue;
+		const char *txt = (const char *)t->sql[i].data;
+		size_t at = sp_buf_len(&c->split_texts);
+		if (at > UINT32_MAX / 2 || !sp_buf_append(&c->split_texts, txt, strlen(txt) + 1))
+			return false;
+		g->off[i] = (uint32_t)at;
+	}
+	c->n_split_groups++;
+	return true;
+}
+
 static void split_note(sp_client_t *c, const sp_target_t *t, const char *portal, split_state_t *st)
 {
 	int shard = t->kind == SP_TARGET_SHARD ? t->shard : -1;
+	bool group = t->kind == SP_TARGET_FANOUT && t->fanout_sum && t->per_shard_sql && !t->fanout_merge &&
+		     !t->fanout_first;
 	if (!st->ok)
 		return;
-	if ((t->kind != SP_TARGET_SHARD && t->kind != SP_TARGET_ANY) || t->txnop != SP_TXNOP_NONE ||
+	if ((t->kind != SP_TARGET_SHARD && t->kind != SP_TARGET_ANY && !group) || t->txnop != SP_TXNOP_NONE ||
 	    t->session_changed || t->copy.mode != SP_ROUTER_COPY_NONE || shard >= 64) {
 		st->ok = false;
 		return;
@@ -1695,8 +1785,21 @@ static void split_note(sp_client_t *c, const sp_target_t *t, const char *portal,
 		c->bind_shards = n;
 		c->cap_bind_shards = ncap;
 	}
-	if (st->noted++ == 0)
+	if (st->noted++ == 0) {
 		c->n_bind_shards = 0; /* the first Bind of this batch */
+		c->n_split_groups = 0;
+		sp_buf_reset(&c->split_texts);
+	}
+	if (group) {
+		if (!split_group(c, t, c->n_bind_shards)) {
+			st->ok = false;
+			return;
+		}
+		c->bind_shards[c->n_bind_shards++] = -2;
+		st->multi = true; /* several shards already */
+		st->mask |= t->shard_mask;
+		return;
+	}
 	c->bind_shards[c->n_bind_shards++] = (int16_t)shard;
 	if (shard < 0)
 		return;
@@ -1759,9 +1862,9 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 		} else if (p[pos] == SP_FE_BIND && pq_getmsgstring(&r, &name, NULL) && pq_getmsgstring(&r, &stmt, NULL)) {
 			const char *sql = NULL;
 			int16_t nf = 0, np = 0;
-			int16_t fmts[256];
-			const uint8_t *vals[256];
-			int32_t lens[256];
+			int16_t *fmts;
+			const uint8_t **vals;
+			int32_t *lens;
 			bool ok = true;
 			if (!*stmt) {
 				sql = unnamed_sql ? unnamed_sql
@@ -1785,13 +1888,22 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 						sql = (const char *)ps->body;
 				}
 			}
-			if (pq_getmsgint16(&r, &nf) && nf >= 0 && nf <= 256) {
+			if (pq_getmsgint16(&r, &nf) && nf >= 0 && bind_scratch(&c->bind_fmts, &c->cap_bind_fmts, nf, sizeof(int16_t))) {
+				fmts = c->bind_fmts;
 				for (int i = 0; i < nf && ok; i++)
 					ok = pq_getmsgint16(&r, &fmts[i]);
 			} else {
 				ok = false;
+				fmts = NULL;
 			}
-			if (ok && pq_getmsgint16(&r, &np) && np >= 0 && np <= 256) {
+			/* as many parameters as the protocol allows (a multi-row INSERT has
+			 * hundreds): a Bind not routed would run on the default shard */
+			if (ok && pq_getmsgint16(&r, &np) && np >= 0 &&
+			    bind_scratch(&c->bind_vals, &c->cap_bind_vals, np, sizeof(*vals)) &&
+			    bind_scratch(&c->bind_lens, &c->cap_bind_lens, np, sizeof(*lens)) &&
+			    bind_scratch(&c->bind_expanded, &c->cap_bind_expanded, np, sizeof(int16_t))) {
+				vals = c->bind_vals;
+				lens = c->bind_lens;
 				for (int i = 0; i < np && ok; i++) {
 					ok = pq_getmsgint32(&r, &lens[i]);
 					vals[i] = NULL;
@@ -1799,7 +1911,7 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 						ok = pq_getmsgbytes(&r, (size_t)lens[i], &vals[i]);
 				}
 				if (ok) {
-					int16_t expanded[256];
+					int16_t *expanded = c->bind_expanded;
 					for (int i = 0; i < np; i++)
 						expanded[i] = nf == 0 ? 0 : nf == 1 ? fmts[0] : (i < nf ? fmts[i] : 0);
 					if (sql) {
@@ -1893,7 +2005,7 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 	}
 	if (out->kind == SP_TARGET_LOCAL)
 		out->kind = SP_TARGET_ANY;
-	if (sp_state.ok && sp_state.multi && n_bind == bk->binds && n_sync == 1 && !bk->flush_end &&
+	if (sp_state.ok && sp_state.multi && n_bind == bk->binds && n_bind > 1 && n_sync == 1 && !bk->flush_end &&
 	    out->copy.mode == SP_ROUTER_COPY_NONE) {
 		/* every Bind has its one shard, and they differ: the batch is split by shard */
 		bool w = out->write, rd = out->read;
@@ -2243,7 +2355,8 @@ static bool route_idle(sp_client_t *c)
 				return true;
 			}
 			if (last_batch.split)
-				sp_fanout_start_split(c, &t, end, t.write, c->bind_shards, c->n_bind_shards);
+				sp_fanout_start_split(c, &t, end, t.write, c->bind_shards, c->n_bind_shards,
+						      c->split_groups, c->n_split_groups, &c->split_texts);
 			else
 				sp_fanout_start_batch(c, &t, end, t.write);
 			return true;

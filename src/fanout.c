@@ -38,6 +38,7 @@ enum { U_PARSE = 1, U_BIND, U_DESC_S, U_DESC_P, U_EXEC, U_CLOSE };
 struct split_unit {
 	uint8_t kind;
 	bool fwd;
+	int16_t group; /* a group's (split INSERT) unit: -1 for none */
 };
 
 struct sp_fanout {
@@ -80,8 +81,16 @@ struct sp_fanout {
 	struct split_unit *units[SP_ROUTER_MAX_SHARDS]; /* per slot: the answers it owes, in order */
 	int n_units[SP_ROUTER_MAX_SHARDS], cap_units[SP_ROUTER_MAX_SHARDS], unit_head[SP_ROUTER_MAX_SHARDS];
 	bool desc_half[SP_ROUTER_MAX_SHARDS]; /* Describe('S'): ParameterDescription seen */
-	int16_t *order;       /* the slots of the answers the client gets, in its order */
+	int32_t *order;       /* the answers the client gets, in its order: a slot, or
+			       * -(g + 1) for group g, whose member slots answer in turn */
 	int n_order, order_pos;
+	sp_split_group_t *groups; /* the batch's split INSERTs (copied from the client) */
+	int n_groups;
+	sp_buf_t texts;       /* their per-shard texts */
+	int16_t *msg_group;   /* per message: its group, -1 for none */
+	int grp_member;       /* the group answer being assembled: members done so far ... */
+	uint64_t grp_rows;    /* ... the rows their CommandCompletes counted ... */
+	char grp_verb[16];    /* ... and the command they name */
 	bool rewrite;         /* extended protocol: each shard runs its own text (sql[slot]) */
 	int rw_cols;          /* columns of the rewritten text (visible and hidden) */
 	int raw_desc[SP_ROUTER_MAX_SHARDS]; /* statement Describes in flight per slot: their
@@ -225,22 +234,24 @@ static void finish(sp_fanout_t *f)
 }
 
 static void start(sp_client_t *c, const sp_target_t *t, const uint8_t *msg, size_t total, bool write,
-		  size_t batch_len, const int16_t *bind_shards, int n_binds);
+		  size_t batch_len, const int16_t *bind_shards, int n_binds, const sp_split_group_t *groups,
+		  int n_groups, const sp_buf_t *texts);
 
 void sp_fanout_start(sp_client_t *c, const sp_target_t *t, const uint8_t *msg, size_t total, bool write)
 {
-	start(c, t, msg, total, write, 0, NULL, 0);
+	start(c, t, msg, total, write, 0, NULL, 0, NULL, 0, NULL);
 }
 
 void sp_fanout_start_batch(sp_client_t *c, const sp_target_t *t, size_t batch_len, bool write)
 {
-	start(c, t, NULL, 0, write, batch_len, NULL, 0);
+	start(c, t, NULL, 0, write, batch_len, NULL, 0, NULL, 0, NULL);
 }
 
 void sp_fanout_start_split(sp_client_t *c, const sp_target_t *t, size_t batch_len, bool write,
-			   const int16_t *bind_shards, int n_binds)
+			   const int16_t *bind_shards, int n_binds, const sp_split_group_t *groups,
+			   int n_groups, const sp_buf_t *texts)
 {
-	start(c, t, NULL, 0, write, batch_len, bind_shards, n_binds);
+	start(c, t, NULL, 0, write, batch_len, bind_shards, n_binds, groups, n_groups, texts);
 }
 
 bool sp_fanout_merges(const sp_fanout_t *f)
@@ -284,11 +295,14 @@ static void free_split(sp_fanout_t *f)
 {
 	free(f->owner);
 	free(f->order);
+	free(f->groups);
+	free(f->msg_group);
+	sp_buf_free(&f->texts);
 	for (int i = 0; i < SP_ROUTER_MAX_SHARDS; i++)
 		free(f->units[i]);
 }
 
-static bool add_unit(sp_fanout_t *f, int slot, uint8_t kind, bool fwd)
+static bool add_unit(sp_fanout_t *f, int slot, uint8_t kind, bool fwd, int group)
 {
 	if (f->n_units[slot] == f->cap_units[slot]) {
 		int cap = f->cap_units[slot] ? 2 * f->cap_units[slot] : 16;
@@ -298,9 +312,9 @@ static bool add_unit(sp_fanout_t *f, int slot, uint8_t kind, bool fwd)
 		f->units[slot] = n;
 		f->cap_units[slot] = cap;
 	}
-	f->units[slot][f->n_units[slot]++] = (struct split_unit){kind, fwd};
-	if (fwd)
-		f->order[f->n_order++] = (int16_t)slot;
+	f->units[slot][f->n_units[slot]++] = (struct split_unit){kind, fwd, (int16_t)group};
+	if (fwd && group < 0)
+		f->order[f->n_order++] = slot;
 	return true;
 }
 
@@ -314,42 +328,51 @@ static bool add_unit(sp_fanout_t *f, int slot, uint8_t kind, bool fwd)
 static bool plan_split(sp_fanout_t *f, const uint8_t *p, size_t len, const int16_t *bind_shards, int n_binds)
 {
 	size_t pos = 0;
-	int n = 0, b = 0, n_portals = 0, unnamed_slot = 0;
+	int n = 0, b = 0, gi = 0, n_portals = 0, unnamed_owner = 0;
 	const char *portal_name[8];
-	int portal_slot[8];
+	int portal_owner[8]; /* a slot, or -(g + 2) for group g */
 	while (pos < len) {
 		n++;
 		pos += 1 + sp_get_be32(p + pos + 1);
 	}
 	f->owner = malloc((size_t)n * sizeof(*f->owner));
 	f->order = malloc((size_t)n * sizeof(*f->order));
-	if (!f->owner || !f->order)
+	f->msg_group = malloc((size_t)n * sizeof(*f->msg_group));
+	if (!f->owner || !f->order || !f->msg_group)
 		return false;
 	f->n_msgs = n;
 	pos = 0;
 	for (int i = 0; i < n; i++) {
 		char type = (char)p[pos];
 		const char *body = (const char *)p + pos + 5;
-		int slot = -1;
+		int owner = -1; /* a slot, -1 every slot, or -(g + 2) for group g */
 		uint8_t kind = 0;
 		if (type == SP_FE_BIND) {
 			int shard = b < n_binds ? bind_shards[b] : -1;
+			if (shard == -2) {
+				while (gi < f->n_groups && f->groups[gi].bind < b)
+					gi++;
+				if (gi >= f->n_groups || f->groups[gi].bind != b)
+					return false;
+				owner = -(gi + 2);
+			} else {
+				owner = shard >= 0 ? f->slot_of[shard] : 0;
+			}
 			b++;
-			slot = shard >= 0 ? f->slot_of[shard] : 0;
 			kind = U_BIND;
 			if (!*body) {
-				unnamed_slot = slot;
+				unnamed_owner = owner;
 			} else if (n_portals < 8) {
 				portal_name[n_portals] = body;
-				portal_slot[n_portals++] = slot;
+				portal_owner[n_portals++] = owner;
 			}
 		} else if (type == SP_FE_EXECUTE || ((type == SP_FE_DESCRIBE || type == SP_FE_CLOSE) && body[0] == 'P')) {
 			const char *portal = type == SP_FE_EXECUTE ? body : body + 1;
-			slot = unnamed_slot;
+			owner = unnamed_owner;
 			if (*portal)
 				for (int k = n_portals - 1; k >= 0; k--)
 					if (strcmp(portal_name[k], portal) == 0) {
-						slot = portal_slot[k];
+						owner = portal_owner[k];
 						break;
 					}
 			kind = type == SP_FE_EXECUTE ? U_EXEC : type == SP_FE_DESCRIBE ? U_DESC_P : U_CLOSE;
@@ -360,12 +383,20 @@ static bool plan_split(sp_fanout_t *f, const uint8_t *p, size_t len, const int16
 		} else if (type == SP_FE_CLOSE) {
 			kind = U_CLOSE;
 		}
-		f->owner[i] = (int16_t)slot;
-		if (kind && slot >= 0 && !add_unit(f, slot, kind, true))
+		f->owner[i] = (int16_t)(owner >= 0 ? owner : owner == -1 ? -1 : -2);
+		f->msg_group[i] = (int16_t)(owner <= -2 ? -(owner + 2) : -1);
+		if (kind && owner >= 0 && !add_unit(f, owner, kind, true, -1))
 			return false;
-		for (int k = 0; kind && slot < 0 && k < f->n; k++)
-			if (!add_unit(f, k, kind, k == 0))
+		for (int k = 0; kind && owner == -1 && k < f->n; k++)
+			if (!add_unit(f, k, kind, k == 0, -1))
 				return false;
+		if (kind && owner <= -2) {
+			int g = -(owner + 2);
+			for (int k = 0; k < f->n; k++)
+				if ((f->groups[g].mask & (1ULL << f->shards[k])) && !add_unit(f, k, kind, true, g))
+					return false;
+			f->order[f->n_order++] = -(g + 1);
+		}
 		pos += 1 + sp_get_be32(p + pos + 1);
 	}
 	return true;
@@ -376,6 +407,22 @@ int sp_fanout_split_owner(const sp_fanout_t *f, int msg_index)
 	if (!f->split_batch || msg_index < 0 || msg_index >= f->n_msgs)
 		return -1;
 	return f->owner[msg_index];
+}
+
+bool sp_fanout_split_member(const sp_fanout_t *f, int msg_index, int slot)
+{
+	if (!f->split_batch || msg_index < 0 || msg_index >= f->n_msgs || slot < 0 || slot >= f->n)
+		return false;
+	int g = f->msg_group[msg_index];
+	return g >= 0 && (f->groups[g].mask & (1ULL << f->shards[slot]));
+}
+
+const char *sp_fanout_split_text(const sp_fanout_t *f, int msg_index, int slot)
+{
+	if (!sp_fanout_split_member(f, msg_index, slot))
+		return NULL;
+	const sp_split_group_t *g = &f->groups[f->msg_group[msg_index]];
+	return (const char *)sp_buf_head(&f->texts) + g->off[f->shards[slot]];
 }
 
 bool sp_fanout_is_split(const sp_fanout_t *f)
@@ -389,7 +436,8 @@ bool sp_fanout_split_txn(const sp_fanout_t *f)
 }
 
 static void start(sp_client_t *c, const sp_target_t *t, const uint8_t *msg, size_t total, bool write,
-		  size_t batch_len, const int16_t *bind_shards, int n_binds)
+		  size_t batch_len, const int16_t *bind_shards, int n_binds, const sp_split_group_t *groups,
+		  int n_groups, const sp_buf_t *texts)
 {
 	sp_fanout_t *f = calloc(1, sizeof(*f));
 	if (!f) {
@@ -460,7 +508,15 @@ static void start(sp_client_t *c, const sp_target_t *t, const uint8_t *msg, size
 	if (bind_shards) {
 		f->split_batch = true;
 		f->split_txn = write;
-		if (!plan_split(f, sp_buf_head(&c->sock.in), batch_len, bind_shards, n_binds)) {
+		if (n_groups > 0) {
+			f->groups = malloc((size_t)n_groups * sizeof(*f->groups));
+			if (f->groups)
+				memcpy(f->groups, groups, (size_t)n_groups * sizeof(*f->groups));
+			f->n_groups = f->groups ? n_groups : 0;
+			sp_buf_append(&f->texts, sp_buf_head(texts), sp_buf_len(texts));
+		}
+		if ((n_groups > 0 && !f->groups) ||
+		    !plan_split(f, sp_buf_head(&c->sock.in), batch_len, bind_shards, n_binds)) {
 			free_split(f);
 			free(f);
 			sp_client_error(c, SP_SQLSTATE_OUT_OF_MEMORY, "out of memory", NULL);
@@ -757,6 +813,111 @@ static size_t unit_len(const sp_buf_t *b, uint8_t kind, bool *error)
 	return 0;
 }
 
+/* The slot of the m-th member (in slot order) of group g, or -1 past the last. */
+static int grp_member_slot(const sp_fanout_t *f, int g, int m)
+{
+	for (int k = 0; k < f->n; k++)
+		if ((f->groups[g].mask & (1ULL << f->shards[k])) && m-- == 0)
+			return k;
+	return -1;
+}
+
+/*
+ * The answer of a group (a split INSERT's Bind, Describe, Execute or Close) at the head
+ * of the client's order: its members answer in turn. The first member's BindComplete
+ * or RowDescription goes to the client, the others' are dropped; an Execute passes
+ * every member's rows and then one CommandComplete counting them all. True if it
+ * moved on.
+ */
+static bool group_step(sp_fanout_t *f)
+{
+	sp_buf_t *out = &f->c->sock.out;
+	int g = -f->order[f->order_pos] - 1;
+	bool moved = false;
+	for (;;) {
+		int k = grp_member_slot(f, g, f->grp_member);
+		if (k < 0)
+			break;
+		sp_buf_t *b = &f->pending[k];
+		if (f->unit_head[k] >= f->n_units[k])
+			return moved;
+		const struct split_unit *u = &f->units[k][f->unit_head[k]];
+		if (u->group != g)
+			return moved;
+		if (u->kind == U_EXEC) {
+			while (sp_buf_len(b) >= 5) {
+				const uint8_t *q = sp_buf_head(b);
+				size_t t = (size_t)sp_get_be32(q + 1) + 1;
+				if (sp_buf_len(b) < t || q[0] != SP_BE_DATA_ROW)
+					break;
+				sp_buf_append(out, q, t);
+				sp_buf_consume(b, t);
+				moved = true;
+			}
+		}
+		bool err;
+		size_t l = unit_len(b, u->kind, &err);
+		if (!l)
+			return moved;
+		if (err) {
+			const uint8_t *e = sp_buf_head(b);
+			for (size_t at = 0; at < l;) {
+				size_t t = (size_t)sp_get_be32(e + at + 1) + 1;
+				if (e[at] == SP_BE_ERROR)
+					sp_buf_append(out, e + at, t);
+				at += t;
+			}
+			f->split_failed = true;
+			f->error_sent = true;
+			return true;
+		}
+		if (u->kind == U_EXEC) {
+			/* the unit ends with its CommandComplete: "INSERT 0 n", "UPDATE n" ... */
+			const uint8_t *q = sp_buf_head(b) + l;
+			size_t t = 0;
+			for (size_t at = 0; at < l;) {
+				t = (size_t)sp_get_be32(sp_buf_head(b) + at + 1) + 1;
+				q = sp_buf_head(b) + at;
+				at += t;
+			}
+			if (q[0] == SP_BE_COMMAND_COMPLETE && t > 5) {
+				const char *tag = (const char *)q + 5;
+				const char *sp = strrchr(tag, ' ');
+				if (f->grp_member == 0)
+					snprintf(f->grp_verb, sizeof(f->grp_verb), "%.*s",
+						 (int)strcspn(tag, " "), tag);
+				if (sp)
+					f->grp_rows += strtoull(sp + 1, NULL, 10);
+			}
+		} else if (f->grp_member == 0) {
+			sp_buf_append(out, sp_buf_head(b), l);
+		}
+		sp_buf_consume(b, l);
+		f->unit_head[k]++;
+		f->grp_member++;
+		moved = true;
+	}
+	/* every member answered */
+	const struct split_unit *last = NULL;
+	int k0 = grp_member_slot(f, g, 0);
+	if (k0 >= 0 && f->unit_head[k0] > 0)
+		last = &f->units[k0][f->unit_head[k0] - 1];
+	if (last && last->kind == U_EXEC) {
+		char tag[64];
+		if (strcmp(f->grp_verb, "INSERT") == 0)
+			snprintf(tag, sizeof(tag), "INSERT 0 %llu", (unsigned long long)f->grp_rows);
+		else
+			snprintf(tag, sizeof(tag), "%s %llu", f->grp_verb[0] ? f->grp_verb : "SELECT",
+				 (unsigned long long)f->grp_rows);
+		sp_msg_write_command_complete(out, tag);
+	}
+	f->grp_member = 0;
+	f->grp_rows = 0;
+	f->grp_verb[0] = '\0';
+	f->order_pos++;
+	return true;
+}
+
 /* Hand the answers the client may have now to it, in the order of its messages. */
 static void split_pump(sp_fanout_t *f)
 {
@@ -799,6 +960,11 @@ static void split_pump(sp_fanout_t *f)
 		}
 		if (f->split_failed || f->order_pos >= f->n_order)
 			continue;
+		if (f->order[f->order_pos] < 0) {
+			if (group_step(f))
+				progress = true;
+			continue;
+		}
 		int k = f->order[f->order_pos];
 		sp_buf_t *b = &f->pending[k];
 		if (f->unit_head[k] >= f->n_units[k] || !f->units[k][f->unit_head[k]].fwd)

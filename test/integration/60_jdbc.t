@@ -106,6 +106,13 @@ rows=$(for ((i = 1; i <= 500; i++)); do printf "(%d, %d, %d.%02d, 'n%d')," $i $(
 is "$(sp_psql -d app -c "INSERT INTO $STAB (id, grp, amount, name) VALUES ${rows%,}" -c "SELECT count(*) FROM $STAB" 2>&1)" 500 "500 rows into the sharded table through shardpool (one split INSERT)"
 is "$(sp_psql -d plain -c "INSERT INTO $FLAT VALUES ${rows%,}" -c "SELECT count(*) FROM $FLAT" 2>&1)" 500 "the same rows into the unsharded copy"
 run_checks "sharded" "${JAVA[@]}" JdbcShardTest "${URL/\/plain\?//app?}" "$URL" "$STAB" "$FLAT"
+# the same with every statement prepared under a name from its first execution, and
+# with pgjdbc rewriting each batch into multi-row INSERTs (a batch of several INSERTs,
+# each split by shard at Bind)
+run_checks "sharded, prepareThreshold=1" "${JAVA[@]}" JdbcShardTest \
+	"${URL/\/plain\?//app?}&prepareThreshold=1" "$URL" "$STAB" "$FLAT"
+run_checks "sharded, reWriteBatchedInserts" "${JAVA[@]}" JdbcShardTest \
+	"${URL/\/plain\?//app?}&reWriteBatchedInserts=true" "$URL" "$STAB" "$FLAT"
 is "$(sp_psql -d plain -c 'SELECT 42' 2>&1)" 42 "shardpool still answers psql"
 ok "shardpool exits cleanly on SIGTERM" sp_stop
 

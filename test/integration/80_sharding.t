@@ -383,6 +383,17 @@ placement_suite() {
 		"INSERT 0 6 330|q330 331|q331 332|lit 333|q333 334|q334 335|q335 " "$N shards: extended protocol: a multi-row INSERT over shards is split at Bind, RETURNING every row" || diag "$out"
 	is "$(where t80_users "user_id BETWEEN 330 AND 335" | tr ' ' '\n' | awk -F: '{ s += $2 } END { print s }') $(where t80_users "user_id = 332 AND score = 7")" \
 		"6 $(shard_of t80_pl_b 332::bigint):1" "$N shards: the split rows are stored once, with their own values"
+	# more than 256 parameters (90 rows of 3): every Bind is routed however many values
+	# it carries (one that is not would run on the default shard)
+	local vals= params= k
+	for ((k = 0; k < 90; k++)); do
+		vals+="${vals:+, }(\$$((3 * k + 1)), \$$((3 * k + 2)), \$$((3 * k + 3)))"
+		params+=" ;; $((400 + k)) ;; m$((400 + k)) ;; 1"
+	done
+	out=$(sess <<<"\\p INSERT INTO t80_users (user_id, name, score) VALUES $vals$params")
+	is "$out" "INSERT 0 90" "$N shards: extended protocol: a 90-row INSERT with 270 parameters is split by shard" || diag "$(head -c 300 <<<"$out")"
+	is "$(where t80_users "user_id BETWEEN 400 AND 489" | tr ' ' '\n' | awk -F: '{ s += $2 } END { print s }') $(misplaced t80_users t80_pl_b user_id)" \
+		"90 0" "$N shards: its rows are stored once, each on its key's shard"
 
 	# named prepared statements: prepared once, executed with keys of every shard (in
 	# transaction pooling each execution may meet another server connection)
