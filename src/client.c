@@ -1692,6 +1692,25 @@ static bool more_after_semicolon(const char *sql)
 	return false;
 }
 
+/* Give back Bind scratch arrays that one huge Bind grew (thousands of parameters). */
+static void trim_bind_scratch(sp_client_t *c)
+{
+	if (c->cap_bind_vals > 4096) {
+		free(c->bind_vals);
+		free(c->bind_lens);
+		free(c->bind_expanded);
+		c->bind_vals = NULL;
+		c->bind_lens = NULL;
+		c->bind_expanded = NULL;
+		c->cap_bind_vals = c->cap_bind_lens = c->cap_bind_expanded = 0;
+	}
+	if (c->cap_bind_fmts > 4096) {
+		free(c->bind_fmts);
+		c->bind_fmts = NULL;
+		c->cap_bind_fmts = 0;
+	}
+}
+
 /* Grow one of the client's Bind scratch arrays to at least n elements (kept: no
  * allocation per Bind once warm). */
 static bool bind_scratch(void *pp, int *cap, int n, size_t elem)
@@ -1823,6 +1842,7 @@ static bool split_bound(const split_state_t *st, const char *portal)
 
 static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_t *out, batch_kind_t *bk)
 {
+	trim_bind_scratch(c);
 	memset(bk, 0, sizeof(*bk));
 	const uint8_t *p = sp_buf_head(&c->sock.in);
 	size_t pos = 0;
@@ -2354,9 +2374,12 @@ static bool route_idle(sp_client_t *c)
 				consume_batch(c, end);
 				return true;
 			}
-			if (last_batch.split)
+			if (last_batch.split) {
 				sp_fanout_start_split(c, &t, end, t.write, c->bind_shards, c->n_bind_shards,
 						      c->split_groups, c->n_split_groups, &c->split_texts);
+				if (c->split_texts.cap > 256 * 1024)
+					sp_buf_free(&c->split_texts); /* copied: give back what a huge batch grew */
+			}
 			else
 				sp_fanout_start_batch(c, &t, end, t.write);
 			return true;
