@@ -18,6 +18,27 @@ typedef struct sp_buf {
 	size_t start, end, cap;
 } sp_buf_t;
 
+/*
+ * Grow the array *pp (elements of elem bytes, capacity *cap) to hold at least need
+ * elements, doubling from 64; kept between uses, so a warm array is not reallocated.
+ * False when out of memory (the array is left as it was).
+ */
+static inline bool sp_grow_array(void *pp, int *cap, int need, size_t elem)
+{
+	void **p = (void **)pp;
+	if (need <= *cap)
+		return true;
+	int ncap = *cap ? *cap : 64;
+	while (ncap < need)
+		ncap *= 2;
+	void *np = realloc(*p, (size_t)ncap * elem);
+	if (!np)
+		return false;
+	*p = np;
+	*cap = ncap;
+	return true;
+}
+
 static inline size_t sp_buf_len(const sp_buf_t *b)
 {
 	return b->end - b->start;

@@ -1173,8 +1173,6 @@ static const uint8_t *statement_body(sp_client_t *c, const char *stmt, size_t be
  * carries only those values. Returns false (nothing sent) when the statement or
  * the Bind cannot be read; the caller then forwards the Bind as it is.
  */
-static bool bind_scratch(void *pp, int *cap, int n, size_t elem);
-
 static bool send_rewritten_bind(sp_client_t *c, sp_server_t *s, const char *sql, int n_cols,
 				const uint8_t *msg, size_t at_pos)
 {
@@ -1191,14 +1189,14 @@ static bool send_rewritten_bind(sp_client_t *c, sp_server_t *s, const char *sql,
 	/* the client's Bind scratch arrays are free here (routing is done) */
 	sp_msg_reader_init(&r, msg + 5, len - 4);
 	if (!pq_getmsgstring(&r, &portal, NULL) || !pq_getmsgstring(&r, &stmt, NULL) ||
-	    !pq_getmsgint16(&r, &nf) || nf < 0 || !bind_scratch(&c->bind_fmts, &c->cap_bind_fmts, nf, sizeof(int16_t)))
+	    !pq_getmsgint16(&r, &nf) || nf < 0 || !sp_grow_array(&c->bind_fmts, &c->cap_bind_fmts, nf, sizeof(int16_t)))
 		return false;
 	fmts = c->bind_fmts;
 	for (int i = 0; i < nf; i++)
 		if (!pq_getmsgint16(&r, &fmts[i]))
 			return false;
-	if (!pq_getmsgint16(&r, &np) || np < 0 || !bind_scratch(&c->bind_vals, &c->cap_bind_vals, np, sizeof(*vals)) ||
-	    !bind_scratch(&c->bind_lens, &c->cap_bind_lens, np, sizeof(*lens)))
+	if (!pq_getmsgint16(&r, &np) || np < 0 || !sp_grow_array(&c->bind_vals, &c->cap_bind_vals, np, sizeof(*vals)) ||
+	    !sp_grow_array(&c->bind_lens, &c->cap_bind_lens, np, sizeof(*lens)))
 		return false;
 	vals = c->bind_vals;
 	lens = c->bind_lens;
@@ -1693,7 +1691,7 @@ static bool more_after_semicolon(const char *sql)
 }
 
 /* Give back Bind scratch arrays that one huge Bind grew (thousands of parameters). */
-static void trim_bind_scratch(sp_client_t *c)
+static void trim_sp_grow_array(sp_client_t *c)
 {
 	if (c->cap_bind_vals > 4096) {
 		free(c->bind_vals);
@@ -1709,24 +1707,6 @@ static void trim_bind_scratch(sp_client_t *c)
 		c->bind_fmts = NULL;
 		c->cap_bind_fmts = 0;
 	}
-}
-
-/* Grow one of the client's Bind scratch arrays to at least n elements (kept: no
- * allocation per Bind once warm). */
-static bool bind_scratch(void *pp, int *cap, int n, size_t elem)
-{
-	void **p = pp;
-	if (n <= *cap && *p)
-		return true;
-	int ncap = *cap > 0 ? *cap : 64;
-	while (ncap < n)
-		ncap *= 2;
-	void *np = realloc(*p, (size_t)ncap * elem);
-	if (!np)
-		return false;
-	*p = np;
-	*cap = ncap;
-	return true;
 }
 
 /*
@@ -1747,16 +1727,9 @@ typedef struct split_state {
  * are reused by the next Bind). False when out of memory or too many. */
 static bool split_group(sp_client_t *c, const sp_target_t *t, int bind)
 {
-	if (c->n_split_groups == c->cap_split_groups) {
-		int ncap = c->cap_split_groups ? 2 * c->cap_split_groups : 8;
-		if (ncap > 256)
-			return false;
-		sp_split_group_t *n = realloc(c->split_groups, (size_t)ncap * sizeof(*n));
-		if (!n)
-			return false;
-		c->split_groups = n;
-		c->cap_split_groups = ncap;
-	}
+	if (c->n_split_groups >= 256 ||
+	    !sp_grow_array(&c->split_groups, &c->cap_split_groups, c->n_split_groups + 1, sizeof(sp_split_group_t)))
+		return false;
 	sp_split_group_t *g = &c->split_groups[c->n_split_groups];
 	g->bind = bind;
 	g->mask = t->shard_mask;
@@ -1794,15 +1767,9 @@ static void split_note(sp_client_t *c, const sp_target_t *t, const char *portal,
 	} else {
 		st->unnamed = true;
 	}
-	if (c->n_bind_shards == c->cap_bind_shards) {
-		int ncap = c->cap_bind_shards ? 2 * c->cap_bind_shards : 64;
-		int16_t *n = realloc(c->bind_shards, (size_t)ncap * sizeof(*n));
-		if (!n) {
-			st->ok = false;
-			return;
-		}
-		c->bind_shards = n;
-		c->cap_bind_shards = ncap;
+	if (!sp_grow_array(&c->bind_shards, &c->cap_bind_shards, c->n_bind_shards + 1, sizeof(int16_t))) {
+		st->ok = false;
+		return;
 	}
 	if (st->noted++ == 0) {
 		c->n_bind_shards = 0; /* the first Bind of this batch */
@@ -1842,7 +1809,7 @@ static bool split_bound(const split_state_t *st, const char *portal)
 
 static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_t *out, batch_kind_t *bk)
 {
-	trim_bind_scratch(c);
+	trim_sp_grow_array(c);
 	memset(bk, 0, sizeof(*bk));
 	const uint8_t *p = sp_buf_head(&c->sock.in);
 	size_t pos = 0;
@@ -1908,7 +1875,7 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 						sql = (const char *)ps->body;
 				}
 			}
-			if (pq_getmsgint16(&r, &nf) && nf >= 0 && bind_scratch(&c->bind_fmts, &c->cap_bind_fmts, nf, sizeof(int16_t))) {
+			if (pq_getmsgint16(&r, &nf) && nf >= 0 && sp_grow_array(&c->bind_fmts, &c->cap_bind_fmts, nf, sizeof(int16_t))) {
 				fmts = c->bind_fmts;
 				for (int i = 0; i < nf && ok; i++)
 					ok = pq_getmsgint16(&r, &fmts[i]);
@@ -1919,9 +1886,9 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 			/* as many parameters as the protocol allows (a multi-row INSERT has
 			 * hundreds): a Bind not routed would run on the default shard */
 			if (ok && pq_getmsgint16(&r, &np) && np >= 0 &&
-			    bind_scratch(&c->bind_vals, &c->cap_bind_vals, np, sizeof(*vals)) &&
-			    bind_scratch(&c->bind_lens, &c->cap_bind_lens, np, sizeof(*lens)) &&
-			    bind_scratch(&c->bind_expanded, &c->cap_bind_expanded, np, sizeof(int16_t))) {
+			    sp_grow_array(&c->bind_vals, &c->cap_bind_vals, np, sizeof(*vals)) &&
+			    sp_grow_array(&c->bind_lens, &c->cap_bind_lens, np, sizeof(*lens)) &&
+			    sp_grow_array(&c->bind_expanded, &c->cap_bind_expanded, np, sizeof(int16_t))) {
 				vals = c->bind_vals;
 				lens = c->bind_lens;
 				for (int i = 0; i < np && ok; i++) {
@@ -2147,6 +2114,22 @@ static void emulate_batch(sp_client_t *c, size_t end, const char *tag, char stat
 }
 
 /*
+ * The batch's first end bytes are a BEGIN (bk->begin_sql): answer it here and keep it
+ * for the server the transaction's first statement with a shard lands on.
+ */
+static void open_virtual_txn(sp_client_t *c, const batch_kind_t *bk, bool read_only, size_t end)
+{
+	char w[16];
+	first_word(bk->begin_sql, bk->begin_len, w, sizeof(w));
+	c->begin_sql = strndup(bk->begin_sql, bk->begin_len);
+	c->virtual_txn = true;
+	c->virtual_failed = false;
+	c->txn_read_only = read_only;
+	emulate_batch(c, end, strcmp(w, "START") == 0 ? "START TRANSACTION" : "BEGIN", SP_TXN_BLOCK);
+	c->txn = SP_TXN_BLOCK; /* also when the batch goes on past its BEGIN (no Sync yet) */
+}
+
+/*
  * Decide where the transaction starting with the message(s) at the head of
  * the input goes, or answer it here. Returns false to wait for more input.
  */
@@ -2312,14 +2295,7 @@ static bool route_idle(sp_client_t *c)
 			route_batch(c, pre, -1, &t, &last_batch);
 			if (t.kind == SP_TARGET_ANY && last_batch.binds == 1 && last_batch.begins == 1 &&
 			    last_batch.execs == 1) {
-				char w[16];
-				first_word(last_batch.begin_sql, last_batch.begin_len, w, sizeof(w));
-				c->begin_sql = strndup(last_batch.begin_sql, last_batch.begin_len);
-				c->virtual_txn = true;
-				c->virtual_failed = false;
-				c->txn_read_only = t.read_only;
-				emulate_batch(c, pre, strcmp(w, "START") == 0 ? "START TRANSACTION" : "BEGIN", SP_TXN_BLOCK);
-				c->txn = SP_TXN_BLOCK;
+				open_virtual_txn(c, &last_batch, t.read_only, pre);
 				return true;
 			}
 		}
@@ -2329,13 +2305,7 @@ static bool route_idle(sp_client_t *c)
 		if (t.kind != SP_TARGET_ERROR && last_batch.binds > 0 && last_batch.begins == last_batch.binds &&
 		    last_batch.binds == 1 && !c->virtual_txn) {
 			/* BEGIN alone: the shard is known only from the next statement */
-			char w[16];
-			first_word(last_batch.begin_sql, last_batch.begin_len, w, sizeof(w));
-			c->begin_sql = strndup(last_batch.begin_sql, last_batch.begin_len);
-			c->virtual_txn = true;
-			c->virtual_failed = false;
-			c->txn_read_only = t.read_only;
-			emulate_batch(c, end, strcmp(w, "START") == 0 ? "START TRANSACTION" : "BEGIN", SP_TXN_BLOCK);
+			open_virtual_txn(c, &last_batch, t.read_only, end);
 			return true;
 		}
 		if (t.kind != SP_TARGET_ERROR && c->virtual_txn && last_batch.binds == 0 && last_batch.others == 0 &&

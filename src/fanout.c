@@ -90,7 +90,8 @@ struct sp_fanout {
 	int16_t *msg_group;   /* per message: its group, -1 for none */
 	int grp_member;       /* the group answer being assembled: members done so far ... */
 	uint64_t grp_rows;    /* ... the rows their CommandCompletes counted ... */
-	char grp_verb[16];    /* ... and the command they name */
+	char grp_verb[16];    /* ... the command they name ... */
+	uint8_t grp_kind;     /* ... and the kind of message they answer */
 	bool rewrite;         /* extended protocol: each shard runs its own text (sql[slot]) */
 	int rw_cols;          /* columns of the rewritten text (visible and hidden) */
 	int raw_desc[SP_ROUTER_MAX_SHARDS]; /* statement Describes in flight per slot: their
@@ -304,14 +305,8 @@ static void free_split(sp_fanout_t *f)
 
 static bool add_unit(sp_fanout_t *f, int slot, uint8_t kind, bool fwd, int group)
 {
-	if (f->n_units[slot] == f->cap_units[slot]) {
-		int cap = f->cap_units[slot] ? 2 * f->cap_units[slot] : 16;
-		struct split_unit *n = realloc(f->units[slot], (size_t)cap * sizeof(*n));
-		if (!n)
-			return false;
-		f->units[slot] = n;
-		f->cap_units[slot] = cap;
-	}
+	if (!sp_grow_array(&f->units[slot], &f->cap_units[slot], f->n_units[slot] + 1, sizeof(struct split_unit)))
+		return false;
 	f->units[slot][f->n_units[slot]++] = (struct split_unit){kind, fwd, (int16_t)group};
 	if (fwd && group < 0)
 		f->order[f->n_order++] = slot;
@@ -784,8 +779,8 @@ static void release_pending(sp_fanout_t *f);
 
 /*
  * One answer unit at the head of slot's held messages, if it is all there: its length
- * in bytes (0: not yet). An ErrorResponse ends any unit. For an Execute, rows count
- * as they come: *rows_only is set when the head holds DataRows but not the end yet.
+ * in bytes (0: not yet). An ErrorResponse ends any unit (*error set). An Execute's
+ * rows are passed on as they come (pass_rows), so its unit is what follows them.
  */
 static size_t unit_len(const sp_buf_t *b, uint8_t kind, bool *error)
 {
@@ -811,6 +806,37 @@ static size_t unit_len(const sp_buf_t *b, uint8_t kind, bool *error)
 			return pos;
 	}
 	return 0;
+}
+
+/* Pass the DataRows at the head of b to out as they are. True if there were any. */
+static bool pass_rows(sp_buf_t *out, sp_buf_t *b)
+{
+	bool moved = false;
+	while (sp_buf_len(b) >= 5) {
+		const uint8_t *q = sp_buf_head(b);
+		size_t t = (size_t)sp_get_be32(q + 1) + 1;
+		if (sp_buf_len(b) < t || q[0] != SP_BE_DATA_ROW)
+			break;
+		sp_buf_append(out, q, t);
+		sp_buf_consume(b, t);
+		moved = true;
+	}
+	return moved;
+}
+
+/* A shard's unit (the first l bytes of b) ended with an error: the client gets the
+ * ErrorResponse, and nothing more of the batch until ReadyForQuery. */
+static void split_fail(sp_fanout_t *f, const sp_buf_t *b, size_t l)
+{
+	const uint8_t *e = sp_buf_head(b);
+	for (size_t at = 0; at < l;) {
+		size_t t = (size_t)sp_get_be32(e + at + 1) + 1;
+		if (e[at] == SP_BE_ERROR)
+			sp_buf_append(&f->c->sock.out, e + at, t);
+		at += t;
+	}
+	f->split_failed = true;
+	f->error_sent = true;
 }
 
 /* The slot of the m-th member (in slot order) of group g, or -1 past the last. */
@@ -844,31 +870,15 @@ static bool group_step(sp_fanout_t *f)
 		const struct split_unit *u = &f->units[k][f->unit_head[k]];
 		if (u->group != g)
 			return moved;
-		if (u->kind == U_EXEC) {
-			while (sp_buf_len(b) >= 5) {
-				const uint8_t *q = sp_buf_head(b);
-				size_t t = (size_t)sp_get_be32(q + 1) + 1;
-				if (sp_buf_len(b) < t || q[0] != SP_BE_DATA_ROW)
-					break;
-				sp_buf_append(out, q, t);
-				sp_buf_consume(b, t);
-				moved = true;
-			}
-		}
+		f->grp_kind = u->kind;
+		if (u->kind == U_EXEC && pass_rows(out, b))
+			moved = true;
 		bool err;
 		size_t l = unit_len(b, u->kind, &err);
 		if (!l)
 			return moved;
 		if (err) {
-			const uint8_t *e = sp_buf_head(b);
-			for (size_t at = 0; at < l;) {
-				size_t t = (size_t)sp_get_be32(e + at + 1) + 1;
-				if (e[at] == SP_BE_ERROR)
-					sp_buf_append(out, e + at, t);
-				at += t;
-			}
-			f->split_failed = true;
-			f->error_sent = true;
+			split_fail(f, b, l);
 			return true;
 		}
 		if (u->kind == U_EXEC) {
@@ -898,11 +908,7 @@ static bool group_step(sp_fanout_t *f)
 		moved = true;
 	}
 	/* every member answered */
-	const struct split_unit *last = NULL;
-	int k0 = grp_member_slot(f, g, 0);
-	if (k0 >= 0 && f->unit_head[k0] > 0)
-		last = &f->units[k0][f->unit_head[k0] - 1];
-	if (last && last->kind == U_EXEC) {
+	if (f->grp_kind == U_EXEC) {
 		char tag[64];
 		if (strcmp(f->grp_verb, "INSERT") == 0)
 			snprintf(tag, sizeof(tag), "INSERT 0 %llu", (unsigned long long)f->grp_rows);
@@ -939,17 +945,7 @@ static void split_pump(sp_fanout_t *f)
 					break;
 				if (err) {
 					/* the shard skips the rest of its part: the batch failed */
-					f->split_failed = true;
-					f->error_sent = true;
-					const uint8_t *e = sp_buf_head(b);
-					size_t at = 0;
-					while (at < l) {
-						size_t t = (size_t)sp_get_be32(e + at + 1) + 1;
-						if (e[at] == SP_BE_ERROR)
-							sp_buf_append(out, e + at, t);
-						at += t;
-					}
-					sp_buf_reset(b);
+					split_fail(f, b, l);
 					progress = true;
 					break;
 				}
@@ -970,18 +966,8 @@ static void split_pump(sp_fanout_t *f)
 		if (f->unit_head[k] >= f->n_units[k] || !f->units[k][f->unit_head[k]].fwd)
 			continue;
 		uint8_t kind = f->units[k][f->unit_head[k]].kind;
-		if (kind == U_EXEC) {
-			/* rows go on as they come */
-			while (sp_buf_len(b) >= 5) {
-				const uint8_t *q = sp_buf_head(b);
-				size_t t = (size_t)sp_get_be32(q + 1) + 1;
-				if (sp_buf_len(b) < t || q[0] != SP_BE_DATA_ROW)
-					break;
-				sp_buf_append(out, q, t);
-				sp_buf_consume(b, t);
-				progress = true;
-			}
-		}
+		if (kind == U_EXEC && pass_rows(out, b))
+			progress = true; /* rows go on as they come */
 		bool err;
 		size_t l = unit_len(b, kind, &err);
 		if (!l)

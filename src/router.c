@@ -184,21 +184,6 @@ static void tls_trim(struct tls *tl)
 	sp_buf_shrink(&tl->scratch, TLS_KEEP_BYTES);
 }
 
-static bool grow(void **p, int *cap, int need, size_t elem)
-{
-	if (need <= *cap)
-		return true;
-	int ncap = *cap ? *cap : 64;
-	while (ncap < need)
-		ncap *= 2;
-	void *np = realloc(*p, (size_t)ncap * elem);
-	if (!np)
-		return false;
-	*p = np;
-	*cap = ncap;
-	return true;
-}
-
 static bool growz(char **p, size_t *cap, size_t need)
 {
 	if (need <= *cap)
@@ -501,7 +486,7 @@ static bool kw_has(const struct tok *t, unsigned flag)
 static inline bool push_tok(struct lexer *lx, uint8_t type, size_t start, size_t end, bool space,
 			    int depth)
 {
-	if (lx->nt >= lx->capt && !grow((void **)&lx->t, &lx->capt, lx->nt + 1, sizeof(*lx->t)))
+	if (lx->nt >= lx->capt && !sp_grow_array(&lx->t, &lx->capt, lx->nt + 1, sizeof(*lx->t)))
 		return false;
 	struct tok *t = &lx->t[lx->nt++];
 	t->start = (uint32_t)start;
@@ -518,7 +503,7 @@ static bool close_stmt(struct lexer *lx, int first, uint32_t start, bool comment
 {
 	if (lx->nt - (lx->nt > first && lx->t[lx->nt - 1].type == T_SEMI ? 1 : 0) <= first)
 		return true; /* empty statement */
-	if (!grow((void **)&lx->s, &lx->caps, lx->ns + 1, sizeof(*lx->s)))
+	if (!sp_grow_array(&lx->s, &lx->caps, lx->ns + 1, sizeof(*lx->s)))
 		return false;
 	struct lstmt *st = &lx->s[lx->ns++];
 	st->first = first;
@@ -725,7 +710,7 @@ static bool tok_in(const char *s, const struct tok *t, const char *const *list)
 
 static bool push_value(struct lexer *lx, int tok, const char *p, size_t n, bool unquote)
 {
-	if (!grow((void **)&lx->l, &lx->capl, lx->nl + 1, sizeof(*lx->l)) ||
+	if (!sp_grow_array(&lx->l, &lx->capl, lx->nl + 1, sizeof(*lx->l)) ||
 	    !growz(&lx->v, &lx->vcap, lx->vn + n + 1))
 		return false;
 	struct lit *l = &lx->l[lx->nl++];
@@ -1417,7 +1402,7 @@ void sp_router_set_columns(const char *db, const char *schema, const char *table
 		changed = true;
 	}
 	if (oom || (n_colents == cap_colents &&
-		    !grow((void **)&colents, &cap_colents, n_colents + 1, sizeof(*colents)))) {
+		    !sp_grow_array(&colents, &cap_colents, n_colents + 1, sizeof(*colents)))) {
 		colent_clear(&ne);
 		goto out;
 	}
@@ -3334,7 +3319,7 @@ static void route_multi(struct rctx *rc, const sp_stmt_t *st, const sp_table_ref
 			return;
 		}
 		struct tls *tl = rc->tl;
-		if (!grow((void **)&tl->tshard, &tl->tshard_cap, ins->n_rows, sizeof(int))) {
+		if (!sp_grow_array(&tl->tshard, &tl->tshard_cap, ins->n_rows, sizeof(int))) {
 			fail(t, SQLSTATE_OOM, NULL, "out of memory");
 			return;
 		}

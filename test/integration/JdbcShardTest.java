@@ -12,7 +12,8 @@
  * setMaxRows (Execute with a row limit over a merged result), the first statement of
  * an autocommit-off transaction sent with its BEGIN, executeBatch over several shards
  * (split by shard, all or nothing), and the refusal of a fetch-size cursor over several
- * shards. Output as JdbcTest.java: check lines, then `end`.
+ * shards. Output as JdbcTest.java, whose check and group it uses: check lines, then
+ * `end`.
  */
 import java.sql.*;
 import java.util.*;
@@ -20,34 +21,15 @@ import java.util.*;
 public class JdbcShardTest {
 	static String shardedUrl, plainUrl, table, flat;
 
-	static synchronized void check(String desc, Object got, Object expected)
+	/* check lines, failure descriptions and groups as JdbcTest prints them (compiled with it) */
+	static void check(String desc, Object got, Object expected)
 	{
-		String g = String.valueOf(got).replace('\t', ' ').replace('\n', ' ');
-		String e = String.valueOf(expected).replace('\t', ' ').replace('\n', ' ');
-		System.out.println("check\t" + desc + "\t" + g + "\t" + e);
-		System.out.flush();
+		JdbcTest.check(desc, got, expected);
 	}
 
-	static String describe(Throwable t)
+	static void group(String name, JdbcTest.Step s)
 	{
-		if (t instanceof SQLException)
-			return "SQLException " + ((SQLException)t).getSQLState() + ": " + t.getMessage();
-		return t.toString();
-	}
-
-	interface Step {
-		void run() throws Exception;
-	}
-
-	static void group(String name, Step s)
-	{
-		long t0 = System.nanoTime();
-		try {
-			s.run();
-		} catch (Throwable t) {
-			check(name + ": completes without an exception", describe(t), "no exception");
-		}
-		System.out.println(name + " took " + (System.nanoTime() - t0) / 1000000 + " ms");
+		JdbcTest.group(name, s);
 	}
 
 	/* every row of a result, columns joined by '|', rows by ',' */
