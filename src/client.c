@@ -254,10 +254,11 @@ void sp_client_fatal(sp_client_t *c, const char *sqlstate, const char *fmt, ...)
 	sp_client_close(c, msg);
 }
 
+static void local_error(sp_client_t *c, const char *sqlstate, const char *msg, const char *hint, bool rfq);
+
 void sp_client_error(sp_client_t *c, const char *sqlstate, const char *msg, const char *hint)
 {
-	sp_msg_write_error(&c->sock.out, "ERROR", sqlstate, msg, NULL, hint);
-	sp_msg_write_ready_for_query(&c->sock.out, c->txn ? c->txn : 'I');
+	local_error(c, sqlstate, msg, hint, true); /* fails a transaction BEGIN opened here */
 	flush(c);
 }
 
@@ -681,6 +682,55 @@ static size_t first_word(const char *sql, size_t len, char *word, size_t wlen)
 	return n;
 }
 
+/*
+ * The statement heads shardpool acts on before a Query or Parse goes to the server.
+ * head_of() reads only the first word (white space, comments and '(' skipped), in
+ * place, case-insensitively, as a whole word: no copy, no strcmp, since it runs on
+ * every Query and every unnamed Parse.
+ */
+enum { HEAD_OTHER, HEAD_SET, HEAD_RESET, HEAD_DISCARD, HEAD_DEALLOCATE, HEAD_LISTEN };
+
+/* p[0..n) starts with kw (lowercase letters) as a whole word */
+static bool head_is(const char *p, size_t n, const char *kw, size_t kl)
+{
+	if (n < kl)
+		return false;
+	for (size_t i = 1; i < kl; i++) /* p[0] was matched by the caller */
+		if ((p[i] | 0x20) != kw[i])
+			return false;
+	if (n == kl)
+		return true;
+	char ch = p[kl];
+	return !((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_');
+}
+
+/* Kind of the word at p (no blanks skipped). */
+static int head_kind(const char *p, size_t n)
+{
+	if (n < 3)
+		return HEAD_OTHER;
+	switch (p[0] | 0x20) {
+	case 's':
+		return head_is(p, n, "set", 3) ? HEAD_SET : HEAD_OTHER;
+	case 'r':
+		return head_is(p, n, "reset", 5) ? HEAD_RESET : HEAD_OTHER;
+	case 'd':
+		return head_is(p, n, "discard", 7)	  ? HEAD_DISCARD
+		       : head_is(p, n, "deallocate", 10) ? HEAD_DEALLOCATE
+							  : HEAD_OTHER;
+	case 'l':
+		return head_is(p, n, "listen", 6) ? HEAD_LISTEN : HEAD_OTHER;
+	default:
+		return HEAD_OTHER;
+	}
+}
+
+static int head_of(const char *sql, size_t len)
+{
+	size_t i = leading_blank(sql, len);
+	return head_kind(sql + i, len - i);
+}
+
 static inline bool ident_char(char ch)
 {
 	return isalnum((unsigned char)ch) || ch == '_' || ch == '$' || (unsigned char)ch >= 0x80;
@@ -714,13 +764,12 @@ static bool may_change_settings_names(const char *sql, size_t len, bool *resets,
 	size_t i = 0;
 	while (i < len) {
 		size_t j = skip_blank(sql, len, i);
-		char w[16];
-		size_t n = first_word(sql + j, len - j, w, sizeof(w));
-		if (n && (strcmp(w, "SET") == 0 || strcmp(w, "RESET") == 0 || strcmp(w, "DISCARD") == 0)) {
+		int head = head_kind(sql + j, len - j);
+		if (head == HEAD_SET || head == HEAD_RESET || head == HEAD_DISCARD) {
 			found = true;
-			if (w[0] != 'S' && resets) {
+			if (head != HEAD_SET && resets) {
 				/* RESET name: that name; RESET ALL, DISCARD ALL: every name ("*") */
-				size_t k = skip_blank(sql, len, j + leading_blank(sql + j, len - j) + n), m = 0;
+				size_t k = skip_blank(sql, len, j + (head == HEAD_RESET ? 5 : 7)), m = 0;
 				char name[128];
 				while (k < len && m + 1 < sizeof(name) && (ident_char(sql[k]) || sql[k] == '.' || sql[k] == '"')) {
 					if (sql[k] != '"')
@@ -730,7 +779,7 @@ static bool may_change_settings_names(const char *sql, size_t len, bool *resets,
 				name[m] = 0;
 				*resets = true;
 				if (reset_names) {
-					if (w[0] == 'D' || strcmp(name, "all") == 0 || m == 0)
+					if (head == HEAD_DISCARD || strcmp(name, "all") == 0 || m == 0)
 						sp_params_set(reset_names, "*", "");
 					else
 						sp_params_set(reset_names, name, "");
@@ -795,11 +844,11 @@ static void note_custom_names(sp_client_t *c, const char *sql, size_t len)
 }
 
 /* DISCARD ALL, DISCARD PLANS? no: only ALL and DEALLOCATE [PREPARE] ALL drop statements.
- * w is the statement's first word (first_word()), which every caller has already. */
-static bool drops_statements(const char *w, const char *sql, size_t len)
+ * head is the statement's head_of(), which every caller has already. */
+static bool drops_statements(int head, const char *sql, size_t len)
 {
 	size_t i = 0;
-	if (strcmp(w, "DISCARD") != 0 && strcmp(w, "DEALLOCATE") != 0)
+	if (head != HEAD_DISCARD && head != HEAD_DEALLOCATE)
 		return false;
 	for (i = 0; i + 3 <= len; i++)
 		if (strncasecmp(sql + i, "all", 3) == 0 && (i == 0 || !ident_char(sql[i - 1])) &&
@@ -874,7 +923,6 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 		/* a simple Query drops the unnamed statement (PostgreSQL does the same) */
 		free(c->unnamed_parse);
 		c->unnamed_parse = NULL;
-		char w[16];
 		if (len == 0 || body[len - 1] != 0) {
 			sp_client_fatal(c, SP_SQLSTATE_PROTOCOL_VIOLATION, "invalid Query message: string not terminated");
 			return false;
@@ -882,8 +930,8 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 		c->n_queries++;
 		c->pool->total_queries++;
 		if (c->pool_mode != SP_POOL_SESSION) {
-			first_word(sql, len - 1, w, sizeof(w));
-			if (strcmp(w, "LISTEN") == 0) {
+			int head = head_of(sql, len - 1);
+			if (head == HEAD_LISTEN) {
 				/* Refuse without the server: nothing was sent for this message. */
 				sp_msg_write_error(&c->sock.out, "ERROR", SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
 						   "LISTEN is not supported in transaction pooling mode",
@@ -895,12 +943,12 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 				s->need_syncback = true;
 				note_custom_names(c, sql, len - 1);
 			}
-			if (drops_statements(w, sql, len - 1)) {
+			if (drops_statements(head, sql, len - 1)) {
 				/* DISCARD ALL / DEALLOCATE ALL: the server forgets every prepared
 				 * statement, and so does this client. */
 				sp_pstmt_cache_clear(&s->pstmts);
 				sp_pstmt_map_clear(&c->pstmts);
-			} else if (len < 4096 && strcmp(w, "DEALLOCATE") == 0) {
+			} else if (len < 4096 && head == HEAD_DEALLOCATE) {
 				char dname[128];
 				if (deallocates(c, sql, len - 1, dname, sizeof(dname))) {
 					/* a protocol-level name: the server knows it by its shared name */
@@ -948,10 +996,8 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 			if (!ps->classified) {
 				const char *q = (const char *)body + nlen + 1;
 				size_t ql = text_len(body + nlen + 1, len - nlen - 1);
-				char w[16];
-				first_word(q, ql, w, sizeof(w));
 				ps->sets = may_change_settings(q, ql, &ps->resets);
-				ps->drops = drops_statements(w, q, ql);
+				ps->drops = drops_statements(head_of(q, ql), q, ql);
 				ps->classified = true;
 			}
 			sp_pstmt_map_put(&c->pstmts, name, ps);
@@ -982,9 +1028,7 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 			size_t ql = text_len(body + nlen + 1, len - nlen - 1);
 			if (may_change_settings_names(q, ql, &c->reset_seen, &c->reset_names))
 				s->need_syncback = true;
-			char w[16];
-			first_word(q, ql, w, sizeof(w));
-			if (drops_statements(w, q, ql)) {
+			if (drops_statements(head_of(q, ql), q, ql)) {
 				sp_pstmt_cache_clear(&s->pstmts);
 				sp_pstmt_map_clear(&c->pstmts);
 			}
@@ -2520,15 +2564,15 @@ static int idle_query_locally(sp_client_t *c)
 	const uint8_t *p = sp_buf_head(in);
 	uint32_t len = sp_get_be32(p + 1);
 	const char *sql = (const char *)p + 5;
-	char w[16], name[128];
+	char name[128];
 	if (len > 4096)
 		return 0; /* a long statement is neither */
 	if (sp_buf_len(in) < (size_t)len + 1)
 		return -1;
 	if (len < 5 || p[len] != 0)
 		return 0; /* the normal path reports it */
-	first_word(sql, len - 5, w, sizeof(w));
-	if (strcmp(w, "LISTEN") == 0) {
+	int head = head_of(sql, len - 5);
+	if (head == HEAD_LISTEN) {
 		sp_buf_consume(in, (size_t)len + 1);
 		sp_msg_write_error(&c->sock.out, "ERROR", SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
 				   "LISTEN is not supported in transaction pooling mode", NULL,
@@ -2536,7 +2580,7 @@ static int idle_query_locally(sp_client_t *c)
 		sp_msg_write_ready_for_query(&c->sock.out, c->virtual_txn ? virtual_status(c) : SP_TXN_IDLE);
 		return 1;
 	}
-	if (strcmp(w, "DEALLOCATE") == 0 && !c->virtual_txn && deallocates(c, sql, len - 5, name, sizeof(name))) {
+	if (head == HEAD_DEALLOCATE && !c->virtual_txn && deallocates(c, sql, len - 5, name, sizeof(name))) {
 		sp_pstmt_map_del(&c->pstmts, name);
 		sp_buf_consume(in, (size_t)len + 1);
 		local_reply(c, "DEALLOCATE", SP_TXN_IDLE);
