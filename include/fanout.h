@@ -102,6 +102,15 @@ void sp_fanout_feed(sp_fanout_t *f, sp_server_t *s, const uint8_t *msg, size_t t
 void sp_fanout_server_done(sp_fanout_t *f, int idx);
 /* The server of slot idx is being closed: forget it. */
 void sp_fanout_forget(sp_fanout_t *f, int idx);
+/*
+ * Server idx of the fan-out is closing under it (killed, crashed, connection lost):
+ * the statement fails with 08006 naming the shard and why, the other shards'
+ * servers are closed if they are still running it (what they did rolls back) or
+ * given back, and the client goes on with its session. Returns false, changing
+ * nothing, when the fan-out cannot end that way (still acquiring its servers, or the
+ * client is sending COPY data): the caller then closes the client.
+ */
+bool sp_fanout_server_lost(sp_fanout_t *f, int idx, const char *reason);
 /* The client went away: drop the servers (closing those with work in flight). */
 void sp_fanout_abort(sp_fanout_t *f);
 /* The fan-out writes (its WAL positions matter for read-your-writes). */

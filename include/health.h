@@ -85,6 +85,10 @@ int sp_health_write_target(const sp_db_conf_t *db, int shard);
  * (causal_wait_ms: a reader waits for a replica to replay its write). */
 void sp_health_probe_now(const sp_db_conf_t *db, int shard);
 
+/* A pool logged in to host:port: if the last probe found it down, probe it now, so
+ * writes refused while it was down come back at once. */
+void sp_health_server_up(const char *host, int port);
+
 /* Iterate all nodes (admin console SHOW SERVERS HEALTH). */
 int sp_health_count(void);
 sp_node_health_t *sp_health_at(int i);

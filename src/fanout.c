@@ -58,6 +58,7 @@ struct sp_fanout {
 	uint64_t rows;
 	char verb[32];
 	bool error_sent;
+	char lost[200];   /* a shard's FATAL message: its connection is ending, the client's is not */
 	bool aborted;
 	bool first_only;  /* replicated write: only the lowest shard's result reaches the client */
 	ev_timer kick;    /* resumes paused servers from the loop, never from inside another's processing */
@@ -1004,6 +1005,16 @@ void sp_fanout_feed(sp_fanout_t *f, sp_server_t *s, const uint8_t *msg, size_t t
 {
 	char type = (char)msg[0];
 	int slot = s->fan_idx;
+	if (type == SP_BE_ERROR) {
+		const char *sev = sp_msg_error_field(msg + 5, total - 5, 'V');
+		if (sev && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0)) {
+			/* the server is going away; sp_fanout_server_lost tells the client, as an
+			 * ERROR, once the connection has closed */
+			const char *m = sp_msg_error_field(msg + 5, total - 5, 'M');
+			snprintf(f->lost, sizeof(f->lost), "%s", m ? m : sev);
+			return;
+		}
+	}
 	if (f->split_batch) {
 		split_feed(f, slot, msg, total);
 		return;
@@ -1121,6 +1132,46 @@ void sp_fanout_server_done(sp_fanout_t *f, int i)
 void sp_fanout_forget(sp_fanout_t *f, int i)
 {
 	f->servers[i] = NULL;
+}
+
+bool sp_fanout_server_lost(sp_fanout_t *f, int idx, const char *reason)
+{
+	sp_client_t *c = f->c;
+	char msg[400];
+	if (f->acquired < f->n || sp_fanout_takes_input(f))
+		return false;
+	snprintf(msg, sizeof(msg), "the server connection of shard %d was lost during a statement over several shards: %s%s%s",
+		 f->shards[idx], f->lost[0] ? f->lost : reason, f->lost[0] ? "; " : "", f->lost[0] ? reason : "");
+	f->servers[idx] = NULL;
+	for (int i = 0; i < f->n; i++) {
+		sp_server_t *s = f->servers[i];
+		if (!s)
+			continue;
+		f->servers[i] = NULL;
+		s->fan = NULL;
+		s->client = NULL;
+		if (sp_server_busy(s))
+			sp_server_close(s, "another shard's server of the same fan-out was lost");
+		else
+			sp_server_release(s);
+	}
+	if (f->merge)
+		sp_merge_free(f->merge);
+	free_copy(f);
+	free_split(f);
+	ev_timer_stop(sp_loop, &f->kick);
+	for (int i = 0; i < f->n; i++) {
+		sp_buf_free(&f->sql[i]);
+		sp_buf_free(&f->pending[i]);
+	}
+	c->fan = NULL;
+	c->in_copy = false;
+	c->pool = NULL;
+	free(f);
+	sp_client_set_state(c, SP_CLIENT_IDLE);
+	sp_client_error(c, SP_SQLSTATE_CONNECTION_FAILURE, msg,
+			"The statement did not complete on every shard; run it again.");
+	return true;
 }
 
 void sp_fanout_abort(sp_fanout_t *f)

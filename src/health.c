@@ -20,6 +20,10 @@
  * so a server restart between probes is not a failure. A failed probe bans the
  * server for health_check_period * 2^(failures - 1), at most 30 s (or one
  * period if that is longer); a banned server is not probed and gets no reads.
+ * A server that is (or is configured as) some shard's writer is banned for one
+ * period only: its writes are refused while it is down and must come back with
+ * it. A pool that logs in to a server the last probe found down has it probed at
+ * once (sp_health_server_up).
  *
  * Rules, recomputed for a shard whenever a probe of one of its nodes ends:
  * - lag of a replica: bytes = the shard's writer's current LSN (as of its last
@@ -434,6 +438,19 @@ static void publish(struct target *t)
 	update_all();
 }
 
+static struct node *writer_node(const struct shard *sh);
+
+/* Does t serve (or is it configured to serve) some shard's writes? */
+static bool takes_writes(const struct target *t)
+{
+	for (int i = 0; i < n_shards; i++) {
+		const struct node *w = writer_node(shards[i]);
+		if ((shards[i]->primary && shards[i]->primary->t == t) || (w && w->t == t))
+			return true;
+	}
+	return false;
+}
+
 static void probe_fail(struct target *t, const char *why)
 {
 	double period = sp_g.cfg->health_check_period, ban = period, cap;
@@ -448,7 +465,9 @@ static void probe_fail(struct target *t, const char *why)
 	t->reachable = false;
 	if (t->fail_count < 30)
 		t->fail_count++;
-	cap = period > MAX_BAN ? period : MAX_BAN;
+	/* a primary is probed every period: writes are refused while it is down, and
+	 * must come back as soon as it does */
+	cap = takes_writes(t) ? period : period > MAX_BAN ? period : MAX_BAN;
 	for (int i = 1; i < t->fail_count && ban < cap; i++)
 		ban *= 2;
 	if (ban > cap)
@@ -1579,6 +1598,17 @@ void sp_health_probe_now(const sp_db_conf_t *db, int shard)
 		/* at most one early probe per 5 ms per server: many waiting clients share it */
 		if (t && t->state == PROBE_IDLE && now >= t->banned_until && now - t->started > 0.005)
 			schedule(t, 0);
+	}
+}
+
+void sp_health_server_up(const char *host, int port)
+{
+	struct target *t = enabled() ? find_target(host, port) : NULL;
+	if (t && t->probed && !t->reachable && t->state == PROBE_IDLE) {
+		/* a pool just logged in to a server the last probe found down: ask now
+		 * rather than at the end of its ban */
+		t->banned_until = 0;
+		schedule(t, 0);
 	}
 }
 

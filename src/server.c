@@ -308,8 +308,13 @@ void sp_server_close(sp_server_t *s, const char *reason)
 	c = s->client;
 	s->client = NULL;
 	if (s->fan) {
-		sp_fanout_forget(s->fan, s->fan_idx);
+		/* a shard of a fan-out: the statement fails, the client's session goes on */
+		sp_fanout_t *f = s->fan;
 		s->fan = NULL;
+		if (c && !was_login && sp_fanout_server_lost(f, s->fan_idx, reason))
+			c = NULL;
+		else
+			sp_fanout_forget(f, s->fan_idx);
 	}
 	if (s->sock.fd >= 0) {
 		if (!was_login) {
@@ -419,6 +424,8 @@ static void login_message(sp_server_t *s, char type, const uint8_t *body, size_t
 			s->scram_active = false;
 		}
 		slog(s, SP_LOG_DEBUG, "login done");
+		if (s->pool->node)
+			sp_health_server_up(s->pool->node->host, s->pool->node->port);
 		s->pool->backoff = 0;
 		s->pool->n_connecting--;
 		s->pool->n_other++;
