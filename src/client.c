@@ -171,17 +171,17 @@ struct cancel_conn {
 	sp_sock_t sock;
 	sp_client_t *requester; /* the client connection that sent the CancelRequest, or NULL */
 	uint64_t server_id;     /* the server it cancels: not reused until this is done */
+	struct cancel_conn *next; /* the requester's other cancels (one per shard of a fan-out) */
 };
 
 void sp_client_close(sp_client_t *c, const char *reason)
 {
 	if (c->state == SP_CLIENT_CLOSED)
 		return;
-	if (c->cancel_wait) {
-		/* it left before its cancel was taken: the cancel goes on without it */
-		((struct cancel_conn *)c->cancel_wait)->requester = NULL;
-		c->cancel_wait = NULL;
-	}
+	/* it left before its cancels were taken: they go on without it */
+	for (struct cancel_conn *cc = c->cancel_wait; cc; cc = cc->next)
+		cc->requester = NULL;
+	c->cancel_wait = NULL;
 	snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason);
 	if (sp_g.cfg && sp_g.cfg->log_disconnections)
 		cl_log(c, SP_LOG_INFO, "closing: %s", reason);
@@ -2851,11 +2851,40 @@ static void cancel_cb(sp_sock_t *s, sp_sock_event_t ev)
 done:
 	sp_sock_close(s);
 	if (cc->requester) {
-		cc->requester->cancel_wait = NULL;
-		sp_client_close(cc->requester, "cancel request handled");
+		/* the requester's connection closes when its last cancel was taken */
+		sp_client_t *r = cc->requester;
+		struct cancel_conn **pp = (struct cancel_conn **)&r->cancel_wait;
+		while (*pp && *pp != cc)
+			pp = &(*pp)->next;
+		if (*pp)
+			*pp = cc->next;
+		if (!r->cancel_wait)
+			sp_client_close(r, "cancel request handled");
 	}
 	sp_server_cancel_done(cc->server_id);
 	free(cc);
+}
+
+/* Send PostgreSQL a CancelRequest for what s runs; the requester (if any) waits for it. */
+static bool cancel_server(sp_server_t *s, sp_client_t *requester)
+{
+	cancel_conn_t *cc;
+	if (!s->pool->node || !(cc = calloc(1, sizeof(*cc))))
+		return false;
+	sp_msg_write_cancel_request(&cc->sock.out, s->be_pid, s->be_key);
+	cc->server_id = s->id;
+	if (!sp_sock_connect(&cc->sock, s->pool->node->host, s->pool->node->port, cancel_cb)) {
+		sp_buf_free(&cc->sock.out);
+		free(cc);
+		return false;
+	}
+	s->cancels_in_flight++;
+	if (requester) {
+		cc->requester = requester;
+		cc->next = requester->cancel_wait;
+		requester->cancel_wait = cc;
+	}
+	return true;
 }
 
 bool sp_client_cancel_request(int32_t pid, int32_t key, sp_client_t *requester)
@@ -2868,27 +2897,21 @@ bool sp_client_cancel_request(int32_t pid, int32_t key, sp_client_t *requester)
 		sp_debug("cancel request with unknown key ignored");
 		return false;
 	}
-	if (!c->server || !c->server->pool->node) {
+	int sent = 0;
+	if (c->server) {
+		sent = cancel_server(c->server, requester);
+	} else if (c->fan) {
+		/* a statement over several shards: every shard's server still running it */
+		for (sp_server_t *s = sp_server_first(); s; s = s->all_next)
+			if (s->fan == c->fan && sp_server_busy(s))
+				sent += cancel_server(s, requester);
+	}
+	if (!sent) {
 		cl_log(c, SP_LOG_DEBUG, "cancel request while no query is running: ignored");
 		return false;
 	}
-	sp_server_t *s = c->server;
-	cancel_conn_t *cc = calloc(1, sizeof(*cc));
-	if (!cc)
-		return false;
-	sp_msg_write_cancel_request(&cc->sock.out, s->be_pid, s->be_key);
-	cc->server_id = s->id;
-	if (!sp_sock_connect(&cc->sock, s->pool->node->host, s->pool->node->port, cancel_cb)) {
-		sp_buf_free(&cc->sock.out);
-		free(cc);
-		return false;
-	}
-	s->cancels_in_flight++;
-	cl_log(c, SP_LOG_INFO, "forwarding cancel request to its server");
-	if (requester) {
-		cc->requester = requester;
-		requester->cancel_wait = cc;
+	cl_log(c, SP_LOG_INFO, "forwarding cancel request to %d server%s", sent, sent > 1 ? "s" : "");
+	if (requester)
 		sp_sock_read_stop(&requester->sock); /* nothing more is expected from it */
-	}
 	return true;
 }

@@ -3,9 +3,10 @@
 # vanishes mid-COPY (rows split over shards) or right after sending a batch whose
 # writes span shards leaves no half-done work and no dirty server connection; a shard
 # backend killed under a fan-out read fails that statement with a lost-connection
-# SQLSTATE within seconds and the session goes on; a shard that is down fails the
-# statements that need it with 08006 naming the shard, quickly, while keys on the
-# other shard keep working, and everything works again once the shard is back.
+# SQLSTATE within seconds and the session goes on, and a client's cancel of a fan-out
+# reaches every shard; a shard that is down fails the statements that need it with
+# 08006 naming the shard, quickly, while keys on the other shard keep working, and
+# everything works again once the shard is back.
 #
 # It stops a server, so it runs on a sandbox of its own (2 shards, no replica, ports
 # from SHARD_FAULTS_T_BASE_PORT, default 29400), never the shared one. The pool is
@@ -64,7 +65,7 @@ default_pool_size = 2
 log_file = $SP_LOG
 pid_file = $SP_PIDFILE
 health_check_period = 1s
-health_check_timeout = $([ "${SP_VALGRIND:-0}" = 1 ] && echo 10s || echo 2s)
+health_check_timeout = $([ "${SP_VALGRIND:-0}" = 1 ] && echo 20s || echo 2s)
 server_connect_timeout = 2s
 
 [database app]
@@ -84,7 +85,7 @@ sp_start "$SP_CONFIG"
 
 DSN="host=127.0.0.1 port=$SP_PORT user=app password=secret dbname=app"
 spq() { PGPASSWORD=secret timeout 30 psql -X -q -A -t -h 127.0.0.1 -p "$SP_PORT" -U app -d app "$@" 2>&1; }
-faults() { timeout 120 $PY "$FAULTS" "$DSN" "$P1" "$@"; }
+faults() { timeout 120 $PY "$FAULTS" "$DSN" "$P0" "$P1" "$@"; }
 total() { echo $(($(on 0 "SELECT count(*) FROM t86 $1") + $(on 1 "SELECT count(*) FROM t86 $1"))); }
 # server connections of user app that are not idle (inside a transaction, or still
 # running something), on both shards, after a grace period for the servers to notice
@@ -149,16 +150,18 @@ clean_pool "the vanished batch"
 # ---------------------------------------------------------------- a shard backend dies under a fan-out
 spq -c "/* shard: 0 */ DELETE FROM t86 WHERE id NOT IN ($K0, $K1)" -c "/* shard: 1 */ DELETE FROM t86 WHERE id NOT IN ($K0, $K1)" >/dev/null
 spq -c "INSERT INTO t86 (id, t) VALUES $(values 2001 2006 x)" >/dev/null
-run_checks fanout-kill $PY "$FAULTS" "$DSN" "$P1" fanout-kill
+run_checks fanout-kill $PY "$FAULTS" "$DSN" "$P0" "$P1" fanout-kill
 clean_pool "the killed fan-out"
+run_checks fanout-cancel $PY "$FAULTS" "$DSN" "$P0" "$P1" fanout-cancel
+clean_pool "the cancelled fan-out"
 
 # ---------------------------------------------------------------- a shard is down
 pgctl stop -m immediate -w -D "$SB/shard1/primary"
 ok "shard 1 is stopped" sh -c "! pg_isready -q -h 127.0.0.1 -p $P1"
-run_checks shard-down $PY "$FAULTS" "$DSN" "$P1" shard-down "$K0" "$K1"
+run_checks shard-down $PY "$FAULTS" "$DSN" "$P0" "$P1" shard-down "$K0" "$K1"
 pgctl start -w -D "$SB/shard1/primary" -l "$SB/log/shard1-primary.log"
 ok "shard 1 is started again" pg_isready -q -t 10 -h 127.0.0.1 -p "$P1"
-run_checks shard-back $PY "$FAULTS" "$DSN" "$P1" shard-back
+run_checks shard-back $PY "$FAULTS" "$DSN" "$P0" "$P1" shard-back
 clean_pool "shard 1 came back"
 
 ok "shardpool is still running" kill -0 "$SP_PID"

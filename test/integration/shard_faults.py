@@ -3,7 +3,7 @@
 database sees when a shard's server dies under it or when another client vanishes in
 the middle of a batch that spans shards.
 
-    shard_faults.py DSN SHARD1_PORT COMMAND [ARGS...]
+    shard_faults.py DSN SHARD0_PORT SHARD1_PORT COMMAND [ARGS...]
 
 DSN reaches shardpool's sharded database "app" (table t86 (id bigint, t text), sharded
 by id over two shards); SHARD1_PORT is shard 1's primary, reached directly as user
@@ -12,6 +12,7 @@ postgres to terminate backends. Commands:
     vanish-batch K...   one pipeline of INSERTs (the first one slow), Sync, and the
                         process exits without reading an answer
     fanout-kill         a fan-out read while shard 1's backend running it is terminated
+    fanout-cancel       a fan-out read cancelled by the client (CancelRequest)
     shard-down K0 K1    shard 1 is stopped: fan-out, a key on shard 0, a key on shard 1
     shard-back          shard 1 is back: fan-outs work again (within 15 s)
 
@@ -28,8 +29,8 @@ import time
 
 import psycopg
 
-DSN, SHARD1_PORT, CMD = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-ARGS = sys.argv[4:]
+DSN, SHARD0_PORT, SHARD1_PORT, CMD = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+ARGS = sys.argv[5:]
 CONNECTION_LOST = {"57P01", "57P02", "57P03", "08006", "08003", "08000", "08001"}
 
 
@@ -110,6 +111,33 @@ def fanout_kill():
     check("20 new clients' fan-outs after the fault all work", bad, [])
 
 
+def sleepers():
+    """backends of user app running the test's pg_sleep, on both shards"""
+    n = 0
+    for port in (SHARD0_PORT, SHARD1_PORT):
+        with psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=app", autocommit=True) as d:
+            n += d.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = 'app' "
+                           "AND state = 'active' AND query LIKE '%pg_sleep%t86%'").fetchone()[0]
+    return n
+
+
+def fanout_cancel():
+    conn = connect()
+    timer = threading.Timer(0.6, conn.cancel)
+    timer.start()
+    t0 = time.time()
+    r = run(conn, "SELECT id, pg_sleep(0.5) FROM t86 ORDER BY id")
+    elapsed = time.time() - t0
+    timer.join()
+    print(f"cancelled fan-out: {r if isinstance(r, tuple) else f'{len(r)} rows'} after {elapsed:.2f} s")
+    check("a cancelled fan-out fails with 57014", r[1] if isinstance(r, tuple) else "no error", "57014")
+    check("... well before the shards would have finished (2 s)", elapsed < 1.8, True)
+    time.sleep(0.3)
+    check("no shard is still running the cancelled statement", sleepers(), 0)
+    r = run(conn, "SELECT count(*) FROM t86")
+    check("the same client's next fan-out works", isinstance(r, list), True)
+
+
 def shard_down(k0, k1):
     conn = connect()
     t0 = time.time()
@@ -165,6 +193,8 @@ if CMD == "vanish-batch":
     vanish_batch([int(k) for k in ARGS])
 elif CMD == "fanout-kill":
     fanout_kill()
+elif CMD == "fanout-cancel":
+    fanout_cancel()
 elif CMD == "shard-down":
     shard_down(int(ARGS[0]), int(ARGS[1]))
 elif CMD == "shard-back":
