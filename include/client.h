@@ -123,6 +123,10 @@ void sp_client_fatal(sp_client_t *c, const char *sqlstate, const char *fmt, ...)
 void sp_client_close(sp_client_t *c, const char *reason);
 /* Send an ERROR (not FATAL) + ReadyForQuery and go on. */
 void sp_client_error(sp_client_t *c, const char *sqlstate, const char *msg, const char *hint);
+/* s is about to be closed while it runs a client's statement that nobody will read:
+ * ask PostgreSQL to cancel it (a backend notices a closed connection only when it next
+ * reads or writes, so a long statement would run to its end, holding its locks). */
+void sp_client_cancel_abandoned(sp_server_t *s);
 /* The pool hands a server to a waiting client. */
 void sp_client_server_ready(sp_client_t *c, sp_server_t *s);
 /* The pool could not get a server. */

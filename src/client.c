@@ -196,7 +196,10 @@ void sp_client_close(sp_client_t *c, const char *reason)
 		c->server = NULL;
 		s->client = NULL;
 		if ((sp_server_busy(s) && !sp_server_only_internal(s)) || c->in_copy) {
-			/* Mid-transaction or mid-COPY: never hand this session to anyone else. */
+			/* Mid-transaction or mid-COPY: never hand this session to anyone else,
+			 * and stop what it runs (PostgreSQL would finish a statement whose
+			 * client is gone before it notices) */
+			sp_client_cancel_abandoned(s);
 			sp_server_close(s, "client disconnected inside a transaction");
 		} else if (sp_server_busy(s)) {
 			/* Only shardpool's own queries are running: let them finish
@@ -2885,6 +2888,13 @@ static bool cancel_server(sp_server_t *s, sp_client_t *requester)
 		requester->cancel_wait = cc;
 	}
 	return true;
+}
+
+void sp_client_cancel_abandoned(sp_server_t *s)
+{
+	if (s->state != SP_SERVER_CLOSED && sp_server_busy(s) && !sp_server_only_internal(s) &&
+	    cancel_server(s, NULL))
+		sp_debug("S-%llu: cancelling what it runs before it is closed", (unsigned long long)s->id);
 }
 
 bool sp_client_cancel_request(int32_t pid, int32_t key, sp_client_t *requester)

@@ -1150,8 +1150,10 @@ bool sp_fanout_server_lost(sp_fanout_t *f, int idx, const char *reason)
 		f->servers[i] = NULL;
 		s->fan = NULL;
 		s->client = NULL;
-		if (sp_server_busy(s))
+		if (sp_server_busy(s)) {
+			sp_client_cancel_abandoned(s);
 			sp_server_close(s, "another shard's server of the same fan-out was lost");
+		}
 		else
 			sp_server_release(s);
 	}
@@ -1184,8 +1186,10 @@ void sp_fanout_abort(sp_fanout_t *f)
 		f->servers[i] = NULL;
 		s->fan = NULL;
 		s->client = NULL;
-		if (sp_server_busy(s))
+		if (sp_server_busy(s)) {
+			sp_client_cancel_abandoned(s);
 			sp_server_close(s, "client disconnected during a fan-out");
+		}
 		else
 			sp_server_release(s);
 	}

@@ -147,6 +147,17 @@ n=$(total "WHERE id > 1000")
 ok "the vanished batch is all or nothing over the shards ($n of 10 rows)" test "$n" = 0 -o "$n" = 10
 clean_pool "the vanished batch"
 
+# ---------------------------------------------------------------- vanish while a statement runs
+# PostgreSQL notices a closed connection only when it next reads or writes: shardpool
+# cancels what the server runs before it closes it, or a 30 s statement would go on
+faults vanish-mid-statement "$K1"
+is "$?" 0 "a client starts a 30 s statement on shard 1 and vanishes"
+is "$(busy_servers)" 0 "shard 1 stops running it within seconds"
+faults vanish-mid-fanout
+is "$?" 0 "a client starts a 30 s statement on every shard and vanishes"
+is "$(busy_servers)" 0 "no shard goes on running it"
+clean_pool "the vanished statements"
+
 # ---------------------------------------------------------------- a shard backend dies under a fan-out
 spq -c "/* shard: 0 */ DELETE FROM t86 WHERE id NOT IN ($K0, $K1)" -c "/* shard: 1 */ DELETE FROM t86 WHERE id NOT IN ($K0, $K1)" >/dev/null
 spq -c "INSERT INTO t86 (id, t) VALUES $(values 2001 2006 x)" >/dev/null

@@ -11,6 +11,9 @@ postgres to terminate backends. Commands:
 
     vanish-batch K...   one pipeline of INSERTs (the first one slow), Sync, and the
                         process exits without reading an answer
+    vanish-mid-statement K, vanish-mid-fanout
+                        a 30 s statement on key K's shard / on every shard, and the
+                        process exits while it runs
     fanout-kill         a fan-out read while shard 1's backend running it is terminated
     fanout-cancel       a fan-out read cancelled by the client (CancelRequest)
     shard-down K0 K1    shard 1 is stopped: fan-out, a key on shard 0, a key on shard 1
@@ -89,9 +92,11 @@ def fanout_kill():
     killer = threading.Thread(target=kill_shard1_sleepers, args=(0.5, killed))
     killer.start()
     t0 = time.time()
-    r = run(conn, "SELECT id, pg_sleep(0.4) FROM t86 ORDER BY id")
+    r = run(conn, "SELECT id, pg_sleep(1) FROM t86 ORDER BY id")
     elapsed = time.time() - t0
     killer.join()
+    time.sleep(0.5)
+    check("shard 0 stops running the failed fan-out (cancelled, not left to finish)", sleepers(), 0)
     check("shard 1's backend running the fan-out was terminated", killed, [1])
     got = r[1] if isinstance(r, tuple) else f"{len(r)} rows"
     print(f"fan-out answer: {r if isinstance(r, tuple) else got}")
@@ -119,6 +124,26 @@ def sleepers():
             n += d.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = 'app' "
                            "AND state = 'active' AND query LIKE '%pg_sleep%t86%'").fetchone()[0]
     return n
+
+
+def vanish_mid_statement(key):
+    conn = connect()
+    pg = conn.pgconn
+    pg.send_query(f"SELECT pg_sleep(30), t FROM t86 WHERE id = {key}".encode())
+    while pg.flush() != 0:
+        time.sleep(0.01)
+    time.sleep(0.5)  # running on its shard; now vanish
+    os._exit(0)
+
+
+def vanish_mid_fanout():
+    conn = connect()
+    pg = conn.pgconn
+    pg.send_query(b"SELECT pg_sleep(30), t FROM t86 ORDER BY id")
+    while pg.flush() != 0:
+        time.sleep(0.01)
+    time.sleep(0.5)
+    os._exit(0)
 
 
 def fanout_cancel():
@@ -193,6 +218,10 @@ if CMD == "vanish-batch":
     vanish_batch([int(k) for k in ARGS])
 elif CMD == "fanout-kill":
     fanout_kill()
+elif CMD == "vanish-mid-statement":
+    vanish_mid_statement(int(ARGS[0]))
+elif CMD == "vanish-mid-fanout":
+    vanish_mid_fanout()
 elif CMD == "fanout-cancel":
     fanout_cancel()
 elif CMD == "shard-down":
