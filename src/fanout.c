@@ -174,6 +174,42 @@ static int copy_shard_of(void *arg, const char *const *key_text, const bool *key
 	return sp_router_shard_of_text(f->db, f->copy.table, key_text, key_null, err, errlen);
 }
 
+/* Free f and what it owns (not its servers: drop_servers); the client leaves the fan-out. */
+static void dispose(sp_fanout_t *f)
+{
+	if (f->merge)
+		sp_merge_free(f->merge);
+	free_copy(f);
+	free_split(f);
+	ev_timer_stop(sp_loop, &f->kick);
+	for (int i = 0; i < f->n; i++) {
+		sp_buf_free(&f->sql[i]);
+		sp_buf_free(&f->pending[i]);
+	}
+	f->c->fan = NULL;
+	free(f);
+}
+
+/* Let go of the servers f still holds: idle ones back to their pools, busy ones closed
+ * (what they run is cancelled first: nobody will read it). */
+static void drop_servers(sp_fanout_t *f, const char *why)
+{
+	for (int i = 0; i < f->n; i++) {
+		sp_server_t *s = f->servers[i];
+		if (!s)
+			continue;
+		f->servers[i] = NULL;
+		s->fan = NULL;
+		s->client = NULL;
+		if (sp_server_busy(s)) {
+			sp_client_cancel_abandoned(s);
+			sp_server_close(s, why);
+		} else {
+			sp_server_release(s);
+		}
+	}
+}
+
 static void finish(sp_fanout_t *f)
 {
 	sp_client_t *c = f->c;
@@ -181,7 +217,6 @@ static void finish(sp_fanout_t *f)
 	if (f->merge_mode) {
 		if (!sp_merge_failed(f->merge))
 			sp_merge_finish(f->merge);
-		sp_merge_free(f->merge);
 	} else if (f->copy_out_sent && !f->error_sent) {
 		if (f->copy_out_binary) {
 			static const uint8_t trailer[] = {0xff, 0xff};
@@ -212,16 +247,8 @@ static void finish(sp_fanout_t *f)
 	/* A read may fan out as the first statement of a BEGIN that has no shard yet: it
 	 * runs outside that transaction, which stays open for the client. */
 	sp_msg_write_ready_for_query(out, sp_client_txn_status(c));
-	free_copy(f);
-	free_split(f);
-	ev_timer_stop(sp_loop, &f->kick);
-	for (int i = 0; i < f->n; i++) {
-		sp_buf_free(&f->sql[i]);
-		sp_buf_free(&f->pending[i]);
-	}
-	c->fan = NULL;
+	dispose(f);
 	c->in_copy = false;
-	free(f);
 	sp_client_set_state(c, SP_CLIENT_IDLE);
 	c->n_xacts++;
 	c->pool = NULL;
@@ -622,17 +649,7 @@ void sp_fanout_server_failed(sp_fanout_t *f, const char *sqlstate, const char *m
 		sp_server_release(s);
 	}
 	f->acquired = 0;
-	if (f->merge)
-		sp_merge_free(f->merge);
-	free_copy(f);
-	free_split(f);
-	ev_timer_stop(sp_loop, &f->kick);
-	for (int i = 0; i < f->n; i++) {
-		sp_buf_free(&f->sql[i]);
-		sp_buf_free(&f->pending[i]);
-	}
-	c->fan = NULL;
-	free(f);
+	dispose(f);
 	sp_client_set_state(c, SP_CLIENT_IDLE);
 	sp_client_error(c, sqlstate, msg, NULL);
 	if (c->state != SP_CLIENT_CLOSED && sp_buf_len(&c->sock.in) > 0)
@@ -1143,33 +1160,10 @@ bool sp_fanout_server_lost(sp_fanout_t *f, int idx, const char *reason)
 	snprintf(msg, sizeof(msg), "the server connection of shard %d was lost during a statement over several shards: %s%s%s",
 		 f->shards[idx], f->lost[0] ? f->lost : reason, f->lost[0] ? "; " : "", f->lost[0] ? reason : "");
 	f->servers[idx] = NULL;
-	for (int i = 0; i < f->n; i++) {
-		sp_server_t *s = f->servers[i];
-		if (!s)
-			continue;
-		f->servers[i] = NULL;
-		s->fan = NULL;
-		s->client = NULL;
-		if (sp_server_busy(s)) {
-			sp_client_cancel_abandoned(s);
-			sp_server_close(s, "another shard's server of the same fan-out was lost");
-		}
-		else
-			sp_server_release(s);
-	}
-	if (f->merge)
-		sp_merge_free(f->merge);
-	free_copy(f);
-	free_split(f);
-	ev_timer_stop(sp_loop, &f->kick);
-	for (int i = 0; i < f->n; i++) {
-		sp_buf_free(&f->sql[i]);
-		sp_buf_free(&f->pending[i]);
-	}
-	c->fan = NULL;
+	drop_servers(f, "another shard's server of the same fan-out was lost");
+	dispose(f);
 	c->in_copy = false;
 	c->pool = NULL;
-	free(f);
 	sp_client_set_state(c, SP_CLIENT_IDLE);
 	sp_client_error(c, SP_SQLSTATE_CONNECTION_FAILURE, msg,
 			"The statement did not complete on every shard; run it again.");
@@ -1178,32 +1172,8 @@ bool sp_fanout_server_lost(sp_fanout_t *f, int idx, const char *reason)
 
 void sp_fanout_abort(sp_fanout_t *f)
 {
-	sp_client_t *c = f->c;
-	for (int i = 0; i < f->n; i++) {
-		sp_server_t *s = f->servers[i];
-		if (!s)
-			continue;
-		f->servers[i] = NULL;
-		s->fan = NULL;
-		s->client = NULL;
-		if (sp_server_busy(s)) {
-			sp_client_cancel_abandoned(s);
-			sp_server_close(s, "client disconnected during a fan-out");
-		}
-		else
-			sp_server_release(s);
-	}
-	if (f->merge)
-		sp_merge_free(f->merge);
-	free_copy(f);
-	free_split(f);
-	ev_timer_stop(sp_loop, &f->kick);
-	for (int i = 0; i < f->n; i++) {
-		sp_buf_free(&f->sql[i]);
-		sp_buf_free(&f->pending[i]);
-	}
-	c->fan = NULL;
-	free(f);
+	drop_servers(f, "client disconnected during a fan-out");
+	dispose(f);
 }
 
 bool sp_fanout_takes_input(const sp_fanout_t *f)

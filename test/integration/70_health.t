@@ -19,31 +19,10 @@ PROBE=$SP_BUILDDIR/test/integration/healthprobe
 
 PERIOD=0.5
 BASE=${HEALTH_T_BASE_PORT:-26500}
-SB=$SP_TMP/sb
-at_exit "'$SP_SRCDIR/test/sandbox' stop '$SB' >/dev/null 2>&1; rm -rf '$SB'/shard*"
-out=$("$SP_SRCDIR/test/sandbox" start "$SB" --shards 1 --replicas 2 --base-port "$BASE" 2>&1) ||
-	bail_out "cannot start a sandbox in $SB: $out"
-eval "$("$SP_SRCDIR/test/sandbox" env "$SB")"
+sandbox_private 1 2 "$BASE"
 P=$SB_PRIMARY_PORT_0 R0=$SB_REPLICA_PORT_0_0 R1=$SB_REPLICA_PORT_0_1
 diag "sandbox: primary $P, replicas $R0 $R1"
 
-# pg_ctl as the servers' owner, without our descriptors (a server holding the TAP
-# pipe or the coproc's pipes would keep them open after we exit)
-pgctl() {
-	(
-		for fd in /proc/$BASHPID/fd/*; do
-			fd=${fd##*/}
-			case $fd in 0 | 1 | 2) ;; *) eval "exec $fd>&-" 2>/dev/null ;; esac
-		done
-		cd / || exit 1
-		export HOME=$SB LC_ALL=C.UTF-8
-		if [ "$(id -u)" = 0 ]; then
-			setpriv --reuid=postgres --regid=postgres --clear-groups -- $PGBIN/pg_ctl "$@"
-		else
-			$PGBIN/pg_ctl "$@"
-		fi
-	) </dev/null
-}
 DATA_P=$SB/shard0/primary DATA_R0=$SB/shard0/replica0
 
 CFG=$SP_TMP/health.ini

@@ -16,37 +16,13 @@
 command -v psql >/dev/null || skip_all "psql is not installed"
 PY=/usr/bin/python3
 $PY -c 'import psycopg' 2>/dev/null || skip_all "python3-psycopg is not installed"
-PGBIN=/usr/lib/postgresql/15/bin
 PGCLIENT=$SP_BUILDDIR/test/integration/pgclient
 FAULTS=$SP_SRCDIR/test/integration/shard_faults.py
 
 BASE=${SHARD_FAULTS_T_BASE_PORT:-29400}
-SB=$SP_TMP/sb
-at_exit "'$SP_SRCDIR/test/sandbox' stop '$SB' >/dev/null 2>&1; rm -rf '$SB'/shard*"
-out=$("$SP_SRCDIR/test/sandbox" start "$SB" --shards 2 --replicas 0 --base-port "$BASE" 2>&1) ||
-	bail_out "cannot start a sandbox in $SB: $out"
-eval "$("$SP_SRCDIR/test/sandbox" env "$SB")"
-export SB_DIR=$SB SB_SHARDS
+sandbox_private 2 0 "$BASE"
 P0=$SB_PRIMARY_PORT_0 P1=$SB_PRIMARY_PORT_1
 diag "sandbox: shard 0 on $P0, shard 1 on $P1"
-
-# pg_ctl as the servers' owner, without our descriptors (a server holding the TAP
-# pipe would keep it open after we exit)
-pgctl() {
-	(
-		for fd in /proc/$BASHPID/fd/*; do
-			fd=${fd##*/}
-			case $fd in 0 | 1 | 2) ;; *) eval "exec $fd>&-" 2>/dev/null ;; esac
-		done
-		cd / || exit 1
-		export HOME=$SB LC_ALL=C.UTF-8
-		if [ "$(id -u)" = 0 ]; then
-			setpriv --reuid=postgres --regid=postgres --clear-groups -- $PGBIN/pg_ctl "$@"
-		else
-			$PGBIN/pg_ctl "$@"
-		fi
-	) </dev/null >>"$SP_TMP/pg_ctl.out" 2>&1
-}
 
 on_all "CREATE TABLE t86 (id bigint PRIMARY KEY, t text)" || bail_out "cannot create t86"
 

@@ -22,12 +22,7 @@ RWC=$SP_SRCDIR/test/integration/rwclient.py
 PERIOD=0.5
 CONNECT_TIMEOUT=2
 BASE=${RW_FAULTS_T_BASE_PORT:-29200}
-SB=$SP_TMP/sb
-at_exit "'$SP_SRCDIR/test/sandbox' stop '$SB' >/dev/null 2>&1; rm -rf '$SB'/shard*"
-out=$("$SP_SRCDIR/test/sandbox" start "$SB" --shards 2 --replicas 2 --base-port "$BASE" 2>&1) ||
-	bail_out "cannot start a sandbox in $SB: $out"
-eval "$("$SP_SRCDIR/test/sandbox" env "$SB")"
-export SB_DIR=$SB
+sandbox_private 2 2 "$BASE"
 P0=$SB_PRIMARY_PORT_0 R00=$SB_REPLICA_PORT_0_0 R01=$SB_REPLICA_PORT_0_1
 P1=$SB_PRIMARY_PORT_1 R10=$SB_REPLICA_PORT_1_0 R11=$SB_REPLICA_PORT_1_1
 diag "sandbox: shard 0 $P0 ($R00 $R01), shard 1 $P1 ($R10 $R11)"
@@ -50,23 +45,6 @@ now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
 
-# pg_ctl as the servers' owner, without our descriptors (a server holding the TAP
-# pipe would keep it open after we exit)
-pgctl() {
-	(
-		for fd in /proc/$BASHPID/fd/*; do
-			fd=${fd##*/}
-			case $fd in 0 | 1 | 2) ;; *) eval "exec $fd>&-" 2>/dev/null ;; esac
-		done
-		cd / || exit 1
-		export HOME=$SB LC_ALL=C.UTF-8
-		if [ "$(id -u)" = 0 ]; then
-			setpriv --reuid=postgres --regid=postgres --clear-groups -- $PGBIN/pg_ctl "$@"
-		else
-			$PGBIN/pg_ctl "$@"
-		fi
-	) </dev/null >>"$SP_TMP/pg_ctl.out" 2>&1
-}
 
 for p in $P0 $P1; do
 	pg_psql "$p" -c "CREATE TABLE rw_f (id serial PRIMARY KEY, v text)" \

@@ -19,12 +19,7 @@ RWC=$SP_SRCDIR/test/integration/rwclient.py
 
 PERIOD=0.25
 BASE=${RYW_T_BASE_PORT:-29300}
-SB=$SP_TMP/sb
-at_exit "'$SP_SRCDIR/test/sandbox' stop '$SB' >/dev/null 2>&1; rm -rf '$SB'/shard*"
-out=$("$SP_SRCDIR/test/sandbox" start "$SB" --shards 2 --replicas 2 --base-port "$BASE" 2>&1) ||
-	bail_out "cannot start a sandbox in $SB: $out"
-eval "$("$SP_SRCDIR/test/sandbox" env "$SB")"
-export SB_DIR=$SB
+sandbox_private 2 2 "$BASE"
 P0=$SB_PRIMARY_PORT_0 R00=$SB_REPLICA_PORT_0_0 R01=$SB_REPLICA_PORT_0_1
 P1=$SB_PRIMARY_PORT_1 R10=$SB_REPLICA_PORT_1_0 R11=$SB_REPLICA_PORT_1_1
 diag "sandbox: shard 0 $P0 ($R00 $R01), shard 1 $P1 ($R10 $R11)"

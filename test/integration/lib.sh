@@ -273,6 +273,38 @@ sandbox_ensure() {
 	for v in $(compgen -v SB_PRIMARY_PORT_) $(compgen -v SB_REPLICA_PORT_); do export "$v"; done
 }
 
+# sandbox_private SHARDS REPLICAS BASE_PORT: a sandbox of this test's own in
+# $SP_TMP/sb (for tests that stop, promote or pause servers), stopped when the test
+# exits. Sets SB (= SB_DIR) and the SB_* variables of `test/sandbox env`.
+sandbox_private() {
+	SB=$SP_TMP/sb
+	at_exit "'$SP_SRCDIR/test/sandbox' stop '$SB' >/dev/null 2>&1; rm -rf '$SB'/shard*"
+	local out
+	out=$("$SP_SRCDIR/test/sandbox" start "$SB" --shards "$1" --replicas "$2" --base-port "$3" 2>&1) ||
+		bail_out "cannot start a sandbox in $SB: $out"
+	eval "$("$SP_SRCDIR/test/sandbox" env "$SB")"
+	export SB SB_DIR=$SB SB_SHARDS SB_REPLICAS
+}
+
+# pgctl ARGS...: pg_ctl (PostgreSQL 15) as the servers' owner, without our descriptors
+# (a server holding the TAP pipe or a coproc's pipes would keep them open after we
+# exit); its output is appended to $SP_TMP/pg_ctl.out
+pgctl() {
+	(
+		for fd in /proc/$BASHPID/fd/*; do
+			fd=${fd##*/}
+			case $fd in 0 | 1 | 2) ;; *) eval "exec $fd>&-" 2>/dev/null ;; esac
+		done
+		cd / || exit 1
+		export HOME=$SB LC_ALL=C.UTF-8
+		if [ "$(id -u)" = 0 ]; then
+			setpriv --reuid=postgres --regid=postgres --clear-groups -- /usr/lib/postgresql/15/bin/pg_ctl "$@"
+		else
+			/usr/lib/postgresql/15/bin/pg_ctl "$@"
+		fi
+	) </dev/null >>"$SP_TMP/pg_ctl.out" 2>&1
+}
+
 # pg_psql PORT [ARGS...]: psql straight to a sandbox server, as superuser postgres
 pg_psql() {
 	local port=$1
