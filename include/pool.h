@@ -17,7 +17,8 @@
 typedef enum { SP_ROLE_PRIMARY = 0, SP_ROLE_REPLICA = 1 } sp_role_t;
 
 struct sp_pool {
-	sp_pool_t *next; /* all pools */
+	sp_pool_t *next;  /* all pools */
+	sp_pool_t *hnext; /* the next pool in its lookup bucket (sp_pool_get) */
 	char *dbname;    /* client-visible database */
 	char *user;      /* client user */
 	int shard;

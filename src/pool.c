@@ -24,6 +24,24 @@
 
 static sp_pool_t *pools;
 
+/* sp_pool_get runs for every routed statement: pools are found by hash, not by a
+ * walk over all of them (databases x users x shards x servers) */
+#define POOL_BUCKETS 1024 /* power of two */
+static sp_pool_t *buckets[POOL_BUCKETS];
+
+static unsigned pool_hash(const char *dbname, const char *user, int shard, sp_role_t role, int replica)
+{
+	uint32_t h = 2166136261u;
+	for (const char *q = dbname; *q; q++)
+		h = (h ^ (uint8_t)*q) * 16777619u;
+	h = (h ^ 0xff) * 16777619u;
+	for (const char *q = user; *q; q++)
+		h = (h ^ (uint8_t)*q) * 16777619u;
+	h ^= (uint32_t)shard * 0x9e3779b1u ^ (uint32_t)role * 0x85ebca6bu ^ (uint32_t)(replica + 1) * 0xc2b2ae35u;
+	h ^= h >> 15;
+	return h & (POOL_BUCKETS - 1);
+}
+
 sp_pool_t *sp_pool_first(void)
 {
 	return pools;
@@ -31,14 +49,16 @@ sp_pool_t *sp_pool_first(void)
 
 sp_pool_t *sp_pool_get(const char *dbname, const char *user, int shard, sp_role_t role, int replica)
 {
-	const sp_db_conf_t *db = sp_config_find_db(sp_g.cfg, dbname);
+	unsigned h = pool_hash(dbname, user, shard, role, replica);
+	const sp_db_conf_t *db;
 	sp_pool_t *p;
-	if (!db || shard < 0 || shard >= db->n_shards)
-		return NULL;
-	for (p = pools; p; p = p->next)
+	for (p = buckets[h]; p; p = p->hnext)
 		if (p->shard == shard && p->role == role && p->replica == replica && strcmp(p->dbname, dbname) == 0 &&
 		    strcmp(p->user, user) == 0)
 			return p;
+	db = sp_config_find_db(sp_g.cfg, dbname);
+	if (!db || shard < 0 || shard >= db->n_shards)
+		return NULL;
 	if (role == SP_ROLE_REPLICA && (replica < 0 || replica >= db->shards[shard].n_replicas))
 		return NULL;
 	p = calloc(1, sizeof(*p));
@@ -53,6 +73,8 @@ sp_pool_t *sp_pool_get(const char *dbname, const char *user, int shard, sp_role_
 	p->pool_mode = sp_config_db_pool_mode(sp_g.cfg, db);
 	p->next = pools;
 	pools = p;
+	p->hnext = buckets[h];
+	buckets[h] = p;
 	return p;
 }
 
@@ -290,4 +312,5 @@ void sp_pool_free_all(void)
 		free(p->user);
 		free(p);
 	}
+	memset(buckets, 0, sizeof(buckets));
 }
