@@ -85,6 +85,12 @@ int sp_health_write_target(const sp_db_conf_t *db, int shard);
  * (causal_wait_ms: a reader waits for a replica to replay its write). */
 void sp_health_probe_now(const sp_db_conf_t *db, int shard);
 
+/* Has every shard's primary answered (or failed) a first probe, catalogs included? True
+ * too when health checks are off. The daemon waits for it, a bounded time, before it
+ * accepts clients: INSERT without a column list and the read/write split need what
+ * that first probe reads. */
+bool sp_health_first_round_done(void);
+
 /* A pool logged in to host:port: if the last probe found it down, probe it now, so
  * writes refused while it was down come back at once. */
 void sp_health_server_up(const char *host, int port);

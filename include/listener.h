@@ -12,5 +12,7 @@
 bool sp_listener_start(char *err, size_t errlen);
 /* Stop accepting (shutdown); unix socket files are removed. */
 void sp_listener_stop(void);
+/* Stop (hold = true) or restart accepting; connections wait in the kernel's backlog. */
+void sp_listener_hold(bool hold);
 
 #endif

@@ -78,6 +78,39 @@ static bool load_users(const sp_config_t *cfg, sp_userlist_t **out, char *err, s
 	return *out != NULL;
 }
 
+/*
+ * Before the first client: let every primary answer a first health probe, which
+ * also reads the column order of sharded tables (INSERT without a column list) and
+ * the volatile functions (the read/write split). At most health_check_timeout plus
+ * a second; a server that is down does not hold start-up longer. The listening
+ * sockets are open already: connections made meanwhile wait in the backlog.
+ */
+static void wake(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
+}
+
+static void wait_first_probes(void)
+{
+	double limit = sp_g.cfg->health_check_timeout + 1.0;
+	ev_tstamp deadline = ev_time() + limit;
+	ev_timer tick;
+	if (sp_health_first_round_done())
+		return;
+	sp_listener_hold(true);
+	ev_timer_init(&tick, wake, 0.05, 0.05); /* look at the clock while nothing happens */
+	ev_timer_start(sp_loop, &tick);
+	while (!sp_health_first_round_done() && ev_time() < deadline && !sp_g.shutting_down)
+		ev_run(sp_loop, EVRUN_ONCE);
+	ev_timer_stop(sp_loop, &tick);
+	sp_listener_hold(false);
+	if (!sp_health_first_round_done())
+		sp_warn("health: not every primary answered its first probe within %.1f s; accepting clients anyway",
+			limit);
+}
+
 bool sp_daemon_reload(char *err, size_t errlen)
 {
 	sp_config_t *ncfg = sp_config_load(sp_g.cfg->path, err, errlen);
@@ -261,6 +294,7 @@ int sp_daemon_run(const char *config_path, bool daemonize)
 	sp_janitor_start();
 	apply_router_config();
 	sp_health_start();
+	wait_first_probes();
 	for (sp_pool_t *p = sp_pool_first(); p; p = p->next)
 		sp_pool_maintain(p);
 	sp_info("shardpool %s listening on %s:%d (pool_mode %s)", PACKAGE_VERSION, sp_g.cfg->listen_addr,

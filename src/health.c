@@ -207,6 +207,7 @@ struct target {
 	double delay; /* seconds */
 	uint32_t timeline;
 	int fail_count;
+	unsigned probes_ended; /* probes that ran to their end, good or failed */
 	ev_tstamp banned_until, last_ok;
 	char last_error[200];
 	struct target *next;
@@ -473,6 +474,7 @@ static void probe_fail(struct target *t, const char *why)
 	if (ban > cap)
 		ban = cap;
 	t->banned_until = now + ban;
+	t->probes_ended++;
 	sp_debug("health: %s:%d probe failed (%d in a row), banned for %.1f s: %s", t->host,
 		 t->port, t->fail_count, ban, t->last_error);
 	publish(t);
@@ -938,6 +940,7 @@ static void probe_ok(struct target *t)
 	t->last_error[0] = '\0';
 	if (!t->in_recovery)
 		t->primary_lsn = t->lsn;
+	t->probes_ended++;
 	publish(t);
 	/* keep the cadence of probe starts, not of probe ends */
 	next = t->started + sp_g.cfg->health_check_period - now;
@@ -1599,6 +1602,16 @@ void sp_health_probe_now(const sp_db_conf_t *db, int shard)
 		if (t && t->state == PROBE_IDLE && now >= t->banned_until && now - t->started > 0.005)
 			schedule(t, 0);
 	}
+}
+
+bool sp_health_first_round_done(void)
+{
+	if (!running || !enabled())
+		return true;
+	for (int i = 0; i < n_shards; i++)
+		if (shards[i]->primary && shards[i]->primary->t->probes_ended == 0)
+			return false;
+	return true;
 }
 
 void sp_health_server_up(const char *host, int port)

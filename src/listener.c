@@ -160,6 +160,18 @@ bool sp_listener_start(char *err, size_t errlen)
 	return true;
 }
 
+void sp_listener_hold(bool hold)
+{
+	for (int i = 0; i < n_listeners; i++) {
+		if (listeners[i].fd < 0)
+			continue;
+		if (hold)
+			ev_io_stop(sp_loop, &listeners[i].io);
+		else
+			ev_io_start(sp_loop, &listeners[i].io);
+	}
+}
+
 void sp_listener_stop(void)
 {
 	for (int i = 0; i < n_listeners; i++) {

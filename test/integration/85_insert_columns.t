@@ -6,7 +6,8 @@
 # remainder PostgreSQL's own hash partitioning gives its key (satisfies_hash_partition on
 # an empty PARTITION BY HASH parent), never a copy of shardpool's hash.
 #
-# Covered: one row and several rows over both shards (split), RETURNING, ON CONFLICT DO
+# Covered: an INSERT as soon as shardpool accepts clients (start-up waits for the first
+# probes), one row and several rows over both shards (split), RETURNING, ON CONFLICT DO
 # NOTHING, the extended protocol with parameters (psycopg's libpq), a key that is not
 # the first column, a dropped column before the key, INSERT ... SELECT without a list, a
 # table created through shardpool after start (works after the re-read its DDL asks
@@ -105,6 +106,11 @@ for t in "t85_a id" "t85_b k" "t85_c k" "t85_new k" "t85_alt k" "t85_direct k" "
 	printf '\n[table app.%s]\nkey = %s\ntype = bigint\n' "$1" "$2" >>"$SP_CONFIG"
 done
 sp_start "$SP_CONFIG"
+# start-up waits (a bounded time) for the primaries' first probes, which read the
+# column orders: the first client can rely on them
+is "$(q "INSERT INTO t85_a VALUES (999999, 'first', 0)")" "INSERT 0 1" \
+	"an INSERT without a column list as soon as shardpool accepts clients"
+q "DELETE FROM t85_a WHERE id = 999999" >/dev/null
 ok "both primaries report their column orders after start" wait_reads 1
 diag "$(grep "column order of" "$SP_LOG" | head -n 2 | sed 's/.*health: //')"
 

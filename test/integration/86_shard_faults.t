@@ -146,6 +146,24 @@ clean_pool "the cancelled fan-out"
 pgctl stop -m immediate -w -D "$SB/shard1/primary"
 ok "shard 1 is stopped" sh -c "! pg_isready -q -h 127.0.0.1 -p $P1"
 run_checks shard-down $PY "$FAULTS" "$DSN" "$P0" "$P1" shard-down "$K0" "$K1"
+# a second shardpool started while shard 1 is down: start-up waits for the primaries'
+# first probes (a refused connection ends a probe at once), never longer than
+# health_check_timeout + 1 s
+SP2_CONFIG=$SP_TMP/sp2.ini SP2_PORT=$(free_port) || bail_out "no free port"
+sed -e "s/^listen_port = .*/listen_port = $SP2_PORT/" -e "s|^log_file = .*|log_file = $SP_TMP/sp2.log|" \
+	-e "s|^pid_file = .*|pid_file = $SP_TMP/sp2.pid|" "$SP_CONFIG" >"$SP2_CONFIG"
+t0=$(date +%s%N)
+"$SP_BUILDDIR/src/shardpool" "$SP2_CONFIG" </dev/null >"$SP_TMP/sp2.stderr" 2>&1 &
+SP2_PID=$!
+at_exit "kill $SP2_PID 2>/dev/null"
+for ((i = 0; i < 200; i++)); do (exec 3<>"/dev/tcp/127.0.0.1/$SP2_PORT") 2>/dev/null && break; sleep 0.05; done
+ms=$((($(date +%s%N) - t0) / 1000000))
+diag "a shardpool started with shard 1 down accepted clients after $ms ms"
+ok "... it accepts clients within health_check_timeout + 1 s and a little ($ms ms)" test "$ms" -lt 5000
+is "$(PGPASSWORD=secret timeout 30 psql -X -q -A -t -h 127.0.0.1 -p "$SP2_PORT" -U app -d app \
+	-c "SELECT t FROM t86 WHERE id = $K0" 2>&1)" "k0" "... and serves shard 0"
+kill -TERM "$SP2_PID" 2>/dev/null
+wait "$SP2_PID" 2>/dev/null
 pgctl start -w -D "$SB/shard1/primary" -l "$SB/log/shard1-primary.log"
 ok "shard 1 is started again" pg_isready -q -t 10 -h 127.0.0.1 -p "$P1"
 run_checks shard-back $PY "$FAULTS" "$DSN" "$P0" "$P1" shard-back
