@@ -26,37 +26,11 @@ diag "sandbox: shard 0 on $P0, shard 1 on $P1"
 
 on_all "CREATE TABLE t86 (id bigint PRIMARY KEY, t text)" || bail_out "cannot create t86"
 
-SP_PORT=$(free_port) || bail_out "no free port"
-SP_CONFIG=$SP_TMP/sp.ini SP_LOG=$SP_TMP/sp.log SP_PIDFILE=$SP_TMP/sp.pid
-export SP_PORT SP_CONFIG SP_LOG SP_PIDFILE
-cat >"$SP_CONFIG" <<EOF
-[shardpool]
-listen_addr = 127.0.0.1
-listen_port = $SP_PORT
-unix_socket_dir =
-auth_type = scram-sha-256
-auth_file = $SB/userlist.txt
-pool_mode = transaction
-default_pool_size = 2
-log_file = $SP_LOG
-pid_file = $SP_PIDFILE
-health_check_period = 1s
-health_check_timeout = $([ "${SP_VALGRIND:-0}" = 1 ] && echo 20s || echo 2s)
-server_connect_timeout = 2s
-
-[database app]
-shards = 2
-
-[shard app.0]
-primary = host=127.0.0.1 port=$P0 dbname=app
-
-[shard app.1]
-primary = host=127.0.0.1 port=$P1 dbname=app
-
-[table app.t86]
-key = id
-type = bigint
-EOF
+# the sandbox's own config (sandbox_private set SB_DIR), with a small pool and quick
+# health checks
+sp_write_config "$SP_TMP/sp.ini" default_pool_size=2 health_check_period=1s server_connect_timeout=2s \
+	"health_check_timeout=$([ "${SP_VALGRIND:-0}" = 1 ] && echo 20s || echo 2s)"
+printf '\n[table app.t86]\nkey = id\ntype = bigint\n' >>"$SP_CONFIG"
 sp_start "$SP_CONFIG"
 
 DSN="host=127.0.0.1 port=$SP_PORT user=app password=secret dbname=app"
