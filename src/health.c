@@ -240,6 +240,10 @@ static struct node **nodes;
 static int n_nodes;
 static struct shard **shards;
 static int n_shards;
+/* build() lays a database's shards out one after the other, by index: find_shard looks
+ * up where a database starts once and keeps it (every routed statement asks) */
+static const char *found_db;
+static int found_base = -1;
 static struct target *targets;
 static bool running;
 
@@ -1451,6 +1455,7 @@ static void build(void)
 	n_nodes = 0;
 	shards = NULL;
 	n_shards = 0;
+	found_db = NULL; /* find_shard's memory of the old layout */
 	for (struct target *t = targets; t; t = t->next)
 		t->seen = false;
 	for (int i = 0; i < n_old; i++)
@@ -1517,6 +1522,7 @@ static void free_all(void)
 	free(shards);
 	shards = NULL;
 	n_shards = 0;
+	found_db = NULL;
 	while (targets) {
 		struct target *t = targets;
 		targets = t->next;
@@ -1582,11 +1588,28 @@ void sp_health_reload(void)
 
 static struct shard *find_shard(const char *dbname, int shard)
 {
-	if (!dbname)
+	struct shard *sh;
+	if (!dbname || shard < 0)
 		return NULL;
-	for (int i = 0; i < n_shards; i++)
-		if (shards[i]->index == shard && strcmp(shards[i]->dbname, dbname) == 0)
-			return shards[i];
+	for (int pass = 0; pass < 2; pass++) {
+		if (dbname != found_db) {
+			found_db = NULL;
+			for (int i = 0; i < n_shards; i++)
+				if (shards[i]->index == 0 && strcmp(shards[i]->dbname, dbname) == 0) {
+					found_db = dbname;
+					found_base = i;
+					break;
+				}
+			if (!found_db)
+				return NULL;
+		}
+		if (found_base + shard < n_shards) {
+			sh = shards[found_base + shard];
+			if (sh->index == shard && strcmp(sh->dbname, dbname) == 0)
+				return sh;
+		}
+		found_db = NULL; /* the kept start was not this database's: look again */
+	}
 	return NULL;
 }
 

@@ -123,6 +123,7 @@ struct lexer {
 	int max_param;
 	bool bad; /* unterminated string, identifier or comment: lift nothing */
 	const char *src;
+	size_t n; /* length of src */
 };
 
 struct tls {
@@ -528,6 +529,7 @@ static bool lex(const char *s, size_t n, struct lexer *lx)
 	lx->max_param = 0;
 	lx->bad = false;
 	lx->src = s;
+	lx->n = n;
 	if (!atomic_load_explicit(&kw_ready, memory_order_acquire)) {
 		pthread_once(&kw_once, kw_init);
 		atomic_store_explicit(&kw_ready, true, memory_order_release);
@@ -749,22 +751,31 @@ static bool lift(const char *s, struct lexer *lx)
 			continue;
 		for (int i = st->first; i < st->end; i++) {
 			struct tok *t = &lx->t[i];
-			const struct tok *prev = i > st->first ? &lx->t[i - 1] : NULL;
-			const struct tok *pp = i > st->first + 1 ? &lx->t[i - 2] : NULL;
 			uint64_t bit = t->depth < 64 ? (uint64_t)1 << t->depth : 0;
 
-			if (t->type == T_WORD) {
-				if (prev && t->kw == KW_BY && kw_has(prev, KF_BYSTART))
-					inby |= bit;
-				else if (kw_has(t, KF_BYEND))
-					inby &= ~bit;
+			switch (t->type) {
+			case T_WORD: /* identifiers (KW_NONE) change nothing */
+				if (t->kw != KW_NONE) {
+					if (i > st->first && t->kw == KW_BY && kw_has(&lx->t[i - 1], KF_BYSTART))
+						inby |= bit;
+					else if (kw_has(t, KF_BYEND))
+						inby &= ~bit;
+				}
 				continue;
-			}
-			if (t->type == T_RPAREN || t->type == T_RBRACK) {
+			case T_RPAREN:
+			case T_RBRACK:
 				inby &= t->depth < 63 ? ((uint64_t)1 << (t->depth + 1)) - 1
 						      : ~(uint64_t)0;
 				continue;
+			case T_STRING:
+			case T_DOLLAR:
+			case T_NUMBER:
+				break; /* a literal: read on */
+			default:
+				continue;
 			}
+			const struct tok *prev = i > st->first ? &lx->t[i - 1] : NULL;
+			const struct tok *pp = i > st->first + 1 ? &lx->t[i - 2] : NULL;
 			if (t->type == T_STRING || t->type == T_DOLLAR) {
 				const char *body;
 				size_t blen;
@@ -788,8 +799,6 @@ static bool lift(const char *s, struct lexer *lx)
 				t->lift = LIFT_LITERAL;
 				continue;
 			}
-			if (t->type != T_NUMBER)
-				continue;
 			if (prev && prev->type == T_WORD && prev->kw == KW_BY)
 				continue; /* ORDER BY 1: a column position, not a value */
 			if (prev && prev->type == T_COMMA && (inby & bit))
@@ -824,8 +833,9 @@ static bool normalise(const char *s, struct lexer *lx)
 	size_t need = 1;
 	char *w;
 
-	for (int i = 0; i < lx->nt; i++)
-		need += lx->t[i].len + 1 + (lx->t[i].lift ? 12 : 0);
+	/* tokens are disjoint parts of the text; each gets at most one space before it,
+	 * and a literal (with its sign token) becomes $N of at most 12 bytes */
+	need += lx->n + (size_t)lx->nt + 24 * (size_t)lx->nl;
 	if (!growz(&lx->norm, &lx->ncap, need))
 		return false;
 	w = lx->norm;
@@ -3817,8 +3827,8 @@ bool sp_router_query(const sp_db_conf_t *db, sp_router_session_t *sess, const ch
 	bool uses_cols = false;
 	unsigned gen = 0;
 
-	target_init(out);
 	if (!tl) {
+		target_init(out);
 		fail(out, SQLSTATE_OOM, NULL, "out of memory");
 		return false;
 	}
@@ -3888,6 +3898,7 @@ bool sp_router_query(const sp_db_conf_t *db, sp_router_session_t *sess, const ch
 	return true;
 oom:
 	sp_analysis_free(a);
+	target_init(out); /* route_all inits it on every other path */
 	fail(out, SQLSTATE_OOM, NULL, "out of memory");
 	return false;
 }
