@@ -74,6 +74,9 @@ struct sp_client {
 	struct sp_split_group *split_groups; /* Binds of the batch that run on several shards */
 	int n_split_groups, cap_split_groups;
 	sp_buf_t split_texts;        /* their per-shard texts */
+	int *rw_used;                /* scratch for a per-shard rewrite's Bind: the client's */
+	int cap_rw_used;             /* parameter numbers its text uses ... */
+	sp_buf_t rw_text;            /* ... and the text renumbered */
 	uint8_t *unnamed_parse;      /* the unnamed Parse of a describe-only batch (whole message), sent
 				      * again before its Bind on the server the Bind is routed to */
 	bool unnamed_in_batch;       /* this server has the unnamed statement for the current batch */        /* shardpool's own Sync ends the server's part of a describe-only batch */

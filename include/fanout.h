@@ -102,6 +102,9 @@ void sp_fanout_feed(sp_fanout_t *f, sp_server_t *s, const uint8_t *msg, size_t t
 void sp_fanout_server_done(sp_fanout_t *f, int idx);
 /* The server of slot idx is being closed: forget it. */
 void sp_fanout_forget(sp_fanout_t *f, int idx);
+/* The fan-out's shard slots, and the server of slot i (NULL: none, or done). */
+int sp_fanout_width(const sp_fanout_t *f);
+sp_server_t *sp_fanout_server(const sp_fanout_t *f, int i);
 /*
  * Server idx of the fan-out is closing under it (killed, crashed, connection lost):
  * the statement fails with 08006 naming the shard and why, the other shards'

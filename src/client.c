@@ -126,6 +126,8 @@ static void reap(struct ev_loop *loop, ev_check *w, int revents)
 		free(c->bind_expanded);
 		free(c->split_groups);
 		sp_buf_free(&c->split_texts);
+		free(c->rw_used);
+		sp_buf_free(&c->rw_text);
 		free(c->written_lsn);
 		free(c);
 	}
@@ -1230,7 +1232,7 @@ static bool send_rewritten_bind(sp_client_t *c, sp_server_t *s, const char *sql,
 	const uint8_t **vals, *body, *oids = NULL;
 	int32_t *lens;
 	size_t blen = 0;
-	sp_buf_t text = {0};
+	sp_buf_t *text = &c->rw_text;
 	sp_buf_t *out = &s->sock.out;
 
 	/* the client's Bind scratch arrays are free here (routing is done) */
@@ -1268,28 +1270,23 @@ static bool send_rewritten_bind(sp_client_t *c, sp_server_t *s, const char *sql,
 		}
 	}
 	int max_used = (int)(strlen(sql) / 2 + 1); /* a $n takes two bytes at least */
-	int *used = malloc((size_t)max_used * sizeof(int));
-	int k = used ? sp_router_renumber_params(sql, &text, used, max_used) : -1;
-	if (k < 0 || !body) {
-		free(used);
-		sp_buf_free(&text);
+	if (!body || !sp_grow_array(&c->rw_used, &c->cap_rw_used, max_used, sizeof(int)))
 		return false;
-	}
+	int *used = c->rw_used;
+	int k = sp_router_renumber_params(sql, text, used, max_used);
+	if (k < 0)
+		return false;
 	for (int i = 0; i < k; i++)
-		if (used[i] < 1 || used[i] > np) {
-			free(used);
-			sp_buf_free(&text);
+		if (used[i] < 1 || used[i] > np)
 			return false;
-		}
 	size_t at = sp_msg_begin(out, SP_FE_PARSE);
 	pq_sendstring(out, "");
-	pq_sendstring(out, (const char *)sp_buf_head(&text));
+	pq_sendstring(out, (const char *)sp_buf_head(text));
 	pq_sendint16(out, (int16_t)k);
 	for (int i = 0; i < k; i++)
 		pq_sendint32(out, used[i] <= n_oids ? (int32_t)sp_get_be32(oids + 4 * (used[i] - 1)) : 0);
 	sp_msg_end(out, at);
 	sp_server_push_req(s, SP_REQ_INT_PARSE, NULL, SP_INTQ_NONE);
-	sp_buf_free(&text);
 
 	at = sp_msg_begin(out, SP_FE_BIND);
 	pq_sendstring(out, portal);
@@ -1312,7 +1309,6 @@ static bool send_rewritten_bind(sp_client_t *c, sp_server_t *s, const char *sql,
 		pq_sendint16(out, 0);
 	sp_msg_end(out, at);
 	sp_server_push_req(s, SP_REQ_BIND, NULL, SP_INTQ_NONE);
-	free(used);
 	return true;
 }
 
@@ -1737,23 +1733,30 @@ static bool more_after_semicolon(const char *sql)
 	return false;
 }
 
-/* Give back Bind scratch arrays that one huge Bind grew (thousands of parameters). */
-static void trim_sp_grow_array(sp_client_t *c)
+/* Free a scratch array that grew past keep elements (one huge Bind or batch). */
+static void give_back(void *pp, int *cap, int keep)
 {
-	if (c->cap_bind_vals > 4096) {
-		free(c->bind_vals);
-		free(c->bind_lens);
-		free(c->bind_expanded);
-		c->bind_vals = NULL;
-		c->bind_lens = NULL;
-		c->bind_expanded = NULL;
-		c->cap_bind_vals = c->cap_bind_lens = c->cap_bind_expanded = 0;
+	if (*cap > keep) {
+		free(*(void **)pp);
+		*(void **)pp = NULL;
+		*cap = 0;
 	}
-	if (c->cap_bind_fmts > 4096) {
-		free(c->bind_fmts);
-		c->bind_fmts = NULL;
-		c->cap_bind_fmts = 0;
-	}
+}
+
+/* Give back the routing scratch that one huge Bind (thousands of parameters) or batch
+ * (thousands of Binds) grew; the previous batch is done with it. */
+static void trim_bind_scratch(sp_client_t *c)
+{
+	give_back(&c->bind_vals, &c->cap_bind_vals, 4096);
+	give_back(&c->bind_lens, &c->cap_bind_lens, 4096);
+	give_back(&c->bind_expanded, &c->cap_bind_expanded, 4096);
+	give_back(&c->bind_fmts, &c->cap_bind_fmts, 4096);
+	give_back(&c->bind_shards, &c->cap_bind_shards, 4096);
+	give_back(&c->rw_used, &c->cap_rw_used, 4096);
+	if (c->split_texts.cap > 256 * 1024)
+		sp_buf_free(&c->split_texts);
+	if (c->rw_text.cap > 256 * 1024)
+		sp_buf_free(&c->rw_text);
 }
 
 /*
@@ -1856,7 +1859,7 @@ static bool split_bound(const split_state_t *st, const char *portal)
 
 static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_t *out, batch_kind_t *bk)
 {
-	trim_sp_grow_array(c);
+	trim_bind_scratch(c);
 	memset(bk, 0, sizeof(*bk));
 	const uint8_t *p = sp_buf_head(&c->sock.in);
 	size_t pos = 0;
@@ -2394,11 +2397,9 @@ static bool route_idle(sp_client_t *c)
 			if (last_batch.split) {
 				sp_fanout_start_split(c, &t, end, t.write, c->bind_shards, c->n_bind_shards,
 						      c->split_groups, c->n_split_groups, &c->split_texts);
-				if (c->split_texts.cap > 256 * 1024)
-					sp_buf_free(&c->split_texts); /* copied: give back what a huge batch grew */
-			}
-			else
+			} else {
 				sp_fanout_start_batch(c, &t, end, t.write);
+			}
 			return true;
 		}
 		/* Parse/Describe of named statements up to a Flush (asyncpg, postgres.js: the
@@ -2912,9 +2913,11 @@ bool sp_client_cancel_request(int32_t pid, int32_t key, sp_client_t *requester)
 		sent = cancel_server(c->server, requester);
 	} else if (c->fan) {
 		/* a statement over several shards: every shard's server still running it */
-		for (sp_server_t *s = sp_server_first(); s; s = s->all_next)
-			if (s->fan == c->fan && sp_server_busy(s))
+		for (int i = 0; i < sp_fanout_width(c->fan); i++) {
+			sp_server_t *s = sp_fanout_server(c->fan, i);
+			if (s && sp_server_busy(s))
 				sent += cancel_server(s, requester);
+		}
 	}
 	if (!sent) {
 		cl_log(c, SP_LOG_DEBUG, "cancel request while no query is running: ignored");

@@ -1151,6 +1151,16 @@ void sp_fanout_forget(sp_fanout_t *f, int i)
 	f->servers[i] = NULL;
 }
 
+int sp_fanout_width(const sp_fanout_t *f)
+{
+	return f->n;
+}
+
+sp_server_t *sp_fanout_server(const sp_fanout_t *f, int i)
+{
+	return i >= 0 && i < f->n ? f->servers[i] : NULL;
+}
+
 bool sp_fanout_server_lost(sp_fanout_t *f, int idx, const char *reason)
 {
 	sp_client_t *c = f->c;
@@ -1321,41 +1331,36 @@ bool sp_fanout_is_write(const sp_fanout_t *f)
 	return f->write;
 }
 
+/* Every shard's transaction ends the same way: COMMIT if ok, else ROLLBACK. */
+static void end_txns(sp_fanout_t *f, bool ok, sp_req_kind_t kind)
+{
+	for (int k = 0; k < f->n; k++) {
+		sp_server_t *o = f->servers[k];
+		if (!o)
+			continue;
+		sp_server_push_req(o, kind, NULL, SP_INTQ_NONE);
+		sp_msg_write_query(&o->sock.out, ok ? "COMMIT" : "ROLLBACK");
+		sp_server_send(o);
+	}
+}
+
 bool sp_fanout_txn_open(sp_fanout_t *f, sp_server_t *s)
 {
+	(void)s;
 	if (f->split_txn) {
-		/* shard s ran its part of a split batch inside BEGIN: all commit, or none */
+		/* a shard ran its part of a split batch inside BEGIN: all commit, or none */
 		if (++f->txn_open < f->n)
 			return true;
-		bool ok = !f->error_sent;
 		f->split_txn = false;
-		for (int k = 0; k < f->n; k++) {
-			sp_server_t *o = f->servers[k];
-			if (!o)
-				continue;
-			sp_server_push_req(o, SP_REQ_INT_QUERY, NULL, SP_INTQ_NONE);
-			sp_msg_write_query(&o->sock.out, ok ? "COMMIT" : "ROLLBACK");
-			sp_server_send(o);
-		}
+		end_txns(f, !f->error_sent, SP_REQ_INT_QUERY);
 		return true;
 	}
-	/* Called when shard s finished its part inside the COPY transaction. */
+	/* Called when a shard finished its part inside the COPY transaction. */
 	if (!f->copy_txn)
 		return false;
 	if (++f->txn_open < f->n)
 		return true;
-	{
-		bool ok = !f->error_sent && !f->copy_failed;
-		f->copy_txn = false;
-		for (int k = 0; k < f->n; k++) {
-			sp_server_t *o = f->servers[k];
-			if (!o)
-				continue;
-			sp_server_push_req(o, SP_REQ_QUERY, NULL, SP_INTQ_NONE);
-			sp_msg_write_query(&o->sock.out, ok ? "COMMIT" : "ROLLBACK");
-			sp_server_send(o);
-		}
-	}
-	(void)s;
+	f->copy_txn = false;
+	end_txns(f, !f->error_sent && !f->copy_failed, SP_REQ_QUERY);
 	return true;
 }

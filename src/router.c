@@ -128,6 +128,7 @@ struct lexer {
 
 struct tls {
 	struct lexer lx;
+	struct lexer rlx; /* sp_router_renumber_params's (a rewrite at Bind, after routing) */
 	char *copy; /* NUL-terminated copies of the client's text */
 	size_t copy_cap;
 	sp_buf_t sql[SP_ROUTER_MAX_SHARDS];
@@ -161,6 +162,7 @@ void sp_router_thread_free(void)
 	if (!tl)
 		return;
 	lexer_free(&tl->lx);
+	lexer_free(&tl->rlx);
 	free(tl->copy);
 	for (int i = 0; i < SP_ROUTER_MAX_SHARDS; i++)
 		sp_buf_free(&tl->sql[i]);
@@ -170,13 +172,18 @@ void sp_router_thread_free(void)
 	tls_state = NULL;
 }
 
-/* Give back buffers that one huge statement grew. */
-static void tls_trim(struct tls *tl)
+/* Give back the buffers of a lexer that one huge statement grew. */
+static void lexer_trim(struct lexer *lx)
 {
-	struct lexer *lx = &tl->lx;
 	if ((size_t)lx->capt * sizeof(struct tok) > TLS_KEEP_BYTES || lx->ncap > TLS_KEEP_BYTES ||
 	    lx->vcap > TLS_KEEP_BYTES || (size_t)lx->capl * sizeof(struct lit) > TLS_KEEP_BYTES)
 		lexer_free(lx);
+}
+
+/* Give back buffers that one huge statement grew. */
+static void tls_trim(struct tls *tl)
+{
+	lexer_trim(&tl->lx);
 	if (tl->copy_cap > TLS_KEEP_BYTES) {
 		free(tl->copy);
 		tl->copy = NULL;
@@ -3980,45 +3987,43 @@ static int cmp_int(const void *a, const void *b)
 
 int sp_router_renumber_params(const char *sql, sp_buf_t *out, int *used, int max)
 {
-	struct lexer lx;
+	struct tls *tl = tls_get();
+	struct lexer *lx = tl ? &tl->rlx : NULL;
 	size_t n = strlen(sql), pos = 0;
 	int k = 0, nu = 0;
 
-	memset(&lx, 0, sizeof(lx));
 	sp_buf_reset(out);
-	if (!lex(sql, n, &lx) || lx.bad) {
-		lexer_free(&lx);
-		return -1;
-	}
-	for (int i = 0; i < lx.nt; i++) {
-		if (lx.t[i].type != T_PARAM)
+	if (!lx || !lex(sql, n, lx) || lx->bad)
+		goto fail;
+	for (int i = 0; i < lx->nt; i++) {
+		if (lx->t[i].type != T_PARAM)
 			continue;
-		if (k >= max) {
-			lexer_free(&lx);
-			return -1;
-		}
-		used[k++] = atoi(sql + lx.t[i].start + 1);
+		if (k >= max)
+			goto fail;
+		used[k++] = atoi(sql + lx->t[i].start + 1);
 	}
 	qsort(used, (size_t)k, sizeof(int), cmp_int);
 	for (int i = 0; i < k; i++)
 		if (i == 0 || used[i] != used[nu - 1])
 			used[nu++] = used[i];
-	for (int i = 0; i < lx.nt; i++) {
-		const struct tok *t = &lx.t[i];
+	for (int i = 0; i < lx->nt; i++) {
+		const struct tok *t = &lx->t[i];
 		if (t->type != T_PARAM)
 			continue;
 		int v = atoi(sql + t->start + 1);
 		int *hit = bsearch(&v, used, (size_t)nu, sizeof(int), cmp_int);
 		char num[16];
 		int len = snprintf(num, sizeof(num), "$%d", hit ? (int)(hit - used) + 1 : v);
-		if (!sp_buf_append(out, sql + pos, t->start - pos) || !sp_buf_append(out, num, (size_t)len)) {
-			lexer_free(&lx);
-			return -1;
-		}
+		if (!sp_buf_append(out, sql + pos, t->start - pos) || !sp_buf_append(out, num, (size_t)len))
+			goto fail;
 		pos = t->start + t->len;
 	}
-	lexer_free(&lx);
+	lexer_trim(lx);
 	if (!sp_buf_append(out, sql + pos, n - pos) || !sp_buf_append(out, "", 1))
 		return -1;
 	return nu;
+fail:
+	if (lx)
+		lexer_trim(lx);
+	return -1;
 }

@@ -139,6 +139,12 @@ static void write_synth(sp_server_t *s, unsigned kind, const char *text)
 	bool split = s->fan && sp_fanout_is_split(s->fan);
 	if (!s->client || (s->fan && !split && !sp_fanout_is_leader(s->fan, s)))
 		return;
+	if (split && (kind == SP_REQ_SYNTH_PARSE || kind == SP_REQ_SYNTH_CLOSE)) {
+		/* five bytes, straight to the fan-out, which puts the answers in order */
+		uint8_t m[5] = {kind == SP_REQ_SYNTH_PARSE ? SP_BE_PARSE_COMPLETE : SP_BE_CLOSE_COMPLETE, 0, 0, 0, 4};
+		sp_fanout_feed(s->fan, s, m, sizeof(m));
+		return;
+	}
 	/* a split batch puts every answer in the client's order: through the fan-out */
 	out = split ? &own : &s->client->sock.out;
 	switch (kind) {
