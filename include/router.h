@@ -163,6 +163,7 @@ typedef struct sp_router_stats {
 	size_t entries, bytes, max_entries;
 	uint64_t no_lift;       /* simple queries analysed as written: their normalised text did not parse */
 	size_t max_bytes;
+	uint64_t memo_hits;     /* of hits: simple queries found by their shape, without lexing */
 } sp_router_stats_t;
 void sp_router_get_stats(sp_router_stats_t *out);
 /* Drop every cached plan (RELOAD changes the shard map). */

@@ -122,6 +122,7 @@ struct lexer {
 	size_t nn, ncap;
 	int max_param;
 	bool bad; /* unterminated string, identifier or comment: lift nothing */
+	bool notok; /* filled by the shape memo: literals and one statement, no tokens */
 	const char *src;
 	size_t n; /* length of src */
 };
@@ -135,6 +136,7 @@ struct tls {
 	sp_buf_t scratch;
 	int *tshard; /* shard of each key tuple */
 	int tshard_cap;
+	struct memo_ent *memo; /* MEMO_ENTRIES, allocated on first use */
 };
 
 static _Thread_local struct tls *tls_state;
@@ -145,6 +147,8 @@ static struct tls *tls_get(void)
 		tls_state = calloc(1, sizeof(*tls_state));
 	return tls_state;
 }
+
+static void memo_free(struct tls *tl);
 
 static void lexer_free(struct lexer *lx)
 {
@@ -161,6 +165,7 @@ void sp_router_thread_free(void)
 	struct tls *tl = tls_state;
 	if (!tl)
 		return;
+	memo_free(tl);
 	lexer_free(&tl->lx);
 	lexer_free(&tl->rlx);
 	free(tl->copy);
@@ -281,6 +286,35 @@ static size_t skip_qident(const char *s, size_t n, size_t p, bool *bad)
 	}
 	*bad = true;
 	return n;
+}
+
+/* Does a number start at s[p] (a digit, or a '.' before one)? */
+static inline bool number_start(const char *s, size_t n, size_t p)
+{
+	return is_digit(s[p]) || (s[p] == '.' && p + 1 < n && is_digit(s[p + 1]));
+}
+
+/* End of the number starting at s[p]: digits, a fraction, an exponent. */
+static size_t skip_number(const char *s, size_t n, size_t p)
+{
+	while (p < n && is_digit(s[p]))
+		p++;
+	if (p < n && s[p] == '.' && !(p + 1 < n && s[p + 1] == '.')) {
+		p++;
+		while (p < n && is_digit(s[p]))
+			p++;
+	}
+	if (p < n && (s[p] == 'e' || s[p] == 'E')) {
+		size_t q = p + 1;
+		if (q < n && (s[q] == '+' || s[q] == '-'))
+			q++;
+		if (q < n && is_digit(s[q])) {
+			p = q;
+			while (p < n && is_digit(s[p]))
+				p++;
+		}
+	}
+	return p;
 }
 
 /* s[p] == '$': length of a dollar-quote tag "$tag$" starting there, 0 if none. */
@@ -535,6 +569,7 @@ static bool lex(const char *s, size_t n, struct lexer *lx)
 	lx->vn = lx->nn = 0;
 	lx->max_param = 0;
 	lx->bad = false;
+	lx->notok = false;
 	lx->src = s;
 	lx->n = n;
 	if (!atomic_load_explicit(&kw_ready, memory_order_acquire)) {
@@ -637,24 +672,8 @@ static bool lex(const char *s, size_t n, struct lexer *lx)
 				}
 				q++;
 			}
-		} else if (is_digit((char)c) || (c == '.' && p + 1 < n && is_digit(s[p + 1]))) {
-			while (p < n && is_digit(s[p]))
-				p++;
-			if (p < n && s[p] == '.' && !(p + 1 < n && s[p + 1] == '.')) {
-				p++;
-				while (p < n && is_digit(s[p]))
-					p++;
-			}
-			if (p < n && (s[p] == 'e' || s[p] == 'E')) {
-				size_t q = p + 1;
-				if (q < n && (s[q] == '+' || s[q] == '-'))
-					q++;
-				if (q < n && is_digit(s[q])) {
-					p = q;
-					while (p < n && is_digit(s[p]))
-						p++;
-				}
-			}
+		} else if (number_start(s, n, p)) {
+			p = skip_number(s, n, p);
 			type = T_NUMBER;
 		} else {
 			p++;
@@ -1128,6 +1147,10 @@ static sp_plan_t *lru_head, *lru_tail;
 static size_t cache_entries, cache_bytes;
 static size_t max_entries = DEFAULT_MAX_ENTRIES, max_bytes = DEFAULT_MAX_BYTES;
 static uint64_t st_hits, st_misses, st_evictions, st_parse_errors, st_no_lift;
+/* Bumped when every cached plan is dropped (reload, new function lists): entries of the
+ * per-thread shape memo made before it are not used again. Hits of that memo. */
+static atomic_uint memo_epoch = 1;
+static atomic_uint_fast64_t st_memo_hits;
 
 /* A fast 64-bit hash of the key (8 bytes per step); the db pointer and kind are mixed in. */
 static uint64_t key_hash(const sp_db_conf_t *db, uint8_t kind, const char *s, size_t n)
@@ -1261,7 +1284,8 @@ static void cache_put(sp_plan_t *p)
 void sp_router_get_stats(sp_router_stats_t *out)
 {
 	pthread_mutex_lock(&cache_mu);
-	out->hits = st_hits;
+	out->memo_hits = atomic_load_explicit(&st_memo_hits, memory_order_relaxed);
+	out->hits = st_hits + out->memo_hits;
 	out->misses = st_misses;
 	out->evictions = st_evictions;
 	out->parse_errors = st_parse_errors;
@@ -1275,6 +1299,7 @@ void sp_router_get_stats(sp_router_stats_t *out)
 
 void sp_router_reset(void)
 {
+	atomic_fetch_add_explicit(&memo_epoch, 1, memory_order_relaxed);
 	pthread_mutex_lock(&cache_mu);
 	cache_evict_to(0, 0);
 	pthread_mutex_unlock(&cache_mu);
@@ -1618,6 +1643,16 @@ struct rctx {
  */
 static bool lex_for_rewrite(struct rctx *rc)
 {
+	if (rc->lx && rc->lx->notok) {
+		/* the shape memo skipped lexing: lex now, into the other lexer, so the
+		 * literal values already read from rc->lx stay where they are */
+		struct lexer *lx = &rc->tl->rlx;
+		if (!lex(rc->sql, rc->lx->n, lx) || lx->bad || lx->ns != 1 || !lift(rc->sql, lx))
+			return false;
+		rc->lx = lx;
+		rc->lstmt = 0;
+		return rc->n_stmts == 1;
+	}
 	if (rc->lx)
 		return rc->lstmt >= 0 && rc->n_stmts == 1;
 	if (!rc->ptext || rc->n_stmts != 1)
@@ -3781,6 +3816,303 @@ done:
 	rc->sess = orig;
 }
 
+/* ------------------------------------------------------------------ shape memo */
+
+/*
+ * A per-thread memo in front of the plan cache, for simple-protocol texts that differ
+ * from one seen before only in their literals (pgbench's "... WHERE aid = 4711").
+ * shape_scan() reads the text once: it finds the literal slots (numbers and '...'
+ * strings) and hashes everything else. A hit needs the text to equal the remembered one
+ * byte for byte outside the slots the slow path lifted (slots it kept, like ORDER BY 1,
+ * are compared too), so the normalised text, and with it the plan, would be the same:
+ * lex(), lift(), normalise() and the locked cache lookup are skipped, and the lifted
+ * values are read straight from the slots. Only plain single statements take part:
+ * a text with a comment (hints live there), an E'', B'', X'', N'' or U& literal or a
+ * dollar quote goes the slow way, and an entry is made only when the scanner's slots
+ * are exactly the lexer's number and string tokens.
+ */
+#define MEMO_ENTRIES 256 /* per thread, power of two */
+#define MEMO_MAX_TEXT 2048
+#define MEMO_MAX_SLOTS 32
+
+#define SLOT_LIFT 1   /* the slow path lifted this literal */
+#define SLOT_STRING 2 /* a '...' string, else a number */
+
+struct slot {
+	uint32_t at, len;
+	uint16_t sign; /* a unary sign folded into a lifted number: its distance before at */
+	uint8_t flags;
+};
+
+struct shape {
+	uint64_t hash;
+	int nslots, max_param;
+	struct slot slot[MEMO_MAX_SLOTS];
+};
+
+struct memo_ent {
+	uint64_t hash;
+	const sp_db_conf_t *db;
+	unsigned epoch;
+	sp_plan_t *plan; /* a reference; NULL: empty */
+	int nslots;
+	uint32_t len;
+	char *text;	   /* the text the entry was made from */
+	struct slot *slot; /* nslots, allocated with text */
+};
+
+
+static uint64_t hash_more(uint64_t h, const char *s, size_t n)
+{
+	const uint64_t m = UINT64_C(0x9E3779B97F4A7C15);
+	h = (h ^ n) * m;
+	while (n >= 8) {
+		uint64_t w;
+		memcpy(&w, s, 8);
+		h = (h ^ w) * m;
+		h ^= h >> 29;
+		s += 8;
+		n -= 8;
+	}
+	if (n) {
+		uint64_t w = 0;
+		memcpy(&w, s, n);
+		h = (h ^ w) * m;
+		h ^= h >> 29;
+	}
+	return h;
+}
+
+/*
+ * Find the literal slots of s and hash the rest. False when the text is not one the
+ * memo takes (see above); the token rules are lex()'s, through the same helpers.
+ */
+static bool shape_scan(const char *s, size_t n, struct shape *sh)
+{
+	size_t p = 0, seg = 0;
+	uint64_t h = UINT64_C(0x243F6A8885A308D3);
+	bool bad = false;
+
+	sh->nslots = 0;
+	sh->max_param = 0;
+	if (n > MEMO_MAX_TEXT)
+		return false;
+	while (p < n) {
+		unsigned char c = (unsigned char)s[p];
+		size_t start = p;
+		bool string = false;
+
+		if (ident_start(c)) {
+			char lc = (char)(c | 0x20);
+			if (p + 1 < n &&
+			    ((s[p + 1] == '\'' && (lc == 'e' || lc == 'b' || lc == 'x' || lc == 'n')) ||
+			     (s[p + 1] == '&' && lc == 'u')))
+				return false;
+			p++;
+			while (p < n && ident_char((unsigned char)s[p]))
+				p++;
+			continue;
+		}
+		switch (c) {
+		case '-':
+			if (p + 1 < n && s[p + 1] == '-')
+				return false;
+			p++;
+			continue;
+		case '/':
+			if (p + 1 < n && s[p + 1] == '*')
+				return false;
+			p++;
+			continue;
+		case '"':
+			p = skip_qident(s, n, p, &bad);
+			if (bad)
+				return false;
+			continue;
+		case '$':
+			if (p + 1 < n && is_digit(s[p + 1])) {
+				long v = 0;
+				p++;
+				while (p < n && is_digit(s[p])) {
+					if (v < 100000000)
+						v = v * 10 + (s[p] - '0');
+					p++;
+				}
+				if (v > sh->max_param)
+					sh->max_param = (int)v;
+				continue;
+			}
+			if (dollar_tag(s, n, p))
+				return false;
+			p++;
+			continue;
+		case '\'':
+			p = skip_quote(s, n, p, false, &bad);
+			if (bad)
+				return false;
+			string = true;
+			break;
+		default:
+			if (!number_start(s, n, p)) {
+				p++;
+				continue;
+			}
+			p = skip_number(s, n, p);
+		}
+		/* a literal slot [start, p) */
+		if (sh->nslots >= MEMO_MAX_SLOTS)
+			return false;
+		h = hash_more(h, s + seg, start - seg);
+		sh->slot[sh->nslots++] = (struct slot){(uint32_t)start, (uint32_t)(p - start), 0,
+						       string ? SLOT_STRING : 0};
+		seg = p;
+	}
+	h = hash_more(h, s + seg, n - seg);
+	sh->hash = h ^ (uint64_t)sh->nslots << 56;
+	return true;
+}
+
+static void memo_clear(struct memo_ent *e)
+{
+	sp_plan_unref(e->plan);
+	free(e->slot); /* the block that holds the text too */
+	memset(e, 0, sizeof(*e));
+}
+
+static void memo_free(struct tls *tl)
+{
+	if (!tl->memo)
+		return;
+	for (int i = 0; i < MEMO_ENTRIES; i++)
+		memo_clear(&tl->memo[i]);
+	free(tl->memo);
+	tl->memo = NULL;
+}
+
+/*
+ * The plan of a text with the shape sh, from this thread's memo, or NULL. On a hit the
+ * lexer is filled as lex() and lift() would have: one statement, no comment, the lifted
+ * literals' values in order, no tokens (lex_for_rewrite() makes them if needed).
+ */
+static sp_plan_t *memo_get(struct tls *tl, const sp_db_conf_t *db, const char *s, size_t n,
+			   const struct shape *sh)
+{
+	struct memo_ent *e;
+	struct lexer *lx = &tl->lx;
+	uint32_t a = 0, b = 0;
+
+	if (!tl->memo)
+		return NULL;
+	e = &tl->memo[sh->hash & (MEMO_ENTRIES - 1)];
+	if (!e->plan || e->hash != sh->hash || e->db != db || e->nslots != sh->nslots ||
+	    e->epoch != atomic_load_explicit(&memo_epoch, memory_order_relaxed))
+		return NULL;
+	for (int k = 0; k < sh->nslots; k++) {
+		const struct slot *ns = &sh->slot[k], *os = &e->slot[k];
+		if (ns->at - a != os->at - b || memcmp(s + a, e->text + b, ns->at - a) != 0 ||
+		    (ns->flags & SLOT_STRING) != (os->flags & SLOT_STRING))
+			return NULL; /* lift() treats a number and a string differently */
+		if (!(os->flags & SLOT_LIFT)) {
+			if (ns->len != os->len || memcmp(s + ns->at, e->text + os->at, ns->len) != 0)
+				return NULL;
+		} else if ((os->flags & SLOT_STRING) && ns->len > 2 && s[ns->at + 1] == '{') {
+			return NULL; /* an array literal: lift() leaves it to the analyzer */
+		}
+		a = ns->at + ns->len;
+		b = os->at + os->len;
+	}
+	if (n - a != e->len - b || memcmp(s + a, e->text + b, n - a) != 0)
+		return NULL;
+	if (plan_stale(e->plan)) {
+		memo_clear(e);
+		return NULL;
+	}
+	lx->nt = lx->nl = 0;
+	lx->vn = lx->nn = 0;
+	lx->max_param = sh->max_param;
+	lx->bad = false;
+	lx->notok = true;
+	lx->src = s;
+	lx->n = n;
+	if (!sp_grow_array(&lx->s, &lx->caps, 1, sizeof(*lx->s)))
+		return NULL;
+	lx->s[0] = (struct lstmt){0, 0, 0, false};
+	lx->ns = 1;
+	for (int k = 0; k < sh->nslots; k++) {
+		const struct slot *ns = &sh->slot[k], *os = &e->slot[k];
+		bool ok;
+		if (!(os->flags & SLOT_LIFT))
+			continue;
+		if (os->flags & SLOT_STRING)
+			ok = push_value(lx, -1, s + ns->at + 1, ns->len - 2, true);
+		else
+			ok = push_value(lx, -1, s + ns->at - os->sign, ns->len + os->sign, false);
+		if (!ok)
+			return NULL;
+	}
+	atomic_fetch_add_explicit(&st_memo_hits, 1, memory_order_relaxed);
+	sp_plan_ref(e->plan);
+	return e->plan;
+}
+
+/*
+ * Remember plan p for texts of shape sh, after the slow path lexed and lifted s into lx
+ * and found p without lifting trouble. Nothing is remembered unless the scanner's slots
+ * are exactly the lexer's number and string tokens.
+ */
+static void memo_put(struct tls *tl, const sp_db_conf_t *db, const char *s, size_t n,
+		     struct shape *sh, const struct lexer *lx, sp_plan_t *p)
+{
+	int k = 0, lifted = 0;
+
+	if (lx->bad || lx->ns != 1 || lx->s[0].comment || p->nolift || p->has_error)
+		return;
+	for (int i = 0; i < lx->nt; i++) {
+		const struct tok *t = &lx->t[i];
+		if (t->type == T_XSTRING || t->type == T_DOLLAR)
+			return;
+		if (t->type != T_NUMBER && t->type != T_STRING)
+			continue;
+		struct slot *sl = &sh->slot[k];
+		if (k >= sh->nslots || sl->at != t->start || sl->len != t->len ||
+		    !(sl->flags & SLOT_STRING) != (t->type == T_NUMBER))
+			return;
+		if (t->lift == LIFT_LITERAL) {
+			sl->flags |= SLOT_LIFT;
+			lifted++;
+			if (i > 0 && lx->t[i - 1].lift == LIFT_SIGN) {
+				uint32_t d = t->start - lx->t[i - 1].start;
+				if (d > UINT16_MAX)
+					return;
+				sl->sign = (uint16_t)d;
+			}
+		}
+		k++;
+	}
+	if (k != sh->nslots || lifted != lx->nl)
+		return;
+	if (!tl->memo && !(tl->memo = calloc(MEMO_ENTRIES, sizeof(*tl->memo))))
+		return;
+	struct memo_ent *e = &tl->memo[sh->hash & (MEMO_ENTRIES - 1)];
+	size_t sz = (size_t)sh->nslots * sizeof(struct slot);
+	char *mem = malloc(sz + n + 1);
+	if (!mem)
+		return;
+	memo_clear(e);
+	e->slot = (struct slot *)(void *)mem;
+	memcpy(e->slot, sh->slot, sz);
+	e->text = mem + sz;
+	memcpy(e->text, s, n);
+	e->text[n] = '\0';
+	e->hash = sh->hash;
+	e->db = db;
+	e->epoch = atomic_load_explicit(&memo_epoch, memory_order_relaxed);
+	e->nslots = sh->nslots;
+	e->len = (uint32_t)n;
+	sp_plan_ref(p);
+	e->plan = p;
+}
+
 /* ------------------------------------------------------------------ entry points */
 
 void sp_router_session_init(sp_router_session_t *s)
@@ -3831,8 +4163,9 @@ bool sp_router_query(const sp_db_conf_t *db, sp_router_session_t *sess, const ch
 	sp_plan_t *p = NULL;
 	sp_analysis_t *a = NULL;
 	const char *orig;
-	bool uses_cols = false;
+	bool uses_cols = false, shaped, memo_hit = false;
 	unsigned gen = 0;
+	struct shape sh;
 
 	if (!tl) {
 		target_init(out);
@@ -3846,7 +4179,12 @@ bool sp_router_query(const sp_db_conf_t *db, sp_router_session_t *sess, const ch
 	rc.sql = sql;
 	rc.lx = &tl->lx;
 	rc.tl = tl;
-	rc.lift_base = tl->lx.max_param;
+	shaped = shape_scan(sql, len, &sh);
+	if (shaped && (p = memo_get(tl, db, sql, len, &sh))) {
+		memo_hit = true;
+		rc.lift_base = tl->lx.max_param;
+		goto route;
+	}
 	if (!lex(sql, len, &tl->lx) || !lift(sql, &tl->lx) || !normalise(sql, &tl->lx))
 		goto oom;
 	rc.lift_base = tl->lx.max_param;
@@ -3895,13 +4233,17 @@ bool sp_router_query(const sp_db_conf_t *db, sp_router_session_t *sess, const ch
 			}
 		}
 	}
+	if (p && shaped)
+		memo_put(tl, db, sql, len, &sh, &tl->lx, p);
+route:
 	if (p)
 		route_all(&rc, p->stmts, p->n_stmts, p->has_error, out);
 	else
 		route_all(&rc, a->stmts, a->n_stmts, a->has_error, out);
 	sp_plan_unref(p);
 	sp_analysis_free(a);
-	tls_trim(tl);
+	if (!memo_hit)
+		tls_trim(tl);
 	return true;
 oom:
 	sp_analysis_free(a);

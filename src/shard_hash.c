@@ -378,10 +378,14 @@ sp_shard_parse_t sp_shard_value_from_text(sp_key_type_t type, const char *s, siz
 	case SP_KEY_SMALLINT:
 	case SP_KEY_INTEGER:
 	case SP_KEY_BIGINT:
-		/* the server's input functions stop at a NUL; its protocol layer rejects one */
-		if (len > 0 && memchr(s, '\0', len))
+	{
+		/* the server's input functions stop at a NUL; its protocol layer rejects one.
+		 * A NUL fails parse_int too, so only a failure needs the search for one. */
+		sp_shard_parse_t rc = parse_int(type, s, len, &out->i, err, errlen);
+		if (rc != SP_SHARD_OK && len > 0 && memchr(s, '\0', len))
 			return syntax_error(type, s, len, err, errlen);
-		return parse_int(type, s, len, &out->i, err, errlen);
+		return rc;
+	}
 	case SP_KEY_TEXT:
 	case SP_KEY_VARCHAR:
 		out->text.ptr = s;

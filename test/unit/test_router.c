@@ -796,6 +796,108 @@ static void test_cache_and_lifting(void)
 	sp_router_set_cache_limits(10000, 32 << 20);
 }
 
+/* A target as one string, to compare two routings of the same text. */
+static void describe(const sp_target_t *t, int n_shards, char *buf, size_t n)
+{
+	size_t w = (size_t)snprintf(buf, n, "%s shard=%d mask=%llx w=%d r=%d txn=%d ro=%d sc=%d l=%d "
+				    "merge=%d sum=%d first=%d lim=%lld off=%lld sort=%d copy=%d [%s] [%s]",
+				    kind(t), t->shard, (unsigned long long)t->shard_mask, t->write,
+				    t->read, (int)t->txnop, t->read_only, t->session_changed,
+				    t->listen, t->fanout_merge, t->fanout_sum, t->fanout_first,
+				    (long long)t->merge.limit, (long long)t->merge.offset,
+				    t->merge.n_sort, (int)t->copy.mode, t->sqlstate, t->message);
+	for (int i = 0; t->per_shard_sql && i < n_shards && w < n; i++)
+		w += (size_t)snprintf(buf + w, n - w, " {%d: %s}", i, shard_sql(t, i));
+}
+
+/* fmt with its two %s replaced by v[0] and v[1] */
+static void fill(char *out, size_t n, const char *fmt, const char *const v[2])
+{
+	size_t w = 0;
+	int k = 0;
+	for (const char *p = fmt; *p && w + 1 < n; p++) {
+		if (p[0] == '%' && p[1] == 's' && k < 2) {
+			for (const char *x = v[k++]; *x && w + 1 < n; x++)
+				out[w++] = *x;
+			p++;
+		} else {
+			out[w++] = *p;
+		}
+	}
+	out[w] = '\0';
+}
+
+/*
+ * The shape memo against the slow path: every variant of a template is routed right
+ * after another variant of the same shape (a memo hit where the memo takes it) and
+ * again after sp_router_reset() (lexed, lifted and looked up afresh); both routings
+ * must agree in every field.
+ */
+static void test_shape_memo(void)
+{
+	static const struct {
+		const sp_db_conf_t *db;
+		const char *fmt;
+		const char *v[4][2];
+	} cases[] = {
+	    {&db4, "SELECT * FROM users WHERE user_id = %s%s", {{"1", ""}, {"2", ""}, {"42", ""}, {"-7", ""}}},
+	    {&db4, "SELECT * FROM users WHERE user_id = - %s%s", {{"5", ""}, {"6", ""}, {"123456789012", ""}, {"0", ""}}},
+	    {&db4, "SELECT * FROM users WHERE user_id = %s%s", {{"5", ""}, {"'6'", ""}, {"7", ""}, {"'8'", ""}}},
+	    {&db4, "SELECT * FROM users WHERE user_id = -%s%s", {{"5", ""}, {"'6'", ""}, {"7", ""}, {"'8'", ""}}},
+	    {&db4, "SELECT * FROM users WHERE user_id = %s AND name = %s", {{"3", "'a'"}, {"4", "'it''s'"}, {"5", "''"}, {"6", "'{x}'"}}},
+	    {&db4, "SELECT * FROM users WHERE user_id IN (%s, %s)", {{"1", "2"}, {"3", "4"}, {"5", "5"}, {"-1", "99"}}},
+	    {&db4, "SELECT count(*), sum(v) FROM users WHERE user_id IN (%s, %s)", {{"1", "2"}, {"3", "4"}, {"7", "8"}, {"10", "11"}}},
+	    {&db4, "SELECT avg(v) FROM orders WHERE user_id IN (%s, %s)", {{"1", "2"}, {"3", "4"}, {"7", "8"}, {"10", "11"}}},
+	    {&db4, "SELECT user_id FROM users ORDER BY %s LIMIT %s", {{"1", "3"}, {"1", "7"}, {"2", "7"}, {"1", "0"}}},
+	    {&db4, "SELECT user_id FROM users ORDER BY 1 LIMIT %s OFFSET %s", {{"3", "1"}, {"7", "2"}, {"1", "0"}, {"100", "5"}}},
+	    {&db4, "INSERT INTO users (user_id, name) VALUES (%s, 'a'), (%s, 'b')", {{"1", "2"}, {"3", "4"}, {"5", "6"}, {"8", "8"}}},
+	    {&db4, "INSERT INTO users (user_id, name) VALUES (%s, 'a'), (%s, 'b') RETURNING user_id", {{"1", "2"}, {"3", "4"}, {"5", "6"}, {"8", "8"}}},
+	    {&db4, "UPDATE users SET name = %s WHERE user_id = %s", {{"'x'", "1"}, {"'y'", "2"}, {"'it''s'", "3"}, {"NULL", "4"}}},
+	    {&db4, "UPDATE users SET user_id = %s WHERE user_id = %s", {{"1", "1"}, {"1", "2"}, {"3", "3"}, {"4", "9"}}},
+	    {&db4, "DELETE FROM users WHERE user_id = %s OR user_id = %s", {{"1", "2"}, {"3", "3"}, {"5", "6"}, {"7", "8"}}},
+	    {&db4, "SELECT * FROM items WHERE tenant_id = %s AND item_id = %s", {{"1", "2"}, {"3", "4"}, {"1", "5"}, {"-2", "6"}}},
+	    {&db4, "SELECT * FROM users WHERE user_id = $1 AND v > %s%s", {{"1", ""}, {"2.5", ""}, {"1e3", ""}, {".5", ""}}},
+	    {&db4, "SELECT %s::numeric(10,%s) FROM users WHERE user_id = 1", {{"1", "2"}, {"3", "4"}, {"1.5", "2"}, {"7", "3"}}},
+	    {&db4, "SELECT * FROM users WHERE user_id = %s; SELECT * FROM users WHERE user_id = %s", {{"1", "1"}, {"2", "2"}, {"1", "2"}, {"3", "3"}}},
+	    {&db4, "SELECT * FROM users WHERE user_id = %s -- %s", {{"1", "x"}, {"2", "y"}, {"3", "z"}, {"4", "w"}}},
+	    {&db4, "SELECT * FROM countries WHERE code = %s%s", {{"'fr'", ""}, {"'de'", ""}, {"'x'", ""}, {"'y'", ""}}},
+	    {&db4, "SELECT 'a' %s FROM users WHERE user_id = %s", {{"'b'", "1"}, {"'c'", "2"}, {"'d'", "3"}, {"'e'", "4"}}},
+	    {&dbm, "SELECT * FROM accounts WHERE acct = %s%s", {{"'abc'", ""}, {"'x''y'", ""}, {"'{1,2}'", ""}, {"''", ""}}},
+	    {&dbl, "SELECT * FROM shops WHERE region = %s%s", {{"'eu'", ""}, {"'us'", ""}, {"'zz'", ""}, {"'fr'", ""}}},
+	    {&dbr, "SELECT * FROM users WHERE user_id = %s%s", {{"50", ""}, {"150", ""}, {"250", ""}, {"350", ""}}},
+	    {&dbr, "INSERT INTO users (user_id) VALUES (%s), (%s)", {{"50", "150"}, {"250", "251"}, {"1", "2"}, {"350", "1"}}},
+	};
+	char sql[256], a[4096], b[4096];
+	sp_router_stats_t s0, s1;
+	int bad = 0, n = 0;
+
+	sp_router_get_stats(&s0);
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		const sp_db_conf_t *db = cases[c].db;
+		for (int txn = -1; txn <= 0; txn++)
+			for (int i = 0; i < 4; i++) {
+				const int j = (i + 1) % 4;
+				sp_router_session_init(&sess);
+				fill(sql, sizeof(sql), cases[c].fmt, cases[c].v[j]);
+				qtx(db, sql, txn); /* another variant first: the memo learns the shape */
+				fill(sql, sizeof(sql), cases[c].fmt, cases[c].v[i]);
+				sp_router_session_init(&sess);
+				describe(qtx(db, sql, txn), db->n_shards, a, sizeof(a));
+				sp_router_reset();
+				sp_router_session_init(&sess);
+				describe(qtx(db, sql, txn), db->n_shards, b, sizeof(b));
+				n++;
+				if (strcmp(a, b) != 0 && bad++ < 5)
+					printf("# %s (txn %d)\n#   memo:  %s\n#   fresh: %s\n", sql, txn, a, b);
+			}
+	}
+	sp_router_get_stats(&s1);
+	is_int(bad, 0, "shape memo: %d routings agree with the slow path", n);
+	ok(s1.memo_hits - s0.memo_hits >= 100, "and most of them came from the memo (%llu hits)",
+	   (unsigned long long)(s1.memo_hits - s0.memo_hits));
+	sp_router_session_init(&sess);
+}
+
 /* INSERT without a column list: the column order comes from sp_router_set_columns. */
 static void test_insert_columns(void)
 {
@@ -898,6 +1000,7 @@ int main(void)
 	test_classify();
 	test_cache_and_lifting();
 	test_insert_columns();
+	test_shape_memo();
 	sp_router_shutdown();
 	return done_testing();
 }
