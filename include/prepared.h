@@ -24,6 +24,9 @@ struct sp_pstmt {
 	bool sets;         /* its SQL may change session settings (SET, RESET, set_config) */
 	bool resets;       /* ... brings startup values back (RESET, DISCARD) */
 	bool drops;        /* DISCARD ALL / DEALLOCATE ALL: the server forgets every statement */
+	uint32_t epoch;    /* bumped when a server found its result type changed (DDL): client
+			    * names and server copies made before are stale, as PostgreSQL's own
+			    * prepared statements would be ("cached plan must not change result type") */
 	size_t body_len;
 	sp_pstmt_t *next;  /* hash chain */
 };
@@ -37,6 +40,7 @@ size_t sp_pstmt_count(void);
 typedef struct sp_pstmt_entry {
 	char *name;
 	sp_pstmt_t *ps;
+	uint32_t epoch; /* ps->epoch when the client prepared it */
 } sp_pstmt_entry_t;
 typedef struct sp_pstmt_map {
 	sp_pstmt_entry_t *slots;
@@ -44,6 +48,9 @@ typedef struct sp_pstmt_map {
 } sp_pstmt_map_t;
 
 sp_pstmt_t *sp_pstmt_map_get(const sp_pstmt_map_t *m, const char *name);
+/* Has the statement the client calls name changed its result type since the client
+ * prepared it? (Then PostgreSQL would refuse it with 0A000 until prepared again.) */
+bool sp_pstmt_map_stale(const sp_pstmt_map_t *m, const char *name);
 /* Takes a reference on ps; replaces (and unrefs) an older mapping. */
 void sp_pstmt_map_put(sp_pstmt_map_t *m, const char *name, sp_pstmt_t *ps);
 bool sp_pstmt_map_del(sp_pstmt_map_t *m, const char *name);
@@ -53,11 +60,16 @@ void sp_pstmt_map_clear(sp_pstmt_map_t *m);
 typedef struct sp_pstmt_cache {
 	sp_pstmt_t **items;
 	uint64_t *used;
+	uint32_t *epochs; /* the statement's epoch when this server prepared it */
 	int n, cap;
 	uint64_t clock;
 } sp_pstmt_cache_t;
 
+/* Does the server have ps prepared, and not from before its result type changed? */
 bool sp_pstmt_cache_has(sp_pstmt_cache_t *c, sp_pstmt_t *ps);
+/* Remove a copy of ps prepared before its result type changed; returns ps with the
+ * cache's reference (the caller closes it on the server and unrefs it), or NULL. */
+sp_pstmt_t *sp_pstmt_cache_take_old(sp_pstmt_cache_t *c, sp_pstmt_t *ps);
 /* Adds ps (taking a reference). If the cache is full, the least recently used
  * statement is removed and returned (the caller closes it on the server and
  * unrefs it); otherwise NULL. */

@@ -23,6 +23,11 @@ typedef enum {
 	SP_SERVER_CLOSED
 } sp_server_state_t;
 
+/* The statement name a Bind or Describe of a stale client statement is sent with: no
+ * server has it, so the server fails the message, and the client is told 0A000
+ * "cached plan must not change result type" instead (client.c refuse_stale). */
+#define SP_STALE_STATEMENT "shardpool: prepared before its result type changed"
+
 /* What the server owes us, in the order it will answer (see server.c). */
 typedef enum {
 	SP_REQ_QUERY = 1,      /* client's simple query: forward until ReadyForQuery */

@@ -877,6 +877,12 @@ static void ensure_prepared(sp_server_t *s, sp_pstmt_t *ps)
 	size_t at;
 	if (sp_pstmt_cache_has(&s->pstmts, ps))
 		return;
+	if ((victim = sp_pstmt_cache_take_old(&s->pstmts, ps))) {
+		/* prepared here before its result type changed: replace it */
+		sp_msg_write_close(out, 'S', victim->name);
+		sp_server_push_req(s, SP_REQ_INT_CLOSE, victim, SP_INTQ_NONE);
+		sp_pstmt_unref(victim);
+	}
 	sp_server_close_stale(s, ps);
 	victim = sp_pstmt_cache_add(&s->pstmts, ps, sp_g.cfg->max_prepared_statements);
 	if (victim) {
@@ -894,6 +900,31 @@ static void ensure_prepared(sp_server_t *s, sp_pstmt_t *ps)
 static void forward_raw(sp_server_t *s, const uint8_t *p, size_t n)
 {
 	sp_buf_append(&s->sock.out, p, n);
+}
+
+/*
+ * The client's statement name was prepared before its result type changed (DDL seen
+ * by another client's execution): PostgreSQL refuses such a statement with 0A000 until
+ * the client prepares it again, and so does shardpool. The server is sent a Bind or
+ * Describe of a name no server has, so it fails the message (and the transaction, and
+ * skips to Sync) as it would have; server.c answers the client with the 0A000.
+ */
+static void refuse_stale(sp_server_t *s, char type, const char *portal)
+{
+	size_t at = sp_msg_begin(&s->sock.out, type);
+	if (type == SP_FE_BIND) {
+		pq_sendstring(&s->sock.out, portal);
+		pq_sendstring(&s->sock.out, SP_STALE_STATEMENT);
+		pq_sendint16(&s->sock.out, 0);
+		pq_sendint16(&s->sock.out, 0);
+		pq_sendint16(&s->sock.out, 0);
+	} else {
+		pq_sendbyte(&s->sock.out, 'S');
+		pq_sendstring(&s->sock.out, SP_STALE_STATEMENT);
+	}
+	sp_msg_end(&s->sock.out, at);
+	sp_server_push_req_text(s, type == SP_FE_BIND ? SP_REQ_BIND : SP_REQ_DESCRIBE, NULL,
+				SP_STALE_STATEMENT);
 }
 
 /*
@@ -1055,6 +1086,10 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 			goto bad;
 		if (*name2 && tracking_statements(c)) {
 			sp_pstmt_t *ps = sp_pstmt_map_get(&c->pstmts, name2);
+			if (ps && sp_pstmt_map_stale(&c->pstmts, name2)) {
+				refuse_stale(s, SP_FE_BIND, name);
+				return true;
+			}
 			if (ps) {
 				sp_buf_t *out = &s->sock.out;
 				size_t at;
@@ -1104,6 +1139,10 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 			goto bad;
 		if (kind == 'S' && *name && tracking_statements(c)) {
 			sp_pstmt_t *ps = sp_pstmt_map_get(&c->pstmts, name);
+			if (ps && sp_pstmt_map_stale(&c->pstmts, name)) {
+				refuse_stale(s, SP_FE_DESCRIBE, NULL);
+				return true;
+			}
 			if (ps) {
 				sp_buf_t *out = &s->sock.out;
 				size_t at;

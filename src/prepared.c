@@ -90,6 +90,14 @@ sp_pstmt_t *sp_pstmt_map_get(const sp_pstmt_map_t *m, const char *name)
 	return NULL;
 }
 
+bool sp_pstmt_map_stale(const sp_pstmt_map_t *m, const char *name)
+{
+	for (int i = 0; i < m->n; i++)
+		if (strcmp(m->slots[i].name, name) == 0)
+			return m->slots[i].epoch != m->slots[i].ps->epoch;
+	return false;
+}
+
 void sp_pstmt_map_put(sp_pstmt_map_t *m, const char *name, sp_pstmt_t *ps)
 {
 	sp_pstmt_ref(ps);
@@ -97,6 +105,7 @@ void sp_pstmt_map_put(sp_pstmt_map_t *m, const char *name, sp_pstmt_t *ps)
 		if (strcmp(m->slots[i].name, name) == 0) {
 			sp_pstmt_unref(m->slots[i].ps);
 			m->slots[i].ps = ps;
+			m->slots[i].epoch = ps->epoch;
 			return;
 		}
 	if (m->n == m->cap) {
@@ -111,6 +120,7 @@ void sp_pstmt_map_put(sp_pstmt_map_t *m, const char *name, sp_pstmt_t *ps)
 	}
 	m->slots[m->n].name = strdup(name);
 	m->slots[m->n].ps = ps;
+	m->slots[m->n].epoch = ps->epoch;
 	m->n++;
 }
 
@@ -141,10 +151,32 @@ bool sp_pstmt_cache_has(sp_pstmt_cache_t *c, sp_pstmt_t *ps)
 {
 	for (int i = 0; i < c->n; i++)
 		if (c->items[i] == ps) {
+			if (c->epochs[i] != ps->epoch)
+				return false;
 			c->used[i] = ++c->clock;
 			return true;
 		}
 	return false;
+}
+
+static void cache_drop_at(sp_pstmt_cache_t *c, int i)
+{
+	c->items[i] = c->items[c->n - 1];
+	c->used[i] = c->used[c->n - 1];
+	c->epochs[i] = c->epochs[c->n - 1];
+	c->n--;
+}
+
+sp_pstmt_t *sp_pstmt_cache_take_old(sp_pstmt_cache_t *c, sp_pstmt_t *ps)
+{
+	for (int i = 0; i < c->n; i++)
+		if (c->items[i] == ps) {
+			if (c->epochs[i] == ps->epoch)
+				return NULL;
+			cache_drop_at(c, i);
+			return ps;
+		}
+	return NULL;
 }
 
 sp_pstmt_t *sp_pstmt_cache_add(sp_pstmt_cache_t *c, sp_pstmt_t *ps, int max)
@@ -156,14 +188,13 @@ sp_pstmt_t *sp_pstmt_cache_add(sp_pstmt_cache_t *c, sp_pstmt_t *ps, int max)
 			if (c->used[i] < c->used[lru])
 				lru = i;
 		victim = c->items[lru];
-		c->items[lru] = c->items[c->n - 1];
-		c->used[lru] = c->used[c->n - 1];
-		c->n--;
+		cache_drop_at(c, lru);
 	}
 	if (c->n == c->cap) {
 		int ncap = c->cap ? c->cap * 2 : 16;
 		sp_pstmt_t **ni = realloc(c->items, sizeof(*ni) * (size_t)ncap);
 		uint64_t *nu;
+		uint32_t *ne;
 		if (!ni)
 			return victim;
 		c->items = ni;
@@ -171,11 +202,16 @@ sp_pstmt_t *sp_pstmt_cache_add(sp_pstmt_cache_t *c, sp_pstmt_t *ps, int max)
 		if (!nu)
 			return victim;
 		c->used = nu;
+		ne = realloc(c->epochs, sizeof(*ne) * (size_t)ncap);
+		if (!ne)
+			return victim;
+		c->epochs = ne;
 		c->cap = ncap;
 	}
 	sp_pstmt_ref(ps);
 	c->items[c->n] = ps;
 	c->used[c->n] = ++c->clock;
+	c->epochs[c->n] = ps->epoch;
 	c->n++;
 	return victim;
 }
@@ -184,9 +220,7 @@ void sp_pstmt_cache_remove(sp_pstmt_cache_t *c, sp_pstmt_t *ps)
 {
 	for (int i = 0; i < c->n; i++)
 		if (c->items[i] == ps) {
-			c->items[i] = c->items[c->n - 1];
-			c->used[i] = c->used[c->n - 1];
-			c->n--;
+			cache_drop_at(c, i);
 			sp_pstmt_unref(ps);
 			return;
 		}
@@ -198,7 +232,9 @@ void sp_pstmt_cache_clear(sp_pstmt_cache_t *c)
 		sp_pstmt_unref(c->items[i]);
 	free(c->items);
 	free(c->used);
+	free(c->epochs);
 	c->items = NULL;
 	c->used = NULL;
+	c->epochs = NULL;
 	c->n = c->cap = 0;
 }

@@ -175,6 +175,15 @@ static void write_synth(sp_server_t *s, unsigned kind, const char *text)
 	}
 }
 
+/* Is this ErrorResponse PostgreSQL's 08P01 "bind message has N result formats but query
+ * has M columns"? (Only the English text says so; another lc_messages passes it on.) */
+static bool changed_shape(const uint8_t *body, size_t len)
+{
+	const char *code = sp_msg_error_field(body, len, 'C');
+	const char *m = sp_msg_error_field(body, len, 'M');
+	return code && m && strcmp(code, "08P01") == 0 && strstr(m, "result formats but query has");
+}
+
 /* Answer synthesised requests that have reached the front of the queue. */
 static void emit_synth(sp_server_t *s)
 {
@@ -758,7 +767,28 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 				write_client(s, msg, total); /* the client's own settings or BEGIN failed */
 			return true;
 		}
-		write_client(s, msg, total);
+		bool reshaped = r && r->kind == SP_REQ_BIND && r->ps && changed_shape(body, len);
+		if (reshaped) {
+			/* A statement the client described before DDL, prepared afresh on this
+			 * server since: its Bind's result formats no longer fit. PostgreSQL would
+			 * have refused the statement with 0A000, which drivers answer by preparing
+			 * again; every client's earlier name of it is stale from now on. */
+			if (sp_pstmt_cache_has(&s->pstmts, r->ps))
+				r->ps->epoch++;
+			sp_pstmt_cache_remove(&s->pstmts, r->ps);
+			add_stale(s, r->ps);
+		}
+		if (reshaped || (r && (r->kind == SP_REQ_BIND || r->kind == SP_REQ_DESCRIBE) && r->text &&
+				 strcmp(r->text, SP_STALE_STATEMENT) == 0)) {
+			/* the client hears what PostgreSQL would have said */
+			sp_buf_t e = {0};
+			sp_msg_write_error(&e, "ERROR", "0A000", "cached plan must not change result type",
+					   NULL, "The statement's tables changed since it was prepared; prepare it again.");
+			write_client(s, sp_buf_head(&e), sp_buf_len(&e));
+			sp_buf_free(&e);
+		} else {
+			write_client(s, msg, total);
+		}
 		if (r && r->kind != SP_REQ_QUERY && r->kind != SP_REQ_FUNCTION) {
 			if (c)
 				c->batch_error = true;
@@ -778,7 +808,11 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 				} else if (r->kind == SP_REQ_BIND && r->ps && first && code &&
 					   (strcmp(code, "0A000") == 0 || strcmp(code, "26000") == 0)) {
 					/* e.g. "cached plan must not change result type" after DDL:
-					 * prepare it again (after a Close) on next use */
+					 * prepare it again (after a Close) on next use. Seen on a
+					 * current copy, it makes every client's earlier name stale,
+					 * and every other server's copy. */
+					if (strcmp(code, "0A000") == 0 && sp_pstmt_cache_has(&s->pstmts, r->ps))
+						r->ps->epoch++;
 					sp_pstmt_cache_remove(&s->pstmts, r->ps);
 					if (strcmp(code, "0A000") == 0)
 						add_stale(s, r->ps);
