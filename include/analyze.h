@@ -137,6 +137,9 @@ typedef struct sp_value {
 #define SP_TABLE_READ 1u  /* rows are read (FROM, JOIN, USING, subqueries, COPY TO, ...) */
 #define SP_TABLE_WRITE 2u /* INSERT/UPDATE/DELETE/MERGE target, COPY FROM, SELECT INTO, DDL */
 #define SP_TABLE_LOCK 4u  /* SELECT ... FOR UPDATE/SHARE on it, or LOCK TABLE */
+#define SP_TABLE_NESTED 8u /* in a subquery, CTE, derived table or set-operation arm: a
+			    * statement run on several shards would evaluate that part on
+			    * each shard's rows alone */
 
 typedef enum sp_pin {
 	SP_PIN_NOT_SHARDED = 0, /* the lookup returned NULL or a replicated table */

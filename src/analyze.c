@@ -851,6 +851,7 @@ struct ctx {
 	const char *src; /* the text that locations refer to */
 	size_t src_len;
 	int base;     /* offset of src in the caller's input */
+	int depth;    /* nesting of subqueries, CTEs, derived tables, set-operation arms */
 	int stmt_end; /* end of the current statement in src */
 	sp_stmt_t *st;
 	sp_table_ref_t *tables;
@@ -936,7 +937,7 @@ static int add_table(struct ctx *c, const char *schema, const char *name, const 
 	r->schema = schema;
 	r->name = name;
 	r->alias = alias;
-	r->ctx = bits;
+	r->ctx = bits | (c->depth > 0 ? SP_TABLE_NESTED : 0u);
 	r->location = loc >= 0 ? c->base + loc : -1;
 	r->pinned_via = -1;
 	if (c->opts && c->opts->table_lookup)
@@ -1814,6 +1815,7 @@ static void check_func(struct ctx *c, json_object *fc)
 /* ------------------------------------------------------------------ walking */
 
 static struct scope *analyze_query(struct ctx *c, json_object *node, struct scope *parent);
+static struct scope *analyze_query_at(struct ctx *c, json_object *node, struct scope *parent);
 
 /* Visit an expression tree: subqueries, function calls, parameters. */
 static void walk(struct ctx *c, struct scope *s, json_object *n)
@@ -2029,8 +2031,10 @@ static struct scope *analyze_select(struct ctx *c, json_object *b, struct scope 
 	if (jget(b, "withClause"))
 		register_ctes(c, s, jget(b, "withClause"));
 	if (op && strcmp(op, "SETOP_NONE") != 0) {
+		c->depth++; /* each arm is a query of its own */
 		analyze_select(c, jget(b, "larg"), s);
 		analyze_select(c, jget(b, "rarg"), s);
+		c->depth--;
 		walk(c, s, jget(b, "sortClause"));
 		walk(c, s, jget(b, "limitCount"));
 		walk(c, s, jget(b, "limitOffset"));
@@ -2375,6 +2379,14 @@ static struct scope *analyze_insert(struct ctx *c, json_object *b, struct scope 
 }
 
 static struct scope *analyze_query(struct ctx *c, json_object *node, struct scope *parent)
+{
+	c->depth++;
+	struct scope *s = analyze_query_at(c, node, parent);
+	c->depth--;
+	return s;
+}
+
+static struct scope *analyze_query_at(struct ctx *c, json_object *node, struct scope *parent)
 {
 	json_object *b;
 	const char *t = node_type(node, &b);
@@ -3085,7 +3097,7 @@ static void stmt_copy(struct ctx *c, json_object *b)
 		cp->key_pos[k] = -1;
 	if (query) {
 		const char *qt = node_type(query, NULL);
-		analyze_query(c, query, NULL);
+		analyze_query_at(c, query, NULL); /* COPY (query): the statement itself */
 		if (qt && !strcmp(qt, "SelectStmt")) {
 			fill_shape(c, node_as(query, "SelectStmt"), &st->shape);
 			st->inner_kind = SP_STMT_SELECT;
@@ -3348,10 +3360,10 @@ static void stmt_node(struct ctx *c, json_object *n)
 		set_write(c, "DDL");
 		if (!strcmp(t, "CreateTableAsStmt")) {
 			collect_rels(c, jget(b, "into"), SP_TABLE_WRITE);
-			analyze_query(c, jget(b, "query"), NULL);
+			analyze_query_at(c, jget(b, "query"), NULL);
 		} else if (!strcmp(t, "ViewStmt")) {
 			collect_rels(c, jget(b, "view"), SP_TABLE_WRITE);
-			analyze_query(c, jget(b, "query"), NULL);
+			analyze_query_at(c, jget(b, "query"), NULL);
 		} else if (!strcmp(t, "DropStmt")) {
 			stmt_drop(c, b);
 		} else {

@@ -2591,6 +2591,22 @@ static void refuse(sp_target_t *t, const sp_table_ref_t *tr, const char *what)
 }
 
 /*
+ * A sharded table read inside a subquery, CTE, derived table or set-operation arm, or
+ * NULL. On several shards that part runs on each shard's rows alone: a count, a LIMIT,
+ * an EXISTS or a scalar subquery over the table would be wrong, so such statements are
+ * refused unless the table is joined to another on their shard keys (co-located rows).
+ */
+static const sp_table_ref_t *nested_sharded(const sp_stmt_t *st)
+{
+	for (int i = 0; i < st->n_tables; i++) {
+		const sp_table_ref_t *x = &st->tables[i];
+		if ((x->ctx & SP_TABLE_NESTED) && is_sharded_conf(x->conf) && x->pinned_via < 0)
+			return x;
+	}
+	return NULL;
+}
+
+/*
  * A read that runs on the shards of mask: the merge plan from the SELECT's
  * shape, and per-shard SQL where the shards must run something else.
  */
@@ -2631,6 +2647,12 @@ static void fanout_read(struct rctx *rc, const sp_stmt_t *st, const sp_table_ref
 	if (no) {
 		snprintf(what, sizeof(what), "%s cannot be merged across shards", no);
 		refuse(t, tr, what);
+		return;
+	}
+	const sp_table_ref_t *in = nested_sharded(st);
+	if (in) {
+		/* each shard would count, limit or test only its own rows there */
+		refuse(t, in, "a subquery, CTE or derived table would run on each shard alone");
 		return;
 	}
 	bool aggs = h->has_agg || h->has_group_by;

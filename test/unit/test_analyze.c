@@ -615,8 +615,19 @@ static void test_tables(void)
 	ok(s->tables[0].ctx == SP_TABLE_WRITE && s->tables[1].ctx == SP_TABLE_READ,
 	   "DELETE target written, USING read");
 	s = A("INSERT INTO orders (user_id) SELECT id FROM users");
-	ok(s->tables[0].ctx == SP_TABLE_WRITE && s->tables[1].ctx == SP_TABLE_READ,
-	   "INSERT SELECT: target written, source read");
+	ok(s->tables[0].ctx == SP_TABLE_WRITE && s->tables[1].ctx == (SP_TABLE_READ | SP_TABLE_NESTED),
+	   "INSERT SELECT: target written, source read (in a query of its own)");
+	s = A("SELECT u.id, (SELECT count(*) FROM orders) FROM users u JOIN items i ON true "
+	      "WHERE EXISTS (SELECT 1 FROM countries) AND u.id IN (SELECT 1 FROM t4)");
+	ok(s->n_tables == 5 && !(s->tables[0].ctx & SP_TABLE_NESTED) && !(s->tables[1].ctx & SP_TABLE_NESTED) &&
+	       (s->tables[2].ctx & SP_TABLE_NESTED) && (s->tables[3].ctx & SP_TABLE_NESTED) &&
+	       (s->tables[4].ctx & SP_TABLE_NESTED),
+	   "FROM and JOIN tables are the statement's own; scalar, EXISTS and IN subqueries nested");
+	s = A("WITH c AS (SELECT * FROM orders) SELECT * FROM (SELECT * FROM users) d, c "
+	      "UNION ALL SELECT * FROM items");
+	ok(s->n_tables == 3 && (s->tables[0].ctx & SP_TABLE_NESTED) && (s->tables[1].ctx & SP_TABLE_NESTED) &&
+	       (s->tables[2].ctx & SP_TABLE_NESTED),
+	   "CTE, derived table and set-operation arms nested");
 	s = A("SELECT * FROM t TABLESAMPLE SYSTEM (10)");
 	is_str(s->tables[0].name, "t", "TABLESAMPLE table");
 }

@@ -321,6 +321,36 @@ static void test_bind(void)
 static void test_fanout(void)
 {
 	const sp_target_t *t;
+	int64_t ka, kb;
+	char sql[256];
+
+	/* a sharded table inside a subquery, CTE, derived table: each shard would see only
+	 * its own rows there, so the statement is refused rather than answered wrongly */
+	IS_ERROR(q(&db2, "SELECT (SELECT count(*) FROM users) AS n"), "0A000", "subquery",
+		 "scalar subquery over a sharded table, unpinned: refused");
+	IS_ERROR(q(&db2, "SELECT * FROM (SELECT count(*) FROM users) s"), "0A000", "users",
+		 "derived table: refused, naming the table");
+	IS_ERROR(q(&db2, "WITH c AS (SELECT max(user_id) m FROM users) SELECT m FROM c"), "0A000",
+		 "subquery", "CTE: refused");
+	IS_ERROR(q(&db2, "SELECT count(*) FROM (SELECT user_id FROM users LIMIT 5) s"), "0A000",
+		 "subquery", "LIMIT inside a derived table: refused");
+	IS_ERROR(q(&db2, "SELECT (SELECT count(*) FROM orders) FROM countries"), "0A000", "orders",
+		 "a sharded subquery under a replicated table: refused");
+	two_keys(2, &ka, &kb);
+	snprintf(sql, sizeof(sql),
+		 "SELECT * FROM users WHERE user_id IN (%lld, %lld) AND EXISTS (SELECT 1 FROM orders)",
+		 (long long)ka, (long long)kb);
+	IS_ERROR(q(&db2, sql), "0A000", "orders", "IN over two shards with an unpinned EXISTS: refused");
+	snprintf(sql, sizeof(sql), "SELECT (SELECT count(*) FROM users WHERE user_id = %lld)",
+		 (long long)kb);
+	IS_SHARD(q(&db2, sql), 1, "a pinned subquery alone: its shard");
+	snprintf(sql, sizeof(sql),
+		 "SELECT u.user_id, (SELECT count(*) FROM orders o WHERE o.user_id = u.user_id) "
+		 "FROM users u WHERE u.user_id IN (%lld, %lld)",
+		 (long long)ka, (long long)kb);
+	t = q(&db2, sql);
+	IS_KIND(t, SP_TARGET_FANOUT,
+		"a subquery correlated on the shard key (co-located rows): still fanned out");
 
 	t = q(&db2, "SELECT name, user_id FROM users ORDER BY user_id DESC, 1 LIMIT 10");
 	ok(t->kind == SP_TARGET_FANOUT && t->shard_mask == 3 && t->fanout_merge,
