@@ -812,7 +812,20 @@ static bool may_change_settings(const char *sql, size_t len, bool *resets)
 	return may_change_settings_names(sql, len, resets, NULL);
 }
 
-/* Remember the custom (dotted) parameter names SET by this SQL: pg_settings does not list them. */
+/* Is name a setting pg_settings does not list, which the read-back after the
+ * transaction must ask for by name? Custom (dotted) ones, and role and
+ * session_authorization (hidden from SHOW ALL). */
+static bool unlisted_setting(const char *name, size_t m)
+{
+	return (m && strchr(name, '.') && name[0] != '.' && name[m - 1] != '.') ||
+	       strcmp(name, "role") == 0 || strcmp(name, "session_authorization") == 0;
+}
+
+/*
+ * Remember the settings this SQL may change that pg_settings does not list: SET of a
+ * custom name, SET ROLE, SET SESSION AUTHORIZATION, and set_config() with the name
+ * written as a literal. (A name passed as a parameter is not seen.)
+ */
 static void note_custom_names(sp_client_t *c, const char *sql, size_t len)
 {
 	size_t i = 0;
@@ -836,7 +849,9 @@ static void note_custom_names(sp_client_t *c, const char *sql, size_t len)
 				k++;
 			}
 			name[m] = 0;
-			if (m && strchr(name, '.') && name[0] != '.' && name[m - 1] != '.')
+			if (strcmp(name, "authorization") == 0) /* SET SESSION AUTHORIZATION */
+				m = (size_t)snprintf(name, sizeof(name), "session_authorization");
+			if (unlisted_setting(name, m))
 				sp_params_set(&c->custom_names, name, "");
 		}
 		{
@@ -845,6 +860,20 @@ static void note_custom_names(sp_client_t *c, const char *sql, size_t len)
 				break;
 			i = (size_t)(semi - sql) + 1;
 		}
+	}
+	for (const char *q = sql; len >= 10 && (q = memchr(q, '(', (size_t)(sql + len - q))) != NULL; q++) {
+		size_t k, m = 0;
+		char name[128];
+		if (q - sql < 10 || strncasecmp(q - 10, "set_config", 10) != 0)
+			continue;
+		k = skip_blank(sql, len, (size_t)(q - sql) + 1);
+		if (k >= len || sql[k] != '\'')
+			continue;
+		for (k++; k < len && sql[k] != '\'' && m + 1 < sizeof(name); k++)
+			name[m++] = (char)tolower((unsigned char)sql[k]);
+		name[m] = 0;
+		if (k < len && sql[k] == '\'' && unlisted_setting(name, m))
+			sp_params_set(&c->custom_names, name, "");
 	}
 }
 
@@ -1093,8 +1122,11 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 			if (ps) {
 				sp_buf_t *out = &s->sock.out;
 				size_t at;
-				if (ps->sets)
+				if (ps->sets) {
 					s->need_syncback = true;
+					note_custom_names(c, (const char *)ps->body,
+							  text_len(ps->body, ps->body_len));
+				}
 				if (ps->resets) {
 					c->reset_seen = true;
 					sp_params_set(&c->reset_names, "*", "");

@@ -179,6 +179,32 @@ exec B SHOW search_path
 exec A SHOW search_path
 EOF
 
+# ---------------------------------------------------------------- roles and custom settings
+# SET ROLE is hidden from pg_settings, and so are custom settings made with set_config():
+# the read-back after each transaction asks for them by name.
+pg_psql "$PGPORT0" -c "DO \$\$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'params_t_role') THEN
+CREATE ROLE params_t_role; END IF; END\$\$; GRANT params_t_role TO app" >/dev/null
+scenario roles "SET ROLE and set_config() of a custom setting stay with their client, RESET ROLE too" <<EOF
+connect A CONN
+connect B CONN
+exec A SET ROLE params_t_role
+exec A SELECT current_user, session_user
+exec B SELECT current_user, session_user
+exec A SELECT current_user
+exec A SELECT set_config('myapp.tenant', '42', false)
+exec B SELECT coalesce(nullif(current_setting('myapp.tenant', true), ''), '<unset>')
+exec A SELECT current_setting('myapp.tenant', true), current_user
+prepare A setter SET myapp.other = 'p'
+execprep A setter
+exec B SELECT coalesce(nullif(current_setting('myapp.other', true), ''), '<unset>')
+exec A SELECT current_setting('myapp.other', true)
+exec A RESET ROLE
+exec A SELECT current_user
+exec B SELECT current_user
+connect C CONN
+exec C SELECT current_user, coalesce(nullif(current_setting('myapp.tenant', true), ''), '<unset>')
+EOF
+
 # A setting changed inside a function body is invisible in the SQL shardpool sees; reading
 # every setting back after every transaction would cost a round trip each time (pgbouncer
 # has the same limit). Documented in doc/usage.md.
