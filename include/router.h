@@ -112,6 +112,10 @@ typedef struct sp_target {
 	 * for errors and dropped.
 	 */
 	bool fanout_first;
+	/* A write (INSERT, UPDATE, DELETE, MERGE) over several shards: each shard runs it
+	 * inside BEGIN, and all COMMIT only if every shard succeeded, so a statement that
+	 * fails on one shard changes nothing anywhere (as in PostgreSQL). */
+	bool fanout_txn;
 	sp_router_copy_t copy;  /* COPY FROM STDIN fanned out (mode != SP_ROUTER_COPY_NONE) */
 } sp_target_t;
 

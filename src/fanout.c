@@ -63,8 +63,11 @@ struct sp_fanout {
 	bool first_only;  /* replicated write: only the lowest shard's result reaches the client */
 	ev_timer kick;    /* resumes paused servers from the loop, never from inside another's processing */
 	char tag[64];     /* first shard's CommandComplete, for tags without a row count */
-	bool copy_txn;    /* COPY FROM runs inside BEGIN ... COMMIT on every shard: all or nothing */
-	int txn_open;     /* shards whose COPY transaction waits for COMMIT or ROLLBACK */
+	bool query_txn;   /* the client's Query runs as "BEGIN; ..." on every shard (COPY FROM, a
+			   * write over several shards): all COMMIT, or all ROLLBACK */
+	bool batch_txn;   /* the same for an extended batch that writes over several shards:
+			   * BEGIN goes before it (see sp_fanout_split_txn) */
+	int txn_open;     /* shards whose transaction waits for COMMIT or ROLLBACK */
 	size_t batch_len; /* extended protocol: the client's batch, still at the head of its input */
 	bool extended;
 	bool leader_ready; /* slot 0 sent its RowDescription (or ended): others may feed the merge */
@@ -455,7 +458,20 @@ bool sp_fanout_is_split(const sp_fanout_t *f)
 
 bool sp_fanout_split_txn(const sp_fanout_t *f)
 {
-	return f->split_batch && f->split_txn;
+	return (f->split_batch && f->split_txn) || f->batch_txn;
+}
+
+/* "BEGIN;" before the SQL of a Query message, in place: each shard's part commits only
+ * if every shard's did (sp_fanout_txn_open). */
+static void bracket_query(sp_buf_t *m)
+{
+	sp_buf_t q = {0};
+	const char *sql = (const char *)sp_buf_head(m) + 5;
+	sp_buf_append(&q, "BEGIN;", 6);
+	sp_buf_append(&q, sql, strlen(sql) + 1);
+	sp_buf_reset(m);
+	sp_msg_write_query(m, (const char *)q.data);
+	sp_buf_free(&q);
 }
 
 static void start(sp_client_t *c, const sp_target_t *t, const uint8_t *msg, size_t total, bool write,
@@ -508,16 +524,9 @@ static void start(sp_client_t *c, const sp_target_t *t, const uint8_t *msg, size
 				   : NULL;
 		if (f->split && !batch_len) {
 			/* "BEGIN; COPY ...": each shard's part commits only if every shard's did */
-			for (int k = 0; k < f->n; k++) {
-				sp_buf_t q = {0};
-				const char *sql = (const char *)sp_buf_head(&f->sql[k]) + 5;
-				sp_buf_append(&q, "BEGIN;", 6);
-				sp_buf_append(&q, sql, strlen(sql) + 1);
-				sp_buf_reset(&f->sql[k]);
-				sp_msg_write_query(&f->sql[k], (const char *)q.data);
-				sp_buf_free(&q);
-			}
-			f->copy_txn = true;
+			for (int k = 0; k < f->n; k++)
+				bracket_query(&f->sql[k]);
+			f->query_txn = true;
 		}
 		if (!f->split || f->n != c->db->n_shards) {
 			free_copy(f);
@@ -526,6 +535,15 @@ static void start(sp_client_t *c, const sp_target_t *t, const uint8_t *msg, size
 			free(f);
 			sp_client_error(c, SP_SQLSTATE_INTERNAL, "cannot split this COPY across shards", NULL);
 			return;
+		}
+	}
+	if (t->fanout_txn && t->copy.mode == SP_ROUTER_COPY_NONE && !bind_shards && f->n > 1) {
+		if (!batch_len) {
+			for (int k = 0; k < f->n; k++)
+				bracket_query(&f->sql[k]);
+			f->query_txn = true;
+		} else {
+			f->batch_txn = true;
 		}
 	}
 	if (bind_shards) {
@@ -1347,20 +1365,20 @@ static void end_txns(sp_fanout_t *f, bool ok, sp_req_kind_t kind)
 bool sp_fanout_txn_open(sp_fanout_t *f, sp_server_t *s)
 {
 	(void)s;
-	if (f->split_txn) {
-		/* a shard ran its part of a split batch inside BEGIN: all commit, or none */
+	if (f->split_txn || f->batch_txn) {
+		/* a shard ran its part of a batch inside BEGIN: all commit, or none */
 		if (++f->txn_open < f->n)
 			return true;
-		f->split_txn = false;
+		f->split_txn = f->batch_txn = false;
 		end_txns(f, !f->error_sent, SP_REQ_INT_QUERY);
 		return true;
 	}
-	/* Called when a shard finished its part inside the COPY transaction. */
-	if (!f->copy_txn)
+	/* Called when a shard finished its part of the client's Query inside BEGIN. */
+	if (!f->query_txn)
 		return false;
 	if (++f->txn_open < f->n)
 		return true;
-	f->copy_txn = false;
+	f->query_txn = false;
 	end_txns(f, !f->error_sent && !f->copy_failed, SP_REQ_QUERY);
 	return true;
 }

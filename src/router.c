@@ -2828,6 +2828,7 @@ static void target_init(sp_target_t *t)
 	t->fanout_merge = false;
 	t->fanout_sum = false;
 	t->fanout_first = false;
+	t->fanout_txn = false;
 	t->per_shard_sql = false;
 	t->sql = NULL;
 	t->local_tag = NULL;
@@ -3371,6 +3372,7 @@ static void route_multi(struct rctx *rc, const sp_stmt_t *st, const sp_table_ref
 		t->kind = SP_TARGET_FANOUT;
 		t->shard_mask = mask;
 		t->fanout_sum = true;
+		t->fanout_txn = true;
 		return;
 	case SP_STMT_INSERT: {
 		const sp_insert_t *ins = &st->insert;
@@ -3419,6 +3421,7 @@ static void route_multi(struct rctx *rc, const sp_stmt_t *st, const sp_table_ref
 		t->kind = SP_TARGET_FANOUT;
 		t->shard_mask = mask;
 		t->fanout_sum = true;
+		t->fanout_txn = true;
 		t->per_shard_sql = true;
 		t->sql = tl->sql;
 		return;
@@ -3535,6 +3538,9 @@ static void route_stmt(struct rctx *rc, const sp_stmt_t *st, const sp_hints_t *h
 			if (fanout_all(rc, t, "a write to a replicated table")) {
 				t->fanout_sum = true;
 				t->fanout_first = true;
+				/* DML only: some DDL cannot run inside a transaction block */
+				t->fanout_txn = st->kind == SP_STMT_INSERT || st->kind == SP_STMT_UPDATE ||
+						st->kind == SP_STMT_DELETE || st->kind == SP_STMT_MERGE;
 			}
 			return;
 		}

@@ -314,6 +314,29 @@ is "$(where "user_id = ${B[8]} AND name = 'ext2'") / $(where "user_id IN (${A[8]
 	"psycopg: the committed row is on shard 1; the refused transaction left nothing"
 is "$(left_in_txn)" 0 "no server connection is left inside a transaction"
 
+# ---------------------------------------------------------------- a write over several shards is all or nothing
+# PostgreSQL: a statement that fails changes nothing. Over several shards each shard runs
+# its part inside BEGIN, and all COMMIT only if every shard succeeded.
+K="${A[12]}, ${B[12]}, ${A[13]}, ${B[13]}"
+out=$(sess <<EOF
+INSERT INTO t83_users (user_id, name) VALUES (${A[12]}, 'w'), (${B[12]}, 'w'), (${A[13]}, 'w'), (${B[13]}, 'w')
+UPDATE t83_users SET name = 'x' || (1 / (user_id - ${B[13]}))::text WHERE user_id IN ($K)
+INSERT INTO t83_users (user_id, name) VALUES (${A[14]}, 'n'), (${B[14]}, 'n'), (${B[12]}, 'dup')
+\\p UPDATE t83_users SET name = 'y' || (1 / (user_id - \$1))::text WHERE user_id = ANY(\$2) ;; ${A[13]} ;; {${A[12]},${B[12]},${A[13]}}
+DELETE FROM t83_users WHERE user_id IN ($K) AND 1 / (user_id - ${A[12]}) > -1000
+\\status
+UPDATE t83_users SET name = 'ok' WHERE user_id IN (${A[12]}, ${B[12]})
+EOF
+)
+is "$(cut -d' ' -f1,2 <<<"$out" | tr '\n' ' ')" "INSERT 0 ERROR 22012 ERROR 23505 ERROR 22012 ERROR 22012 IDLE UPDATE 2 " \
+	"writes over both shards that fail on one shard: errors as from PostgreSQL, then a good one" || diag "$out"
+is "$(where "user_id IN ($K) AND name <> 'w' AND name <> 'ok'")" "" "an UPDATE or DELETE that failed on one shard changed nothing on the other"
+is "$(where "user_id IN ($K)")" "0:2 1:2" "the failed DELETE removed nothing"
+is "$(where "user_id IN (${A[14]}, ${B[14]})")" "" "a split INSERT that failed on one shard left no row on the other"
+is "$(where "name = 'ok'")" "0:1 1:1" "a write over both shards that succeeds commits on both"
+is "$(left_in_txn)" 0 "no server connection is left inside a transaction"
+
+
 # ---------------------------------------------------------------- pgbench keyed by :aid
 NACC=2000
 out=$(awk -v n=$NACC 'BEGIN { for (i = 1; i <= n; i++) printf "%d\t0\tfiller %d\n", i, i; print "\\." }' |
