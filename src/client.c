@@ -433,15 +433,18 @@ static bool process_startup(sp_client_t *c)
 	uint32_t len, code;
 	const uint8_t *p;
 
-	if (sp_buf_len(in) < 8)
+	if (sp_buf_len(in) < 4)
 		return false;
 	p = sp_buf_head(in);
 	len = sp_get_be32(p);
-	code = sp_get_be32(p + 4);
 	if (len < 8 || len > SP_MAX_STARTUP_PACKET) {
+		/* as soon as the length is known: no waiting for bytes that cannot help */
 		sp_client_fatal(c, SP_SQLSTATE_PROTOCOL_VIOLATION, "invalid length of startup packet (%u bytes)", len);
 		return false;
 	}
+	if (sp_buf_len(in) < 8)
+		return false;
+	code = sp_get_be32(p + 4);
 	if (sp_buf_len(in) < len)
 		return false;
 	if (code == SP_SSL_REQUEST_CODE || code == SP_GSSENC_REQUEST_CODE) {

@@ -52,6 +52,9 @@ out=$(raw "$SP_PORT" timeout:3000 hex:0000000400030000 drain 2>&1)
 like "$out" "^(E 08P01 [^"$'\n'"]*"$'\n'")?closed$" "startup length 4 (< 8): error 08P01 or closed, at once"
 still_ok "a startup length below 8"
 
+out=$(raw "$SP_PORT" timeout:3000 hex:00000004 drain 2>&1)
+like "$out" "^(E 08P01 [^"$'\n'"]*"$'\n'")?closed$" "only a startup length of 4, nothing after it: refused at once, not at client_login_timeout"
+
 out=$(raw "$SP_PORT" timeout:3000 hex:0000271100030000 drain 2>&1)
 like "$out" "^(E 08P01 [^"$'\n'"]*"$'\n'")?closed$" "startup length 10001: refused at once, without waiting for 10001 bytes"
 still_ok "a startup length of 10001"
