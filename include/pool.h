@@ -48,7 +48,7 @@ struct sp_pool {
 	ev_tstamp reserve_since; /* when the oldest waiter started waiting */
 
 	uint64_t total_xacts, total_queries, total_wait_us;
-	bool paused;
+	bool paused; /* its database is paused (PAUSE db): hand out no server */
 };
 
 sp_pool_t *sp_pool_get(const char *dbname, const char *user, int shard, sp_role_t role, int replica);
@@ -65,5 +65,14 @@ void sp_pool_maintain(sp_pool_t *p);
 int sp_pool_size(const sp_pool_t *p);
 sp_pool_t *sp_pool_first(void);
 void sp_pool_free_all(void);
+/*
+ * PAUSE db / RESUME db: mark every pool of the database paused or not, and
+ * remember it for the pools created later (a user's first login). Handing
+ * idle servers to the waiters on resume is the caller's business.
+ */
+void sp_pool_pause_db(const char *dbname, bool pause);
+bool sp_pool_db_paused(const char *dbname);
+/* RESUME without a name: no database is paused any more. */
+void sp_pool_resume_all_dbs(void);
 
 #endif

@@ -1,8 +1,8 @@
 /*
  * admin.c - the admin console. A client that logs in to database
  * "shardpool" (or "pgbouncer", for tools written for it) as one of
- * admin_users / stats_users gets SHOW, PAUSE, RESUME, RELOAD and SHUTDOWN
- * answered by shardpool itself, as ordinary RowDescription/DataRow messages
+ * admin_users / stats_users gets SHOW, PAUSE [db], RESUME [db], RELOAD and
+ * SHUTDOWN answered by shardpool itself, as ordinary RowDescription/DataRow messages
  * so psql and every driver can read them. stats_users may only SHOW.
  * Only the simple query protocol is supported here, like pgbouncer.
  */
@@ -175,14 +175,14 @@ static void show_servers(sp_buf_t *out)
 
 static void show_databases(sp_buf_t *out)
 {
-	static const char *const cols[] = {"name", "shards", "pool_mode", "pool_size", "shard", "primary", "replicas"};
+	static const char *const cols[] = {"name", "shards", "pool_mode", "pool_size", "shard", "primary", "replicas", "paused"};
 	table_t t;
-	t_begin(&t, out, 7, cols);
+	t_begin(&t, out, 8, cols);
 	for (int i = 0; i < sp_g.cfg->n_dbs; i++) {
 		const sp_db_conf_t *db = &sp_g.cfg->dbs[i];
 		for (int k = 0; k < db->n_shards; k++) {
-			char v[7][160];
-			const char *vals[7];
+			char v[8][160];
+			const char *vals[8];
 			size_t o = 0;
 			snprintf(v[0], 160, "%s", db->name);
 			snprintf(v[1], 160, "%d", db->n_shards);
@@ -194,7 +194,8 @@ static void show_databases(sp_buf_t *out)
 			for (int r = 0; r < db->shards[k].n_replicas && o < 150; r++)
 				o += (size_t)snprintf(v[6] + o, 160 - o, "%s%s:%d", r ? "," : "", db->shards[k].replicas[r].host,
 						      db->shards[k].replicas[r].port);
-			for (int j = 0; j < 7; j++)
+			snprintf(v[7], 160, "%s", sp_g.paused || sp_pool_db_paused(db->name) ? "yes" : "no");
+			for (int j = 0; j < 8; j++)
 				vals[j] = v[j];
 			t_row(&t, vals);
 		}
@@ -308,95 +309,459 @@ static void show_health(sp_buf_t *out)
 	t_end(&t, "SHOW");
 }
 
-static void command(sp_client_t *c, const char *sql)
+/* ------------------------------------------------------------------ the command language */
+
+/*
+ * A query string is a list of statements separated by ';', each one command
+ * with at most its argument: SHOW subject, PAUSE [db], RESUME [db], RELOAD,
+ * SHUTDOWN. Keywords are case-insensitive; a name may be double-quoted ("" for
+ * a quote inside); whitespace, -- and (nested) block comments are skipped, as
+ * PostgreSQL's lexer does. The whole string is checked before anything runs:
+ * a word left over after a command is a syntax error, never ignored.
+ */
+typedef enum { T_END, T_SEMI, T_WORD, T_QUOTED, T_STRING, T_OTHER } tok_kind_t;
+
+typedef struct tok {
+	tok_kind_t kind;
+	const char *at; /* where it starts in the query text */
+	size_t len;     /* its length there, quotes included */
+} tok_t;
+
+typedef struct perr {
+	const char *sqlstate;
+	char msg[300];
+	const char *hint;
+} perr_t;
+
+typedef void (*show_fn)(sp_buf_t *out);
+
+typedef enum { C_SHOW, C_PAUSE, C_RESUME, C_RELOAD, C_SHUTDOWN } verb_t;
+
+#define NAME_MAX_LEN 255
+
+typedef struct cmd {
+	verb_t verb;
+	show_fn show;               /* C_SHOW */
+	char name[NAME_MAX_LEN + 1]; /* C_PAUSE, C_RESUME: the database, "" for all */
+	bool quoted;                /* the name was double-quoted: matched exactly */
+} cmd_t;
+
+static void show_version(sp_buf_t *out)
+{
+	static const char *const cols[] = {"version"};
+	static const char *const v[] = {"shardpool " PACKAGE_VERSION};
+	table_t t;
+	t_begin(&t, out, 1, cols);
+	t_row(&t, v);
+	t_end(&t, "SHOW");
+}
+
+static const struct {
+	const char *name;
+	show_fn fn;
+} show_subjects[] = {
+    {"POOLS", show_pools},	      {"CLIENTS", show_clients}, {"SERVERS", show_servers},
+    {"DATABASES", show_databases}, {"SHARDS", show_databases}, {"CONFIG", show_config},
+    {"MEM", show_mem},		      {"ROUTE", show_route_cache}, {"ROUTES", show_route_cache},
+    {"HEALTH", show_health},	      {"REPLICAS", show_health},  {"VERSION", show_version},
+};
+
+#define SHOW_HINT "Try SHOW POOLS, CLIENTS, SERVERS, DATABASES, SHARDS, HEALTH, ROUTE CACHE, CONFIG, MEM or VERSION."
+#define COMMANDS_HINT "Commands: SHOW ..., PAUSE [db], RESUME [db], RELOAD, SHUTDOWN; separate several with ';'."
+
+static bool word_char(unsigned char ch)
+{
+	return isalnum(ch) || ch == '_' || ch == '$' || ch >= 0x80;
+}
+
+/* The token as written, for a message: at most about 60 bytes, cut at a character boundary. */
+static void tok_quote(const tok_t *t, char *buf, size_t len)
+{
+	size_t n = t->len;
+	const char *more = "";
+	if (n > 60) {
+		n = 60;
+		while (n > 0 && ((unsigned char)t->at[n] & 0xC0) == 0x80)
+			n--;
+		more = "...";
+	}
+	snprintf(buf, len, "%.*s%s", (int)n, t->at, more);
+}
+
+static bool lex_fail(perr_t *e, const char *what, const char *at, size_t n)
+{
+	tok_t t = {T_OTHER, at, n};
+	char near[80];
+	tok_quote(&t, near, sizeof(near));
+	e->sqlstate = SP_SQLSTATE_SYNTAX_ERROR;
+	snprintf(e->msg, sizeof(e->msg), "%s at or near \"%s\"", what, near);
+	e->hint = NULL;
+	return false;
+}
+
+/* The next token after *pp; false with e filled on an unterminated quote or comment. */
+static bool lex(const char **pp, tok_t *t, perr_t *e)
+{
+	const char *p = *pp;
+	for (;;) {
+		while (isspace((unsigned char)*p))
+			p++;
+		if (p[0] == '-' && p[1] == '-') {
+			while (*p && *p != '\n')
+				p++;
+			continue;
+		}
+		if (p[0] == '/' && p[1] == '*') {
+			const char *open = p;
+			int depth = 1;
+			for (p += 2; *p && depth > 0;) {
+				if (p[0] == '/' && p[1] == '*') {
+					depth++;
+					p += 2;
+				} else if (p[0] == '*' && p[1] == '/') {
+					depth--;
+					p += 2;
+				} else {
+					p++;
+				}
+			}
+			if (depth > 0)
+				return lex_fail(e, "unterminated /* comment", open, strlen(open));
+			continue;
+		}
+		break;
+	}
+	t->at = p;
+	if (!*p) {
+		t->kind = T_END;
+		t->len = 0;
+	} else if (*p == ';') {
+		t->kind = T_SEMI;
+		t->len = 1;
+	} else if (*p == '"' || *p == '\'') {
+		char q = *p;
+		const char *s = p + 1;
+		for (;;) {
+			if (!*s)
+				return lex_fail(e, q == '"' ? "unterminated quoted identifier" : "unterminated quoted string",
+						p, strlen(p));
+			if (*s == q && s[1] == q) {
+				s += 2;
+				continue;
+			}
+			if (*s == q)
+				break;
+			s++;
+		}
+		t->kind = q == '"' ? T_QUOTED : T_STRING;
+		t->len = (size_t)(s + 1 - p);
+		if (q == '"' && t->len == 2)
+			return lex_fail(e, "zero-length delimited identifier", p, 2);
+	} else if (word_char((unsigned char)*p)) {
+		const char *s = p;
+		while (word_char((unsigned char)*s))
+			s++;
+		t->kind = T_WORD;
+		t->len = (size_t)(s - p);
+	} else {
+		t->kind = T_OTHER;
+		t->len = 1;
+	}
+	*pp = p + t->len;
+	return true;
+}
+
+static bool is_name(const tok_t *t)
+{
+	return t->kind == T_WORD || t->kind == T_QUOTED;
+}
+
+/* The value of a name token: a word as written, a quoted identifier without its quotes. */
+static bool tok_value(const tok_t *t, char *buf, size_t len)
+{
+	size_t n = 0;
+	if (t->kind == T_WORD) {
+		if (t->len >= len)
+			return false;
+		memcpy(buf, t->at, t->len);
+		n = t->len;
+	} else {
+		for (size_t i = 1; i + 1 < t->len; i++) {
+			if (n + 1 >= len)
+				return false;
+			buf[n++] = t->at[i];
+			if (t->at[i] == '"')
+				i++; /* "" stands for one quote */
+		}
+	}
+	buf[n] = 0;
+	return true;
+}
+
+static bool keyword_is(const tok_t *t, const char *kw)
+{
+	return t->kind == T_WORD && strlen(kw) == t->len && strncasecmp(t->at, kw, t->len) == 0;
+}
+
+static bool syntax_error(perr_t *e, const tok_t *t, const char *hint)
+{
+	char near[80];
+	e->sqlstate = SP_SQLSTATE_SYNTAX_ERROR;
+	if (t->kind == T_END) {
+		snprintf(e->msg, sizeof(e->msg), "syntax error at end of input");
+	} else {
+		tok_quote(t, near, sizeof(near));
+		snprintf(e->msg, sizeof(e->msg), "syntax error at or near \"%s\"", near);
+	}
+	e->hint = hint;
+	return false;
+}
+
+typedef enum { P_END, P_EMPTY, P_CMD, P_ERROR } parsed_t;
+
+/* Parse the statement at *pp, up to and including its ';'. */
+static parsed_t parse_statement(const char **pp, cmd_t *cmd, perr_t *e)
+{
+	tok_t t;
+	const char *hint;
+	char word[NAME_MAX_LEN + 1];
+
+	memset(cmd, 0, sizeof(*cmd));
+	if (!lex(pp, &t, e))
+		return P_ERROR;
+	if (t.kind == T_END)
+		return P_END;
+	if (t.kind == T_SEMI)
+		return P_EMPTY;
+	if (t.kind != T_WORD) {
+		syntax_error(e, &t, COMMANDS_HINT);
+		return P_ERROR;
+	}
+	if (keyword_is(&t, "SHOW")) {
+		hint = "SHOW takes one subject; separate several commands with ';'.";
+		if (!lex(pp, &t, e))
+			return P_ERROR;
+		if (!is_name(&t)) {
+			syntax_error(e, &t, SHOW_HINT);
+			return P_ERROR;
+		}
+		cmd->verb = C_SHOW;
+		if (tok_value(&t, word, sizeof(word)))
+			for (size_t i = 0; i < sizeof(show_subjects) / sizeof(show_subjects[0]); i++)
+				if (strcasecmp(word, show_subjects[i].name) == 0)
+					cmd->show = show_subjects[i].fn;
+		if (!cmd->show) {
+			char near[80];
+			tok_quote(&t, near, sizeof(near));
+			e->sqlstate = SP_SQLSTATE_SYNTAX_ERROR;
+			snprintf(e->msg, sizeof(e->msg), "unknown SHOW command \"%s\"", near);
+			e->hint = SHOW_HINT;
+			return P_ERROR;
+		}
+		if (strcasecmp(word, "ROUTE") == 0) {
+			/* SHOW ROUTE CACHE, or SHOW ROUTE */
+			const char *save = *pp;
+			if (!lex(pp, &t, e))
+				return P_ERROR;
+			if (!keyword_is(&t, "CACHE"))
+				*pp = save;
+		}
+	} else if (keyword_is(&t, "PAUSE") || keyword_is(&t, "RESUME")) {
+		const char *save;
+		cmd->verb = keyword_is(&t, "PAUSE") ? C_PAUSE : C_RESUME;
+		hint = cmd->verb == C_PAUSE ? "PAUSE takes at most a database name; separate several commands with ';'."
+					    : "RESUME takes at most a database name; separate several commands with ';'.";
+		save = *pp;
+		if (!lex(pp, &t, e))
+			return P_ERROR;
+		if (is_name(&t)) {
+			if (!tok_value(&t, cmd->name, sizeof(cmd->name))) {
+				e->sqlstate = "42622"; /* name_too_long */
+				snprintf(e->msg, sizeof(e->msg), "database name too long (more than %d bytes)", NAME_MAX_LEN);
+				e->hint = NULL;
+				return P_ERROR;
+			}
+			cmd->quoted = t.kind == T_QUOTED;
+		} else {
+			*pp = save;
+		}
+	} else if (keyword_is(&t, "RELOAD")) {
+		cmd->verb = C_RELOAD;
+		hint = "RELOAD takes no arguments; separate several commands with ';'.";
+	} else if (keyword_is(&t, "SHUTDOWN")) {
+		cmd->verb = C_SHUTDOWN;
+		hint = "SHUTDOWN takes no arguments; separate several commands with ';'.";
+	} else {
+		char near[80];
+		tok_quote(&t, near, sizeof(near));
+		e->sqlstate = SP_SQLSTATE_SYNTAX_ERROR;
+		snprintf(e->msg, sizeof(e->msg), "unknown admin command \"%s\"", near);
+		e->hint = COMMANDS_HINT;
+		return P_ERROR;
+	}
+	/* the command is complete: only ';' or the end may follow */
+	{
+		const char *save = *pp;
+		if (!lex(pp, &t, e))
+			return P_ERROR;
+		if (t.kind == T_END)
+			*pp = save;
+		else if (t.kind != T_SEMI) {
+			syntax_error(e, &t, hint);
+			return P_ERROR;
+		}
+	}
+	return P_CMD;
+}
+
+/* The database a PAUSE or RESUME names: a quoted name exactly, a plain one as written or folded to lower case. */
+static const sp_db_conf_t *named_db(const cmd_t *cmd)
+{
+	const sp_db_conf_t *db = sp_config_find_db(sp_g.cfg, cmd->name);
+	char lower[NAME_MAX_LEN + 1];
+	size_t i;
+	if (db || cmd->quoted)
+		return db;
+	for (i = 0; cmd->name[i]; i++)
+		lower[i] = (char)tolower((unsigned char)cmd->name[i]);
+	lower[i] = 0;
+	return sp_config_find_db(sp_g.cfg, lower);
+}
+
+/* Hand the idle servers of an unpaused pool to its waiters, then open what they still need. */
+static void wake_pool(sp_pool_t *pl)
+{
+	if (pl->paused || sp_g.paused)
+		return;
+	while (pl->wait_head && pl->idle) {
+		sp_server_t *s = pl->idle;
+		pl->idle = s->next;
+		if (s->next)
+			s->next->prev = NULL;
+		s->next = s->prev = NULL;
+		pl->n_idle--;
+		pl->n_other++;
+		s->state = SP_SERVER_RESET;
+		sp_pool_server_free(pl, s);
+	}
+	sp_pool_maintain(pl);
+}
+
+/* Run one command; false if it failed (an ErrorResponse was written): the rest of the string is skipped. */
+static bool run(sp_client_t *c, const cmd_t *cmd)
 {
 	sp_buf_t *out = &c->sock.out;
-	char words[3][32] = {{0}};
-	int nw = 0;
-	const char *p = sql;
-	bool admin = sp_config_user_in_list(sp_g.cfg->admin_users, c->user);
+	const sp_db_conf_t *db = NULL;
 
-	while (*p && nw < 3) {
-		size_t n = 0;
-		while (*p && (isspace((unsigned char)*p) || *p == ';'))
-			p++;
-		while (*p && !isspace((unsigned char)*p) && *p != ';') {
-			if (n + 1 < sizeof(words[0]))
-				words[nw][n++] = (char)toupper((unsigned char)*p);
-			p++;
-		}
-		if (n)
-			words[nw++][n] = 0;
+	if (cmd->verb == C_SHOW) {
+		cmd->show(out);
+		return true;
 	}
-	if (nw == 0) {
-		sp_msg_write_empty(out, SP_BE_EMPTY_QUERY);
-		return;
-	}
-	if (strcmp(words[0], "SHOW") == 0 && nw >= 2) {
-		if (strcmp(words[1], "POOLS") == 0)
-			show_pools(out);
-		else if (strcmp(words[1], "CLIENTS") == 0)
-			show_clients(out);
-		else if (strcmp(words[1], "SERVERS") == 0)
-			show_servers(out);
-		else if (strcmp(words[1], "DATABASES") == 0 || strcmp(words[1], "SHARDS") == 0)
-			show_databases(out);
-		else if (strcmp(words[1], "CONFIG") == 0)
-			show_config(out);
-		else if (strcmp(words[1], "MEM") == 0)
-			show_mem(out);
-		else if (strcmp(words[1], "ROUTE") == 0 || strcmp(words[1], "ROUTES") == 0)
-			show_route_cache(out);
-		else if (strcmp(words[1], "HEALTH") == 0 || strcmp(words[1], "REPLICAS") == 0)
-			show_health(out);
-		else if (strcmp(words[1], "VERSION") == 0) {
-			static const char *const cols[] = {"version"};
-			static const char *const v[] = {"shardpool " PACKAGE_VERSION};
-			table_t t;
-			t_begin(&t, out, 1, cols);
-			t_row(&t, v);
-			t_end(&t, "SHOW");
-		} else
-			sp_msg_write_error(out, "ERROR", SP_SQLSTATE_SYNTAX_ERROR, "unknown SHOW command", NULL,
-					   "Try SHOW POOLS, CLIENTS, SERVERS, DATABASES, SHARDS, HEALTH, ROUTE CACHE, CONFIG, MEM or VERSION.");
-		return;
-	}
-	if (!admin) {
+	if (!sp_config_user_in_list(sp_g.cfg->admin_users, c->user)) {
 		sp_msg_write_error(out, "ERROR", SP_SQLSTATE_INVALID_AUTH, "only admin_users may run this command", NULL, NULL);
-		return;
+		return false;
 	}
-	if (strcmp(words[0], "PAUSE") == 0) {
-		sp_g.paused = true;
-		sp_msg_write_command_complete(out, "PAUSE");
-	} else if (strcmp(words[0], "RESUME") == 0) {
-		sp_g.paused = false;
-		for (sp_pool_t *pl = sp_pool_first(); pl; pl = pl->next) {
-			while (pl->wait_head && pl->idle) {
-				sp_server_t *s = pl->idle;
-				pl->idle = s->next;
-				if (s->next)
-					s->next->prev = NULL;
-				s->next = s->prev = NULL;
-				pl->n_idle--;
-				pl->n_other++;
-				s->state = SP_SERVER_RESET;
-				sp_pool_server_free(pl, s);
-			}
-			sp_pool_maintain(pl);
+	if ((cmd->verb == C_PAUSE || cmd->verb == C_RESUME) && cmd->name[0]) {
+		db = named_db(cmd);
+		if (!db) {
+			char msg[NAME_MAX_LEN + 64];
+			snprintf(msg, sizeof(msg), "database \"%s\" is not configured", cmd->name);
+			sp_msg_write_error(out, "ERROR", SP_SQLSTATE_UNDEFINED_DATABASE, msg, NULL,
+					   "SHOW DATABASES lists the databases; quote a name to match it exactly.");
+			return false;
 		}
+	}
+	switch (cmd->verb) {
+	case C_PAUSE:
+		if (db) {
+			sp_pool_pause_db(db->name, true);
+			sp_info("admin %s: PAUSE %s: new transactions of database %s wait", c->user, db->name, db->name);
+		} else {
+			sp_g.paused = true;
+			sp_info("admin %s: PAUSE: new transactions wait", c->user);
+		}
+		sp_msg_write_command_complete(out, "PAUSE");
+		return true;
+	case C_RESUME:
+		if (db) {
+			sp_pool_pause_db(db->name, false);
+			sp_info("admin %s: RESUME %s", c->user, db->name);
+			if (sp_g.paused) {
+				char msg[NAME_MAX_LEN + 160];
+				snprintf(msg, sizeof(msg),
+					 "database \"%s\" is resumed, but shardpool is still paused for every database: "
+					 "RESUME without a name ends that PAUSE",
+					 db->name);
+				sp_msg_write_notice(out, "01000", msg);
+			}
+		} else {
+			sp_g.paused = false;
+			sp_pool_resume_all_dbs();
+			sp_info("admin %s: RESUME", c->user);
+		}
+		for (sp_pool_t *pl = sp_pool_first(); pl; pl = pl->next)
+			if (!db || strcmp(pl->dbname, db->name) == 0)
+				wake_pool(pl);
 		sp_msg_write_command_complete(out, "RESUME");
-	} else if (strcmp(words[0], "RELOAD") == 0) {
-		char err[1024];
-		if (sp_daemon_reload(err, sizeof(err)))
-			sp_msg_write_command_complete(out, "RELOAD");
-		else
+		return true;
+	case C_RELOAD: {
+		char err[4096];
+		if (!sp_daemon_reload(err, sizeof(err))) {
 			sp_msg_write_error(out, "ERROR", "F0000", err, NULL, "Fix the file; the old configuration stays in effect.");
-	} else if (strcmp(words[0], "SHUTDOWN") == 0) {
+			return false;
+		}
+		/* on success err lists the changes the reload could not apply */
+		if (err[0]) {
+			char msg[4200];
+			snprintf(msg, sizeof(msg), "RELOAD applied the reloadable keys; these changes need a restart and were not applied: %s",
+				 err);
+			sp_msg_write_notice(out, "01000", msg);
+		}
+		sp_msg_write_command_complete(out, "RELOAD");
+		return true;
+	}
+	case C_SHUTDOWN:
 		sp_msg_write_command_complete(out, "SHUTDOWN");
 		sp_daemon_shutdown(false);
-	} else {
-		sp_msg_write_error(out, "ERROR", SP_SQLSTATE_SYNTAX_ERROR, "unknown admin command", NULL,
-				   "Commands: SHOW ..., PAUSE, RESUME, RELOAD, SHUTDOWN.");
+		return true;
+	case C_SHOW:
+		break;
+	}
+	return true;
+}
+
+/*
+ * One Query message: check every statement first (a syntax error anywhere runs
+ * none), then run them in order, each with its own result, as PostgreSQL does
+ * with a multi-statement simple query; an error skips the rest. The caller
+ * sends the one ReadyForQuery.
+ */
+static void query(sp_client_t *c, const char *sql)
+{
+	const char *p = sql;
+	cmd_t cmd;
+	perr_t e;
+	parsed_t r;
+	int n = 0;
+
+	while ((r = parse_statement(&p, &cmd, &e)) != P_END) {
+		if (r == P_ERROR) {
+			sp_msg_write_error(&c->sock.out, "ERROR", e.sqlstate, e.msg, NULL, e.hint);
+			return;
+		}
+		if (r == P_CMD)
+			n++;
+	}
+	if (n == 0) {
+		sp_msg_write_empty(&c->sock.out, SP_BE_EMPTY_QUERY);
+		return;
+	}
+	p = sql;
+	while ((r = parse_statement(&p, &cmd, &e)) != P_END) {
+		if (r != P_CMD)
+			continue;
+		if (!run(c, &cmd) || c->state != SP_CLIENT_ADMIN)
+			break;
 	}
 }
 
@@ -420,7 +785,7 @@ void sp_admin_process(sp_client_t *c)
 			char *sql = strndup((const char *)p + 5, len - 4);
 			sp_buf_consume(in, (size_t)len + 1);
 			if (sql) {
-				command(c, sql);
+				query(c, sql);
 				free(sql);
 			}
 			if (c->state == SP_CLIENT_ADMIN)

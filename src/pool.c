@@ -23,6 +23,9 @@
 #include "server.h"
 
 static sp_pool_t *pools;
+/* databases paused by PAUSE db, so the pools created later are paused too */
+static char **paused_dbs;
+static int n_paused_dbs;
 
 /* sp_pool_get runs for every routed statement: pools are found by hash, not by a
  * walk over all of them (databases x users x shards x servers) */
@@ -71,6 +74,7 @@ sp_pool_t *sp_pool_get(const char *dbname, const char *user, int shard, sp_role_
 	p->replica = replica;
 	p->node = role == SP_ROLE_PRIMARY ? &db->shards[shard].primary : &db->shards[shard].replicas[replica];
 	p->pool_mode = sp_config_db_pool_mode(sp_g.cfg, db);
+	p->paused = sp_pool_db_paused(dbname);
 	p->next = pools;
 	pools = p;
 	p->hnext = buckets[h];
@@ -302,8 +306,57 @@ void sp_pool_login_failed(sp_pool_t *p, const char *reason)
 	}
 }
 
+bool sp_pool_db_paused(const char *dbname)
+{
+	for (int i = 0; i < n_paused_dbs; i++)
+		if (strcmp(paused_dbs[i], dbname) == 0)
+			return true;
+	return false;
+}
+
+void sp_pool_pause_db(const char *dbname, bool pause)
+{
+	for (sp_pool_t *p = pools; p; p = p->next)
+		if (strcmp(p->dbname, dbname) == 0)
+			p->paused = pause;
+	for (int i = 0; i < n_paused_dbs; i++)
+		if (strcmp(paused_dbs[i], dbname) == 0) {
+			if (!pause) {
+				free(paused_dbs[i]);
+				paused_dbs[i] = paused_dbs[--n_paused_dbs];
+			}
+			return;
+		}
+	if (pause) {
+		char **grown = realloc(paused_dbs, (size_t)(n_paused_dbs + 1) * sizeof(*grown));
+		char *copy = strdup(dbname);
+		if (!grown || !copy) {
+			/* the pools there now are paused; one created later would not be */
+			sp_warn("PAUSE %s: out of memory", dbname);
+			if (grown)
+				paused_dbs = grown;
+			free(copy);
+			return;
+		}
+		paused_dbs = grown;
+		paused_dbs[n_paused_dbs++] = copy;
+	}
+}
+
+void sp_pool_resume_all_dbs(void)
+{
+	for (sp_pool_t *p = pools; p; p = p->next)
+		p->paused = false;
+	for (int i = 0; i < n_paused_dbs; i++)
+		free(paused_dbs[i]);
+	free(paused_dbs);
+	paused_dbs = NULL;
+	n_paused_dbs = 0;
+}
+
 void sp_pool_free_all(void)
 {
+	sp_pool_resume_all_dbs();
 	while (pools) {
 		sp_pool_t *p = pools;
 		pools = p->next;
