@@ -22,7 +22,8 @@ typedef struct sp_daemon {
 extern sp_daemon_t sp_g;
 
 int sp_daemon_run(const char *config_path, bool daemonize);
-/* Re-read the config and auth_file; returns false with a message on error. */
+/* Re-read the config and auth_file; returns false with a message in err on error. On
+ * success err lists the changes the file makes that need a restart ("" for none). */
 bool sp_daemon_reload(char *err, size_t errlen);
 void sp_daemon_shutdown(bool immediate);
 uint64_t sp_next_id(void);

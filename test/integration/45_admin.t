@@ -5,6 +5,8 @@
 # syntax error anywhere runs none of them); PAUSE db / RESUME db act on that database
 # only, an unknown name is an error; RELOAD (and SIGHUP) say which changes of the file
 # they could not apply (a WARNING in the log, a NOTICE to the admin client).
+# query_wait_timeout is 1 s: a client waiting out a PAUSE (global or of its database)
+# is not timed out, however long the pause.
 . "$(dirname "$0")/lib.sh"
 
 command -v psql >/dev/null || skip_all "psql is not installed"
@@ -13,7 +15,7 @@ sandbox_ensure
 PGPORT0=$SB_PRIMARY_PORT_0
 
 sp_write_config "$SP_TMP/sp.ini" auth_type=md5 pool_mode=transaction default_pool_size=5 \
-	query_wait_timeout=60 stats_users=md5user log_level=info
+	query_wait_timeout=1 stats_users=md5user log_level=info
 cat >>"$SP_CONFIG" <<EOF
 
 [database core]
