@@ -137,6 +137,7 @@ typedef struct sp_config {
 	int max_prepared_statements;   /* per server connection, 200; 0 disables tracking */
 	int pkt_buf;                   /* 4096: initial per-connection buffer */
 	int max_packet_size;           /* bytes; 1073741823, PostgreSQL's own limit */
+	int max_route_query_size;      /* bytes, 1MB: longer ones are not parsed; 0 = no limit */
 	char *log_file;
 	char *pid_file;
 	int log_level;                 /* sp_log_level_t: 0 error .. 4 trace */

@@ -177,6 +177,19 @@ void sp_router_reset(void);
 void sp_router_set_cache_limits(size_t max_entries, size_t max_bytes);
 
 /*
+ * max_route_query_size: sp_router_query and sp_router_prepare do not analyse a text
+ * longer than this many bytes (libpg_query's parse tree takes some 200 to 700 bytes
+ * of memory per byte of SQL, and the time of a single-threaded event loop). Such a
+ * text goes to the shard of its leading hint (shard: N or shard_key: K), else of the
+ * session's SET shardpool.shard / shard_key, as a write; without either, a database of
+ * one shard sends it to its primary and a sharded one refuses it with SQLSTATE 54000.
+ * 0: no limit. Any thread.
+ */
+#define SP_ROUTER_DEFAULT_MAX_QUERY_SIZE ((size_t)1 << 20)
+void sp_router_set_max_query_size(size_t bytes);
+size_t sp_router_max_query_size(void);
+
+/*
  * Function classes for the read/write split (analyze.h sp_analyze_opts_t).
  * The router takes ownership of the sets (NULL: the analyzer's built-in
  * list), frees the sets it replaces once no analysis uses them, and drops

@@ -237,6 +237,13 @@ static const struct keydef keys[] = {
     {G(max_packet_size), .type = KT_BYTES, .def = "1073741823", .min = 1024, .max = 1073741824, RELOAD,
      .help = "Reject protocol messages larger than this (PostgreSQL's own limit is 1 GB - 1); "
 	     "control messages (Sync, Execute, ...) are limited to 10000 bytes, as in PostgreSQL."},
+    {G(max_route_query_size), .type = KT_BYTES, .def = "1MB", .min = 0, .max = 1073741824, RELOAD,
+     .help = "On a sharded or read/write-split database, statements longer than this are not "
+	     "parsed to be routed (parsing costs some 200 to 700 bytes of memory per byte of SQL "
+	     "and stalls every client): they go, as writes, to the shard of a leading shard or "
+	     "shard_key hint or of SET shardpool.shard; on a database of one shard to its "
+	     "primary; else they are refused (SQLSTATE 54000). The default holds a multi-row "
+	     "INSERT of some 10,000 rows of 100 bytes; 0 means no limit."},
     /* logging */
     {G(log_file), .type = KT_PATH, .def = "",
      .help = "Append the log to this file; empty logs to stderr."},

@@ -41,6 +41,11 @@
 
 #include <errno.h>
 #include <limits.h>
+#if defined(__GLIBC__)
+#include <fcntl.h>
+#include <malloc.h>
+#include <unistd.h>
+#endif
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -57,6 +62,7 @@
 #define SQLSTATE_SYNTAX "42601"
 #define SQLSTATE_UNDEFINED "42704"
 #define SQLSTATE_OOM "53200"
+#define SQLSTATE_TOO_COMPLEX "54000" /* program_limit_exceeded */
 
 #define DEFAULT_MAX_ENTRIES 10000
 #define DEFAULT_MAX_BYTES ((size_t)32 << 20)
@@ -64,6 +70,21 @@
 
 /* Per-thread buffers above this size are given back after use. */
 #define TLS_KEEP_BYTES (256 * 1024)
+
+/*
+ * After analysing a statement at least this long, give the freed memory back to the
+ * system (malloc_trim): libpg_query's parse tree and its JSON take some 200 to 700 bytes
+ * per byte of SQL, and glibc would keep the whole peak resident once freed. Smaller
+ * statements leave too little behind to be worth the walk over the heap. Nor is it
+ * trimmed while the process is within TRIM_SLACK_BYTES of its size after the last
+ * trim: the next large statement reuses that memory, where trimming every time made
+ * back-to-back 70 kB to 1 MB INSERTs 20 to 35% slower (all of it faulted in again).
+ */
+#define TRIM_AFTER_BYTES (64 * 1024)
+#define TRIM_SLACK_BYTES ((size_t)64 << 20)
+
+/* max_route_query_size: longer statements are routed without an analysis; 0 = no limit */
+static atomic_size_t max_query_size = SP_ROUTER_DEFAULT_MAX_QUERY_SIZE;
 
 /* ------------------------------------------------------------------ lexer */
 
@@ -1058,6 +1079,10 @@ struct sp_plan {
 	 * list): the plan is stale once cols_gen moves past the one it saw */
 	bool uses_cols;
 	unsigned cols_gen;
+	/* a Parse text longer than max_route_query_size: not analysed, not cached (text is
+	 * empty); routed by its leading hints, else by the session (route_oversize) */
+	size_t oversize, oversize_limit;
+	sp_hints_t hints;
 	struct parena pa;
 };
 
@@ -3735,6 +3760,24 @@ static void route_error(struct rctx *rc, const sp_stmt_t *stmts, int n, const sp
 	     "%s", msg);
 }
 
+/* A target that leaves the shard of the client's open transaction: refused. */
+static void txn_conflict(const struct rctx *rc, sp_target_t *out)
+{
+	if (out->kind == SP_TARGET_FANOUT && rc->in_txn >= 0)
+		fail(out, SQLSTATE_FEATURE,
+		     "Run it outside the transaction, or add a condition on the shard key.",
+		     "this statement needs several shards, but the transaction is on shard %d",
+		     rc->in_txn);
+	else if (out->kind == SP_TARGET_SHARD && rc->in_txn >= 0 && out->shard != rc->in_txn)
+		fail(out, SQLSTATE_FEATURE,
+		     "Keep each transaction to one shard key, or commit and start another "
+		     "transaction.",
+		     "this statement needs shard %d, but the transaction is on shard %d; "
+		     "cross-shard transactions are "
+		     "not supported",
+		     out->shard, rc->in_txn);
+}
+
 static void route_all(struct rctx *rc, const sp_stmt_t *stmts, int n, bool has_error,
 		      sp_target_t *out)
 {
@@ -3826,22 +3869,104 @@ static void route_all(struct rctx *rc, const sp_stmt_t *stmts, int n, bool has_e
 			out->read = has_read && !out->write;
 	}
 done:
-	if (out->kind == SP_TARGET_FANOUT && rc->in_txn >= 0)
-		fail(out, SQLSTATE_FEATURE,
-		     "Run it outside the transaction, or add a condition on the shard key.",
-		     "this statement needs several shards, but the transaction is on shard %d",
-		     rc->in_txn);
-	else if (out->kind == SP_TARGET_SHARD && rc->in_txn >= 0 && out->shard != rc->in_txn)
-		fail(out, SQLSTATE_FEATURE,
-		     "Keep each transaction to one shard key, or commit and start another "
-		     "transaction.",
-		     "this statement needs shard %d, but the transaction is on shard %d; "
-		     "cross-shard transactions are "
-		     "not supported",
-		     out->shard, rc->in_txn);
+	txn_conflict(rc, out);
 	if (out->kind != SP_TARGET_ERROR)
 		*orig = work;
 	rc->sess = orig;
+}
+
+/*
+ * The hints of a text that is not lexed: those of the comments in front of its first
+ * token, read from a copy of that part only.
+ */
+static void leading_hints(struct tls *tl, const char *s, size_t n, sp_hints_t *h)
+{
+	size_t p = 0;
+
+	memset(h, 0, sizeof(*h));
+	h->shard = -1;
+	for (;;) {
+		while (p < n && is_space(s[p]))
+			p++;
+		if (p + 1 < n && s[p] == '-' && s[p + 1] == '-') {
+			while (p < n && s[p] != '\n')
+				p++;
+		} else if (p + 1 < n && s[p] == '/' && s[p + 1] == '*') {
+			int nest = 1;
+			p += 2;
+			while (p < n && nest > 0) {
+				if (s[p] == '*' && p + 1 < n && s[p + 1] == '/') {
+					nest--;
+					p += 2;
+				} else if (s[p] == '/' && p + 1 < n && s[p + 1] == '*') {
+					nest++;
+					p += 2;
+				} else {
+					p++;
+				}
+			}
+		} else {
+			break;
+		}
+	}
+	if (p == 0)
+		return;
+	sp_buf_reset(&tl->scratch);
+	if (sp_buf_append(&tl->scratch, s, p) && sp_buf_append(&tl->scratch, "", 1))
+		sp_analyze_hints((const char *)sp_buf_head(&tl->scratch), h);
+}
+
+/*
+ * A statement longer than max_route_query_size (len bytes, limit the limit then): it is
+ * not analysed, so it goes where a leading shard or shard_key hint or the session's
+ * SET shardpool.shard / shard_key says, as a write (shardpool cannot tell a read).
+ * Without one, a database of one shard sends it to its primary; a sharded one refuses
+ * it (54000) rather than guess.
+ */
+static void route_oversize(struct rctx *rc, size_t len, size_t limit, const sp_hints_t *h,
+			   sp_target_t *t)
+{
+	char hint[300];
+	int ss;
+
+	target_init(t);
+	t->write = true;
+	if (h->error) {
+		fail(t, SQLSTATE_PARAM,
+		     "Hints look like /* shard: 1 */, /* shard_key: 42 */ or /* role: replica */.",
+		     "invalid shardpool hint: %s", h->error);
+		return;
+	}
+	apply_role(rc, h, t);
+	if (h->shard >= 0) {
+		if (shard_in_range(rc->db, h->shard, "the shard hint", t)) {
+			t->kind = SP_TARGET_SHARD;
+			t->shard = h->shard;
+		}
+	} else if (h->has_shard_key) {
+		int k = key_text_shard(rc, NULL, h->shard_key, t);
+		if (k < 0)
+			return;
+		t->kind = SP_TARGET_SHARD;
+		t->shard = k;
+	} else if ((ss = session_shard(rc, NULL, t)) == -2) {
+		return;
+	} else if (ss >= 0) {
+		t->kind = SP_TARGET_SHARD;
+		t->shard = ss;
+	} else if (rc->db->n_shards > 1) {
+		snprintf(hint, sizeof(hint),
+			 "Put /* shard: N */ or /* shard_key: value */ in front of it, SET "
+			 "shardpool.shard first, send it in smaller statements, or raise "
+			 "max_route_query_size (now %zu bytes).",
+			 limit);
+		fail(t, SQLSTATE_TOO_COMPLEX, hint,
+		     "statement of %zu bytes is longer than max_route_query_size (%zu bytes): "
+		     "shardpool does not parse it to choose a shard",
+		     len, limit);
+		return;
+	}
+	txn_conflict(rc, t);
 }
 
 /* ------------------------------------------------------------------ shape memo */
@@ -4143,6 +4268,52 @@ static void memo_put(struct tls *tl, const sp_db_conf_t *db, const char *s, size
 
 /* ------------------------------------------------------------------ entry points */
 
+void sp_router_set_max_query_size(size_t bytes)
+{
+	atomic_store_explicit(&max_query_size, bytes, memory_order_relaxed);
+}
+
+size_t sp_router_max_query_size(void)
+{
+	return atomic_load_explicit(&max_query_size, memory_order_relaxed);
+}
+
+#if defined(__GLIBC__)
+static atomic_size_t rss_after_trim; /* bytes; 0 before the first trim */
+
+/* The resident size of the process in bytes, 0 if unknown. */
+static size_t rss_now(void)
+{
+	char buf[96];
+	unsigned long pages, resident;
+	int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	if (sscanf(buf, "%lu %lu", &pages, &resident) != 2)
+		return 0;
+	return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+#endif
+
+/* After a large analysis: its parse tree is freed, now unmap it (glibc keeps it otherwise). */
+static void give_back_memory(void)
+{
+#if defined(__GLIBC__)
+	size_t rss = rss_now(), base = atomic_load_explicit(&rss_after_trim, memory_order_relaxed);
+	if (rss && base && rss < base + TRIM_SLACK_BYTES)
+		return;
+	malloc_trim(0);
+	atomic_store_explicit(&rss_after_trim, rss_now(), memory_order_relaxed);
+#endif
+}
+
 void sp_router_session_init(sp_router_session_t *s)
 {
 	memset(s, 0, sizeof(*s));
@@ -4191,7 +4362,7 @@ bool sp_router_query(const sp_db_conf_t *db, sp_router_session_t *sess, const ch
 	sp_plan_t *p = NULL;
 	sp_analysis_t *a = NULL;
 	const char *orig;
-	bool uses_cols = false, shaped, memo_hit = false;
+	bool uses_cols = false, shaped, memo_hit = false, analysed = false;
 	unsigned gen = 0;
 	struct shape sh;
 
@@ -4207,6 +4378,18 @@ bool sp_router_query(const sp_db_conf_t *db, sp_router_session_t *sess, const ch
 	rc.sql = sql;
 	rc.lx = &tl->lx;
 	rc.tl = tl;
+	size_t limit = atomic_load_explicit(&max_query_size, memory_order_relaxed);
+	if (limit > 0 && len > limit) {
+		/* too costly to parse (and to lex: only the leading comments are read) */
+		sp_hints_t hints;
+		sp_router_session_t work = *sess;
+		rc.lx = NULL;
+		rc.sess = &work;
+		leading_hints(tl, sql, len, &hints);
+		route_oversize(&rc, len, limit, &hints, out);
+		tls_trim(tl);
+		return true;
+	}
 	shaped = shape_scan(sql, len, &sh);
 	if (shaped && (p = memo_get(tl, db, sql, len, &sh))) {
 		memo_hit = true;
@@ -4222,12 +4405,14 @@ bool sp_router_query(const sp_db_conf_t *db, sp_router_session_t *sess, const ch
 		sp_plan_unref(p);
 		p = NULL;
 		count(&st_no_lift);
+		analysed = true;
 		if (!(orig = nul_copy(tl, sql, len)) ||
 		    !(a = analyze(db, orig, true, &uses_cols, &gen)))
 			goto oom;
 		rc.lift_base = INT_MAX;
 	} else if (!p) {
 		count(&st_misses);
+		analysed = true;
 		if (!(a = analyze(db, tl->lx.norm, tl->lx.nl == 0, &uses_cols, &gen)))
 			goto oom;
 		if (tl->lx.nl > 0 && (a->has_error || lifting_hid_targets(a))) {
@@ -4272,9 +4457,13 @@ route:
 	sp_analysis_free(a);
 	if (!memo_hit)
 		tls_trim(tl);
+	if (analysed && len >= TRIM_AFTER_BYTES)
+		give_back_memory();
 	return true;
 oom:
 	sp_analysis_free(a);
+	if (analysed && len >= TRIM_AFTER_BYTES)
+		give_back_memory();
 	target_init(out); /* route_all inits it on every other path */
 	fail(out, SQLSTATE_OOM, NULL, "out of memory");
 	return false;
@@ -4283,19 +4472,36 @@ oom:
 sp_plan_t *sp_router_prepare(const sp_db_conf_t *db, const char *sql, size_t len)
 {
 	struct tls *tl = tls_get();
-	uint64_t h = key_hash(db, NS_PARSE, sql, len);
-	sp_plan_t *p = cache_get(db, NS_PARSE, sql, len, h);
+	size_t limit = atomic_load_explicit(&max_query_size, memory_order_relaxed);
+	uint64_t h;
+	sp_plan_t *p;
 	const char *copy;
 	sp_analysis_t *a;
 	bool uses_cols = false;
 	unsigned gen = 0;
 
-	if (p)
+	if (limit > 0 && len > limit) {
+		/* not analysed, not cached: a plan of its leading hints (route_oversize) */
+		if (!tl || !(p = plan_new(db, NS_PARSE, "", 0, 0)))
+			return NULL;
+		p->oversize = len;
+		p->oversize_limit = limit;
+		leading_hints(tl, sql, len, &p->hints);
+		tls_trim(tl);
+		return p;
+	}
+	h = key_hash(db, NS_PARSE, sql, len);
+	if ((p = cache_get(db, NS_PARSE, sql, len, h)))
 		return p;
 	count(&st_misses);
-	if (!tl || !(copy = nul_copy(tl, sql, len)) ||
-	    !(a = analyze(db, copy, true, &uses_cols, &gen)))
+	if (!tl || !(copy = nul_copy(tl, sql, len)))
 		return NULL;
+	a = analyze(db, copy, true, &uses_cols, &gen);
+	if (!a) {
+		if (len >= TRIM_AFTER_BYTES)
+			give_back_memory();
+		return NULL;
+	}
 	p = plan_new(db, NS_PARSE, sql, len, h);
 	if (p) {
 		p->uses_cols = uses_cols;
@@ -4308,6 +4514,8 @@ sp_plan_t *sp_router_prepare(const sp_db_conf_t *db, const char *sql, size_t len
 	sp_analysis_free(a);
 	if (p)
 		cache_put(p);
+	if (len >= TRIM_AFTER_BYTES)
+		give_back_memory();
 	return p;
 }
 
@@ -4335,10 +4543,23 @@ bool sp_router_bind(const sp_db_conf_t *db, sp_router_session_t *sess, sp_plan_t
 	rc.formats = formats;
 	rc.ptext = plan->text;
 	rc.ptext_len = plan->text_len;
+	if (plan->oversize) {
+		sp_router_session_t work = *sess;
+		rc.sess = &work;
+		route_oversize(&rc, plan->oversize, plan->oversize_limit, &plan->hints, out);
+		return true;
+	}
 	if (plan_stale(plan)) {
 		/* prepared before the table's column order changed (or became
 		 * known): route with a fresh analysis of the same text */
 		sp_plan_t *fresh = sp_router_prepare(db, plan->text, plan->text_len);
+		if (fresh && fresh->oversize) {
+			/* the limit went down meanwhile */
+			sp_router_bind(db, sess, fresh, nparams, values, lens, formats, in_txn_shard,
+				       out);
+			sp_plan_unref(fresh);
+			return true;
+		}
 		if (fresh) {
 			route_all(&rc, fresh->stmts, fresh->n_stmts, fresh->has_error, out);
 			sp_plan_unref(fresh);

@@ -210,6 +210,7 @@ static void test_defaults(void)
 	is_int(cfg->max_prepared_statements, 200, "default max_prepared_statements");
 	is_int(cfg->pkt_buf, 4096, "default pkt_buf");
 	is_int(cfg->max_packet_size, 1073741823, "default max_packet_size");
+	is_int(cfg->max_route_query_size, 1048576, "default max_route_query_size 1MB");
 	is_str(cfg->log_file, "", "default log_file");
 	is_str(cfg->pid_file, "", "default pid_file");
 	is_int(cfg->log_level, 2, "default log_level is info");
@@ -272,7 +273,7 @@ static void test_defaults(void)
 				bad++;
 			}
 		}
-		is_int(n_global, 42, "[shardpool] keys in the table");
+		is_int(n_global, 43, "[shardpool] keys in the table");
 		is_int(bad, 0, "value_str of every default equals the documented default");
 	}
 	sp_config_free(cfg);
@@ -905,6 +906,45 @@ static void test_example(void)
 	sp_config_free(cfg);
 }
 
+/* max_route_query_size: a size, 0 for no limit, reloadable. */
+static void test_route_query_size(void)
+{
+	char err[1024], buf[64];
+	sp_config_t *cfg, *next;
+	sp_config_item_t it;
+	bool found = false;
+
+	cfg = load_global("max_route_query_size = 256kB", err, sizeof(err));
+	ok(cfg && cfg->max_route_query_size == 262144, "max_route_query_size 256kB");
+	if (cfg)
+		is_str(sp_config_value_str(cfg, "max_route_query_size", buf, sizeof(buf)), "256kB",
+		       "show max_route_query_size");
+	sp_config_free(cfg);
+	cfg = load_global("max_route_query_size = 0", err, sizeof(err));
+	ok(cfg && cfg->max_route_query_size == 0, "max_route_query_size 0: no limit");
+	sp_config_free(cfg);
+	cfg = load_global("max_route_query_size = -1", err, sizeof(err));
+	ok(!cfg && strstr(err, "max_route_query_size: expected a size from 0"),
+	   "a negative max_route_query_size is refused: %s", err);
+	sp_config_free(cfg);
+	cfg = load_global("max_route_query_size = 2GB", err, sizeof(err));
+	ok(!cfg && strstr(err, "max_route_query_size"), "max_route_query_size above 1GB refused");
+	sp_config_free(cfg);
+
+	cfg = load_global("", err, sizeof(err));
+	next = load_global("max_route_query_size = 4MB", err, sizeof(err));
+	if (ok(cfg && next, "two configs")) {
+		sp_config_apply_reloadable(cfg, next);
+		is_int(cfg->max_route_query_size, 4 << 20, "reload copies max_route_query_size");
+	}
+	sp_config_free(cfg);
+	sp_config_free(next);
+	for (int i = 0; sp_config_key_at(i, &it); i++)
+		if (!strcmp(it.name, "max_route_query_size") && !strcmp(it.section, "shardpool"))
+			found = it.reloadable && !strcmp(it.def, "1MB") && strstr(it.help, "54000");
+	ok(found, "max_route_query_size is documented: reloadable, 1MB, says what happens");
+}
+
 int main(void)
 {
 	find_dirs();
@@ -914,6 +954,7 @@ int main(void)
 	test_range_list();
 	test_values();
 	test_reload();
+	test_route_query_size();
 	test_reference();
 	test_example();
 	return done_testing();

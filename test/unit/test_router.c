@@ -241,6 +241,140 @@ static void test_keys(void)
 		       t->message);
 }
 
+/* "PREFIX SELECT * FROM users WHERE user_id = KEY AND (v = 0 OR v = 1 ...)" of at least n bytes */
+static char *long_select(const char *prefix, long long key, size_t n)
+{
+	char *s = malloc(n + 256);
+	size_t w;
+
+	if (!s)
+		return NULL;
+	w = (size_t)sprintf(s, "%sSELECT * FROM users WHERE user_id = %lld AND (v = 0", prefix,
+			    key);
+	for (int i = 1; w < n; i++)
+		w += (size_t)sprintf(s + w, " OR v = %d", i);
+	sprintf(s + w, ")");
+	return s;
+}
+
+/*
+ * max_route_query_size: a longer text is never parsed (libpg_query needs hundreds of
+ * bytes of memory per byte of SQL); it goes by its leading hint or the session's shard,
+ * to the primary of a one-shard database, or is refused with 54000.
+ */
+static void test_oversize(void)
+{
+	int64_t a, b;
+	char pre[128];
+	char *s;
+	const sp_target_t *t;
+	sp_router_stats_t s0, s1;
+
+	two_keys(2, &a, &b);
+	ok(sp_router_max_query_size() == 1048576, "the default limit is 1MB");
+	/* the QA statement: 200,000 OR terms, 2.9 MB, is refused at once by default */
+	s = malloc(3100000);
+	if (s) {
+		size_t w = (size_t)sprintf(s, "SELECT * FROM users WHERE nosuchcol=1 AND (id=0");
+		for (int i = 1; i < 200000; i++)
+			w += (size_t)sprintf(s + w, " OR id=%d", i);
+		sprintf(s + w, ")");
+		t = q(&db2, s);
+		IS_ERROR(t, "54000", "max_route_query_size",
+			 "a 2.9 MB statement is not parsed: 54000");
+		ok(strstr(t->message, "1048576 bytes") && strstr(t->hint, "shard: N") &&
+		       strstr(t->hint, "max_route_query_size"),
+		   "the refusal names the size, the limit, the hint and the key");
+		free(s);
+	}
+
+	sp_router_set_max_query_size(300);
+	s = long_select("", b, 250);
+	if (s && strlen(s) < 300) {
+		memset(s + strlen(s), ' ', 301 - strlen(s));
+		s[300] = '\0';
+		IS_SHARD(q(&db2, s), 1,
+			 "a text of exactly the limit is analysed and routed by key");
+		s[300] = ' ';
+		s[301] = '\0';
+		IS_ERROR(q(&db2, s), "54000", "301 bytes", "one byte more is not");
+	}
+	free(s);
+	s = long_select("", b, 400);
+	t = q(&db2, s);
+	IS_ERROR(t, "54000", "max_route_query_size", "a text above the limit, no hint: 54000");
+	ok(strstr(t->message, "(300 bytes)"), "the message names the limit: %s", t->message);
+	free(s);
+
+	snprintf(pre, sizeof(pre), "/* shard: 1 */ ");
+	s = long_select(pre, a, 400);
+	t = q(&db2, s);
+	IS_SHARD(t, 1, "/* shard: 1 */ in front: shard 1, whatever its key says");
+	ok(t->write && !t->read, "  as a write");
+	free(s);
+	s = long_select("-- shard: 0\n  /* role: primary */\n", b, 400);
+	IS_SHARD(q(&db2, s), 0, "-- shard: 0 comment in front");
+	free(s);
+	snprintf(pre, sizeof(pre), "/* shard_key: %lld */", (long long)b);
+	s = long_select(pre, a, 400);
+	IS_SHARD(q(&db2, s), 1, "/* shard_key: K */ in front: the shard of K");
+	free(s);
+	s = long_select("/* shard: 7 */", a, 400);
+	IS_ERROR(q(&db2, s), "22023", "shard 7", "a shard hint out of range");
+	free(s);
+	s = long_select("/* shard: x */", a, 400);
+	IS_ERROR(q(&db2, s), "22023", "hint", "an invalid hint");
+	free(s);
+	s = long_select("SELECT 1; /* shard: 1 */ ", a, 400);
+	IS_ERROR(q(&db2, s), "54000", "max_route_query_size",
+		 "a hint after the first token is not one");
+	free(s);
+
+	q(&db2, "SET shardpool.shard = 1");
+	s = long_select("", a, 400);
+	IS_SHARD(q(&db2, s), 1, "SET shardpool.shard = 1: there");
+	IS_ERROR(qtx(&db2, s, 0), "0A000", "transaction is on shard 0",
+		 "  but not out of a transaction on shard 0");
+	sp_router_session_init(&sess);
+	IS_ERROR(qtx(&db2, s, 1), "54000", "max_route_query_size",
+		 "in a transaction, no hint: 54000 (its keys may be elsewhere)");
+	t = q(&db1, s);
+	ok(t->kind == SP_TARGET_ANY && t->write,
+	   "one shard (replicas): to the primary, as a write");
+	free(s);
+
+	/* Parse texts */
+	sp_router_get_stats(&s0);
+	s = long_select("", b, 400);
+	sp_plan_t *p = sp_router_prepare(&db2, s, strlen(s));
+	ok(p != NULL, "a long Parse text gets a plan");
+	sp_router_bind(&db2, &sess, p, 0, NULL, NULL, NULL, -1, &T);
+	IS_ERROR(&T, "54000", "max_route_query_size", "  Bind: 54000");
+	sp_plan_unref(p);
+	free(s);
+	snprintf(pre, sizeof(pre), "/* shard_key: %lld */", (long long)b);
+	s = long_select(pre, a, 400);
+	p = sp_router_prepare(&db2, s, strlen(s));
+	sp_router_bind(&db2, &sess, p, 0, NULL, NULL, NULL, -1, &T);
+	IS_SHARD(&T, 1, "  with a shard_key hint: its shard");
+	sp_plan_unref(p);
+	sp_router_get_stats(&s1);
+	ok(s1.misses == s0.misses && s1.entries == s0.entries,
+	   "long Parse texts are neither analysed nor cached");
+
+	sp_router_set_max_query_size(0);
+	p = sp_router_prepare(&db2, s, strlen(s));
+	sp_router_bind(&db2, &sess, p, 0, NULL, NULL, NULL, -1, &T);
+	IS_SHARD(&T, 1, "limit 0: analysed, the hint still rules");
+	sp_plan_unref(p);
+	free(s);
+	s = long_select("", b, 400);
+	IS_SHARD(q(&db2, s), 1, "limit 0: a long text is analysed and routed by key");
+	free(s);
+	sp_router_set_max_query_size(SP_ROUTER_DEFAULT_MAX_QUERY_SIZE);
+	sp_router_session_init(&sess);
+}
+
 static void test_bind(void)
 {
 	int64_t a, b;
@@ -1022,6 +1156,7 @@ int main(void)
 {
 	sp_router_session_init(&sess);
 	test_keys();
+	test_oversize();
 	test_bind();
 	test_fanout();
 	test_writes();
