@@ -60,6 +60,37 @@ sp_shard_parse_t sp_shard_value_from_text(sp_key_type_t type, const char *s, siz
 					  sp_shard_value_t *out, char *err, size_t errlen);
 
 /*
+ * A numeric value as it bears on an integer key: sp_shard_numeric_from_text().
+ * PostgreSQL compares an integer column with a numeric one exactly (bigint =
+ * numeric casts the bigint), and assigns a numeric to an integer column by
+ * rounding half away from zero (2.5 -> 3, -2.5 -> -3).
+ */
+typedef enum {
+	SP_NUMERIC_FINITE = 0,
+	SP_NUMERIC_NAN,
+	SP_NUMERIC_POS_INF,
+	SP_NUMERIC_NEG_INF
+} sp_numeric_kind_t;
+
+typedef struct sp_shard_numeric {
+	sp_numeric_kind_t kind;
+	bool integral;	 /* finite and no nonzero digit after the point: 2.0, 1e2, -0.00 */
+	bool overflow;	 /* finite, and the rounded value is outside int64 */
+	int64_t rounded; /* finite and !overflow: the value rounded half away from zero */
+} sp_shard_numeric_t;
+
+/*
+ * Read the text form of a numeric as PostgreSQL 15's numeric_in does: optional
+ * surrounding whitespace, an optional sign, digits with at most one decimal point
+ * (at least one digit), an optional exponent (e or E, optional sign, digits); or NaN,
+ * [+-]Infinity, [+-]inf in any case. SP_SHARD_EINVAL (22P02, with PostgreSQL's
+ * wording in err) for anything else. Exponents of any size are accepted: the value
+ * only overflows.
+ */
+sp_shard_parse_t sp_shard_numeric_from_text(const char *s, size_t len, sp_shard_numeric_t *out,
+					    char *err, size_t errlen);
+
+/*
  * Parse a binary-format Bind parameter: integers as 2, 4 or 8 bytes in network
  * order (any width for any integer key type, range-checked against the key's
  * type, since a driver may bind an int8 against an integer column), uuid as 16

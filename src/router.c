@@ -62,6 +62,8 @@
 #define SQLSTATE_SYNTAX "42601"
 #define SQLSTATE_UNDEFINED "42704"
 #define SQLSTATE_OOM "53200"
+#define SQLSTATE_INVALID_TEXT "22P02"
+#define SQLSTATE_OUT_OF_RANGE "22003"
 #define SQLSTATE_TOO_COMPLEX "54000" /* program_limit_exceeded */
 
 #define DEFAULT_MAX_ENTRIES 10000
@@ -128,6 +130,7 @@ struct lstmt {
 struct lit {
 	int tok;
 	uint32_t voff, vlen; /* unescaped value in lexer.v, NUL-terminated */
+	bool number;	     /* a numeric constant (42, 2.5, 1e3), else a '...' or $$...$$ string */
 };
 
 struct lexer {
@@ -757,7 +760,8 @@ static bool tok_in(const char *s, const struct tok *t, const char *const *list)
 	return false;
 }
 
-static bool push_value(struct lexer *lx, int tok, const char *p, size_t n, bool unquote)
+static bool push_value(struct lexer *lx, int tok, const char *p, size_t n, bool unquote,
+		       bool number)
 {
 	if (!sp_grow_array(&lx->l, &lx->capl, lx->nl + 1, sizeof(*lx->l)) ||
 	    !growz(&lx->v, &lx->vcap, lx->vn + n + 1))
@@ -765,6 +769,7 @@ static bool push_value(struct lexer *lx, int tok, const char *p, size_t n, bool 
 	struct lit *l = &lx->l[lx->nl++];
 	char *w = lx->v + lx->vn;
 	l->tok = tok;
+	l->number = number;
 	l->voff = (uint32_t)lx->vn;
 	if (unquote) {
 		for (size_t i = 0; i < n; i++) {
@@ -841,7 +846,7 @@ static bool lift(const char *s, struct lexer *lx)
 				if (blen > 0 && body[0] == '{')
 					continue; /* an array literal: the analyzer expands it
 						     itself */
-				if (!push_value(lx, i, body, blen, t->type == T_STRING))
+				if (!push_value(lx, i, body, blen, t->type == T_STRING, false))
 					return false;
 				t->lift = LIFT_LITERAL;
 				continue;
@@ -861,9 +866,9 @@ static bool lift(const char *s, struct lexer *lx)
 				/* a unary sign: -5 is one constant for the grammar */
 				lx->t[i - 1].lift = LIFT_SIGN;
 				if (!push_value(lx, i, s + prev->start,
-						t->start + t->len - prev->start, false))
+						t->start + t->len - prev->start, false, true))
 					return false;
-			} else if (!push_value(lx, i, s + t->start, t->len, false)) {
+			} else if (!push_value(lx, i, s + t->start, t->len, false, true)) {
 				return false;
 			}
 			t->lift = LIFT_LITERAL;
@@ -1770,13 +1775,22 @@ static bool is_int_type(sp_key_type_t t)
 	return t == SP_KEY_SMALLINT || t == SP_KEY_INTEGER || t == SP_KEY_BIGINT;
 }
 
+/*
+ * A key value as the client wrote or bound it. number: PostgreSQL types it as a number
+ * of its own (a numeric constant such as 42, 2.0, 1e2 or 99999999999999999999, or a
+ * text Bind parameter, whose declared type may be numeric: a driver's BigDecimal),
+ * which it compares with an integer key exactly and assigns to one rounded; else the
+ * key column types it (a '...' literal, a hint), with the key type's input rules.
+ */
 struct raw {
 	const char *p;
 	size_t n;
 	bool binary;
+	bool number;
 };
 
-enum { V_OK = 0, V_NULL, V_UNKNOWN, V_ERROR };
+/* V_NOROW: no row can have this key value (id = 1.5 on an integer key) */
+enum { V_OK = 0, V_NULL, V_UNKNOWN, V_ERROR, V_NOROW };
 
 static int raw_of(const struct rctx *rc, const sp_value_t *v, struct raw *r)
 {
@@ -1787,6 +1801,7 @@ static int raw_of(const struct rctx *rc, const sp_value_t *v, struct raw *r)
 		r->p = v->text ? v->text : "";
 		r->n = strlen(r->p);
 		r->binary = false;
+		r->number = v->lit == SP_LIT_INT || v->lit == SP_LIT_NUMERIC;
 		return V_OK;
 	case SP_VAL_NULL:
 		return V_NULL;
@@ -1797,6 +1812,7 @@ static int raw_of(const struct rctx *rc, const sp_value_t *v, struct raw *r)
 			r->p = rc->lx->v + l->voff;
 			r->n = l->vlen;
 			r->binary = false;
+			r->number = l->number;
 			return V_OK;
 		}
 		if (n >= 1 && n <= rc->nparams && rc->values && rc->lens) {
@@ -1805,6 +1821,7 @@ static int raw_of(const struct rctx *rc, const sp_value_t *v, struct raw *r)
 			r->p = (const char *)rc->values[n - 1];
 			r->n = (size_t)rc->lens[n - 1];
 			r->binary = rc->formats && rc->formats[n - 1] == 1;
+			r->number = !r->binary;
 			return V_OK;
 		}
 		return V_UNKNOWN;
@@ -1823,6 +1840,172 @@ static int parse_raw(sp_key_type_t type, const struct raw *r, sp_shard_value_t *
 		return 0;
 	fail(t, sp_shard_parse_sqlstate(rc), NULL, "%s", err);
 	return -1;
+}
+
+/* Explicit casts that change what an integer key's value means. */
+enum cast_class { CAST_NONE = 0, CAST_INT, CAST_NUMERIC, CAST_FLOAT, CAST_OTHER };
+
+/* The class of cast (sp_value_t.cast, "[]" of an array ignored); *int_type for CAST_INT,
+ * *bits for CAST_FLOAT: integers below 2^bits in magnitude are exact in that type. */
+static enum cast_class cast_class(const char *cast, sp_key_type_t *int_type, int *bits)
+{
+	static const struct {
+		const char *name;
+		enum cast_class c;
+		int arg;
+	} casts[] = {
+	    {"int2", CAST_INT, SP_KEY_SMALLINT},
+	    {"smallint", CAST_INT, SP_KEY_SMALLINT},
+	    {"int4", CAST_INT, SP_KEY_INTEGER},
+	    {"int", CAST_INT, SP_KEY_INTEGER},
+	    {"integer", CAST_INT, SP_KEY_INTEGER},
+	    {"int8", CAST_INT, SP_KEY_BIGINT},
+	    {"bigint", CAST_INT, SP_KEY_BIGINT},
+	    {"numeric", CAST_NUMERIC, 0},
+	    {"decimal", CAST_NUMERIC, 0},
+	    {"float4", CAST_FLOAT, 24},
+	    {"real", CAST_FLOAT, 24},
+	    {"float8", CAST_FLOAT, 53},
+	    {"float", CAST_FLOAT, 53},
+	    {"double precision", CAST_FLOAT, 53},
+	};
+	size_t n;
+
+	if (!cast)
+		return CAST_NONE;
+	n = strlen(cast);
+	if (n >= 2 && cast[n - 2] == '[' && cast[n - 1] == ']')
+		n -= 2;
+	for (size_t i = 0; i < sizeof(casts) / sizeof(casts[0]); i++)
+		if (strlen(casts[i].name) == n && memcmp(casts[i].name, cast, n) == 0) {
+			if (casts[i].c == CAST_INT)
+				*int_type = (sp_key_type_t)casts[i].arg;
+			else
+				*bits = casts[i].arg;
+			return casts[i].c;
+		}
+	return CAST_OTHER;
+}
+
+static bool int_fits(sp_key_type_t type, int64_t v)
+{
+	if (type == SP_KEY_SMALLINT)
+		return v >= INT16_MIN && v <= INT16_MAX;
+	if (type == SP_KEY_INTEGER)
+		return v >= INT32_MIN && v <= INT32_MAX;
+	return true;
+}
+
+/* Does a float of `bits` mantissa bits equal v and no other integer? */
+static bool float_exact(int64_t v, int bits)
+{
+	return v < (int64_t)1 << bits && v > -((int64_t)1 << bits);
+}
+
+/* PostgreSQL's error for a numeric or wider integer cast to an integer type it does not fit. */
+static int out_of_range(sp_key_type_t type, sp_target_t *t)
+{
+	fail(t, SQLSTATE_OUT_OF_RANGE, NULL, "%s out of range", sp_shard_type_name(type));
+	return V_ERROR;
+}
+
+/* An integer that is the value of an integer key: compared, one outside the key's type
+ * matches no row (int4 = int8 compares as int8); assigned, it is an error. */
+static int int_in_key(sp_key_type_t type, int64_t v, bool assign, sp_target_t *t)
+{
+	if (int_fits(type, v))
+		return V_OK;
+	return assign ? out_of_range(type, t) : V_NOROW;
+}
+
+/*
+ * The value of one key column of type `type`, compared with rows (assign false: WHERE,
+ * JOIN ... ON, IN, ANY) or assigned to the key (INSERT ... VALUES, UPDATE ... SET),
+ * as PostgreSQL would take it: V_OK (out set), V_NOROW (no row can have that key),
+ * V_UNKNOWN (only the server can tell) or V_ERROR (t holds PostgreSQL's error, or a
+ * refusal where the value is assigned and shardpool cannot tell which it becomes).
+ *
+ * Integer keys (other types are read with the key type's input rules):
+ *   '...', hint       the key type's input (id = '2.5': 22P02, as PostgreSQL)
+ *   number, text Bind numeric semantics: compared, only an integral value in the
+ *                     key's range can match (id = 2.0 is id = 2; id = 1.5 and
+ *                     id = 1e30 match no row); assigned, rounded half away from
+ *                     zero as numeric's cast to an integer (2.5 -> 3, -2.5 -> -3)
+ *   ::int2/int4/int8  a string: that type's input; a number: rounded by the cast
+ *   ::numeric         an integral value as above, else unknown (a typmod such as
+ *                     numeric(10,0), which the analysis does not keep, may round it)
+ *   ::float4/float8   an integer exact in the type, else unknown (float equality
+ *                     matches several integers beyond 2^24 / 2^53)
+ *   other casts       the key type's input; the server reports any type mismatch
+ */
+static int key_value(sp_key_type_t type, const struct raw *r, const char *cast, bool assign,
+		     sp_shard_value_t *out, sp_target_t *t)
+{
+	sp_key_type_t ctype = type;
+	int bits = 0;
+	enum cast_class cc;
+	sp_shard_numeric_t num;
+	sp_shard_parse_t prc;
+	char err[300];
+
+	if (!is_int_type(type) || r->binary)
+		return parse_raw(type, r, out, t) < 0 ? V_ERROR : V_OK;
+	cc = cast_class(cast, &ctype, &bits);
+	/* a plain integer of the key's (or the integer cast's) type: nearly every key */
+	prc = sp_shard_value_from_text(ctype, r->p, r->n, out, err, sizeof(err));
+	if (prc == SP_SHARD_OK) {
+		if (cc == CAST_FLOAT && !float_exact(out->i, bits))
+			goto inexact;
+		return cc == CAST_INT ? int_in_key(type, out->i, assign, t) : V_OK;
+	}
+	if (cc == CAST_OTHER || ((cc == CAST_NONE || cc == CAST_INT) && !r->number) ||
+	    sp_shard_numeric_from_text(r->p, r->n, &num, NULL, 0) != SP_SHARD_OK) {
+		if (cc == CAST_FLOAT)
+			goto inexact; /* float input has rules of its own: the server decides */
+		if (cc == CAST_NUMERIC)
+			sp_shard_numeric_from_text(r->p, r->n, &num, err, sizeof(err));
+		fail(t, cc == CAST_NUMERIC ? SQLSTATE_INVALID_TEXT : sp_shard_parse_sqlstate(prc),
+		     NULL, "%s", err);
+		return V_ERROR;
+	}
+	if (num.kind != SP_NUMERIC_FINITE) {
+		/* NaN and infinity equal no integer, and convert to none */
+		if (cc == CAST_FLOAT)
+			goto inexact;
+		if (!assign && cc != CAST_INT)
+			return V_NOROW;
+		fail(t, SQLSTATE_FEATURE, NULL, "cannot convert %s to %s",
+		     num.kind == SP_NUMERIC_NAN ? "NaN" : "infinity", sp_shard_type_name(ctype));
+		return V_ERROR;
+	}
+	switch (cc) {
+	case CAST_INT: /* the cast rounds, and fails outside its type */
+		if (num.overflow || !int_fits(ctype, num.rounded))
+			return out_of_range(ctype, t);
+		out->i = num.rounded;
+		return int_in_key(type, out->i, assign, t);
+	case CAST_NUMERIC:
+	case CAST_FLOAT:
+		if (!num.integral || num.overflow ||
+		    (cc == CAST_FLOAT && !float_exact(num.rounded, bits)))
+			goto inexact;
+		break;
+	default: /* a number: exact when compared, rounded when assigned */
+		if (!assign && !num.integral)
+			return V_NOROW;
+		if (num.overflow)
+			return assign ? out_of_range(type, t) : V_NOROW;
+		break;
+	}
+	out->i = num.rounded;
+	return int_in_key(type, out->i, assign, t);
+inexact:
+	if (!assign)
+		return V_UNKNOWN;
+	fail(t, SQLSTATE_FEATURE, "Give the shard key an integer literal or parameter.",
+	     "shardpool cannot tell which %s the shard key value %.*s::%s becomes",
+	     sp_shard_type_name(type), r->n > 64 ? 64 : (int)r->n, r->p, cast ? cast : "");
+	return V_ERROR;
 }
 
 static void value_text(sp_key_type_t type, const sp_shard_value_t *v, char *buf, size_t n)
@@ -1961,12 +2144,14 @@ static int add_parsed(struct rctx *rc, const sp_table_conf_t *tc, const sp_shard
 	return 0;
 }
 
-/* Elements of an array parameter ($n in key = ANY($n)): text "{1,2}" or binary. */
-static int array_shards(struct rctx *rc, const sp_table_conf_t *tc, const struct raw *r, bool write,
-			struct shards *out, sp_target_t *t)
+/* Elements of an array parameter ($n in key = ANY($n)): text "{1,2}" or binary; cast is
+ * the parameter's (numeric[]). */
+static int array_shards(struct rctx *rc, const sp_table_conf_t *tc, const struct raw *r,
+			const char *cast, bool write, struct shards *out, sp_target_t *t)
 {
 	sp_shard_value_t pv;
 	bool isnull;
+	int kv;
 	sp_buf_t *sb = &rc->tl->scratch;
 
 	if (tc->n_keys != 1)
@@ -1991,7 +2176,7 @@ static int array_shards(struct rctx *rc, const sp_table_conf_t *tc, const struct
 			if (!isnull) {
 				if (end - p < len)
 					return V_UNKNOWN;
-				struct raw e = {(const char *)p, (size_t)len, true};
+				struct raw e = {(const char *)p, (size_t)len, true, false};
 				if (parse_raw(tc->key_types[0], &e, &pv, t) < 0)
 					return V_ERROR;
 				p += len;
@@ -2044,12 +2229,15 @@ static int array_shards(struct rctx *rc, const sp_table_conf_t *tc, const struct
 		}
 		isnull = !quoted && sp_buf_len(sb) == 4 &&
 			 strncasecmp((const char *)sp_buf_head(sb), "null", 4) == 0;
+		kv = V_OK;
 		if (!isnull) {
-			struct raw e = {(const char *)sp_buf_head(sb), sp_buf_len(sb), false};
-			if (parse_raw(tc->key_types[0], &e, &pv, t) < 0)
-				return V_ERROR;
+			/* the elements of a text parameter: numbers if it was bound as numeric[] */
+			struct raw e = {(const char *)sp_buf_head(sb), sp_buf_len(sb), false, true};
+			kv = key_value(tc->key_types[0], &e, cast, write, &pv, t);
+			if (kv == V_ERROR || kv == V_UNKNOWN)
+				return kv;
 		}
-		if (add_parsed(rc, tc, &pv, &isnull, write, out, t) < 0)
+		if (kv != V_NOROW && add_parsed(rc, tc, &pv, &isnull, write, out, t) < 0)
 			return V_ERROR;
 		while (p < end && is_space(*p))
 			p++;
@@ -2064,15 +2252,17 @@ static int array_shards(struct rctx *rc, const sp_table_conf_t *tc, const struct
 }
 
 /*
- * Add the shards of one key tuple (vals[0 .. n_keys)) to *out. Returns V_OK,
- * V_UNKNOWN (a parameter without a value yet, an expression) or V_ERROR
- * (t holds the error).
+ * Add the shards of one key tuple (vals[0 .. n_keys)) to *out. write: the values are
+ * assigned to the key (INSERT ... VALUES, UPDATE ... SET), else compared with it.
+ * Returns V_OK (nothing added when no row can have the tuple), V_UNKNOWN (a parameter
+ * without a value yet, an expression) or V_ERROR (t holds the error).
  */
 static int tuple_shards(struct rctx *rc, const sp_table_conf_t *tc, const sp_value_t *vals,
 			bool write, struct shards *out, sp_target_t *t)
 {
 	sp_shard_value_t pv[SP_ANALYZE_MAX_KEYS];
 	bool nulls[SP_ANALYZE_MAX_KEYS];
+	bool norow = false;
 	int nk = tc->n_keys;
 
 	if (nk > SP_ANALYZE_MAX_KEYS)
@@ -2085,14 +2275,20 @@ static int tuple_shards(struct rctx *rc, const sp_table_conf_t *tc, const sp_val
 				return V_OK; /* = ANY(NULL) matches nothing */
 			if (rv != V_OK)
 				return V_UNKNOWN;
-			return array_shards(rc, tc, &r, write, out, t);
+			return array_shards(rc, tc, &r, vals[k].cast, write, out, t);
 		}
 		if (rv == V_UNKNOWN)
 			return V_UNKNOWN;
 		nulls[k] = rv == V_NULL;
-		if (!nulls[k] && parse_raw(tc->key_types[k], &r, &pv[k], t) < 0)
-			return V_ERROR;
+		if (!nulls[k]) {
+			int kv = key_value(tc->key_types[k], &r, vals[k].cast, write, &pv[k], t);
+			if (kv == V_ERROR || kv == V_UNKNOWN)
+				return kv;
+			norow |= kv == V_NOROW;
+		}
 	}
+	if (norow)
+		return V_OK;
 	return add_parsed(rc, tc, pv, nulls, write, out, t) < 0 ? V_ERROR : V_OK;
 }
 
@@ -3622,9 +3818,12 @@ static void route_stmt(struct rctx *rc, const sp_stmt_t *st, const sp_hints_t *h
 		}
 		if (!unknown) {
 			if (!all.any) {
-				/* no row can match (NULL key under range/list): any one shard
-				 * answers */
-				if ((ss = session_shard(rc, st, t)) >= 0) {
+				/* no row can match (a NULL key under range/list, id = 1.5 on an
+				 * integer key): any one shard answers, the transaction's first */
+				if (rc->in_txn >= 0) {
+					t->kind = SP_TARGET_SHARD;
+					t->shard = rc->in_txn;
+				} else if ((ss = session_shard(rc, st, t)) >= 0) {
 					t->kind = SP_TARGET_SHARD;
 					t->shard = ss;
 				} else if (ss == -1) {
@@ -4197,9 +4396,10 @@ static sp_plan_t *memo_get(struct tls *tl, const sp_db_conf_t *db, const char *s
 		if (!(os->flags & SLOT_LIFT))
 			continue;
 		if (os->flags & SLOT_STRING)
-			ok = push_value(lx, -1, s + ns->at + 1, ns->len - 2, true);
+			ok = push_value(lx, -1, s + ns->at + 1, ns->len - 2, true, false);
 		else
-			ok = push_value(lx, -1, s + ns->at - os->sign, ns->len + os->sign, false);
+			ok = push_value(lx, -1, s + ns->at - os->sign, ns->len + os->sign, false,
+					true);
 		if (!ok)
 			return NULL;
 	}

@@ -399,6 +399,123 @@ sp_shard_parse_t sp_shard_value_from_text(sp_key_type_t type, const char *s, siz
 	return SP_SHARD_EINVAL;
 }
 
+static bool word_is(const char *s, size_t n, const char *w)
+{
+	size_t wl = strlen(w);
+
+	if (n != wl)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((s[i] | 0x20) != w[i])
+			return false;
+	return true;
+}
+
+sp_shard_parse_t sp_shard_numeric_from_text(const char *s, size_t len, sp_shard_numeric_t *out,
+					    char *err, size_t errlen)
+{
+	size_t i = 0, end = len, k, digits;
+	bool neg = false, point = false, over = false, frac = false;
+	long long intdigits = 0, exp10 = 0, place;
+	uint64_t mag = 0, limit;
+	int round_digit = 0;
+
+	memset(out, 0, sizeof(*out));
+	while (i < end && is_space(s[i]))
+		i++;
+	while (end > i && is_space(s[end - 1]))
+		end--;
+	if (word_is(s + i, end - i, "nan")) {
+		out->kind = SP_NUMERIC_NAN;
+		return SP_SHARD_OK;
+	}
+	k = i;
+	if (k < end && (s[k] == '+' || s[k] == '-'))
+		neg = s[k++] == '-';
+	if (word_is(s + k, end - k, "infinity") || word_is(s + k, end - k, "inf")) {
+		out->kind = neg ? SP_NUMERIC_NEG_INF : SP_NUMERIC_POS_INF;
+		return SP_SHARD_OK;
+	}
+	digits = k;
+	for (; k < end; k++) {
+		if (s[k] >= '0' && s[k] <= '9')
+			intdigits += !point;
+		else if (s[k] == '.' && !point)
+			point = true;
+		else
+			break;
+	}
+	if (k == digits + (point ? 1 : 0)) /* no digit at all */
+		goto invalid;
+	size_t digits_end = k;
+	if (k < end && (s[k] == 'e' || s[k] == 'E')) {
+		bool eneg = false;
+		k++;
+		if (k < end && (s[k] == '+' || s[k] == '-'))
+			eneg = s[k++] == '-';
+		if (k >= end || s[k] < '0' || s[k] > '9')
+			goto invalid;
+		for (; k < end && s[k] >= '0' && s[k] <= '9'; k++)
+			if (exp10 < 1000000000LL) /* beyond that the value overflows anyway */
+				exp10 = exp10 * 10 + (s[k] - '0');
+		if (eneg)
+			exp10 = -exp10;
+	}
+	if (k != end)
+		goto invalid;
+	/* digit j (the point skipped) stands for d * 10^place, place = intdigits - 1 - j + exp10 */
+	limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+	place = intdigits - 1 + exp10;
+	long long lowest = 0;
+	bool any_int = false;
+	for (k = digits; k < digits_end; k++) {
+		if (s[k] == '.')
+			continue;
+		unsigned d = (unsigned)(s[k] - '0');
+		if (place >= 0) {
+			if (!over) {
+				if (mag > (limit - d) / 10)
+					over = true;
+				else
+					mag = mag * 10 + d;
+			}
+			any_int = true;
+			lowest = place;
+		} else {
+			if (place == -1)
+				round_digit = (int)d;
+			if (d)
+				frac = true;
+		}
+		place--;
+	}
+	/* the integer digits end above the units (1.5e3: 15, then * 10^2) */
+	if (any_int && mag != 0)
+		for (long long z = 0; z < lowest && !over; z++) {
+			if (mag > limit / 10)
+				over = true;
+			else
+				mag *= 10;
+		}
+	if (!over && round_digit >= 5) {
+		if (mag >= limit)
+			over = true;
+		else
+			mag++;
+	}
+	out->kind = SP_NUMERIC_FINITE;
+	out->integral = !frac;
+	out->overflow = over;
+	if (!over)
+		out->rounded = neg ? (int64_t)(0 - mag) : (int64_t)mag;
+	return SP_SHARD_OK;
+invalid:
+	if (err && errlen > 0)
+		snprintf(err, errlen, "invalid input syntax for type numeric: \"%.*s\"",
+			 quoted_len(len), s);
+	return SP_SHARD_EINVAL;
+}
+
 sp_shard_parse_t sp_shard_value_from_binary(sp_key_type_t type, const void *data, size_t len,
 					    sp_shard_value_t *out, char *err, size_t errlen)
 {

@@ -193,8 +193,12 @@ static void test_keys(void)
 		 bigint_shard(INT64_MAX, 4), "bigint max");
 	IS_ERROR(q(&db4, "SELECT * FROM users WHERE user_id = 'abc'"), "22P02",
 		 "invalid input syntax", "non-numeric key for a bigint column: 22P02");
-	IS_ERROR(q(&db4, "SELECT * FROM users WHERE user_id = 99999999999999999999"), "22003",
-		 "out of range", "key out of bigint range: 22003");
+	IS_ERROR(q(&db4, "SELECT * FROM users WHERE user_id = '99999999999999999999'"), "22003",
+		 "out of range", "quoted key out of bigint range: 22003");
+	/* unquoted, it is a numeric constant: bigint = numeric matches no row (PostgreSQL
+	 * answers, with no rows), so any one shard answers */
+	IS_SHARD(q(&db4, "SELECT * FROM users WHERE user_id = 99999999999999999999"), 0,
+		 "numeric constant beyond bigint: no row can match, one shard");
 
 	/* joins on the key pin both tables */
 	snprintf(
@@ -239,6 +243,132 @@ static void test_keys(void)
 		"IN (1,2,3) over 4 shards: mask %llx", (unsigned long long)m4))
 		printf("#   got %s mask %llx: %s\n", kind(t), (unsigned long long)t->shard_mask,
 		       t->message);
+}
+
+/* Bind a statement's parameters as text. */
+static const sp_target_t *bind_text(const sp_db_conf_t *db, const char *sql, int n,
+				    const char *const *v, int txn)
+{
+	const uint8_t *vals[8];
+	int32_t lens[8];
+	int16_t fmts[8] = {0};
+	sp_plan_t *p = sp_router_prepare(db, sql, strlen(sql));
+
+	for (int i = 0; i < n && i < 8; i++) {
+		vals[i] = (const uint8_t *)v[i];
+		lens[i] = v[i] ? (int32_t)strlen(v[i]) : -1;
+	}
+	sp_router_bind(db, &sess, p, n, vals, lens, fmts, txn, &T);
+	sp_plan_unref(p);
+	return &T;
+}
+
+/*
+ * Integer keys compared with or assigned a numeric value, as PostgreSQL takes them:
+ * bigint = numeric compares exactly (id = 2.0 is id = 2, id = 1.5 matches no row), an
+ * INSERT rounds half away from zero (2.5 -> 3, -2.5 -> -3), and only a '...' literal
+ * is read with the key type's own input (id = '2.0' is 22P02).
+ */
+static void test_numeric_keys(void)
+{
+	char sql[256];
+	int64_t a, b;
+	const sp_target_t *t;
+
+	for (int pass = 0; pass < 2; pass++) { /* again: from the plan cache and the shape memo */
+		IS_SHARD(q(&db4, "SELECT * FROM users WHERE user_id = 2.0"), bigint_shard(2, 4),
+			 "user_id = 2.0 is user_id = 2 (pass %d)", pass);
+		IS_ERROR(q(&db4, "SELECT * FROM users WHERE user_id = '2.0'"), "22P02",
+			 "invalid input syntax for type bigint",
+			 "user_id = '2.0': the key type's input, 22P02 as PostgreSQL (pass %d)",
+			 pass);
+		IS_SHARD(q(&db4, "SELECT * FROM users WHERE user_id = 1e2"), bigint_shard(100, 4),
+			 "user_id = 1e2 is user_id = 100 (pass %d)", pass);
+		IS_SHARD(q(&db4, "SELECT * FROM users WHERE user_id = 1.5"), 0,
+			 "user_id = 1.5 matches no row: one shard answers (pass %d)", pass);
+		IS_ERROR(q(&db4, "SELECT * FROM users WHERE user_id = 'abc'"), "22P02",
+			 "invalid input syntax", "user_id = 'abc' still 22P02 (pass %d)", pass);
+	}
+	IS_SHARD(q(&db4, "SELECT * FROM users WHERE user_id = -2.0"), bigint_shard(-2, 4),
+		 "user_id = -2.0");
+	IS_SHARD(q(&db4, "SELECT * FROM users WHERE user_id = .7e1"), bigint_shard(7, 4),
+		 "user_id = .7e1");
+	IS_SHARD(q(&db4, "SELECT * FROM users WHERE user_id IN (1.5, 7)"), bigint_shard(7, 4),
+		 "IN (1.5, 7): only 7 can match");
+	IS_SHARD(q(&db4, "SELECT * FROM users WHERE user_id = 2.5::bigint"), bigint_shard(3, 4),
+		 "2.5::bigint is 3 (the cast rounds)");
+	IS_SHARD(q(&db4, "SELECT * FROM users WHERE user_id = -2.5::int8"), bigint_shard(-3, 4),
+		 "-2.5::int8 is -3");
+	IS_ERROR(q(&db4, "SELECT * FROM users WHERE user_id = '2.5'::int8"), "22P02", "bigint",
+		 "'2.5'::int8: 22P02");
+	IS_SHARD(q(&db4, "SELECT * FROM users WHERE user_id = 2::numeric"), bigint_shard(2, 4),
+		 "2::numeric");
+	IS_KIND(q(&db4, "SELECT * FROM users WHERE user_id = 2.9::numeric(10,0)"), SP_TARGET_FANOUT,
+		"2.9::numeric(10,0) may be 3: not pinned");
+	IS_SHARD(q(&db4, "SELECT * FROM users WHERE user_id = 5::float8"), bigint_shard(5, 4),
+		 "5::float8");
+	IS_KIND(q(&db4, "SELECT * FROM users WHERE user_id = 9007199254740993::float8"),
+		SP_TARGET_FANOUT, "a float8 beyond 2^53 equals several bigints: not pinned");
+	IS_SHARD(qtx(&db4, "SELECT * FROM users WHERE user_id = 1.5", 2), 2,
+		 "no row can match inside a transaction: the transaction's shard");
+	IS_SHARD(q(&db4, "DELETE FROM users WHERE user_id = 2.0"), bigint_shard(2, 4),
+		 "DELETE ... WHERE user_id = 2.0 by key");
+
+	/* an integer key narrower than the constant */
+	sp_shard_value_t iv[2] = {{.i = 7}, {.i = 5}};
+	IS_SHARD(q(&db4, "SELECT * FROM items WHERE tenant_id = 7.0 AND item_id = 5"),
+		 sp_shard_of_keys(t_item, iv, NULL, 2, 4), "composite key, tenant_id = 7.0");
+	IS_SHARD(q(&db4, "SELECT * FROM items WHERE tenant_id = 3000000000 AND item_id = 5"), 0,
+		 "integer = 3000000000 matches no row");
+	IS_ERROR(q(&db4, "SELECT * FROM items WHERE tenant_id = '3000000000' AND item_id = 5"),
+		 "22003", "out of range", "integer = '3000000000': 22003");
+	IS_ERROR(q(&db4, "INSERT INTO items (tenant_id, item_id) VALUES (3000000000, 1)"), "22003",
+		 "integer out of range", "INSERT of 3000000000 into an integer key: 22003");
+
+	/* INSERT rounds numeric to the key, half away from zero */
+	IS_SHARD(q(&db4, "INSERT INTO users (user_id) VALUES (2.5)"), bigint_shard(3, 4),
+		 "INSERT 2.5: the row's key is 3");
+	IS_SHARD(q(&db4, "INSERT INTO users (user_id) VALUES (-2.5)"), bigint_shard(-3, 4),
+		 "INSERT -2.5: the row's key is -3");
+	IS_SHARD(q(&db4, "INSERT INTO users (user_id) VALUES (2.4999)"), bigint_shard(2, 4),
+		 "INSERT 2.4999: the row's key is 2");
+	IS_SHARD(q(&db4, "INSERT INTO users (user_id) VALUES (1.5e1)"), bigint_shard(15, 4),
+		 "INSERT 1.5e1: 15");
+	IS_ERROR(q(&db4, "INSERT INTO users (user_id) VALUES ('2.5')"), "22P02", "bigint",
+		 "INSERT '2.5': 22P02 as PostgreSQL");
+	IS_ERROR(q(&db4, "INSERT INTO users (user_id) VALUES (1e30)"), "22003",
+		 "bigint out of range", "INSERT 1e30: bigint out of range");
+	IS_ERROR(q(&db4, "INSERT INTO users (user_id) VALUES (2.5::numeric)"), "0A000",
+		 "cannot tell", "INSERT 2.5::numeric (a typmod may round it): refused");
+	two_keys(2, &a, &b);
+	snprintf(sql, sizeof(sql), "INSERT INTO users (user_id) VALUES (%lld.4), (%lld.5)",
+		 (long long)a, (long long)b - 1);
+	t = q(&db2, sql);
+	ok(t->kind == SP_TARGET_FANOUT && t->shard_mask == 3 && t->per_shard_sql,
+	   "a multi-row INSERT of numerics split by their rounded keys");
+	snprintf(sql, sizeof(sql), "UPDATE users SET user_id = %lld.4 WHERE user_id = %lld",
+		 (long long)a, (long long)a);
+	IS_SHARD(q(&db2, sql), 0, "UPDATE SET key = a.4 WHERE key = a: stays");
+	snprintf(sql, sizeof(sql), "UPDATE users SET user_id = %lld.5 WHERE user_id = %lld",
+		 (long long)b - 1, (long long)a);
+	IS_ERROR(q(&db2, sql), "0A000", "move", "UPDATE SET key = (b-1).5 moves the row to b");
+
+	/* text Bind parameters: the declared type may be numeric (a driver's BigDecimal) */
+	const char *v42[] = {"42.0"}, *v425[] = {"42.5"}, *vabc[] = {"abc"}, *v25[] = {"2.5"};
+	IS_SHARD(bind_text(&db4, "SELECT * FROM users WHERE user_id = $1", 1, v42, -1),
+		 bigint_shard(42, 4), "Bind '42.0': the rows of 42");
+	IS_SHARD(bind_text(&db4, "SELECT * FROM users WHERE user_id = $1", 1, v425, -1), 0,
+		 "Bind '42.5': no row can match, one shard");
+	IS_ERROR(bind_text(&db4, "SELECT * FROM users WHERE user_id = $1", 1, vabc, -1), "22P02",
+		 "bigint", "Bind 'abc': 22P02");
+	IS_SHARD(bind_text(&db4, "INSERT INTO users (user_id) VALUES ($1)", 1, v25, -1),
+		 bigint_shard(3, 4), "INSERT with Bind '2.5': key 3");
+	const char *arr[] = {"{2.0, 7, 1.5}"};
+	uint64_t m = bit(bigint_shard(2, 4)) | bit(bigint_shard(7, 4));
+	t = bind_text(&db4, "SELECT * FROM users WHERE user_id = ANY($1)", 1, arr, -1);
+	ok((t->kind == SP_TARGET_SHARD && bit(t->shard) == m) ||
+	       (t->kind == SP_TARGET_FANOUT && t->shard_mask == m),
+	   "ANY('{2.0, 7, 1.5}'): the shards of 2 and 7");
 }
 
 /* "PREFIX SELECT * FROM users WHERE user_id = KEY AND (v = 0 OR v = 1 ...)" of at least n bytes */
@@ -1156,6 +1286,7 @@ int main(void)
 {
 	sp_router_session_init(&sess);
 	test_keys();
+	test_numeric_keys();
 	test_oversize();
 	test_bind();
 	test_fanout();

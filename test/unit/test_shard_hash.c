@@ -440,6 +440,90 @@ static void test_parse_binary(void)
 	       "  hashes as hashtextextended('abc')");
 }
 
+/*
+ * numeric_in's syntax, and the value as an integer key sees it: integral or not, and
+ * rounded half away from zero as numeric's casts to smallint/integer/bigint do
+ * (SELECT 2.5::int8 -> 3, -2.5::int8 -> -3, 2.4999::int8 -> 2).
+ */
+static void test_parse_numeric(void)
+{
+	static const struct {
+		const char *s;
+		bool integral, overflow;
+		int64_t rounded;
+	} good[] = {
+	    {"2.0", true, false, 2},
+	    {"1e2", true, false, 100},
+	    {"1E+2", true, false, 100},
+	    {"2.5", false, false, 3},
+	    {"-2.5", false, false, -3},
+	    {"2.4999", false, false, 2},
+	    {"0.5", false, false, 1},
+	    {"-0.5", false, false, -1},
+	    {"-0.4", false, false, 0},
+	    {".5", false, false, 1},
+	    {"5.", true, false, 5},
+	    {"+.5e1", true, false, 5},
+	    {"1.5e3", true, false, 1500},
+	    {"15e-1", false, false, 2},
+	    {"5e-2", false, false, 0},
+	    {"0.05", false, false, 0},
+	    {"1e-400", false, false, 0},
+	    {"0e999999999999", true, false, 0},
+	    {"000123.000", true, false, 123},
+	    {" \t42 \n", true, false, 42},
+	    {"9223372036854775807", true, false, INT64_MAX},
+	    {"9223372036854775807.4", false, false, INT64_MAX},
+	    {"9223372036854775807.5", false, true, 0},
+	    {"-9223372036854775808", true, false, INT64_MIN},
+	    {"-9223372036854775808.4", false, false, INT64_MIN},
+	    {"-9223372036854775808.5", false, true, 0},
+	    {"9223372036854775808", true, true, 0},
+	    {"1e19", true, true, 0},
+	    {"99999999999999999999", true, true, 0},
+	    {"1e999999999999", true, true, 0},
+	};
+	static const char *const bad[] = {"", " ", ".", "-", "+", "abc", "1e", "1e+", "1.2.3",
+					  "1 2", "--1", "0x10", "1_000", "e5", "NaN1", "-NaN"};
+	sp_shard_numeric_t n;
+	char err[256];
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		sp_shard_parse_t rc = sp_shard_numeric_from_text(good[i].s, strlen(good[i].s), &n,
+								 err, sizeof(err));
+		if (!ok(rc == SP_SHARD_OK && n.kind == SP_NUMERIC_FINITE &&
+			    n.integral == good[i].integral && n.overflow == good[i].overflow &&
+			    (n.overflow || n.rounded == good[i].rounded),
+			"numeric '%s'", good[i].s[0] == ' ' ? "(whitespace around 42)" : good[i].s))
+			printf("#   rc %d kind %d integral %d overflow %d rounded %lld\n", rc,
+			       n.kind, n.integral, n.overflow, (long long)n.rounded);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		is_int(sp_shard_numeric_from_text(bad[i], strlen(bad[i]), &n, NULL, 0),
+		       SP_SHARD_EINVAL, "not a numeric: '%s'", bad[i]);
+	is_int(sp_shard_numeric_from_text("1\0", 2, &n, NULL, 0), SP_SHARD_EINVAL,
+	       "a NUL inside is not a numeric");
+	is_int(sp_shard_numeric_from_text("12.5x", 5, &n, err, sizeof(err)), SP_SHARD_EINVAL,
+	       "12.5x refused");
+	is_str(err, "invalid input syntax for type numeric: \"12.5x\"",
+	       "  with PostgreSQL's words");
+	ok(sp_shard_numeric_from_text("NaN", 3, &n, NULL, 0) == SP_SHARD_OK &&
+	       n.kind == SP_NUMERIC_NAN,
+	   "NaN");
+	ok(sp_shard_numeric_from_text(" nan ", 5, &n, NULL, 0) == SP_SHARD_OK &&
+	       n.kind == SP_NUMERIC_NAN,
+	   "nan, any case, spaces around");
+	ok(sp_shard_numeric_from_text("-Infinity", 9, &n, NULL, 0) == SP_SHARD_OK &&
+	       n.kind == SP_NUMERIC_NEG_INF,
+	   "-Infinity");
+	ok(sp_shard_numeric_from_text("+inf", 4, &n, NULL, 0) == SP_SHARD_OK &&
+	       n.kind == SP_NUMERIC_POS_INF,
+	   "+inf");
+	ok(sp_shard_numeric_from_text("2.55", 3, &n, NULL, 0) == SP_SHARD_OK && n.rounded == 3 &&
+	       !n.integral,
+	   "only len bytes are read (2.5 of 2.55)");
+}
+
 int main(void)
 {
 	test_int_hashes();
@@ -451,5 +535,6 @@ int main(void)
 	test_parse_uuid();
 	test_parse_text();
 	test_parse_binary();
+	test_parse_numeric();
 	return done_testing();
 }
