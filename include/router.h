@@ -151,11 +151,13 @@ void sp_plan_unref(sp_plan_t *p);
 /*
  * Route one execution of a plan with its Bind parameters: values[i] (len
  * lens[i], -1 = NULL), formats[i] 0 text / 1 binary (Bind's format codes,
- * already expanded to one per parameter).
+ * already expanded to one per parameter). ptypes: the nptypes parameter type OIDs of
+ * the statement's Parse, as sent (big-endian int32 each), NULL if none; a binary value is
+ * read by its declared type.
  */
 bool sp_router_bind(const sp_db_conf_t *db, sp_router_session_t *sess, sp_plan_t *plan, int nparams,
 		    const uint8_t *const *values, const int32_t *lens, const int16_t *formats,
-		    int in_txn_shard, sp_target_t *out);
+		    const uint8_t *ptypes, int nptypes, int in_txn_shard, sp_target_t *out);
 
 /* The shard of a key given as text (shard_key hints, COPY rows); -1 + err on failure. */
 int sp_router_shard_of_text(const sp_db_conf_t *db, const sp_table_conf_t *t, const char *const *key_text,

@@ -1931,6 +1931,25 @@ static bool split_bound(const split_state_t *st, const char *portal)
 	return false;
 }
 
+/*
+ * The parameter types a Parse declared: after its SQL (sql, NUL-terminated, inside a
+ * Parse body that ends at end) come an int16 count and that many int32 OIDs. Returns
+ * the count (0 when none or malformed) and sets *oids to the first, big-endian.
+ */
+static int parse_param_types(const char *sql, const uint8_t *end, const uint8_t **oids)
+{
+	const uint8_t *q = (const uint8_t *)sql + strlen(sql) + 1;
+	int n;
+	*oids = NULL;
+	if (q + 2 > end)
+		return 0;
+	n = (int16_t)(q[0] << 8 | q[1]);
+	if (n <= 0 || q + 2 + 4 * (size_t)n > end)
+		return 0;
+	*oids = q + 2;
+	return n;
+}
+
 static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_t *out, batch_kind_t *bk)
 {
 	trim_bind_scratch(c);
@@ -1938,6 +1957,7 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 	const uint8_t *p = sp_buf_head(&c->sock.in);
 	size_t pos = 0;
 	const char *unnamed_sql = NULL;
+	const uint8_t *unnamed_end = NULL, *last_parse_end = NULL;
 	bool have = false;
 	int n_exec = 0, n_sync = 0, n_bind = 0;
 	bool exec_limit = false, named_parses = false;
@@ -1963,42 +1983,58 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 		if (p[pos] == SP_FE_PARSE && pq_getmsgstring(&r, &name, NULL) && pq_getmsgstring(&r, &stmt, NULL)) {
 			if (!*name) {
 				unnamed_sql = stmt;
+				unnamed_end = body + len - 4;
 				bk->others++;
 				bk->unnamed_parses++;
 			} else {
 				named_parses = true;
 				last_parse_name = name;
 				last_parse_sql = stmt;
+				last_parse_end = body + len - 4;
 			}
 		} else if (p[pos] == SP_FE_BIND && pq_getmsgstring(&r, &name, NULL) && pq_getmsgstring(&r, &stmt, NULL)) {
 			const char *sql = NULL;
+			const uint8_t *sql_end = NULL, *ptypes = NULL;
+			int nptypes = 0;
 			int16_t nf = 0, np = 0;
 			int16_t *fmts;
 			const uint8_t **vals;
 			int32_t *lens;
 			bool ok = true;
 			if (!*stmt) {
-				sql = unnamed_sql ? unnamed_sql
-				      : c->unnamed_parse ? (const char *)c->unnamed_parse + 6 /* type, length, "" */
-							 : NULL;
+				if (unnamed_sql) {
+					sql = unnamed_sql;
+					sql_end = unnamed_end;
+				} else if (c->unnamed_parse) {
+					sql = (const char *)c->unnamed_parse + 6; /* type, length, "" */
+					sql_end = c->unnamed_parse + 1 + sp_get_be32(c->unnamed_parse + 1);
+				}
 			} else {
 				/* A Parse of this name earlier in the batch wins over the client's map
 				 * (the last one seen answers the Binds of a long batch at once). */
 				size_t q = 0;
-				if (last_parse_name && strcmp(last_parse_name, stmt) == 0)
+				if (last_parse_name && strcmp(last_parse_name, stmt) == 0) {
 					sql = last_parse_sql;
+					sql_end = last_parse_end;
+				}
 				while (!sql && named_parses && q < pos) {
 					uint32_t l2 = sp_get_be32(p + q + 1);
-					if (p[q] == SP_FE_PARSE && strcmp((const char *)p + q + 5, stmt) == 0)
+					if (p[q] == SP_FE_PARSE && strcmp((const char *)p + q + 5, stmt) == 0) {
 						sql = (const char *)p + q + 5 + strlen(stmt) + 1;
+						sql_end = p + q + 1 + l2;
+					}
 					q += 1 + l2;
 				}
 				if (!sql) {
 					sp_pstmt_t *ps = sp_pstmt_map_get(&c->pstmts, stmt);
-					if (ps)
+					if (ps) {
 						sql = (const char *)ps->body;
+						sql_end = ps->body + ps->body_len;
+					}
 				}
 			}
+			if (sql && sql_end)
+				nptypes = parse_param_types(sql, sql_end, &ptypes);
 			if (pq_getmsgint16(&r, &nf) && nf >= 0 && sp_grow_array(&c->bind_fmts, &c->cap_bind_fmts, nf, sizeof(int16_t))) {
 				fmts = c->bind_fmts;
 				for (int i = 0; i < nf && ok; i++)
@@ -2029,7 +2065,8 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 						sp_target_t t;
 						sp_plan_t *plan = sp_router_prepare(c->db, sql, strlen(sql));
 						if (plan) {
-							sp_router_bind(c->db, &c->rsess, plan, np, vals, lens, expanded, in_txn_shard, &t);
+							sp_router_bind(c->db, &c->rsess, plan, np, vals, lens, expanded, ptypes,
+								       nptypes, in_txn_shard, &t);
 							sp_plan_unref(plan);
 							merge_target(out, &t, &have);
 							bk->binds++;
@@ -2081,7 +2118,7 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 		sp_plan_t *plan = sp_router_prepare(c->db, unnamed_sql, strlen(unnamed_sql));
 		if (plan) {
 			sp_target_t t;
-			if (sp_router_bind(c->db, &c->rsess, plan, 0, NULL, NULL, NULL, in_txn_shard, &t) &&
+			if (sp_router_bind(c->db, &c->rsess, plan, 0, NULL, NULL, NULL, NULL, 0, in_txn_shard, &t) &&
 			    t.kind != SP_TARGET_ERROR && t.kind != SP_TARGET_FANOUT)
 				merge_target(out, &t, &have);
 			sp_plan_unref(plan);

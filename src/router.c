@@ -1659,6 +1659,8 @@ struct rctx {
 	const uint8_t *const *values;
 	const int32_t *lens;
 	const int16_t *formats;
+	const uint8_t *ptypes; /* Parse's parameter type OIDs, big-endian; NULL: none declared */
+	int nptypes;
 	struct tls *tl;
 	int lstmt; /* lexer statement of the statement being routed, -1 if unknown */
 	int n_stmts;
@@ -1787,15 +1789,20 @@ struct raw {
 	size_t n;
 	bool binary;
 	bool number;
+	uint32_t ptype; /* a Bind parameter: the type Parse declared for it, 0 if none */
+	char buf[24];	/* p points here when binary_for_key() rewrote the value */
 };
 
 /* V_NOROW: no row can have this key value (id = 1.5 on an integer key) */
 enum { V_OK = 0, V_NULL, V_UNKNOWN, V_ERROR, V_NOROW };
 
+static uint32_t be32(const uint8_t *p);
+
 static int raw_of(const struct rctx *rc, const sp_value_t *v, struct raw *r)
 {
 	int n;
 
+	r->ptype = 0;
 	switch (v->kind) {
 	case SP_VAL_CONST:
 		r->p = v->text ? v->text : "";
@@ -1822,6 +1829,7 @@ static int raw_of(const struct rctx *rc, const sp_value_t *v, struct raw *r)
 			r->n = (size_t)rc->lens[n - 1];
 			r->binary = rc->formats && rc->formats[n - 1] == 1;
 			r->number = !r->binary;
+			r->ptype = rc->ptypes && n <= rc->nptypes ? be32(rc->ptypes + 4 * (size_t)(n - 1)) : 0;
 			return V_OK;
 		}
 		return V_UNKNOWN;
@@ -1840,6 +1848,67 @@ static int parse_raw(sp_key_type_t type, const struct raw *r, sp_shard_value_t *
 		return 0;
 	fail(t, sp_shard_parse_sqlstate(rc), NULL, "%s", err);
 	return -1;
+}
+
+/* Type OIDs (PostgreSQL's pg_type.dat) that say how a binary parameter is laid out. */
+enum {
+	OID_NAME = 19,
+	OID_INT8 = 20,
+	OID_INT2 = 21,
+	OID_INT4 = 23,
+	OID_TEXT = 25,
+	OID_UNKNOWN = 705,
+	OID_BPCHAR = 1042,
+	OID_VARCHAR = 1043,
+	OID_UUID = 2950
+};
+
+/*
+ * A binary parameter is laid out by the type Parse declared for it, which need not be
+ * the key's: psycopg sends a Python int as a binary int8 to "k = $1::text" on a text
+ * key. Turn r into what the key's parser reads (the text the server's cast would make),
+ * or V_UNKNOWN when the shard cannot be told from it. Undeclared (0): the server gave
+ * the parameter the key's type, so the bytes are the key's.
+ */
+static int binary_for_key(struct raw *r, sp_key_type_t key)
+{
+	switch (r->ptype) {
+	case 0:
+		return V_OK;
+	case OID_INT2:
+	case OID_INT4:
+	case OID_INT8: {
+		const uint8_t *b = (const uint8_t *)r->p;
+		uint64_t u = 0;
+		int64_t v;
+		if (is_int_type(key))
+			return V_OK;
+		if ((key != SP_KEY_TEXT && key != SP_KEY_VARCHAR) || (r->n != 2 && r->n != 4 && r->n != 8))
+			return V_UNKNOWN;
+		for (size_t i = 0; i < r->n; i++)
+			u = u << 8 | b[i];
+		v = r->n == 2 ? (int16_t)(uint16_t)u : r->n == 4 ? (int32_t)(uint32_t)u : (int64_t)u;
+		r->n = (size_t)snprintf(r->buf, sizeof(r->buf), "%lld", (long long)v);
+		r->p = r->buf;
+		r->binary = false;
+		return V_OK;
+	}
+	case OID_BPCHAR: /* char(n) to text drops the trailing blanks */
+		while (r->n > 0 && r->p[r->n - 1] == ' ')
+			r->n--;
+		/* fall through */
+	case OID_TEXT:
+	case OID_VARCHAR:
+	case OID_NAME:
+	case OID_UNKNOWN: /* a string type's binary form is its bytes */
+		r->binary = false;
+		r->number = false;
+		return V_OK;
+	case OID_UUID:
+		return key == SP_KEY_UUID ? V_OK : V_UNKNOWN;
+	default:
+		return V_UNKNOWN;
+	}
 }
 
 /* Explicit casts that change what an integer key's value means. */
@@ -2176,7 +2245,7 @@ static int array_shards(struct rctx *rc, const sp_table_conf_t *tc, const struct
 			if (!isnull) {
 				if (end - p < len)
 					return V_UNKNOWN;
-				struct raw e = {(const char *)p, (size_t)len, true, false};
+				struct raw e = {.p = (const char *)p, .n = (size_t)len, .binary = true};
 				if (parse_raw(tc->key_types[0], &e, &pv, t) < 0)
 					return V_ERROR;
 				p += len;
@@ -2232,7 +2301,7 @@ static int array_shards(struct rctx *rc, const sp_table_conf_t *tc, const struct
 		kv = V_OK;
 		if (!isnull) {
 			/* the elements of a text parameter: numbers if it was bound as numeric[] */
-			struct raw e = {(const char *)sp_buf_head(sb), sp_buf_len(sb), false, true};
+			struct raw e = {.p = (const char *)sp_buf_head(sb), .n = sp_buf_len(sb), .number = true};
 			kv = key_value(tc->key_types[0], &e, cast, write, &pv, t);
 			if (kv == V_ERROR || kv == V_UNKNOWN)
 				return kv;
@@ -2277,6 +2346,8 @@ static int tuple_shards(struct rctx *rc, const sp_table_conf_t *tc, const sp_val
 				return V_UNKNOWN;
 			return array_shards(rc, tc, &r, vals[k].cast, write, out, t);
 		}
+		if (rv == V_OK && r.binary)
+			rv = binary_for_key(&r, tc->key_types[k]);
 		if (rv == V_UNKNOWN)
 			return V_UNKNOWN;
 		nulls[k] = rv == V_NULL;
@@ -4721,7 +4792,7 @@ sp_plan_t *sp_router_prepare(const sp_db_conf_t *db, const char *sql, size_t len
 
 bool sp_router_bind(const sp_db_conf_t *db, sp_router_session_t *sess, sp_plan_t *plan, int nparams,
 		    const uint8_t *const *values, const int32_t *lens, const int16_t *formats,
-		    int in_txn_shard, sp_target_t *out)
+		    const uint8_t *ptypes, int nptypes, int in_txn_shard, sp_target_t *out)
 {
 	struct tls *tl = tls_get();
 	struct rctx rc;
@@ -4741,6 +4812,8 @@ bool sp_router_bind(const sp_db_conf_t *db, sp_router_session_t *sess, sp_plan_t
 	rc.values = values;
 	rc.lens = lens;
 	rc.formats = formats;
+	rc.ptypes = ptypes;
+	rc.nptypes = ptypes ? nptypes : 0;
 	rc.ptext = plan->text;
 	rc.ptext_len = plan->text_len;
 	if (plan->oversize) {
@@ -4755,8 +4828,8 @@ bool sp_router_bind(const sp_db_conf_t *db, sp_router_session_t *sess, sp_plan_t
 		sp_plan_t *fresh = sp_router_prepare(db, plan->text, plan->text_len);
 		if (fresh && fresh->oversize) {
 			/* the limit went down meanwhile */
-			sp_router_bind(db, sess, fresh, nparams, values, lens, formats, in_txn_shard,
-				       out);
+			sp_router_bind(db, sess, fresh, nparams, values, lens, formats, ptypes, nptypes,
+				       in_txn_shard, out);
 			sp_plan_unref(fresh);
 			return true;
 		}

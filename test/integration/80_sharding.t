@@ -374,6 +374,16 @@ placement_suite() {
 	out=$(sess <<<"$script")
 	is "$(grep -c '^INSERT 0 1$' <<<"$out") $(tail -n 2 <<<"$out" | tr '\n' ' ')" "20 UPDATE 1 DELETE 1 " "$N shards: extended protocol INSERT / UPDATE / DELETE by parameter"
 	is "$(where t80_users "user_id BETWEEN 300 AND 319" | tr ' ' '\n' | awk -F: '{ s += $2 } END { print s }')" 19 "$N shards: rows inserted with parameters are stored once"
+	# a binary int8 (psycopg's Python int) cast to text for a text key: routed by the
+	# text the cast makes, not by the int8's bytes
+	script=
+	for k in 4711 4712 4713 4714 4715 4716; do
+		script+="\\p INSERT INTO t80_texts (tkey, val) VALUES (\$1::text, 9) ;; b8:$k"$'\n'
+	done
+	script+="\\p SELECT val FROM t80_texts WHERE tkey = \$1::text ;; b8:4713"$'\n'
+	out=$(sess <<<"$script")
+	is "$(grep -c '^INSERT 0 1$' <<<"$out") $(tail -n 1 <<<"$out")" "6 SELECT 1 9" "$N shards: a binary int8 cast to text as a text key: INSERT and SELECT by it" || diag "$out"
+	is "$(misplaced t80_texts t80_pl_t tkey)" 0 "$N shards: ... and those rows are on PostgreSQL's hash remainder of the text"
 	# a multi-row INSERT with parameters whose rows need several shards: split at Bind,
 	# each shard's Bind carrying only its rows' values (text, binary int8, a literal)
 	script="\\p INSERT INTO t80_users (user_id, name, score) VALUES (\$1, \$2, 0), (\$3, \$4, 0), (\$5, 'lit', \$6), (\$7, \$8, 0), (\$9, \$10, 0), (\$11, \$12, 0) RETURNING user_id, name"

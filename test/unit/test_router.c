@@ -258,7 +258,7 @@ static const sp_target_t *bind_text(const sp_db_conf_t *db, const char *sql, int
 		vals[i] = (const uint8_t *)v[i];
 		lens[i] = v[i] ? (int32_t)strlen(v[i]) : -1;
 	}
-	sp_router_bind(db, &sess, p, n, vals, lens, fmts, txn, &T);
+	sp_router_bind(db, &sess, p, n, vals, lens, fmts, NULL, 0, txn, &T);
 	sp_plan_unref(p);
 	return &T;
 }
@@ -478,14 +478,14 @@ static void test_oversize(void)
 	s = long_select("", b, 400);
 	sp_plan_t *p = sp_router_prepare(&db2, s, strlen(s));
 	ok(p != NULL, "a long Parse text gets a plan");
-	sp_router_bind(&db2, &sess, p, 0, NULL, NULL, NULL, -1, &T);
+	sp_router_bind(&db2, &sess, p, 0, NULL, NULL, NULL, NULL, 0, -1, &T);
 	IS_ERROR(&T, "54000", "max_route_query_size", "  Bind: 54000");
 	sp_plan_unref(p);
 	free(s);
 	snprintf(pre, sizeof(pre), "/* shard_key: %lld */", (long long)b);
 	s = long_select(pre, a, 400);
 	p = sp_router_prepare(&db2, s, strlen(s));
-	sp_router_bind(&db2, &sess, p, 0, NULL, NULL, NULL, -1, &T);
+	sp_router_bind(&db2, &sess, p, 0, NULL, NULL, NULL, NULL, 0, -1, &T);
 	IS_SHARD(&T, 1, "  with a shard_key hint: its shard");
 	sp_plan_unref(p);
 	sp_router_get_stats(&s1);
@@ -494,7 +494,7 @@ static void test_oversize(void)
 
 	sp_router_set_max_query_size(0);
 	p = sp_router_prepare(&db2, s, strlen(s));
-	sp_router_bind(&db2, &sess, p, 0, NULL, NULL, NULL, -1, &T);
+	sp_router_bind(&db2, &sess, p, 0, NULL, NULL, NULL, NULL, 0, -1, &T);
 	IS_SHARD(&T, 1, "limit 0: analysed, the hint still rules");
 	sp_plan_unref(p);
 	free(s);
@@ -516,27 +516,27 @@ static void test_bind(void)
 	const uint8_t *vals[1] = {(const uint8_t *)txt};
 	int32_t lens[1] = {(int32_t)strlen(txt)};
 	int16_t fmt_text[1] = {0}, fmt_bin[1] = {1};
-	sp_router_bind(&db2, &sess, p, 1, vals, lens, fmt_text, -1, &T);
+	sp_router_bind(&db2, &sess, p, 1, vals, lens, fmt_text, NULL, 0, -1, &T);
 	IS_SHARD(&T, 1, "Bind text parameter");
 	uint8_t be[8];
 	for (int i = 0; i < 8; i++)
 		be[i] = (uint8_t)((uint64_t)b >> (56 - 8 * i));
 	vals[0] = be;
 	lens[0] = 8;
-	sp_router_bind(&db2, &sess, p, 1, vals, lens, fmt_bin, -1, &T);
+	sp_router_bind(&db2, &sess, p, 1, vals, lens, fmt_bin, NULL, 0, -1, &T);
 	IS_SHARD(&T, 1, "Bind binary int8 parameter");
 	uint8_t be4[4] = {(uint8_t)(a >> 24), (uint8_t)(a >> 16), (uint8_t)(a >> 8), (uint8_t)a};
 	vals[0] = be4;
 	lens[0] = 4;
-	sp_router_bind(&db2, &sess, p, 1, vals, lens, fmt_bin, -1, &T);
+	sp_router_bind(&db2, &sess, p, 1, vals, lens, fmt_bin, NULL, 0, -1, &T);
 	IS_SHARD(&T, 0, "Bind binary int4 parameter against a bigint key");
 	lens[0] = 3;
-	sp_router_bind(&db2, &sess, p, 1, vals, lens, fmt_bin, -1, &T);
+	sp_router_bind(&db2, &sess, p, 1, vals, lens, fmt_bin, NULL, 0, -1, &T);
 	IS_ERROR(&T, "22P03", "", "binary parameter of a wrong length: 22P03");
 	lens[0] = -1;
-	sp_router_bind(&db2, &sess, p, 1, vals, lens, fmt_bin, -1, &T);
+	sp_router_bind(&db2, &sess, p, 1, vals, lens, fmt_bin, NULL, 0, -1, &T);
 	IS_SHARD(&T, 0, "NULL key hashes to shard 0, like PostgreSQL's hash partitioning");
-	sp_router_bind(&db2, &sess, p, 0, NULL, NULL, NULL, -1, &T);
+	sp_router_bind(&db2, &sess, p, 0, NULL, NULL, NULL, NULL, 0, -1, &T);
 	IS_KIND(&T, SP_TARGET_FANOUT, "Describe without Bind values: not pinned");
 	sp_plan_t *p2 = sp_router_prepare(&db2, "SELECT * FROM users WHERE user_id = $1", 38);
 	ok(p2 == p, "the same Parse text finds the same plan");
@@ -549,11 +549,11 @@ static void test_bind(void)
 	snprintf(arr, sizeof(arr), "{%lld, \"%lld\"}", (long long)a, (long long)b);
 	vals[0] = (const uint8_t *)arr;
 	lens[0] = (int32_t)strlen(arr);
-	sp_router_bind(&db2, &sess, p, 1, vals, lens, fmt_text, -1, &T);
+	sp_router_bind(&db2, &sess, p, 1, vals, lens, fmt_text, NULL, 0, -1, &T);
 	ok(T.kind == SP_TARGET_FANOUT && T.shard_mask == 3, "ANY($1) text array over both shards");
 	snprintf(arr, sizeof(arr), "{%lld}", (long long)b);
 	lens[0] = (int32_t)strlen(arr);
-	sp_router_bind(&db2, &sess, p, 1, vals, lens, fmt_text, -1, &T);
+	sp_router_bind(&db2, &sess, p, 1, vals, lens, fmt_text, NULL, 0, -1, &T);
 	IS_SHARD(&T, 1, "ANY($1) text array of one key");
 	uint8_t bin[20 + 12];
 	memset(bin, 0, sizeof(bin));
@@ -566,7 +566,7 @@ static void test_bind(void)
 		bin[24 + i] = (uint8_t)((uint64_t)a >> (56 - 8 * i));
 	vals[0] = bin;
 	lens[0] = sizeof(bin);
-	sp_router_bind(&db2, &sess, p, 1, vals, lens, fmt_bin, -1, &T);
+	sp_router_bind(&db2, &sess, p, 1, vals, lens, fmt_bin, NULL, 0, -1, &T);
 	IS_SHARD(&T, 0, "ANY($1) binary array of one key");
 	sp_plan_unref(p);
 
@@ -576,10 +576,44 @@ static void test_bind(void)
 	const uint8_t *v2[2] = {(const uint8_t *)txt, (const uint8_t *)"10"};
 	int32_t l2[2] = {(int32_t)strlen(txt), 2};
 	int16_t f2[2] = {0, 0};
-	sp_router_bind(&db2, &sess, p, 2, v2, l2, f2, -1, &T);
+	sp_router_bind(&db2, &sess, p, 2, v2, l2, f2, NULL, 0, -1, &T);
 	IS_SHARD(&T, 1, "INSERT with a Bind key");
 	ok(T.write && !T.read, "INSERT is a write");
 	sp_plan_unref(p);
+
+	/* a binary parameter is read by the type Parse declared for it */
+	{
+		static const uint8_t oid_int8[] = {0, 0, 0, 20}, oid_text[] = {0, 0, 0, 25},
+				     oid_numeric[] = {0, 0, 6, 0xa4}, oid_bpchar[] = {0, 0, 4, 0x12};
+		static const uint8_t i8_42[] = {0, 0, 0, 0, 0, 0, 0, 42};
+		static const int16_t one_bin[] = {1};
+		const uint8_t *v1[1] = {i8_42};
+		int32_t l1[1] = {8};
+		int want = q(&dbm, "SELECT * FROM accounts WHERE acct = '42'")->shard;
+		int other = q(&dbm, "SELECT * FROM accounts WHERE acct = '4'")->shard;
+
+		p = sp_router_prepare(&dbm, "SELECT * FROM accounts WHERE acct = $1::text", 44);
+		sp_router_bind(&dbm, &sess, p, 1, v1, l1, one_bin, oid_int8, 1, -1, &T);
+		IS_SHARD(&T, want, "binary int8 42 (declared bigint) to a text key: routed as '42'");
+		sp_router_bind(&dbm, &sess, p, 1, v1, l1, one_bin, oid_numeric, 1, -1, &T);
+		IS_KIND(&T, SP_TARGET_FANOUT, "a binary numeric to a text key: no shard from it, the read fans out");
+		v1[0] = (const uint8_t *)"42  ";
+		l1[0] = 4;
+		sp_router_bind(&dbm, &sess, p, 1, v1, l1, one_bin, oid_bpchar, 1, -1, &T);
+		IS_SHARD(&T, want, "binary char(4) '42  ' to a text key: routed as '42'");
+		v1[0] = (const uint8_t *)"4";
+		l1[0] = 1;
+		sp_router_bind(&dbm, &sess, p, 1, v1, l1, one_bin, oid_text, 1, -1, &T);
+		IS_SHARD(&T, other, "binary text '4' (declared text): its bytes");
+		sp_plan_unref(p);
+
+		p = sp_router_prepare(&db2, "SELECT * FROM users WHERE user_id = $1::bigint", 46);
+		v1[0] = (const uint8_t *)"42";
+		l1[0] = 2;
+		sp_router_bind(&db2, &sess, p, 1, v1, l1, one_bin, oid_text, 1, -1, &T);
+		IS_SHARD(&T, bigint_shard(42, 2), "binary text '42' (declared text) cast to bigint: shard of 42, not of 0x3432");
+		sp_plan_unref(p);
+	}
 }
 
 static void test_fanout(void)
@@ -1219,7 +1253,7 @@ static void test_insert_columns(void)
 	const uint8_t *v3[3] = {(const uint8_t *)"n", (const uint8_t *)buf, (const uint8_t *)"1"};
 	int32_t l3[3] = {1, (int32_t)strlen(buf), 1};
 	int16_t f3[3] = {0, 0, 0};
-	sp_router_bind(&db2, &sess, p, 3, v3, l3, f3, -1, &T);
+	sp_router_bind(&db2, &sess, p, 3, v3, l3, f3, NULL, 0, -1, &T);
 	IS_ERROR(&T, "0A000", "column order", "prepared before the order is known: refused");
 
 	sp_router_set_columns("app2", NULL, "users", users_cols, 3);
@@ -1228,7 +1262,7 @@ static void test_insert_columns(void)
 	   "the order is stored");
 	IS_SHARD(q(&db2, sql), 1, "the same text, cached as a refusal, now routes by column 2");
 	snprintf(buf, sizeof(buf), "%lld", (long long)b);
-	sp_router_bind(&db2, &sess, p, 3, v3, l3, f3, -1, &T);
+	sp_router_bind(&db2, &sess, p, 3, v3, l3, f3, NULL, 0, -1, &T);
 	IS_SHARD(&T, 1, "the statement prepared earlier routes by its $2 now");
 	sp_plan_unref(p);
 	snprintf(sql, sizeof(sql),
