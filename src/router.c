@@ -1182,15 +1182,16 @@ static uint64_t st_hits, st_misses, st_evictions, st_parse_errors, st_no_lift;
 static atomic_uint memo_epoch = 1;
 static atomic_uint_fast64_t st_memo_hits;
 
-/* A fast 64-bit hash of the key (8 bytes per step); the db pointer and kind are mixed in. */
-static uint64_t key_hash(const sp_db_conf_t *db, uint8_t kind, const char *s, size_t n)
+#define HASH_MUL UINT64_C(0x9E3779B97F4A7C15)
+
+/* h with n bytes of s mixed in, 8 bytes per step, their count first. */
+static uint64_t hash_more(uint64_t h, const char *s, size_t n)
 {
-	const uint64_t m = UINT64_C(0x9E3779B97F4A7C15);
-	uint64_t h = (uint64_t)(uintptr_t)db * m ^ ((uint64_t)kind << 56) ^ n;
+	h = (h ^ n) * HASH_MUL;
 	while (n >= 8) {
 		uint64_t w;
 		memcpy(&w, s, 8);
-		h = (h ^ w) * m;
+		h = (h ^ w) * HASH_MUL;
 		h ^= h >> 29;
 		s += 8;
 		n -= 8;
@@ -1198,8 +1199,16 @@ static uint64_t key_hash(const sp_db_conf_t *db, uint8_t kind, const char *s, si
 	if (n) {
 		uint64_t w = 0;
 		memcpy(&w, s, n);
-		h = (h ^ w) * m;
+		h = (h ^ w) * HASH_MUL;
+		h ^= h >> 29;
 	}
+	return h;
+}
+
+/* A fast 64-bit hash of the key; the db pointer and kind are mixed in. */
+static uint64_t key_hash(const sp_db_conf_t *db, uint8_t kind, const char *s, size_t n)
+{
+	uint64_t h = hash_more((uint64_t)(uintptr_t)db * HASH_MUL ^ ((uint64_t)kind << 56), s, n);
 	h ^= h >> 32;
 	h *= UINT64_C(0xD6E8FEB86659FD93);
 	h ^= h >> 32;
@@ -3979,24 +3988,21 @@ static void stmt_hints(struct rctx *rc, const sp_stmt_t *stmts, int n, int i, sp
 	sp_analyze_hints((const char *)sp_buf_head(hb), h);
 }
 
-/* A text PostgreSQL's grammar rejects. */
-static void route_error(struct rctx *rc, const sp_stmt_t *stmts, int n, const sp_hints_t *h,
-			sp_target_t *t)
+/*
+ * A statement shardpool did not parse (the grammar rejected it, or it is longer than
+ * max_route_query_size): only its hints and the session can say where it goes. True
+ * when they did (t routed, or failed on a bad hint); false when nothing named a shard.
+ */
+static bool route_by_hints(struct rctx *rc, const sp_hints_t *h, sp_target_t *t)
 {
-	const char *msg = "syntax error";
 	int ss;
 
-	for (int i = 0; i < n; i++)
-		if (stmts[i].kind == SP_STMT_ERROR && stmts[i].error) {
-			msg = stmts[i].error;
-			break;
-		}
 	t->write = true;
 	if (h->error) {
 		fail(t, SQLSTATE_PARAM,
 		     "Hints look like /* shard: 1 */, /* shard_key: 42 */ or /* role: replica */.",
 		     "invalid shardpool hint: %s", h->error);
-		return;
+		return true;
 	}
 	apply_role(rc, h, t);
 	if (h->shard >= 0) {
@@ -4004,23 +4010,39 @@ static void route_error(struct rctx *rc, const sp_stmt_t *stmts, int n, const sp
 			t->kind = SP_TARGET_SHARD;
 			t->shard = h->shard;
 		}
-		return;
+		return true;
 	}
 	if (h->has_shard_key) {
-		int s = key_text_shard(rc, NULL, h->shard_key, t);
-		if (s >= 0) {
+		int k = key_text_shard(rc, NULL, h->shard_key, t);
+		if (k >= 0) {
 			t->kind = SP_TARGET_SHARD;
-			t->shard = s;
+			t->shard = k;
 		}
-		return;
+		return true;
 	}
 	if ((ss = session_shard(rc, NULL, t)) == -2)
-		return;
+		return true;
 	if (ss >= 0) {
 		t->kind = SP_TARGET_SHARD;
 		t->shard = ss;
-		return;
+		return true;
 	}
+	return false;
+}
+
+/* A text PostgreSQL's grammar rejects. */
+static void route_error(struct rctx *rc, const sp_stmt_t *stmts, int n, const sp_hints_t *h,
+			sp_target_t *t)
+{
+	const char *msg = "syntax error";
+
+	for (int i = 0; i < n; i++)
+		if (stmts[i].kind == SP_STMT_ERROR && stmts[i].error) {
+			msg = stmts[i].error;
+			break;
+		}
+	if (route_by_hints(rc, h, t))
+		return;
 	if (rc->in_txn >= 0 || rc->db->n_shards <= 1)
 		return; /* the server reports the syntax error itself */
 	fail(t, SQLSTATE_SYNTAX,
@@ -4197,34 +4219,9 @@ static void route_oversize(struct rctx *rc, size_t len, size_t limit, const sp_h
 			   sp_target_t *t)
 {
 	char hint[300];
-	int ss;
 
 	target_init(t);
-	t->write = true;
-	if (h->error) {
-		fail(t, SQLSTATE_PARAM,
-		     "Hints look like /* shard: 1 */, /* shard_key: 42 */ or /* role: replica */.",
-		     "invalid shardpool hint: %s", h->error);
-		return;
-	}
-	apply_role(rc, h, t);
-	if (h->shard >= 0) {
-		if (shard_in_range(rc->db, h->shard, "the shard hint", t)) {
-			t->kind = SP_TARGET_SHARD;
-			t->shard = h->shard;
-		}
-	} else if (h->has_shard_key) {
-		int k = key_text_shard(rc, NULL, h->shard_key, t);
-		if (k < 0)
-			return;
-		t->kind = SP_TARGET_SHARD;
-		t->shard = k;
-	} else if ((ss = session_shard(rc, NULL, t)) == -2) {
-		return;
-	} else if (ss >= 0) {
-		t->kind = SP_TARGET_SHARD;
-		t->shard = ss;
-	} else if (rc->db->n_shards > 1) {
+	if (!route_by_hints(rc, h, t) && rc->db->n_shards > 1) {
 		snprintf(hint, sizeof(hint),
 			 "Put /* shard: N */ or /* shard_key: value */ in front of it, SET "
 			 "shardpool.shard first, send it in smaller statements, or raise "
@@ -4284,27 +4281,6 @@ struct memo_ent {
 	struct slot *slot; /* nslots, allocated with text */
 };
 
-
-static uint64_t hash_more(uint64_t h, const char *s, size_t n)
-{
-	const uint64_t m = UINT64_C(0x9E3779B97F4A7C15);
-	h = (h ^ n) * m;
-	while (n >= 8) {
-		uint64_t w;
-		memcpy(&w, s, 8);
-		h = (h ^ w) * m;
-		h ^= h >> 29;
-		s += 8;
-		n -= 8;
-	}
-	if (n) {
-		uint64_t w = 0;
-		memcpy(&w, s, n);
-		h = (h ^ w) * m;
-		h ^= h >> 29;
-	}
-	return h;
-}
 
 /*
  * Find the literal slots of s and hash the rest. False when the text is not one the

@@ -45,16 +45,9 @@ fi
 sandbox_ensure 2 1
 T=drv_$$_$RANDOM
 STAB=${T}_sh
-on_shards() { # SQL: on every shard's primary, straight
-	local i v
-	for ((i = 0; i < SB_SHARDS; i++)); do
-		v=SB_PRIMARY_PORT_$i
-		pg_psql "${!v}" -c "$1" >/dev/null || return 1
-	done
-}
-at_exit "on_shards 'DROP TABLE IF EXISTS $STAB' 2>/dev/null"
+at_exit "on_all 'DROP TABLE IF EXISTS $STAB' 2>/dev/null"
 at_exit "pg_psql $SB_PRIMARY_PORT_0 -c 'DROP TABLE IF EXISTS ${T}_js, ${T}_psycopg, ${T}_asyncpg; DROP TYPE IF EXISTS drv_comp; DROP TYPE IF EXISTS drv_mood' >/dev/null 2>&1"
-on_shards "CREATE TABLE $STAB (id bigint PRIMARY KEY, v text NOT NULL)" || bail_out "cannot create $STAB on the shards"
+on_all "CREATE TABLE $STAB (id bigint PRIMARY KEY, v text NOT NULL)" || bail_out "cannot create $STAB on the shards"
 
 sp_write_config "$SP_TMP/shardpool.ini" pool_mode=transaction default_pool_size=2 \
 	max_client_conn=300 shutdown_timeout=5s log_level=${SP_LOG_LEVEL:-info}

@@ -55,17 +55,10 @@ rm -rf "$GO_DIR/cache" "$GO_DIR/tmp"
 sandbox_ensure 2 1
 T=pgx_$$_$RANDOM
 STAB=${T}_sh
-on_shards() { # SQL: on every shard's primary, straight
-	local i v
-	for ((i = 0; i < SB_SHARDS; i++)); do
-		v=SB_PRIMARY_PORT_$i
-		pg_psql "${!v}" -c "$1" >/dev/null || return 1
-	done
-}
-at_exit "on_shards 'DROP TABLE IF EXISTS $STAB, ${T}_place' 2>/dev/null"
+at_exit "on_all 'DROP TABLE IF EXISTS $STAB, ${T}_place' 2>/dev/null"
 at_exit "pg_psql $SB_PRIMARY_PORT_0 -c 'DROP TABLE IF EXISTS ${T}_direct, ${T}_direct_copy, ${T}_plain, ${T}_plain_copy, ${STAB}_copy' >/dev/null 2>&1"
 # ${T}_place: an empty parent partitioned like the shards, for satisfies_hash_partition
-on_shards "CREATE TABLE $STAB (id bigint PRIMARY KEY, v text NOT NULL); CREATE TABLE ${T}_place (id bigint) PARTITION BY HASH (id)" ||
+on_all "CREATE TABLE $STAB (id bigint PRIMARY KEY, v text NOT NULL); CREATE TABLE ${T}_place (id bigint) PARTITION BY HASH (id)" ||
 	bail_out "cannot create $STAB on the shards"
 
 sp_write_config "$SP_TMP/shardpool.ini" pool_mode=transaction default_pool_size=2 \
