@@ -2339,6 +2339,7 @@ static int tuple_shards(struct rctx *rc, const sp_table_conf_t *tc, const sp_val
 			bool write, struct shards *out, sp_target_t *t)
 {
 	sp_shard_value_t pv[SP_ANALYZE_MAX_KEYS];
+	struct raw raws[SP_ANALYZE_MAX_KEYS]; /* a text value in pv may point into one */
 	bool nulls[SP_ANALYZE_MAX_KEYS];
 	bool norow = false;
 	int nk = tc->n_keys;
@@ -2346,22 +2347,22 @@ static int tuple_shards(struct rctx *rc, const sp_table_conf_t *tc, const sp_val
 	if (nk > SP_ANALYZE_MAX_KEYS)
 		return V_UNKNOWN;
 	for (int k = 0; k < nk; k++) {
-		struct raw r;
-		int rv = raw_of(rc, &vals[k], &r);
+		struct raw *r = &raws[k];
+		int rv = raw_of(rc, &vals[k], r);
 		if (vals[k].kind == SP_VAL_PARAM && vals[k].array) {
 			if (rv == V_NULL)
 				return V_OK; /* = ANY(NULL) matches nothing */
 			if (rv != V_OK)
 				return V_UNKNOWN;
-			return array_shards(rc, tc, &r, vals[k].cast, write, out, t);
+			return array_shards(rc, tc, r, vals[k].cast, write, out, t);
 		}
-		if (rv == V_OK && r.binary)
-			rv = binary_for_key(&r, tc->key_types[k]);
+		if (rv == V_OK && r->binary)
+			rv = binary_for_key(r, tc->key_types[k]);
 		if (rv == V_UNKNOWN)
 			return V_UNKNOWN;
 		nulls[k] = rv == V_NULL;
 		if (!nulls[k]) {
-			int kv = key_value(tc->key_types[k], &r, vals[k].cast, write, &pv[k], t);
+			int kv = key_value(tc->key_types[k], r, vals[k].cast, write, &pv[k], t);
 			if (kv == V_ERROR || kv == V_UNKNOWN)
 				return kv;
 			norow |= kv == V_NOROW;
