@@ -120,6 +120,9 @@ typedef struct sp_target {
 } sp_target_t;
 
 void sp_router_session_init(sp_router_session_t *s);
+/* A target that goes anywhere, with nothing else set: every scalar field, not the
+ * (large) arrays behind the counts, which a memset of the whole would clear too. */
+void sp_router_target_init(sp_target_t *t);
 
 /*
  * A per-shard rewrite run with the extended protocol: the text sql (NUL-terminated)

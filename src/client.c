@@ -1964,8 +1964,7 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 	const char *last_parse_name = NULL, *last_parse_sql = NULL;
 	split_state_t sp_state = {.ok = in_txn_shard < 0 && !c->virtual_txn, .first = -1};
 
-	memset(out, 0, sizeof(*out));
-	out->kind = SP_TARGET_ANY;
+	sp_router_target_init(out); /* not memset: the target is kilobytes of arrays */
 	out->read = true;
 	while (pos < end) {
 		uint32_t len = sp_get_be32(p + pos + 1);
@@ -2157,7 +2156,7 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 	    out->copy.mode == SP_ROUTER_COPY_NONE) {
 		/* every Bind has its one shard, and they differ: the batch is split by shard */
 		bool w = out->write, rd = out->read;
-		memset(out, 0, sizeof(*out));
+		sp_router_target_init(out);
 		out->kind = SP_TARGET_FANOUT;
 		out->shard_mask = sp_state.mask;
 		out->write = w;

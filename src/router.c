@@ -3117,7 +3117,7 @@ static void fanout_read(struct rctx *rc, const sp_stmt_t *st, const sp_table_ref
 
 /* ------------------------------------------------------------------ one statement */
 
-static void target_init(sp_target_t *t)
+void sp_router_target_init(sp_target_t *t)
 {
 	t->kind = SP_TARGET_ANY;
 	t->shard = -1;
@@ -4080,7 +4080,7 @@ static void route_all(struct rctx *rc, const sp_stmt_t *stmts, int n, bool has_e
 	rc->sess = &work;
 	rc->n_stmts = n;
 	rc->lstmt = -1;
-	target_init(out);
+	sp_router_target_init(out);
 	if (has_error) {
 		stmt_hints(rc, stmts, n, 0, &h);
 		route_error(rc, stmts, n, &h, out);
@@ -4102,7 +4102,7 @@ static void route_all(struct rctx *rc, const sp_stmt_t *stmts, int n, bool has_e
 		for (int i = 0; i < n; i++) {
 			rc->lstmt = rc->lx && rc->lx->ns == n ? i : -1;
 			stmt_hints(rc, stmts, n, i, &h);
-			target_init(tmp);
+			sp_router_target_init(tmp);
 			route_stmt(rc, &stmts[i], &h, tmp);
 			if (tmp->kind == SP_TARGET_ERROR) {
 				fail(out, tmp->sqlstate, tmp->hint, "%s", tmp->message);
@@ -4221,7 +4221,7 @@ static void route_oversize(struct rctx *rc, size_t len, size_t limit, const sp_h
 {
 	char hint[300];
 
-	target_init(t);
+	sp_router_target_init(t);
 	if (!route_by_hints(rc, h, t) && rc->db->n_shards > 1) {
 		snprintf(hint, sizeof(hint),
 			 "Put /* shard: N */ or /* shard_key: value */ in front of it, SET "
@@ -4615,7 +4615,7 @@ bool sp_router_query(const sp_db_conf_t *db, sp_router_session_t *sess, const ch
 	struct shape sh;
 
 	if (!tl) {
-		target_init(out);
+		sp_router_target_init(out);
 		fail(out, SQLSTATE_OOM, NULL, "out of memory");
 		return false;
 	}
@@ -4712,7 +4712,7 @@ oom:
 	sp_analysis_free(a);
 	if (analysed && len >= TRIM_AFTER_BYTES)
 		give_back_memory();
-	target_init(out); /* route_all inits it on every other path */
+	sp_router_target_init(out); /* route_all inits it on every other path */
 	fail(out, SQLSTATE_OOM, NULL, "out of memory");
 	return false;
 }
@@ -4775,7 +4775,7 @@ bool sp_router_bind(const sp_db_conf_t *db, sp_router_session_t *sess, sp_plan_t
 	struct rctx rc;
 
 	if (!tl || !plan) {
-		target_init(out);
+		sp_router_target_init(out);
 		fail(out, SQLSTATE_OOM, NULL, "out of memory");
 		return false;
 	}
