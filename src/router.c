@@ -341,6 +341,43 @@ static size_t skip_number(const char *s, size_t n, size_t p)
 	return p;
 }
 
+/* End of the parameter $N at s[p]; *max_param becomes N if that is larger. */
+static size_t skip_param(const char *s, size_t n, size_t p, int *max_param)
+{
+	long v = 0;
+	p++;
+	while (p < n && is_digit(s[p])) {
+		if (v < 100000000)
+			v = v * 10 + (s[p] - '0');
+		p++;
+	}
+	if (v > *max_param)
+		*max_param = (int)v;
+	return p;
+}
+
+/* End of the block comment starting at s[p] ("/" "*"); they nest, as in PostgreSQL.
+ * *bad is set when the text ends inside it. */
+static size_t skip_block_comment(const char *s, size_t n, size_t p, bool *bad)
+{
+	int nest = 1;
+	p += 2;
+	while (p < n && nest > 0) {
+		if (s[p] == '*' && p + 1 < n && s[p + 1] == '/') {
+			nest--;
+			p += 2;
+		} else if (s[p] == '/' && p + 1 < n && s[p + 1] == '*') {
+			nest++;
+			p += 2;
+		} else {
+			p++;
+		}
+	}
+	if (nest > 0)
+		*bad = true;
+	return p;
+}
+
 /* s[p] == '$': length of a dollar-quote tag "$tag$" starting there, 0 if none. */
 static size_t dollar_tag(const char *s, size_t n, size_t p)
 {
@@ -619,21 +656,7 @@ static bool lex(const char *s, size_t n, struct lexer *lx)
 			continue;
 		}
 		if (c == '/' && p + 1 < n && s[p + 1] == '*') {
-			int nest = 1;
-			p += 2;
-			while (p < n && nest > 0) {
-				if (s[p] == '*' && p + 1 < n && s[p + 1] == '/') {
-					nest--;
-					p += 2;
-				} else if (s[p] == '/' && p + 1 < n && s[p + 1] == '*') {
-					nest++;
-					p += 2;
-				} else {
-					p++;
-				}
-			}
-			if (nest > 0)
-				lx->bad = true;
+			p = skip_block_comment(s, n, p, &lx->bad);
 			space = true;
 			if (lx->nt == first)
 				comment = true;
@@ -669,15 +692,7 @@ static bool lex(const char *s, size_t n, struct lexer *lx)
 			p = skip_quote(s, n, p, false, &lx->bad);
 			type = T_STRING;
 		} else if (c == '$' && p + 1 < n && is_digit(s[p + 1])) {
-			long v = 0;
-			p++;
-			while (p < n && is_digit(s[p])) {
-				if (v < 100000000)
-					v = v * 10 + (s[p] - '0');
-				p++;
-			}
-			if (v > lx->max_param)
-				lx->max_param = (int)v;
+			p = skip_param(s, n, p, &lx->max_param);
 			type = T_PARAM;
 		} else if (c == '$' && dollar_tag(s, n, p)) {
 			size_t tl = dollar_tag(s, n, p), q = p + tl;
@@ -4185,19 +4200,8 @@ static void leading_hints(struct tls *tl, const char *s, size_t n, sp_hints_t *h
 			while (p < n && s[p] != '\n')
 				p++;
 		} else if (p + 1 < n && s[p] == '/' && s[p + 1] == '*') {
-			int nest = 1;
-			p += 2;
-			while (p < n && nest > 0) {
-				if (s[p] == '*' && p + 1 < n && s[p + 1] == '/') {
-					nest--;
-					p += 2;
-				} else if (s[p] == '/' && p + 1 < n && s[p + 1] == '*') {
-					nest++;
-					p += 2;
-				} else {
-					p++;
-				}
-			}
+			bool unterminated = false;
+			p = skip_block_comment(s, n, p, &unterminated);
 		} else {
 			break;
 		}
@@ -4331,15 +4335,7 @@ static bool shape_scan(const char *s, size_t n, struct shape *sh)
 			continue;
 		case '$':
 			if (p + 1 < n && is_digit(s[p + 1])) {
-				long v = 0;
-				p++;
-				while (p < n && is_digit(s[p])) {
-					if (v < 100000000)
-						v = v * 10 + (s[p] - '0');
-					p++;
-				}
-				if (v > sh->max_param)
-					sh->max_param = (int)v;
+				p = skip_param(s, n, p, &sh->max_param);
 				continue;
 			}
 			if (dollar_tag(s, n, p))
