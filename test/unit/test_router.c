@@ -4,6 +4,7 @@
  * sp_shard_of_keys(), never hard-coded, so the test checks the routing and
  * not a copy of the hash.
  */
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -371,19 +372,34 @@ static void test_numeric_keys(void)
 	   "ANY('{2.0, 7, 1.5}'): the shards of 2 and 7");
 }
 
+/* Append to s (cap bytes, *w used): bounded, and the end stays NUL-terminated. */
+static void catf(char *s, size_t cap, size_t *w, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void catf(char *s, size_t cap, size_t *w, const char *fmt, ...)
+{
+	va_list ap;
+	int k;
+
+	if (*w >= cap)
+		return;
+	va_start(ap, fmt);
+	k = vsnprintf(s + *w, cap - *w, fmt, ap);
+	va_end(ap);
+	if (k > 0)
+		*w = *w + (size_t)k < cap ? *w + (size_t)k : cap - 1;
+}
+
 /* "PREFIX SELECT * FROM users WHERE user_id = KEY AND (v = 0 OR v = 1 ...)" of at least n bytes */
 static char *long_select(const char *prefix, long long key, size_t n)
 {
-	char *s = malloc(n + 256);
-	size_t w;
+	size_t cap = n + 256, w = 0;
+	char *s = malloc(cap);
 
 	if (!s)
 		return NULL;
-	w = (size_t)sprintf(s, "%sSELECT * FROM users WHERE user_id = %lld AND (v = 0", prefix,
-			    key);
+	catf(s, cap, &w, "%sSELECT * FROM users WHERE user_id = %lld AND (v = 0", prefix, key);
 	for (int i = 1; w < n; i++)
-		w += (size_t)sprintf(s + w, " OR v = %d", i);
-	sprintf(s + w, ")");
+		catf(s, cap, &w, " OR v = %d", i);
+	catf(s, cap, &w, ")");
 	return s;
 }
 
@@ -405,10 +421,11 @@ static void test_oversize(void)
 	/* the QA statement: 200,000 OR terms, 2.9 MB, is refused at once by default */
 	s = malloc(3100000);
 	if (s) {
-		size_t w = (size_t)sprintf(s, "SELECT * FROM users WHERE nosuchcol=1 AND (id=0");
+		size_t w = 0;
+		catf(s, 3100000, &w, "SELECT * FROM users WHERE nosuchcol=1 AND (id=0");
 		for (int i = 1; i < 200000; i++)
-			w += (size_t)sprintf(s + w, " OR id=%d", i);
-		sprintf(s + w, ")");
+			catf(s, 3100000, &w, " OR id=%d", i);
+		catf(s, 3100000, &w, ")");
 		t = q(&db2, s);
 		IS_ERROR(t, "54000", "max_route_query_size",
 			 "a 2.9 MB statement is not parsed: 54000");
