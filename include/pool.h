@@ -60,6 +60,9 @@ void sp_pool_unwait(sp_pool_t *p, sp_client_t *c);
 void sp_pool_server_free(sp_pool_t *p, sp_server_t *s);
 /* A server login failed: fail the waiters and back off. */
 void sp_pool_login_failed(sp_pool_t *p, const char *reason);
+/* After a RESUME: hand the idle servers of an unpaused pool to its waiters, then open
+ * what they still need. */
+void sp_pool_wake(sp_pool_t *p);
 /* Start new connections if waiters (or min_pool_size) need them. */
 void sp_pool_maintain(sp_pool_t *p);
 int sp_pool_size(const sp_pool_t *p);
@@ -67,8 +70,8 @@ sp_pool_t *sp_pool_first(void);
 void sp_pool_free_all(void);
 /*
  * PAUSE db / RESUME db: mark every pool of the database paused or not, and
- * remember it for the pools created later (a user's first login). Handing
- * idle servers to the waiters on resume is the caller's business.
+ * remember it for the pools created later (a user's first login). On resume the
+ * caller wakes the pools (sp_pool_wake).
  */
 void sp_pool_pause_db(const char *dbname, bool pause);
 bool sp_pool_db_paused(const char *dbname);

@@ -48,9 +48,9 @@ typedef struct sp_pstmt_map {
 } sp_pstmt_map_t;
 
 sp_pstmt_t *sp_pstmt_map_get(const sp_pstmt_map_t *m, const char *name);
-/* Has the statement the client calls name changed its result type since the client
- * prepared it? (Then PostgreSQL would refuse it with 0A000 until prepared again.) */
-bool sp_pstmt_map_stale(const sp_pstmt_map_t *m, const char *name);
+/* The same, and *stale: the statement's result type changed since the client prepared
+ * it (PostgreSQL would refuse it with 0A000 until prepared again). */
+sp_pstmt_t *sp_pstmt_map_lookup(const sp_pstmt_map_t *m, const char *name, bool *stale);
 /* Takes a reference on ps; replaces (and unrefs) an older mapping. */
 void sp_pstmt_map_put(sp_pstmt_map_t *m, const char *name, sp_pstmt_t *ps);
 bool sp_pstmt_map_del(sp_pstmt_map_t *m, const char *name);

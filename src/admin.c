@@ -628,25 +628,6 @@ static const sp_db_conf_t *named_db(const cmd_t *cmd)
 	return sp_config_find_db(sp_g.cfg, lower);
 }
 
-/* Hand the idle servers of an unpaused pool to its waiters, then open what they still need. */
-static void wake_pool(sp_pool_t *pl)
-{
-	if (pl->paused || sp_g.paused)
-		return;
-	while (pl->wait_head && pl->idle) {
-		sp_server_t *s = pl->idle;
-		pl->idle = s->next;
-		if (s->next)
-			s->next->prev = NULL;
-		s->next = s->prev = NULL;
-		pl->n_idle--;
-		pl->n_other++;
-		s->state = SP_SERVER_RESET;
-		sp_pool_server_free(pl, s);
-	}
-	sp_pool_maintain(pl);
-}
-
 /* Run one command; false if it failed (an ErrorResponse was written): the rest of the string is skipped. */
 static bool run(sp_client_t *c, const cmd_t *cmd)
 {
@@ -701,7 +682,7 @@ static bool run(sp_client_t *c, const cmd_t *cmd)
 		}
 		for (sp_pool_t *pl = sp_pool_first(); pl; pl = pl->next)
 			if (!db || strcmp(pl->dbname, db->name) == 0)
-				wake_pool(pl);
+				sp_pool_wake(pl);
 		sp_msg_write_command_complete(out, "RESUME");
 		return true;
 	case C_RELOAD: {

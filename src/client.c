@@ -1117,8 +1117,9 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 		if (!pq_getmsgstring(&r, &name, NULL) || !pq_getmsgstring(&r, &name2, NULL))
 			goto bad;
 		if (*name2 && tracking_statements(c)) {
-			sp_pstmt_t *ps = sp_pstmt_map_get(&c->pstmts, name2);
-			if (ps && sp_pstmt_map_stale(&c->pstmts, name2)) {
+			bool stale;
+			sp_pstmt_t *ps = sp_pstmt_map_lookup(&c->pstmts, name2, &stale);
+			if (ps && stale) {
 				refuse_stale(s, SP_FE_BIND, name);
 				return true;
 			}
@@ -1173,8 +1174,9 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 		if (!pq_getmsgbyte(&r, &kind) || !pq_getmsgstring(&r, &name, NULL))
 			goto bad;
 		if (kind == 'S' && *name && tracking_statements(c)) {
-			sp_pstmt_t *ps = sp_pstmt_map_get(&c->pstmts, name);
-			if (ps && sp_pstmt_map_stale(&c->pstmts, name)) {
+			bool stale;
+			sp_pstmt_t *ps = sp_pstmt_map_lookup(&c->pstmts, name, &stale);
+			if (ps && stale) {
 				refuse_stale(s, SP_FE_DESCRIBE, NULL);
 				return true;
 			}
@@ -1932,13 +1934,13 @@ static bool split_bound(const split_state_t *st, const char *portal)
 }
 
 /*
- * The parameter types a Parse declared: after its SQL (sql, NUL-terminated, inside a
+ * The parameter types a Parse declared: after its SQL (sql, sql_len bytes and a NUL, inside a
  * Parse body that ends at end) come an int16 count and that many int32 OIDs. Returns
  * the count (0 when none or malformed) and sets *oids to the first, big-endian.
  */
-static int parse_param_types(const char *sql, const uint8_t *end, const uint8_t **oids)
+static int parse_param_types(const char *sql, size_t sql_len, const uint8_t *end, const uint8_t **oids)
 {
-	const uint8_t *q = (const uint8_t *)sql + strlen(sql) + 1;
+	const uint8_t *q = (const uint8_t *)sql + sql_len + 1;
 	int n;
 	*oids = NULL;
 	if (q + 2 > end)
@@ -2032,8 +2034,9 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 					}
 				}
 			}
+			size_t sql_len = sql ? strlen(sql) : 0;
 			if (sql && sql_end)
-				nptypes = parse_param_types(sql, sql_end, &ptypes);
+				nptypes = parse_param_types(sql, sql_len, sql_end, &ptypes);
 			if (pq_getmsgint16(&r, &nf) && nf >= 0 && sp_grow_array(&c->bind_fmts, &c->cap_bind_fmts, nf, sizeof(int16_t))) {
 				fmts = c->bind_fmts;
 				for (int i = 0; i < nf && ok; i++)
@@ -2062,7 +2065,7 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 						expanded[i] = nf == 0 ? 0 : nf == 1 ? fmts[0] : (i < nf ? fmts[i] : 0);
 					if (sql) {
 						sp_target_t t;
-						sp_plan_t *plan = sp_router_prepare(c->db, sql, strlen(sql));
+						sp_plan_t *plan = sp_router_prepare(c->db, sql, sql_len);
 						if (plan) {
 							sp_router_bind(c->db, &c->rsess, plan, np, vals, lens, expanded, ptypes,
 								       nptypes, in_txn_shard, &t);

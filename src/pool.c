@@ -188,6 +188,18 @@ void sp_pool_maintain(sp_pool_t *p)
 	}
 }
 
+/* Take the first idle server off the idle list (the caller counts it elsewhere). */
+static sp_server_t *pop_idle(sp_pool_t *p)
+{
+	sp_server_t *s = p->idle;
+	p->idle = s->next;
+	if (s->next)
+		s->next->prev = NULL;
+	s->next = s->prev = NULL;
+	p->n_idle--;
+	return s;
+}
+
 void sp_pool_acquire(sp_pool_t *p, sp_client_t *c)
 {
 	ev_tstamp now = ev_now(sp_loop);
@@ -199,12 +211,7 @@ void sp_pool_acquire(sp_pool_t *p, sp_client_t *c)
 		}
 		p->n_welcome_waiting++;
 	} else if (p->idle && !p->paused && !sp_g.paused && p->n_waiting == 0) {
-		sp_server_t *s = p->idle;
-		p->idle = s->next;
-		if (s->next)
-			s->next->prev = NULL;
-		s->next = s->prev = NULL;
-		p->n_idle--;
+		sp_server_t *s = pop_idle(p);
 		p->n_active++;
 		s->state = SP_SERVER_ACTIVE;
 		sp_client_server_ready(c, s);
@@ -281,6 +288,19 @@ void sp_pool_server_free(sp_pool_t *p, sp_server_t *s)
 		p->idle->prev = s;
 	p->idle = s;
 	sp_sock_read_start(&s->sock); /* notice if the server goes away while idle */
+}
+
+void sp_pool_wake(sp_pool_t *p)
+{
+	if (p->paused || sp_g.paused)
+		return;
+	while (p->wait_head && p->idle) {
+		sp_server_t *s = pop_idle(p);
+		p->n_other++;
+		s->state = SP_SERVER_RESET;
+		sp_pool_server_free(p, s); /* hands it to the first waiter */
+	}
+	sp_pool_maintain(p);
 }
 
 void sp_pool_login_failed(sp_pool_t *p, const char *reason)

@@ -82,20 +82,21 @@ size_t sp_pstmt_count(void)
 	return n_pstmts;
 }
 
-sp_pstmt_t *sp_pstmt_map_get(const sp_pstmt_map_t *m, const char *name)
+sp_pstmt_t *sp_pstmt_map_lookup(const sp_pstmt_map_t *m, const char *name, bool *stale)
 {
+	*stale = false;
 	for (int i = 0; i < m->n; i++)
-		if (strcmp(m->slots[i].name, name) == 0)
+		if (strcmp(m->slots[i].name, name) == 0) {
+			*stale = m->slots[i].epoch != m->slots[i].ps->epoch;
 			return m->slots[i].ps;
+		}
 	return NULL;
 }
 
-bool sp_pstmt_map_stale(const sp_pstmt_map_t *m, const char *name)
+sp_pstmt_t *sp_pstmt_map_get(const sp_pstmt_map_t *m, const char *name)
 {
-	for (int i = 0; i < m->n; i++)
-		if (strcmp(m->slots[i].name, name) == 0)
-			return m->slots[i].epoch != m->slots[i].ps->epoch;
-	return false;
+	bool stale;
+	return sp_pstmt_map_lookup(m, name, &stale);
 }
 
 void sp_pstmt_map_put(sp_pstmt_map_t *m, const char *name, sp_pstmt_t *ps)

@@ -177,9 +177,8 @@ static void write_synth(sp_server_t *s, unsigned kind, const char *text)
 
 /* Is this ErrorResponse PostgreSQL's 08P01 "bind message has N result formats but query
  * has M columns"? (Only the English text says so; another lc_messages passes it on.) */
-static bool changed_shape(const uint8_t *body, size_t len)
+static bool changed_shape(const char *code, const uint8_t *body, size_t len)
 {
-	const char *code = sp_msg_error_field(body, len, 'C');
 	const char *m = sp_msg_error_field(body, len, 'M');
 	return code && m && strcmp(code, "08P01") == 0 && strstr(m, "result formats but query has");
 }
@@ -767,17 +766,14 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 				write_client(s, msg, total); /* the client's own settings or BEGIN failed */
 			return true;
 		}
-		bool reshaped = r && r->kind == SP_REQ_BIND && r->ps && changed_shape(body, len);
-		if (reshaped) {
-			/* A statement the client described before DDL, prepared afresh on this
-			 * server since: its Bind's result formats no longer fit. PostgreSQL would
-			 * have refused the statement with 0A000, which drivers answer by preparing
-			 * again; every client's earlier name of it is stale from now on. */
-			if (sp_pstmt_cache_has(&s->pstmts, r->ps))
-				r->ps->epoch++;
-			sp_pstmt_cache_remove(&s->pstmts, r->ps);
-			add_stale(s, r->ps);
-		}
+		const char *code = sp_msg_error_field(body, len, 'C');
+		/* A statement the client described before DDL, prepared afresh on this server
+		 * since: its Bind's result formats no longer fit. PostgreSQL would have refused
+		 * it with 0A000 (which drivers answer by preparing again), and the cleanup below
+		 * treats it so. */
+		bool reshaped = r && r->kind == SP_REQ_BIND && r->ps && changed_shape(code, body, len);
+		if (reshaped)
+			code = "0A000";
 		if (reshaped || (r && (r->kind == SP_REQ_BIND || r->kind == SP_REQ_DESCRIBE) && r->text &&
 				 strcmp(r->text, SP_STALE_STATEMENT) == 0)) {
 			/* the client hears what PostgreSQL would have said */
@@ -794,7 +790,6 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 				c->batch_error = true;
 			/* Extended protocol: PostgreSQL skips everything up to Sync, a Query or
 			 * FunctionCall sent before it included (they get no answer). */
-			const char *code = sp_msg_error_field(body, len, 'C');
 			bool first = true;
 			while ((r = req_head(s)) && r->kind != SP_REQ_SYNC && r->kind != SP_REQ_INT_QUERY) {
 				if ((r->kind == SP_REQ_PARSE || r->kind == SP_REQ_INT_PARSE) && r->ps) {
