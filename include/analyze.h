@@ -503,6 +503,7 @@ typedef struct sp_analysis {
 	int n_stmts;
 	sp_stmt_t *stmts;
 	bool has_error; /* some statement is SP_STMT_ERROR (PostgreSQL rejects the whole message) */
+	bool unknown_funcs; /* a call named a function in neither volatile_funcs nor known_funcs */
 	sp_hints_t hints; /* leading hints of the whole input (= stmts[0].hints) */
 	void *arena_;	  /* private */
 } sp_analysis_t;
@@ -566,6 +567,9 @@ typedef struct sp_analyze_opts {
 	 *      clock_timestamp, timeofday, gen_random_uuid, uuid_generate_v1/v4,
 	 *      pg_sleep*, txid_current_snapshot, pg_current_snapshot)
 	 *   5. volatile_funcs, or the built-in default set when it is NULL -> write
+	 *   5b. with known_funcs (every name in pg_proc): a name in neither set is
+	 *      a function created after the catalog was read, its volatility
+	 *      unknown -> write, and the analysis says so (unknown_funcs)
 	 *      (nextval, setval, currval, lastval, pg_advisory_* and
 	 *      pg_try_advisory_* locks, txid_current, pg_current_xact_id,
 	 *      set_config, lo_* writers, dblink_exec, dblink, pg_notify,
@@ -581,6 +585,7 @@ typedef struct sp_analyze_opts {
 	sp_func_lookup_fn func_lookup;
 	void *func_arg;
 	const sp_funcset_t *volatile_funcs;
+	const sp_funcset_t *known_funcs; /* only used together with volatile_funcs */
 	bool no_builtin_read_safe;
 } sp_analyze_opts_t;
 

@@ -200,9 +200,15 @@ size_t sp_router_max_query_size(void);
  * list), frees the sets it replaces once no analysis uses them, and drops
  * the cached plans, which were classified with the old sets. Any thread.
  *   volatile: functions that make a statement a write (pg_proc provolatile = 'v');
+ *   known: every function name in pg_proc (NULL: not known); a call to a name
+ *     in neither set (created after the read) is then a write, and bumps
+ *     sp_router_catalog_requests();
  *   read_funcs / write_funcs: explicit overrides, checked first.
  */
-void sp_router_set_volatile_funcs(sp_funcset_t *set);
+void sp_router_set_volatile_funcs(sp_funcset_t *set, sp_funcset_t *known);
+/* Moves when a statement called a function no pg_proc read knew of: the
+ * catalog reader (health.c) polls it and reads pg_proc again. Any thread. */
+unsigned sp_router_catalog_requests(void);
 void sp_router_set_func_overrides(sp_funcset_t *read_funcs, sp_funcset_t *write_funcs);
 
 /*

@@ -862,6 +862,7 @@ struct ctx {
 	/* sp_analyze's resources, on the heap so that longjmp leaves them intact */
 	PgQueryParseResult pr;
 	bool pr_live;
+	bool unknown_funcs; /* see sp_analysis_t */
 	jmp_buf oom;
 };
 
@@ -1772,7 +1773,9 @@ static void add_cond(struct ctx *c, struct scope *s, json_object *e, bool outer,
 
 /* ------------------------------------------------------------------ functions */
 
-static sp_func_class_t class_of(struct ctx *c, const char *schema, const char *name)
+/* *uncatalogued: the name is in no pg_proc set read so far (a write, to be safe). */
+static sp_func_class_t class_of(struct ctx *c, const char *schema, const char *name,
+				bool *uncatalogued)
 {
 	const sp_analyze_opts_t *o = c->opts;
 	char q[256];
@@ -1792,8 +1795,14 @@ static sp_func_class_t class_of(struct ctx *c, const char *schema, const char *n
 	}
 	if (!(o && o->no_builtin_read_safe) && IN_LIST(builtin_read_safe_funcs, name))
 		return SP_FUNC_READ;
-	if (o && o->volatile_funcs)
-		return HAS(o->volatile_funcs) ? SP_FUNC_WRITE : SP_FUNC_READ;
+	if (o && o->volatile_funcs) {
+		if (HAS(o->volatile_funcs))
+			return SP_FUNC_WRITE;
+		if (!o->known_funcs || HAS(o->known_funcs))
+			return SP_FUNC_READ;
+		*uncatalogued = c->unknown_funcs = true; /* created since pg_proc was read */
+		return SP_FUNC_WRITE;
+	}
 #undef HAS
 	return IN_LIST(builtin_write_funcs, name) ? SP_FUNC_WRITE : SP_FUNC_READ;
 }
@@ -1807,9 +1816,11 @@ static void check_func(struct ctx *c, json_object *fc)
 
 	if (!name || c->st->is_write)
 		return;
-	if (class_of(c, schema, name) == SP_FUNC_WRITE)
-		set_write(c, aprintf(c->ar, "volatile function %s%s%s()", schema ? schema : "",
-				     schema ? "." : "", name));
+	bool uncatalogued = false;
+	if (class_of(c, schema, name, &uncatalogued) == SP_FUNC_WRITE)
+		set_write(c, aprintf(c->ar, "%s function %s%s%s()",
+				     uncatalogued ? "not yet catalogued" : "volatile",
+				     schema ? schema : "", schema ? "." : "", name));
 }
 
 /* ------------------------------------------------------------------ walking */
@@ -3731,6 +3742,8 @@ sp_analysis_t *sp_analyze(const char *sql, const sp_analyze_opts_t *opts)
 		return NULL;
 	}
 	a = analyze_input(c, sql ? sql : "");
+	if (a)
+		a->unknown_funcs = c->unknown_funcs;
 	ar->oom = NULL;
 	free(c);
 	return a;

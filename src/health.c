@@ -115,63 +115,119 @@ enum probe_state { PROBE_IDLE, PROBE_CONNECTING, PROBE_QUERYING, PROBE_CATALOG }
  * in one database, but entries of several databases may name it).
  */
 static const char VOLATILE_SQL[] =
-    "SELECT n.nspname, p.proname FROM pg_catalog.pg_proc p "
-    "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE p.provolatile = 'v'; "
+    "SELECT n.nspname, p.proname, bool_or(p.provolatile = 'v') FROM pg_catalog.pg_proc p "
+    "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace GROUP BY 1, 2; "
     "SELECT string_agg(datname || '=' || coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') || "
     "datcollate, E'\\n') FROM pg_catalog.pg_database d";
-/* Each reachable primary contributes its volatile functions once per generation
- * (start, then every RELOAD); the router gets the union, since a function may
- * exist on some shards only. */
+/*
+ * Each reachable primary contributes its function names once per generation
+ * (start, every RELOAD, and when routing met a name no read knew of, at most
+ * every CATALOG_AGAIN_DELAY); the router gets the union, since a function may
+ * exist on some shards only: the names with a volatile overload, and all
+ * names (a call to a name outside both was created since: the primary).
+ * Between RELOADs the names only accumulate: a dropped function cannot be
+ * called, and a function once volatile stays a write until the next RELOAD.
+ */
+#define CATALOG_AGAIN_DELAY 5.0
 static unsigned catalog_gen = 1;
 static unsigned catalog_union_gen;
-static char **vol_names;
-static int n_vol, cap_vol;
-static sp_funcset_t *vol_seen;
+static bool catalog_fresh = true; /* the next generation starts from no names (start, RELOAD) */
+static unsigned catalog_seen_requests;
+static ev_tstamp catalog_again_at;
 
-static void vol_reset(void)
+/* A set of names that can be copied for the router (which owns its sets). */
+struct namelist {
+	char **names;
+	int n, cap;
+	sp_funcset_t *seen;
+	uint64_t sig, installed_sig; /* order-independent hash of the names */
+};
+static struct namelist vol_list, known_list;
+
+static void names_reset(struct namelist *l)
 {
-	for (int i = 0; i < n_vol; i++)
-		free(vol_names[i]);
-	n_vol = 0;
-	sp_funcset_free(vol_seen);
-	vol_seen = sp_funcset_new();
+	for (int i = 0; i < l->n; i++)
+		free(l->names[i]);
+	l->n = 0;
+	l->sig = 0;
+	sp_funcset_free(l->seen);
+	l->seen = sp_funcset_new();
 }
 
-static void vol_add(const char *name)
+static void names_add(struct namelist *l, const char *name)
 {
-	if (!vol_seen || sp_funcset_contains(vol_seen, name) || !sp_funcset_add(vol_seen, name))
+	if (!l->seen)
+		l->seen = sp_funcset_new();
+	if (!l->seen || sp_funcset_contains(l->seen, name) || !sp_funcset_add(l->seen, name))
 		return;
-	if (n_vol == cap_vol) {
-		int ncap = cap_vol ? cap_vol * 2 : 512;
-		char **n = realloc(vol_names, sizeof(*n) * (size_t)ncap);
+	if (l->n == l->cap) {
+		int ncap = l->cap ? l->cap * 2 : 512;
+		char **n = realloc(l->names, sizeof(*n) * (size_t)ncap);
 		if (!n)
 			return;
-		vol_names = n;
-		cap_vol = ncap;
+		l->names = n;
+		l->cap = ncap;
 	}
-	vol_names[n_vol] = strdup(name);
-	if (vol_names[n_vol])
-		n_vol++;
+	l->names[l->n] = strdup(name);
+	if (!l->names[l->n])
+		return;
+	l->n++;
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		h = (h ^ *p) * 1099511628211ULL;
+	l->sig += h * 2 + 1;
 }
 
-static void vol_install(void)
+static sp_funcset_t *names_copy(const struct namelist *l)
 {
 	sp_funcset_t *copy = sp_funcset_new();
-	if (!copy)
+	for (int i = 0; copy && i < l->n; i++)
+		sp_funcset_add(copy, l->names[i]);
+	return copy;
+}
+
+static void names_free(struct namelist *l)
+{
+	names_reset(l);
+	sp_funcset_free(l->seen);
+	l->seen = NULL;
+	free(l->names);
+	l->names = NULL;
+	l->cap = 0;
+	l->installed_sig = 0;
+}
+
+/* Hand the union so far to the router, unless it already has these names. */
+static void vol_install(void)
+{
+	if (vol_list.sig == vol_list.installed_sig && known_list.sig == known_list.installed_sig)
 		return;
-	for (int i = 0; i < n_vol; i++)
-		sp_funcset_add(copy, vol_names[i]);
-	sp_router_set_volatile_funcs(copy); /* the router owns the copy */
+	sp_funcset_t *vol = names_copy(&vol_list), *known = names_copy(&known_list);
+	if (!vol || !known) {
+		sp_funcset_free(vol);
+		sp_funcset_free(known);
+		return;
+	}
+	sp_router_set_volatile_funcs(vol, known); /* the router owns the copies */
+	vol_list.installed_sig = vol_list.sig;
+	known_list.installed_sig = known_list.sig;
 }
 
 static void vol_free(void)
 {
-	vol_reset();
-	sp_funcset_free(vol_seen);
-	vol_seen = NULL;
-	free(vol_names);
-	vol_names = NULL;
-	cap_vol = 0;
+	names_free(&vol_list);
+	names_free(&known_list);
+}
+
+/* At the end of every probe: a routing request starts a new generation, not too often. */
+static void catalog_poll(ev_tstamp now)
+{
+	unsigned req = sp_router_catalog_requests();
+	if (req != catalog_seen_requests && now >= catalog_again_at) {
+		catalog_seen_requests = req;
+		catalog_again_at = now + CATALOG_AGAIN_DELAY;
+		catalog_gen++;
+	}
 }
 
 struct target {
@@ -821,24 +877,30 @@ static void cols_done(struct target *t, PGresult *res)
 static void catalog_done(struct target *t, PGresult *res)
 {
 	if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
-		int before;
 		if (catalog_union_gen != catalog_gen) {
-			vol_reset(); /* first primary of this generation */
+			if (catalog_fresh) { /* first primary of a start or RELOAD generation */
+				names_reset(&vol_list);
+				names_reset(&known_list);
+				catalog_fresh = false;
+			}
 			catalog_union_gen = catalog_gen;
 		}
-		before = n_vol;
 		for (int i = 0; i < PQntuples(res); i++) {
 			char q[256];
 			const char *nsp = PQgetvalue(res, i, 0), *name = PQgetvalue(res, i, 1);
+			bool vol = PQgetvalue(res, i, 2)[0] == 't';
 			snprintf(q, sizeof(q), "%s.%s", nsp, name);
-			vol_add(name);
-			vol_add(q);
+			names_add(&known_list, name);
+			names_add(&known_list, q);
+			if (vol) {
+				names_add(&vol_list, name);
+				names_add(&vol_list, q);
+			}
 		}
 		t->catalog_gen = catalog_gen;
-		if (n_vol != before || before == 0)
-			vol_install();
-		sp_info("health: volatile functions read from pg_proc on %s:%d (%d names known); statements calling them go to the primary",
-			t->host, t->port, n_vol);
+		vol_install();
+		sp_info("health: functions read from pg_proc on %s:%d (%d volatile names of %d); statements calling a volatile one, or one created since, go to the primary",
+			t->host, t->port, vol_list.n, known_list.n);
 	} else {
 		sp_warn("health: could not read volatile functions from %s:%d: %s", t->host, t->port,
 			res ? PQresultErrorMessage(res) : PQerrorMessage(t->conn));
@@ -927,6 +989,7 @@ static void probe_ok(struct target *t)
 	if (t->catalog_gen != catalog_gen && !t->catalog_tried && t->state == PROBE_QUERYING && !t->in_recovery && t->conn &&
 	    PQstatus(t->conn) == CONNECTION_OK && start_catalog(t))
 		return;
+	catalog_poll(now);
 	cols_poll(now);
 	if ((t->cols_gen != cols_gen || t->cols_busy) && !t->cols_tried &&
 	    t->state == PROBE_QUERYING && !t->in_recovery && t->conn &&
@@ -1572,12 +1635,14 @@ void sp_health_stop(void)
 	running = false;
 	free_all();
 	vol_free();
+	catalog_fresh = true;
 	colrecs_free();
 }
 
 void sp_health_reload(void)
 {
 	catalog_gen++;
+	catalog_fresh = true;
 	cols_gen++;
 	if (!running)
 		return;

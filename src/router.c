@@ -1371,15 +1371,23 @@ void sp_router_set_cache_limits(size_t entries, size_t bytes)
 /* ------------------------------------------------------------------ analysis options */
 
 static pthread_rwlock_t funcs_lock = PTHREAD_RWLOCK_INITIALIZER;
-static sp_funcset_t *vol_funcs, *read_funcs, *write_funcs;
+static sp_funcset_t *vol_funcs, *known_funcs, *read_funcs, *write_funcs;
+static atomic_uint catalog_requests;
 
-void sp_router_set_volatile_funcs(sp_funcset_t *set)
+void sp_router_set_volatile_funcs(sp_funcset_t *set, sp_funcset_t *known)
 {
 	pthread_rwlock_wrlock(&funcs_lock);
 	sp_funcset_free(vol_funcs);
+	sp_funcset_free(known_funcs);
 	vol_funcs = set;
+	known_funcs = set ? known : (sp_funcset_free(known), NULL);
 	pthread_rwlock_unlock(&funcs_lock);
 	sp_router_reset();
+}
+
+unsigned sp_router_catalog_requests(void)
+{
+	return atomic_load_explicit(&catalog_requests, memory_order_relaxed);
 }
 
 void sp_router_set_func_overrides(sp_funcset_t *rd, sp_funcset_t *wr)
@@ -1655,12 +1663,15 @@ static sp_analysis_t *analyze(const sp_db_conf_t *db, const char *sql, bool coun
 	pthread_rwlock_rdlock(&cols_lock);
 	*gen = atomic_load_explicit(&cols_gen, memory_order_acquire);
 	o.volatile_funcs = vol_funcs;
+	o.known_funcs = known_funcs;
 	o.read_funcs = read_funcs;
 	o.write_funcs = write_funcs;
 	a = sp_analyze(sql, &o);
 	pthread_rwlock_unlock(&cols_lock);
 	pthread_rwlock_unlock(&funcs_lock);
 	*uses_cols = ca.used;
+	if (a && a->unknown_funcs)
+		atomic_fetch_add_explicit(&catalog_requests, 1, memory_order_relaxed);
 	if (a && a->has_error && count_errors) {
 		pthread_mutex_lock(&cache_mu);
 		st_parse_errors++;

@@ -285,8 +285,10 @@ is "$(spq -c "SELECT inet_server_port(), rw_ins(1004)")" "$P0|$P0" \
 like "$(where "SELECT rw_volread()")" '^r0\.' "a VOLATILE function listed in read_functions: a replica"
 is "$(where "SELECT rw_stable()")" p0 "a STABLE function listed in write_functions: primary"
 
-# volatile functions created while shardpool runs are known after RELOAD: rw_ins2 on
-# both primaries; rw_only0 on shard 0's primary only and rw_only1 on shard 1's only (as
+# functions created while shardpool runs: a call to a name no pg_proc read knew of goes
+# to the primary at once (its volatility is unknown) and makes shardpool read pg_proc
+# again; a STABLE one then reads on replicas without a RELOAD. rw_ins2 on both
+# primaries; rw_only0 on shard 0's primary only and rw_only1 on shard 1's only (as
 # CREATE FUNCTION through shardpool goes to default_shard only), so a set read from one
 # primary misses one of them
 mkfn() { # mkfn PORT NAME
@@ -297,20 +299,35 @@ mkfn "$P0" rw_ins2
 mkfn "$P1" rw_ins2
 mkfn "$P0" rw_only0
 mkfn "$P1" rw_only1
-sleep 0.5
-before=$(spq -c "SELECT rw_ins2(1005)")
-diag "rw_ins2() created after start, before RELOAD: $before"
-nvol=$(grep -c "volatile functions read from pg_proc" "$SP_LOG")
+for p in "$P0" "$P1"; do
+	pg_psql "$p" -c "CREATE FUNCTION rw_new_stable() RETURNS int LANGUAGE sql STABLE
+		AS \$\$ SELECT inet_server_port() \$\$" >/dev/null
+done
+nread=$(grep -c "functions read from pg_proc" "$SP_LOG")
+is "$(where "SELECT rw_new_stable()")" p0 \
+	"a STABLE function created after start: primary until pg_proc is read again"
+is "$(spq -c "SELECT inet_server_port(), rw_ins2(1005)")" "$P0|$P0" \
+	"a VOLATILE function created after start, before any RELOAD: primary (not 25006 from a replica)"
+# the router asked for a new read: within CATALOG_AGAIN_DELAY (5 s) and a health period
+for ((i = 0; i < 150; i++)); do
+	[ "$(grep -c "functions read from pg_proc" "$SP_LOG")" -ge $((nread + 2)) ] && break
+	sleep 0.1
+done
+like "$(where "SELECT rw_new_stable()")" '^r0\.' \
+	"... and a replica once shardpool has read pg_proc again on its own"
+is "$(spq -c "SELECT inet_server_port(), rw_ins2(1011)")" "$P0|$P0" \
+	"the new VOLATILE function stays on the primary after that read"
+nvol=$(grep -c "functions read from pg_proc" "$SP_LOG")
 is "$(DB=shardpool spq -c "RELOAD")" "" "RELOAD"
 # the set is the union over both primaries: wait for both to be read again (one alone
 # may miss rw_only0 or rw_only1; slow under valgrind)
 for ((i = 0; i < 200; i++)); do
-	[ "$(grep -c "volatile functions read from pg_proc" "$SP_LOG")" -ge $((nvol + 2)) ] && break
+	[ "$(grep -c "functions read from pg_proc" "$SP_LOG")" -ge $((nvol + 2)) ] && break
 	sleep 0.1
 done
-ok "RELOAD re-reads the volatile functions from pg_proc on both primaries" \
-	test "$(grep -c "volatile functions read from pg_proc" "$SP_LOG")" -ge $((nvol + 2))
-diag "$(grep "volatile functions read from pg_proc" "$SP_LOG" | tail -n 1 | sed 's/.*LOG //')"
+ok "RELOAD re-reads the functions from pg_proc on both primaries" \
+	test "$(grep -c "functions read from pg_proc" "$SP_LOG")" -ge $((nvol + 2))
+diag "$(grep "functions read from pg_proc" "$SP_LOG" | tail -n 1 | sed 's/.*LOG //')"
 is "$(spq -c "SELECT inet_server_port(), rw_ins2(1006)")" "$P0|$P0" \
 	"a VOLATILE function created after start goes to the primary after RELOAD"
 is "$(spq -c "SELECT inet_server_port(), rw_only0(1009)")" "$P0|$P0" \

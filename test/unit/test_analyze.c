@@ -555,6 +555,22 @@ static void test_volatile(void)
 	ok(AO("SELECT random()", &o)->is_write, "no_builtin_read_safe: random is volatile");
 	o.no_builtin_read_safe = false;
 
+	sp_funcset_t *known = sp_funcset_new();
+	sp_funcset_add(known, "lower");
+	sp_funcset_add(known, "app.price");
+	o.known_funcs = known;
+	ok(!AO("SELECT lower('A')", &o)->is_write && !cur->unknown_funcs,
+	   "known_funcs: a catalogued stable function is a read");
+	ok(!AO("SELECT random()", &o)->is_write, "known_funcs: read-safe list still first");
+	const sp_stmt_t *un = AO("SELECT x FROM t WHERE y = brand_new(1)", &o);
+	ok(un->is_write && cur->unknown_funcs,
+	   "known_funcs: an uncatalogued function is a write, reported");
+	ok(un->write_reason && strstr(un->write_reason, "not yet catalogued"),
+	   "... and the reason says why");
+	ok(!AO("SELECT app.price(1)", &o)->is_write, "known_funcs: qualified entry");
+	ok(AO("SELECT other.price(1)", &o)->is_write, "known_funcs: bare price is not known");
+	o.known_funcs = NULL;
+
 	sp_funcset_add(rd, "nextval");
 	o.read_funcs = rd;
 	ok(!AO("SELECT nextval('s')", &o)->is_write, "read override beats the volatile set");
@@ -575,6 +591,7 @@ static void test_volatile(void)
 	ok(AO("SELECT setval('s', 1)", &p)->is_write, "unknown to the callback: built-in set");
 
 	sp_funcset_free(vol);
+	sp_funcset_free(known);
 	sp_funcset_free(rd);
 	sp_funcset_free(wr);
 	sp_funcset_free(NULL);

@@ -1041,18 +1041,29 @@ static void test_classify(void)
 	/* volatile functions installed from pg_proc */
 	sp_funcset_t *fs = sp_funcset_new();
 	sp_funcset_add(fs, "my_counter");
-	sp_router_set_volatile_funcs(fs);
+	sp_funcset_t *known = sp_funcset_new();
+	sp_funcset_add(known, "my_counter");
+	sp_funcset_add(known, "nextval");
+	sp_funcset_add(known, "lower");
+	unsigned req0 = sp_router_catalog_requests();
+	sp_router_set_volatile_funcs(fs, known);
 	q(&db2, "SELECT my_counter()");
 	ok(T.write, "an installed volatile function is a write");
 	q(&db2, "SELECT nextval('s')");
 	ok(!T.write, "the installed set replaces the built-in list");
+	q(&db2, "SELECT lower('A')");
+	ok(!T.write && sp_router_catalog_requests() == req0,
+	   "a catalogued non-volatile function is a read, no catalog request");
+	q(&db2, "SELECT made_after_start(1)");
+	ok(T.write, "a function no pg_proc read knew of is a write (created since)");
+	ok(sp_router_catalog_requests() != req0, "... and asks the catalog reader to read again");
 	sp_funcset_t *rd = sp_funcset_new();
 	sp_funcset_add(rd, "my_counter");
 	sp_router_set_func_overrides(rd, NULL);
 	q(&db2, "SELECT my_counter()");
 	ok(!T.write && T.read, "read_functions override");
 	sp_router_set_func_overrides(NULL, NULL);
-	sp_router_set_volatile_funcs(NULL);
+	sp_router_set_volatile_funcs(NULL, NULL);
 	q(&db2, "SELECT nextval('s')");
 	ok(T.write, "back to the built-in list");
 }
