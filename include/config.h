@@ -34,15 +34,19 @@ typedef enum {
 
 typedef enum { SP_PRIMARY_READS_NO = 0, SP_PRIMARY_READS_YES, SP_PRIMARY_READS_FALLBACK } sp_primary_reads_t;
 
-/* One PostgreSQL server, parsed from a libpq-style "key=value ..." string. */
+/* One PostgreSQL server, parsed from a libpq-style "key=value ..." string or URI. */
 typedef struct sp_node_conf {
-	char *conninfo; /* the string as written (password masked by callers when shown) */
-	char *host;     /* default "127.0.0.1"; a path starting with '/' is a unix socket dir */
+	char *conninfo; /* the string as written, a URI as key='value' pairs */
+	char *host;     /* default "127.0.0.1"; a path starting with '/' is a unix socket dir;
+			   hostaddr when given */
 	int port;       /* default 5432 */
 	char *dbname;   /* NULL: the client's database name */
 	char *user;     /* NULL: the client's user name */
 	char *password; /* NULL: use the client's secret from auth_file */
 	int weight;     /* replicas: relative share of reads, default 1 */
+	double connect_timeout; /* seconds; 0: server_connect_timeout */
+	char *application_name; /* NULL: none; sent at login, a client's own value wins */
+	char *options;		/* NULL: none; the startup packet's options ("-c name=value") */
 	int line;       /* line in the config file, for messages */
 } sp_node_conf_t;
 

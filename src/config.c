@@ -315,16 +315,23 @@ static const struct keydef keys[] = {
      .type_name = "conninfo",
      .set = set_primary,
      .dup_hint = "a shard has one primary; add other servers with 'replica = ...'",
-     .help = "The shard's primary server, e.g. host=10.0.0.1 port=5432 dbname=app. "
-	     "Required."},
+     .help = "The shard's primary server, as a libpq key=value string (host=10.0.0.1 "
+	     "port=5432 dbname=app) or a postgresql:// URI, one server. Keys: host (an address, "
+	     "a name, or a unix socket directory), hostaddr, port, dbname and user (default: "
+	     "the client's), password (default: the client's secret from auth_file), "
+	     "connect_timeout (overrides server_connect_timeout), application_name (when the "
+	     "client sends none), options (sent at login, e.g. '-c statement_timeout=5s'); "
+	     "sslmode, gssencmode and channel_binding accept disable or prefer (shardpool "
+	     "talks to servers without TLS); keepalives, TLS file and other libpq-only keys "
+	     "are accepted and have no effect. Required."},
     {.sec = SEC_SHARD,
      .name = "replica",
      .type = KT_SPECIAL,
      .type_name = "conninfo",
      .repeatable = true,
      .set = set_replica,
-     .help = "A streaming replica of the primary; repeat the key for each replica. "
-	     "weight=N sets its share of reads."},
+     .help = "A streaming replica of the primary, written like primary; repeat the key "
+	     "for each replica. weight=N sets its share of reads."},
     {.sec = SEC_SHARD,
      .name = "range",
      .type = KT_SPECIAL,
@@ -935,6 +942,8 @@ static void free_node(sp_node_conf_t *n)
 	free(n->dbname);
 	free(n->user);
 	free(n->password);
+	free(n->application_name);
+	free(n->options);
 	memset(n, 0, sizeof(*n));
 }
 
@@ -974,24 +983,221 @@ static void free_db(sp_db_conf_t *db)
 	free(db->name);
 }
 
+/* ------------------------------------------------------------------ conninfo */
+
+/* The libpq keys a [shard] line understands; see parse_conninfo. */
+enum ci_key {
+	CI_HOST,
+	CI_HOSTADDR,
+	CI_PORT,
+	CI_DBNAME,
+	CI_USER,
+	CI_PASSWORD,
+	CI_WEIGHT,
+	CI_SSLMODE,
+	CI_GSSENCMODE,
+	CI_CHANNEL_BINDING,
+	CI_CONNECT_TIMEOUT,
+	CI_APPLICATION_NAME,
+	CI_OPTIONS,
+	CI_N
+};
+static const char *const ci_names[CI_N] = {
+    "host",	   "hostaddr",	     "port",	       "dbname",	   "user",
+    "password",	   "weight",	     "sslmode",	       "gssencmode",	   "channel_binding",
+    "connect_timeout", "application_name", "options"};
+/* libpq keys that change nothing for shardpool's plain connections: accepted so that
+ * a DBA's existing connection string works (TLS files mean nothing without TLS) */
+static const char *const ci_ignored[] = {
+    "target_session_attrs", "keepalives", "keepalives_idle", "keepalives_interval",
+    "keepalives_count", "tcp_user_timeout", "sslrootcert", "sslcert", "sslkey", "sslcrl",
+    "sslcrldir", "sslsni", "sslcompression", "sslpassword", "sslcertmode",
+    "ssl_min_protocol_version", "ssl_max_protocol_version", "krbsrvname", "gsslib",
+    "load_balance_hosts", "fallback_application_name"};
+
+/* Append key='value' (quote and backslash escaped) to *out. */
+static void ci_append(char **out, size_t *len, const char *key, const char *v, size_t vlen)
+{
+	size_t need = *len + strlen(key) + 2 * vlen + 5;
+	char *o = xrealloc(*out, need);
+
+	*len += (size_t)snprintf(o + *len, need - *len, "%s%s='", *len ? " " : "", key);
+	for (size_t i = 0; i < vlen; i++) {
+		if (v[i] == '\'' || v[i] == '\\')
+			o[(*len)++] = '\\';
+		o[(*len)++] = v[i];
+	}
+	o[(*len)++] = '\'';
+	o[*len] = '\0';
+	*out = o;
+}
+
+static int hexval(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0'
+	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
+	       : c >= 'A' && c <= 'F' ? c - 'A' + 10
+				       : -1;
+}
+
+/* Percent-decode s[0..n) into a new string; NULL on a bad escape or an escaped NUL. */
+static char *pct_decode(const char *s, size_t n)
+{
+	char *d = xrealloc(NULL, n + 1);
+	size_t o = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '%') {
+			int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
+			int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
+			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+				free(d);
+				return NULL;
+			}
+			d[o++] = (char)(hi * 16 + lo);
+			i += 2;
+		} else {
+			d[o++] = s[i];
+		}
+	}
+	d[o] = '\0';
+	return d;
+}
+
+/* Append a percent-encoded piece of a URI as key='value'; false on a bad escape. */
+static bool uri_piece(struct pctx *p, const struct keydef *k, char **out, size_t *len,
+		      const char *key, const char *v, size_t n)
+{
+	char *d = pct_decode(v, n);
+
+	if (!d)
+		return key_fail(p, k, "bad %%-escape in the %s of the URI", key);
+	ci_append(out, len, key, d, strlen(d));
+	free(d);
+	return true;
+}
+
 /*
- * Parse a libpq-style "key=value key='quoted value'" string. Only the keys
- * shardpool itself uses are accepted, so a typo cannot be ignored silently.
+ * postgresql://[user[:password]@][host][:port][/dbname][?key=value&...] (also
+ * postgres://), as libpq reads it, turned into key='value' pairs. One host only.
+ */
+static char *uri_to_conninfo(struct pctx *p, const struct keydef *k, const char *uri)
+{
+	const char *s = uri + (strncmp(uri, "postgres://", 11) == 0 ? 11 : 13);
+	const char *auth_end = s + strcspn(s, "/?"), *at = NULL, *h, *hend, *colon = NULL;
+	char *out = NULL;
+	size_t len = 0;
+
+	for (const char *q = s; q < auth_end; q++)
+		if (*q == '@')
+			at = q;
+	if (at) {
+		const char *pw = memchr(s, ':', (size_t)(at - s));
+		if (!uri_piece(p, k, &out, &len, "user", s, (size_t)((pw ? pw : at) - s)) ||
+		    (pw && !uri_piece(p, k, &out, &len, "password", pw + 1, (size_t)(at - pw - 1))))
+			goto bad;
+	}
+	h = at ? at + 1 : s;
+	if (memchr(h, ',', (size_t)(auth_end - h))) {
+		key_fail(p, k, "one server per line: give each replica its own 'replica =' line");
+		goto bad;
+	}
+	if (*h == '[') { /* [IPv6 address] */
+		hend = memchr(h, ']', (size_t)(auth_end - h));
+		if (!hend) {
+			key_fail(p, k, "unterminated [ in the host of the URI");
+			goto bad;
+		}
+		if (hend > h + 1)
+			ci_append(&out, &len, "host", h + 1, (size_t)(hend - h - 1));
+		colon = hend + 1 < auth_end && hend[1] == ':' ? hend + 1 : NULL;
+		if (!colon && hend + 1 != auth_end) {
+			key_fail(p, k, "expected ':port' after the ] of the host");
+			goto bad;
+		}
+	} else {
+		colon = memchr(h, ':', (size_t)(auth_end - h));
+		hend = colon ? colon : auth_end;
+		if (hend > h && !uri_piece(p, k, &out, &len, "host", h, (size_t)(hend - h)))
+			goto bad;
+	}
+	if (colon && colon + 1 < auth_end)
+		ci_append(&out, &len, "port", colon + 1, (size_t)(auth_end - colon - 1));
+	s = auth_end;
+	if (*s == '/') {
+		size_t n = strcspn(++s, "?");
+		if (n && !uri_piece(p, k, &out, &len, "dbname", s, n))
+			goto bad;
+		s += n;
+	}
+	if (*s == '?')
+		s++;
+	while (*s) {
+		size_t n = strcspn(s, "&");
+		const char *eq = memchr(s, '=', n);
+		char *key;
+		if (!eq) {
+			key_fail(p, k, "expected key=value after '?' in the URI, got '%.*s'", (int)n, s);
+			goto bad;
+		}
+		if (!(key = pct_decode(s, (size_t)(eq - s)))) {
+			key_fail(p, k, "bad %%-escape in the URI's parameters");
+			goto bad;
+		}
+		bool good = uri_piece(p, k, &out, &len, key, eq + 1, (size_t)(s + n - eq - 1));
+		free(key);
+		if (!good)
+			goto bad;
+		s += n + (s[n] == '&');
+	}
+	return out ? out : xstrdup("");
+bad:
+	free(out);
+	return NULL;
+}
+
+static bool ci_one_of(struct pctx *p, const struct keydef *k, const char *key, const char *v,
+		      const char *const *good, const char *const *no_tls)
+{
+	for (; *good; good++)
+		if (!strcmp(v, *good))
+			return true;
+	for (; no_tls && *no_tls; no_tls++)
+		if (!strcmp(v, *no_tls))
+			return key_fail(p, k,
+					"%s=%s cannot be honoured: shardpool does not use TLS or GSSAPI "
+					"encryption to servers yet; use %s=disable or prefer (plain "
+					"connections)",
+					key, v, key);
+	return key_fail(p, k, "%s: unknown value '%s'", key, v);
+}
+
+/*
+ * Parse a libpq connection string, "key=value key='quoted value'" or a
+ * postgresql:// URI. Only keys shardpool uses or can safely ignore are
+ * accepted, so a typo cannot be ignored silently.
  */
 static bool parse_conninfo(struct pctx *p, const struct keydef *k, const char *val,
 			   sp_node_conf_t *n)
 {
-	static const char *const names[] = {"host", "port", "dbname", "user", "password", "weight"};
-	char *vals[6] = {NULL};
-	const char *s = val;
-	bool ok = false;
+	char *vals[CI_N] = {NULL};
+	char *uri = NULL;
+	const char *s;
+	bool ok = false, any = false;
 
 	memset(n, 0, sizeof(*n));
+	if (!strncmp(val, "postgresql://", 13) || !strncmp(val, "postgres://", 11)) {
+		if (!(uri = uri_to_conninfo(p, k, val)))
+			return false;
+		val = uri;
+	}
+	s = val;
 	while (*s) {
 		const char *kstart;
 		size_t klen, cap = 16, used = 0;
 		char *v;
 		int which = -1;
+		bool ignored = false;
 
 		while (is_space(*s))
 			s++;
@@ -1013,18 +1219,22 @@ static bool parse_conninfo(struct pctx *p, const struct keydef *k, const char *v
 		s++;
 		while (is_space(*s))
 			s++;
-		for (int i = 0; i < 6; i++)
-			if (strlen(names[i]) == klen && strncmp(names[i], kstart, klen) == 0)
+		for (int i = 0; i < CI_N; i++)
+			if (strlen(ci_names[i]) == klen && strncmp(ci_names[i], kstart, klen) == 0)
 				which = i;
-		if (which < 0) {
+		for (size_t i = 0; which < 0 && i < sizeof(ci_ignored) / sizeof(*ci_ignored); i++)
+			if (strlen(ci_ignored[i]) == klen && strncmp(ci_ignored[i], kstart, klen) == 0)
+				ignored = true;
+		if (which < 0 && !ignored) {
 			key_fail(p, k,
-				 "unknown connection key '%.*s' (expected host, port, dbname, "
-				 "user, password or weight)",
+				 "unknown connection key '%.*s' (expected host, hostaddr, port, "
+				 "dbname, user, password, weight, sslmode, gssencmode, "
+				 "channel_binding, connect_timeout, application_name or options)",
 				 (int)klen, kstart);
 			goto out;
 		}
-		if (vals[which]) {
-			key_fail(p, k, "'%s' is given twice", names[which]);
+		if (which >= 0 && vals[which]) {
+			key_fail(p, k, "'%s' is given twice", ci_names[which]);
 			goto out;
 		}
 		v = xrealloc(NULL, cap);
@@ -1039,7 +1249,7 @@ static bool parse_conninfo(struct pctx *p, const struct keydef *k, const char *v
 			}
 			if (*s != '\'') {
 				free(v);
-				key_fail(p, k, "unterminated quoted value of '%s'", names[which]);
+				key_fail(p, k, "unterminated quoted value of '%.*s'", (int)klen, kstart);
 				goto out;
 			}
 			s++;
@@ -1053,51 +1263,96 @@ static bool parse_conninfo(struct pctx *p, const struct keydef *k, const char *v
 			}
 		}
 		v[used] = '\0';
+		any = true;
+		if (ignored) {
+			free(v);
+			continue;
+		}
 		vals[which] = v;
-		if (used == 0) {
-			key_fail(p, k, "'%s' has an empty value", names[which]);
+		if (used == 0 && which != CI_APPLICATION_NAME && which != CI_OPTIONS &&
+		    which != CI_PASSWORD) {
+			key_fail(p, k, "'%s' has an empty value", ci_names[which]);
 			goto out;
 		}
 	}
-	if (!vals[0] && !vals[1] && !vals[2] && !vals[3] && !vals[4] && !vals[5]) {
+	if (!any) {
 		key_fail(p, k,
 			 "expected a connection string such as host=10.0.0.1 port=5432 "
 			 "dbname=app");
 		goto out;
 	}
+	if ((vals[CI_HOST] && strchr(vals[CI_HOST], ',')) ||
+	    (vals[CI_HOSTADDR] && strchr(vals[CI_HOSTADDR], ',')) ||
+	    (vals[CI_PORT] && strchr(vals[CI_PORT], ','))) {
+		key_fail(p, k, "one server per line: give each replica its own 'replica =' line");
+		goto out;
+	}
 	n->port = 5432;
 	n->weight = 1;
-	if (vals[1]) {
+	if (vals[CI_PORT]) {
 		long long port;
 
-		if (!parse_ll(vals[1], &port) || port < 1 || port > 65535) {
+		if (!parse_ll(vals[CI_PORT], &port) || port < 1 || port > 65535) {
 			key_fail(p, k, "port: expected a port number from 1 to 65535, got '%s'",
-				 vals[1]);
+				 vals[CI_PORT]);
 			goto out;
 		}
 		n->port = (int)port;
 	}
-	if (vals[5]) {
+	if (vals[CI_WEIGHT]) {
 		long long w;
 
-		if (!parse_ll(vals[5], &w) || w < 0 || w > 1000) {
+		if (!parse_ll(vals[CI_WEIGHT], &w) || w < 0 || w > 1000) {
 			key_fail(p, k, "weight: expected an integer from 0 to 1000, got '%s'",
-				 vals[5]);
+				 vals[CI_WEIGHT]);
 			goto out;
 		}
 		n->weight = (int)w;
 	}
+	if (vals[CI_CONNECT_TIMEOUT]) {
+		long long t;
+
+		if (!parse_ll(vals[CI_CONNECT_TIMEOUT], &t) || t < 0 || t > 86400) {
+			key_fail(p, k, "connect_timeout: expected seconds from 0 to 86400, got '%s'",
+				 vals[CI_CONNECT_TIMEOUT]);
+			goto out;
+		}
+		n->connect_timeout = (double)t;
+	}
+	{
+		static const char *const ssl_ok[] = {"disable", "allow", "prefer", NULL};
+		static const char *const ssl_no[] = {"require", "verify-ca", "verify-full", NULL};
+		static const char *const pref_ok[] = {"disable", "prefer", NULL};
+		static const char *const req[] = {"require", NULL};
+		if ((vals[CI_SSLMODE] && !ci_one_of(p, k, "sslmode", vals[CI_SSLMODE], ssl_ok, ssl_no)) ||
+		    (vals[CI_GSSENCMODE] &&
+		     !ci_one_of(p, k, "gssencmode", vals[CI_GSSENCMODE], pref_ok, req)) ||
+		    (vals[CI_CHANNEL_BINDING] &&
+		     !ci_one_of(p, k, "channel_binding", vals[CI_CHANNEL_BINDING], pref_ok, req)))
+			goto out;
+	}
 	n->conninfo = xstrdup(val);
-	n->host = vals[0] ? vals[0] : xstrdup("127.0.0.1");
-	n->dbname = vals[2];
-	n->user = vals[3];
-	n->password = vals[4];
-	vals[0] = vals[2] = vals[3] = vals[4] = NULL;
+	/* hostaddr is where libpq connects; host then only names the server */
+	if (vals[CI_HOSTADDR]) {
+		n->host = vals[CI_HOSTADDR];
+		vals[CI_HOSTADDR] = NULL;
+	} else {
+		n->host = vals[CI_HOST] ? vals[CI_HOST] : xstrdup("127.0.0.1");
+		vals[CI_HOST] = NULL;
+	}
+	n->dbname = vals[CI_DBNAME];
+	n->user = vals[CI_USER];
+	n->password = vals[CI_PASSWORD];
+	n->application_name = vals[CI_APPLICATION_NAME];
+	n->options = vals[CI_OPTIONS];
+	vals[CI_DBNAME] = vals[CI_USER] = vals[CI_PASSWORD] = NULL;
+	vals[CI_APPLICATION_NAME] = vals[CI_OPTIONS] = NULL;
 	n->line = p->line;
 	ok = true;
 out:
-	for (int i = 0; i < 6; i++)
+	for (int i = 0; i < CI_N; i++)
 		free(vals[i]);
+	free(uri);
 	return ok;
 }
 

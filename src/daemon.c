@@ -161,7 +161,9 @@ static bool str_same(const char *a, const char *b)
 static bool node_same(const sp_node_conf_t *a, const sp_node_conf_t *b)
 {
 	return str_same(a->host, b->host) && a->port == b->port && str_same(a->dbname, b->dbname) &&
-	       str_same(a->user, b->user) && str_same(a->password, b->password) && a->weight == b->weight;
+	       str_same(a->user, b->user) && str_same(a->password, b->password) && a->weight == b->weight &&
+	       a->connect_timeout == b->connect_timeout && str_same(a->application_name, b->application_name) &&
+	       str_same(a->options, b->options);
 }
 
 static bool shard_servers_same(const sp_shard_conf_t *a, const sp_shard_conf_t *b)

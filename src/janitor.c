@@ -29,10 +29,13 @@ static void check_servers(ev_tstamp now)
 	for (s = sp_server_first(); s; s = next) {
 		next = s->all_next;
 		if (s->state == SP_SERVER_CONNECTING || s->state == SP_SERVER_LOGIN) {
-			if (cfg->server_connect_timeout > 0 && now - s->connect_at > cfg->server_connect_timeout) {
+			double limit = s->pool->node->connect_timeout > 0 ? s->pool->node->connect_timeout
+									  : cfg->server_connect_timeout;
+			if (limit > 0 && now - s->connect_at > limit) {
 				char why[128];
-				snprintf(why, sizeof(why), "server_connect_timeout (%.1f s) expired during %s",
-					 cfg->server_connect_timeout, s->state == SP_SERVER_CONNECTING ? "connect" : "login");
+				snprintf(why, sizeof(why), "%s (%.1f s) expired during %s",
+					 s->pool->node->connect_timeout > 0 ? "connect_timeout" : "server_connect_timeout",
+					 limit, s->state == SP_SERVER_CONNECTING ? "connect" : "login");
 				sp_server_close(s, why);
 			}
 		} else if (s->state == SP_SERVER_IDLE) {

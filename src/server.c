@@ -390,6 +390,14 @@ static void send_startup(sp_server_t *s)
 	kv[i++] = n->user ? n->user : s->pool->user;
 	kv[i++] = "database";
 	kv[i++] = n->dbname ? n->dbname : s->pool->dbname;
+	if (n->application_name) {
+		kv[i++] = "application_name";
+		kv[i++] = n->application_name;
+	}
+	if (n->options) {
+		kv[i++] = "options";
+		kv[i++] = n->options;
+	}
 	kv[i++] = NULL;
 	kv[i] = NULL;
 	sp_msg_write_startup(&s->sock.out, kv);

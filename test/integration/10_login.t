@@ -130,4 +130,32 @@ sleep 0.3
 is "$(login app '')" app "after the three leave, a client logs in again"
 ok "trust: shardpool exits cleanly on SIGTERM" sp_stop
 
+# ---------------------------------------------------------------- server connection strings
+# a DBA's libpq strings carry over: a postgresql:// URI whose host is the sandbox's
+# socket directory (%-escaped), options and application_name sent at login, and libpq
+# keys that mean nothing without TLS (sslmode=prefer) accepted
+sp_write_config "$SP_TMP/uri.ini" auth_type=trust
+sock=$(printf '%s' "$SB_DIR/sock" | sed 's,/,%2F,g')
+printf '\n[database viauri]\n[shard viauri.0]\nprimary = %s\n' \
+	"postgresql://app:secret@$sock:$SB_PRIMARY_PORT_0/app?sslmode=prefer&application_name=from%20conninfo&options=-c%20work_mem%3D7MB" \
+	>>"$SP_CONFIG"
+printf '[database viakv]\n[shard viakv.0]\nprimary = %s\n' \
+	"hostaddr=127.0.0.1 port=$SB_PRIMARY_PORT_0 dbname=app user=app password=secret options='-c work_mem=9MB' keepalives=1" \
+	>>"$SP_CONFIG"
+sp_start
+kv() { PGPASSWORD= psql -X -A -t -h 127.0.0.1 -p "$SP_PORT" -U app -d "$1" -c "$2" 2>&1; }
+is "$(kv viauri "SELECT current_setting('work_mem'), inet_server_port() IS NULL")" \
+	"7MB|t" "URI with a socket directory: options reach the server"
+like "$(raw "$SP_PORT" startup:app:viauri auth Q:"SELECT current_setting('application_name')" read 2>&1)" \
+	$'\nD from conninfo\n' "a client without application_name sees the conninfo's"
+is "$(PGAPPNAME=mine kv viauri "SELECT current_setting('application_name')")" mine \
+	"a client's own application_name wins over the conninfo's"
+is "$(kv viakv "SELECT current_setting('work_mem'), inet_server_port()")" "9MB|$SB_PRIMARY_PORT_0" \
+	"hostaddr and options in a key=value string"
+ok "uri: shardpool exits cleanly on SIGTERM" sp_stop
+printf '[database bad]\n[shard bad.0]\nprimary = host=127.0.0.1 sslmode=verify-full\n' >>"$SP_CONFIG"
+like "$("$SP_BUILDDIR/src/shardpool" --check-config "$SP_CONFIG" 2>&1)" \
+	"sslmode=verify-full cannot be honoured.*sslmode=disable or prefer" \
+	"sslmode=verify-full is refused at load, saying what works"
+
 done_testing

@@ -112,7 +112,8 @@ static const struct bad_case {
     {"bad_key_type.ini", 11, "unsupported key type 'numeric'", "smallint, integer"},
     {"bad_auth_file.ini", 3, "auth_type = md5 needs auth_file = PATH", "auth_type = trust"},
     {"bad_auth_default.ini", 0, "auth_type = md5 (the default) needs auth_file", NULL},
-    {"bad_conninfo_key.ini", 7, "primary: unknown connection key 'sslmode'", "password"},
+    {"bad_conninfo_key.ini", 7, "primary: sslmode=require cannot be honoured",
+     "use sslmode=disable or prefer"},
     {"bad_conninfo_port.ini", 8, "replica: port: expected a port number from 1 to 65535",
      "'99999'"},
     {"bad_range_overlap.ini", 13, "range 100.. overlaps range ..150 of shard 0 (line 9)", NULL},
@@ -755,6 +756,73 @@ static void test_values(void)
 	       cfg->dbs[0].shards[0].replicas[0].weight == 7 &&
 	       strcmp(cfg->dbs[0].shards[0].replicas[0].password, "a'b") == 0,
 	   "replica: default host, weight, escaped quote: %s", cfg ? "" : err);
+	sp_config_free(cfg);
+
+	/* libpq keys beyond the ones shardpool needs, and URIs */
+	cfg = load_text("[shardpool]\nauth_type = trust\n[database a]\n[shard a.0]\n"
+			"primary = host=db1 hostaddr=10.1.2.3 port=6000 sslmode=prefer gssencmode=disable "
+			"connect_timeout=3 application_name='my app' options='-c statement_timeout=5s' "
+			"keepalives=1\n",
+			err, sizeof(err));
+	{
+		const sp_node_conf_t *n = cfg ? &cfg->dbs[0].shards[0].primary : NULL;
+		ok(n && !strcmp(n->host, "10.1.2.3") && n->port == 6000 && n->connect_timeout == 3 &&
+		       !strcmp(n->application_name, "my app") &&
+		       !strcmp(n->options, "-c statement_timeout=5s"),
+		   "hostaddr, connect_timeout, application_name, options; libpq-only keys accepted: %s",
+		   cfg ? "" : err);
+	}
+	sp_config_free(cfg);
+	cfg = load_text("[shardpool]\nauth_type = trust\n[database a]\n[shard a.0]\n"
+			"primary = host=x sslmod=disable\n",
+			err, sizeof(err));
+	ok(!cfg && strstr(err, "unknown connection key 'sslmod'"), "a misspelt key: %s", err);
+	sp_config_free(cfg);
+	cfg = load_text("[shardpool]\nauth_type = trust\n[database a]\n[shard a.0]\n"
+			"primary = host=x channel_binding=require\n",
+			err, sizeof(err));
+	ok(!cfg && strstr(err, "channel_binding=require cannot be honoured"),
+	   "channel_binding=require refused: %s", err);
+	sp_config_free(cfg);
+	cfg = load_text("[shardpool]\nauth_type = trust\n[database a]\n[shard a.0]\n"
+			"primary = host=a,b port=5432\n",
+			err, sizeof(err));
+	ok(!cfg && strstr(err, "one server per line"), "several hosts refused: %s", err);
+	sp_config_free(cfg);
+	cfg = load_text("[shardpool]\nauth_type = trust\n[database a]\n[shard a.0]\n"
+			"primary = postgresql://app:p%40ss%3Aw'd@db.example:6543/my%20db?sslmode=disable"
+			"&application_name=x\n"
+			"replica = postgres://[::1]:5433\n"
+			"replica = postgresql://%2Fvar%2Frun%2Fpostgresql/app\n",
+			err, sizeof(err));
+	{
+		const sp_shard_conf_t *sh = cfg ? &cfg->dbs[0].shards[0] : NULL;
+		ok(sh && !strcmp(sh->primary.user, "app") && !strcmp(sh->primary.password, "p@ss:w'd") &&
+		       !strcmp(sh->primary.host, "db.example") && sh->primary.port == 6543 &&
+		       !strcmp(sh->primary.dbname, "my db") &&
+		       !strcmp(sh->primary.application_name, "x"),
+		   "postgresql:// URI with %%-escapes: %s", cfg ? "" : err);
+		ok(sh && sh->n_replicas == 2 && !strcmp(sh->replicas[0].host, "::1") &&
+		       sh->replicas[0].port == 5433 && !sh->replicas[0].dbname &&
+		       !strcmp(sh->replicas[1].host, "/var/run/postgresql") &&
+		       !strcmp(sh->replicas[1].dbname, "app"),
+		   "URIs: [IPv6]:port, a socket directory as the host");
+	}
+	sp_config_free(cfg);
+	cfg = load_text("[shardpool]\nauth_type = trust\n[database a]\n[shard a.0]\n"
+			"primary = postgresql://h1:5432,h2:5432/app\n",
+			err, sizeof(err));
+	ok(!cfg && strstr(err, "one server per line"), "URI with two hosts refused: %s", err);
+	sp_config_free(cfg);
+	cfg = load_text("[shardpool]\nauth_type = trust\n[database a]\n[shard a.0]\n"
+			"primary = postgresql://h/app?port\n",
+			err, sizeof(err));
+	ok(!cfg && strstr(err, "expected key=value after '?'"), "bad URI parameter: %s", err);
+	sp_config_free(cfg);
+	cfg = load_text("[shardpool]\nauth_type = trust\n[database a]\n[shard a.0]\n"
+			"primary = postgresql://u%zz@h/app\n",
+			err, sizeof(err));
+	ok(!cfg && strstr(err, "bad %-escape"), "bad %%-escape: %s", err);
 	sp_config_free(cfg);
 
 	/* names */
