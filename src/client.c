@@ -349,6 +349,32 @@ static void handle_cancel(sp_client_t *c, const uint8_t *p, size_t len)
 		sp_client_close(c, "cancel request handled");
 }
 
+/*
+ * A client that asks for protocol 3.1 or later, or for protocol options
+ * ("_pq_." names), is told what shardpool speaks, as PostgreSQL does: a
+ * NegotiateProtocolVersion with 3.0 and the options it did not take.
+ */
+static void negotiate_protocol(sp_client_t *c, const uint8_t *p, size_t len)
+{
+	uint32_t minor = sp_get_be32(p + 4) & 0xffff;
+	sp_msg_reader_t r;
+	int n = 0;
+
+	sp_msg_reader_init(&r, p + 8, len - 8);
+	for (const char *k, *v; pq_getmsgstring(&r, &k, NULL) && *k && pq_getmsgstring(&r, &v, NULL);)
+		n += strncmp(k, "_pq_.", 5) == 0;
+	if (minor == 0 && n == 0)
+		return;
+	size_t at = sp_msg_begin(&c->sock.out, 'v');
+	pq_sendint32(&c->sock.out, 3 << 16); /* the newest version spoken: 3.0 */
+	pq_sendint32(&c->sock.out, n);
+	sp_msg_reader_init(&r, p + 8, len - 8);
+	for (const char *k, *v; pq_getmsgstring(&r, &k, NULL) && *k && pq_getmsgstring(&r, &v, NULL);)
+		if (strncmp(k, "_pq_.", 5) == 0)
+			pq_sendstring(&c->sock.out, k);
+	sp_msg_end(&c->sock.out, at);
+}
+
 static void handle_startup(sp_client_t *c, const uint8_t *p, size_t len)
 {
 	sp_msg_reader_t r;
@@ -422,6 +448,7 @@ static void handle_startup(sp_client_t *c, const uint8_t *p, size_t len)
 			c->auth_failed = false;
 		}
 	}
+	negotiate_protocol(c, p, len);
 	sp_client_set_state(c, SP_CLIENT_AUTH);
 	sp_auth_client_start(c);
 }

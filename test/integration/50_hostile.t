@@ -45,6 +45,14 @@ STARTUP_HEX=$(printf '%08x' $((${#STARTUP_HEX} / 2 + 4)))$STARTUP_HEX
 LOGIN=(startup:app:core auth:secret)
 
 # ---------------------------------------------------------------- before login
+# protocol 3.2 with a protocol option: NegotiateProtocolVersion (3.0, the option not
+# taken) before authentication, as PostgreSQL answers; the login then goes on in 3.0
+out=$(raw "$SP_PORT" startup:app:core:_protocol=3.2:_pq_.test_opt=on auth:secret Q:"SELECT 'in 3.0'" read 2>&1)
+like "$out" $'^v 196608 _pq_.test_opt\n(.*\n)*login ok\n.*D in 3.0' \
+	"protocol 3.2 with a _pq_ option: NegotiateProtocolVersion 3.0 naming the option, then a normal session"
+out=$(raw "$SP_PORT" "${LOGIN[@]}" Q:"SELECT 1" read 2>&1)
+unlike "$out" $'(^|\n)v ' "protocol 3.0 without options: no NegotiateProtocolVersion"
+
 out=$(raw "$SP_PORT" hex:0000005000030000757365 close 2>&1)
 still_ok "a truncated startup packet and a close"
 

@@ -7,7 +7,8 @@
  *   rawclient [HOST:]PORT STEP...
  *
  * Steps run in order:
- *   startup:USER:DB[:NAME=VALUE...]  StartupMessage, protocol 3.0
+ *   startup:USER:DB[:NAME=VALUE...]  StartupMessage, protocol 3.0 (3.N with
+ *                        _protocol=3.N among the pairs)
  *   auth[:PASSWORD]      answer the authentication exchange, print each
  *                        request and then "login ok" at ReadyForQuery or the
  *                        error; without PASSWORD every answer is wrong (trust
@@ -28,7 +29,7 @@
  *   sleep:MS  timeout:MS  close
  *
  * Output lines: "E|N <sqlstate> <message>", "Z <status>", "C <tag>",
- * "D v1|v2", "T c1|c2", "K", a bare letter for the other messages, "closed"
+ * "D v1|v2", "T c1|c2", "K", "v VERSION opt|opt", a bare letter for the other messages, "closed"
  * at EOF, "reset" when the peer reset the connection, "timeout".
  *
  * Deliberately not here: a correct SCRAM login (it needs HMAC and PBKDF2 this
@@ -257,6 +258,21 @@ static void print_msg(char type, const unsigned char *b, uint32_t len)
 	case 'Z':
 		printf("Z %c\n", len ? b[0] : '?');
 		break;
+	case 'v': { /* NegotiateProtocolVersion: "v VERSION name|name" (3.0 is 196608) */
+		uint32_t minor = 0, n = 0, pos = 8;
+		if (len >= 8) {
+			memcpy(&minor, b, 4);
+			memcpy(&n, b + 4, 4);
+		}
+		printf("v %u ", ntohl(minor));
+		for (uint32_t i = 0; i < ntohl(n) && pos < len; i++) {
+			size_t l = strnlen((const char *)b + pos, len - pos);
+			printf("%s%.*s", i ? "|" : "", (int)l, (const char *)b + pos);
+			pos += (uint32_t)l + 1;
+		}
+		putchar('\n');
+		break;
+	}
 	case 'C':
 		printf("C %.*s\n", (int)strnlen((const char *)b, len), (const char *)b);
 		break;
@@ -500,6 +516,7 @@ static void startup(char *arg)
 {
 	char *save = NULL, *user = strtok_r(arg, ":", &save), *db = strtok_r(NULL, ":", &save), *kv;
 	size_t at = msg_begin(0);
+	size_t version_at = outlen;
 	put32(196608);
 	if (user) {
 		puts0("user");
@@ -515,6 +532,12 @@ static void startup(char *arg)
 		if (!eq)
 			continue;
 		*eq = 0;
+		if (!strcmp(kv, "_protocol")) { /* _protocol=3.N: ask for that version */
+			const char *dot = strchr(eq + 1, '.');
+			uint32_t v = htonl((3u << 16) | (uint32_t)(dot ? atoi(dot + 1) : 0));
+			memcpy(out + version_at, &v, 4);
+			continue;
+		}
 		puts0(kv);
 		puts0(eq + 1);
 	}
