@@ -923,6 +923,46 @@ static bool drops_statements(int head, const char *sql, size_t len)
 
 static sp_pstmt_t *deallocates(sp_client_t *c, const char *sql, size_t len, char *name, size_t nlen);
 
+/* The throwaway statement an extended-protocol DEALLOCATE of a client's statement deallocates. */
+#define DEALLOC_STATEMENT "shardpool: deallocated"
+
+/*
+ * An unnamed Parse of "DEALLOCATE name" for one of the client's own statements
+ * (psycopg sends it so when its cache of prepared statements is full): the
+ * server knows that statement under its shared name, which other clients keep
+ * using, so the client forgets the name and the server deallocates a
+ * throwaway statement instead. The client's Bind, Describe and Execute then get
+ * PostgreSQL's own answers (CommandComplete DEALLOCATE). False: not such a Parse.
+ */
+static bool parse_deallocate(sp_client_t *c, sp_server_t *s, const char *q, size_t ql)
+{
+	char dname[128];
+	sp_buf_t *out = &s->sock.out;
+	size_t at;
+
+	if (head_of(q, ql) != HEAD_DEALLOCATE || !deallocates(c, q, ql, dname, sizeof(dname)))
+		return false;
+	sp_pstmt_map_del(&c->pstmts, dname);
+	sp_msg_write_close(out, 'S', DEALLOC_STATEMENT); /* one left over by a Parse never run */
+	sp_server_push_req(s, SP_REQ_INT_CLOSE, NULL, SP_INTQ_NONE);
+	at = sp_msg_begin(out, SP_FE_PARSE);
+	pq_sendstring(out, DEALLOC_STATEMENT);
+	pq_sendstring(out, "SELECT 1");
+	pq_sendint16(out, 0);
+	sp_msg_end(out, at);
+	sp_server_push_req(s, SP_REQ_INT_PARSE, NULL, SP_INTQ_NONE);
+	at = sp_msg_begin(out, SP_FE_PARSE);
+	pq_sendstring(out, "");
+	pq_sendstring(out, "DEALLOCATE \"" DEALLOC_STATEMENT "\"");
+	pq_sendint16(out, 0);
+	sp_msg_end(out, at);
+	sp_server_push_req(s, SP_REQ_PARSE, NULL, SP_INTQ_NONE);
+	free(c->unnamed_parse); /* a Bind in a later batch re-parses it on its server: not this one */
+	c->unnamed_parse = NULL;
+	c->unnamed_in_batch = true;
+	return true;
+}
+
 static bool tracking_statements(const sp_client_t *c)
 {
 	return c->pool_mode != SP_POOL_SESSION && sp_g.cfg->max_prepared_statements > 0;
@@ -1121,6 +1161,8 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 		if (c->pool_mode != SP_POOL_SESSION) {
 			const char *q = (const char *)body + nlen + 1;
 			size_t ql = text_len(body + nlen + 1, len - nlen - 1);
+			if (!*name && ql < 4096 && tracking_statements(c) && parse_deallocate(c, s, q, ql))
+				return true;
 			if (may_change_settings_names(q, ql, &c->reset_seen, &c->reset_names))
 				s->need_syncback = true;
 			if (drops_statements(head_of(q, ql), q, ql)) {

@@ -171,6 +171,36 @@ def run_psycopg(port, db, table):
                 curs = [c.execute('SELECT %s::int * 2', (i,), prepare=True) for i in range(200)]
             check('200 prepared statements in one pipeline', sum(cu.fetchone()[0] for cu in curs), 2 * sum(range(200)))
 
+    @group('a full statement cache: psycopg DEALLOCATEs over the extended protocol')
+    def _():
+        # psycopg keeps prepared_max (default 100) statements and then sends
+        # "DEALLOCATE _pg3_N" with exec_params; the names live on shardpool, not the server
+        with connect() as c:
+            c.prepared_max = 3
+            got = []
+            for rnd in range(3):
+                for n in range(10):
+                    try:
+                        got.append(c.execute(f'SELECT %s::int + {n}', (rnd,), prepare=True).fetchone()[0])
+                    except psycopg.Error as e:
+                        got.append(describe(e))
+            check('30 executions of 10 statements through a cache of 3 (7 DEALLOCATEs a round)',
+                  got, [r + n for r in range(3) for n in range(10)])
+            try:
+                c.pgconn.prepare(b's_dealloc', b'SELECT 42')
+                r1 = c.pgconn.exec_prepared(b's_dealloc', []).get_value(0, 0)
+                r2 = c.pgconn.exec_params(b'DEALLOCATE s_dealloc', [])
+                r3 = c.pgconn.exec_prepared(b's_dealloc', [])
+                got = (r1, psycopg.pq.ExecStatus(r2.status).name, r2.command_status, r3.error_field(psycopg.pq.DiagnosticField.SQLSTATE))
+            except psycopg.Error as e:
+                got = describe(e)
+            check('DEALLOCATE name by exec_params: tag DEALLOCATE, then the name is gone (26000)',
+                  got, (b'42', 'COMMAND_OK', b'DEALLOCATE', b'26000'))
+            r4 = c.pgconn.exec_params(b'DEALLOCATE no_such_statement', [])
+            check('DEALLOCATE of an unknown name: the server\'s 26000',
+                  r4.error_field(psycopg.pq.DiagnosticField.SQLSTATE), b'26000')
+            check('the connection still works', c.execute('SELECT %s::int', (7,), prepare=True).fetchone()[0], 7)
+
     @group('COPY')
     def _():
         with connect() as c:
