@@ -113,6 +113,8 @@ typedef struct group {
 	uint64_t hash;
 	uint8_t *key; /* encoded key columns: per column int32 length (-1 NULL) + bytes */
 	uint32_t key_len;
+	uint8_t *ckey; /* the same in canonical form (see canon_value), or key itself */
+	uint32_t ckey_len;
 } group_t;
 
 typedef struct chunk {
@@ -168,7 +170,7 @@ struct sp_merge {
 	uint32_t *slots; /* open addressing: group index + 1, 0 empty */
 	size_t n_slots;
 	chunk_t *arena;
-	sp_buf_t keybuf, operand, scratch, rows;
+	sp_buf_t keybuf, ckeybuf, operand, scratch, rows;
 	sp_buf_t bintext, bintext2; /* binary columns: a value as text, a result as text */
 };
 
@@ -1563,21 +1565,201 @@ static bool acc_add(sp_merge_t *m, const col_t *col, acc_t *a, val_t v)
 	return true;
 }
 
+/*
+ * Values that PostgreSQL's GROUP BY puts together but that print (or send)
+ * differently: numeric 1.0 and 1.00, float -0 and 0 (and every NaN), interval
+ * '1 day' and '24:00:00'. canon_value writes a form equal exactly when the
+ * values are: the digits without trailing fraction zeros or scale, a float's
+ * zero and NaN made one, an interval as PostgreSQL compares it (months of 30
+ * days, days of 24 hours, in microseconds). Returns 1 if it wrote one, 0 if
+ * the bytes already are canonical, -1 if it cannot read the value (an
+ * interval printed in another IntervalStyle than postgres).
+ */
+static bool parse_interval_text(const char *p, size_t n, __int128 *span)
+{
+	__int128 months = 0, days = 0, usec = 0; /* wide: no overflow on any printed value */
+	size_t i = 0;
+
+	while (i < n) {
+		while (i < n && p[i] == ' ')
+			i++;
+		if (i == n)
+			break;
+		size_t t = i;
+		while (i < n && p[i] != ' ')
+			i++;
+		const char *tok = p + t;
+		size_t tl = i - t;
+		if (memchr(tok, ':', tl)) { /* [+-]H:MM:SS[.ffffff] */
+			bool neg = *tok == '-';
+			size_t k = (*tok == '-' || *tok == '+') ? 1 : 0;
+			int64_t part[3] = {0, 0, 0}, frac = 0;
+			int np = 0, fd = 0;
+			for (; k < tl && np < 3; k++) {
+				if (tok[k] >= '0' && tok[k] <= '9') {
+					if (part[np] > INT64_MAX / 100)
+						return false;
+					part[np] = part[np] * 10 + (tok[k] - '0');
+				} else if (tok[k] == ':') {
+					np++;
+				} else if (tok[k] == '.' && np == 2) {
+					for (k++; k < tl && fd < 6; k++, fd++) {
+						if (tok[k] < '0' || tok[k] > '9')
+							return false;
+						frac = frac * 10 + (tok[k] - '0');
+					}
+					if (k < tl)
+						return false;
+					break;
+				} else {
+					return false;
+				}
+			}
+			if (np != 2)
+				return false;
+			for (; fd < 6; fd++)
+				frac *= 10;
+			__int128 v = (((__int128)part[0] * 60 + part[1]) * 60 + part[2]) * 1000000 + frac;
+			usec += neg ? -v : v;
+			continue;
+		}
+		char *end;
+		long long num = strtoll(tok, &end, 10);
+		if (end != tok + tl || i == n)
+			return false;
+		while (i < n && p[i] == ' ')
+			i++;
+		size_t u = i;
+		while (i < n && p[i] != ' ')
+			i++;
+		size_t ul = i - u;
+		if ((ul == 4 || ul == 5) && !memcmp(p + u, "year", 4))
+			months += num * 12;
+		else if ((ul == 3 || ul == 4) && !memcmp(p + u, "mon", 3))
+			months += num;
+		else if ((ul == 3 || ul == 4) && !memcmp(p + u, "day", 3))
+			days += num;
+		else
+			return false;
+	}
+	*span = (months * 30 + days) * INT64_C(86400000000) + usec;
+	return true;
+}
+
+static int canon_value(const col_t *col, const uint8_t *p, int32_t len, sp_buf_t *out)
+{
+	if (len <= 0)
+		return 0;
+	switch (col->type) {
+	case SP_OID_NUMERIC:
+		if (col->format == 1) { /* ndigits, weight, sign, dscale, digits: forget dscale */
+			if (len < 8)
+				return 0;
+			sp_buf_append(out, p, 6);
+			sp_buf_append(out, "\0\0", 2);
+			sp_buf_append(out, p + 8, (size_t)len - 8);
+			return 1;
+		} else {
+			const uint8_t *dot = memchr(p, '.', (size_t)len);
+			if (!dot)
+				return 0;
+			size_t n = (size_t)len;
+			while (n > (size_t)(dot - p) + 1 && p[n - 1] == '0')
+				n--;
+			if (n == (size_t)(dot - p) + 1)
+				n--;
+			sp_buf_append(out, p, n);
+			return 1;
+		}
+	case SP_OID_FLOAT4:
+	case SP_OID_FLOAT8:
+		if (col->format == 1) {
+			uint8_t z[8] = {0}, nan[8] = {0x7f, 0xf8, 0, 0, 0, 0, 0, 0};
+			if (len != 4 && len != 8)
+				return 0;
+			double d;
+			if (len == 8) {
+				uint64_t u = 0;
+				for (int i = 0; i < 8; i++)
+					u = u << 8 | p[i];
+				memcpy(&d, &u, 8);
+			} else {
+				uint32_t u = sp_get_be32(p);
+				float f;
+				memcpy(&f, &u, 4);
+				d = f;
+			}
+			if (d == 0)
+				sp_buf_append(out, z, (size_t)len);
+			else if (isnan(d))
+				sp_buf_append(out, len == 8 ? nan : (const uint8_t *)"\x7f\xc0\0\0", (size_t)len);
+			else
+				return 0;
+			return 1;
+		}
+		if (len == 2 && p[0] == '-' && p[1] == '0') {
+			sp_buf_append(out, "0", 1);
+			return 1;
+		}
+		return 0;
+	case SP_OID_INTERVAL: {
+		__int128 span;
+		uint8_t b[16];
+		if (col->format == 1) {
+			if (len != 16)
+				return 0;
+			int64_t t = 0;
+			for (int i = 0; i < 8; i++)
+				t = (int64_t)((uint64_t)t << 8 | p[i]);
+			int32_t day = (int32_t)sp_get_be32(p + 8), mon = (int32_t)sp_get_be32(p + 12);
+			span = ((__int128)mon * 30 + day) * INT64_C(86400000000) + t;
+		} else if (!parse_interval_text((const char *)p, (size_t)len, &span)) {
+			return -1;
+		}
+		unsigned __int128 u = (unsigned __int128)span;
+		for (int i = 15; i >= 0; i--, u >>= 8)
+			b[i] = (uint8_t)u;
+		sp_buf_append(out, b, 16);
+		return 1;
+	}
+	default:
+		return 0;
+	}
+}
+
 static bool combine_row(sp_merge_t *m)
 {
+	bool canon = false;
 	sp_buf_reset(&m->keybuf);
+	sp_buf_reset(&m->ckeybuf);
 	for (int c = 0; c < m->ncols; c++) {
 		if (m->cols[c].acc >= 0)
 			continue;
 		uint8_t l[4];
+		size_t at = sp_buf_len(&m->ckeybuf);
 		sp_put_be32(l, (uint32_t)m->vals[c].len);
 		sp_buf_append(&m->keybuf, l, 4);
+		sp_buf_append(&m->ckeybuf, l, 4);
 		if (m->vals[c].len > 0)
 			sp_buf_append(&m->keybuf, m->vals[c].p, (size_t)m->vals[c].len);
+		int r = canon_value(&m->cols[c], m->vals[c].p, m->vals[c].len, &m->ckeybuf);
+		if (r < 0)
+			return fail(m, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
+				    "GROUP BY over several shards cannot compare interval values printed in "
+				    "this IntervalStyle; SET IntervalStyle = postgres, or group on one shard");
+		if (r > 0) {
+			canon = true;
+			sp_put_be32(m->ckeybuf.data + m->ckeybuf.start + at,
+				    (uint32_t)(sp_buf_len(&m->ckeybuf) - at - 4));
+		} else if (m->vals[c].len > 0) {
+			sp_buf_append(&m->ckeybuf, m->vals[c].p, (size_t)m->vals[c].len);
+		}
 	}
-	const uint8_t *key = m->keybuf.data ? m->keybuf.data : (const uint8_t *)"";
+	const uint8_t *key = m->keybuf.data ? sp_buf_head(&m->keybuf) : (const uint8_t *)"";
 	size_t klen = sp_buf_len(&m->keybuf);
-	uint64_t h = fnv1a(UINT64_C(14695981039346656037), key, klen);
+	const uint8_t *ckey = canon ? sp_buf_head(&m->ckeybuf) : key;
+	size_t cklen = canon ? sp_buf_len(&m->ckeybuf) : klen;
+	uint64_t h = fnv1a(UINT64_C(14695981039346656037), ckey, cklen);
 
 	if (!grow_groups(m))
 		return fail(m, SP_SQLSTATE_OUT_OF_MEMORY, "out of memory");
@@ -1587,7 +1769,7 @@ static bool combine_row(sp_merge_t *m)
 	while (m->slots[slot]) {
 		gi = m->slots[slot] - 1;
 		group_t *cand = &m->groups[gi];
-		if (cand->hash == h && cand->key_len == klen && memcmp(cand->key, key, klen) == 0) {
+		if (cand->hash == h && cand->ckey_len == cklen && memcmp(cand->ckey, ckey, cklen) == 0) {
 			g = cand;
 			break;
 		}
@@ -1602,6 +1784,15 @@ static bool combine_row(sp_merge_t *m)
 		if (!g->key)
 			return fail(m, SP_SQLSTATE_OUT_OF_MEMORY, "out of memory");
 		memcpy(g->key, key, klen);
+		g->ckey = g->key;
+		g->ckey_len = (uint32_t)klen;
+		if (canon) {
+			g->ckey = arena_alloc(m, cklen);
+			if (!g->ckey)
+				return fail(m, SP_SQLSTATE_OUT_OF_MEMORY, "out of memory");
+			memcpy(g->ckey, ckey, cklen);
+			g->ckey_len = (uint32_t)cklen;
+		}
 		m->slots[slot] = (uint32_t)gi + 1;
 		for (int c = 0; c < m->ncols; c++) {
 			if (m->cols[c].acc < 0)
@@ -1897,6 +2088,7 @@ void sp_merge_free(sp_merge_t *m)
 	free(m->accs);
 	free(m->slots);
 	sp_buf_free(&m->keybuf);
+	sp_buf_free(&m->ckeybuf);
 	sp_buf_free(&m->operand);
 	sp_buf_free(&m->scratch);
 	sp_buf_free(&m->rows);

@@ -28,6 +28,7 @@
 #define NUMERIC 1700
 #define DATE 1082
 #define TIMESTAMPTZ 1184
+#define INTERVAL 1186
 #define BOOL 16
 
 static sp_buf_t body;
@@ -804,6 +805,45 @@ static void test_aggs_group(void)
 	       "D[NULL|3|-0.001|0044-01-01 BC|-0.00033333333333333333] D[y|1|NULL|NULL|NULL] "
 	       "D[|1|1|2000-01-01|1.00000000000000000000] C[SELECT 4]",
 	       "GROUP BY: groups combined in first-seen order, NULL and empty keys distinct");
+	sp_merge_free(m);
+
+	/* GROUP BY values PostgreSQL finds equal that print differently */
+	plan_init(&p);
+	p.has_aggs = true;
+	p.n_cols = 4;
+	p.agg[3] = SP_MAGG_COUNT;
+	static const char *const eq[] = {"n", "f", "iv", "count"};
+	m = sp_merge_new(&p, 2, &out);
+	T(m, 0, eq, NUMERIC, FLOAT8, INTERVAL, INT8);
+	T(m, 1, eq, NUMERIC, FLOAT8, INTERVAL, INT8);
+	D(m, 0, "1.0", "0", "1 day", "1");
+	D(m, 1, "1.00", "-0", "24:00:00", "2");
+	D(m, 1, "1", "0", "1 day", "1");
+	D(m, 0, "2.50", "NaN", "1 mon", "1");
+	D(m, 1, "2.5", "NaN", "30 days", "1");
+	D(m, 0, "10", "0", "-1 days +24:00:00", "1");
+	D(m, 1, "10.000", "-0", "00:00:00", "1");
+	D(m, 1, "0.10", "0", "1 year 2 mons -3 days +04:05:06.5", "1");
+	D(m, 0, "0.1", "0", "14 mons -2 days -19:54:53.5", "1");
+	C(m, 0, "SELECT 4");
+	C(m, 1, "SELECT 5");
+	sp_merge_finish(m);
+	is_str(out_text(&out),
+	       "T[n:1700,f:701,iv:1186,count:20] D[1.0|0|1 day|4] "
+	       "D[2.50|NaN|1 mon|2] D[10|0|-1 days +24:00:00|2] "
+	       "D[0.10|0|1 year 2 mons -3 days +04:05:06.5|2] C[SELECT 4]",
+	       "GROUP BY: numeric scale, float -0 and interval spellings group as PostgreSQL does");
+	sp_merge_free(m);
+	m = sp_merge_new(&p, 2, &out);
+	T(m, 0, eq, NUMERIC, FLOAT8, INTERVAL, INT8);
+	T(m, 1, eq, NUMERIC, FLOAT8, INTERVAL, INT8);
+	D(m, 0, "1", "0", "P1D", "1");
+	C(m, 0, "SELECT 1");
+	C(m, 1, "SELECT 0");
+	sp_merge_finish(m);
+	ok(sp_merge_failed(m) && !strcmp(sp_merge_sqlstate(m), "0A000") &&
+	       strstr(sp_merge_error(m), "IntervalStyle") && !strstr(out_text(&out), "D["),
+	   "GROUP BY on an interval in IntervalStyle iso_8601: 0A000, not wrong groups");
 	sp_merge_free(m);
 
 	/* ORDER BY count DESC, k; LIMIT 2 OFFSET 1 over combined groups */
