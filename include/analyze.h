@@ -140,6 +140,9 @@ typedef struct sp_value {
 #define SP_TABLE_NESTED 8u /* in a subquery, CTE, derived table or set-operation arm: a
 			    * statement run on several shards would evaluate that part on
 			    * each shard's rows alone */
+#define SP_TABLE_KEPT_OUTER 16u /* a replicated table on the kept side of an outer join
+				 * whose other side reads a sharded table: each shard of a
+				 * fan-out would add its own unmatched copies of its rows */
 
 typedef enum sp_pin {
 	SP_PIN_NOT_SHARDED = 0, /* the lookup returned NULL or a replicated table */

@@ -1898,6 +1898,27 @@ static void register_ctes(struct ctx *c, struct scope *s, json_object *with)
 	}
 }
 
+/* A table of [lo, hi) (any depth) that is sharded, or replicated; -1 if none. */
+static int side_table(struct ctx *c, int lo, int hi, bool want_sharded)
+{
+	for (int t = lo; t < hi; t++) {
+		const sp_table_conf_t *conf = c->tables[t].conf;
+		if (conf && (want_sharded ? sharded(c, t) : conf->replicated))
+			return t;
+	}
+	return -1;
+}
+
+/* The kept side [klo, khi) of an outer join against [olo, ohi): see SP_TABLE_KEPT_OUTER. */
+static void mark_kept(struct ctx *c, int klo, int khi, int olo, int ohi)
+{
+	if (side_table(c, klo, khi, true) >= 0 || side_table(c, olo, ohi, true) < 0)
+		return; /* sharded rows on the kept side exist once: so do their results */
+	for (int t = klo; t < khi; t++)
+		if (c->tables[t].conf && c->tables[t].conf->replicated)
+			c->tables[t].ctx |= SP_TABLE_KEPT_OUTER;
+}
+
 static void mark_nullable(struct ctx *c, struct scope *s, int lo, int hi)
 {
 	for (int t = lo; t < hi; t++)
@@ -1978,12 +1999,16 @@ static void add_from_item(struct ctx *c, struct scope *s, json_object *n)
 			jt = "JOIN_INNER";
 		if (!strcmp(jt, "JOIN_LEFT")) {
 			mark_nullable(c, s, l1, r1);
+			mark_kept(c, l0, l1, l1, r1);
 			add_cond(c, s, quals, true, l1, r1, l0, l1);
 		} else if (!strcmp(jt, "JOIN_RIGHT")) {
 			mark_nullable(c, s, l0, l1);
+			mark_kept(c, l1, r1, l0, l1);
 			add_cond(c, s, quals, true, l0, l1, l1, r1);
 		} else if (!strcmp(jt, "JOIN_FULL")) {
 			mark_nullable(c, s, l0, r1);
+			mark_kept(c, l0, l1, l1, r1);
+			mark_kept(c, l1, r1, l0, l1);
 		} else {
 			add_cond(c, s, quals, false, 0, 0, 0, 0);
 		}

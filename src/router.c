@@ -2983,6 +2983,16 @@ static void fanout_read(struct rctx *rc, const sp_stmt_t *st, const sp_table_ref
 		refuse(t, in, "a subquery, CTE or derived table would run on each shard alone");
 		return;
 	}
+	for (int i = 0; i < st->n_tables; i++)
+		if (st->tables[i].ctx & SP_TABLE_KEPT_OUTER) {
+			char nb[100];
+			snprintf(what, sizeof(what),
+				 "an outer join keeps every row of replicated table %.100s on each shard, "
+				 "which would add its own unmatched copies (keep the sharded side)",
+				 ref_name(&st->tables[i], nb, sizeof(nb)));
+			refuse(t, tr, what);
+			return;
+		}
 	bool aggs = h->has_agg || h->has_group_by;
 	if (aggs) {
 		if (h->has_star) {

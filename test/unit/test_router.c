@@ -651,6 +651,20 @@ static void test_fanout(void)
 		 "subquery", "LIMIT inside a derived table: refused");
 	IS_ERROR(q(&db2, "SELECT (SELECT count(*) FROM orders) FROM countries"), "0A000", "orders",
 		 "a sharded subquery under a replicated table: refused");
+	/* a replicated table kept by an outer join against a sharded one: each shard would
+	 * add its own unmatched copies of the replicated rows */
+	IS_ERROR(q(&db2, "SELECT c.code, u.user_id FROM countries c LEFT JOIN users u ON u.cc = c.code"),
+		 "0A000", "replicated table countries", "replicated LEFT JOIN sharded, fanned out: refused");
+	IS_ERROR(q(&db2, "SELECT count(*) FROM users u RIGHT JOIN countries c ON u.cc = c.code"),
+		 "0A000", "unmatched copies", "sharded RIGHT JOIN replicated: refused");
+	IS_ERROR(q(&db2, "SELECT * FROM countries c FULL JOIN users u ON u.cc = c.code"), "0A000",
+		 "countries", "FULL JOIN of replicated and sharded: refused");
+	IS_KIND(q(&db2, "SELECT u.user_id, c.code FROM users u LEFT JOIN countries c ON u.cc = c.code"),
+		SP_TARGET_FANOUT, "sharded LEFT JOIN replicated: fans out (each sharded row once)");
+	IS_KIND(q(&db2, "SELECT * FROM countries c LEFT JOIN users u ON u.cc = c.code WHERE u.user_id = 5"),
+		SP_TARGET_SHARD, "replicated LEFT JOIN sharded pinned to one shard: fine");
+	IS_KIND(q(&db2, "SELECT * FROM countries c JOIN users u ON u.cc = c.code"), SP_TARGET_FANOUT,
+		"inner join of replicated and sharded: fans out");
 	two_keys(2, &ka, &kb);
 	snprintf(sql, sizeof(sql),
 		 "SELECT * FROM users WHERE user_id IN (%lld, %lld) AND EXISTS (SELECT 1 FROM orders)",
