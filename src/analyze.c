@@ -640,7 +640,8 @@ static const char *const builtin_write_funcs[] = {
 	"pg_advisory_xact_lock_shared", "pg_backup_start", "pg_backup_stop", "pg_cancel_backend",
 	"pg_copy_logical_replication_slot", "pg_copy_physical_replication_slot",
 	"pg_create_logical_replication_slot", "pg_create_physical_replication_slot",
-	"pg_create_restore_point", "pg_current_xact_id", "pg_current_xact_id_if_assigned",
+	"pg_create_restore_point", "pg_current_wal_flush_lsn", "pg_current_wal_insert_lsn",
+	"pg_current_wal_lsn", "pg_current_xact_id", "pg_current_xact_id_if_assigned",
 	"pg_drop_replication_slot", "pg_file_rename", "pg_file_sync", "pg_file_unlink",
 	"pg_file_write", "pg_import_system_collations", "pg_logical_emit_message",
 	"pg_logical_slot_get_binary_changes", "pg_logical_slot_get_changes", "pg_notify",
@@ -652,8 +653,8 @@ static const char *const builtin_write_funcs[] = {
 	"pg_stat_reset_single_function_counters", "pg_stat_reset_single_table_counters",
 	"pg_stat_reset_slru", "pg_stop_backup", "pg_switch_wal", "pg_terminate_backend",
 	"pg_try_advisory_lock", "pg_try_advisory_lock_shared", "pg_try_advisory_xact_lock",
-	"pg_try_advisory_xact_lock_shared", "set_config", "setval", "txid_current",
-	"txid_current_if_assigned",
+	"pg_try_advisory_xact_lock_shared", "pg_walfile_name", "pg_walfile_name_offset",
+	"set_config", "setval", "txid_current", "txid_current_if_assigned",
 };
 /* clang-format on */
 
@@ -1795,6 +1796,10 @@ static sp_func_class_t class_of(struct ctx *c, const char *schema, const char *n
 	}
 	if (!(o && o->no_builtin_read_safe) && IN_LIST(builtin_read_safe_funcs, name))
 		return SP_FUNC_READ;
+	/* some need the primary although pg_proc calls them stable (txid_current) or
+	 * immutable (pg_walfile_name): a standby refuses them */
+	if (IN_LIST(builtin_write_funcs, name))
+		return SP_FUNC_WRITE;
 	if (o && o->volatile_funcs) {
 		if (HAS(o->volatile_funcs))
 			return SP_FUNC_WRITE;
@@ -1804,7 +1809,7 @@ static sp_func_class_t class_of(struct ctx *c, const char *schema, const char *n
 		return SP_FUNC_WRITE;
 	}
 #undef HAS
-	return IN_LIST(builtin_write_funcs, name) ? SP_FUNC_WRITE : SP_FUNC_READ;
+	return SP_FUNC_READ;
 }
 
 static void check_func(struct ctx *c, json_object *fc)

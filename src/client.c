@@ -1688,6 +1688,15 @@ static void start_causal_wait(sp_client_t *c, int shard)
  * database splits them (read-your-writes respected), the primary (or a
  * promoted replica) otherwise. NULL after sending the client an error.
  */
+/* The client's transactions are SERIALIZABLE by default: a hot standby cannot run them. */
+static bool serializable_by_default(const sp_client_t *c)
+{
+	const char *v = sp_params_get(&c->params, "default_transaction_isolation");
+	if (!v)
+		v = sp_params_get(&c->startup, "default_transaction_isolation");
+	return v && strcasecmp(v, "serializable") == 0;
+}
+
 static sp_pool_t *choose_pool(sp_client_t *c, int shard, bool write, bool read)
 {
 	const sp_db_conf_t *db = c->db;
@@ -1695,6 +1704,10 @@ static sp_pool_t *choose_pool(sp_client_t *c, int shard, bool write, bool read)
 	bool want_replica = c->virtual_txn ? c->txn_read_only : (read && !write);
 	int replica = -1;
 
+	/* A session-pooled client keeps the server of its first statement for the whole
+	 * session, writes included: the primary, unless the session asked for a replica. */
+	if (c->pool_mode == SP_POOL_SESSION || serializable_by_default(c))
+		want_replica = false;
 	if (role_hint == 1)
 		want_replica = false;
 	else if (role_hint == 2 && !write)

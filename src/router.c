@@ -3201,7 +3201,10 @@ static void classify(const sp_stmt_t *st, sp_target_t *t)
 		case SP_TXN_BEGIN:
 		case SP_TXN_START:
 			t->txnop = SP_TXNOP_BEGIN;
-			t->read_only = st->txn.modes.read_only == 1;
+			/* a hot standby cannot run SERIALIZABLE: such a transaction needs the primary */
+			t->read_only = st->txn.modes.read_only == 1 &&
+				       !(st->txn.modes.isolation &&
+					 strcmp(st->txn.modes.isolation, "serializable") == 0);
 			t->write = !t->read_only;
 			t->read = t->read_only;
 			break;

@@ -135,6 +135,10 @@ EOF
 	echo "[database wt]"
 	echo
 	shards wt 3 1
+	echo "[database sess]"
+	echo "pool_mode = session"
+	echo
+	shards sess
 } >"$SP_CONFIG"
 sp_start "$SP_CONFIG"
 
@@ -334,6 +338,19 @@ is "$(spq -c "SELECT inet_server_port(), rw_only0(1009)")" "$P0|$P0" \
 	"a VOLATILE function that exists on shard 0 only goes to shard 0's primary"
 is "$(spq -c "/* shard: 1 */ SELECT inet_server_port(), rw_only1(1010)")" "$P1|$P1" \
 	"a VOLATILE function that exists on shard 1 only goes to shard 1's primary"
+
+# a hot standby refuses these: they go to the primary
+is "$(spq -c "SELECT txid_current() > 0, inet_server_port()")" "t|$P0" \
+	"txid_current() (stable in pg_proc, refused by a standby): primary"
+is "$(spq -c "BEGIN ISOLATION LEVEL SERIALIZABLE, READ ONLY, DEFERRABLE" -c "SELECT inet_server_port()" -c "COMMIT")" "$P0" \
+	"BEGIN ISOLATION LEVEL SERIALIZABLE, READ ONLY, DEFERRABLE: primary (a standby cannot run SERIALIZABLE)"
+is "$(PGOPTIONS='-c default_transaction_isolation=serializable' spq -c "SELECT inet_server_port()")" "$P0" \
+	"default_transaction_isolation = serializable from the startup packet: reads on the primary"
+is "$(spq -c "SET default_transaction_isolation = serializable" -c "SELECT inet_server_port()" -c "BEGIN READ ONLY" -c "SELECT inet_server_port()" -c "COMMIT" | tr '\n' ' ')" "$P0 $P0 " \
+	"SET default_transaction_isolation = serializable: later reads and BEGIN READ ONLY on the primary"
+# session pooling keeps the first server for the whole session: the primary
+is "$(DB=sess spq -c "SELECT inet_server_port()" -c "INSERT INTO rw_t VALUES (1012, 'sess') RETURNING inet_server_port()" | tr '\n' ' ')" "$P0 $P0 " \
+	"session pooling: a read then a write in one session both run on the primary (no 25006)"
 
 is "$(spq -c "BEGIN READ ONLY" -c "SELECT inet_server_port()" -c "COMMIT" | while read -r p; do role "$p"; done | cut -c1-3)" \
 	r0. "BEGIN READ ONLY: a replica"
