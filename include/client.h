@@ -55,6 +55,7 @@ struct sp_client {
 	bool txn_wrote;              /* the current server transaction wrote (read-your-writes) */
 	uint64_t *written_lsn;       /* per shard: WAL position of the client's last write */
 	uint32_t replica_retry_mask; /* replicas that failed to connect for this read */
+	uint32_t welcome_tried; /* login: other nodes tried for the server's parameters */
 	bool prerouted;              /* the message at the head of the input was routed already */
 	struct sp_node_health *read_node; /* replica serving this client's read (outstanding count) */
 	bool in_batch;               /* extended-protocol messages sent since the last Sync */

@@ -131,8 +131,10 @@ static void login_ok(sp_client_t *c)
 	c->txn_shard = -1;
 	sp_router_session_init(&c->rsess);
 	c->routed = c->db->n_shards > 1;
+	/* with replicas, also when reads stay on the primary: a promoted replica takes
+	 * the writes, so the server is chosen per transaction */
 	for (int i = 0; i < c->db->n_shards && !c->routed; i++)
-		if (c->db->read_replicas && c->db->shards[i].n_replicas > 0)
+		if (c->db->shards[i].n_replicas > 0)
 			c->routed = true;
 	if (c->routed) {
 		c->written_lsn = calloc((size_t)c->db->n_shards, sizeof(uint64_t));

@@ -578,6 +578,42 @@ void sp_client_server_ready(sp_client_t *c, sp_server_t *s)
 static void local_reply(sp_client_t *c, const char *tag, char txn);
 static char virtual_status(const sp_client_t *c);
 
+/*
+ * A login waits for the server's parameters from the database's home pool; when
+ * that server is down, any other node of the database will do (a replica, or the
+ * one promoted in the primary's place): the session goes on and its statements
+ * are routed as usual. False when every node was tried.
+ */
+static bool welcome_elsewhere(sp_client_t *c, const char *why)
+{
+	const sp_db_conf_t *db = c->db;
+	uint32_t i = 0;
+
+	if (!c->routed || !db)
+		return false;
+	/* candidates in a fixed order: the home shard's replicas, then each other shard's
+	 * primary and replicas; c->welcome_tried counts the ones already tried */
+	for (int k = 0; k < db->n_shards; k++) {
+		int shard = (db->default_shard + k) % db->n_shards;
+		for (int r = k == 0 ? 0 : -1; r < db->shards[shard].n_replicas; r++, i++) {
+			if (i < c->welcome_tried)
+				continue;
+			c->welcome_tried = i + 1;
+			sp_pool_t *p = sp_pool_get(c->dbname, c->user, shard,
+						   r < 0 ? SP_ROLE_PRIMARY : SP_ROLE_REPLICA, r < 0 ? 0 : r);
+			if (!p || p == c->pool ||
+			    (p->retry_at > ev_now(sp_loop) && p->n_idle + p->n_active + p->n_connecting + p->n_other == 0))
+				continue;
+			cl_log(c, SP_LOG_INFO, "login: %s; taking the server's parameters from %s %s:%d",
+			       why, r < 0 ? "primary" : "replica", p->node->host, p->node->port);
+			c->pool = p;
+			sp_pool_acquire(p, c);
+			return true;
+		}
+	}
+	return false;
+}
+
 void sp_client_server_failed(sp_client_t *c, const char *sqlstate, const char *msg)
 {
 	if (c->fan) {
@@ -599,6 +635,8 @@ void sp_client_server_failed(sp_client_t *c, const char *sqlstate, const char *m
 			return;
 		}
 	}
+	if (c->state == SP_CLIENT_WELCOME && welcome_elsewhere(c, msg))
+		return;
 	if (c->state == SP_CLIENT_WELCOME) {
 		sp_client_fatal(c, sqlstate, "%s", msg);
 		return;
@@ -1729,26 +1767,24 @@ static sp_pool_t *choose_pool(sp_client_t *c, int shard, bool write, bool read)
 			 * write: ask them now (at most once per 5 ms per server), so later reads,
 			 * ours and other clients', see fresh positions and can use them */
 			sp_health_probe_now(db, shard);
-	} else if (!want_replica) {
-		int w = sp_health_write_target(db, shard);
-		if (w == -2) {
-			char msg[300];
-			snprintf(msg, sizeof(msg), "the primary of shard %d of database \"%s\" is unavailable and no replica has been promoted",
-				 shard, db->name);
-			local_error(c, SP_SQLSTATE_CONNECTION_FAILURE, msg, "Retry when the primary is back or a replica is promoted.", true);
-			return NULL;
-		}
-		if (w >= 0)
-			replica = w;
-		if (write || c->virtual_txn)
-			c->txn_wrote = true;
+		if (replica >= 0)
+			return replica_pool(c, shard, replica);
 	}
-	if (replica >= 0 && want_replica)
-		return replica_pool(c, shard, replica);
-	cl_log(c, SP_LOG_DEBUG, "routed to shard %d %s%s (min lsn %llx)", shard, replica >= 0 ? "replica" : "primary",
+	/* the shard's writer: its primary, or the replica promoted in its place */
+	int w = sp_health_write_target(db, shard);
+	if (w == -2 && !want_replica) {
+		char msg[300];
+		snprintf(msg, sizeof(msg), "the primary of shard %d of database \"%s\" is unavailable and no replica has been promoted",
+			 shard, db->name);
+		local_error(c, SP_SQLSTATE_CONNECTION_FAILURE, msg, "Retry when the primary is back or a replica is promoted.", true);
+		return NULL;
+	}
+	if (!want_replica && (write || c->virtual_txn))
+		c->txn_wrote = true;
+	cl_log(c, SP_LOG_DEBUG, "routed to shard %d %s%s (min lsn %llx)", shard, w >= 0 ? "promoted replica" : "primary",
 	       want_replica ? " for a read" : "", c->written_lsn ? (unsigned long long)c->written_lsn[shard] : 0ULL);
-	if (replica >= 0)
-		return sp_pool_get(c->dbname, c->user, shard, SP_ROLE_REPLICA, replica);
+	if (w >= 0)
+		return sp_pool_get(c->dbname, c->user, shard, SP_ROLE_REPLICA, w);
 	return sp_pool_get(c->dbname, c->user, shard, SP_ROLE_PRIMARY, 0);
 }
 

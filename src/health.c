@@ -1318,6 +1318,12 @@ static bool replica_usable(const struct shard *sh, const struct node *n, char *w
 		snprintf(why, len, "not in recovery");
 		return false;
 	}
+	if (p->timeline != 0 && p->timeline < sh->max_tli) {
+		/* it follows a primary that was replaced (or nothing): it never sees new writes */
+		snprintf(why, len, "on timeline %u, behind the shard's timeline %u (it does not follow the new primary)",
+			 p->timeline, sh->max_tli);
+		return false;
+	}
 	if (cfg->max_replica_lag > 0 && p->lag_bytes > cfg->max_replica_lag) {
 		snprintf(why, len, "replay lag %" PRId64 " bytes > max_replica_lag %" PRId64,
 			 p->lag_bytes, cfg->max_replica_lag);

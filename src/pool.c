@@ -205,6 +205,13 @@ void sp_pool_acquire(sp_pool_t *p, sp_client_t *c)
 	ev_tstamp now = ev_now(sp_loop);
 
 	if (c->state == SP_CLIENT_WELCOME) {
+		/* the server's parameters, from this pool or another of the database and
+		 * user (every node of a database reports the same) */
+		for (sp_pool_t *o = pools; !p->have_welcome && o; o = o->next)
+			if (o->have_welcome && !strcmp(o->dbname, p->dbname) && !strcmp(o->user, p->user)) {
+				sp_params_copy(&p->welcome, &o->welcome);
+				p->have_welcome = true;
+			}
 		if (p->have_welcome) {
 			sp_client_welcome(c);
 			return;

@@ -84,6 +84,13 @@ replica = host=127.0.0.1 port=$R01 dbname=app
 primary = host=127.0.0.1 port=$P1 dbname=app
 replica = host=127.0.0.1 port=$R10 dbname=app
 replica = host=127.0.0.1 port=$R11 dbname=app
+
+# shard 1's servers as a database of their own, first used after its primary stopped
+[database one]
+[shard one.0]
+primary = host=127.0.0.1 port=$P1 dbname=app
+replica = host=127.0.0.1 port=$R10 dbname=app
+replica = host=127.0.0.1 port=$R11 dbname=app
 EOF
 sp_start "$SP_CONFIG"
 DSN="host=127.0.0.1 port=$SP_PORT user=app password=secret dbname=app connect_timeout=10"
@@ -195,6 +202,9 @@ like "$got" '^r1\.0:[0-9]+ r1\.1:[0-9]+$' "reads of shard 1 go on on its replica
 is "$(spq -c "/* shard: 1 */ SELECT count(*) FROM rw_f WHERE v = 'warm'")" 1 "and find the rows"
 r=$($PY "$RWC" "$DSN" one "INSERT INTO rw_f (v) VALUES ('s0') RETURNING inet_server_port()")
 like "$r" "^ok [0-9.]+ $P0\$" "writes to shard 0 are not affected ($r)"
+# a login needs the server's parameters: with the database's primary down, from a replica
+r=$(PGPASSWORD=secret timeout 20 psql -X -A -t -h 127.0.0.1 -p "$SP_PORT" -U app -d one -c "SELECT inet_server_port()" 2>&1)
+like "$(role "$r")" '^r1\.[01]$' "a first login to a database whose primary is down works, and reads on a replica ($r)"
 
 # ---------------------------------------------------------------- a replica is promoted
 # a writer keeps trying (one connection: the refusals are ERRORs) while the replica is
@@ -221,6 +231,11 @@ got=$(for i in 1 2 3 4 5 6 7 8 9 10; do spq -c "/* shard: 1 */ INSERT INTO rw_f 
 is "$got" "r1.0:10" "with the old primary back (timeline 1), writes stay on the promoted node"
 got=$(yes "/* shard: 1 */ SELECT inet_server_port();" | head -n 20 | spq | roles)
 unlike "$got" "p1" "the old primary gets no reads either ($got)"
+# replica 1 still follows the old primary (timeline 1): it never sees the new writes
+unlike "$got" "r1\.1" "nor the replica left on the old timeline ($got)"
+is "$(PGPASSWORD=secret psql -X -A -t -h 127.0.0.1 -p "$SP_PORT" -U app -d one -c "SELECT count(*) FROM rw_f WHERE v IN ('after', 'after2')" 2>&1)" 16 \
+	"reads see every write made after the promotion"
+ok "the log says why replica 1 left rotation" grep -q "behind the shard's timeline" "$SP_LOG"
 is "$(pg_psql "$P1" -c "SELECT count(*) FROM rw_f")" "$before" "the old primary's table did not change after it was stopped"
 is "$(pg_psql "$R10" -c "SELECT count(*) FROM rw_f WHERE v IN ('after', 'after2')")" 16 "the promoted node has every write"
 ok "the log reports the promotion" grep -q "writes go to promoted replica 0" "$SP_LOG"
