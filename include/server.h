@@ -111,6 +111,9 @@ struct sp_server {
 sp_server_t *sp_server_connect(sp_pool_t *p);
 /* Close with a reason for the log; idempotent; removes it from its pool. */
 void sp_server_close(sp_server_t *s, const char *reason);
+/* Close every connection to that server (the health checker found it hung): a client
+ * with a statement there gets 08006, a login or a wait goes elsewhere. */
+void sp_server_close_node(const char *host, int port, const char *reason);
 /* Link to a client and make its session settings match the client's. */
 void sp_server_attach(sp_server_t *s, sp_client_t *c);
 /* Client let go of it (ReadyForQuery 'I' in transaction mode, or disconnect). While a

@@ -79,6 +79,7 @@
 #include "analyze.h"
 #include "daemon.h"
 #include "log.h"
+#include "server.h"
 #include "router.h"
 #include "sock.h"
 #include "sp_types.h"
@@ -263,6 +264,7 @@ struct target {
 	double delay; /* seconds */
 	uint32_t timeline;
 	int fail_count;
+	int timeouts; /* probes in a row that got no answer at all */
 	unsigned probes_ended; /* probes that ran to their end, good or failed */
 	ev_tstamp banned_until, last_ok;
 	char last_error[200];
@@ -524,6 +526,7 @@ static void probe_fail(struct target *t, const char *why)
 	t->state = PROBE_IDLE;
 	t->probed = true;
 	t->reachable = false;
+	t->timeouts = 0; /* timer_cb counts the failures that were timeouts */
 	if (t->fail_count < 30)
 		t->fail_count++;
 	/* a primary is probed every period: writes are refused while it is down, and
@@ -1002,6 +1005,7 @@ static void probe_ok(struct target *t)
 	t->probed = true;
 	t->reachable = true;
 	t->fail_count = 0;
+	t->timeouts = 0;
 	t->banned_until = 0;
 	t->last_ok = now;
 	t->last_error[0] = '\0';
@@ -1212,7 +1216,18 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	snprintf(why, sizeof(why), "no answer within health_check_timeout (%g s) while %s",
 		 sp_g.cfg->health_check_timeout,
 		 t->state == PROBE_CONNECTING ? "connecting" : "waiting for the probe");
+	int timeouts = t->timeouts + 1;
 	probe_fail(t, why);
+	t->timeouts = timeouts;
+	/* twice in a row without an answer: the server hangs (stopped, or its machine
+	 * is gone without a reset). Statements running there would wait forever and
+	 * connections being opened until server_connect_timeout: close them all. */
+	if (timeouts >= 2) {
+		char reason[200];
+		snprintf(reason, sizeof(reason), "server %s:%d does not answer health checks (%s)",
+			 t->host, t->port, why);
+		sp_server_close_node(t->host, t->port, reason);
+	}
 }
 
 static void probe_start(struct target *t)

@@ -308,6 +308,22 @@ static void unlink_from_pool(sp_server_t *s)
 	}
 }
 
+void sp_server_close_node(const char *host, int port, const char *reason)
+{
+	int n = 0;
+	for (;;) { /* from the start each time: a close may close or open others */
+		sp_server_t *s = all_servers;
+		while (s && !(s->pool->node->port == port && strcmp(s->pool->node->host, host) == 0))
+			s = s->all_next;
+		if (!s)
+			break;
+		sp_server_close(s, reason);
+		n++;
+	}
+	if (n)
+		sp_warn("closed %d server connection(s) to %s:%d: %s", n, host, port, reason);
+}
+
 void sp_server_close(sp_server_t *s, const char *reason)
 {
 	sp_client_t *c;

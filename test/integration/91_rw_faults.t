@@ -239,4 +239,30 @@ ok "the log says why replica 1 left rotation" grep -q "behind the shard's timeli
 is "$(pg_psql "$P1" -c "SELECT count(*) FROM rw_f")" "$before" "the old primary's table did not change after it was stopped"
 is "$(pg_psql "$R10" -c "SELECT count(*) FROM rw_f WHERE v IN ('after', 'after2')")" 16 "the promoted node has every write"
 ok "the log reports the promotion" grep -q "writes go to promoted replica 0" "$SP_LOG"
+
+# ---------------------------------------------------------------- a replica hangs
+# SIGSTOP on replica r0.1 (shard 0's only running replica) with a read running there:
+# the read must not wait forever, and reads go on elsewhere
+hang_pids() {
+	local pm
+	pm=$(head -n 1 "$SB/shard0/replica1/postmaster.pid")
+	echo "$pm" $(pgrep -P "$pm")
+}
+at_exit "kill -CONT $(hang_pids) 2>/dev/null"
+t0=$(now)
+PGPASSWORD=secret timeout 30 psql -X -A -t -h 127.0.0.1 -p "$SP_PORT" -U app -d app \
+	-c "/* shard: 0 */ SELECT inet_server_port(), pg_sleep(8)" >"$SP_TMP/hung.out" 2>&1 &
+HUNG=$!
+sleep 0.5
+kill -STOP $(hang_pids)
+wait $HUNG
+t=$(elapsed "$t0" "$(now)")
+like "$(cat "$SP_TMP/hung.out")" "08006|does not answer health checks|server connection lost" \
+	"a read running on a replica that hangs (SIGSTOP) ends with an error"
+ok "  within 2 failed probes, not its 8 s of pg_sleep ($t s < 6 s)" le "$t" 6
+got=$(reads 0 10)
+is "$got" "p0:10" "reads of shard 0 meanwhile go to the primary"
+kill -CONT $(hang_pids)
+ok "the replica comes back into rotation after SIGCONT" wait_reads 0 '^r0\.1:20$' 10
+ok "the log says the connections were closed" grep -q "does not answer health checks" "$SP_LOG"
 done_testing
