@@ -119,7 +119,9 @@ typedef enum sp_lit {
  * escapes ("42", "-7", "it's", "6ecd8c99-4036-403d-bf84-cf8400f67836"), ready
  * for sp_shard_value_from_text() with the key column's configured type.
  * cast is the last name of an explicit cast around it ('42'::bigint -> "int8",
- * CAST($1 AS text) -> "text", uuid '...' -> "uuid"), NULL without one.
+ * CAST($1 AS text) -> "text", uuid '...' -> "uuid"), NULL without one; a cast
+ * that may cut a string is marked: char(3) and char -> "bpchar(n)", varchar(3) ->
+ * "varchar(n)", "char" -> "char(n)".
  */
 typedef struct sp_value {
 	sp_value_kind_t kind;

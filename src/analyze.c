@@ -1123,7 +1123,13 @@ static void get_value(struct ctx *c, json_object *n, sp_value_t *v)
 	} else if (!strcmp(t, "TypeCast")) {
 		get_value(c, jget(b, "arg"), v);
 		if (value_usable(v)) {
-			v->cast = type_name_str(c, jget(b, "typeName"));
+			json_object *tn = jget(b, "typeName");
+			v->cast = type_name_str(c, tn);
+			/* char(n), varchar(n) and "char" may cut the value: marked "name(n)" */
+			if (v->cast && ((jlen(jget(tn, "typmods")) > 0 &&
+					 (!strcmp(v->cast, "bpchar") || !strcmp(v->cast, "varchar"))) ||
+					!strcmp(v->cast, "char")))
+				v->cast = aprintf(c->ar, "%s(n)", v->cast);
 		} else {
 			memset(v, 0, sizeof(*v));
 			v->kind = SP_VAL_EXPR;

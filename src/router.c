@@ -2052,6 +2052,17 @@ static int key_value(sp_key_type_t type, const struct raw *r, const char *cast, 
 	sp_shard_parse_t prc;
 	char err[300];
 
+	if ((type == SP_KEY_TEXT || type == SP_KEY_VARCHAR) && cast && !r->binary) {
+		if (strchr(cast, '(')) /* char(n), varchar(n): the cut is not known here */
+			goto inexact;
+		if (!strcmp(cast, "bpchar")) {
+			/* compared or stored as text, a character value loses its trailing spaces */
+			struct raw trimmed = *r;
+			while (trimmed.n > 0 && trimmed.p[trimmed.n - 1] == ' ')
+				trimmed.n--;
+			return parse_raw(type, &trimmed, out, t) < 0 ? V_ERROR : V_OK;
+		}
+	}
 	if (!is_int_type(type) || r->binary)
 		return parse_raw(type, r, out, t) < 0 ? V_ERROR : V_OK;
 	cc = cast_class(cast, &ctype, &bits);
@@ -2106,7 +2117,9 @@ static int key_value(sp_key_type_t type, const struct raw *r, const char *cast, 
 inexact:
 	if (!assign)
 		return V_UNKNOWN;
-	fail(t, SQLSTATE_FEATURE, "Give the shard key an integer literal or parameter.",
+	fail(t, SQLSTATE_FEATURE,
+	     is_int_type(type) ? "Give the shard key an integer literal or parameter."
+			       : "Give the shard key a literal or parameter without this cast.",
 	     "shardpool cannot tell which %s the shard key value %.*s::%s becomes",
 	     sp_shard_type_name(type), r->n > 64 ? 64 : (int)r->n, r->p, cast ? cast : "");
 	return V_ERROR;

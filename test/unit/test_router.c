@@ -623,6 +623,17 @@ static void test_bind(void)
 		sp_router_bind(&dbm, &sess, p, 1, v1, l1, one_bin, oid_text, 1, -1, &T);
 		IS_SHARD(&T, other, "binary text '4' (declared text): its bytes");
 		sp_plan_unref(p);
+		/* a character literal compared with a text key loses its trailing spaces */
+		IS_SHARD(q(&dbm, "SELECT * FROM accounts WHERE acct = '42  '::bpchar"), want,
+			 "'42  '::bpchar to a text key: routed as '42'");
+		IS_KIND(q(&dbm, "SELECT * FROM accounts WHERE acct = '42  '::char(3)"), SP_TARGET_FANOUT,
+			"'42  '::char(3) (cut and trimmed): no shard from it, the read fans out");
+		IS_KIND(q(&dbm, "SELECT * FROM accounts WHERE acct = '4242'::varchar(2)"), SP_TARGET_FANOUT,
+			"'4242'::varchar(2) (cut to '42'): the read fans out");
+		IS_ERROR(q(&dbm, "INSERT INTO accounts (acct) VALUES ('42  '::char(4))"), "0A000",
+			 "cannot tell which text", "INSERT of a char(n) value into a text key: refused, not misplaced");
+		IS_SHARD(q(&dbm, "SELECT * FROM accounts WHERE acct = '42'::varchar"), want,
+			 "::varchar without a length: the value as written");
 
 		p = sp_router_prepare(&db2, "SELECT * FROM users WHERE user_id = $1::bigint", 46);
 		v1[0] = (const uint8_t *)"42";
