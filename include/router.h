@@ -116,6 +116,11 @@ typedef struct sp_target {
 	 * inside BEGIN, and all COMMIT only if every shard succeeded, so a statement that
 	 * fails on one shard changes nothing anywhere (as in PostgreSQL). */
 	bool fanout_txn;
+	/* A split INSERT ... RETURNING: the shard of each VALUES row, in order, so the
+	 * RETURNING rows reach the client in its row order (ORMs match them by position).
+	 * Points into the router's per-thread state: valid until the next routing. */
+	const int *row_shard;
+	int n_row_shard;
 	sp_router_copy_t copy;  /* COPY FROM STDIN fanned out (mode != SP_ROUTER_COPY_NONE) */
 } sp_target_t;
 

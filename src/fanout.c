@@ -61,6 +61,11 @@ struct sp_fanout {
 	char lost[200];   /* a shard's FATAL message: its connection is ending, the client's is not */
 	bool aborted;
 	bool first_only;  /* replicated write: only the lowest shard's result reaches the client */
+	/* split INSERT ... RETURNING: the slot of each VALUES row; a shard's rows wait in
+	 * rowq until their turn, so the client gets them in its row order */
+	int *row_slot;
+	int n_row_slot, row_pos;
+	sp_buf_t rowq[SP_ROUTER_MAX_SHARDS];
 	ev_timer kick;    /* resumes paused servers from the loop, never from inside another's processing */
 	char tag[64];     /* first shard's CommandComplete, for tags without a row count */
 	bool query_txn;   /* the client's Query runs as "BEGIN; ..." on every shard (COPY FROM, a
@@ -188,7 +193,9 @@ static void dispose(sp_fanout_t *f)
 	for (int i = 0; i < f->n; i++) {
 		sp_buf_free(&f->sql[i]);
 		sp_buf_free(&f->pending[i]);
+		sp_buf_free(&f->rowq[i]);
 	}
+	free(f->row_slot);
 	f->c->fan = NULL;
 	free(f);
 }
@@ -211,6 +218,26 @@ static void drop_servers(sp_fanout_t *f, const char *why)
 			sp_server_release(s);
 		}
 	}
+}
+
+/* Pass on the queued RETURNING rows whose turn has come; all: every one left, in slot
+ * order (a shard returned fewer rows than it was given: ON CONFLICT DO NOTHING). */
+static void drain_rows(sp_fanout_t *f, sp_buf_t *out, bool all)
+{
+	while (f->row_pos < f->n_row_slot) {
+		sp_buf_t *q = &f->rowq[f->row_slot[f->row_pos]];
+		if (sp_buf_len(q) < 5)
+			break;
+		size_t total = (size_t)sp_get_be32(sp_buf_head(q) + 1) + 1;
+		sp_buf_append(out, sp_buf_head(q), total);
+		sp_buf_consume(q, total);
+		f->row_pos++;
+	}
+	if (all)
+		for (int i = 0; i < f->n; i++) {
+			sp_buf_append(out, sp_buf_head(&f->rowq[i]), sp_buf_len(&f->rowq[i]));
+			sp_buf_reset(&f->rowq[i]);
+		}
 }
 
 static void finish(sp_fanout_t *f)
@@ -237,6 +264,8 @@ static void finish(sp_fanout_t *f)
 		/* every answer went to the client as it came */
 	} else if (!f->error_sent) {
 		char tag[64];
+		if (f->row_slot)
+			drain_rows(f, out, true);
 		if (strcmp(f->verb, "INSERT") == 0)
 			snprintf(tag, sizeof(tag), "INSERT 0 %llu", (unsigned long long)f->rows);
 		else if (f->verb[0])
@@ -512,6 +541,12 @@ static void start(sp_client_t *c, const sp_target_t *t, const uint8_t *msg, size
 	f->copy_out_header = t->copy.header;
 	for (int k = 0; k < f->n; k++)
 		f->slot_of[f->shards[k]] = k;
+	if (t->row_shard && t->n_row_shard > 0 && !t->fanout_merge && !t->fanout_first) {
+		f->row_slot = malloc((size_t)t->n_row_shard * sizeof(int));
+		for (int r = 0; f->row_slot && r < t->n_row_shard; r++)
+			f->row_slot[r] = f->slot_of[t->row_shard[r]];
+		f->n_row_slot = f->row_slot ? t->n_row_shard : 0;
+	}
 	if (t->copy.mode == SP_ROUTER_COPY_SPLIT) {
 		sp_copy_opts_t o = {.format = t->copy.csv ? SP_CSPLIT_CSV : SP_CSPLIT_TEXT,
 				    .delimiter = t->copy.delimiter,
@@ -782,6 +817,11 @@ static void sum_feed(sp_fanout_t *f, int slot, char type, const uint8_t *msg, si
 		}
 		return;
 	case SP_BE_DATA_ROW:
+		if (f->row_slot) {
+			sp_buf_append(&f->rowq[slot], msg, total);
+			drain_rows(f, out, false);
+			return;
+		}
 		sp_buf_append(out, msg, total);
 		return;
 	case SP_BE_COMMAND_COMPLETE: {

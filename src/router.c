@@ -3182,6 +3182,8 @@ void sp_router_target_init(sp_target_t *t)
 	t->fanout_txn = false;
 	t->per_shard_sql = false;
 	t->sql = NULL;
+	t->row_shard = NULL;
+	t->n_row_shard = 0;
 	t->local_tag = NULL;
 	t->sqlstate[0] = t->message[0] = t->hint[0] = '\0';
 	t->merge.n_sort = 0;
@@ -3778,6 +3780,10 @@ static void route_multi(struct rctx *rc, const sp_stmt_t *st, const sp_table_ref
 		t->fanout_txn = true;
 		t->per_shard_sql = true;
 		t->sql = tl->sql;
+		if (st->has_returning) {
+			t->row_shard = tl->tshard;
+			t->n_row_shard = ins->n_rows;
+		}
 		return;
 	}
 	default:

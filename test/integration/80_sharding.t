@@ -293,6 +293,8 @@ placement_suite() {
 	is "$(cut -d' ' -f1-3 <<<"$out")" "INSERT 0 12" "$N shards: the split INSERT's tag counts all 12 rows"
 	is "$(tr ',' '\n' <<<"${out#INSERT 0 12 }" | sort -n | tr '\n' ',')" \
 		"$(for k in {101..112}; do printf '%s|u%s,' "$k" "$k"; done)" "$N shards: the split INSERT returns every row once"
+	is "$(tr ',' '\n' <<<"${out#INSERT 0 12 }" | tr '\n' ',')" \
+		"$(for k in {101..112}; do printf '%s|u%s,' "$k" "$k"; done)" "$N shards: ... in the order of its VALUES rows (as PostgreSQL returns them)"
 	is "$(where t80_users "user_id BETWEEN 101 AND 112" | tr ' ' '\n' | awk -F: '{ s += $2 } END { print s }')" 12 "$N shards: the split INSERT stored 12 rows"
 	is "$(misplaced t80_users t80_pl_b user_id)" 0 "$N shards: every row of the split INSERT is on its key's shard"
 	out=$(q "INSERT INTO t80_comp (tenant, item, val) VALUES (20, 'a', 1), (21, 'b', 1), (22, 'c', 1), (23, 'd', 1), (24, 'e', 1), (25, 'f', 1)")
@@ -391,6 +393,8 @@ placement_suite() {
 	out=$(sess <<<"$script")
 	is "$(cut -d' ' -f1-3 <<<"$out") $(cut -d' ' -f4- <<<"$out" | tr ',' '\n' | sort | tr '\n' ' ')" \
 		"INSERT 0 6 330|q330 331|q331 332|lit 333|q333 334|q334 335|q335 " "$N shards: extended protocol: a multi-row INSERT over shards is split at Bind, RETURNING every row" || diag "$out"
+	is "$(cut -d' ' -f4- <<<"$out" | tr ',' ' ')" "330|q330 331|q331 332|lit 333|q333 334|q334 335|q335" \
+		"$N shards: extended protocol: ... in the order of its VALUES rows"
 	is "$(where t80_users "user_id BETWEEN 330 AND 335" | tr ' ' '\n' | awk -F: '{ s += $2 } END { print s }') $(where t80_users "user_id = 332 AND score = 7")" \
 		"6 $(shard_of t80_pl_b 332::bigint):1" "$N shards: the split rows are stored once, with their own values"
 	# more than 256 parameters (90 rows of 3): every Bind is routed however many values
