@@ -864,6 +864,7 @@ struct ctx {
 	PgQueryParseResult pr;
 	bool pr_live;
 	bool unknown_funcs; /* see sp_analysis_t */
+	const char *shape_from; /* the shape being built reads one table: its alias or name */
 	jmp_buf oom;
 };
 
@@ -2698,6 +2699,18 @@ static void out_col(struct ctx *c, json_object *rt, sp_out_col_t *oc)
 }
 
 /* Output position (1-based) an ORDER BY / GROUP BY / DISTINCT ON item refers to, 0 if none. */
+/* col, or t.col where t is the only table read (c->shape_from): its column name. */
+static const char *plain_column(struct ctx *c, json_object *n)
+{
+	json_object *cref = node_as(n, "ColumnRef"), *f = cref ? jget(cref, "fields") : NULL;
+	if (jlen(f) == 1)
+		return str_node(jat(f, 0));
+	if (jlen(f) == 2 && c->shape_from && str_node(jat(f, 0)) &&
+	    !strcmp(str_node(jat(f, 0)), c->shape_from))
+		return str_node(jat(f, 1));
+	return NULL;
+}
+
 static int target_pos(struct ctx *c, json_object *item, json_object *tl, const sp_shape_t *sh,
 		      bool names_first)
 {
@@ -2733,6 +2746,14 @@ static int target_pos(struct ctx *c, json_object *item, json_object *tl, const s
 			    !strcmp(jstr(node_as(jat(tl, i), "ResTarget"), "name"), single))
 				return i + 1;
 	}
+	/* t.col and col name the same column when t is the only table read */
+	const char *col = plain_column(c, item);
+	if (col)
+		for (int i = 0; i < n; i++) {
+			const char *tc = plain_column(c, jget(node_as(jat(tl, i), "ResTarget"), "val"));
+			if (tc && !strcmp(tc, col))
+				return i + 1;
+		}
 	return 0;
 }
 
@@ -2871,6 +2892,12 @@ static void fill_shape(struct ctx *c, json_object *top, sp_shape_t *sh)
 	if (jget(leaf, "windowClause"))
 		sh->has_window = sh->has_window || (agg_flags(tl) & 2);
 
+	/* FROM one table (no join, no subquery): t.col and col are the same column */
+	json_object *from = jget(leaf, "fromClause");
+	json_object *rv = jlen(from) == 1 ? node_as(jat(from, 0), "RangeVar") : NULL;
+	c->shape_from = rv ? (jstr(jget(rv, "alias"), "aliasname") ? jstr(jget(rv, "alias"), "aliasname")
+								  : jstr(rv, "relname"))
+			   : NULL;
 	json_object *group = jget(leaf, "groupClause");
 	sh->n_group = jlen(group);
 	sh->has_group_by = sh->n_group > 0;
@@ -2898,6 +2925,7 @@ static void fill_shape(struct ctx *c, json_object *top, sp_shape_t *sh)
 			sort_items(c, dc, tl, sh, &sh->distinct_on, &sh->n_distinct_on, false);
 	}
 	sort_items(c, jget(b, "sortClause"), tl, sh, &sh->sort, &sh->n_sort, true);
+	c->shape_from = NULL;
 	sh->sort_all_in_target = true;
 	for (int i = 0; i < sh->n_sort; i++)
 		if (!sh->sort[i].target)

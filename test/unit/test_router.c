@@ -704,6 +704,17 @@ static void test_fanout(void)
 	is_int(t->merge.limit, 10, "LIMIT 10");
 	is_int(t->merge.offset, 0, "no OFFSET");
 	ok(!t->per_shard_sql, "LIMIT alone needs no rewrite");
+	{
+		const sp_target_t *u = q(&db2, "SELECT name, user_id FROM users x ORDER BY x.user_id DESC, x.name");
+		ok(u->kind == SP_TARGET_FANOUT && u->merge.n_sort == 2 && u->merge.sort[0].col == 1 &&
+		       u->merge.sort[1].col == 0,
+		   "ORDER BY alias.col matches the select list's col (one table read)");
+		u = q(&db2, "SELECT users.cc, count(*) FROM users GROUP BY cc ORDER BY users.cc");
+		ok(u->kind == SP_TARGET_FANOUT && u->merge.has_aggs && u->merge.n_sort == 1,
+		   "GROUP BY col with users.cc selected: merged (%s)", u->message);
+		IS_ERROR(q(&db2, "SELECT u.cc FROM users u JOIN countries c ON c.code = u.cc ORDER BY c.cc"),
+			 "0A000", "not in the select list", "two tables read: c.cc is not taken for the selected cc");
+	}
 	ok(!t->merge.has_aggs, "no aggregates");
 
 	t = q(&db2, "SELECT user_id, name FROM users ORDER BY user_id LIMIT 10 OFFSET 20");
