@@ -265,6 +265,7 @@ struct target {
 	uint32_t timeline;
 	int fail_count;
 	int timeouts; /* probes in a row that got no answer at all */
+	bool login_refused; /* the last probe's login was refused by the server itself */
 	unsigned probes_ended; /* probes that ran to their end, good or failed */
 	ev_tstamp banned_until, last_ok;
 	char last_error[200];
@@ -464,7 +465,9 @@ static void publish(struct target *t)
 		sp_node_health_t *p = &n->pub;
 		if (n->t != t)
 			continue;
-		if (p->probed && p->reachable != t->reachable) {
+		if (t->login_refused) {
+			/* up, role unknown: probe_refused says so once */
+		} else if (p->probed && p->reachable != t->reachable) {
 			if (t->reachable)
 				sp_info("health: %s is reachable again",
 					node_name(n, name, sizeof(name)));
@@ -484,7 +487,7 @@ static void publish(struct target *t)
 				sp_warn("health: %s left recovery: promoted, timeline %u",
 					node_name(n, name, sizeof(name)), t->timeline);
 		}
-		p->probed = true;
+		p->probed = t->probed; /* false after a refused login: treated as not probed yet */
 		p->reachable = t->reachable;
 		p->fail_count = t->fail_count;
 		p->banned_until = t->banned_until;
@@ -514,7 +517,39 @@ static bool takes_writes(const struct target *t)
 	return false;
 }
 
+static void probe_failed(struct target *t, const char *why, bool refused);
+
+/*
+ * A login the server itself refused (a password the health check does not have,
+ * a database that does not exist, too many clients): the server is up, but its
+ * role and position cannot be read. It is left unprobed: a primary keeps its
+ * configured role and takes writes, a replica stays out of rotation. Messages of
+ * a server starting up or shutting down mean it is not up.
+ */
+static bool server_refused_login(const char *msg)
+{
+	return msg && (strstr(msg, "FATAL:") || strstr(msg, "fe_sendauth")) &&
+	       !strstr(msg, "the database system is");
+}
+
+static void probe_refused(struct target *t, const char *why)
+{
+	bool was = t->login_refused;
+	probe_failed(t, why, true);
+	if (!was)
+		sp_warn("health: %s:%d answers, but the health check cannot log in (%s); until it "
+			"can, a primary there keeps its configured role and a replica gets no reads. "
+			"Give the check a password: password= in the server's line, or a plain "
+			"password in auth_file for its user (see doc/usage.md)",
+			t->host, t->port, t->last_error);
+}
+
 static void probe_fail(struct target *t, const char *why)
+{
+	probe_failed(t, why, false);
+}
+
+static void probe_failed(struct target *t, const char *why, bool refused)
 {
 	double period = sp_g.cfg->health_check_period, ban = period, cap;
 	ev_tstamp now = ev_now(sp_loop);
@@ -524,8 +559,9 @@ static void probe_fail(struct target *t, const char *why)
 	ev_timer_stop(sp_loop, &t->timer);
 	close_conn(t);
 	t->state = PROBE_IDLE;
-	t->probed = true;
+	t->probed = !refused; /* refused: up, but role and position unknown */
 	t->reachable = false;
+	t->login_refused = refused;
 	t->timeouts = 0; /* timer_cb counts the failures that were timeouts */
 	if (t->fail_count < 30)
 		t->fail_count++;
@@ -1006,6 +1042,9 @@ static void probe_ok(struct target *t)
 	t->reachable = true;
 	t->fail_count = 0;
 	t->timeouts = 0;
+	if (t->login_refused)
+		sp_info("health: %s:%d: the health check logs in again", t->host, t->port);
+	t->login_refused = false;
 	t->banned_until = 0;
 	t->last_ok = now;
 	t->last_error[0] = '\0';
@@ -1110,7 +1149,10 @@ static void connect_start(struct target *t)
 		return;
 	}
 	if (PQstatus(t->conn) == CONNECTION_BAD) {
-		probe_fail(t, PQerrorMessage(t->conn));
+		if (server_refused_login(PQerrorMessage(t->conn)))
+			probe_refused(t, PQerrorMessage(t->conn));
+		else
+			probe_fail(t, PQerrorMessage(t->conn));
 		return;
 	}
 	PQsetNoticeProcessor(t->conn, quiet_notices, NULL);
@@ -1135,7 +1177,10 @@ static void connect_step(struct target *t)
 		send_query(t);
 		break;
 	default:
-		probe_fail(t, PQerrorMessage(t->conn));
+		if (server_refused_login(PQerrorMessage(t->conn)))
+			probe_refused(t, PQerrorMessage(t->conn));
+		else
+			probe_fail(t, PQerrorMessage(t->conn));
 		break;
 	}
 }

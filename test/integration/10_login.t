@@ -130,6 +130,27 @@ sleep 0.3
 is "$(login app '')" app "after the three leave, a client logs in again"
 ok "trust: shardpool exits cleanly on SIGTERM" sp_stop
 
+# ---------------------------------------------------------------- hashed secrets only
+# an auth_file with only the server's SCRAM secret (pgbouncer's usual setup): clients and
+# pools log in (SCRAM pass-through), but the health check has no password. The servers
+# must then keep their configured roles: writes go to the primary, not "unavailable"
+scram=$(pg_psql "$PGPORT0" -c "SELECT rolpassword FROM pg_authid WHERE rolname = 'app'")
+printf '"app" "%s"\n' "$scram" >"$SP_TMP/userlist-scram.txt"
+sp_write_config "$SP_TMP/hashed.ini" auth_type=scram-sha-256 "auth_file=$SP_TMP/userlist-scram.txt" \
+	health_check_period=0.3s
+printf '\n[database hashed]\n[shard hashed.0]\nprimary = host=127.0.0.1 port=%s dbname=app\nreplica = host=127.0.0.1 port=%s dbname=app\n' \
+	"$PGPORT0" "$SB_REPLICA_PORT_0_0" >>"$SP_CONFIG"
+sp_start
+sleep 1
+hq() { PGPASSWORD=secret psql -X -q -A -t -h 127.0.0.1 -p "$SP_PORT" -U app -d hashed -c "$1" 2>&1; }
+is "$(hq "CREATE TABLE IF NOT EXISTS t10_hashed (x int)")" "" "health check without a password: DDL still reaches the primary"
+is "$(hq "INSERT INTO t10_hashed VALUES (1) RETURNING inet_server_port()")" "$PGPORT0" \
+	"and writes go to the configured primary (not 'unavailable')"
+is "$(hq "SELECT inet_server_port()")" "$PGPORT0" "reads go to the primary too (the replica's lag is unknown)"
+ok "the log says the health check cannot log in, and what to do" grep -q "health check cannot log in.*Give the check a password" "$SP_LOG"
+pg_psql "$PGPORT0" -c "DROP TABLE IF EXISTS t10_hashed" >/dev/null
+ok "hashed: shardpool exits cleanly on SIGTERM" sp_stop
+
 # ---------------------------------------------------------------- server connection strings
 # a DBA's libpq strings carry over: a postgresql:// URI whose host is the sandbox's
 # socket directory (%-escaped), options and application_name sent at login, and libpq
