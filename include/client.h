@@ -78,6 +78,7 @@ struct sp_client {
 	int *rw_used;                /* scratch for a per-shard rewrite's Bind: the client's */
 	int cap_rw_used;             /* parameter numbers its text uses ... */
 	sp_buf_t rw_text;            /* ... and the text renumbered */
+	int16_t unnamed_config_param; /* the unnamed statement's set_config($n): see sp_pstmt_t */
 	uint8_t *unnamed_parse;      /* the unnamed Parse of a describe-only batch (whole message), sent
 				      * again before its Bind on the server the Bind is routed to */
 	bool unnamed_in_batch;       /* this server has the unnamed statement for the current batch */        /* shardpool's own Sync ends the server's part of a describe-only batch */

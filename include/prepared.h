@@ -24,6 +24,7 @@ struct sp_pstmt {
 	bool sets;         /* its SQL may change session settings (SET, RESET, set_config) */
 	bool resets;       /* ... brings startup values back (RESET, DISCARD) */
 	bool drops;        /* DISCARD ALL / DEALLOCATE ALL: the server forgets every statement */
+	int16_t config_param; /* set_config($n, ...): n, whose Bind value names a setting; 0 none */
 	uint32_t epoch;    /* bumped when a server found its result type changed (DDL): client
 			    * names and server copies made before are stale, as PostgreSQL's own
 			    * prepared statements would be ("cached plan must not change result type") */

@@ -408,7 +408,8 @@ static void handle_startup(sp_client_t *c, const uint8_t *p, size_t len)
 						"replication connections are not supported through shardpool; connect to the server directly");
 				return;
 			}
-		} else if (!sp_params_is_readonly(k) && strncmp(k, "_pq_.", 5) != 0) {
+		} else if (!sp_params_is_readonly(k) && strncmp(k, "_pq_.", 5) != 0 &&
+			   strcasecmp(k, "session_authorization") != 0) {
 			sp_params_set(&c->startup, k, v);
 		}
 	}
@@ -429,6 +430,7 @@ static void handle_startup(sp_client_t *c, const uint8_t *p, size_t len)
 				"unsupported startup option \"%s\": only -c name=value and --name=value are accepted", options);
 		return;
 	}
+	sp_params_remove(&c->startup, "session_authorization"); /* not a startup setting */
 	if (n_clients > sp_g.cfg->max_client_conn) {
 		sp_client_fatal(c, SP_SQLSTATE_TOO_MANY_CONNECTIONS,
 				"no more connections allowed (max_client_conn = %d); retry later or raise max_client_conn",
@@ -894,6 +896,67 @@ static bool unlisted_setting(const char *name, size_t m)
  * custom name, SET ROLE, SET SESSION AUTHORIZATION, and set_config() with the name
  * written as a literal. (A name passed as a parameter is not seen.)
  */
+/* set_config($n, ...) in sql: n (the first such call), else 0. */
+static int16_t config_name_param(const char *sql, size_t len)
+{
+	for (const char *q = sql; len >= 10 && (q = memchr(q, '(', (size_t)(sql + len - q))) != NULL; q++) {
+		if (q - sql < 10 || strncasecmp(q - 10, "set_config", 10) != 0)
+			continue;
+		size_t k = skip_blank(sql, len, (size_t)(q - sql) + 1);
+		long n = 0;
+		if (k >= len || sql[k] != '$')
+			continue;
+		for (k++; k < len && isdigit((unsigned char)sql[k]) && n < 100000; k++)
+			n = n * 10 + (sql[k] - '0');
+		if (n > 0 && n <= INT16_MAX)
+			return (int16_t)n;
+	}
+	return 0;
+}
+
+/*
+ * The Bind (p[0..n): from its parameter format codes on) of a statement that calls
+ * set_config($param, ...): the setting it names, remembered like a literal name.
+ */
+static void note_bound_name(sp_client_t *c, const uint8_t *p, size_t n, int param)
+{
+	sp_msg_reader_t r;
+	int16_t nf, np, fmt = 0;
+	sp_msg_reader_init(&r, p, n);
+	if (!pq_getmsgint16(&r, &nf) || nf < 0)
+		return;
+	for (int i = 0; i < nf; i++) {
+		int16_t f;
+		if (!pq_getmsgint16(&r, &f))
+			return;
+		if (nf == 1 || i == param - 1)
+			fmt = f;
+	}
+	if (!pq_getmsgint16(&r, &np) || param > np || fmt != 0)
+		return; /* a binary name: not a form drivers use */
+	for (int i = 1; i <= param; i++) {
+		int32_t l;
+		const uint8_t *v;
+		if (!pq_getmsgint32(&r, &l))
+			return;
+		if (l < 0) {
+			if (i == param)
+				return;
+			continue;
+		}
+		if (!pq_getmsgbytes(&r, (size_t)l, &v))
+			return;
+		if (i == param && l > 0 && l < 128) {
+			char name[128];
+			for (int k = 0; k < l; k++)
+				name[k] = (char)tolower(v[k]);
+			name[l] = 0;
+			if (unlisted_setting(name, (size_t)l))
+				sp_params_set(&c->custom_names, name, "");
+		}
+	}
+}
+
 static void note_custom_names(sp_client_t *c, const char *sql, size_t len)
 {
 	size_t i = 0;
@@ -1171,6 +1234,7 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 				size_t ql = text_len(body + nlen + 1, len - nlen - 1);
 				ps->sets = may_change_settings(q, ql, &ps->resets);
 				ps->drops = drops_statements(head_of(q, ql), q, ql);
+				ps->config_param = ps->sets ? config_name_param(q, ql) : 0;
 				ps->classified = true;
 			}
 			sp_pstmt_map_put(&c->pstmts, name, ps);
@@ -1201,8 +1265,13 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 			size_t ql = text_len(body + nlen + 1, len - nlen - 1);
 			if (!*name && ql < 4096 && tracking_statements(c) && parse_deallocate(c, s, q, ql))
 				return true;
-			if (may_change_settings_names(q, ql, &c->reset_seen, &c->reset_names))
+			if (!*name)
+				c->unnamed_config_param = 0;
+			if (may_change_settings_names(q, ql, &c->reset_seen, &c->reset_names)) {
 				s->need_syncback = true;
+				if (!*name)
+					c->unnamed_config_param = config_name_param(q, ql);
+			}
 			if (drops_statements(head_of(q, ql), q, ql)) {
 				sp_pstmt_cache_clear(&s->pstmts);
 				sp_pstmt_map_clear(&c->pstmts);
@@ -1237,6 +1306,8 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 					s->need_syncback = true;
 					note_custom_names(c, (const char *)ps->body,
 							  text_len(ps->body, ps->body_len));
+					if (ps->config_param)
+						note_bound_name(c, body + r.pos, len - r.pos, ps->config_param);
 				}
 				if (ps->resets) {
 					c->reset_seen = true;
@@ -1267,6 +1338,8 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 				return true;
 			}
 		}
+		if (!*name2 && c->unnamed_config_param)
+			note_bound_name(c, body + r.pos, len - r.pos, c->unnamed_config_param);
 		if (!*name2 && c->unnamed_parse && !c->unnamed_in_batch) {
 			/* the unnamed statement was described on a server since let go */
 			forward_raw(s, c->unnamed_parse, (size_t)sp_get_be32(c->unnamed_parse + 1) + 1);

@@ -100,10 +100,13 @@ void sp_params_copy(sp_params_t *dst, const sp_params_t *src)
 		sp_params_set(dst, src->items[i].name, src->items[i].value);
 }
 
+/* Settings a client cannot change. (session_authorization can: SET SESSION
+ * AUTHORIZATION, which the next client of that server must not inherit. It cannot
+ * come in a startup packet; client.c refuses it there.) */
 bool sp_params_is_readonly(const char *name)
 {
 	static const char *const ro[] = {"server_version", "server_encoding", "integer_datetimes",
-					 "is_superuser", "session_authorization", "in_hot_standby",
+					 "is_superuser", "in_hot_standby",
 					 "server_version_num", "user", "database", "replication",
 					 "options", NULL};
 	for (int i = 0; ro[i]; i++)

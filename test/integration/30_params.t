@@ -118,6 +118,37 @@ exec A $ALL
 params A
 EOF
 
+# ---------------------------------------------------------------- identities and bound names
+scenario session_auth "SET SESSION AUTHORIZATION stays with its client: B keeps its own user" <<EOF
+connect A CONN
+connect B CONN
+exec A SET SESSION AUTHORIZATION md5user
+exec A SELECT current_user, session_user
+exec B SELECT current_user, session_user
+exec A SELECT current_user, session_user
+exec B SELECT current_user, session_user
+exec A RESET SESSION AUTHORIZATION
+exec A SELECT current_user, session_user
+exec B SELECT current_user, session_user
+EOF
+TENANT="SELECT coalesce(nullif(current_setting('app.tenant', true), ''), '<unset>')"
+scenario bound_name "set_config(\$1, \$2, false) with the name as a parameter: the setting stays with its client, B never sees it" <<EOF
+connect A CONN
+connect B CONN
+prepare A st SELECT set_config(\$1, \$2, false)
+execprep A st app.tenant 42
+exec A $TENANT
+exec B $TENANT
+exec A $TENANT
+exec B BEGIN; SELECT 1
+send A $TENANT
+sleep 300
+exec B COMMIT
+wait A
+exec B $TENANT
+exec A $TENANT
+EOF
+
 # ---------------------------------------------------------------- RESET, DISCARD
 scenario reset "RESET ALL, RESET x and DISCARD ALL return to the defaults, for A only" <<EOF
 connect A CONN
