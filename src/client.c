@@ -616,6 +616,29 @@ static bool welcome_elsewhere(sp_client_t *c, const char *why)
 	return false;
 }
 
+/* The statement a client waits with (for a server) fails; the session goes on. */
+static void fail_waiting(sp_client_t *c, const char *sqlstate, const char *msg, const char *hint)
+{
+	const uint8_t *p = sp_buf_head(&c->sock.in);
+	uint32_t len = sp_get_be32(p + 1);
+	read_done(c);
+	sp_client_set_state(c, SP_CLIENT_IDLE);
+	c->pool = c->routed ? NULL : c->pool;
+	sp_msg_write_error(&c->sock.out, "ERROR", sqlstate, msg, NULL, hint);
+	if (c->virtual_txn)
+		c->virtual_failed = true;
+	if (p[0] == SP_FE_QUERY || p[0] == SP_FE_FUNCTION_CALL) {
+		if (sp_buf_len(&c->sock.in) >= (size_t)len + 1)
+			sp_buf_consume(&c->sock.in, (size_t)len + 1);
+		local_reply(c, NULL, virtual_status(c));
+	} else {
+		c->skip_to_sync = true; /* the rest of the batch is dropped, Sync answered */
+	}
+	flush(c);
+	if (c->state != SP_CLIENT_CLOSED && sp_buf_len(&c->sock.in) > 0)
+		sp_client_process(c);
+}
+
 void sp_client_server_failed(sp_client_t *c, const char *sqlstate, const char *msg)
 {
 	if (c->fan) {
@@ -645,25 +668,8 @@ void sp_client_server_failed(sp_client_t *c, const char *sqlstate, const char *m
 	}
 	cl_log(c, SP_LOG_WARNING, "no server: %s", msg);
 	if (c->state == SP_CLIENT_WAITING && sp_buf_len(&c->sock.in) >= 5) {
-		/* The statement that needed the server fails; the session goes on. */
-		const uint8_t *p = sp_buf_head(&c->sock.in);
-		uint32_t len = sp_get_be32(p + 1);
-		sp_client_set_state(c, SP_CLIENT_IDLE);
-		c->pool = c->routed ? NULL : c->pool;
-		sp_msg_write_error(&c->sock.out, "ERROR", sqlstate, msg, NULL,
-				   "The server is unreachable; retry later or check SHOW HEALTH on the admin console.");
-		if (c->virtual_txn)
-			c->virtual_failed = true;
-		if (p[0] == SP_FE_QUERY || p[0] == SP_FE_FUNCTION_CALL) {
-			if (sp_buf_len(&c->sock.in) >= (size_t)len + 1)
-				sp_buf_consume(&c->sock.in, (size_t)len + 1);
-			local_reply(c, NULL, virtual_status(c));
-		} else {
-			c->skip_to_sync = true; /* the rest of the batch is dropped, Sync answered */
-		}
-		flush(c);
-		if (c->state != SP_CLIENT_CLOSED && sp_buf_len(&c->sock.in) > 0)
-			sp_client_process(c);
+		fail_waiting(c, sqlstate, msg,
+			     "The server is unreachable; retry later or check SHOW HEALTH on the admin console.");
 		return;
 	}
 	if (c->state == SP_CLIENT_WAITING)
@@ -3222,6 +3228,13 @@ bool sp_client_cancel_request(int32_t pid, int32_t key, sp_client_t *requester)
 			if (s && sp_server_busy(s))
 				sent += cancel_server(s, requester);
 		}
+	}
+	if (!sent && c->state == SP_CLIENT_WAITING && !c->fan && c->pool && sp_buf_len(&c->sock.in) >= 5) {
+		/* waiting for a server: the statement has not started, so it never will */
+		cl_log(c, SP_LOG_INFO, "cancel request while waiting for a server: the statement is cancelled");
+		sp_pool_unwait(c->pool, c);
+		fail_waiting(c, SP_SQLSTATE_QUERY_CANCELED, "canceling statement due to user request", NULL);
+		return false;
 	}
 	if (!sent) {
 		cl_log(c, SP_LOG_DEBUG, "cancel request while no query is running: ignored");
