@@ -1209,6 +1209,8 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 			goto bad;
 		if (*name && tracking_statements(c)) {
 			sp_pstmt_t *ps = sp_pstmt_map_get(&c->pstmts, name);
+			if (s->error_in_batch)
+				return true; /* the server skips it up to the Sync: it creates nothing */
 			if (ps && c->fanout_replay) {
 				/* the same batch for another shard of a fan-out: the client's name was
 				 * taken by this very Parse; only this server needs the statement */
@@ -1235,6 +1237,15 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 				sp_client_fatal(c, SP_SQLSTATE_OUT_OF_MEMORY, "out of memory");
 				return false;
 			}
+			if (s->txn == SP_TXN_FAILED && sp_pstmt_cache_has(&s->pstmts, ps)) {
+				/* the server would refuse a Parse now: so does shardpool, for the copy
+				 * it already has, and the name is not taken */
+				sp_pstmt_unref(ps);
+				sp_server_push_req_text(s, SP_REQ_SYNTH_ERROR, NULL,
+							"25P02 current transaction is aborted, commands ignored until end of transaction block");
+				c->skip_to_sync = true;
+				return true;
+			}
 			if (!ps->classified) {
 				const char *q = (const char *)body + nlen + 1;
 				size_t ql = text_len(body + nlen + 1, len - nlen - 1);
@@ -1255,7 +1266,8 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 				sp_pstmt_cache_clear(&s->pstmts);
 			}
 			if (sp_pstmt_cache_has(&s->pstmts, ps)) {
-				sp_server_push_req(s, SP_REQ_SYNTH_PARSE, NULL, SP_INTQ_NONE);
+				/* the name goes with it: skipped after an error, the name is dropped */
+				sp_server_push_req_text(s, SP_REQ_SYNTH_PARSE, ps, name);
 			} else {
 				sp_req_t *last;
 				ensure_prepared(s, ps);

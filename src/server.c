@@ -816,10 +816,15 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 			 * FunctionCall sent before it included (they get no answer). */
 			bool first = true;
 			while ((r = req_head(s)) && r->kind != SP_REQ_SYNC && r->kind != SP_REQ_INT_QUERY) {
-				if ((r->kind == SP_REQ_PARSE || r->kind == SP_REQ_INT_PARSE) && r->ps) {
-					/* not prepared after all: forget it here, and the client's name too */
-					sp_pstmt_cache_remove(&s->pstmts, r->ps);
-					if (first && c && r->text && sp_pstmt_map_get(&c->pstmts, r->text) == r->ps)
+				if ((r->kind == SP_REQ_PARSE || r->kind == SP_REQ_INT_PARSE ||
+				     r->kind == SP_REQ_SYNTH_PARSE) &&
+				    r->ps) {
+					/* not prepared after all (failed, or skipped up to the Sync): forget
+					 * it here, and the client's name too; a copy the server already had
+					 * (a synthesised ParseComplete) stays */
+					if (r->kind != SP_REQ_SYNTH_PARSE)
+						sp_pstmt_cache_remove(&s->pstmts, r->ps);
+					if (c && r->text && sp_pstmt_map_get(&c->pstmts, r->text) == r->ps)
 						sp_pstmt_map_del(&c->pstmts, r->text);
 				} else if (r->kind == SP_REQ_INT_CLOSE && r->ps && !first) {
 					/* skipped eviction: the server still has it */

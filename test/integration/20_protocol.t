@@ -66,6 +66,17 @@ is "$SPOUT" "$PGOUT" "... exactly as PostgreSQL answers"
 out=$(for i in 1 2 3 4; do pgc "$SP1" pipeline 200 & done 2>&1; wait)
 is "$(grep -c '^ok 200 pipelined results$' <<<"$out")" 4 "four clients pipelining 200 queries each over one server connection"
 
+# a Parse skipped after an error (up to the Sync) creates no statement: preparing the
+# name again works, as in PostgreSQL; inside a failed transaction a Parse of a statement
+# the server connection already has is refused (25P02) and takes no name either
+rawboth P::"SELECT 1/0" B:: E: P:skipped:"SELECT 2" S read P:skipped:"SELECT 2" B::skipped E: S read
+is "$SPOUT" "$PGOUT" "a named Parse skipped after an error: the name can be prepared again (not 42P05)"
+like "$SPOUT" $'\n1\n2\nD 2' "... and it runs"
+rawboth P:warm:"SELECT 33" S read C:S:warm S read Q:BEGIN read Q:"SELECT 1/0" read \
+	P:inabort:"SELECT 33" S read Q:ROLLBACK read P:inabort:"SELECT 33" B::inabort E: S read
+is "$SPOUT" "$PGOUT" "a Parse inside a failed transaction: 25P02, and the name is free after ROLLBACK"
+like "$SPOUT" "E 25P02 " "... 25P02 as PostgreSQL says"
+
 # ---------------------------------------------------------------- prepared statements
 # 6 clients over 2 server connections; s1 means different SQL for different clients
 pids=()
