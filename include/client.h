@@ -87,6 +87,7 @@ struct sp_client {
 				      * Bind that follows is routed by its own key */
 	bool skip_to_sync;           /* a refused extended batch: drop messages up to Sync */
 	bool reset_seen;             /* RESET / DISCARD ran: startup values must come back */
+	bool reset_then_rollback;    /* ... and the last command since was a ROLLBACK */
 	ev_timer causal_timer;       /* causal_wait_ms: polling for a replica that replayed our write */
 	ev_tstamp causal_deadline;   /* 0: not waiting (and allowed to wait for the next read) */
 	bool causal_waiting;

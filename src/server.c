@@ -755,8 +755,11 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 		if (!internal)
 			write_client(s, msg, total);
 		s->copy_in = s->copy_out = false;
-		if (c)
+		if (c) {
 			c->in_copy = false;
+			if (c->reset_seen && type == SP_BE_COMMAND_COMPLETE)
+				c->reset_then_rollback = len >= 8 && memcmp(body, "ROLLBACK", 8) == 0;
+		}
 		if (r && r->kind == SP_REQ_EXECUTE) {
 			req_pop(s);
 			emit_synth(s);
@@ -850,6 +853,15 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 		return true;
 	case SP_BE_READY_FOR_QUERY:
 		s->txn = len ? (char)body[0] : 'I';
+		if (c && c->reset_seen && c->reset_then_rollback && s->txn == SP_TXN_IDLE) {
+			/* the transaction with the RESET ended in ROLLBACK (not ROLLBACK TO, after
+			 * which it goes on): the startup values do not come back; the read-back
+			 * of the settings says what holds */
+			c->reset_seen = false;
+			sp_params_clear(&c->reset_names);
+		}
+		if (c)
+			c->reset_then_rollback = false;
 		s->copy_in = s->copy_out = false;
 		s->last_used = ev_now(sp_loop);
 		if (r && (r->kind == SP_REQ_SYNC || r->kind == SP_REQ_QUERY || r->kind == SP_REQ_FUNCTION ||

@@ -192,6 +192,19 @@ params S
 exec B $ALL
 exec S SHOW search_path
 EOF
+scenario startup_rollback "a RESET rolled back with its transaction keeps the value set before it" <<EOF
+connect S CONN options='-c search_path=foo'
+connect B CONN
+exec S SET search_path = bar
+exec S BEGIN
+exec S RESET search_path
+exec S ROLLBACK
+exec S SHOW search_path
+exec B $ALL
+exec S SHOW search_path
+exec S BEGIN; RESET search_path; SAVEPOINT a; ROLLBACK TO a; COMMIT
+exec S SHOW search_path
+EOF
 
 # ---------------------------------------------------------------- other ways to change settings
 pg_psql "$PGPORT0" -c "CREATE OR REPLACE FUNCTION params_t_hidden_setter() RETURNS int LANGUAGE plpgsql AS \$\$
