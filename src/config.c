@@ -1646,6 +1646,11 @@ static bool begin_database(struct pctx *p, const char *name)
 			    "[database %s]: a database name must be non-empty and "
 			    "contain no '.' or spaces",
 			    name);
+	if (!strcmp(name, "shardpool") || !strcmp(name, "pgbouncer"))
+		return fail(p, p->line,
+			    "[database %s]: the name is taken by the admin console; name the "
+			    "database otherwise",
+			    name);
 	prev = find_db_index(cfg, name);
 	if (prev >= 0)
 		return fail(p, p->line, "[database %s] already appears at line %d", name,

@@ -399,10 +399,19 @@ static bool write_pidfile(const char *path)
 static void raise_fd_limit(void)
 {
 	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			getrlimit(RLIMIT_NOFILE, &rl);
 	}
+	/* each client and each server connection is a descriptor, plus a few of our own */
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)sp_g.cfg->max_client_conn + 100)
+		sp_warn("the open-file limit (%llu) is below max_client_conn (%d) plus the server "
+			"connections: clients beyond it are refused with 53300; raise it (ulimit -n, "
+			"LimitNOFILE=) or lower max_client_conn",
+			(unsigned long long)rl.rlim_cur, sp_g.cfg->max_client_conn);
 }
 
 static void teardown(void)
@@ -449,11 +458,27 @@ int sp_daemon_run(const char *config_path, bool daemonize)
 			return 1;
 		}
 		if (pid > 0) {
-			char b;
+			/* Until it is ready the child's standard error is this pipe: pass on what
+			 * it says (why start-up failed, warnings); a NUL byte means ready. */
+			char buf[4096];
+			ssize_t n;
+			bool ready = false;
 			close(ready_pipe[1]);
-			if (read(ready_pipe[0], &b, 1) == 1)
-				_exit(0);
-			_exit(1);
+			while ((n = read(ready_pipe[0], buf, sizeof(buf))) > 0 ||
+			       (n < 0 && errno == EINTR)) {
+				if (n <= 0)
+					continue;
+				char *nul = memchr(buf, '\0', (size_t)n);
+				if (nul) {
+					ready = true;
+					n = nul - buf;
+				}
+				if (n > 0 && write(2, buf, (size_t)n) < 0)
+					break;
+				if (ready)
+					break;
+			}
+			_exit(ready ? 0 : 1);
 		}
 		close(ready_pipe[0]);
 		setsid();
@@ -461,10 +486,12 @@ int sp_daemon_run(const char *config_path, bool daemonize)
 		if (devnull >= 0) {
 			dup2(devnull, 0);
 			dup2(devnull, 1);
-			if (sp_g.cfg->log_file && *sp_g.cfg->log_file)
-				dup2(devnull, 2);
 			close(devnull);
 		}
+		dup2(ready_pipe[1], 2); /* start-up errors reach the caller */
+		if (!sp_g.cfg->log_file || !*sp_g.cfg->log_file)
+			fprintf(stderr, "shardpool: warning: running in the background without log_file: "
+					"the log is discarded\n");
 	}
 	if (sp_g.cfg->log_file && *sp_g.cfg->log_file && !sp_log_open(sp_g.cfg->log_file)) {
 		fprintf(stderr, "shardpool: cannot open log_file %s: %s\n", sp_g.cfg->log_file, strerror(errno));
@@ -498,8 +525,15 @@ int sp_daemon_run(const char *config_path, bool daemonize)
 		sp_g.cfg->listen_port,
 		sp_g.cfg->pool_mode == SP_POOL_SESSION ? "session" : sp_g.cfg->pool_mode == SP_POOL_STATEMENT ? "statement" : "transaction");
 	if (ready_pipe[1] >= 0) {
-		if (write(ready_pipe[1], "1", 1) != 1)
+		/* ready: tell the caller, and let go of its standard error (a caller that
+		 * reads it to its end, such as $(shardpool -d ...), must not wait for our exit) */
+		int devnull = open("/dev/null", O_WRONLY);
+		if (write(ready_pipe[1], "", 1) != 1)
 			sp_warn("could not signal readiness to the parent process");
+		if (devnull >= 0) {
+			dup2(devnull, 2);
+			close(devnull);
+		}
 		close(ready_pipe[1]);
 	}
 	ev_run(sp_loop, 0);

@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ev.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -17,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <poll.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -24,6 +27,7 @@
 #include "client.h"
 #include "daemon.h"
 #include "log.h"
+#include "msg.h"
 #include "sock.h"
 
 #define MAX_LISTENERS 8
@@ -38,6 +42,57 @@ typedef struct listener {
 static listener_t listeners[MAX_LISTENERS];
 static int n_listeners;
 static ev_timer resume_timer;
+static int spare_fd = -1; /* kept open so that, out of descriptors, a client can still be told why */
+
+/*
+ * Out of file descriptors: give the spare one up for a moment to accept a waiting
+ * connection and tell it so (53300, as for max_client_conn) instead of leaving it in
+ * the backlog with no answer. True if one was answered.
+ */
+static bool refuse_one(int lfd)
+{
+	sp_buf_t b = {0};
+	int fd;
+	char msg[200];
+	struct rlimit rl;
+
+	if (spare_fd < 0)
+		return false;
+	close(spare_fd);
+	spare_fd = -1;
+	fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd >= 0) {
+		/* a client that asks for TLS first (psql does) reads the error only after
+		 * our 'N': wait briefly for its first bytes (only when out of descriptors) */
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		uint8_t first[8];
+		uint8_t junk[2048];
+		if (poll(&pfd, 1, 100) == 1 && recv(fd, first, 8, MSG_PEEK) == 8 &&
+		    sp_get_be32(first) == 8 &&
+		    (sp_get_be32(first + 4) == SP_SSL_REQUEST_CODE ||
+		     sp_get_be32(first + 4) == SP_GSSENC_REQUEST_CODE) &&
+		    recv(fd, first, 8, 0) == 8) {
+			if (write(fd, "N", 1) == 1)
+				(void)poll(&pfd, 1, 100); /* its startup packet */
+		}
+		/* read what it sent: closing with unread input would reset the connection
+		 * before the client reads the error */
+		while (recv(fd, junk, sizeof(junk), 0) > 0)
+			;
+		snprintf(msg, sizeof(msg),
+			 "no more connections allowed: shardpool is out of file descriptors (limit %llu)",
+			 getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (unsigned long long)rl.rlim_cur : 0ULL);
+		sp_msg_write_error(&b, "FATAL", SP_SQLSTATE_TOO_MANY_CONNECTIONS, msg, NULL,
+				   "Retry later, or raise the open-file limit (ulimit -n, LimitNOFILE=).");
+		if (write(fd, sp_buf_head(&b), sp_buf_len(&b)) < 0) {
+			/* it left already */
+		}
+		sp_buf_free(&b);
+		close(fd);
+	}
+	spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	return fd >= 0;
+}
 
 static void resume_accept(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -54,6 +109,10 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		socklen_t len = sizeof(ss);
 		int fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
+			if ((errno == EMFILE || errno == ENFILE) && refuse_one(l->fd)) {
+				sp_warn("accept: %s; a client was refused with 53300", strerror(errno));
+				continue;
+			}
 			if (errno == EMFILE || errno == ENFILE) {
 				sp_warn("accept: %s; pausing accepts for 1 s", strerror(errno));
 				for (int k = 0; k < n_listeners; k++)
@@ -148,6 +207,8 @@ static bool listen_unix(const char *dir, int port, char *err, size_t errlen)
 bool sp_listener_start(char *err, size_t errlen)
 {
 	const sp_config_t *cfg = sp_g.cfg;
+	if (spare_fd < 0)
+		spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (cfg->listen_addr && *cfg->listen_addr && !listen_tcp(cfg->listen_addr, cfg->listen_port, err, errlen))
 		return false;
 	if (cfg->unix_socket_dir && *cfg->unix_socket_dir &&
@@ -185,4 +246,8 @@ void sp_listener_stop(void)
 	}
 	if (ev_is_active(&resume_timer))
 		ev_timer_stop(sp_loop, &resume_timer);
+	if (spare_fd >= 0) {
+		close(spare_fd);
+		spare_fd = -1;
+	}
 }

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "log.h"
+#include "userlist.h"
 
 static void usage(FILE *out)
 {
@@ -78,6 +79,15 @@ int main(int argc, char **argv)
 		if (!cfg) {
 			fprintf(stderr, "%s\n", err);
 			return 1;
+		}
+		if (cfg->auth_file && *cfg->auth_file) { /* as start-up reads it */
+			sp_userlist_t *users = sp_userlist_load(cfg->auth_file, err, sizeof(err));
+			if (!users) {
+				fprintf(stderr, "%s\n", err);
+				sp_config_free(cfg);
+				return 1;
+			}
+			sp_userlist_free(users);
 		}
 		sp_config_print_summary(cfg, stdout);
 		sp_config_free(cfg);
