@@ -3878,8 +3878,12 @@ static void route_stmt(struct rctx *rc, const sp_stmt_t *st, const sp_hints_t *h
 			second = tr;
 	}
 	if (st->route_table >= 0 && st->route_table < st->n_tables &&
-	    is_sharded_conf(st->tables[st->route_table].conf))
+	    is_sharded_conf(st->tables[st->route_table].conf)) {
+		const sp_table_ref_t *first = rt;
 		rt = &st->tables[st->route_table];
+		if (second == rt)
+			second = first; /* "the other one", in messages */
+	}
 	if (st->kind == SP_STMT_COPY && st->copy.table >= 0 && st->copy.table < st->n_tables &&
 	    (st->tables[st->copy.table].conf || !rt)) {
 		if ((ss = session_shard(rc, st, t)) == -2)

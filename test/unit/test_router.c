@@ -712,6 +712,9 @@ static void test_fanout(void)
 		u = q(&db2, "SELECT users.cc, count(*) FROM users GROUP BY cc ORDER BY users.cc");
 		ok(u->kind == SP_TARGET_FANOUT && u->merge.has_aggs && u->merge.n_sort == 1,
 		   "GROUP BY col with users.cc selected: merged (%s)", u->message);
+		u = q(&db2, "SELECT * FROM users u JOIN orders o ON o.user_id = u.score WHERE u.user_id = 5");
+		ok(u->kind == SP_TARGET_ERROR && strstr(u->message, "users") && strstr(u->message, "orders"),
+		   "a join off the key, one side pinned: the refusal names both tables (%s)", u->message);
 		IS_ERROR(q(&db2, "SELECT u.cc FROM users u JOIN countries c ON c.code = u.cc ORDER BY c.cc"),
 			 "0A000", "not in the select list", "two tables read: c.cc is not taken for the selected cc");
 	}
