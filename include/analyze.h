@@ -176,6 +176,13 @@ typedef struct sp_table_ref {
 	sp_keyset_t keys;
 	int pinned_via; /* keys copied through a key = key join from tables[pinned_via]; -1 */
 	/*
+	 * An unpinned statement (SP_ROUTE_UNPINNED): this sharded table is joined to the
+	 * route table by equality of every key column, directly or through other tables,
+	 * with key types that hash alike (integers, text/varchar, uuid): the rows it
+	 * joins with live on the same shard, so each shard can run the join alone.
+	 */
+	bool colocated;
+	/*
 	 * UPDATE ... SET, INSERT ... ON CONFLICT DO UPDATE SET and MERGE ... UPDATE
 	 * SET of a key column: key_new[k] is the value assigned to key column k,
 	 * kind SP_VAL_NONE where k is not assigned. A router refuses a change that

@@ -1840,6 +1840,71 @@ static void check_func(struct ctx *c, json_object *fc)
 static struct scope *analyze_query(struct ctx *c, json_object *node, struct scope *parent);
 static struct scope *analyze_query_at(struct ctx *c, json_object *node, struct scope *parent);
 
+/* Key types whose equal values PostgreSQL's partition hash puts on the same shard. */
+static int hash_family(sp_key_type_t t)
+{
+	switch (t) {
+	case SP_KEY_SMALLINT:
+	case SP_KEY_INTEGER:
+	case SP_KEY_BIGINT:
+		return 1; /* hashint2/4/8 agree on every value the smaller type holds */
+	case SP_KEY_TEXT:
+	case SP_KEY_VARCHAR:
+		return 2; /* varchar hashes as text */
+	default:
+		return 3;
+	}
+}
+
+/* Do the edges equate every key column of a and b, with types that hash alike? */
+static bool key_joined(const struct ctx *c, int a, int b)
+{
+	const sp_table_conf_t *ca = c->tables[a].conf, *cb = c->tables[b].conf;
+	unsigned mask = 0, full;
+	if (!ca || !cb || ca->n_keys != cb->n_keys || ca->n_keys > SP_ANALYZE_MAX_KEYS)
+		return false;
+	full = (1u << ca->n_keys) - 1;
+	for (int k = 0; k < ca->n_keys; k++)
+		if (hash_family(ca->key_types[k]) != hash_family(cb->key_types[k]))
+			return false;
+	for (int j = 0; j < c->n_edges; j++)
+		if ((c->edges[j].from == a && c->edges[j].to == b) ||
+		    (c->edges[j].from == b && c->edges[j].to == a))
+			mask |= 1u << c->edges[j].k;
+	return mask == full;
+}
+
+/*
+ * SP_ROUTE_UNPINNED: mark the sharded tables joined on the key (colocated) to the
+ * first sharded table of the statement's own FROM. A table inside a subquery is
+ * colocated only through such a join (a correlated subquery on the key); without a
+ * sharded table at the top, none is.
+ */
+static void mark_colocated(struct ctx *c)
+{
+	bool changed = true;
+	int root = -1;
+	for (int t = 0; t < c->n_tables && root < 0; t++)
+		if (sharded(c, t) && !(c->tables[t].ctx & SP_TABLE_NESTED))
+			root = t;
+	if (root < 0)
+		return;
+	c->tables[root].colocated = true;
+	for (int guard = 0; changed && guard <= c->n_tables; guard++) {
+		changed = false;
+		for (int t = 0; t < c->n_tables; t++) {
+			if (c->tables[t].colocated || !sharded(c, t))
+				continue;
+			for (int u = 0; u < c->n_tables; u++)
+				if (c->tables[u].colocated && sharded(c, u) && key_joined(c, u, t)) {
+					c->tables[t].colocated = true;
+					changed = true;
+					break;
+				}
+		}
+	}
+}
+
 /* Visit an expression tree: subqueries, function calls, parameters. */
 static void walk(struct ctx *c, struct scope *s, json_object *n)
 {
@@ -3500,6 +3565,7 @@ static void finish_routing(struct ctx *c)
 		if (r->keys.state == SP_PIN_ALL) {
 			st->route = SP_ROUTE_UNPINNED;
 			st->route_table = t;
+			mark_colocated(c);
 			st->route_why = aprintf(c->ar, "%s%s%s: %s", r->schema ? r->schema : "",
 						r->schema ? "." : "", r->name,
 						r->keys.why ? r->keys.why : "not pinned");

@@ -2941,7 +2941,8 @@ static const sp_table_ref_t *nested_sharded(const sp_stmt_t *st)
 {
 	for (int i = 0; i < st->n_tables; i++) {
 		const sp_table_ref_t *x = &st->tables[i];
-		if ((x->ctx & SP_TABLE_NESTED) && is_sharded_conf(x->conf) && x->pinned_via < 0)
+		if ((x->ctx & SP_TABLE_NESTED) && is_sharded_conf(x->conf) && x->pinned_via < 0 &&
+		    !x->colocated)
 			return x;
 	}
 	return NULL;
@@ -3639,6 +3640,15 @@ static void refuse_write(const sp_stmt_t *st, const sp_table_ref_t *tr, sp_targe
 	     st->kind == SP_STMT_SELECT ? "a write" : sp_stmt_kind_str(st->kind), nb, why);
 }
 
+/* Every sharded table of an unpinned statement is joined to its route table on the key. */
+static bool all_colocated(const sp_stmt_t *st)
+{
+	for (int i = 0; i < st->n_tables; i++)
+		if (is_sharded_conf(st->tables[i].conf) && !st->tables[i].colocated)
+			return false;
+	return true;
+}
+
 /* A statement on a sharded table that may touch every shard (no session shard). */
 static void route_unpinned(struct rctx *rc, const sp_stmt_t *st, const sp_table_ref_t *rt,
 			   int n_sharded, const sp_table_ref_t *second, sp_target_t *t)
@@ -3652,14 +3662,15 @@ static void route_unpinned(struct rctx *rc, const sp_stmt_t *st, const sp_table_
 			refuse_write(st, w, t);
 			return;
 		}
-		if (n_sharded > 1 && !st->shape.setop) {
+		if (n_sharded > 1 && !st->shape.setop && !all_colocated(st)) {
 			snprintf(hint, sizeof(hint),
-				 "Add a condition on %s (key = value), or a /* shard: N */ hint.",
+				 "Join the tables on their shard keys, add a condition on %s (key = "
+				 "value), or a /* shard: N */ hint.",
 				 key_desc(rt, kd, sizeof(kd)));
 			fail(t, SQLSTATE_FEATURE, hint,
-			     "a statement over every shard may read only one sharded table, but it "
-			     "reads %s and %s "
-			     "(shardpool cannot check that they are joined on their shard keys)",
+			     "a statement over every shard may read several sharded tables only "
+			     "when they are joined on their shard keys, but it reads %s and %s "
+			     "without such a join",
 			     ref_name(rt, nb, sizeof(nb)),
 			     ref_name(second ? second : rt, nb2, sizeof(nb2)));
 			return;

@@ -26,7 +26,7 @@ run() {
 		{ [ $? = 124 ] && echo "TIMEOUT: no answer within ${3:-15} s"; }
 }
 
-TABLES="t81_data, t81_flat, t81_other, t81_big, t81_pl"
+TABLES="t81_data, t81_flat, t81_other, t81_oflat, t81_big, t81_pl"
 
 # one row set: the same 1000 rows for both databases, as an INSERT statement for TABLE
 rows_insert() {
@@ -111,7 +111,7 @@ REFUSED_QUERIES=(
 	"SELECT id FROM {T} UNION SELECT id FROM {T}"
 	"SELECT id FROM {T} ORDER BY qty"
 	"SELECT * FROM {T} ORDER BY qty + 1, id"
-	"SELECT d.id, o.v FROM {T} d JOIN t81_other o ON o.other_id = d.id"
+	"SELECT d.id, o.v FROM {T} d JOIN t81_other o ON o.v = d.qty"
 )
 
 # still_up DESC: a test that shardpool is still running; if it died (crashed), say so
@@ -180,6 +180,39 @@ differential() {
 	out_s=$(run app "SELECT DISTINCT grp FROM t81_data")
 	like "$out_s" "t81_data" "the refusal of a fan-out names the table"
 	binary_results
+}
+
+# Reads of two sharded tables joined on their shard keys (co-located: the rows a key
+# joins with live on its shard) run on every shard without a key condition: an inner
+# join, USING, a LEFT JOIN, a correlated EXISTS and a correlated scalar subquery, each
+# compared with the same rows in unsharded tables.
+COLOCATED_QUERIES=(
+	"sorted	SELECT d.id, o.v FROM {T} d JOIN {O} o ON o.other_id = d.id"
+	"sorted	SELECT d.grp, count(*), sum(o.v) FROM {T} d JOIN {O} o ON o.other_id = d.id WHERE d.qty > 0 GROUP BY d.grp"
+	"ordered	SELECT d.id, o.v FROM {T} d LEFT JOIN {O} o ON o.other_id = d.id ORDER BY d.id"
+	"sorted	SELECT count(*) FROM {T} d WHERE EXISTS (SELECT 1 FROM {O} o WHERE o.other_id = d.id AND o.v > 50)"
+	"ordered	SELECT d.id, (SELECT o.v FROM {O} o WHERE o.other_id = d.id) AS v FROM {T} d ORDER BY d.id LIMIT 50"
+	"sorted	SELECT d.id FROM {T} d, {O} o WHERE o.other_id = d.id AND o.v < 10"
+)
+colocated_joins() {
+	local line kind q out_s out_p
+	local g vals= sep=
+	for ((g = 1; g <= 1000; g += 3)); do
+		vals+="$sep($g, $(((g * 7) % 100)))"
+		sep=', '
+	done
+	out_s=$(sess app <<<"INSERT INTO t81_other (other_id, v) VALUES $vals")
+	is "$out_s" "INSERT 0 334" "$SB_SHARDS shards: rows of the co-located table loaded through shardpool"
+	run plain "INSERT INTO t81_oflat (other_id, v) SELECT g, (g * 7) % 100 FROM generate_series(1, 1000, 3) g" >/dev/null
+	for line in "${COLOCATED_QUERIES[@]}"; do
+		kind=${line%%$'\t'*}
+		q=${line#*$'\t'}
+		out_s=$(run app "$(sed 's/{T}/t81_data/g; s/{O}/t81_other/g' <<<"$q")")
+		out_p=$(run plain "$(sed 's/{T}/t81_flat/g; s/{O}/t81_oflat/g' <<<"$q")")
+		same_answer "$out_s" "$out_p" "$SB_SHARDS shards, tables joined on their keys, no key condition: $q" \
+			"$([ "$kind" = sorted ] && echo sorted)"
+		still_up "$q"
+	done
 }
 
 # GROUP BY on values that are equal but print differently (numeric 1 and 1.00, float 0
@@ -253,6 +286,7 @@ setup() {
 		CREATE TABLE t81_big (id bigint PRIMARY KEY, pad text);
 		CREATE TABLE t81_pl (k bigint) PARTITION BY HASH (k)" || bail_out "cannot create the t81 tables"
 	on 0 "CREATE TABLE t81_flat (LIKE t81_data INCLUDING ALL)" >/dev/null || bail_out "cannot create t81_flat"
+	on 0 "CREATE TABLE t81_oflat (LIKE t81_other INCLUDING ALL)" >/dev/null || bail_out "cannot create t81_oflat"
 	sp_write_config "$SP_TMP/sp$SB_SHARDS.ini" auth_type=md5 # md5: rawclient logs in too
 	sed -i '/^\[database app\]/a read_replicas = no' "$SP_CONFIG"
 	sed -i '/^\[database plain\]/a read_replicas = no' "$SP_CONFIG"
@@ -442,6 +476,7 @@ for shape in ${SP_T81_SHAPES:-2 4}; do
 	setup
 	differential
 	equal_spellings
+	colocated_joins
 	[ "$shape" = 2 ] && extended_edges
 	[ "$shape" = 2 ] && big_fanout
 	ok "$shape shards: shardpool exits cleanly on SIGTERM" sp_stop

@@ -691,6 +691,22 @@ static void test_fanout(void)
 	t = q(&db2, sql);
 	IS_KIND(t, SP_TARGET_FANOUT,
 		"a subquery correlated on the shard key (co-located rows): still fanned out");
+	t = q(&db2, "SELECT * FROM users u WHERE EXISTS (SELECT 1 FROM orders o WHERE o.user_id = u.user_id)");
+	IS_KIND(t, SP_TARGET_FANOUT, "unpinned EXISTS correlated on the shard key: fanned out (%s)", t->message);
+	IS_KIND(q(&db2, "SELECT u.name, o.total FROM users u JOIN orders o ON o.user_id = u.user_id"),
+		SP_TARGET_FANOUT, "unpinned join of co-located tables on the key: fanned out");
+	IS_KIND(q(&db2, "SELECT count(*) FROM users u JOIN orders o USING (user_id)"), SP_TARGET_FANOUT,
+		"... with USING");
+	IS_KIND(q(&db2, "SELECT * FROM users u LEFT JOIN orders o ON o.user_id = u.user_id"),
+		SP_TARGET_FANOUT, "... a LEFT JOIN on the key");
+	IS_KIND(q(&db2, "SELECT * FROM users u, orders o WHERE o.user_id = u.user_id AND o.total > 5"),
+		SP_TARGET_FANOUT, "... the key equality in WHERE");
+	IS_ERROR(q(&db2, "SELECT * FROM users u JOIN orders o ON o.user_id = u.user_id + 1"), "0A000",
+		 "joined on their shard keys", "a join on an expression of the key: refused");
+	IS_ERROR(q(&db2, "SELECT * FROM users u FULL JOIN orders o ON o.user_id = u.user_id"), "0A000",
+		 "joined on their shard keys", "a FULL JOIN (no key edge taken): refused");
+	IS_ERROR(q(&db2, "SELECT * FROM users u WHERE EXISTS (SELECT 1 FROM orders o WHERE o.total = u.score)"),
+		 "0A000", "orders", "an EXISTS correlated off the key: refused");
 
 	t = q(&db2, "SELECT name, user_id FROM users ORDER BY user_id DESC, 1 LIMIT 10");
 	ok(t->kind == SP_TARGET_FANOUT && t->shard_mask == 3 && t->fanout_merge,
@@ -796,7 +812,7 @@ static void test_fanout(void)
 	IS_ERROR(q(&db2, "SELECT name FROM users LIMIT (SELECT 1)"), "0A000", "LIMIT",
 		 "LIMIT expression refused");
 	IS_ERROR(q(&db2, "SELECT * FROM users u JOIN orders o ON o.note = u.name"), "0A000",
-		 "only one sharded table", "join of two unpinned sharded tables refused");
+		 "joined on their shard keys", "join of two unpinned sharded tables refused");
 	IS_KIND(q(&db2, "SELECT * FROM users"), SP_TARGET_FANOUT,
 		"SELECT * without ORDER BY: concatenation");
 	IS_KIND(q(&db2, "EXPLAIN SELECT * FROM users"), SP_TARGET_FANOUT,
