@@ -131,6 +131,8 @@ typedef struct sp_config {
 	bool server_reset_query_always; /* false */
 	double server_connect_timeout; /* seconds, 15 */
 	double server_login_retry;     /* seconds, 15: first backoff after a failed login */
+	double dns_max_ttl;            /* seconds, 15: a host name's answer is used this long */
+	double dns_nxdomain_ttl;       /* seconds, 15: longest wait before retrying a failed lookup */
 	double server_idle_timeout;    /* seconds, 600 */
 	double server_lifetime;        /* seconds, 3600 */
 	double query_wait_timeout;     /* seconds, 120 */

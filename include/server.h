@@ -15,7 +15,7 @@
 #include "sp_types.h"
 
 typedef enum {
-	SP_SERVER_CONNECTING = 0, /* TCP connect in progress */
+	SP_SERVER_CONNECTING = 0, /* host name lookup or TCP connect in progress */
 	SP_SERVER_LOGIN,          /* startup and authentication */
 	SP_SERVER_IDLE,           /* in the pool's idle list */
 	SP_SERVER_ACTIVE,         /* linked to a client */

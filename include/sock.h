@@ -10,6 +10,7 @@
 #include <stdbool.h>
 
 #include "buf.h"
+#include "resolve.h"
 #include "sp_types.h"
 
 typedef enum {
@@ -29,8 +30,14 @@ struct sp_sock {
 	sp_sock_cb cb;
 	bool reading;    /* rio started */
 	bool writing;    /* wio started */
-	bool connecting; /* non-blocking connect in progress */
-	int err;
+	bool connecting; /* non-blocking connect in progress (or waiting for the host's addresses) */
+	bool resolving;  /* waiting for the resolver: no fd yet */
+	int err;         /* errno of the failure */
+	int gai_err;     /* ... or the EAI_* code of a host name that did not resolve (err is 0) */
+	int port;
+	sp_resolve_wait_t rwait;
+	sp_resolve_addrs_t *addrs; /* a host name's addresses, tried in turn while connecting */
+	int addr_i;
 	unsigned long long bytes_in, bytes_out;
 };
 
@@ -42,8 +49,16 @@ void sp_sock_read_start(sp_sock_t *s);
 void sp_sock_read_stop(sp_sock_t *s);
 /* Try to write s->out now; returns false on a hard error (cb not called). */
 bool sp_sock_flush(sp_sock_t *s);
-/* Start a non-blocking connect to host:port (or a unix socket dir if host starts with '/'). */
+/*
+ * Start a non-blocking connect to host:port (or a unix socket dir if host starts with
+ * '/'). A host name is looked up in the resolver's cache, never resolved here: with no
+ * answer yet the socket waits (resolving) and connects when the answer arrives. Each
+ * address of the answer is tried in turn. The outcome is SP_SOCK_CONNECTED or
+ * SP_SOCK_ERROR; false means it failed at once (cb not called).
+ */
 bool sp_sock_connect(sp_sock_t *s, const char *host, int port, sp_sock_cb cb);
+/* Why a connect failed: "could not resolve host \"NAME\": ..." or "connect failed: ...". */
+void sp_sock_connect_error(const sp_sock_t *s, const char *host, char *buf, size_t len);
 void sp_sock_close(sp_sock_t *s);
 static inline bool sp_sock_backed_up(const sp_sock_t *s)
 {

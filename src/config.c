@@ -211,6 +211,12 @@ static const struct keydef keys[] = {
      .help = "Give up connecting and logging in to a server after this long."},
     {G(server_login_retry), .type = KT_SECONDS, .def = "15s", RELOAD,
      .help = "After a failed server login, wait this long before trying again."},
+    {G(dns_max_ttl), .type = KT_SECONDS, .def = "15s", RELOAD,
+     .help = "How long the addresses a server's host name resolved to are used before it is "
+	     "looked up again (in the background: the old addresses serve meanwhile)."},
+    {G(dns_nxdomain_ttl), .type = KT_SECONDS, .def = "15s", RELOAD,
+     .help = "A host name that did not resolve is tried again after 1 s, 2 s, 4 s ... at most "
+	     "this far apart; meanwhile connections to it fail at once."},
     {G(server_idle_timeout), .type = KT_SECONDS, .def = "10min", RELOAD,
      .help = "Close server connections unused for this long; 0 means never."},
     {G(server_lifetime), .type = KT_SECONDS, .def = "1h", RELOAD,
@@ -317,7 +323,8 @@ static const struct keydef keys[] = {
      .dup_hint = "a shard has one primary; add other servers with 'replica = ...'",
      .help = "The shard's primary server, as a libpq key=value string (host=10.0.0.1 "
 	     "port=5432 dbname=app) or a postgresql:// URI, one server. Keys: host (an address, "
-	     "a name, or a unix socket directory), hostaddr, port, dbname and user (default: "
+	     "a name resolved in the background and kept dns_max_ttl, or a unix socket "
+	     "directory), hostaddr, port, dbname and user (default: "
 	     "the client's), password (default: the client's secret from auth_file), "
 	     "connect_timeout (overrides server_connect_timeout), application_name (when the "
 	     "client sends none), options (sent at login, e.g. '-c statement_timeout=5s'); "

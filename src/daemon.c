@@ -31,6 +31,7 @@
 #include "log.h"
 #include "msg.h"
 #include "pool.h"
+#include "resolve.h"
 #include "router.h"
 #include "server.h"
 #include "sock.h"
@@ -324,6 +325,7 @@ bool sp_daemon_reload(char *err, size_t errlen)
 	sp_config_apply_reloadable(sp_g.cfg, ncfg);
 	sp_config_free(ncfg);
 	apply_router_config();
+	sp_resolve_reload(sp_g.cfg);
 	sp_health_reload();
 	sp_log_level = sp_g.cfg->log_level;
 	sp_log_reopen();
@@ -517,6 +519,7 @@ int sp_daemon_run(const char *config_path, bool daemonize)
 	ev_signal_start(sp_loop, &sig_hup);
 	sp_janitor_start();
 	apply_router_config();
+	sp_resolve_start(sp_g.cfg); /* before the health checker asks for addresses */
 	sp_health_start();
 	wait_first_probes();
 	for (sp_pool_t *p = sp_pool_first(); p; p = p->next)
@@ -545,6 +548,7 @@ int sp_daemon_run(const char *config_path, bool daemonize)
 	ev_signal_stop(sp_loop, &sig_int);
 	ev_signal_stop(sp_loop, &sig_hup);
 	teardown();
+	sp_resolve_stop();
 	sp_info("shardpool stopped");
 	if (sp_g.cfg->pid_file && *sp_g.cfg->pid_file)
 		unlink(sp_g.cfg->pid_file);

@@ -15,6 +15,10 @@
  *   auth_file with a plain password, else libpq's default (the OS user);
  *   password = the entry's password, else that user's plain password from
  *   auth_file, else none (trust, .pgpass).
+ * A host name is not resolved by libpq (it would block the loop): the probe
+ * passes the resolver's cached addresses as hostaddr; while the name has no
+ * answer yet the round is skipped (the node stays as it is) and the probe runs
+ * when the answer arrives; a name that does not resolve fails the probe.
  * The connection is kept between probes; a probe that fails on a reused
  * connection reconnects and retries once within the same health_check_timeout,
  * so a server restart between probes is not a failure. A failed probe bans the
@@ -72,6 +76,7 @@
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +84,7 @@
 #include "analyze.h"
 #include "daemon.h"
 #include "log.h"
+#include "resolve.h"
 #include "server.h"
 #include "router.h"
 #include "sock.h"
@@ -86,6 +92,8 @@
 #include "userlist.h"
 
 #define MAX_BAN 30.0
+/* seconds the start waits for a primary whose host name has no answer yet */
+#define UNRESOLVED_START_WAIT 1.0
 
 /*
  * One round trip. pg_is_in_recovery() is read once (FROM) so every column
@@ -234,6 +242,13 @@ static void catalog_poll(ev_tstamp now)
 struct target {
 	char *host;
 	int port;
+	/* libpq never resolves host: it gets the resolver's addresses as hostaddr (and host
+	 * repeated as many times, as libpq wants), or the probe round is skipped until they
+	 * are known */
+	char *hostaddr, *hostlist;
+	char resolve_err[200]; /* the host name did not resolve: the probe fails with this */
+	sp_resolve_wait_t rwait;
+	ev_tstamp unresolved_since; /* a probe was skipped for want of an answer (0: not) */
 	/* the entry whose parameters are used to connect (see top of file) */
 	const sp_node_conf_t *conf;
 	const char *default_db;
@@ -1088,7 +1103,9 @@ static char *conn_sig(const struct target *t, const char **kw, const char **val,
 
 	credentials(t->conf, &user, &password);
 	snprintf(port, 12, "%d", t->port);
-	kw[i] = "host", val[i++] = t->host;
+	kw[i] = "host", val[i++] = t->hostlist ? t->hostlist : t->host;
+	if (t->hostaddr)
+		kw[i] = "hostaddr", val[i++] = t->hostaddr;
 	kw[i] = "port", val[i++] = port;
 	kw[i] = "dbname", val[i++] = db;
 	kw[i] = "application_name", val[i++] = "shardpool health check";
@@ -1097,11 +1114,12 @@ static char *conn_sig(const struct target *t, const char **kw, const char **val,
 	if (password)
 		kw[i] = "password", val[i++] = password;
 	kw[i] = NULL, val[i] = NULL;
-	len = strlen(t->host) + strlen(db) + (user ? strlen(user) : 0) +
-	      (password ? strlen(password) : 0) + 40;
+	len = strlen(t->host) + (t->hostaddr ? strlen(t->hostaddr) : 0) + strlen(db) +
+	      (user ? strlen(user) : 0) + (password ? strlen(password) : 0) + 40;
 	sig = must(malloc(len));
-	snprintf(sig, len, "%s\n%d\n%s\n%s\n%s", t->host, t->port, db, user ? user : "",
-		 password ? password : "");
+	/* a new address of the host name means a new connection */
+	snprintf(sig, len, "%s\n%s\n%d\n%s\n%s\n%s", t->host, t->hostaddr ? t->hostaddr : "", t->port, db,
+		 user ? user : "", password ? password : "");
 	return sig;
 }
 
@@ -1136,13 +1154,17 @@ failed:
 
 static void connect_start(struct target *t)
 {
-	const char *kw[8], *val[8];
+	const char *kw[10], *val[10];
 	char port[12];
 
 	close_conn(t);
-	t->sig = conn_sig(t, kw, val, port);
 	t->fresh = true;
 	t->state = PROBE_CONNECTING;
+	if (t->resolve_err[0]) {
+		probe_fail(t, t->resolve_err);
+		return;
+	}
+	t->sig = conn_sig(t, kw, val, port);
 	t->conn = PQconnectStartParams(kw, val, 0);
 	if (!t->conn) {
 		probe_fail(t, "out of memory starting a connection");
@@ -1275,14 +1297,92 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 }
 
+/* The resolver answered a name whose probe round was skipped: probe now. */
+static void on_resolved(sp_resolve_wait_t *w, sp_resolve_addrs_t *addrs, int err)
+{
+	struct target *t = container_of(w, struct target, rwait);
+	(void)err;
+	sp_resolve_addrs_unref(addrs);
+	if (running && enabled() && t->state == PROBE_IDLE && ev_now(sp_loop) >= t->banned_until)
+		schedule(t, 0);
+}
+
+/*
+ * Fill t->hostaddr / t->hostlist from the resolver (t->resolve_err if the name did
+ * not resolve). false: no answer yet, the caller skips this round (on_resolved runs
+ * when the answer comes).
+ */
+static bool resolve_target(struct target *t)
+{
+	sp_resolve_addrs_t *a = NULL;
+	size_t alen, hlen;
+	int err = 0, n;
+
+	free(t->hostaddr);
+	free(t->hostlist);
+	t->hostaddr = t->hostlist = NULL;
+	t->resolve_err[0] = '\0';
+	if (!sp_resolve_is_name(t->host)) {
+		/* pools connect to 127.0.0.1 for localhost (sock.c): so does the probe */
+		if (strcmp(t->host, "localhost") == 0)
+			t->hostaddr = dupstr("127.0.0.1");
+		return true;
+	}
+	switch (sp_resolve_lookup(t->host, &t->rwait, on_resolved, &a, &err)) {
+	case SP_RESOLVE_PENDING:
+		if (!t->unresolved_since)
+			t->unresolved_since = ev_now(sp_loop);
+		return false;
+	case SP_RESOLVE_FAILED:
+		t->unresolved_since = 0;
+		snprintf(t->resolve_err, sizeof(t->resolve_err), "could not resolve host \"%s\": %s", t->host,
+			 sp_resolve_strerror(err));
+		return true;
+	default:
+		t->unresolved_since = 0;
+		break;
+	}
+	n = a->n < 8 ? a->n : 8;
+	alen = (size_t)n * (INET6_ADDRSTRLEN + 1) + 1;
+	hlen = (size_t)n * (strlen(t->host) + 1) + 1;
+	t->hostaddr = must(malloc(alen));
+	t->hostlist = must(malloc(hlen));
+	t->hostaddr[0] = t->hostlist[0] = '\0';
+	for (int i = 0, ao = 0, ho = 0; i < n; i++) {
+		char one[INET6_ADDRSTRLEN];
+		ao += snprintf(t->hostaddr + ao, alen - (size_t)ao, "%s%s", i ? "," : "",
+			       sp_resolve_addr_str(&a->a[i], one, sizeof(one)));
+		ho += snprintf(t->hostlist + ho, hlen - (size_t)ho, "%s%s", i ? "," : "", t->host);
+	}
+	sp_resolve_addrs_unref(a);
+	return true;
+}
+
+static void forget_target(struct target *t)
+{
+	sp_resolve_cancel(&t->rwait);
+	ev_timer_stop(sp_loop, &t->timer);
+	close_conn(t);
+	free(t->hostaddr);
+	free(t->hostlist);
+	free(t->host);
+	free(t);
+}
+
 static void probe_start(struct target *t)
 {
 	double timeout = sp_g.cfg->health_check_timeout;
-	const char *kw[8], *val[8];
+	const char *kw[10], *val[10];
 	char port[12], *sig;
 
 	if (!enabled())
 		return;
+	if (t->state == PROBE_IDLE && !resolve_target(t)) {
+		/* never block on DNS: the node stays as it is until the name has an answer */
+		sp_debug("health: %s:%d: host name not resolved yet; probe skipped until it is", t->host, t->port);
+		schedule(t, sp_g.cfg->health_check_period);
+		return;
+	}
 	t->catalog_tried = false;
 	t->cols_tried = false;
 	if (t->state == PROBE_IDLE) {
@@ -1632,10 +1732,7 @@ static void build(void)
 			continue;
 		}
 		*pt = t->next;
-		ev_timer_stop(sp_loop, &t->timer);
-		close_conn(t);
-		free(t->host);
-		free(t);
+		forget_target(t);
 	}
 }
 
@@ -1655,10 +1752,7 @@ static void free_all(void)
 	while (targets) {
 		struct target *t = targets;
 		targets = t->next;
-		ev_timer_stop(sp_loop, &t->timer);
-		close_conn(t);
-		free(t->host);
-		free(t);
+		forget_target(t);
 	}
 }
 
@@ -1762,9 +1856,14 @@ bool sp_health_first_round_done(void)
 {
 	if (!running || !enabled())
 		return true;
-	for (int i = 0; i < n_shards; i++)
-		if (shards[i]->primary && shards[i]->primary->t->probes_ended == 0)
+	for (int i = 0; i < n_shards; i++) {
+		const struct target *t = shards[i]->primary ? shards[i]->primary->t : NULL;
+		/* a DNS server answers in milliseconds: one that has not for a second does not
+		 * hold the start (the probe runs when the answer comes) */
+		if (t && t->probes_ended == 0 &&
+		    !(t->unresolved_since && ev_now(sp_loop) - t->unresolved_since > UNRESOLVED_START_WAIT))
 			return false;
+	}
 	return true;
 }
 

@@ -32,10 +32,16 @@ static void check_servers(ev_tstamp now)
 			double limit = s->pool->node->connect_timeout > 0 ? s->pool->node->connect_timeout
 									  : cfg->server_connect_timeout;
 			if (limit > 0 && now - s->connect_at > limit) {
-				char why[128];
+				char why[300], during[200];
+				if (s->sock.resolving)
+					snprintf(during, sizeof(during), "resolving host \"%s\" (no answer from the resolver)",
+						 s->pool->node->host);
+				else
+					snprintf(during, sizeof(during), "%s",
+						 s->state == SP_SERVER_CONNECTING ? "connect" : "login");
 				snprintf(why, sizeof(why), "%s (%.1f s) expired during %s",
 					 s->pool->node->connect_timeout > 0 ? "connect_timeout" : "server_connect_timeout",
-					 limit, s->state == SP_SERVER_CONNECTING ? "connect" : "login");
+					 limit, during);
 				sp_server_close(s, why);
 			}
 		} else if (s->state == SP_SERVER_IDLE) {

@@ -346,7 +346,7 @@ void sp_server_close(sp_server_t *s, const char *reason)
 		else
 			sp_fanout_forget(f, s->fan_idx);
 	}
-	if (s->sock.fd >= 0) {
+	if (s->sock.fd >= 0 || s->sock.resolving) {
 		if (!was_login) {
 			sp_msg_write_terminate(&s->sock.out);
 			sp_sock_flush(&s->sock);
@@ -1025,8 +1025,10 @@ static void sock_cb(sp_sock_t *sock, sp_sock_event_t ev)
 							       : "server closed the connection");
 		break;
 	default:
-		snprintf(why, sizeof(why), "%s: %s", s->state == SP_SERVER_CONNECTING ? "connect failed" : "I/O error",
-			 strerror(sock->err));
+		if (s->state == SP_SERVER_CONNECTING)
+			sp_sock_connect_error(sock, s->pool->node->host, why, sizeof(why));
+		else
+			snprintf(why, sizeof(why), "I/O error: %s", strerror(sock->err));
 		sp_server_close(s, why);
 		break;
 	}
@@ -1050,7 +1052,7 @@ sp_server_t *sp_server_connect(sp_pool_t *p)
 	p->n_connecting++;
 	if (!sp_sock_connect(&s->sock, p->node->host, p->node->port, sock_cb)) {
 		char why[200];
-		snprintf(why, sizeof(why), "connect failed: %s", strerror(s->sock.err));
+		sp_sock_connect_error(&s->sock, p->node->host, why, sizeof(why));
 		s->sock.fd = -1;
 		sp_server_close(s, why);
 		return NULL;

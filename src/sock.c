@@ -5,6 +5,12 @@
  * waiting); only a short write arms the write watcher, and "drained" is
  * reported so the other side of the proxy can resume reading. It knows
  * nothing about the PostgreSQL protocol.
+ *
+ * Connect takes numeric addresses and unix socket directories as they are; a
+ * host name is never resolved here (getaddrinfo would block the loop): the
+ * resolver's cache answers at once, or the socket waits without a descriptor
+ * (resolving) until resolve.c calls back. The addresses of an answer are
+ * tried in turn until one connects.
  */
 #include "sock.h"
 
@@ -24,6 +30,9 @@ struct ev_loop *sp_loop;
 
 #define READ_CHUNK 16384
 #define SHRINK_ABOVE (1024 * 1024)
+
+static bool connect_next(sp_sock_t *s);
+static void drop_addrs(sp_sock_t *s);
 
 static void on_read(struct ev_loop *loop, ev_io *w, int revents)
 {
@@ -64,9 +73,20 @@ static void on_write(struct ev_loop *loop, ev_io *w, int revents)
 			ev_io_stop(sp_loop, &s->wio);
 			s->writing = false;
 			s->err = err;
+			if (s->addrs && s->addr_i + 1 < s->addrs->n) {
+				/* the host name has more addresses: try the next one */
+				close(s->fd);
+				s->fd = -1;
+				s->addr_i++;
+				if (connect_next(s))
+					return;
+				s->err = err;
+			}
+			drop_addrs(s);
 			s->cb(s, SP_SOCK_ERROR);
 			return;
 		}
+		drop_addrs(s);
 		if (sp_buf_len(&s->out) == 0) {
 			ev_io_stop(sp_loop, &s->wio);
 			s->writing = false;
@@ -138,18 +158,108 @@ bool sp_sock_flush(sp_sock_t *s)
 	return true;
 }
 
+/* Open the socket and start connecting to ss; false with s->err set if that failed at once. */
+static bool connect_to(sp_sock_t *s, const struct sockaddr_storage *ss, socklen_t sslen,
+		       sp_sock_cb cb)
+{
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		s->err = errno;
+		return false;
+	}
+	if (ss->ss_family != AF_UNIX) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	}
+	sp_sock_init(s, fd, cb);
+	if (connect(fd, (const struct sockaddr *)ss, sslen) < 0 && errno != EINPROGRESS) {
+		s->err = errno;
+		close(fd);
+		s->fd = -1;
+		return false;
+	}
+	s->connecting = true;
+	ev_io_start(sp_loop, &s->wio);
+	s->writing = true;
+	return true;
+}
+
+/* Connect to the resolved addresses from s->addr_i on; false when none is left. */
+static bool connect_next(sp_sock_t *s)
+{
+	for (; s->addrs && s->addr_i < s->addrs->n; s->addr_i++) {
+		struct sockaddr_storage ss = s->addrs->a[s->addr_i].ss;
+		if (ss.ss_family == AF_INET6)
+			((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)s->port);
+		else
+			((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)s->port);
+		if (connect_to(s, &ss, s->addrs->a[s->addr_i].len, s->cb))
+			return true;
+	}
+	return false;
+}
+
+static void drop_addrs(sp_sock_t *s)
+{
+	sp_resolve_addrs_unref(s->addrs);
+	s->addrs = NULL;
+}
+
+static void on_resolved(sp_resolve_wait_t *w, sp_resolve_addrs_t *addrs, int err)
+{
+	sp_sock_t *s = container_of(w, sp_sock_t, rwait);
+	s->resolving = false;
+	s->connecting = false;
+	if (!addrs) {
+		s->gai_err = err;
+		s->cb(s, SP_SOCK_ERROR);
+		return;
+	}
+	s->addrs = addrs;
+	s->addr_i = 0;
+	if (!connect_next(s)) {
+		drop_addrs(s);
+		s->cb(s, SP_SOCK_ERROR);
+	}
+}
+
 bool sp_sock_connect(sp_sock_t *s, const char *host, int port, sp_sock_cb cb)
 {
-	int fd, rc;
 	struct sockaddr_storage ss;
 	socklen_t sslen;
 
 	memset(&ss, 0, sizeof(ss));
+	s->err = s->gai_err = 0;
+	s->port = port;
+	s->addrs = NULL;
+	s->resolving = false;
 	if (host && host[0] == '/') {
 		struct sockaddr_un *un = (struct sockaddr_un *)&ss;
 		un->sun_family = AF_UNIX;
 		snprintf(un->sun_path, sizeof(un->sun_path), "%s/.s.PGSQL.%d", host, port);
 		sslen = sizeof(*un);
+	} else if (sp_resolve_is_name(host)) {
+		sp_resolve_addrs_t *addrs = NULL;
+		switch (sp_resolve_lookup(host, &s->rwait, on_resolved, &addrs, &s->gai_err)) {
+		case SP_RESOLVE_OK:
+			s->addrs = addrs;
+			s->addr_i = 0;
+			s->cb = cb;
+			if (connect_next(s))
+				return true;
+			drop_addrs(s);
+			return false;
+		case SP_RESOLVE_PENDING:
+			/* no descriptor until the answer: flush and close see "connecting" */
+			s->fd = -1;
+			s->cb = cb;
+			s->reading = s->writing = false;
+			s->connecting = s->resolving = true;
+			return true;
+		default:
+			return false;
+		}
 	} else {
 		struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
 		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
@@ -165,47 +275,31 @@ bool sp_sock_connect(sp_sock_t *s, const char *host, int port, sp_sock_cb cb)
 			in6->sin6_port = htons((uint16_t)port);
 			sslen = sizeof(*in6);
 		} else {
-			/* Host names resolve synchronously; configs should name addresses. */
-			struct addrinfo hints, *res = NULL;
-			char portstr[16];
-			memset(&hints, 0, sizeof(hints));
-			hints.ai_socktype = SOCK_STREAM;
-			snprintf(portstr, sizeof(portstr), "%d", port);
-			if (getaddrinfo(h, portstr, &hints, &res) != 0 || !res) {
-				s->err = EHOSTUNREACH;
-				return false;
-			}
-			memcpy(&ss, res->ai_addr, res->ai_addrlen);
-			sslen = res->ai_addrlen;
-			freeaddrinfo(res);
+			s->err = EINVAL; /* not reached: sp_resolve_is_name said it is numeric */
+			return false;
 		}
 	}
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		s->err = errno;
-		return false;
-	}
-	if (ss.ss_family != AF_UNIX) {
-		int one = 1;
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-	}
-	sp_sock_init(s, fd, cb);
-	rc = connect(fd, (struct sockaddr *)&ss, sslen);
-	if (rc < 0 && errno != EINPROGRESS) {
-		s->err = errno;
-		close(fd);
-		s->fd = -1;
-		return false;
-	}
-	s->connecting = true;
-	ev_io_start(sp_loop, &s->wio);
-	s->writing = true;
-	return true;
+	return connect_to(s, &ss, sslen, cb);
+}
+
+void sp_sock_connect_error(const sp_sock_t *s, const char *host, char *buf, size_t len)
+{
+	if (s->gai_err)
+		snprintf(buf, len, "could not resolve host \"%s\": %s", host ? host : "",
+			 sp_resolve_strerror(s->gai_err));
+	else
+		snprintf(buf, len, "connect failed: %s", strerror(s->err));
 }
 
 void sp_sock_close(sp_sock_t *s)
 {
+	if (s->resolving) {
+		sp_resolve_cancel(&s->rwait);
+		s->resolving = s->connecting = false;
+		sp_buf_free(&s->in);
+		sp_buf_free(&s->out);
+	}
+	drop_addrs(s);
 	if (s->fd < 0)
 		return;
 	sp_sock_read_stop(s);
