@@ -8,7 +8,13 @@
 
 /* Finish the login of an admin client (parameters, key data, ReadyForQuery). */
 void sp_admin_login(sp_client_t *c);
-/* Answer the queries an admin client has sent. */
+/* Answer the queries an admin client has sent (none while a PAUSE or WAIT_CLOSE of
+ * its waits). */
 void sp_admin_process(sp_client_t *c);
+/* An admin client is closing: forget what it waits for. */
+void sp_admin_client_gone(sp_client_t *c);
+/* Start / stop the SHOW STATS snapshots (every stats_period) and the waits. */
+void sp_admin_start(void);
+void sp_admin_stop(void);
 
 #endif

@@ -118,7 +118,7 @@ struct sp_client {
 	bool closing;
 	bool pipelined_after_ssl;
 
-	ev_tstamp connect_at, wait_since, last_active, xact_start;
+	ev_tstamp connect_at, wait_since, last_active, xact_start, query_start;
 	uint64_t n_queries, n_xacts;
 	char close_reason[128];
 };

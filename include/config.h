@@ -127,6 +127,7 @@ typedef struct sp_config {
 	char *auth_file;
 	char *admin_users;       /* comma separated */
 	char *stats_users;       /* comma separated */
+	double stats_period;     /* seconds, 60: SHOW STATS averages are over this period */
 	char *server_reset_query; /* "DISCARD ALL" */
 	bool server_reset_query_always; /* false */
 	double server_connect_timeout; /* seconds, 15 */

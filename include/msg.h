@@ -91,6 +91,7 @@
 #define SP_SQLSTATE_PROGRAM_LIMIT "54000"
 #define SP_SQLSTATE_SYNTAX_ERROR "42601"
 #define SP_SQLSTATE_INVALID_PARAMETER "22023"
+#define SP_SQLSTATE_OBJECT_NOT_IN_STATE "55000"
 
 /* A cursor over one message body; readers never read past len. */
 typedef struct sp_msg_reader {
@@ -138,6 +139,7 @@ void pq_sendbytes(sp_buf_t *b, const void *p, size_t n);
 void sp_msg_write_error(sp_buf_t *b, const char *severity, const char *sqlstate, const char *message,
 			const char *detail, const char *hint);
 void sp_msg_write_notice(sp_buf_t *b, const char *sqlstate, const char *message);
+void sp_msg_write_notice_detail(sp_buf_t *b, const char *sqlstate, const char *message, const char *detail);
 void sp_msg_write_ready_for_query(sp_buf_t *b, char txn_status);
 void sp_msg_write_auth(sp_buf_t *b, int32_t code, const void *payload, size_t n);
 void sp_msg_write_parameter_status(sp_buf_t *b, const char *name, const char *value);

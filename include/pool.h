@@ -12,6 +12,7 @@
 #include "auth_scram.h"
 #include "config.h"
 #include "params.h"
+#include "sock.h"
 #include "sp_types.h"
 
 typedef enum { SP_ROLE_PRIMARY = 0, SP_ROLE_REPLICA = 1 } sp_role_t;
@@ -47,9 +48,67 @@ struct sp_pool {
 	char last_error[256];
 	ev_tstamp reserve_since; /* when the oldest waiter started waiting */
 
+	/* SHOW STATS: transactions and queries ended, microseconds spent in them and
+	 * waiting for a server; bytes of clients that have left (live ones are summed
+	 * from their sockets) whose login pool this is */
 	uint64_t total_xacts, total_queries, total_wait_us;
+	uint64_t total_xact_us, total_query_us;
+	uint64_t gone_received, gone_sent;
 	bool paused; /* its database is paused (PAUSE db): hand out no server */
+	/* RECONNECT / WAIT_CLOSE: servers with an id up to this one (those there when it
+	 * ran) are closed when they come back to the pool, not reused (0: none) */
+	uint64_t close_upto_id;
+	ev_tstamp resumed_at; /* the last RESUME that woke it: query_wait_timeout counts from there */
 };
+
+/* A client query (Query, or the first Execute of a batch) goes to a server: its time
+ * runs until the ReadyForQuery; the first one after an idle status starts a transaction. */
+static inline void sp_pool_query_begin(ev_tstamp *query_start, ev_tstamp *xact_start, char txn)
+{
+	if (*query_start == 0) {
+		*query_start = ev_now(sp_loop);
+		if (txn == 'I')
+			*xact_start = *query_start;
+	}
+}
+
+/* A ReadyForQuery reaches the client: the query started at *query_start is done. In
+ * session pooling, where no release marks the end, an idle status ends a transaction. */
+static inline void sp_pool_query_end(sp_pool_t *p, ev_tstamp *query_start, ev_tstamp xact_start, char txn,
+				     bool session)
+{
+	ev_tstamp now;
+	if (*query_start == 0)
+		return;
+	now = ev_now(sp_loop);
+	p->total_query_us += (uint64_t)((now - *query_start) * 1e6);
+	*query_start = 0;
+	if (session && txn == 'I') {
+		p->total_xacts++;
+		p->total_xact_us += (uint64_t)((now - xact_start) * 1e6);
+	}
+}
+
+/* A statement that fanned out to several shards is done: one query and one
+ * transaction, counted in the client's login pool (p may be NULL). */
+static inline void sp_pool_fanout_end(sp_pool_t *p, ev_tstamp start)
+{
+	uint64_t us;
+	if (!p)
+		return;
+	us = (uint64_t)((ev_now(sp_loop) - start) * 1e6);
+	p->total_queries++;
+	p->total_query_us += us;
+	p->total_xacts++;
+	p->total_xact_us += us;
+}
+
+/* A transaction ends (the server goes back to the pool); it started at xact_start. */
+static inline void sp_pool_xact_end(sp_pool_t *p, ev_tstamp xact_start)
+{
+	p->total_xacts++;
+	p->total_xact_us += (uint64_t)((ev_now(sp_loop) - xact_start) * 1e6);
+}
 
 sp_pool_t *sp_pool_get(const char *dbname, const char *user, int shard, sp_role_t role, int replica);
 /* Queue c for a server; it is handed one by sp_client_server_ready() (maybe at once). */
@@ -60,8 +119,8 @@ void sp_pool_unwait(sp_pool_t *p, sp_client_t *c);
 void sp_pool_server_free(sp_pool_t *p, sp_server_t *s);
 /* A server login failed: fail the waiters and back off. */
 void sp_pool_login_failed(sp_pool_t *p, const char *reason);
-/* After a RESUME: hand the idle servers of an unpaused pool to its waiters, then open
- * what they still need. */
+/* After a RESUME (remembered in resumed_at): hand the idle servers of an unpaused
+ * pool to its waiters, then open what they still need. */
 void sp_pool_wake(sp_pool_t *p);
 /* Start new connections if waiters (or min_pool_size) need them. */
 void sp_pool_maintain(sp_pool_t *p);
@@ -77,5 +136,10 @@ void sp_pool_pause_db(const char *dbname, bool pause);
 bool sp_pool_db_paused(const char *dbname);
 /* RESUME without a name: no database is paused any more. */
 void sp_pool_resume_all_dbs(void);
+/* DISABLE db / ENABLE db: new clients of a disabled database are refused at login. */
+void sp_pool_disable_db(const char *dbname, bool disable);
+bool sp_pool_db_disabled(const char *dbname);
+/* A client leaves: its socket's byte counts stay in the stats of its login pool (may be NULL). */
+void sp_pool_client_gone(sp_pool_t *home, unsigned long long received, unsigned long long sent);
 
 #endif

@@ -5,10 +5,19 @@
  * SHUTDOWN answered by shardpool itself, as ordinary RowDescription/DataRow messages
  * so psql and every driver can read them. stats_users may only SHOW.
  * Only the simple query protocol is supported here, like pgbouncer.
+ *
+ * It also owns the pgbouncer-compatible process controls that need more than a
+ * flag: PAUSE and WAIT_CLOSE answer only when the server connections they wait
+ * for are gone (the admin client is parked in a list of waiters, checked after
+ * every loop iteration and by a timer; a client that leaves is dropped from it),
+ * KILL, RECONNECT, DISABLE/ENABLE; and the SHOW STATS averages, from snapshots
+ * of the per-pool counters taken every stats_period. The counters themselves
+ * are bumped where transactions, queries and clients end (pool.h).
  */
 #include "admin.h"
 
 #include <ctype.h>
+#include <ev.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +33,11 @@
 #include "prepared.h"
 #include "router.h"
 #include "server.h"
+#include "userlist.h"
+
+#define OID_INT4 23
+#define OID_INT8 20
+#define OID_TEXT 25
 
 void sp_admin_login(sp_client_t *c)
 {
@@ -45,12 +59,17 @@ typedef struct table {
 	long rows;
 } table_t;
 
-static void t_begin(table_t *t, sp_buf_t *out, int ncols, const char *const *names)
+static void t_begin_typed(table_t *t, sp_buf_t *out, int ncols, const char *const *names, const int32_t *oids)
 {
 	t->out = out;
 	t->ncols = ncols;
 	t->rows = 0;
-	sp_msg_write_row_description(out, ncols, names, NULL);
+	sp_msg_write_row_description(out, ncols, names, oids);
+}
+
+static void t_begin(table_t *t, sp_buf_t *out, int ncols, const char *const *names)
+{
+	t_begin_typed(t, out, ncols, names, NULL);
 }
 
 static void t_row(table_t *t, const char *const *vals)
@@ -175,14 +194,14 @@ static void show_servers(sp_buf_t *out)
 
 static void show_databases(sp_buf_t *out)
 {
-	static const char *const cols[] = {"name", "shards", "pool_mode", "pool_size", "shard", "primary", "replicas", "paused"};
+	static const char *const cols[] = {"name", "shards", "pool_mode", "pool_size", "shard", "primary", "replicas", "paused", "disabled"};
 	table_t t;
-	t_begin(&t, out, 8, cols);
+	t_begin(&t, out, 9, cols);
 	for (int i = 0; i < sp_g.cfg->n_dbs; i++) {
 		const sp_db_conf_t *db = &sp_g.cfg->dbs[i];
 		for (int k = 0; k < db->n_shards; k++) {
-			char v[8][160];
-			const char *vals[8];
+			char v[9][160];
+			const char *vals[9];
 			size_t o = 0;
 			snprintf(v[0], 160, "%s", db->name);
 			snprintf(v[1], 160, "%d", db->n_shards);
@@ -195,7 +214,8 @@ static void show_databases(sp_buf_t *out)
 				o += (size_t)snprintf(v[6] + o, 160 - o, "%s%s:%d", r ? "," : "", db->shards[k].replicas[r].host,
 						      db->shards[k].replicas[r].port);
 			snprintf(v[7], 160, "%s", sp_g.paused || sp_pool_db_paused(db->name) ? "yes" : "no");
-			for (int j = 0; j < 8; j++)
+			snprintf(v[8], 160, "%s", sp_pool_db_disabled(db->name) ? "yes" : "no");
+			for (int j = 0; j < 9; j++)
 				vals[j] = v[j];
 			t_row(&t, vals);
 		}
@@ -309,12 +329,383 @@ static void show_health(sp_buf_t *out)
 	t_end(&t, "SHOW");
 }
 
+/* ------------------------------------------------------------------ SHOW STATS */
+
+/*
+ * Per database: the sum of its pools' counters, and the bytes of its clients
+ * (live ones from their sockets, gone ones kept by their login pool). The
+ * averages compare two snapshots of these taken stats_period apart.
+ */
+typedef struct db_totals {
+	uint64_t xacts, queries, received, sent, xact_us, query_us, wait_us;
+} db_totals_t;
+
+static db_totals_t *snap_old, *snap_new; /* per configured database, by index */
+static int snap_n;                         /* entries in each */
+static ev_tstamp snap_old_at, snap_new_at; /* 0: not taken yet */
+static ev_timer stats_timer;
+static bool stats_started;
+
+static int db_index(const char *dbname)
+{
+	const sp_db_conf_t *db = sp_config_find_db(sp_g.cfg, dbname);
+	return db ? (int)(db - sp_g.cfg->dbs) : -1;
+}
+
+/* Fill t[0 .. n_dbs-1] with the totals now. */
+static void collect_totals(db_totals_t *t, int n)
+{
+	memset(t, 0, (size_t)n * sizeof(*t));
+	for (sp_pool_t *p = sp_pool_first(); p; p = p->next) {
+		int i = db_index(p->dbname);
+		if (i < 0 || i >= n)
+			continue;
+		t[i].xacts += p->total_xacts;
+		t[i].queries += p->total_queries;
+		t[i].xact_us += p->total_xact_us;
+		t[i].query_us += p->total_query_us;
+		t[i].wait_us += p->total_wait_us;
+		t[i].received += p->gone_received;
+		t[i].sent += p->gone_sent;
+	}
+	for (sp_client_t *c = sp_client_first(); c; c = c->next) {
+		int i;
+		if (!c->home_pool || c->state == SP_CLIENT_CLOSED)
+			continue;
+		i = db_index(c->home_pool->dbname);
+		if (i < 0 || i >= n)
+			continue;
+		t[i].received += c->sock.bytes_in;
+		t[i].sent += c->sock.bytes_out;
+	}
+}
+
+static void stats_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	int n = sp_g.cfg->n_dbs;
+	db_totals_t *fresh;
+	(void)loop;
+	(void)revents;
+	if (n != snap_n) {
+		/* the databases changed under us: start over */
+		free(snap_old);
+		free(snap_new);
+		snap_old = snap_new = NULL;
+		snap_old_at = snap_new_at = 0;
+		snap_n = 0;
+	}
+	fresh = snap_old ? snap_old : calloc((size_t)(n ? n : 1), sizeof(*fresh));
+	if (fresh) {
+		collect_totals(fresh, n);
+		snap_old = snap_new;
+		snap_old_at = snap_new_at;
+		snap_new = fresh;
+		snap_new_at = ev_now(sp_loop);
+		snap_n = n;
+	}
+	w->repeat = sp_g.cfg->stats_period > 0 ? sp_g.cfg->stats_period : 60;
+	ev_timer_again(sp_loop, w);
+}
+
+static uint64_t per_second(uint64_t a, uint64_t b, double dt)
+{
+	return b > a && dt > 0 ? (uint64_t)((double)(b - a) / dt) : 0;
+}
+
+static uint64_t per_item(uint64_t a, uint64_t b, uint64_t items)
+{
+	return b > a && items > 0 ? (b - a) / items : 0;
+}
+
+/* The avg_* of database i over the last stats period (zeros before the first one ended). */
+static void averages(int i, db_totals_t *avg)
+{
+	const db_totals_t *a, *b;
+	double dt = snap_new_at - snap_old_at;
+	memset(avg, 0, sizeof(*avg));
+	if (!snap_old || !snap_new || i >= snap_n || snap_old_at == 0)
+		return;
+	a = &snap_old[i];
+	b = &snap_new[i];
+	avg->xacts = per_second(a->xacts, b->xacts, dt);
+	avg->queries = per_second(a->queries, b->queries, dt);
+	avg->received = per_second(a->received, b->received, dt);
+	avg->sent = per_second(a->sent, b->sent, dt);
+	avg->xact_us = per_item(a->xact_us, b->xact_us, b->xacts - a->xacts);
+	avg->query_us = per_item(a->query_us, b->query_us, b->queries - a->queries);
+	avg->wait_us = per_second(a->wait_us, b->wait_us, dt);
+}
+
+static void put_totals(char v[][24], const db_totals_t *t)
+{
+	snprintf(v[0], 24, "%llu", (unsigned long long)t->xacts);
+	snprintf(v[1], 24, "%llu", (unsigned long long)t->queries);
+	snprintf(v[2], 24, "%llu", (unsigned long long)t->received);
+	snprintf(v[3], 24, "%llu", (unsigned long long)t->sent);
+	snprintf(v[4], 24, "%llu", (unsigned long long)t->xact_us);
+	snprintf(v[5], 24, "%llu", (unsigned long long)t->query_us);
+	snprintf(v[6], 24, "%llu", (unsigned long long)t->wait_us);
+}
+
+typedef enum { STATS_ALL, STATS_TOTALS, STATS_AVERAGES } stats_kind_t;
+
+static void show_stats_kind(sp_buf_t *out, stats_kind_t kind)
+{
+	static const char *const all[] = {"database", "total_xact_count", "total_query_count", "total_received",
+					  "total_sent", "total_xact_time", "total_query_time", "total_wait_time",
+					  "avg_xact_count", "avg_query_count", "avg_recv", "avg_sent", "avg_xact_time",
+					  "avg_query_time", "avg_wait_time"};
+	/* STATS_TOTALS and STATS_AVERAGES share these names, as in pgbouncer */
+	static const char *const part[] = {"database", "xact_count", "query_count", "bytes_received",
+					   "bytes_sent", "xact_time", "query_time", "wait_time"};
+	int32_t oids[15];
+	int n = sp_g.cfg->n_dbs, ncols = kind == STATS_ALL ? 15 : 8;
+	db_totals_t *now = calloc((size_t)(n ? n : 1), sizeof(*now));
+	table_t t;
+
+	if (!now) {
+		sp_msg_write_error(out, "ERROR", SP_SQLSTATE_OUT_OF_MEMORY, "out of memory", NULL, NULL);
+		return;
+	}
+	collect_totals(now, n);
+	oids[0] = OID_TEXT;
+	for (int i = 1; i < 15; i++)
+		oids[i] = OID_INT8;
+	t_begin_typed(&t, out, ncols, kind == STATS_ALL ? all : part, oids);
+	for (int i = 0; i < n; i++) {
+		char v[15][24];
+		const char *vals[15];
+		db_totals_t avg;
+		averages(i, &avg);
+		vals[0] = sp_g.cfg->dbs[i].name;
+		if (kind == STATS_AVERAGES) {
+			put_totals(v + 1, &avg);
+		} else {
+			put_totals(v + 1, &now[i]);
+			put_totals(v + 8, &avg);
+		}
+		for (int k = 1; k < ncols; k++)
+			vals[k] = v[k];
+		t_row(&t, vals);
+	}
+	t_end(&t, "SHOW");
+	free(now);
+}
+
+static void show_stats(sp_buf_t *out)
+{
+	show_stats_kind(out, STATS_ALL);
+}
+
+static void show_stats_totals(sp_buf_t *out)
+{
+	show_stats_kind(out, STATS_TOTALS);
+}
+
+static void show_stats_averages(sp_buf_t *out)
+{
+	show_stats_kind(out, STATS_AVERAGES);
+}
+
+/* SHOW TOTALS: SHOW STATS summed over every database, one (name, value) row per column. */
+static void show_totals(sp_buf_t *out)
+{
+	static const char *const cols[] = {"name", "value"};
+	static const char *const names[] = {"total_xact_count", "total_query_count", "total_received", "total_sent",
+					    "total_xact_time",  "total_query_time",  "total_wait_time", "avg_xact_count",
+					    "avg_query_count",  "avg_recv",	     "avg_sent",	"avg_xact_time",
+					    "avg_query_time",   "avg_wait_time"};
+	static const int32_t oids[] = {OID_TEXT, OID_INT8};
+	int n = sp_g.cfg->n_dbs;
+	db_totals_t *now = calloc((size_t)(n ? n : 1), sizeof(*now));
+	db_totals_t sum = {0}, avg = {0}, old = {0}, cur = {0};
+	char v[14][24];
+	table_t t;
+
+	if (!now) {
+		sp_msg_write_error(out, "ERROR", SP_SQLSTATE_OUT_OF_MEMORY, "out of memory", NULL, NULL);
+		return;
+	}
+	collect_totals(now, n);
+	for (int i = 0; i < n; i++) {
+		sum.xacts += now[i].xacts;
+		sum.queries += now[i].queries;
+		sum.received += now[i].received;
+		sum.sent += now[i].sent;
+		sum.xact_us += now[i].xact_us;
+		sum.query_us += now[i].query_us;
+		sum.wait_us += now[i].wait_us;
+		if (snap_old && snap_new && i < snap_n) {
+			const db_totals_t *a = &snap_old[i], *b = &snap_new[i];
+			old.xacts += a->xacts, cur.xacts += b->xacts;
+			old.queries += a->queries, cur.queries += b->queries;
+			old.received += a->received, cur.received += b->received;
+			old.sent += a->sent, cur.sent += b->sent;
+			old.xact_us += a->xact_us, cur.xact_us += b->xact_us;
+			old.query_us += a->query_us, cur.query_us += b->query_us;
+			old.wait_us += a->wait_us, cur.wait_us += b->wait_us;
+		}
+	}
+	if (snap_old_at > 0) {
+		double dt = snap_new_at - snap_old_at;
+		avg.xacts = per_second(old.xacts, cur.xacts, dt);
+		avg.queries = per_second(old.queries, cur.queries, dt);
+		avg.received = per_second(old.received, cur.received, dt);
+		avg.sent = per_second(old.sent, cur.sent, dt);
+		avg.xact_us = per_item(old.xact_us, cur.xact_us, cur.xacts - old.xacts);
+		avg.query_us = per_item(old.query_us, cur.query_us, cur.queries - old.queries);
+		avg.wait_us = per_second(old.wait_us, cur.wait_us, dt);
+	}
+	put_totals(v, &sum);
+	put_totals(v + 7, &avg);
+	t_begin_typed(&t, out, 2, cols, oids);
+	for (int i = 0; i < 14; i++) {
+		const char *row[2] = {names[i], v[i]};
+		t_row(&t, row);
+	}
+	t_end(&t, "SHOW");
+	free(now);
+}
+
+/* ------------------------------------------------------------------ SHOW LISTS, USERS, STATE, HELP */
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Every user shardpool knows: auth_file's, and those with a pool (trust without a file).
+ * Sorted, without duplicates; *n gets the count. NULL with *n = -1 when out of memory. */
+static const char **known_users(int *n)
+{
+	int cap = sp_g.users ? sp_g.users->n_users : 0, k = 0, m = 0;
+	const char **names;
+	for (sp_pool_t *p = sp_pool_first(); p; p = p->next)
+		cap++;
+	names = malloc((size_t)(cap ? cap : 1) * sizeof(*names));
+	if (!names) {
+		*n = -1;
+		return NULL;
+	}
+	for (int i = 0; sp_g.users && i < sp_g.users->n_users; i++)
+		names[k++] = sp_g.users->users[i].name;
+	for (sp_pool_t *p = sp_pool_first(); p; p = p->next)
+		names[k++] = p->user;
+	qsort(names, (size_t)k, sizeof(*names), cmp_str);
+	for (int i = 0; i < k; i++)
+		if (m == 0 || strcmp(names[m - 1], names[i]) != 0)
+			names[m++] = names[i];
+	*n = m;
+	return names;
+}
+
+static void show_users(sp_buf_t *out)
+{
+	static const char *const cols[] = {"name", "pool_mode"};
+	int n;
+	const char **names = known_users(&n);
+	table_t t;
+	if (n < 0) {
+		sp_msg_write_error(out, "ERROR", SP_SQLSTATE_OUT_OF_MEMORY, "out of memory", NULL, NULL);
+		return;
+	}
+	t_begin(&t, out, 2, cols);
+	for (int i = 0; i < n; i++) {
+		/* pool_mode: a per-user override, which shardpool does not have: NULL, as pgbouncer
+		 * shows for a user without one */
+		const char *row[2] = {names[i], NULL};
+		t_row(&t, row);
+	}
+	t_end(&t, "SHOW");
+	free(names);
+}
+
+static void show_lists(sp_buf_t *out)
+{
+	static const char *const cols[] = {"list", "items"};
+	static const int32_t oids[] = {OID_TEXT, OID_INT4};
+	int n_pools = 0, n_login = 0, n_users;
+	const char **names = known_users(&n_users);
+	struct {
+		const char *name;
+		int n;
+	} rows[12];
+	table_t t;
+
+	free(names);
+	for (sp_pool_t *p = sp_pool_first(); p; p = p->next)
+		n_pools++;
+	for (sp_client_t *c = sp_client_first(); c; c = c->next)
+		if (c->state == SP_CLIENT_STARTUP || c->state == SP_CLIENT_AUTH || c->state == SP_CLIENT_WELCOME)
+			n_login++;
+	rows[0].name = "databases", rows[0].n = sp_g.cfg->n_dbs;
+	rows[1].name = "users", rows[1].n = n_users < 0 ? 0 : n_users;
+	rows[2].name = "pools", rows[2].n = n_pools;
+	/* client and server structs are allocated per connection, not kept on free lists */
+	rows[3].name = "free_clients", rows[3].n = 0;
+	rows[4].name = "used_clients", rows[4].n = sp_client_count();
+	rows[5].name = "login_clients", rows[5].n = n_login;
+	rows[6].name = "free_servers", rows[6].n = 0;
+	rows[7].name = "used_servers", rows[7].n = sp_server_count();
+	/* names are resolved by the system resolver, not cached here */
+	rows[8].name = "dns_names", rows[8].n = 0;
+	rows[9].name = "dns_zones", rows[9].n = 0;
+	rows[10].name = "dns_queries", rows[10].n = 0;
+	rows[11].name = "dns_pending", rows[11].n = 0;
+	t_begin_typed(&t, out, 2, cols, oids);
+	for (int i = 0; i < 12; i++) {
+		char v[16];
+		const char *row[2] = {rows[i].name, v};
+		snprintf(v, sizeof(v), "%d", rows[i].n);
+		t_row(&t, row);
+	}
+	t_end(&t, "SHOW");
+}
+
+static void show_state(sp_buf_t *out)
+{
+	static const char *const cols[] = {"key", "value"};
+	static const char *const active[] = {"active", NULL}, *const paused[] = {"paused", NULL},
+				 *const suspended[] = {"suspended", "no"};
+	const char *row[2];
+	table_t t;
+	t_begin(&t, out, 2, cols);
+	row[0] = active[0];
+	row[1] = sp_g.paused ? "no" : "yes";
+	t_row(&t, row);
+	row[0] = paused[0];
+	row[1] = sp_g.paused ? "yes" : "no";
+	t_row(&t, row);
+	t_row(&t, suspended);
+	t_end(&t, "SHOW");
+}
+
+#define HELP_TEXT                                                                                  \
+	"\n\tSHOW HELP|CONFIG|DATABASES|SHARDS|POOLS|CLIENTS|SERVERS|USERS|VERSION"                 \
+	"\n\tSHOW LISTS|MEM|STATE|HEALTH|REPLICAS|ROUTE CACHE"                                      \
+	"\n\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS"                                         \
+	"\n\tRELOAD"                                                                                \
+	"\n\tPAUSE [<db>]"                                                                          \
+	"\n\tRESUME [<db>]"                                                                         \
+	"\n\tDISABLE <db>"                                                                          \
+	"\n\tENABLE <db>"                                                                           \
+	"\n\tRECONNECT [<db>]"                                                                      \
+	"\n\tKILL <db>"                                                                             \
+	"\n\tSHUTDOWN"                                                                              \
+	"\n\tWAIT_CLOSE [<db>]"
+
+static void show_help(sp_buf_t *out)
+{
+	sp_msg_write_notice_detail(out, "00000", "Console usage", HELP_TEXT);
+	sp_msg_write_command_complete(out, "SHOW");
+}
+
 /* ------------------------------------------------------------------ the command language */
 
 /*
  * A query string is a list of statements separated by ';', each one command
  * with at most its argument: SHOW subject, PAUSE [db], RESUME [db], RELOAD,
- * SHUTDOWN. Keywords are case-insensitive; a name may be double-quoted ("" for
+ * SHUTDOWN, RECONNECT [db], WAIT_CLOSE [db], KILL db, DISABLE db, ENABLE db. Keywords are case-insensitive; a name may be double-quoted ("" for
  * a quote inside); whitespace, -- and (nested) block comments are skipped, as
  * PostgreSQL's lexer does. The whole string is checked before anything runs:
  * a word left over after a command is a syntax error, never ignored.
@@ -335,14 +726,37 @@ typedef struct perr {
 
 typedef void (*show_fn)(sp_buf_t *out);
 
-typedef enum { C_SHOW, C_PAUSE, C_RESUME, C_RELOAD, C_SHUTDOWN } verb_t;
+typedef enum {
+	C_SHOW,
+	C_PAUSE,
+	C_RESUME,
+	C_RELOAD,
+	C_SHUTDOWN,
+	C_RECONNECT,
+	C_WAIT_CLOSE,
+	C_KILL,
+	C_DISABLE,
+	C_ENABLE,
+	C_SUSPEND
+} verb_t;
+
+/* The commands that take a database name: its keyword, and whether the name is required. */
+static const struct {
+	const char *kw;
+	verb_t verb;
+	bool need_name;
+} db_verbs[] = {
+    {"PAUSE", C_PAUSE, false},	   {"RESUME", C_RESUME, false}, {"RECONNECT", C_RECONNECT, false},
+    {"WAIT_CLOSE", C_WAIT_CLOSE, false}, {"KILL", C_KILL, true},	{"DISABLE", C_DISABLE, true},
+    {"ENABLE", C_ENABLE, true},
+};
 
 #define NAME_MAX_LEN 255
 
 typedef struct cmd {
 	verb_t verb;
 	show_fn show;               /* C_SHOW */
-	char name[NAME_MAX_LEN + 1]; /* C_PAUSE, C_RESUME: the database, "" for all */
+	char name[NAME_MAX_LEN + 1]; /* the database of PAUSE, KILL ...; "" for all */
 	bool quoted;                /* the name was double-quoted: matched exactly */
 } cmd_t;
 
@@ -364,10 +778,15 @@ static const struct {
     {"DATABASES", show_databases}, {"SHARDS", show_databases}, {"CONFIG", show_config},
     {"MEM", show_mem},		      {"ROUTE", show_route_cache}, {"ROUTES", show_route_cache},
     {"HEALTH", show_health},	      {"REPLICAS", show_health},  {"VERSION", show_version},
+    {"STATS", show_stats},	      {"STATS_TOTALS", show_stats_totals}, {"STATS_AVERAGES", show_stats_averages},
+    {"TOTALS", show_totals},	      {"LISTS", show_lists},	  {"USERS", show_users},
+    {"STATE", show_state},	      {"HELP", show_help},
 };
 
-#define SHOW_HINT "Try SHOW POOLS, CLIENTS, SERVERS, DATABASES, SHARDS, HEALTH, ROUTE CACHE, CONFIG, MEM or VERSION."
-#define COMMANDS_HINT "Commands: SHOW ..., PAUSE [db], RESUME [db], RELOAD, SHUTDOWN; separate several with ';'."
+#define SHOW_HINT "SHOW HELP lists the subjects: POOLS, CLIENTS, SERVERS, DATABASES, STATS, USERS, LISTS, STATE, HEALTH, ..."
+#define COMMANDS_HINT                                                                                                  \
+	"Commands: SHOW ..., PAUSE [db], RESUME [db], RECONNECT [db], WAIT_CLOSE [db], KILL db, DISABLE db, ENABLE db, " \
+	"RELOAD, SHUTDOWN; separate several with ';'. SHOW HELP lists them."
 
 static bool word_char(unsigned char ch)
 {
@@ -519,6 +938,25 @@ static bool syntax_error(perr_t *e, const tok_t *t, const char *hint)
 
 typedef enum { P_END, P_EMPTY, P_CMD, P_ERROR } parsed_t;
 
+static bool db_verbs_need_name(verb_t v)
+{
+	for (size_t i = 0; i < sizeof(db_verbs) / sizeof(db_verbs[0]); i++)
+		if (db_verbs[i].verb == v)
+			return db_verbs[i].need_name;
+	return false;
+}
+
+/* t is one of the commands that take a database name: set cmd->verb. */
+static bool db_verb(const tok_t *t, cmd_t *cmd)
+{
+	for (size_t i = 0; i < sizeof(db_verbs) / sizeof(db_verbs[0]); i++)
+		if (keyword_is(t, db_verbs[i].kw)) {
+			cmd->verb = db_verbs[i].verb;
+			return true;
+		}
+	return false;
+}
+
 /* Parse the statement at *pp, up to and including its ';'. */
 static parsed_t parse_statement(const char **pp, cmd_t *cmd, perr_t *e)
 {
@@ -566,11 +1004,12 @@ static parsed_t parse_statement(const char **pp, cmd_t *cmd, perr_t *e)
 			if (!keyword_is(&t, "CACHE"))
 				*pp = save;
 		}
-	} else if (keyword_is(&t, "PAUSE") || keyword_is(&t, "RESUME")) {
+	} else if (db_verb(&t, cmd)) {
 		const char *save;
-		cmd->verb = keyword_is(&t, "PAUSE") ? C_PAUSE : C_RESUME;
-		hint = cmd->verb == C_PAUSE ? "PAUSE takes at most a database name; separate several commands with ';'."
-					    : "RESUME takes at most a database name; separate several commands with ';'.";
+		static char hint_buf[128];
+		snprintf(hint_buf, sizeof(hint_buf), "%.*s takes %s database name; separate several commands with ';'.",
+			 (int)t.len, t.at, db_verbs_need_name(cmd->verb) ? "one" : "at most a");
+		hint = hint_buf;
 		save = *pp;
 		if (!lex(pp, &t, e))
 			return P_ERROR;
@@ -582,9 +1021,15 @@ static parsed_t parse_statement(const char **pp, cmd_t *cmd, perr_t *e)
 				return P_ERROR;
 			}
 			cmd->quoted = t.kind == T_QUOTED;
+		} else if (db_verbs_need_name(cmd->verb)) {
+			syntax_error(e, &t, hint);
+			return P_ERROR;
 		} else {
 			*pp = save;
 		}
+	} else if (keyword_is(&t, "SUSPEND")) {
+		cmd->verb = C_SUSPEND;
+		hint = "SUSPEND takes no arguments; separate several commands with ';'.";
 	} else if (keyword_is(&t, "RELOAD")) {
 		cmd->verb = C_RELOAD;
 		hint = "RELOAD takes no arguments; separate several commands with ';'.";
@@ -614,7 +1059,7 @@ static parsed_t parse_statement(const char **pp, cmd_t *cmd, perr_t *e)
 	return P_CMD;
 }
 
-/* The database a PAUSE or RESUME names: a quoted name exactly, a plain one as written or folded to lower case. */
+/* The database a command names: a quoted name exactly, a plain one as written or folded to lower case. */
 static const sp_db_conf_t *named_db(const cmd_t *cmd)
 {
 	const sp_db_conf_t *db = sp_config_find_db(sp_g.cfg, cmd->name);
@@ -628,41 +1073,361 @@ static const sp_db_conf_t *named_db(const cmd_t *cmd)
 	return sp_config_find_db(sp_g.cfg, lower);
 }
 
-/* Run one command; false if it failed (an ErrorResponse was written): the rest of the string is skipped. */
-static bool run(sp_client_t *c, const cmd_t *cmd)
+static const char *verb_tag(verb_t v)
+{
+	switch (v) {
+	case C_SHOW:
+		return "SHOW";
+	case C_PAUSE:
+		return "PAUSE";
+	case C_RESUME:
+		return "RESUME";
+	case C_RELOAD:
+		return "RELOAD";
+	case C_SHUTDOWN:
+		return "SHUTDOWN";
+	case C_RECONNECT:
+		return "RECONNECT";
+	case C_WAIT_CLOSE:
+		return "WAIT_CLOSE";
+	case C_KILL:
+		return "KILL";
+	case C_DISABLE:
+		return "DISABLE";
+	case C_ENABLE:
+		return "ENABLE";
+	case C_SUSPEND:
+		return "SUSPEND";
+	}
+	return "?";
+}
+
+static bool pool_of(const sp_pool_t *p, const char *dbname)
+{
+	return !dbname || strcmp(p->dbname, dbname) == 0;
+}
+
+/* Close the idle server connections of the pools of dbname (NULL: every pool); with
+ * only_marked, only those up to their pool's close_upto_id. */
+static void close_idle(const char *dbname, bool only_marked, const char *reason)
+{
+	for (sp_pool_t *p = sp_pool_first(); p; p = p->next) {
+		sp_server_t *s, *next;
+		if (!pool_of(p, dbname))
+			continue;
+		for (s = p->idle; s; s = next) {
+			next = s->next;
+			if (!only_marked || s->id <= p->close_upto_id)
+				sp_server_close(s, reason);
+		}
+	}
+}
+
+/* ------------------------------------------------------------------ commands that wait */
+
+/*
+ * PAUSE and WAIT_CLOSE answer when their condition holds. Until then the admin
+ * client is parked here with the rest of its query string, and reads nothing
+ * more; a client that leaves is forgotten (sp_admin_client_gone). The check runs
+ * before the loop sleeps (after any event, among them a server going back to its
+ * pool) and on a timer.
+ */
+typedef struct waiter {
+	struct waiter *next;
+	sp_client_t *c;
+	verb_t verb;               /* C_PAUSE or C_WAIT_CLOSE */
+	bool all;                  /* every database */
+	char db[NAME_MAX_LEN + 1]; /* else this one */
+	char *rest;                /* the statements after this one in the query string (owned) */
+	ev_tstamp since;
+} waiter_t;
+
+static waiter_t *waiters;
+static ev_prepare wait_prepare;
+static ev_timer wait_timer;
+static bool wait_watching;
+
+static bool run_from(sp_client_t *c, const char *p);
+static void check_waiters(void);
+
+static void on_wait_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
+	check_waiters();
+}
+
+static void on_wait_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
+	check_waiters();
+}
+
+static void watch_waiters(bool on)
+{
+	if (on && !wait_watching) {
+		ev_prepare_init(&wait_prepare, on_wait_prepare);
+		ev_prepare_start(sp_loop, &wait_prepare);
+		ev_timer_init(&wait_timer, on_wait_timer, 0.1, 0.1);
+		ev_timer_start(sp_loop, &wait_timer);
+		wait_watching = true;
+	} else if (!on && wait_watching) {
+		ev_prepare_stop(sp_loop, &wait_prepare);
+		ev_timer_stop(sp_loop, &wait_timer);
+		wait_watching = false;
+	}
+}
+
+static bool is_waiting(const sp_client_t *c)
+{
+	for (waiter_t *w = waiters; w; w = w->next)
+		if (w->c == c)
+			return true;
+	return false;
+}
+
+/* NULL: the condition holds; else why the wait can end no more (an error for the client). */
+static bool wait_over(const waiter_t *w, const char **error)
+{
+	const char *db = w->all ? NULL : w->db;
+	*error = NULL;
+	if (w->verb == C_PAUSE) {
+		if (w->all ? !sp_g.paused : !(sp_pool_db_paused(db) || sp_g.paused)) {
+			*error = "RESUME ended this PAUSE before the server connections were released";
+			return true;
+		}
+		for (sp_pool_t *p = sp_pool_first(); p; p = p->next)
+			if (pool_of(p, db) && p->n_active + p->n_other + p->n_connecting > 0)
+				return false;
+		return true;
+	}
+	/* WAIT_CLOSE: no server left that was there when it started */
+	for (sp_server_t *s = sp_server_first(); s; s = s->all_next)
+		if (pool_of(s->pool, db) && s->id <= s->pool->close_upto_id)
+			return false;
+	return true;
+}
+
+static void flush_admin(sp_client_t *c)
+{
+	if (c->state != SP_CLIENT_CLOSED && !sp_sock_flush(&c->sock))
+		sp_client_close(c, "write to client failed");
+}
+
+/* The condition of w holds (or never will): answer, run the rest of its query string. */
+static void wait_finish(waiter_t *w, const char *error)
+{
+	sp_client_t *c = w->c;
+	char *rest = w->rest;
+	bool done = true;
+	sp_buf_t *out = &c->sock.out;
+
+	if (error) {
+		sp_msg_write_error(out, "ERROR", SP_SQLSTATE_QUERY_CANCELED, error, NULL, NULL);
+	} else {
+		if (w->verb == C_PAUSE)
+			close_idle(w->all ? NULL : w->db, false, "PAUSE: closed while paused");
+		sp_info("admin %s: %s%s%s done after %.1f s", c->user, verb_tag(w->verb), w->all ? "" : " ",
+			w->all ? "" : w->db, ev_now(sp_loop) - w->since);
+		sp_msg_write_command_complete(out, verb_tag(w->verb));
+	}
+	free(w);
+	if (!error)
+		done = run_from(c, rest);
+	free(rest);
+	if (!done) {
+		flush_admin(c);
+		return; /* a later command of the string waits in turn */
+	}
+	if (c->state == SP_CLIENT_ADMIN)
+		sp_msg_write_ready_for_query(out, SP_TXN_IDLE);
+	flush_admin(c);
+	if (c->state == SP_CLIENT_ADMIN) {
+		sp_admin_process(c); /* what the client sent meanwhile */
+		flush_admin(c);
+	}
+}
+
+static void check_waiters(void)
+{
+	bool again = true;
+	while (again) {
+		again = false;
+		for (waiter_t **pp = &waiters; *pp; pp = &(*pp)->next) {
+			waiter_t *w = *pp;
+			const char *error;
+			if (!wait_over(w, &error))
+				continue;
+			*pp = w->next;
+			wait_finish(w, error); /* may add or drop waiters: look again from the start */
+			again = true;
+			break;
+		}
+	}
+	watch_waiters(waiters != NULL);
+}
+
+/* Park c until cmd's condition holds; rest: the statements after it. False when out of memory. */
+static bool wait_add(sp_client_t *c, const cmd_t *cmd, const sp_db_conf_t *db, const char *rest)
+{
+	waiter_t *w = calloc(1, sizeof(*w)), **tail;
+	if (!w || !(w->rest = strdup(rest))) {
+		free(w);
+		return false;
+	}
+	w->c = c;
+	w->verb = cmd->verb;
+	w->all = !db;
+	if (db)
+		snprintf(w->db, sizeof(w->db), "%s", db->name);
+	w->since = ev_now(sp_loop);
+	for (tail = &waiters; *tail; tail = &(*tail)->next)
+		;
+	*tail = w; /* in order: two PAUSEs of one client answer in turn */
+	watch_waiters(true);
+	return true;
+}
+
+void sp_admin_client_gone(sp_client_t *c)
+{
+	for (waiter_t **pp = &waiters; *pp;) {
+		waiter_t *w = *pp;
+		if (w->c == c) {
+			sp_info("admin %s: left while %s waited", c->user, verb_tag(w->verb));
+			*pp = w->next;
+			free(w->rest);
+			free(w);
+		} else {
+			pp = &w->next;
+		}
+	}
+	if (!waiters)
+		watch_waiters(false);
+}
+
+/* ------------------------------------------------------------------ running commands */
+
+typedef enum { RUN_OK, RUN_ERROR, RUN_WAIT } run_t;
+
+/* KILL db: every client of the database gets 57P01 and is closed, then every server. */
+static void kill_db(const char *dbname)
+{
+	char msg[NAME_MAX_LEN + 80];
+	sp_client_t *c, *next;
+	int n_clients = 0, n_servers = 0;
+
+	snprintf(msg, sizeof(msg), "terminated by KILL %s on the admin console", dbname);
+	for (c = sp_client_first(); c; c = next) {
+		next = c->next;
+		if (c->is_admin || !c->dbname || strcmp(c->dbname, dbname) != 0) {
+			continue;
+		}
+		sp_client_fatal(c, SP_SQLSTATE_ADMIN_SHUTDOWN, "%s", msg);
+		n_clients++;
+		if (next && next->state == SP_CLIENT_CLOSED)
+			next = sp_client_first(); /* closing c took others with it: start over */
+	}
+	for (;;) { /* from the start each time: a close may close others */
+		sp_server_t *s = sp_server_first();
+		while (s && strcmp(s->pool->dbname, dbname) != 0)
+			s = s->all_next;
+		if (!s)
+			break;
+		sp_server_close(s, msg);
+		n_servers++;
+	}
+	/* a login it cut short is no failure of the server: RESUME connects without a backoff */
+	for (sp_pool_t *p = sp_pool_first(); p; p = p->next)
+		if (strcmp(p->dbname, dbname) == 0) {
+			p->retry_at = 0;
+			p->backoff = 0;
+		}
+	sp_info("KILL %s: closed %d client(s) and %d server connection(s); the database is paused until RESUME", dbname,
+		n_clients, n_servers);
+}
+
+/* Run one command: RUN_ERROR if it failed (an ErrorResponse was written; the rest of the
+ * string is skipped), RUN_WAIT if it answers later (see waiter_t). */
+static run_t run(sp_client_t *c, const cmd_t *cmd, const char *rest)
 {
 	sp_buf_t *out = &c->sock.out;
 	const sp_db_conf_t *db = NULL;
 
 	if (cmd->verb == C_SHOW) {
 		cmd->show(out);
-		return true;
+		return RUN_OK;
 	}
 	if (!sp_config_user_in_list(sp_g.cfg->admin_users, c->user)) {
 		sp_msg_write_error(out, "ERROR", SP_SQLSTATE_INVALID_AUTH, "only admin_users may run this command", NULL, NULL);
-		return false;
+		return RUN_ERROR;
 	}
-	if ((cmd->verb == C_PAUSE || cmd->verb == C_RESUME) && cmd->name[0]) {
+	if (cmd->name[0]) {
 		db = named_db(cmd);
 		if (!db) {
 			char msg[NAME_MAX_LEN + 64];
 			snprintf(msg, sizeof(msg), "database \"%s\" is not configured", cmd->name);
 			sp_msg_write_error(out, "ERROR", SP_SQLSTATE_UNDEFINED_DATABASE, msg, NULL,
 					   "SHOW DATABASES lists the databases; quote a name to match it exactly.");
-			return false;
+			return RUN_ERROR;
 		}
 	}
 	switch (cmd->verb) {
 	case C_PAUSE:
 		if (db) {
 			sp_pool_pause_db(db->name, true);
-			sp_info("admin %s: PAUSE %s: new transactions of database %s wait", c->user, db->name, db->name);
+			sp_info("admin %s: PAUSE %s: new transactions of database %s wait; waiting for the running ones",
+				c->user, db->name, db->name);
 		} else {
 			sp_g.paused = true;
-			sp_info("admin %s: PAUSE: new transactions wait", c->user);
+			sp_info("admin %s: PAUSE: new transactions wait; waiting for the running ones", c->user);
 		}
-		sp_msg_write_command_complete(out, "PAUSE");
-		return true;
+		close_idle(db ? db->name : NULL, false, "PAUSE: closed while paused");
+		if (!wait_add(c, cmd, db, rest)) {
+			sp_msg_write_error(out, "ERROR", SP_SQLSTATE_OUT_OF_MEMORY, "out of memory", NULL, NULL);
+			return RUN_ERROR;
+		}
+		return RUN_WAIT;
+	case C_RECONNECT:
+	case C_WAIT_CLOSE: {
+		uint64_t last = 0; /* the newest server connection now: it and those before it go */
+		for (sp_server_t *s = sp_server_first(); s; s = s->all_next)
+			if (s->id > last)
+				last = s->id;
+		for (sp_pool_t *p = sp_pool_first(); p; p = p->next)
+			if (pool_of(p, db ? db->name : NULL))
+				p->close_upto_id = last;
+		close_idle(db ? db->name : NULL, true, "RECONNECT: closed while idle");
+		sp_info("admin %s: %s%s%s: server connections are closed as they are released", c->user,
+			verb_tag(cmd->verb), db ? " " : "", db ? db->name : "");
+		if (cmd->verb == C_RECONNECT) {
+			sp_msg_write_command_complete(out, "RECONNECT");
+			return RUN_OK;
+		}
+		if (!wait_add(c, cmd, db, rest)) {
+			sp_msg_write_error(out, "ERROR", SP_SQLSTATE_OUT_OF_MEMORY, "out of memory", NULL, NULL);
+			return RUN_ERROR;
+		}
+		return RUN_WAIT;
+	}
+	case C_KILL:
+		sp_pool_pause_db(db->name, true);
+		kill_db(db->name);
+		sp_msg_write_command_complete(out, "KILL");
+		return RUN_OK;
+	case C_DISABLE:
+	case C_ENABLE:
+		sp_pool_disable_db(db->name, cmd->verb == C_DISABLE);
+		sp_info("admin %s: %s %s", c->user, verb_tag(cmd->verb), db->name);
+		sp_msg_write_command_complete(out, verb_tag(cmd->verb));
+		return RUN_OK;
+	case C_SUSPEND:
+		sp_msg_write_error(out, "ERROR", SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
+				   "SUSPEND is not supported: shardpool has no online restart to hand its sockets to", NULL,
+				   "Use PAUSE to let the servers go, RESUME to go on.");
+		return RUN_ERROR;
 	case C_RESUME:
 		if (db) {
 			sp_pool_pause_db(db->name, false);
@@ -684,12 +1449,12 @@ static bool run(sp_client_t *c, const cmd_t *cmd)
 			if (!db || strcmp(pl->dbname, db->name) == 0)
 				sp_pool_wake(pl);
 		sp_msg_write_command_complete(out, "RESUME");
-		return true;
+		return RUN_OK;
 	case C_RELOAD: {
 		char err[4096];
 		if (!sp_daemon_reload(err, sizeof(err))) {
 			sp_msg_write_error(out, "ERROR", "F0000", err, NULL, "Fix the file; the old configuration stays in effect.");
-			return false;
+			return RUN_ERROR;
 		}
 		/* on success err lists the changes the reload could not apply */
 		if (err[0]) {
@@ -699,14 +1464,36 @@ static bool run(sp_client_t *c, const cmd_t *cmd)
 			sp_msg_write_notice(out, "01000", msg);
 		}
 		sp_msg_write_command_complete(out, "RELOAD");
-		return true;
+		return RUN_OK;
 	}
 	case C_SHUTDOWN:
 		sp_msg_write_command_complete(out, "SHUTDOWN");
 		sp_daemon_shutdown(false);
-		return true;
+		return RUN_OK;
 	case C_SHOW:
 		break;
+	}
+	return RUN_OK;
+}
+
+/* Run the statements from p on (checked already). False if one waits: it answers later,
+ * and the caller sends no ReadyForQuery. */
+static bool run_from(sp_client_t *c, const char *p)
+{
+	cmd_t cmd;
+	perr_t e;
+	parsed_t r;
+	while ((r = parse_statement(&p, &cmd, &e)) != P_END) {
+		run_t rr;
+		if (r == P_ERROR)
+			break;
+		if (r != P_CMD)
+			continue;
+		rr = run(c, &cmd, p);
+		if (rr == RUN_WAIT)
+			return false;
+		if (rr == RUN_ERROR || c->state != SP_CLIENT_ADMIN)
+			break;
 	}
 	return true;
 }
@@ -715,9 +1502,9 @@ static bool run(sp_client_t *c, const cmd_t *cmd)
  * One Query message: check every statement first (a syntax error anywhere runs
  * none), then run them in order, each with its own result, as PostgreSQL does
  * with a multi-statement simple query; an error skips the rest. The caller
- * sends the one ReadyForQuery.
+ * sends the one ReadyForQuery, unless a command waits (false).
  */
-static void query(sp_client_t *c, const char *sql)
+static bool query(sp_client_t *c, const char *sql)
 {
 	const char *p = sql;
 	cmd_t cmd;
@@ -728,28 +1515,22 @@ static void query(sp_client_t *c, const char *sql)
 	while ((r = parse_statement(&p, &cmd, &e)) != P_END) {
 		if (r == P_ERROR) {
 			sp_msg_write_error(&c->sock.out, "ERROR", e.sqlstate, e.msg, NULL, e.hint);
-			return;
+			return true;
 		}
 		if (r == P_CMD)
 			n++;
 	}
 	if (n == 0) {
 		sp_msg_write_empty(&c->sock.out, SP_BE_EMPTY_QUERY);
-		return;
+		return true;
 	}
-	p = sql;
-	while ((r = parse_statement(&p, &cmd, &e)) != P_END) {
-		if (r != P_CMD)
-			continue;
-		if (!run(c, &cmd) || c->state != SP_CLIENT_ADMIN)
-			break;
-	}
+	return run_from(c, sql);
 }
 
 void sp_admin_process(sp_client_t *c)
 {
 	sp_buf_t *in = &c->sock.in;
-	while (c->state == SP_CLIENT_ADMIN && sp_buf_len(in) >= 5) {
+	while (c->state == SP_CLIENT_ADMIN && sp_buf_len(in) >= 5 && !is_waiting(c)) {
 		const uint8_t *p = sp_buf_head(in);
 		uint32_t len = sp_get_be32(p + 1);
 		if (len < 4 || len > 1000000) {
@@ -764,12 +1545,13 @@ void sp_admin_process(sp_client_t *c)
 		}
 		if (p[0] == SP_FE_QUERY) {
 			char *sql = strndup((const char *)p + 5, len - 4);
+			bool done = true;
 			sp_buf_consume(in, (size_t)len + 1);
 			if (sql) {
-				query(c, sql);
+				done = query(c, sql);
 				free(sql);
 			}
-			if (c->state == SP_CLIENT_ADMIN)
+			if (done && c->state == SP_CLIENT_ADMIN)
 				sp_msg_write_ready_for_query(&c->sock.out, SP_TXN_IDLE);
 			continue;
 		}
@@ -780,4 +1562,33 @@ void sp_admin_process(sp_client_t *c)
 			sp_msg_write_ready_for_query(&c->sock.out, SP_TXN_IDLE);
 		}
 	}
+}
+
+void sp_admin_start(void)
+{
+	double period = sp_g.cfg->stats_period > 0 ? sp_g.cfg->stats_period : 60;
+	ev_timer_init(&stats_timer, stats_tick, period, period);
+	ev_timer_start(sp_loop, &stats_timer);
+	stats_started = true;
+	stats_tick(sp_loop, &stats_timer, 0); /* the first snapshot: averages start one period later */
+}
+
+void sp_admin_stop(void)
+{
+	if (stats_started) {
+		ev_timer_stop(sp_loop, &stats_timer);
+		stats_started = false;
+	}
+	watch_waiters(false);
+	while (waiters) {
+		waiter_t *w = waiters;
+		waiters = w->next;
+		free(w->rest);
+		free(w);
+	}
+	free(snap_old);
+	free(snap_new);
+	snap_old = snap_new = NULL;
+	snap_old_at = snap_new_at = 0;
+	snap_n = 0;
 }

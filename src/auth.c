@@ -112,6 +112,12 @@ static void login_ok(sp_client_t *c)
 				c->dbname, c->dbname);
 		return;
 	}
+	if (sp_pool_db_disabled(c->dbname)) {
+		sp_client_fatal(c, SP_SQLSTATE_OBJECT_NOT_IN_STATE,
+				"database \"%s\" is not currently accepting connections (DISABLE on the admin console; ENABLE %s ends it)",
+				c->dbname, c->dbname);
+		return;
+	}
 	c->pool_mode = sp_config_db_pool_mode(sp_g.cfg, c->db);
 	c->pool = sp_pool_get(c->dbname, c->user, c->db->default_shard, SP_ROLE_PRIMARY, 0);
 	if (!c->pool) {

@@ -185,6 +185,9 @@ void sp_client_close(sp_client_t *c, const char *reason)
 		cc->requester = NULL;
 	c->cancel_wait = NULL;
 	snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason);
+	sp_pool_client_gone(c->home_pool, c->sock.bytes_in, c->sock.bytes_out);
+	if (c->is_admin)
+		sp_admin_client_gone(c);
 	if (sp_g.cfg && sp_g.cfg->log_disconnections)
 		cl_log(c, SP_LOG_INFO, "closing: %s", reason);
 	else
@@ -1171,6 +1174,7 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 		}
 		c->n_queries++;
 		c->pool->total_queries++;
+		sp_pool_query_begin(&c->query_start, &c->xact_start, c->txn);
 		if (c->pool_mode != SP_POOL_SESSION) {
 			int head = head_of(sql, len - 1);
 			if (head == HEAD_LISTEN) {
@@ -1411,6 +1415,7 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 	case SP_FE_EXECUTE:
 		c->n_queries++;
 		c->pool->total_queries++;
+		sp_pool_query_begin(&c->query_start, &c->xact_start, c->txn);
 		sp_server_push_req(s, SP_REQ_EXECUTE, NULL, SP_INTQ_NONE);
 		forward_raw(s, msg, total);
 		return true;

@@ -201,6 +201,8 @@ static const struct keydef keys[] = {
 	     "shardpool."},
     {G(stats_users), .type = KT_STRING, .def = "", RELOAD,
      .help = "Comma-separated users allowed to run SHOW commands in database shardpool."},
+    {G(stats_period), .type = KT_SECONDS, .def = "1min", RELOAD,
+     .help = "SHOW STATS averages (avg_*) are taken over the last period of this length."},
     /* server connections */
     {G(server_reset_query), .type = KT_STRING, .def = "DISCARD ALL", RELOAD,
      .help = "Run on a server connection before another client gets it in session "

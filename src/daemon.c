@@ -26,6 +26,7 @@
 #include "auth.h"
 #include "client.h"
 #include "health.h"
+#include "admin.h"
 #include "janitor.h"
 #include "listener.h"
 #include "log.h"
@@ -518,6 +519,7 @@ int sp_daemon_run(const char *config_path, bool daemonize)
 	ev_signal_start(sp_loop, &sig_int);
 	ev_signal_start(sp_loop, &sig_hup);
 	sp_janitor_start();
+	sp_admin_start();
 	apply_router_config();
 	sp_resolve_start(sp_g.cfg); /* before the health checker asks for addresses */
 	sp_health_start();
@@ -543,6 +545,7 @@ int sp_daemon_run(const char *config_path, bool daemonize)
 
 	sp_listener_stop();
 	sp_janitor_stop();
+	sp_admin_stop();
 	sp_health_stop();
 	ev_signal_stop(sp_loop, &sig_term);
 	ev_signal_stop(sp_loop, &sig_int);

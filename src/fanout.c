@@ -283,6 +283,7 @@ static void finish(sp_fanout_t *f)
 	c->in_copy = false;
 	sp_client_set_state(c, SP_CLIENT_IDLE);
 	c->n_xacts++;
+	sp_pool_fanout_end(c->home_pool, c->wait_since);
 	c->pool = NULL;
 	if (!sp_sock_flush(&c->sock)) {
 		sp_client_close(c, "write to client failed");

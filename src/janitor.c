@@ -78,9 +78,11 @@ static void check_clients(ev_tstamp now)
 			break;
 		case SP_CLIENT_WAITING:
 		case SP_CLIENT_WELCOME:
-			/* a client waiting out a PAUSE (of all, or of its database) is not timed out */
+			/* a client waiting out a PAUSE (of all, or of its database) is not timed out;
+			 * after the RESUME its wait counts from there (PAUSE closed the servers: the
+			 * pool logs in again) */
 			if (cfg->query_wait_timeout > 0 && now - c->wait_since > cfg->query_wait_timeout && !sp_g.paused &&
-			    !(c->pool && c->pool->paused))
+			    !(c->pool && c->pool->paused) && !(c->pool && now - c->pool->resumed_at <= cfg->query_wait_timeout))
 				sp_client_fatal(c, SP_SQLSTATE_CONNECTION_FAILURE,
 						"query_wait_timeout (%.0f s): no server connection became free; the pool (size %d) is exhausted or the server is unreachable",
 						cfg->query_wait_timeout, c->pool ? sp_pool_size(c->pool) : 0);

@@ -141,6 +141,11 @@ void sp_msg_write_notice(sp_buf_t *b, const char *sqlstate, const char *message)
 	error_or_notice(b, SP_BE_NOTICE, "NOTICE", sqlstate, message, NULL, NULL);
 }
 
+void sp_msg_write_notice_detail(sp_buf_t *b, const char *sqlstate, const char *message, const char *detail)
+{
+	error_or_notice(b, SP_BE_NOTICE, "NOTICE", sqlstate, message, detail, NULL);
+}
+
 void sp_msg_write_ready_for_query(sp_buf_t *b, char txn_status)
 {
 	size_t at = sp_msg_begin(b, SP_BE_READY_FOR_QUERY);

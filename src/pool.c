@@ -6,6 +6,9 @@
  * costs one attempt per backoff period, not a busy loop. It does not talk
  * the protocol: server.c logs in, client.c forwards.
  *
+ * PAUSE closes server connections as they come back (and idle ones), RECONNECT
+ * those up to the pool's close_upto_id; the admin console waits for that.
+ *
  * Counters: every server of a pool is in exactly one of n_connecting (TCP +
  * login), n_idle (idle list), n_active (linked to a client) or n_other
  * (running a reset without a client, or in hand-over inside this module).
@@ -23,9 +26,16 @@
 #include "server.h"
 
 static sp_pool_t *pools;
+/* a set of database names, for the databases paused or disabled by name */
+typedef struct name_set {
+	char **names;
+	int n;
+} name_set_t;
+
 /* databases paused by PAUSE db, so the pools created later are paused too */
-static char **paused_dbs;
-static int n_paused_dbs;
+static name_set_t paused_dbs;
+/* databases refused to new clients by DISABLE db */
+static name_set_t disabled_dbs;
 
 /* sp_pool_get runs for every routed statement: pools are found by hash, not by a
  * walk over all of them (databases x users x shards x servers) */
@@ -157,8 +167,8 @@ void sp_pool_maintain(sp_pool_t *p)
 	int size = sp_pool_size(p);
 	int want, min_size, max_db;
 
-	if (!db || sp_g.shutting_down)
-		return;
+	if (!db || sp_g.shutting_down || p->paused || sp_g.paused)
+		return; /* a paused pool opens nothing: PAUSE is there to let the servers go */
 	if (p->retry_at > now)
 		return;
 	min_size = db->min_pool_size >= 0 ? db->min_pool_size : sp_g.cfg->min_pool_size;
@@ -274,6 +284,14 @@ void sp_pool_server_free(sp_pool_t *p, sp_server_t *s)
 		sp_server_close(s, "shutting down");
 		return;
 	}
+	if (p->paused || sp_g.paused) {
+		sp_server_close(s, "paused: closed as it was released");
+		return;
+	}
+	if (s->id <= p->close_upto_id) {
+		sp_server_close(s, "RECONNECT: closed as it was released");
+		return;
+	}
 	if (sp_g.cfg->server_lifetime > 0 && now - s->created_at > sp_g.cfg->server_lifetime && !p->wait_head) {
 		sp_server_close(s, "server_lifetime reached");
 		return;
@@ -301,6 +319,7 @@ void sp_pool_wake(sp_pool_t *p)
 {
 	if (p->paused || sp_g.paused)
 		return;
+	p->resumed_at = ev_now(sp_loop);
 	while (p->wait_head && p->idle) {
 		sp_server_t *s = pop_idle(p);
 		p->n_other++;
@@ -333,12 +352,52 @@ void sp_pool_login_failed(sp_pool_t *p, const char *reason)
 	}
 }
 
-bool sp_pool_db_paused(const char *dbname)
+static bool set_has(const name_set_t *set, const char *name)
 {
-	for (int i = 0; i < n_paused_dbs; i++)
-		if (strcmp(paused_dbs[i], dbname) == 0)
+	for (int i = 0; i < set->n; i++)
+		if (strcmp(set->names[i], name) == 0)
 			return true;
 	return false;
+}
+
+/* Add or remove name; false when out of memory. */
+static bool set_put(name_set_t *set, const char *name, bool in)
+{
+	char **grown, *copy;
+	for (int i = 0; i < set->n; i++)
+		if (strcmp(set->names[i], name) == 0) {
+			if (!in) {
+				free(set->names[i]);
+				set->names[i] = set->names[--set->n];
+			}
+			return true;
+		}
+	if (!in)
+		return true;
+	grown = realloc(set->names, (size_t)(set->n + 1) * sizeof(*grown));
+	if (grown)
+		set->names = grown;
+	copy = strdup(name);
+	if (!grown || !copy) {
+		free(copy);
+		return false;
+	}
+	set->names[set->n++] = copy;
+	return true;
+}
+
+static void set_clear(name_set_t *set)
+{
+	for (int i = 0; i < set->n; i++)
+		free(set->names[i]);
+	free(set->names);
+	set->names = NULL;
+	set->n = 0;
+}
+
+bool sp_pool_db_paused(const char *dbname)
+{
+	return set_has(&paused_dbs, dbname);
 }
 
 void sp_pool_pause_db(const char *dbname, bool pause)
@@ -346,44 +405,41 @@ void sp_pool_pause_db(const char *dbname, bool pause)
 	for (sp_pool_t *p = pools; p; p = p->next)
 		if (strcmp(p->dbname, dbname) == 0)
 			p->paused = pause;
-	for (int i = 0; i < n_paused_dbs; i++)
-		if (strcmp(paused_dbs[i], dbname) == 0) {
-			if (!pause) {
-				free(paused_dbs[i]);
-				paused_dbs[i] = paused_dbs[--n_paused_dbs];
-			}
-			return;
-		}
-	if (pause) {
-		char **grown = realloc(paused_dbs, (size_t)(n_paused_dbs + 1) * sizeof(*grown));
-		char *copy = strdup(dbname);
-		if (!grown || !copy) {
-			/* the pools there now are paused; one created later would not be */
-			sp_warn("PAUSE %s: out of memory", dbname);
-			if (grown)
-				paused_dbs = grown;
-			free(copy);
-			return;
-		}
-		paused_dbs = grown;
-		paused_dbs[n_paused_dbs++] = copy;
-	}
+	/* on failure the pools there now are paused; one created later would not be */
+	if (!set_put(&paused_dbs, dbname, pause))
+		sp_warn("PAUSE %s: out of memory", dbname);
 }
 
 void sp_pool_resume_all_dbs(void)
 {
 	for (sp_pool_t *p = pools; p; p = p->next)
 		p->paused = false;
-	for (int i = 0; i < n_paused_dbs; i++)
-		free(paused_dbs[i]);
-	free(paused_dbs);
-	paused_dbs = NULL;
-	n_paused_dbs = 0;
+	set_clear(&paused_dbs);
+}
+
+bool sp_pool_db_disabled(const char *dbname)
+{
+	return set_has(&disabled_dbs, dbname);
+}
+
+void sp_pool_disable_db(const char *dbname, bool disable)
+{
+	if (!set_put(&disabled_dbs, dbname, disable))
+		sp_warn("DISABLE %s: out of memory", dbname);
+}
+
+void sp_pool_client_gone(sp_pool_t *home, unsigned long long received, unsigned long long sent)
+{
+	if (home) {
+		home->gone_received += received;
+		home->gone_sent += sent;
+	}
 }
 
 void sp_pool_free_all(void)
 {
 	sp_pool_resume_all_dbs();
+	set_clear(&disabled_dbs);
 	while (pools) {
 		sp_pool_t *p = pools;
 		pools = p->next;

@@ -667,7 +667,7 @@ static void transaction_done(sp_server_t *s)
 	s->finishing = false;
 	s->n_xacts++;
 	c->n_xacts++;
-	s->pool->total_xacts++;
+	sp_pool_xact_end(s->pool, c->xact_start);
 	if (!sp_sock_flush(&c->sock)) {
 		sp_client_close(c, "write to client failed");
 		return;
@@ -874,6 +874,8 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 			write_client(s, msg, total);
 			if (c)
 				c->txn = s->txn;
+			if (c && !s->fan)
+				sp_pool_query_end(s->pool, &c->query_start, c->xact_start, s->txn, c->pool_mode == SP_POOL_SESSION);
 		}
 		emit_synth(s);
 		if (s->req_n == 0 && !s->copy_in && !s->copy_out)

@@ -7,6 +7,12 @@
 # they could not apply (a WARNING in the log, a NOTICE to the admin client).
 # query_wait_timeout is 1 s: a client waiting out a PAUSE (global or of its database)
 # is not timed out, however long the pause.
+# The pgbouncer commands: SHOW STATS / STATS_TOTALS / STATS_AVERAGES / TOTALS (pgbouncer's
+# column names; the counts follow the transactions run, the averages the last
+# stats_period, 1 s here), SHOW LISTS / USERS / STATE / HELP; PAUSE returns only when the
+# running transactions are done (timed against pg_sleep), also when its client leaves or
+# a RESUME ends it; WAIT_CLOSE, RECONNECT (new backends after them), KILL (ends connected
+# clients), DISABLE / ENABLE, SUSPEND refused.
 . "$(dirname "$0")/lib.sh"
 
 command -v psql >/dev/null || skip_all "psql is not installed"
@@ -15,7 +21,7 @@ sandbox_ensure
 PGPORT0=$SB_PRIMARY_PORT_0
 
 sp_write_config "$SP_TMP/sp.ini" auth_type=md5 pool_mode=transaction default_pool_size=5 \
-	query_wait_timeout=1 stats_users=md5user log_level=info
+	query_wait_timeout=1 stats_users=md5user log_level=info stats_period=1
 cat >>"$SP_CONFIG" <<EOF
 
 [database core]
@@ -33,8 +39,21 @@ stats() { PGPASSWORD=md5secret timeout 20 psql -X -q -A -t -v VERBOSITY=verbose 
 # q DB SQL [SECONDS]: a client through shardpool with a time limit (default 10 s)
 q() { PGPASSWORD=secret timeout "${3:-10}" psql -X -q -A -t -h 127.0.0.1 -p "$SP_PORT" -U app -d "$1" -c "$2" 2>&1; }
 cfg() { adm "SHOW CONFIG" | awk -F'|' -v k="$1" '$1 == k {print $2}'; }
+# col COMMAND ROWKEY COLUMN: in the result of an admin command, the value of COLUMN (by
+# its name in the header) in the row whose first column is ROWKEY
+col() {
+	PGPASSWORD=secret timeout 20 psql -X -q -A -h 127.0.0.1 -p "$SP_PORT" -U app -d shardpool -c "$1" 2>&1 |
+		awk -F'|' -v r="$2" -v c="$3" 'NR == 1 {for (i = 1; i <= NF; i++) if ($i == c) k = i; next}
+			k && $1 == r {print $k; exit}'
+}
+# header COMMAND: the column names of its result, '|'-separated
+header() { PGPASSWORD=secret timeout 20 psql -X -q -A -h 127.0.0.1 -p "$SP_PORT" -U app -d shardpool -c "$1" 2>&1 | head -n 1; }
 # paused DB: the paused column of SHOW DATABASES for that database
-paused() { adm "SHOW DATABASES" | awk -F'|' -v d="$1" '$1 == d {print $NF; exit}'; }
+paused() { col "SHOW DATABASES" "$1" paused; }
+# backends DB: the backend pids of the server connections of that database, sorted
+backends() { adm "SHOW SERVERS" | awk -F'|' -v d="$1" '$3 == d {print $8}' | sort -n | tr '\n' ' '; }
+# now_ms: a clock in milliseconds
+now_ms() { date +%s%3N; }
 
 is "$(q plain "SELECT 'warm'")" warm "database plain answers"
 is "$(q core "SELECT 'warm'")" warm "database core answers"
@@ -80,7 +99,9 @@ like "$out" "ERROR:  42601: unterminated quoted identifier" "an unterminated quo
 out=$(adm "SHOW VERSION /* not closed")
 like "$out" "ERROR:  42601: unterminated /\* comment" "an unterminated /* comment"
 out=$(adm "SUSPEND")
-like "$out" "ERROR:  42601: unknown admin command \"SUSPEND\"" "SUSPEND does not exist: 42601"
+like "$out" "ERROR:  0A000: SUSPEND is not supported" "SUSPEND: 0A000, shardpool has no online restart"
+out=$(adm "SHOW VERSION; SUSPEND; SHOW MEM")
+unlike "$out" "clients\|" "... and it stops the rest of the string like any error"
 is "$(paused plain)" no "after all these: plain is not paused"
 
 # an error stops the rest of the string, as in PostgreSQL; what ran before stays done
@@ -135,6 +156,240 @@ like "$out" "NOTICE:  .*still paused" "RESUME core during a global PAUSE: a NOTI
 is "$(adm "PAUSE core; RESUME")" "" "RESUME without a name"
 is "$(paused plain)$(paused core)" nono "RESUME without a name resumes every database"
 is "$(q core "SELECT 'core again'" 5)" "core again" "core serves clients again"
+
+
+# ---------------------------------------------------------------- SHOW HELP, STATE, LISTS, USERS
+out=$(adm "SHOW HELP")
+like "$out" "NOTICE:  00000: Console usage" "SHOW HELP: a NOTICE \"Console usage\", as pgbouncer"
+for c in "SHOW HELP|CONFIG|DATABASES" "SHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS" "LISTS" "USERS" "STATE" \
+	"PAUSE \[<db>\]" "RESUME \[<db>\]" "DISABLE <db>" "ENABLE <db>" "RECONNECT \[<db>\]" "KILL <db>" \
+	"WAIT_CLOSE \[<db>\]" "RELOAD" "SHUTDOWN"; do
+	like "$out" "DETAIL:  .*$c" "SHOW HELP lists $c"
+done
+like "$(stats "SHOW HELP")" "Console usage" "a stats user may run SHOW HELP"
+
+is "$(adm "SHOW STATE" | tr '\n' ' ')" "active|yes paused|no suspended|no " "SHOW STATE: active"
+is "$(header "SHOW LISTS")" "list|items" "SHOW LISTS: pgbouncer's columns"
+is "$(adm "SHOW LISTS" | cut -d'|' -f1 | tr '\n' ' ')" \
+	"databases users pools free_clients used_clients login_clients free_servers used_servers dns_names dns_zones dns_queries dns_pending " \
+	"SHOW LISTS: pgbouncer's rows, in its order"
+is "$(col "SHOW LISTS" databases items)" 3 "SHOW LISTS: databases = 3 (app, plain, core)"
+is "$(col "SHOW LISTS" pools items)" "$(adm "SHOW POOLS" | wc -l)" "SHOW LISTS: pools = the rows of SHOW POOLS"
+n=$(col "SHOW LISTS" used_clients items)
+ok "SHOW LISTS: used_clients counts this admin client ($n)" test "$n" -ge 1
+is "$(header "SHOW USERS")" "name|pool_mode" "SHOW USERS: pgbouncer's columns"
+users=$(adm "SHOW USERS")
+like "$users" "(^|"$'\n'")app\|"$'\n' "SHOW USERS lists app, with no pool_mode of its own"
+like "$users" "(^|"$'\n'")md5user\|" "SHOW USERS lists md5user (auth_file)"
+
+# ---------------------------------------------------------------- SHOW STATS
+is "$(header "SHOW STATS")" \
+	"database|total_xact_count|total_query_count|total_received|total_sent|total_xact_time|total_query_time|total_wait_time|avg_xact_count|avg_query_count|avg_recv|avg_sent|avg_xact_time|avg_query_time|avg_wait_time" \
+	"SHOW STATS: pgbouncer's columns"
+is "$(header "SHOW STATS_TOTALS")" "database|xact_count|query_count|bytes_received|bytes_sent|xact_time|query_time|wait_time" \
+	"SHOW STATS_TOTALS: pgbouncer's columns"
+is "$(header "SHOW STATS_AVERAGES")" "database|xact_count|query_count|bytes_received|bytes_sent|xact_time|query_time|wait_time" \
+	"SHOW STATS_AVERAGES: pgbouncer's columns"
+is "$(adm "SHOW STATS" | cut -d'|' -f1 | sort | tr '\n' ' ')" "app core plain " "SHOW STATS: one row per database"
+if /usr/bin/python3 -c 'import psycopg' 2>/dev/null; then
+	types=$(/usr/bin/python3 - "$SP_PORT" <<'PY' 2>&1
+import sys, psycopg
+c = psycopg.connect(host="127.0.0.1", port=sys.argv[1], user="app", password="secret", dbname="shardpool", autocommit=True)
+cur = c.cursor()
+cur.execute("SHOW STATS", prepare=False)
+print(" ".join(str(d.type_code) for d in cur.description), type(cur.fetchone()[1]).__name__)
+PY
+)
+	is "$types" "25 20 20 20 20 20 20 20 20 20 20 20 20 20 20 int" "SHOW STATS: a driver reads the numbers as int8"
+fi
+
+x0=$(col "SHOW STATS" core total_xact_count)
+q0=$(col "SHOW STATS" core total_query_count)
+r0=$(col "SHOW STATS" core total_received)
+s0=$(col "SHOW STATS" core total_sent)
+t0=$(col "SHOW STATS" core total_xact_time)
+qt0=$(col "SHOW STATS" core total_query_time)
+printf '%s\n' "SELECT 1;" "SELECT 2;" "SELECT pg_sleep(0.3);" "BEGIN;" "SELECT 3;" "SELECT 4;" "COMMIT;" >"$SP_TMP/txns.sql"
+PGPASSWORD=secret timeout 20 psql -X -q -A -t -h 127.0.0.1 -p "$SP_PORT" -U app -d core -f "$SP_TMP/txns.sql" >/dev/null 2>&1
+is "$(( $(col "SHOW STATS" core total_xact_count) - x0 ))" 4 "SHOW STATS: 3 single statements and one BEGIN..COMMIT: total_xact_count +4"
+is "$(( $(col "SHOW STATS" core total_query_count) - q0 ))" 7 "... total_query_count +7"
+r1=$(col "SHOW STATS" core total_received)
+s1=$(col "SHOW STATS" core total_sent)
+ok "... total_received grew by the client's bytes ($r0 -> $r1)" test "$((r1 - r0))" -ge 100
+ok "... total_sent grew ($s0 -> $s1)" test "$((s1 - s0))" -ge 100
+dt=$(( $(col "SHOW STATS" core total_xact_time) - t0 ))
+ok "... total_xact_time grew by at least the pg_sleep(0.3) ($dt us)" test "$dt" -ge 300000 -a "$dt" -lt 5000000
+dq=$(( $(col "SHOW STATS" core total_query_time) - qt0 ))
+ok "... total_query_time too ($dq us)" test "$dq" -ge 300000 -a "$dq" -lt 5000000
+is "$(col "SHOW STATS_TOTALS" core xact_count)" "$(col "SHOW STATS" core total_xact_count)" \
+	"SHOW STATS_TOTALS: xact_count is SHOW STATS' total_xact_count"
+tot=$(adm "SHOW TOTALS" | awk -F'|' '$1 == "total_xact_count" {print $2}')
+sum=$(adm "SHOW STATS" | awk -F'|' '{s += $2} END {print s}')
+is "$tot" "$sum" "SHOW TOTALS: total_xact_count is the sum over the databases"
+
+# averages: over the last stats_period (1 s) while a client runs 50 ms transactions
+yes "SELECT pg_sleep(0.05);" | head -n 60 >"$SP_TMP/sleeps.sql"
+PGPASSWORD=secret timeout 20 psql -X -q -A -t -h 127.0.0.1 -p "$SP_PORT" -U app -d core -f "$SP_TMP/sleeps.sql" >/dev/null 2>&1 &
+loader=$!
+sleep 2.3
+ax=$(col "SHOW STATS_AVERAGES" core xact_count)
+at=$(col "SHOW STATS_AVERAGES" core xact_time)
+aq=$(col "SHOW STATS" core avg_query_time)
+ar=$(col "SHOW STATS" core avg_recv)
+wait "$loader"
+ok "SHOW STATS_AVERAGES: about 20 transactions a second while 50 ms ones run ($ax)" test "$ax" -ge 8 -a "$ax" -le 25
+ok "... avg xact_time about 50 ms ($at us)" test "$at" -ge 45000 -a "$at" -lt 200000
+ok "SHOW STATS: avg_query_time about 50 ms ($aq us)" test "$aq" -ge 45000 -a "$aq" -lt 200000
+ok "SHOW STATS: avg_recv > 0 ($ar bytes/s)" test "$ar" -gt 0
+sleep 2.2
+is "$(col "SHOW STATS" core avg_xact_count)" 0 "a period later without traffic: avg_xact_count is 0 again"
+
+# ---------------------------------------------------------------- PAUSE waits for running transactions
+is "$(q plain "SELECT 'warm plain'")" "warm plain" "plain answers before the PAUSE tests"
+t=$(now_ms)
+is "$(adm "PAUSE plain")" "" "PAUSE plain with nothing running"
+el=$(( $(now_ms) - t ))
+ok "... returns at once (${el} ms)" test "$el" -lt 1000
+is "$(backends plain)" "" "... and the idle server connections of plain are closed"
+is "$(adm "RESUME plain")" "" "RESUME plain"
+
+q plain "SELECT 'slept' FROM pg_sleep(2)" 20 >"$SP_TMP/sleeper.out" &
+sleeper=$!
+sleep 0.5
+t=$(now_ms)
+out=$(adm "PAUSE plain")
+el=$(( $(now_ms) - t ))
+is "$out" "" "PAUSE plain while a pg_sleep(2) runs there"
+ok "... returns only after the transaction finished (${el} ms)" test "$el" -ge 1200 -a "$el" -lt 5000
+ok "... by then the transaction is done" sh -c "! kill -0 $sleeper 2>/dev/null"
+wait "$sleeper"
+is "$(cat "$SP_TMP/sleeper.out")" slept "... and its client got its result"
+is "$(backends plain)" "" "... and the server connections of plain are closed"
+is "$(adm "SHOW DATABASES" | awk -F'|' '$1 == "core" {print $8}')" no "... core is not paused"
+is "$(adm "RESUME plain")" "" "RESUME plain"
+is "$(q plain "SELECT 'after pause'")" "after pause" "plain serves clients again, on new connections"
+
+# the rest of a query string runs once the PAUSE is done
+q plain "SELECT pg_sleep(1)" 20 >/dev/null &
+sleeper=$!
+sleep 0.3
+out=$(adm "PAUSE plain; SHOW VERSION; RESUME plain")
+like "$out" "^shardpool " "PAUSE plain; SHOW VERSION; RESUME plain: the commands after the PAUSE run when it is done"
+wait "$sleeper"
+is "$(paused plain)" no "... plain resumed"
+
+# a global PAUSE waits for every database; SHOW STATE says paused
+q core "SELECT pg_sleep(1.5)" 20 >/dev/null &
+sleeper=$!
+sleep 0.3
+t=$(now_ms)
+is "$(adm "PAUSE")" "" "PAUSE (every database) while core runs a pg_sleep(1.5)"
+el=$(( $(now_ms) - t ))
+ok "... waits for it (${el} ms)" test "$el" -ge 800
+is "$(adm "SHOW STATE" | tr '\n' ' ')" "active|no paused|yes suspended|no " "SHOW STATE: paused"
+wait "$sleeper"
+is "$(adm "RESUME")" "" "RESUME"
+is "$(adm "SHOW STATE" | head -n 1)" "active|yes" "SHOW STATE: active again"
+
+# the admin client leaves while its PAUSE waits: nothing is left pointing at it
+q plain "SELECT 'slept' FROM pg_sleep(2)" 20 >"$SP_TMP/sleeper.out" &
+sleeper=$!
+sleep 0.3
+PGPASSWORD=secret timeout 0.7 psql -X -q -h 127.0.0.1 -p "$SP_PORT" -U app -d shardpool -c "PAUSE plain" >/dev/null 2>&1
+is "$?" 124 "PAUSE plain given up by its client (timeout) while pg_sleep(2) runs"
+wait "$sleeper"
+is "$(cat "$SP_TMP/sleeper.out")" slept "... the transaction finishes"
+sleep 0.3
+ok "... shardpool is still running" kill -0 "$SP_PID"
+like "$(adm "SHOW VERSION")" "^shardpool " "... and answers"
+like "$(cat "$SP_LOG")" "left while PAUSE waited" "... the log says the PAUSE was given up"
+is "$(paused plain)" yes "... plain stays paused (as in pgbouncer) until RESUME"
+is "$(adm "RESUME plain")" "" "RESUME plain"
+
+# RESUME from another admin client ends a waiting PAUSE with an error
+q plain "SELECT pg_sleep(2)" 20 >/dev/null &
+sleeper=$!
+sleep 0.3
+adm "PAUSE plain" >"$SP_TMP/pause.out" &
+pauser=$!
+sleep 0.5
+is "$(adm "RESUME plain")" "" "RESUME plain while a PAUSE plain waits"
+wait "$pauser"
+like "$(cat "$SP_TMP/pause.out")" "ERROR:  57014: RESUME ended this PAUSE" "... the PAUSE gets 57014"
+wait "$sleeper"
+
+# ---------------------------------------------------------------- RECONNECT, WAIT_CLOSE
+q plain "SELECT 1" >/dev/null
+old=$(backends plain)
+ok "plain has a server connection ($old)" test -n "$old"
+is "$(adm "RECONNECT plain")" "" "RECONNECT plain"
+is "$(backends plain)" "" "... closes the idle server connections at once"
+new=$(q plain "SELECT pg_backend_pid()")
+unlike " $old" " $new " "... the next transaction runs on a new backend ($new)"
+
+q plain "SELECT pg_backend_pid() FROM pg_sleep(1.5)" 20 >"$SP_TMP/busy.out" &
+busy=$!
+sleep 0.4
+is "$(adm "RECONNECT plain")" "" "RECONNECT plain while a transaction runs: returns at once"
+wait "$busy"
+busypid=$(cat "$SP_TMP/busy.out")
+sleep 0.2
+unlike " $(backends plain)" " $busypid " "... the busy connection ($busypid) is closed once released"
+isnt "$(q plain "SELECT pg_backend_pid()")" "$busypid" "... and not reused"
+
+q plain "SELECT pg_backend_pid() FROM pg_sleep(1.5)" 20 >"$SP_TMP/busy.out" &
+busy=$!
+sleep 0.4
+t=$(now_ms)
+is "$(adm "WAIT_CLOSE plain")" "" "WAIT_CLOSE plain while a transaction runs there"
+el=$(( $(now_ms) - t ))
+ok "... returns once its connection is closed (${el} ms)" test "$el" -ge 700 -a "$el" -lt 5000
+wait "$busy"
+busypid=$(cat "$SP_TMP/busy.out")
+unlike " $(backends plain)" " $busypid " "... the connection ($busypid) is gone"
+t=$(now_ms)
+is "$(adm "WAIT_CLOSE")" "" "WAIT_CLOSE with nothing running"
+ok "... returns at once ($(( $(now_ms) - t )) ms)" test "$(( $(now_ms) - t ))" -lt 1000
+is "$(q plain "SELECT 'after wait_close'")" "after wait_close" "plain serves clients after WAIT_CLOSE"
+
+# ---------------------------------------------------------------- KILL
+q plain "SELECT pg_sleep(10)" 20 >"$SP_TMP/killed.out" &
+victim=$!
+sleep 0.5
+t=$(now_ms)
+is "$(adm "KILL plain")" "" "KILL plain while a client runs pg_sleep(10)"
+wait "$victim"
+rc=$?
+el=$(( $(now_ms) - t ))
+isnt "$rc" 0 "... the client fails"
+ok "... at once (${el} ms)" test "$el" -lt 2000
+like "$(cat "$SP_TMP/killed.out")" "terminated by KILL plain" "... with shardpool's message"
+is "$(backends plain)" "" "... no server connection of plain is left"
+is "$(paused plain)" yes "... plain is paused"
+is "$(q core "SELECT 'core lives'")" "core lives" "... core is not affected"
+q plain "SELECT 'after kill'" 20 >"$SP_TMP/afterkill.out" &
+waiter=$!
+sleep 1.5
+ok "a new client of plain waits after KILL" kill -0 "$waiter"
+is "$(adm "RESUME plain")" "" "RESUME plain"
+wait "$waiter"
+is "$(cat "$SP_TMP/afterkill.out")" "after kill" "... the waiting client proceeds"
+like "$(adm "KILL")" "ERROR:  42601: syntax error at end of input" "KILL needs a database: 42601"
+like "$(adm "KILL nosuchdb")" "ERROR:  3D000: " "KILL of an unknown database: 3D000"
+like "$(stats "KILL plain")" "ERROR:  28000: only admin_users" "a stats user may not KILL"
+
+# ---------------------------------------------------------------- DISABLE, ENABLE
+is "$(adm "DISABLE plain")" "" "DISABLE plain"
+is "$(col "SHOW DATABASES" plain disabled)" yes "SHOW DATABASES: plain disabled"
+out=$(PGPASSWORD=secret timeout 10 psql -X -q -A -t -v VERBOSITY=verbose -h 127.0.0.1 -p "$SP_PORT" -U app -d plain -c "SELECT 1" 2>&1)
+like "$out" "FATAL:  database \"plain\" is not currently accepting connections \(DISABLE" \
+	"a new client of a disabled database is refused, saying why"
+is "$(q core "SELECT 'core open'")" "core open" "... core still accepts clients"
+is "$(adm "ENABLE plain")" "" "ENABLE plain"
+is "$(col "SHOW DATABASES" plain disabled)" no "SHOW DATABASES: plain enabled"
+is "$(q plain "SELECT 'enabled'")" enabled "plain accepts clients again"
+like "$(adm "DISABLE")" "ERROR:  42601: " "DISABLE needs a database: 42601"
+like "$(adm "ENABLE nosuchdb")" "ERROR:  3D000: " "ENABLE of an unknown database: 3D000"
 
 # ---------------------------------------------------------------- RELOAD: what it cannot apply
 out=$(adm "RELOAD")
