@@ -1033,6 +1033,22 @@ static bool drops_statements(int head, const char *sql, size_t len)
 
 static sp_pstmt_t *deallocates(sp_client_t *c, const char *sql, size_t len, char *name, size_t nlen);
 
+/* COMMIT, END, ROLLBACK [TO], ABORT, PREPARE TRANSACTION: what PostgreSQL still
+ * parses in a failed transaction (IsTransactionExitStmt). */
+static bool ends_transaction(const char *sql, size_t len)
+{
+	char w[16];
+	size_t n = first_word(sql, len, w, sizeof(w));
+	if (!n)
+		return false;
+	if (!strcmp(w, "PREPARE")) { /* PREPARE TRANSACTION, not PREPARE name AS */
+		size_t k = skip_blank(sql, len, leading_blank(sql, len) + n);
+		return first_word(sql + k, len - k, w, sizeof(w)) && !strcmp(w, "TRANSACTION");
+	}
+	return !strcmp(w, "COMMIT") || !strcmp(w, "END") || !strcmp(w, "ROLLBACK") ||
+	       !strcmp(w, "ABORT");
+}
+
 /* The throwaway statement an extended-protocol DEALLOCATE of a client's statement deallocates. */
 #define DEALLOC_STATEMENT "shardpool: deallocated"
 
@@ -1241,7 +1257,9 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 				sp_client_fatal(c, SP_SQLSTATE_OUT_OF_MEMORY, "out of memory");
 				return false;
 			}
-			if (s->txn == SP_TXN_FAILED && sp_pstmt_cache_has(&s->pstmts, ps)) {
+			if (s->txn == SP_TXN_FAILED && sp_pstmt_cache_has(&s->pstmts, ps) &&
+			    !ends_transaction((const char *)body + nlen + 1,
+					      text_len(body + nlen + 1, len - nlen - 1))) {
 				/* the server would refuse a Parse now: so does shardpool, for the copy
 				 * it already has, and the name is not taken */
 				sp_pstmt_unref(ps);

@@ -76,6 +76,9 @@ rawboth P:warm:"SELECT 33" S read C:S:warm S read Q:BEGIN read Q:"SELECT 1/0" re
 	P:inabort:"SELECT 33" S read Q:ROLLBACK read P:inabort:"SELECT 33" B::inabort E: S read
 is "$SPOUT" "$PGOUT" "a Parse inside a failed transaction: 25P02, and the name is free after ROLLBACK"
 like "$SPOUT" "E 25P02 " "... 25P02 as PostgreSQL says"
+rawboth P:rb1:ROLLBACK S read C:S:rb1 S read Q:BEGIN read Q:"SELECT 1/0" read \
+	P:rb2:ROLLBACK B::rb2 E: S read Q:"SELECT 'after'" read
+is "$SPOUT" "$PGOUT" "but a Parse of ROLLBACK inside a failed transaction works, as in PostgreSQL (JDBC rolls back so)"
 
 # ---------------------------------------------------------------- prepared statements
 # 6 clients over 2 server connections; s1 means different SQL for different clients
