@@ -1861,7 +1861,8 @@ static bool key_joined(const struct ctx *c, int a, int b)
 {
 	const sp_table_conf_t *ca = c->tables[a].conf, *cb = c->tables[b].conf;
 	unsigned mask = 0, full;
-	if (!ca || !cb || ca->n_keys != cb->n_keys || ca->n_keys > SP_ANALYZE_MAX_KEYS)
+	if (!ca || !cb || !ca->key_types || !cb->key_types || ca->n_keys != cb->n_keys ||
+	    ca->n_keys > SP_ANALYZE_MAX_KEYS)
 		return false;
 	full = (1u << ca->n_keys) - 1;
 	for (int k = 0; k < ca->n_keys; k++)
