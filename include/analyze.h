@@ -176,8 +176,8 @@ typedef struct sp_table_ref {
 	sp_keyset_t keys;
 	int pinned_via; /* keys copied through a key = key join from tables[pinned_via]; -1 */
 	/*
-	 * An unpinned statement (SP_ROUTE_UNPINNED): this sharded table is joined to the
-	 * route table by equality of every key column, directly or through other tables,
+	 * This sharded table is joined to the first sharded table of the statement's
+	 * FROM by equality of every key column, directly or through other tables,
 	 * with key types that hash alike (integers, text/varchar, uuid): the rows it
 	 * joins with live on the same shard, so each shard can run the join alone.
 	 */

@@ -1876,8 +1876,8 @@ static bool key_joined(const struct ctx *c, int a, int b)
 }
 
 /*
- * SP_ROUTE_UNPINNED: mark the sharded tables joined on the key (colocated) to the
- * first sharded table of the statement's own FROM. A table inside a subquery is
+ * Mark the sharded tables joined on the key (colocated) to the first sharded table
+ * of the statement's own FROM. A table inside a subquery is
  * colocated only through such a join (a correlated subquery on the key); without a
  * sharded table at the top, none is.
  */
@@ -3554,6 +3554,7 @@ static void finish_routing(struct ctx *c)
 		}
 	}
 
+	mark_colocated(c);
 	st->tables = c->tables;
 	st->n_tables = c->n_tables;
 	st->route = SP_ROUTE_NO_SHARDED;
@@ -3566,7 +3567,6 @@ static void finish_routing(struct ctx *c)
 		if (r->keys.state == SP_PIN_ALL) {
 			st->route = SP_ROUTE_UNPINNED;
 			st->route_table = t;
-			mark_colocated(c);
 			st->route_why = aprintf(c->ar, "%s%s%s: %s", r->schema ? r->schema : "",
 						r->schema ? "." : "", r->name,
 						r->keys.why ? r->keys.why : "not pinned");

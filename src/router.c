@@ -4001,7 +4001,7 @@ static void route_stmt(struct rctx *rc, const sp_stmt_t *st, const sp_hints_t *h
 				return;
 			}
 			if (st->route == SP_ROUTE_PINNED_MIXED ||
-			    (n_free > 1 && st->kind != SP_STMT_INSERT)) {
+			    (n_free > 1 && st->kind != SP_STMT_INSERT && !all_colocated(st))) {
 				fail(t, SQLSTATE_FEATURE,
 				     "Join sharded tables on their shard keys, or query one key at "
 				     "a time.",

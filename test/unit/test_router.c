@@ -693,6 +693,15 @@ static void test_fanout(void)
 		"a subquery correlated on the shard key (co-located rows): still fanned out");
 	t = q(&db2, "SELECT * FROM users u WHERE EXISTS (SELECT 1 FROM orders o WHERE o.user_id = u.user_id)");
 	IS_KIND(t, SP_TARGET_FANOUT, "unpinned EXISTS correlated on the shard key: fanned out (%s)", t->message);
+	{
+		int64_t ka2, kb2;
+		two_keys(2, &ka2, &kb2);
+		char qq[300];
+		snprintf(qq, sizeof(qq), "SELECT u.user_id, count(o.total) FROM users u LEFT JOIN orders o USING (user_id) WHERE user_id IN (%lld, %lld) GROUP BY 1", (long long)ka2, (long long)kb2);
+		const sp_target_t *tt = q(&db2, qq);
+		ok(tt->kind == SP_TARGET_FANOUT && tt->shard_mask == 3,
+		   "LEFT JOIN ... USING (key) WHERE key IN (keys on two shards): both shards (%s)", tt->message);
+	}
 	IS_KIND(q(&db2, "SELECT u.name, o.total FROM users u JOIN orders o ON o.user_id = u.user_id"),
 		SP_TARGET_FANOUT, "unpinned join of co-located tables on the key: fanned out");
 	IS_KIND(q(&db2, "SELECT count(*) FROM users u JOIN orders o USING (user_id)"), SP_TARGET_FANOUT,
