@@ -520,6 +520,14 @@ typedef struct sp_analysis {
 	void *arena_;	  /* private */
 } sp_analysis_t;
 
+/*
+ * p at "--" or at a block comment's opening: the first byte after the comment, as
+ * PostgreSQL's scanner reads it (block comments nest; a line comment ends at a newline
+ * or carriage return). At an unterminated block comment, the NUL at the end, with
+ * *unterminated set (unterminated may be NULL). p anywhere else: p.
+ */
+const char *sp_sql_skip_comment(const char *p, bool *unterminated);
+
 /* ------------------------------------------------------------------ options */
 
 /*

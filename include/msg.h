@@ -158,6 +158,7 @@ void sp_msg_write_sasl_response(sp_buf_t *b, const char *data, size_t n);
 void sp_msg_write_cancel_request(sp_buf_t *b, int32_t pid, int32_t key);
 void sp_msg_write_terminate(sp_buf_t *b);
 void sp_msg_write_sync(sp_buf_t *b);
+void sp_msg_write_parse(sp_buf_t *b, const char *name, const char *sql); /* no parameter types */
 void sp_msg_write_close(sp_buf_t *b, char kind, const char *name);
 
 /* Parse an ErrorResponse/NoticeResponse body; returns the field (e.g. 'C', 'M') or NULL. */

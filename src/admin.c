@@ -23,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "analyze.h"
 #include "client.h"
 #include "config.h"
 #include "daemon.h"
@@ -807,6 +808,17 @@ static void tok_quote(const tok_t *t, char *buf, size_t len)
 	snprintf(buf, len, "%.*s%s", (int)n, t->at, more);
 }
 
+/* e says that the token t is no known command of that kind; false. */
+static bool unknown_word(perr_t *e, const tok_t *t, const char *kind, const char *hint)
+{
+	char near[80];
+	tok_quote(t, near, sizeof(near));
+	e->sqlstate = SP_SQLSTATE_SYNTAX_ERROR;
+	snprintf(e->msg, sizeof(e->msg), "unknown %s \"%s\"", kind, near);
+	e->hint = hint;
+	return false;
+}
+
 static bool lex_fail(perr_t *e, const char *what, const char *at, size_t n)
 {
 	tok_t t = {T_OTHER, at, n};
@@ -825,26 +837,11 @@ static bool lex(const char **pp, tok_t *t, perr_t *e)
 	for (;;) {
 		while (isspace((unsigned char)*p))
 			p++;
-		if (p[0] == '-' && p[1] == '-') {
-			while (*p && *p != '\n')
-				p++;
-			continue;
-		}
-		if (p[0] == '/' && p[1] == '*') {
+		if ((p[0] == '-' && p[1] == '-') || (p[0] == '/' && p[1] == '*')) {
 			const char *open = p;
-			int depth = 1;
-			for (p += 2; *p && depth > 0;) {
-				if (p[0] == '/' && p[1] == '*') {
-					depth++;
-					p += 2;
-				} else if (p[0] == '*' && p[1] == '/') {
-					depth--;
-					p += 2;
-				} else {
-					p++;
-				}
-			}
-			if (depth > 0)
+			bool unterminated;
+			p = sp_sql_skip_comment(p, &unterminated);
+			if (unterminated)
 				return lex_fail(e, "unterminated /* comment", open, strlen(open));
 			continue;
 		}
@@ -989,11 +986,7 @@ static parsed_t parse_statement(const char **pp, cmd_t *cmd, perr_t *e)
 				if (strcasecmp(word, show_subjects[i].name) == 0)
 					cmd->show = show_subjects[i].fn;
 		if (!cmd->show) {
-			char near[80];
-			tok_quote(&t, near, sizeof(near));
-			e->sqlstate = SP_SQLSTATE_SYNTAX_ERROR;
-			snprintf(e->msg, sizeof(e->msg), "unknown SHOW command \"%s\"", near);
-			e->hint = SHOW_HINT;
+			unknown_word(e, &t, "SHOW command", SHOW_HINT);
 			return P_ERROR;
 		}
 		if (strcasecmp(word, "ROUTE") == 0) {
@@ -1037,11 +1030,7 @@ static parsed_t parse_statement(const char **pp, cmd_t *cmd, perr_t *e)
 		cmd->verb = C_SHUTDOWN;
 		hint = "SHUTDOWN takes no arguments; separate several commands with ';'.";
 	} else {
-		char near[80];
-		tok_quote(&t, near, sizeof(near));
-		e->sqlstate = SP_SQLSTATE_SYNTAX_ERROR;
-		snprintf(e->msg, sizeof(e->msg), "unknown admin command \"%s\"", near);
-		e->hint = COMMANDS_HINT;
+		unknown_word(e, &t, "admin command", COMMANDS_HINT);
 		return P_ERROR;
 	}
 	/* the command is complete: only ';' or the end may follow */

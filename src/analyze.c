@@ -177,9 +177,11 @@ static bool is_ident_char(char ch)
 	return is_ident_start(ch) || (ch >= '0' && ch <= '9') || ch == '$';
 }
 
-/* p at a comment start: returns the first byte after it (the NUL if unterminated). */
-static const char *skip_comment(const char *p)
+/* see analyze.h */
+const char *sp_sql_skip_comment(const char *p, bool *unterminated)
 {
+	if (unterminated)
+		*unterminated = false;
 	if (p[0] == '-' && p[1] == '-') {
 		p += 2;
 		while (*p && *p != '\n' && *p != '\r')
@@ -201,6 +203,8 @@ static const char *skip_comment(const char *p)
 				p++;
 			}
 		}
+		if (depth && unterminated)
+			*unterminated = true;
 		return p;
 	}
 	return p;
@@ -211,7 +215,7 @@ static const char *skip_ws(const char *p)
 	for (;;) {
 		while (is_space(*p))
 			p++;
-		const char *q = skip_comment(p);
+		const char *q = sp_sql_skip_comment(p, NULL);
 		if (q == p)
 			return p;
 		p = q;
@@ -488,11 +492,11 @@ void sp_analyze_hints(const char *sql, sp_hints_t *h)
 		while (is_space(*p))
 			p++;
 		if (p[0] == '-' && p[1] == '-') {
-			const char *e = skip_comment(p);
+			const char *e = sp_sql_skip_comment(p, NULL);
 			parse_hint_body(p + 2, e, h);
 			p = e;
 		} else if (p[0] == '/' && p[1] == '*') {
-			const char *e = skip_comment(p);
+			const char *e = sp_sql_skip_comment(p, NULL);
 			const char *be = e;
 			if (be - p >= 4 && be[-1] == '/' && be[-2] == '*')
 				be -= 2;

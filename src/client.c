@@ -905,15 +905,22 @@ static bool unlisted_setting(const char *name, size_t m)
  * custom name, SET ROLE, SET SESSION AUTHORIZATION, and set_config() with the name
  * written as a literal. (A name passed as a parameter is not seen.)
  */
+/* The offset of the first argument of the next "set_config(" at or after from, or len. */
+static size_t next_set_config_arg(const char *sql, size_t len, size_t from)
+{
+	for (const char *q = sql + from; from < len && (q = memchr(q, '(', (size_t)(sql + len - q))) != NULL;
+	     q++)
+		if (q - sql >= 10 && strncasecmp(q - 10, "set_config", 10) == 0)
+			return skip_blank(sql, len, (size_t)(q - sql) + 1);
+	return len;
+}
+
 /* set_config($n, ...) in sql: n (the first such call), else 0. */
 static int16_t config_name_param(const char *sql, size_t len)
 {
-	for (const char *q = sql; len >= 10 && (q = memchr(q, '(', (size_t)(sql + len - q))) != NULL; q++) {
-		if (q - sql < 10 || strncasecmp(q - 10, "set_config", 10) != 0)
-			continue;
-		size_t k = skip_blank(sql, len, (size_t)(q - sql) + 1);
+	for (size_t k = 0; (k = next_set_config_arg(sql, len, k)) < len;) {
 		long n = 0;
-		if (k >= len || sql[k] != '$')
+		if (sql[k] != '$')
 			continue;
 		for (k++; k < len && isdigit((unsigned char)sql[k]) && n < 100000; k++)
 			n = n * 10 + (sql[k] - '0');
@@ -1001,13 +1008,10 @@ static void note_custom_names(sp_client_t *c, const char *sql, size_t len)
 			i = (size_t)(semi - sql) + 1;
 		}
 	}
-	for (const char *q = sql; len >= 10 && (q = memchr(q, '(', (size_t)(sql + len - q))) != NULL; q++) {
-		size_t k, m = 0;
+	for (size_t k = 0; (k = next_set_config_arg(sql, len, k)) < len;) {
+		size_t m = 0;
 		char name[128];
-		if (q - sql < 10 || strncasecmp(q - 10, "set_config", 10) != 0)
-			continue;
-		k = skip_blank(sql, len, (size_t)(q - sql) + 1);
-		if (k >= len || sql[k] != '\'')
+		if (sql[k] != '\'')
 			continue;
 		for (k++; k < len && sql[k] != '\'' && m + 1 < sizeof(name); k++)
 			name[m++] = (char)tolower((unsigned char)sql[k]);
@@ -1064,24 +1068,15 @@ static bool parse_deallocate(sp_client_t *c, sp_server_t *s, const char *q, size
 {
 	char dname[128];
 	sp_buf_t *out = &s->sock.out;
-	size_t at;
 
 	if (head_of(q, ql) != HEAD_DEALLOCATE || !deallocates(c, q, ql, dname, sizeof(dname)))
 		return false;
 	sp_pstmt_map_del(&c->pstmts, dname);
 	sp_msg_write_close(out, 'S', DEALLOC_STATEMENT); /* one left over by a Parse never run */
 	sp_server_push_req(s, SP_REQ_INT_CLOSE, NULL, SP_INTQ_NONE);
-	at = sp_msg_begin(out, SP_FE_PARSE);
-	pq_sendstring(out, DEALLOC_STATEMENT);
-	pq_sendstring(out, "SELECT 1");
-	pq_sendint16(out, 0);
-	sp_msg_end(out, at);
+	sp_msg_write_parse(out, DEALLOC_STATEMENT, "SELECT 1");
 	sp_server_push_req(s, SP_REQ_INT_PARSE, NULL, SP_INTQ_NONE);
-	at = sp_msg_begin(out, SP_FE_PARSE);
-	pq_sendstring(out, "");
-	pq_sendstring(out, "DEALLOCATE \"" DEALLOC_STATEMENT "\"");
-	pq_sendint16(out, 0);
-	sp_msg_end(out, at);
+	sp_msg_write_parse(out, "", "DEALLOCATE \"" DEALLOC_STATEMENT "\"");
 	sp_server_push_req(s, SP_REQ_PARSE, NULL, SP_INTQ_NONE);
 	free(c->unnamed_parse); /* a Bind in a later batch re-parses it on its server: not this one */
 	c->unnamed_parse = NULL;

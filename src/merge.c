@@ -142,6 +142,7 @@ struct sp_merge {
 	enum text_order text_order;
 	locale_t text_loc; /* TEXT_LOCALE: the collation (owned by the locale cache) */
 	char collate[96];  /* why text cannot be ordered, for errors */
+	int8_t canon_keys; /* a grouping column needs canon_value: -1 not known yet, 0, 1 */
 	int ncols; /* -1 until a RowDescription (or the plan) says */
 	col_t *cols;
 	val_t *vals; /* scratch: one row's values */
@@ -1727,21 +1728,37 @@ static int canon_value(const col_t *col, const uint8_t *p, int32_t len, sp_buf_t
 	}
 }
 
+/* Can values of this column be equal in PostgreSQL's eyes with other bytes? */
+static bool needs_canon(const col_t *col)
+{
+	return col->type == SP_OID_NUMERIC || col->type == SP_OID_FLOAT4 ||
+	       col->type == SP_OID_FLOAT8 || col->type == SP_OID_INTERVAL;
+}
+
 static bool combine_row(sp_merge_t *m)
 {
 	bool canon = false;
+	if (m->canon_keys < 0) { /* once: the columns are known from the first row on */
+		m->canon_keys = 0;
+		for (int c = 0; c < m->ncols; c++)
+			if (m->cols[c].acc < 0 && needs_canon(&m->cols[c]))
+				m->canon_keys = 1;
+	}
 	sp_buf_reset(&m->keybuf);
-	sp_buf_reset(&m->ckeybuf);
+	if (m->canon_keys)
+		sp_buf_reset(&m->ckeybuf);
 	for (int c = 0; c < m->ncols; c++) {
 		if (m->cols[c].acc >= 0)
 			continue;
 		uint8_t l[4];
-		size_t at = sp_buf_len(&m->ckeybuf);
 		sp_put_be32(l, (uint32_t)m->vals[c].len);
 		sp_buf_append(&m->keybuf, l, 4);
-		sp_buf_append(&m->ckeybuf, l, 4);
 		if (m->vals[c].len > 0)
 			sp_buf_append(&m->keybuf, m->vals[c].p, (size_t)m->vals[c].len);
+		if (!m->canon_keys)
+			continue; /* the bytes are the group key */
+		size_t at = sp_buf_len(&m->ckeybuf);
+		sp_buf_append(&m->ckeybuf, l, 4);
 		int r = canon_value(&m->cols[c], m->vals[c].p, m->vals[c].len, &m->ckeybuf);
 		if (r < 0)
 			return fail(m, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
@@ -2050,6 +2067,7 @@ sp_merge_t *sp_merge_new(const sp_merge_plan_t *plan, int n_shards, sp_buf_t *ou
 	if (!m)
 		return NULL;
 	m->plan = *plan;
+	m->canon_keys = -1;
 	if (m->plan.offset < 0)
 		m->plan.offset = 0;
 	m->n_shards = n_shards;

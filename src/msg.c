@@ -286,6 +286,15 @@ void sp_msg_write_sync(sp_buf_t *b)
 	sp_msg_write_empty(b, SP_FE_SYNC);
 }
 
+void sp_msg_write_parse(sp_buf_t *b, const char *name, const char *sql)
+{
+	size_t at = sp_msg_begin(b, SP_FE_PARSE);
+	pq_sendstring(b, name);
+	pq_sendstring(b, sql);
+	pq_sendint16(b, 0);
+	sp_msg_end(b, at);
+}
+
 void sp_msg_write_close(sp_buf_t *b, char kind, const char *name)
 {
 	size_t at = sp_msg_begin(b, SP_FE_CLOSE);
