@@ -101,6 +101,8 @@ typedef struct sp_db_conf {
 	bool read_replicas;  /* default true */
 	sp_primary_reads_t primary_reads; /* default fallback */
 	int line;
+	int index;    /* its place in sp_config_t.dbs */
+	bool removed; /* gone from the file at a RELOAD: no new logins; its clients keep it */
 } sp_db_conf_t;
 
 /*
@@ -160,8 +162,12 @@ typedef struct sp_config {
 	char *read_functions;          /* comma-separated, NULL when unset */
 	char *write_functions;         /* comma-separated, NULL when unset */
 
-	sp_db_conf_t *dbs;
+	sp_db_conf_t **dbs; /* never NULL entries once loaded; a removed database stays, marked */
 	int n_dbs;
+	/* replica lists a RELOAD replaced: pools of servers still connected point into
+	 * them, so they live as long as the configuration (sp_config_replace_replicas) */
+	sp_shard_conf_t *retired;
+	int n_retired;
 } sp_config_t;
 
 /*
@@ -171,8 +177,16 @@ typedef struct sp_config {
 sp_config_t *sp_config_load(const char *path, char *err, size_t errlen);
 void sp_config_free(sp_config_t *cfg);
 
-/* Find a database by the name clients use; NULL if not configured. */
+/* Find a database by the name clients use; NULL if not configured. A database a
+ * RELOAD removed is found too, with its removed flag set. */
 const sp_db_conf_t *sp_config_find_db(const sp_config_t *cfg, const char *name);
+
+/* RELOAD: move database i of from (a configuration just read) to the end of cfg's. */
+void sp_config_adopt_db(sp_config_t *cfg, sp_config_t *from, int i);
+/* RELOAD: give run (a shard of cfg) the replica list of fresh (the same shard as
+ * just read); run's old list stays allocated, at the same address, until cfg is
+ * freed, so pointers to its entries stay valid. */
+void sp_config_replace_replicas(sp_config_t *cfg, sp_shard_conf_t *run, sp_shard_conf_t *fresh);
 
 /* Effective per-database values (database override, else global). */
 int sp_config_db_pool_size(const sp_config_t *cfg, const sp_db_conf_t *db);

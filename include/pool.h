@@ -139,6 +139,14 @@ void sp_pool_resume_all_dbs(void);
 /* DISABLE db / ENABLE db: new clients of a disabled database are refused at login. */
 void sp_pool_disable_db(const char *dbname, bool disable);
 bool sp_pool_db_disabled(const char *dbname);
+/* RECONNECT one pool: its idle server connections are closed now (why), the others
+ * as they come back; connections opened later are kept. */
+void sp_pool_reconnect(sp_pool_t *p, const char *why);
+/* RELOAD moved or changed a server entry: the pools that pointed at was point at now;
+ * when the server it names changed, they reconnect and forget the old one's failures. */
+void sp_pool_node_replaced(const sp_node_conf_t *was, const sp_node_conf_t *now, bool changed);
+/* RELOAD changed db's keys: its pools take the new pool_mode and pool_size. */
+void sp_pool_db_reloaded(const sp_db_conf_t *db);
 /* A client leaves: its socket's byte counts stay in the stats of its login pool (may be NULL). */
 void sp_pool_client_gone(sp_pool_t *home, unsigned long long received, unsigned long long sent);
 

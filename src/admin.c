@@ -199,8 +199,8 @@ static void show_databases(sp_buf_t *out)
 	table_t t;
 	t_begin(&t, out, 9, cols);
 	for (int i = 0; i < sp_g.cfg->n_dbs; i++) {
-		const sp_db_conf_t *db = &sp_g.cfg->dbs[i];
-		for (int k = 0; k < db->n_shards; k++) {
+		const sp_db_conf_t *db = sp_g.cfg->dbs[i];
+		for (int k = 0; !db->removed && k < db->n_shards; k++) {
 			char v[9][160];
 			const char *vals[9];
 			size_t o = 0;
@@ -350,7 +350,7 @@ static bool stats_started;
 static int db_index(const char *dbname)
 {
 	const sp_db_conf_t *db = sp_config_find_db(sp_g.cfg, dbname);
-	return db ? (int)(db - sp_g.cfg->dbs) : -1;
+	return db ? db->index : -1;
 }
 
 /* Fill t[0 .. n_dbs-1] with the totals now. */
@@ -478,7 +478,7 @@ static void show_stats_kind(sp_buf_t *out, stats_kind_t kind)
 		const char *vals[15];
 		db_totals_t avg;
 		averages(i, &avg);
-		vals[0] = sp_g.cfg->dbs[i].name;
+		vals[0] = sp_g.cfg->dbs[i]->name;
 		if (kind == STATS_AVERAGES) {
 			put_totals(v + 1, &avg);
 		} else {
@@ -1096,9 +1096,8 @@ static bool pool_of(const sp_pool_t *p, const char *dbname)
 	return !dbname || strcmp(p->dbname, dbname) == 0;
 }
 
-/* Close the idle server connections of the pools of dbname (NULL: every pool); with
- * only_marked, only those up to their pool's close_upto_id. */
-static void close_idle(const char *dbname, bool only_marked, const char *reason)
+/* Close the idle server connections of the pools of dbname (NULL: every pool). */
+static void close_idle(const char *dbname, const char *reason)
 {
 	for (sp_pool_t *p = sp_pool_first(); p; p = p->next) {
 		sp_server_t *s, *next;
@@ -1106,8 +1105,7 @@ static void close_idle(const char *dbname, bool only_marked, const char *reason)
 			continue;
 		for (s = p->idle; s; s = next) {
 			next = s->next;
-			if (!only_marked || s->id <= p->close_upto_id)
-				sp_server_close(s, reason);
+			sp_server_close(s, reason);
 		}
 	}
 }
@@ -1218,7 +1216,7 @@ static void wait_finish(waiter_t *w, const char *error)
 		sp_msg_write_error(out, "ERROR", SP_SQLSTATE_QUERY_CANCELED, error, NULL, NULL);
 	} else {
 		if (w->verb == C_PAUSE)
-			close_idle(w->all ? NULL : w->db, false, "PAUSE: closed while paused");
+			close_idle(w->all ? NULL : w->db, "PAUSE: closed while paused");
 		sp_info("admin %s: %s%s%s done after %.1f s", c->user, verb_tag(w->verb), w->all ? "" : " ",
 			w->all ? "" : w->db, ev_now(sp_loop) - w->since);
 		sp_msg_write_command_complete(out, verb_tag(w->verb));
@@ -1373,7 +1371,7 @@ static run_t run(sp_client_t *c, const cmd_t *cmd, const char *rest)
 			sp_g.paused = true;
 			sp_info("admin %s: PAUSE: new transactions wait; waiting for the running ones", c->user);
 		}
-		close_idle(db ? db->name : NULL, false, "PAUSE: closed while paused");
+		close_idle(db ? db->name : NULL, "PAUSE: closed while paused");
 		if (!wait_add(c, cmd, db, rest)) {
 			sp_msg_write_error(out, "ERROR", SP_SQLSTATE_OUT_OF_MEMORY, "out of memory", NULL, NULL);
 			return RUN_ERROR;
@@ -1381,14 +1379,9 @@ static run_t run(sp_client_t *c, const cmd_t *cmd, const char *rest)
 		return RUN_WAIT;
 	case C_RECONNECT:
 	case C_WAIT_CLOSE: {
-		uint64_t last = 0; /* the newest server connection now: it and those before it go */
-		for (sp_server_t *s = sp_server_first(); s; s = s->all_next)
-			if (s->id > last)
-				last = s->id;
 		for (sp_pool_t *p = sp_pool_first(); p; p = p->next)
 			if (pool_of(p, db ? db->name : NULL))
-				p->close_upto_id = last;
-		close_idle(db ? db->name : NULL, true, "RECONNECT: closed while idle");
+				sp_pool_reconnect(p, "RECONNECT: closed while idle");
 		sp_info("admin %s: %s%s%s: server connections are closed as they are released", c->user,
 			verb_tag(cmd->verb), db ? " " : "", db ? db->name : "");
 		if (cmd->verb == C_RECONNECT) {

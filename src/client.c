@@ -448,6 +448,8 @@ static void handle_startup(sp_client_t *c, const uint8_t *p, size_t len)
 		c->is_admin = true;
 	} else {
 		c->db = sp_config_find_db(sp_g.cfg, c->dbname);
+		if (c->db && c->db->removed)
+			c->db = NULL; /* a RELOAD took it out of the file */
 		if (!c->db) {
 			/* Authenticate first so an unknown database does not reveal users. */
 			c->auth_failed = false;

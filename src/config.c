@@ -55,7 +55,10 @@ static const struct section_doc {
      "One section per database name that clients connect to. NAME must not contain "
      "'.' or spaces. It must appear before the [shard] and [table] sections of that "
      "database. Every database needs at least one shard: an unsharded database is "
-     "a database with only [shard NAME.0]."},
+     "a database with only [shard NAME.0]. A RELOAD adds a new section at once; a "
+     "section taken out refuses new logins (\"database does not exist\") while its "
+     "connected clients keep working until they leave. Changes to shards, sharding, "
+     "default_shard and [table] sections need a restart."},
     {"shard", "[shard DB.N]",
      "Shard N (0, 1, 2, ... without gaps) of database DB: its primary and replicas. "
      "Servers are written as libpq-style connection strings: space-separated "
@@ -63,7 +66,10 @@ static const struct section_doc {
      "unix socket directory), port (default 5432), dbname, user, password (default: "
      "the client's own) and weight (share of reads, default 1); a value may be "
      "single-quoted. With sharding = range each shard has one range key, with "
-     "sharding = list one list key per value."},
+     "sharding = list one list key per value. At a RELOAD a changed primary or "
+     "replica line (or a replica added or removed) takes effect at once: connections "
+     "to a server no longer named are closed when idle, or when their transaction "
+     "ends."},
     {"table", "[table DB.TABLE]",
      "How a table of database DB is spread over its shards; also [table "
      "DB.SCHEMA.TABLE] to match one schema only. A table has either a shard key "
@@ -173,7 +179,7 @@ static const struct keydef keys[] = {
      .help = "Number of event-loop threads; this version runs one (a single core "
 	     "serves tens of thousands of transactions per second)."},
     /* pooling */
-    {G(pool_mode), .type = KT_ENUM, .def = "transaction", .enums = pool_modes,
+    {G(pool_mode), .type = KT_ENUM, .def = "transaction", .enums = pool_modes, RELOAD,
      .help = "When a server connection goes back to the pool: at the end of the client "
 	     "session, of each transaction, or of each statement."},
     {G(default_pool_size), .type = KT_INT, .def = "20", .min = 1, .max = 100000, RELOAD,
@@ -289,13 +295,13 @@ static const struct keydef keys[] = {
 	     "not mark it volatile; repeat the key for each function."},
 
     /* [database NAME] */
-    {D(pool_size), .type = KT_INT, .def = "(default_pool_size)", .min = 1, .max = 100000,
+    {D(pool_size), .type = KT_INT, .def = "(default_pool_size)", .min = 1, .max = 100000, RELOAD,
      .help = "Server connections per pool for this database."},
-    {D(pool_mode), .type = KT_ENUM, .def = "(pool_mode)", .enums = pool_modes,
-     .help = "Pool mode for this database."},
-    {D(min_pool_size), .type = KT_INT, .def = "(min_pool_size)", .min = 0, .max = 100000,
+    {D(pool_mode), .type = KT_ENUM, .def = "(pool_mode)", .enums = pool_modes, RELOAD,
+     .help = "Pool mode for this database; a RELOAD applies it to clients that log in after."},
+    {D(min_pool_size), .type = KT_INT, .def = "(min_pool_size)", .min = 0, .max = 100000, RELOAD,
      .help = "Minimum open server connections per pool for this database."},
-    {D(max_db_connections), .type = KT_INT, .def = "(max_db_connections)", .min = 0, .max = 1000000,
+    {D(max_db_connections), .type = KT_INT, .def = "(max_db_connections)", .min = 0, .max = 1000000, RELOAD,
      .help = "Limit of server connections per shard for this database."},
     {.sec = SEC_DATABASE,
      .name = "shards",
@@ -310,9 +316,9 @@ static const struct keydef keys[] = {
 	     "PARTITION BY HASH), or the range or list keys of the [shard] sections."},
     {D(default_shard), .type = KT_INT, .def = "0", .min = 0, .max = MAX_SHARDS - 1,
      .help = "Shard holding the tables that have no [table] section."},
-    {D(read_replicas), .type = KT_BOOL, .def = "yes",
+    {D(read_replicas), .type = KT_BOOL, .def = "yes", RELOAD,
      .help = "Send read-only statements outside write transactions to replicas."},
-    {D(primary_reads), .type = KT_ENUM, .def = "fallback", .enums = primary_reads,
+    {D(primary_reads), .type = KT_ENUM, .def = "fallback", .enums = primary_reads, RELOAD,
      .help = "Whether the primary also serves reads: no, yes (by its weight, like a "
 	     "replica) or fallback (only when no replica is usable)."},
 
@@ -321,7 +327,7 @@ static const struct keydef keys[] = {
      .name = "primary",
      .type = KT_SPECIAL,
      .type_name = "conninfo",
-     .set = set_primary,
+     .set = set_primary, RELOAD,
      .dup_hint = "a shard has one primary; add other servers with 'replica = ...'",
      .help = "The shard's primary server, as a libpq key=value string (host=10.0.0.1 "
 	     "port=5432 dbname=app) or a postgresql:// URI, one server. Keys: host (an address, "
@@ -338,7 +344,7 @@ static const struct keydef keys[] = {
      .type = KT_SPECIAL,
      .type_name = "conninfo",
      .repeatable = true,
-     .set = set_replica,
+     .set = set_replica, RELOAD,
      .help = "A streaming replica of the primary, written like primary; repeat the key "
 	     "for each replica. weight=N sets its share of reads."},
     {.sec = SEC_SHARD,
@@ -933,13 +939,13 @@ static bool apply_defaults(struct pctx *p, enum sec sec, void *obj)
 
 static sp_db_conf_t *cur_db(struct pctx *p)
 {
-	return &p->cfg->dbs[p->db];
+	return p->cfg->dbs[p->db];
 }
 
 static int find_db_index(const sp_config_t *cfg, const char *name)
 {
 	for (int i = 0; i < cfg->n_dbs; i++)
-		if (strcmp(cfg->dbs[i].name, name) == 0)
+		if (cfg->dbs[i] && strcmp(cfg->dbs[i]->name, name) == 0)
 			return i;
 	return -1;
 }
@@ -1663,11 +1669,11 @@ static bool begin_database(struct pctx *p, const char *name)
 	prev = find_db_index(cfg, name);
 	if (prev >= 0)
 		return fail(p, p->line, "[database %s] already appears at line %d", name,
-			    cfg->dbs[prev].line);
+			    cfg->dbs[prev]->line);
 	cfg->dbs = xrealloc(cfg->dbs, sizeof(*cfg->dbs) * (size_t)(cfg->n_dbs + 1));
 	p->dbi = xrealloc(p->dbi, sizeof(*p->dbi) * (size_t)(cfg->n_dbs + 1));
-	db = &cfg->dbs[cfg->n_dbs];
-	memset(db, 0, sizeof(*db));
+	db = cfg->dbs[cfg->n_dbs] = xcalloc(1, sizeof(*db));
+	db->index = cfg->n_dbs;
 	memset(&p->dbi[cfg->n_dbs], 0, sizeof(p->dbi[0]));
 	db->name = xstrdup(name);
 	db->line = p->line;
@@ -2118,7 +2124,7 @@ static bool is_int_key(sp_key_type_t t)
 
 static bool check_db(struct pctx *p, int di)
 {
-	sp_db_conf_t *db = &p->cfg->dbs[di];
+	sp_db_conf_t *db = p->cfg->dbs[di];
 	bool numeric = false;
 	int line;
 
@@ -2333,17 +2339,51 @@ void sp_config_free(sp_config_t *cfg)
 		    (keys[i].type == KT_STRING || keys[i].type == KT_PATH || keys[i].type == KT_SPECIAL))
 			free(*(char **)field(cfg, &keys[i]));
 	for (int i = 0; i < cfg->n_dbs; i++)
-		free_db(&cfg->dbs[i]);
+		if (cfg->dbs[i]) {
+			free_db(cfg->dbs[i]);
+			free(cfg->dbs[i]);
+		}
 	free(cfg->dbs);
+	for (int i = 0; i < cfg->n_retired; i++) {
+		for (int j = 0; j < cfg->retired[i].n_replicas; j++)
+			free_node(&cfg->retired[i].replicas[j]);
+		free(cfg->retired[i].replicas);
+	}
+	free(cfg->retired);
 	free(cfg->path);
 	free(cfg);
+}
+
+void sp_config_adopt_db(sp_config_t *cfg, sp_config_t *from, int i)
+{
+	sp_db_conf_t *db = from->dbs[i];
+
+	from->dbs[i] = NULL;
+	cfg->dbs = xrealloc(cfg->dbs, sizeof(*cfg->dbs) * (size_t)(cfg->n_dbs + 1));
+	db->index = cfg->n_dbs;
+	cfg->dbs[cfg->n_dbs++] = db;
+}
+
+void sp_config_replace_replicas(sp_config_t *cfg, sp_shard_conf_t *run, sp_shard_conf_t *fresh)
+{
+	sp_shard_conf_t *old;
+
+	cfg->retired = xrealloc(cfg->retired, sizeof(*cfg->retired) * (size_t)(cfg->n_retired + 1));
+	old = &cfg->retired[cfg->n_retired++];
+	memset(old, 0, sizeof(*old));
+	old->replicas = run->replicas;
+	old->n_replicas = run->n_replicas;
+	run->replicas = fresh->replicas;
+	run->n_replicas = fresh->n_replicas;
+	fresh->replicas = NULL;
+	fresh->n_replicas = 0;
 }
 
 const sp_db_conf_t *sp_config_find_db(const sp_config_t *cfg, const char *name)
 {
 	int i = cfg && name ? find_db_index(cfg, name) : -1;
 
-	return i >= 0 ? &cfg->dbs[i] : NULL;
+	return i >= 0 ? cfg->dbs[i] : NULL;
 }
 
 int sp_config_db_pool_size(const sp_config_t *cfg, const sp_db_conf_t *db)
@@ -2421,7 +2461,7 @@ void sp_config_print_summary(const sp_config_t *cfg, FILE *out)
 	fprintf(out, "replicas: health check every %gs, max lag %s%s\n", cfg->health_check_period,
 		buf, cfg->read_your_writes ? ", read-your-writes" : "");
 	for (int i = 0; i < cfg->n_dbs; i++) {
-		const sp_db_conf_t *db = &cfg->dbs[i];
+		const sp_db_conf_t *db = cfg->dbs[i];
 
 		fprintf(out, "\ndatabase %s: %d shard%s", db->name, db->n_shards,
 			db->n_shards == 1 ? "" : "s");

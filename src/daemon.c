@@ -32,6 +32,7 @@
 #include "log.h"
 #include "msg.h"
 #include "pool.h"
+#include "reload.h"
 #include "resolve.h"
 #include "router.h"
 #include "server.h"
@@ -116,195 +117,16 @@ static void wait_first_probes(void)
 }
 
 /*
- * What a reload cannot apply. Only the reloadable [shardpool] keys are copied
- * into the running configuration (sp_config_apply_reloadable); the other keys
- * and every [database], [shard] and [table] section stay as they were at
- * start, because live objects point into them: pools at their server's entry,
- * clients at their database's, routing plans (held by clients' prepared
- * statements and running fan-outs, not only by the plan cache) at the table
- * entries. So a [table] added or changed is not applied either: a transaction
- * or prepared statement of a client connected at the reload would route the
- * same table by the old and the new rule. Each such change is logged as a
- * WARNING and listed for the admin client.
- */
-typedef struct restart_list {
-	char *buf; /* the caller's err buffer: "what; what; ..." */
-	size_t cap, len;
-	int n, left_out;
-} restart_list_t;
-
-static void needs_restart(restart_list_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void needs_restart(restart_list_t *r, const char *fmt, ...)
-{
-	char what[600];
-	size_t n;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(what, sizeof(what), fmt, ap);
-	va_end(ap);
-	sp_warn("%s: needs a restart", what);
-	r->n++;
-	n = strlen(what);
-	/* keep room for the " and N more" of the end */
-	if (r->cap < 80 || r->len + n + 2 >= r->cap - 64) {
-		r->left_out++;
-		return;
-	}
-	r->len += (size_t)snprintf(r->buf + r->len, r->cap - r->len, "%s%s", r->len ? "; " : "", what);
-}
-
-static bool str_same(const char *a, const char *b)
-{
-	if (!a || !b)
-		return a == b;
-	return strcmp(a, b) == 0;
-}
-
-static bool node_same(const sp_node_conf_t *a, const sp_node_conf_t *b)
-{
-	return str_same(a->host, b->host) && a->port == b->port && str_same(a->dbname, b->dbname) &&
-	       str_same(a->user, b->user) && str_same(a->password, b->password) && a->weight == b->weight &&
-	       a->connect_timeout == b->connect_timeout && str_same(a->application_name, b->application_name) &&
-	       str_same(a->options, b->options);
-}
-
-static bool shard_servers_same(const sp_shard_conf_t *a, const sp_shard_conf_t *b)
-{
-	if (a->n_replicas != b->n_replicas)
-		return false;
-	for (int i = 0; i < a->n_replicas; i++)
-		if (!node_same(&a->replicas[i], &b->replicas[i]))
-			return false;
-	return true;
-}
-
-static const sp_shard_bound_t *bound_of(const sp_db_conf_t *db, int shard)
-{
-	for (int i = 0; i < db->n_bounds; i++)
-		if (db->bounds[i].shard == shard)
-			return &db->bounds[i];
-	return NULL;
-}
-
-static bool bound_same(const sp_shard_bound_t *a, const sp_shard_bound_t *b)
-{
-	if (!a || !b)
-		return a == b;
-	if (!str_same(a->lo, b->lo) || !str_same(a->hi, b->hi) || a->n_values != b->n_values)
-		return false;
-	for (int i = 0; i < a->n_values; i++)
-		if (!str_same(a->values[i], b->values[i]))
-			return false;
-	return true;
-}
-
-static const sp_table_conf_t *table_of(const sp_db_conf_t *db, const sp_table_conf_t *like)
-{
-	for (int i = 0; i < db->n_tables; i++)
-		if (str_same(db->tables[i].schema, like->schema) && strcmp(db->tables[i].name, like->name) == 0)
-			return &db->tables[i];
-	return NULL;
-}
-
-static bool table_same(const sp_table_conf_t *a, const sp_table_conf_t *b)
-{
-	if (a->replicated != b->replicated || a->n_keys != b->n_keys)
-		return false;
-	for (int i = 0; i < a->n_keys; i++)
-		if (strcmp(a->key_cols[i], b->key_cols[i]) != 0 || a->key_types[i] != b->key_types[i])
-			return false;
-	return true;
-}
-
-static void table_label(const sp_db_conf_t *db, const sp_table_conf_t *t, char *buf, size_t len)
-{
-	snprintf(buf, len, "[table %s.%s%s%s]", db->name, t->schema ? t->schema : "", t->schema ? "." : "", t->name);
-}
-
-/* Every field of sp_db_conf_t, sp_shard_conf_t and sp_table_conf_t that a section sets belongs here. */
-static void diff_database(restart_list_t *r, const sp_db_conf_t *o, const sp_db_conf_t *n)
-{
-	char label[600];
-#define DB_KEY(field)                                                                                   \
-	do {                                                                                            \
-		if (o->field != n->field)                                                               \
-			needs_restart(r, "[database %s] " #field " changed", n->name);                  \
-	} while (0)
-	DB_KEY(pool_size);
-	DB_KEY(pool_mode);
-	DB_KEY(min_pool_size);
-	DB_KEY(max_db_connections);
-	DB_KEY(sharding);
-	DB_KEY(default_shard);
-	DB_KEY(read_replicas);
-	DB_KEY(primary_reads);
-#undef DB_KEY
-	if (o->n_shards != n->n_shards) {
-		needs_restart(r, "[database %s] shards changed (%d -> %d)", n->name, o->n_shards, n->n_shards);
-	} else {
-		for (int k = 0; k < n->n_shards; k++) {
-			if (!node_same(&o->shards[k].primary, &n->shards[k].primary))
-				needs_restart(r, "[shard %s.%d] primary changed", n->name, k);
-			if (!shard_servers_same(&o->shards[k], &n->shards[k]))
-				needs_restart(r, "[shard %s.%d] replica changed", n->name, k);
-			if (o->sharding == n->sharding && n->sharding != SP_SHARDING_HASH &&
-			    !bound_same(bound_of(o, k), bound_of(n, k)))
-				needs_restart(r, "[shard %s.%d] %s changed", n->name, k,
-					      n->sharding == SP_SHARDING_RANGE ? "range" : "list");
-		}
-	}
-	for (int i = 0; i < n->n_tables; i++) {
-		const sp_table_conf_t *ot = table_of(o, &n->tables[i]);
-		table_label(n, &n->tables[i], label, sizeof(label));
-		if (!ot)
-			needs_restart(r, "%s added", label);
-		else if (!table_same(ot, &n->tables[i]))
-			needs_restart(r, "%s changed", label);
-	}
-	for (int i = 0; i < o->n_tables; i++)
-		if (!table_of(n, &o->tables[i])) {
-			table_label(o, &o->tables[i], label, sizeof(label));
-			needs_restart(r, "%s removed", label);
-		}
-}
-
-/* Compare the running configuration with the file just read; list what a reload does not apply. */
-static void diff_config(restart_list_t *r, const sp_config_t *o, const sp_config_t *n)
-{
-	sp_config_item_t it;
-	for (int i = 0; sp_config_key_at(i, &it); i++) {
-		char a[512], b[512];
-		const char *va, *vb;
-		if (strcmp(it.section, "shardpool") != 0 || it.reloadable)
-			continue;
-		va = sp_config_value_str(o, it.name, a, sizeof(a));
-		vb = sp_config_value_str(n, it.name, b, sizeof(b));
-		if (!str_same(va ? va : "", vb ? vb : ""))
-			needs_restart(r, "%s changed (%s -> %s)", it.name, va ? va : "", vb ? vb : "");
-	}
-	for (int i = 0; i < n->n_dbs; i++) {
-		const sp_db_conf_t *od = sp_config_find_db(o, n->dbs[i].name);
-		if (!od)
-			needs_restart(r, "[database %s] added", n->dbs[i].name);
-		else
-			diff_database(r, od, &n->dbs[i]);
-	}
-	for (int i = 0; i < o->n_dbs; i++)
-		if (!sp_config_find_db(n, o->dbs[i].name))
-			needs_restart(r, "[database %s] removed", o->dbs[i].name);
-}
-
-/*
- * Re-read the file and auth_file and apply the reloadable [shardpool] keys.
- * On failure: false, the reason in err. On success: true, and err holds the
- * changes that need a restart ("listen_port changed (6432 -> 6433); [table
- * app.t] added"), or "" when there are none; each is also logged as a WARNING.
+ * Re-read the file and auth_file and apply what can be (reload.c). On failure:
+ * false, the reason in err. On success: true, and err holds the changes that
+ * need a restart ("listen_port changed (6432 -> 6433); [table app.t] added"),
+ * or "" when there are none; each is also logged as a WARNING.
  */
 bool sp_daemon_reload(char *err, size_t errlen)
 {
 	sp_config_t *ncfg = sp_config_load(sp_g.cfg->path, err, errlen);
 	sp_userlist_t *users;
-	restart_list_t r = {err, errlen, 0, 0, 0};
+	int n_restart;
 	if (!ncfg) {
 		sp_warn("reload failed, keeping the running configuration: %s", err);
 		return false;
@@ -314,25 +136,20 @@ bool sp_daemon_reload(char *err, size_t errlen)
 		sp_config_free(ncfg);
 		return false;
 	}
-	if (errlen > 0)
-		err[0] = 0;
-	diff_config(&r, sp_g.cfg, ncfg);
-	if (r.left_out > 0 && r.len + 40 < errlen)
-		snprintf(err + r.len, errlen - r.len, "; and %d more (see the log)", r.left_out);
 	if (users) {
 		sp_userlist_free(sp_g.users);
 		sp_g.users = users;
 	}
-	sp_config_apply_reloadable(sp_g.cfg, ncfg);
+	n_restart = sp_reload_apply(sp_g.cfg, ncfg, err, errlen);
 	sp_config_free(ncfg);
 	apply_router_config();
 	sp_resolve_reload(sp_g.cfg);
 	sp_health_reload();
 	sp_log_level = sp_g.cfg->log_level;
 	sp_log_reopen();
-	if (r.n > 0)
+	if (n_restart > 0)
 		sp_info("configuration reloaded from %s; %d change%s not applied: %s need%s a restart", sp_g.cfg->path,
-			r.n, r.n == 1 ? "" : "s", r.n == 1 ? "it" : "they", r.n == 1 ? "s" : "");
+			n_restart, n_restart == 1 ? "" : "s", n_restart == 1 ? "it" : "they", n_restart == 1 ? "s" : "");
 	else
 		sp_info("configuration reloaded from %s", sp_g.cfg->path);
 	return true;

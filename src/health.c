@@ -297,6 +297,7 @@ struct node {
 	int cw;		/* smooth weighted round robin: current weight */
 	bool sample;	/* a probe ended since lag was computed */
 	bool seen;
+	struct node *retired_next; /* out of the table since a RELOAD (build) */
 };
 
 struct shard {
@@ -312,6 +313,7 @@ struct shard {
 
 static struct node **nodes;
 static int n_nodes;
+static struct node *retired; /* see build() */
 static struct shard **shards;
 static int n_shards;
 /* build() lays a database's shards out one after the other, by index: find_shard looks
@@ -1691,8 +1693,8 @@ static void build(void)
 		old[i]->seen = false;
 
 	for (int d = 0; cfg && d < cfg->n_dbs; d++) {
-		const sp_db_conf_t *db = &cfg->dbs[d];
-		for (int s = 0; s < db->n_shards; s++) {
+		const sp_db_conf_t *db = cfg->dbs[d];
+		for (int s = 0; !db->removed && s < db->n_shards; s++) {
 			const sp_shard_conf_t *sc = &db->shards[s];
 			struct shard *sh = must(calloc(1, sizeof(*sh)));
 			sh->dbname = dupstr(db->name);
@@ -1716,9 +1718,17 @@ static void build(void)
 				sh->replicas[r] = add_node(sh, r, &sc->replicas[r], old, n_old);
 		}
 	}
+	/* entries gone or changed: clients that routed a read there still hold them
+	 * (sp_health_node, outstanding), so they are kept until sp_health_stop */
 	for (int i = 0; i < n_old; i++)
-		if (old[i])
-			free_node(old[i]);
+		if (old[i]) {
+			old[i]->sh = NULL;
+			old[i]->t = NULL;
+			old[i]->pub.dbname = "";
+			old[i]->pub.conf = NULL;
+			old[i]->retired_next = retired;
+			retired = old[i];
+		}
 	free(old);
 	for (int i = 0; i < n_old_sh; i++)
 		free_shard(old_sh[i]);
@@ -1738,6 +1748,11 @@ static void build(void)
 
 static void free_all(void)
 {
+	while (retired) {
+		struct node *n = retired;
+		retired = n->retired_next;
+		free_node(n);
+	}
 	for (int i = 0; i < n_nodes; i++)
 		free_node(nodes[i]);
 	free(nodes);

@@ -289,7 +289,7 @@ void sp_pool_server_free(sp_pool_t *p, sp_server_t *s)
 		return;
 	}
 	if (s->id <= p->close_upto_id) {
-		sp_server_close(s, "RECONNECT: closed as it was released");
+		sp_server_close(s, "RECONNECT or RELOAD: closed as it was released");
 		return;
 	}
 	if (sp_g.cfg->server_lifetime > 0 && now - s->created_at > sp_g.cfg->server_lifetime && !p->wait_head) {
@@ -426,6 +426,44 @@ void sp_pool_disable_db(const char *dbname, bool disable)
 {
 	if (!set_put(&disabled_dbs, dbname, disable))
 		sp_warn("DISABLE %s: out of memory", dbname);
+}
+
+void sp_pool_reconnect(sp_pool_t *p, const char *why)
+{
+	sp_server_t *s, *next;
+	for (s = sp_server_first(); s; s = s->all_next)
+		if (s->pool == p && s->id > p->close_upto_id)
+			p->close_upto_id = s->id;
+	for (s = p->idle; s; s = next) {
+		next = s->next;
+		sp_server_close(s, why);
+	}
+}
+
+void sp_pool_node_replaced(const sp_node_conf_t *was, const sp_node_conf_t *now, bool changed)
+{
+	for (sp_pool_t *p = pools; p; p = p->next) {
+		if (p->node != was)
+			continue;
+		p->node = now;
+		if (!changed)
+			continue;
+		sp_pool_reconnect(p, "RELOAD: its server entry changed");
+		/* a failed login was the old server's: the new one gets a chance at once */
+		p->retry_at = 0;
+		p->backoff = 0;
+		p->last_error[0] = 0;
+		sp_pool_maintain(p);
+	}
+}
+
+void sp_pool_db_reloaded(const sp_db_conf_t *db)
+{
+	for (sp_pool_t *p = pools; p; p = p->next)
+		if (strcmp(p->dbname, db->name) == 0) {
+			p->pool_mode = sp_config_db_pool_mode(sp_g.cfg, db);
+			sp_pool_maintain(p); /* a larger pool_size serves the waiters now */
+		}
 }
 
 void sp_pool_client_gone(sp_pool_t *home, unsigned long long received, unsigned long long sent)

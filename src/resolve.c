@@ -25,8 +25,8 @@
  *   connection normally finds an answer.
  *
  * Invariants: at most one lookup per name is in flight; an entry is never freed
- * while the process runs (names come from the configuration, which a RELOAD does
- * not change), only by sp_resolve_stop, after which answers of lookups still
+ * while the process runs (names come from the configuration; a name a RELOAD
+ * drops keeps its entry, a few bytes), only by sp_resolve_stop, after which answers of lookups still
  * running are dropped by their worker.
  *
  * Not here: numeric addresses and unix socket paths (sock.c uses them as they
@@ -476,8 +476,8 @@ static void want(const sp_node_conf_t *n, bool again)
 static void want_all(const sp_config_t *cfg, bool again)
 {
 	for (int d = 0; cfg && d < cfg->n_dbs; d++) {
-		const sp_db_conf_t *db = &cfg->dbs[d];
-		for (int s = 0; s < db->n_shards; s++) {
+		const sp_db_conf_t *db = cfg->dbs[d];
+		for (int s = 0; !db->removed && s < db->n_shards; s++) {
 			if (db->shards[s].has_primary)
 				want(&db->shards[s].primary, again);
 			for (int r = 0; r < db->shards[s].n_replicas; r++)

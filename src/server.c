@@ -1102,7 +1102,9 @@ void sp_server_release(sp_server_t *s)
 {
 	sp_pool_t *p = s->pool;
 	const char *reset = sp_g.cfg->server_reset_query;
-	bool need_reset = reset && *reset && (p->pool_mode == SP_POOL_SESSION || sp_g.cfg->server_reset_query_always);
+	/* the client's mode: a RELOAD may have changed the pool's since it logged in */
+	sp_pool_mode_t mode = s->client ? s->client->pool_mode : p->pool_mode;
+	bool need_reset = reset && *reset && (mode == SP_POOL_SESSION || sp_g.cfg->server_reset_query_always);
 	s->client = NULL;
 	if (s->cancels_in_flight > 0 && !s->dirty_close) {
 		/* PostgreSQL has not taken the cancel yet: the next client's query must not

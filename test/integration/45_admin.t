@@ -3,8 +3,11 @@
 # query string is parsed (trailing words are a 42601 syntax error, never ignored;
 # several commands separated by ';' run in order, each with its own result, and a
 # syntax error anywhere runs none of them); PAUSE db / RESUME db act on that database
-# only, an unknown name is an error; RELOAD (and SIGHUP) say which changes of the file
-# they could not apply (a WARNING in the log, a NOTICE to the admin client).
+# only, an unknown name is an error; RELOAD (and SIGHUP) apply databases added and
+# removed (a connected client keeps a removed one), their keys and server lines (an open
+# transaction finishes on the old server), replicas added and removed, and say which
+# changes of the file they could not apply (a WARNING in the log, a NOTICE to the admin
+# client).
 # query_wait_timeout is 1 s: a client waiting out a PAUSE (global or of its database)
 # is not timed out, however long the pause.
 # The pgbouncer commands: SHOW STATS / STATS_TOTALS / STATS_AVERAGES / TOTALS (pgbouncer's
@@ -391,7 +394,9 @@ is "$(q plain "SELECT 'enabled'")" enabled "plain accepts clients again"
 like "$(adm "DISABLE")" "ERROR:  42601: " "DISABLE needs a database: 42601"
 like "$(adm "ENABLE nosuchdb")" "ERROR:  3D000: " "ENABLE of an unknown database: 3D000"
 
-# ---------------------------------------------------------------- RELOAD: what it cannot apply
+# ---------------------------------------------------------------- RELOAD: what it applies, what it cannot
+PGPORT1=$SB_PRIMARY_PORT_1
+RPORT0=$SB_REPLICA_PORT_0_0
 out=$(adm "RELOAD")
 is "$out" "" "RELOAD of an unchanged file: no notice"
 sed -i 's/^default_pool_size = .*/default_pool_size = 6/' "$SP_CONFIG"
@@ -405,7 +410,7 @@ cat >>"$SP_CONFIG" <<EOF
 
 [database added]
 [shard added.0]
-primary = host=127.0.0.1 port=$PGPORT0 dbname=app
+primary = host=127.0.0.1 port=$PGPORT1 dbname=app
 
 [table app.t45_new]
 key = id
@@ -415,33 +420,119 @@ n0=$(grep -c "needs a restart" "$SP_LOG")
 out=$(adm "RELOAD")
 like "$out" "^NOTICE:  01000: " "RELOAD with changes it cannot apply: a NOTICE"
 like "$out" "listen_port" "... naming listen_port"
-like "$out" "pool_mode" "... naming pool_mode"
-like "$out" "\[database core\] pool_size" "... naming [database core] pool_size"
-like "$out" "\[database added\] added" "... naming the added [database added]"
 like "$out" "\[table app.t45_new\] added" "... naming the added [table app.t45_new]"
-unlike "$out" "ERROR" "... and no error: the reloadable keys were applied"
+unlike "$out" "pool_mode|pool_size|\[database" "... and not what it applied: pool_mode, [database core] pool_size, [database added]"
+unlike "$out" "ERROR" "... and no error"
 log=$(tail -n 20 "$SP_LOG")
 like "$log" "WARNING.*listen_port changed \(.*\): needs a restart" "the log: a WARNING for listen_port"
 like "$log" "WARNING.*\[table app.t45_new\] added: needs a restart" "the log: a WARNING for the added table"
-like "$log" "WARNING.*\[database added\] added: needs a restart" "the log: a WARNING for the added database"
+like "$log" "RELOAD: \[database added\] added" "the log: [database added] added"
 is "$(cfg listen_port)" "$SP_PORT" "SHOW CONFIG: listen_port is still the running one"
-is "$(cfg pool_mode)" transaction "SHOW CONFIG: pool_mode is still the running one"
-is "$(adm "SHOW DATABASES" | awk -F'|' '$1 == "added"' | wc -l)" 0 "SHOW DATABASES: [database added] is not there"
+is "$(cfg pool_mode)" session "SHOW CONFIG: pool_mode is the file's (reloadable)"
+is "$(col "SHOW DATABASES" core pool_size)" 3 "SHOW DATABASES: [database core] pool_size = 3 applied"
+is "$(col "SHOW DATABASES" added primary)" "127.0.0.1:$PGPORT1" "SHOW DATABASES: [database added] is there"
+is "$(q added "SELECT inet_server_port()")" "$PGPORT1" "a client of the added database reaches its server at once"
+is "$(col "SHOW POOLS" added pool_mode)" session "... in the pool mode the file now says"
 
 # SIGHUP: the same warnings in the log
 kill -HUP "$SP_PID"
 sleep 1
 n1=$(grep -c "needs a restart" "$SP_LOG")
-ok "SIGHUP: the log warns again about the changes it cannot apply ($n0 -> $n1 lines)" test "$n1" -ge $((n0 + 10))
+ok "SIGHUP: the log warns again about the changes it cannot apply ($n0 -> $n1 lines)" test "$n1" -ge $((n0 + 2))
 
-# removing a database or table: warned too
+# removing a database: new logins refused, a connected client keeps it
 cp "$SP_TMP/orig.ini" "$SP_CONFIG"
-sed '/^\[database core\]$/,$d' "$SP_TMP/orig.ini" >"$SP_CONFIG"
-grep -q '^\[database core\]' "$SP_CONFIG" && diag "the edited config still has [database core]"
-out=$(adm "RELOAD")
-like "$out" "\[database core\] removed" "RELOAD after removing [database core]: named in the NOTICE"
-is "$(q core "SELECT 'core stays'" 5)" "core stays" "... and core still serves clients until a restart"
+is "$(adm "RELOAD")" "" "back to the file shardpool started with: RELOAD without a notice"
+is "$(cfg pool_mode)" transaction "... pool_mode is transaction again"
+
+cat >"$SP_TMP/reload.py" <<'PY'
+# One client of database core holds its connection (and, in step 2, an open
+# transaction) across RELOADs that change the file. argv: port, config, original
+# config, primary port 0, primary port 1, replica port 0.
+import subprocess, sys, time
+import psycopg
+
+port, config, orig, p0, p1, r0 = sys.argv[1:7]
+def check(desc, got, exp):
+    print("check\t%s\t%s\t%s" % (desc, got, exp), flush=True)
+def conn(db):
+    return psycopg.connect("host=127.0.0.1 port=%s user=app password=secret dbname=%s" % (port, db))
+def reload(text):
+    open(config, "w").write(text)
+    r = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "VERBOSITY=verbose", "-h", "127.0.0.1", "-p", port,
+                        "-U", "app", "-d", "shardpool", "-c", "RELOAD"], capture_output=True, text=True,
+                       env={"PGPASSWORD": "secret", "PATH": "/usr/bin:/bin"}, timeout=20)
+    return (r.stdout + r.stderr).strip()
+def one(c, sql):
+    v = c.execute(sql).fetchone()[0]
+    c.commit()
+    return v
+def login_error(db):
+    try:
+        conn(db).close()
+        return "logged in"
+    except psycopg.OperationalError as e:
+        # psycopg gives no SQLSTATE for a failed login: the message names it
+        return "refused: %s" % ('database "%s" does not exist' % db if 'database "%s" does not exist' % db in str(e) else str(e))
+
+base = open(orig).read()
+without_core = base[:base.index("[database core]")]
+
+# 1. [database core] removed
+held = conn("core")
+check("core answers before", one(held, "SELECT 'before'"), "before")
+check("RELOAD without [database core]: no notice", reload(without_core), "")
+check("a new client of the removed database is refused", login_error("core"), 'refused: database "core" does not exist')
+check("the client connected before keeps working", one(held, "SELECT 'still here'"), "still here")
+check("RELOAD with [database core] again: no notice", reload(base), "")
+check("a new client of core logs in again", one(conn("core"), "SELECT 'back'"), "back")
+
+# 2. core's primary line now names another server, during an open transaction
+check("core's server before", str(one(held, "SELECT inet_server_port()")), p0)
+held.execute("CREATE TEMP TABLE t45_reload(x int) ON COMMIT DROP")
+moved = base.replace("[shard core.0]\nprimary = host=127.0.0.1 port=%s " % p0,
+                     "[shard core.0]\nprimary = host=127.0.0.1 port=%s " % p1)
+check("the edit names the other server", moved != base, True)
+check("RELOAD moving core's primary: no notice", reload(moved), "")
+check("the open transaction finishes on the old server",
+      str(held.execute("SELECT inet_server_port() FROM (SELECT count(*) FROM t45_reload) s").fetchone()[0]), p0)
+held.commit()
+check("the same client's next transaction: the new server", str(one(held, "SELECT inet_server_port()")), p1)
+check("a new client: the new server", str(one(conn("core"), "SELECT inet_server_port()")), p1)
+held.close()
+admin = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-p", port, "-U", "app", "-d", "shardpool",
+                        "-c", "SHOW SERVERS"], capture_output=True, text=True, env={"PGPASSWORD": "secret"}, timeout=20)
+ports = sorted({l.split("|")[6].split(":")[-1] for l in admin.stdout.splitlines() if l.split("|")[2:3] == ["core"]})
+check("SHOW SERVERS: core's server connections all go to the new server", ports, [p1])
+
+# 3. a replica line added, then removed: reads follow
+with_replica = base.replace("[shard core.0]\nprimary = host=127.0.0.1 port=%s dbname=app\n" % p0,
+                            "[shard core.0]\nprimary = host=127.0.0.1 port=%s dbname=app\n"
+                            "replica = host=127.0.0.1 port=%s dbname=app\n" % (p0, r0))
+check("the edit adds a replica", with_replica != base, True)
+check("RELOAD adding a replica: no notice", reload(with_replica), "")
+c = conn("core")
+c.autocommit = True
+got = None
+for _ in range(100):
+    got = c.execute("SELECT inet_server_port()").fetchone()[0]
+    if str(got) == r0:
+        break
+    time.sleep(0.1)
+check("reads reach the added replica once it is probed", str(got), r0)
+check("RELOAD removing it: no notice", reload(base), "")
+ports = {str(c.execute("SELECT inet_server_port()").fetchone()[0]) for _ in range(20)}
+check("reads after the replica is removed: the primary only", sorted(ports), [p0])
+c.close()
+print("end")
+PY
+if /usr/bin/python3 -c 'import psycopg' 2>/dev/null; then
+	run_checks reload /usr/bin/python3 "$SP_TMP/reload.py" "$SP_PORT" "$SP_CONFIG" "$SP_TMP/orig.ini" \
+		"$PGPORT0" "$PGPORT1" "$RPORT0"
+else
+	skip "psycopg is not installed: RELOAD with a connected client" 1
+fi
 cp "$SP_TMP/orig.ini" "$SP_CONFIG"
-is "$(adm "RELOAD")" "" "back to the file shardpool runs with: RELOAD without a notice"
+is "$(adm "RELOAD")" "" "back to the file shardpool started with: RELOAD without a notice"
 
 done_testing

@@ -751,10 +751,10 @@ static void test_values(void)
 	cfg = load_text("[shardpool]\nauth_type = trust\n[database a]\n[shard a.0]\n"
 			"primary = host=x\nreplica = port=5433 weight=7 password='a\\'b'\n",
 			err, sizeof(err));
-	ok(cfg && cfg->dbs[0].shards[0].n_replicas == 1 &&
-	       strcmp(cfg->dbs[0].shards[0].replicas[0].host, "127.0.0.1") == 0 &&
-	       cfg->dbs[0].shards[0].replicas[0].weight == 7 &&
-	       strcmp(cfg->dbs[0].shards[0].replicas[0].password, "a'b") == 0,
+	ok(cfg && cfg->dbs[0]->shards[0].n_replicas == 1 &&
+	       strcmp(cfg->dbs[0]->shards[0].replicas[0].host, "127.0.0.1") == 0 &&
+	       cfg->dbs[0]->shards[0].replicas[0].weight == 7 &&
+	       strcmp(cfg->dbs[0]->shards[0].replicas[0].password, "a'b") == 0,
 	   "replica: default host, weight, escaped quote: %s", cfg ? "" : err);
 	sp_config_free(cfg);
 
@@ -765,7 +765,7 @@ static void test_values(void)
 			"keepalives=1\n",
 			err, sizeof(err));
 	{
-		const sp_node_conf_t *n = cfg ? &cfg->dbs[0].shards[0].primary : NULL;
+		const sp_node_conf_t *n = cfg ? &cfg->dbs[0]->shards[0].primary : NULL;
 		ok(n && !strcmp(n->host, "10.1.2.3") && n->port == 6000 && n->connect_timeout == 3 &&
 		       !strcmp(n->application_name, "my app") &&
 		       !strcmp(n->options, "-c statement_timeout=5s"),
@@ -796,7 +796,7 @@ static void test_values(void)
 			"replica = postgresql://%2Fvar%2Frun%2Fpostgresql/app\n",
 			err, sizeof(err));
 	{
-		const sp_shard_conf_t *sh = cfg ? &cfg->dbs[0].shards[0] : NULL;
+		const sp_shard_conf_t *sh = cfg ? &cfg->dbs[0]->shards[0] : NULL;
 		ok(sh && !strcmp(sh->primary.user, "app") && !strcmp(sh->primary.password, "p@ss:w'd") &&
 		       !strcmp(sh->primary.host, "db.example") && sh->primary.port == 6543 &&
 		       !strcmp(sh->primary.dbname, "my db") &&
@@ -932,11 +932,11 @@ static void test_reference(void)
 	ok(strstr(text, "## [shardpool]") && strstr(text, "## [database NAME]") &&
 	       strstr(text, "## [shard DB.N]") && strstr(text, "## [table DB.TABLE]"),
 	   "one section per INI section");
-	ok(strstr(text, "| `pool_mode` | enum: session, transaction, statement | `transaction` | no |"),
+	ok(strstr(text, "| `pool_mode` | enum: session, transaction, statement | `transaction` | yes |"),
 	   "enum row lists the choices");
 	ok(strstr(text, "| `server_idle_timeout` | seconds | `10min` | yes |"),
 	   "duration row with default and reloadable");
-	ok(strstr(text, "| `replica` | conninfo | (none) | no |") && strstr(text, "Repeatable."),
+	ok(strstr(text, "| `replica` | conninfo | (none) | yes |") && strstr(text, "Repeatable."),
 	   "special keys documented");
 	ok(strstr(text, "199 characters") != NULL, "file format rules documented");
 	free(text);
@@ -955,7 +955,7 @@ static void test_example(void)
 		return;
 	}
 	for (int i = 0; i < cfg->n_dbs; i++) {
-		const sp_db_conf_t *db = &cfg->dbs[i];
+		const sp_db_conf_t *db = cfg->dbs[i];
 
 		if (db->n_shards == 2) {
 			sharded++;
