@@ -117,6 +117,7 @@ typedef struct sp_config {
 	char *listen_addr;       /* "*" or comma-free address; default "127.0.0.1" */
 	int listen_port;         /* 6432 */
 	char *unix_socket_dir;   /* "" disables; default "/tmp" */
+	bool so_reuseport;       /* several processes share the port (rolling upgrade) */
 	int workers;             /* event-loop threads; default 1 */
 	sp_pool_mode_t pool_mode;
 	int default_pool_size;   /* 20 */

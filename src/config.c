@@ -175,6 +175,13 @@ static const struct keydef keys[] = {
      .help = "TCP port; also names the unix socket (.s.PGSQL.PORT)."},
     {G(unix_socket_dir), .type = KT_STRING, .def = "/tmp",
      .help = "Directory of the unix socket; empty disables it."},
+    {G(so_reuseport), .type = KT_BOOL, .def = "no",
+     .help = "Let several shardpool processes listen on the same port, for an upgrade or "
+	     "restart without refused connections: start the new process beside the running "
+	     "one, then stop the old one with SIGTERM. The kernel spreads new TCP connections "
+	     "over the processes (SO_REUSEPORT); the newest process takes over the unix socket "
+	     "and the pid file. Without it a second process on the same port or unix socket "
+	     "refuses to start."},
     {G(workers), .type = KT_INT, .def = "1", .min = 1, .max = 1,
      .help = "Number of event-loop threads; this version runs one (a single core "
 	     "serves tens of thousands of transactions per second)."},

@@ -190,30 +190,65 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	sp_daemon_shutdown(false);
 }
 
-static bool write_pidfile(const char *path)
+/* The process id the pid file names, 0 if none. */
+static long pidfile_pid(const char *path)
 {
-	FILE *fp;
-	if (!path || !*path)
-		return true;
-	fp = fopen(path, "r");
-	if (fp) {
-		long pid = 0;
-		if (fscanf(fp, "%ld", &pid) == 1 && pid > 0 && kill((pid_t)pid, 0) == 0 && pid != getpid()) {
-			fclose(fp);
-			fprintf(stderr, "shardpool: pid file %s names running process %ld; is shardpool already running?\n",
-				path, pid);
-			return false;
-		}
-		fclose(fp);
-	}
-	fp = fopen(path, "w");
+	FILE *fp = fopen(path, "r");
+	long pid = 0;
+	if (!fp)
+		return 0;
+	if (fscanf(fp, "%ld", &pid) != 1 || pid < 0)
+		pid = 0;
+	fclose(fp);
+	return pid;
+}
+
+static long pid_taken_from; /* so_reuseport: the running process the pid file named */
+
+static bool put_pid(const char *path, long pid)
+{
+	FILE *fp = fopen(path, "w");
 	if (!fp) {
 		fprintf(stderr, "shardpool: cannot write pid file %s: %s\n", path, strerror(errno));
 		return false;
 	}
-	fprintf(fp, "%ld\n", (long)getpid());
+	fprintf(fp, "%ld\n", pid);
 	fclose(fp);
 	return true;
+}
+
+/* A running process named there is refused, unless so_reuseport: the new process takes
+ * the file over, and the old one leaves it alone at its exit (remove_pidfile). */
+static bool write_pidfile(const char *path)
+{
+	long pid;
+	if (!path || !*path)
+		return true;
+	pid = pidfile_pid(path);
+	if (pid > 0 && pid != getpid() && kill((pid_t)pid, 0) == 0) {
+		if (!sp_g.cfg->so_reuseport) {
+			fprintf(stderr, "shardpool: pid file %s names running process %ld; is shardpool already running?\n",
+				path, pid);
+			return false;
+		}
+		sp_info("so_reuseport: the pid file %s names running process %ld; it names this one from now on",
+			path, pid);
+		pid_taken_from = pid;
+	}
+	return put_pid(path, (long)getpid());
+}
+
+/* At exit: remove the pid file if it still names this process; a start that failed
+ * after taking it over gives it back. */
+static void remove_pidfile(bool start_failed)
+{
+	const char *path = sp_g.cfg->pid_file;
+	if (!path || !*path || pidfile_pid(path) != (long)getpid())
+		return;
+	if (start_failed && pid_taken_from > 0 && kill((pid_t)pid_taken_from, 0) == 0)
+		put_pid(path, pid_taken_from);
+	else
+		unlink(path);
 }
 
 static void raise_fd_limit(void)
@@ -325,8 +360,7 @@ int sp_daemon_run(const char *config_path, bool daemonize)
 	if (!sp_listener_start(err, sizeof(err))) {
 		sp_error("%s", err);
 		fprintf(stderr, "shardpool: %s\n", err);
-		if (sp_g.cfg->pid_file && *sp_g.cfg->pid_file)
-			unlink(sp_g.cfg->pid_file);
+		remove_pidfile(true);
 		return 1;
 	}
 	ev_signal_init(&sig_term, on_signal, SIGTERM);
@@ -370,8 +404,7 @@ int sp_daemon_run(const char *config_path, bool daemonize)
 	teardown();
 	sp_resolve_stop();
 	sp_info("shardpool stopped");
-	if (sp_g.cfg->pid_file && *sp_g.cfg->pid_file)
-		unlink(sp_g.cfg->pid_file);
+	remove_pidfile(false);
 	sp_router_shutdown();
 	sp_auth_cache_free();
 	sp_userlist_free(sp_g.users);

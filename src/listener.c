@@ -4,6 +4,14 @@
  * psql -h DIR works. Accepted sockets are made non-blocking with TCP_NODELAY
  * and handed to sp_client_accept(). On EMFILE it pauses accepting briefly
  * instead of spinning.
+ *
+ * Several processes on one port (so_reuseport, for an upgrade without refused
+ * connections): the TCP sockets get SO_REUSEPORT; the unix socket of a running
+ * process is taken over by binding a new one beside it and renaming it into
+ * place, so connections from then on reach the newest process. A process
+ * removes the socket file at exit only if it is still its own. Without
+ * so_reuseport a unix socket another process accepts on is an error (a stale
+ * one, left by a crash, is replaced).
  */
 #include "listener.h"
 
@@ -37,6 +45,8 @@ typedef struct listener {
 	int fd;
 	bool is_unix;
 	char path[128];
+	dev_t dev; /* the unix socket file we bound: removed at exit if it is still there */
+	ino_t ino;
 } listener_t;
 
 static listener_t listeners[MAX_LISTENERS];
@@ -163,10 +173,20 @@ static bool listen_tcp(const char *addr, int port, char *err, size_t errlen)
 		if (fd < 0)
 			continue;
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (sp_g.cfg->so_reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
+			snprintf(err, errlen, "so_reuseport: %s", strerror(errno));
+			close(fd);
+			freeaddrinfo(res);
+			return false;
+		}
 		if (ai->ai_family == AF_INET6)
 			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 		if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 4096) < 0) {
-			snprintf(err, errlen, "could not listen on %s:%d: %s", addr, port, strerror(errno));
+			snprintf(err, errlen, "could not listen on %s:%d: %s%s", addr, port, strerror(errno),
+				 errno == EADDRINUSE && !sp_g.cfg->so_reuseport
+				     ? " (another process listens there; so_reuseport = yes lets several "
+				       "shardpool processes share the port)"
+				     : "");
 			close(fd);
 			freeaddrinfo(res);
 			return false;
@@ -182,26 +202,73 @@ static bool listen_tcp(const char *addr, int port, char *err, size_t errlen)
 	return true;
 }
 
+/* Does a process accept connections on the unix socket un? (A stale file refuses.) */
+static bool unix_socket_live(const struct sockaddr_un *un)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	bool live;
+	if (fd < 0)
+		return false;
+	live = connect(fd, (const struct sockaddr *)un, sizeof(*un)) == 0 || errno == EAGAIN;
+	close(fd);
+	return live;
+}
+
 static bool listen_unix(const char *dir, int port, char *err, size_t errlen)
 {
-	struct sockaddr_un un;
-	int fd;
+	struct sockaddr_un un, at;
+	struct stat st;
+	bool take_over = false;
+	int fd, n;
 	memset(&un, 0, sizeof(un));
 	un.sun_family = AF_UNIX;
-	snprintf(un.sun_path, sizeof(un.sun_path), "%s/.s.PGSQL.%d", dir, port);
+	n = snprintf(un.sun_path, sizeof(un.sun_path), "%s/.s.PGSQL.%d", dir, port);
+	at = un;
+	if (n < 0 || (size_t)n >= sizeof(un.sun_path)) {
+		snprintf(err, errlen, "unix_socket_dir %s: the path is too long for a unix socket", dir);
+		return false;
+	}
+	if (lstat(un.sun_path, &st) == 0) {
+		if (unix_socket_live(&un)) {
+			if (!sp_g.cfg->so_reuseport) {
+				snprintf(err, errlen,
+					 "another process listens on %s (is shardpool already running? "
+					 "so_reuseport = yes lets a new one take over)",
+					 un.sun_path);
+				return false;
+			}
+			/* bind beside it, then rename into place: the switch is atomic */
+			take_over = true;
+			n = snprintf(at.sun_path, sizeof(at.sun_path), "%s/.s.PGSQL.%d.%ld", dir, port, (long)getpid());
+			if (n < 0 || (size_t)n >= sizeof(at.sun_path)) {
+				snprintf(err, errlen, "unix_socket_dir %s: the path is too long for a unix socket", dir);
+				return false;
+			}
+			unlink(at.sun_path);
+		} else {
+			unlink(un.sun_path); /* left by a process that is gone */
+		}
+	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		snprintf(err, errlen, "unix socket: %s", strerror(errno));
 		return false;
 	}
-	unlink(un.sun_path);
-	if (bind(fd, (struct sockaddr *)&un, sizeof(un)) < 0 || listen(fd, 4096) < 0) {
+	if (bind(fd, (struct sockaddr *)&at, sizeof(at)) < 0 || listen(fd, 4096) < 0 ||
+	    chmod(at.sun_path, 0777) < 0 || (take_over && rename(at.sun_path, un.sun_path) < 0) ||
+	    stat(un.sun_path, &st) < 0) {
 		snprintf(err, errlen, "could not listen on %s: %s", un.sun_path, strerror(errno));
+		if (take_over)
+			unlink(at.sun_path);
 		close(fd);
 		return false;
 	}
-	chmod(un.sun_path, 0777);
-	return add(fd, true, un.sun_path);
+	if (take_over)
+		sp_info("so_reuseport: took the unix socket %s over from the process listening there", un.sun_path);
+	add(fd, true, un.sun_path);
+	listeners[n_listeners - 1].dev = st.st_dev;
+	listeners[n_listeners - 1].ino = st.st_ino;
+	return true;
 }
 
 bool sp_listener_start(char *err, size_t errlen)
@@ -241,8 +308,13 @@ void sp_listener_stop(void)
 		ev_io_stop(sp_loop, &listeners[i].io);
 		close(listeners[i].fd);
 		listeners[i].fd = -1;
-		if (listeners[i].is_unix)
-			unlink(listeners[i].path);
+		if (listeners[i].is_unix) {
+			/* unless a newer process took the name over (so_reuseport) */
+			struct stat st;
+			if (stat(listeners[i].path, &st) == 0 && st.st_dev == listeners[i].dev &&
+			    st.st_ino == listeners[i].ino)
+				unlink(listeners[i].path);
+		}
 	}
 	if (ev_is_active(&resume_timer))
 		ev_timer_stop(sp_loop, &resume_timer);

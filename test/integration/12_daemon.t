@@ -5,7 +5,9 @@
 # start failed (pid file, log file, port in use) on standard error with status 1;
 # --check-config reads the auth_file and refuses the admin console's names; an
 # open-file limit below max_client_conn is warned about at start, and clients beyond
-# it are refused with 53300 instead of waiting unanswered in the listen backlog.
+# it are refused with 53300 instead of waiting unanswered in the listen backlog. A
+# second process on a unix socket in use is refused; with so_reuseport two share the
+# port and the socket, and the old one can be stopped without a refused client.
 . "$(dirname "$0")/lib.sh"
 
 command -v psql >/dev/null || skip_all "psql is not installed"
@@ -109,5 +111,57 @@ sleep 0.5
 is "$(q "SELECT 'again'")" again "once the descriptors are free, clients are served again"
 ok "shardpool is still running" kill -0 "$(cat "$SP_TMP/f.pid")"
 stop_pid "$SP_TMP/f.pid"
+
+# ---------------------------------------------------------------- the unix socket of a running process
+sock=$SP_TMP/sock
+mkdir -p "$sock"
+qs() { PGCONNECT_TIMEOUT=10 timeout 20 psql -X -A -t -h "$sock" -p "$SP_PORT" -U app -d plain -c "$1" 2>&1; }
+cfg "$SP_TMP/u1.ini" "pid_file = $SP_TMP/u1.pid" "log_file = $SP_TMP/u1.log"
+sed -i "s#^listen_addr = .*#listen_addr =#; s#^unix_socket_dir =.*#unix_socket_dir = $sock#" "$SP_TMP/u1.ini"
+at_exit "stop_pid $SP_TMP/u1.pid"
+timeout 20 "$BIN" -d "$SP_TMP/u1.ini" >/dev/null 2>&1 || bail_out "cannot start shardpool on a unix socket"
+is "$(qs "SELECT 'on the socket'")" "on the socket" "a shardpool on a unix socket only serves clients"
+sed "s#^pid_file = .*#pid_file = $SP_TMP/u2.pid#" "$SP_TMP/u1.ini" >"$SP_TMP/u2.ini"
+out=$(timeout 20 "$BIN" -d "$SP_TMP/u2.ini" 2>&1)
+is "$?" 1 "a second shardpool on the same unix socket: exit status 1"
+like "$out" "another process listens on .*s.PGSQL.$SP_PORT" "  saying another process listens there"
+is "$(qs "SELECT 'still mine'")" "still mine" "  and the socket file was not taken from the first one"
+stop_pid "$SP_TMP/u1.pid"
+ok "the socket file is removed at exit" test ! -e "$sock/.s.PGSQL.$SP_PORT"
+
+# ---------------------------------------------------------------- so_reuseport: an upgrade without a gap
+# gone PID: wait (5 s at most) until the process has exited
+gone() { for ((i = 0; i < 50; i++)); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; return 1; }
+cfg "$SP_TMP/r.ini" "pid_file = $SP_TMP/r.pid" "log_file = $SP_TMP/r.log" "so_reuseport = yes" \
+	"shutdown_timeout = 5"
+sed -i "s#^unix_socket_dir =.*#unix_socket_dir = $sock#" "$SP_TMP/r.ini"
+at_exit "stop_pid $SP_TMP/r.pid"
+timeout 20 "$BIN" -d "$SP_TMP/r.ini" >/dev/null 2>&1 || bail_out "cannot start shardpool with so_reuseport"
+old=$(cat "$SP_TMP/r.pid")
+at_exit "kill $old 2>/dev/null"
+out=$(timeout 20 "$BIN" -d "$SP_TMP/r.ini" 2>&1)
+is "$?" 0 "so_reuseport: a second shardpool on the same port and socket starts"
+new=$(cat "$SP_TMP/r.pid")
+isnt "$new" "$old" "  the pid file names the new process"
+ok "  and the old one still runs" kill -0 "$old"
+mark=$(wc -l <"$SP_TMP/r.log")
+fails=0
+for ((i = 0; i < 40; i++)); do [ "$(q "SELECT 1")" = 1 ] || fails=$((fails + 1)); done
+is "$fails" 0 "40 clients while both run: all served"
+pids=$(tail -n +"$((mark + 1))" "$SP_TMP/r.log" | grep "new connection" | sed -n 's/^[^[]*\[\([0-9]*\)\].*/\1/p' | sort -u | wc -l)
+is "$pids" 2 "  by both processes (the kernel spreads them)"
+kill -TERM "$old"
+ok "SIGTERM: the old process exits" gone "$old"
+is "$(cat "$SP_TMP/r.pid" 2>&1)" "$new" "  leaving the pid file to the new one"
+ok "  and the unix socket file too" test -S "$sock/.s.PGSQL.$SP_PORT"
+fails=0
+for ((i = 0; i < 20; i++)); do
+	[ "$(q "SELECT 1")" = 1 ] || fails=$((fails + 1))
+	[ "$(qs "SELECT 1")" = 1 ] || fails=$((fails + 1))
+done
+is "$fails" 0 "40 clients after the old process left (TCP and unix socket): all served by the new one"
+stop_pid "$SP_TMP/r.pid"
+ok "the last process removes its pid file" test ! -e "$SP_TMP/r.pid"
+ok "  and its socket file" test ! -e "$sock/.s.PGSQL.$SP_PORT"
 
 done_testing
