@@ -14,6 +14,7 @@ typedef struct sp_daemon {
 	sp_config_t *cfg;
 	sp_userlist_t *users;
 	bool shutting_down;
+	bool wait_for_clients; /* SHUTDOWN WAIT_FOR_CLIENTS: exit when every client has left */
 	bool paused;
 	double shutdown_deadline;
 	int exit_code;
@@ -26,6 +27,9 @@ int sp_daemon_run(const char *config_path, bool daemonize);
  * success err lists the changes the file makes that need a restart ("" for none). */
 bool sp_daemon_reload(char *err, size_t errlen);
 void sp_daemon_shutdown(bool immediate);
+/* SHUTDOWN WAIT_FOR_CLIENTS: stop accepting and exit once every client has left on its
+ * own (no shutdown_timeout); a signal then makes it an ordinary shutdown. */
+void sp_daemon_shutdown_wait_for_clients(void);
 uint64_t sp_next_id(void);
 
 #endif

@@ -692,7 +692,7 @@ static void show_state(sp_buf_t *out)
 	"\n\tENABLE <db>"                                                                           \
 	"\n\tRECONNECT [<db>]"                                                                      \
 	"\n\tKILL <db>"                                                                             \
-	"\n\tSHUTDOWN"                                                                              \
+	"\n\tSHUTDOWN [WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS]"                                          \
 	"\n\tWAIT_CLOSE [<db>]"
 
 static void show_help(sp_buf_t *out)
@@ -759,6 +759,7 @@ typedef struct cmd {
 	show_fn show;               /* C_SHOW */
 	char name[NAME_MAX_LEN + 1]; /* the database of PAUSE, KILL ...; "" for all */
 	bool quoted;                /* the name was double-quoted: matched exactly */
+	bool wait_for_clients;      /* SHUTDOWN WAIT_FOR_CLIENTS */
 } cmd_t;
 
 static void show_version(sp_buf_t *out)
@@ -1027,8 +1028,16 @@ static parsed_t parse_statement(const char **pp, cmd_t *cmd, perr_t *e)
 		cmd->verb = C_RELOAD;
 		hint = "RELOAD takes no arguments; separate several commands with ';'.";
 	} else if (keyword_is(&t, "SHUTDOWN")) {
+		const char *save = *pp;
 		cmd->verb = C_SHUTDOWN;
-		hint = "SHUTDOWN takes no arguments; separate several commands with ';'.";
+		hint = "SHUTDOWN takes WAIT_FOR_SERVERS, WAIT_FOR_CLIENTS or nothing; separate several "
+		       "commands with ';'.";
+		if (!lex(pp, &t, e))
+			return P_ERROR;
+		if (keyword_is(&t, "WAIT_FOR_CLIENTS"))
+			cmd->wait_for_clients = true;
+		else if (!keyword_is(&t, "WAIT_FOR_SERVERS"))
+			*pp = save;
 	} else {
 		unknown_word(e, &t, "admin command", COMMANDS_HINT);
 		return P_ERROR;
@@ -1450,7 +1459,10 @@ static run_t run(sp_client_t *c, const cmd_t *cmd, const char *rest)
 	}
 	case C_SHUTDOWN:
 		sp_msg_write_command_complete(out, "SHUTDOWN");
-		sp_daemon_shutdown(false);
+		if (cmd->wait_for_clients)
+			sp_daemon_shutdown_wait_for_clients();
+		else
+			sp_daemon_shutdown(false);
 		return RUN_OK;
 	case C_SHOW:
 		break;

@@ -155,8 +155,19 @@ bool sp_daemon_reload(char *err, size_t errlen)
 	return true;
 }
 
+void sp_daemon_shutdown_wait_for_clients(void)
+{
+	if (sp_g.shutting_down || sp_g.wait_for_clients)
+		return;
+	sp_info("shutdown: no new connections; exiting when the last client has left");
+	/* not shutting_down: the clients still here are served as before, pools and all */
+	sp_g.wait_for_clients = true;
+	sp_listener_stop();
+}
+
 void sp_daemon_shutdown(bool immediate)
 {
+	sp_g.wait_for_clients = false; /* a signal meanwhile: the ordinary shutdown */
 	if (immediate || sp_g.shutting_down) {
 		sp_info("shutting down now");
 		ev_break(sp_loop, EVBREAK_ALL);

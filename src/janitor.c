@@ -116,7 +116,15 @@ static void tick(struct ev_loop *loop, ev_timer *w, int revents)
 	check_clients(now);
 	for (sp_pool_t *p = sp_pool_first(); p; p = p->next)
 		sp_pool_maintain(p);
-	if (sp_g.shutting_down) {
+	if (sp_g.wait_for_clients) {
+		/* SHUTDOWN WAIT_FOR_CLIENTS: until the last client (other than admin
+		 * consoles) is gone, however long that takes */
+		bool left = false;
+		for (sp_client_t *c = sp_client_first(); c && !left; c = c->next)
+			left = c->state != SP_CLIENT_CLOSED && !c->is_admin;
+		if (!left)
+			ev_break(sp_loop, EVBREAK_ALL);
+	} else if (sp_g.shutting_down) {
 		bool busy = false;
 		for (sp_client_t *c = sp_client_first(); c; c = c->next)
 			if (c->state == SP_CLIENT_ACTIVE)

@@ -133,7 +133,7 @@ ok "the socket file is removed at exit" test ! -e "$sock/.s.PGSQL.$SP_PORT"
 # gone PID: wait (5 s at most) until the process has exited
 gone() { for ((i = 0; i < 50; i++)); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; return 1; }
 cfg "$SP_TMP/r.ini" "pid_file = $SP_TMP/r.pid" "log_file = $SP_TMP/r.log" "so_reuseport = yes" \
-	"shutdown_timeout = 5"
+	"shutdown_timeout = 5" "admin_users = app"
 sed -i "s#^unix_socket_dir =.*#unix_socket_dir = $sock#" "$SP_TMP/r.ini"
 at_exit "stop_pid $SP_TMP/r.pid"
 timeout 20 "$BIN" -d "$SP_TMP/r.ini" >/dev/null 2>&1 || bail_out "cannot start shardpool with so_reuseport"
@@ -160,6 +160,57 @@ for ((i = 0; i < 20; i++)); do
 	[ "$(qs "SELECT 1")" = 1 ] || fails=$((fails + 1))
 done
 is "$fails" 0 "40 clients after the old process left (TCP and unix socket): all served by the new one"
+
+# SHUTDOWN WAIT_FOR_CLIENTS on the admin console: the old process keeps serving the
+# clients it has until they leave, new ones reach the new process
+cat >"$SP_TMP/wait_clients.py" <<'PY'
+import os, subprocess, sys, time
+import psycopg
+port, ini, pidfile, binary = sys.argv[1:5]
+def check(desc, got, exp):
+    print("check\t%s\t%s\t%s" % (desc, got, exp), flush=True)
+def conn(db):
+    c = psycopg.connect("host=127.0.0.1 port=%s user=app dbname=%s" % (port, db), autocommit=True)
+    return c
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+old = int(open(pidfile).read())
+held = conn("plain")            # only one process runs: these reach it
+adm = conn("shardpool")
+r = subprocess.run([binary, "-d", ini], capture_output=True, text=True, timeout=30)
+check("a third process starts beside it", r.returncode, 0)
+new = int(open(pidfile).read())
+adm.execute("SHUTDOWN WAIT_FOR_CLIENTS")
+ok = 0
+for i in range(10):
+    ok += held.execute("SELECT %s::int", (i,)).fetchone()[0] == i
+    time.sleep(0.1)
+check("after SHUTDOWN WAIT_FOR_CLIENTS its client is still served (10 transactions)", ok, 10)
+check("  and the process still runs", alive(old), True)
+served = 0
+for i in range(20):
+    c = conn("plain")
+    served += c.execute("SELECT 1").fetchone()[0] == 1
+    c.close()
+check("20 new clients meanwhile: all served (by the new process)", served, 20)
+held.close()
+for i in range(50):
+    if not alive(old):
+        break
+    time.sleep(0.1)
+check("the old process exits once its last client has left (admin consoles do not count)", alive(old), False)
+check("the new one runs on", alive(new), True)
+print("end")
+PY
+if $PY -c 'import psycopg' 2>/dev/null; then
+	run_checks wait_clients "$PY" "$SP_TMP/wait_clients.py" "$SP_PORT" "$SP_TMP/r.ini" "$SP_TMP/r.pid" "$BIN"
+else
+	skip "psycopg is not installed: SHUTDOWN WAIT_FOR_CLIENTS" 1
+fi
 stop_pid "$SP_TMP/r.pid"
 ok "the last process removes its pid file" test ! -e "$SP_TMP/r.pid"
 ok "  and its socket file" test ! -e "$sock/.s.PGSQL.$SP_PORT"

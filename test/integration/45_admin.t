@@ -394,6 +394,10 @@ is "$(q plain "SELECT 'enabled'")" enabled "plain accepts clients again"
 like "$(adm "DISABLE")" "ERROR:  42601: " "DISABLE needs a database: 42601"
 like "$(adm "ENABLE nosuchdb")" "ERROR:  3D000: " "ENABLE of an unknown database: 3D000"
 
+like "$(adm "SHUTDOWN NOW")" "ERROR:  42601: .*SHUTDOWN takes WAIT_FOR_SERVERS, WAIT_FOR_CLIENTS or nothing" \
+	"SHUTDOWN with an unknown mode: 42601, and no shutdown"
+is "$(q plain "SELECT 'not shut down'")" "not shut down" "... shardpool still serves"
+
 # ---------------------------------------------------------------- RELOAD: what it applies, what it cannot
 PGPORT1=$SB_PRIMARY_PORT_1
 RPORT0=$SB_REPLICA_PORT_0_0
