@@ -102,6 +102,17 @@ struct sp_client {
 	int32_t cancel_pid, cancel_key;
 	sp_params_t params;          /* the session the client expects */
 	sp_params_t startup;         /* what the client sent in its startup packet */
+	/* serializable_by_default's answer for the parameter sets of these signatures
+	 * (looked up once per change, not by name on every transaction) */
+	uint64_t ser_sig_params, ser_sig_startup;
+	/* the pools this client's transactions went to lately (pools live until exit):
+	 * found here, a routed transaction does not hash its database and user names */
+	struct sp_pool_memo {
+		sp_pool_t *pool;
+		int shard, replica; /* replica -1: the primary */
+	} pool_memo[4];
+	int ser_n_params, ser_n_startup; /* -1: not computed yet */
+	bool ser_default;
 	sp_pstmt_map_t pstmts;
 
 	/* auth */

@@ -310,6 +310,7 @@ void sp_client_accept(int fd, const struct sockaddr *addr, socklen_t len)
 		return;
 	}
 	c->id = sp_next_id();
+	c->ser_n_params = c->ser_n_startup = -1;
 	memcpy(&c->peer, addr, len < sizeof(c->peer) ? len : sizeof(c->peer));
 	if (addr->sa_family == AF_INET) {
 		const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
@@ -1781,6 +1782,22 @@ static void local_error(sp_client_t *c, const char *sqlstate, const char *msg, c
 
 static void start_transaction(sp_client_t *c);
 
+/* The pool of this client's user on that node (replica -1: the primary), from its memo. */
+static sp_pool_t *node_pool(sp_client_t *c, int shard, int replica)
+{
+	struct sp_pool_memo *m = &c->pool_memo[((unsigned)shard * 3u + (unsigned)(replica + 1)) & 3u];
+	if (!m->pool || m->shard != shard || m->replica != replica) {
+		sp_pool_t *p = replica < 0 ? sp_pool_get(c->dbname, c->user, shard, SP_ROLE_PRIMARY, 0)
+					   : sp_pool_get(c->dbname, c->user, shard, SP_ROLE_REPLICA, replica);
+		if (!p)
+			return NULL;
+		m->pool = p;
+		m->shard = shard;
+		m->replica = replica;
+	}
+	return m->pool;
+}
+
 static sp_pool_t *replica_pool(sp_client_t *c, int shard, int replica)
 {
 	sp_node_health_t *n = sp_health_node(c->db->name, shard, replica);
@@ -1788,7 +1805,7 @@ static sp_pool_t *replica_pool(sp_client_t *c, int shard, int replica)
 		n->outstanding++;
 		c->read_node = n;
 	}
-	return sp_pool_get(c->dbname, c->user, shard, SP_ROLE_REPLICA, replica);
+	return node_pool(c, shard, replica);
 }
 
 static void causal_tick(struct ev_loop *loop, ev_timer *w, int revents)
@@ -1838,12 +1855,21 @@ static void start_causal_wait(sp_client_t *c, int shard)
  * promoted replica) otherwise. NULL after sending the client an error.
  */
 /* The client's transactions are SERIALIZABLE by default: a hot standby cannot run them. */
-static bool serializable_by_default(const sp_client_t *c)
+static bool serializable_by_default(sp_client_t *c)
 {
-	const char *v = sp_params_get(&c->params, "default_transaction_isolation");
+	const char *v;
+	if (c->ser_n_params == c->params.n && c->ser_sig_params == c->params.sig &&
+	    c->ser_n_startup == c->startup.n && c->ser_sig_startup == c->startup.sig)
+		return c->ser_default;
+	v = sp_params_get(&c->params, "default_transaction_isolation");
 	if (!v)
 		v = sp_params_get(&c->startup, "default_transaction_isolation");
-	return v && strcasecmp(v, "serializable") == 0;
+	c->ser_default = v && strcasecmp(v, "serializable") == 0;
+	c->ser_n_params = c->params.n;
+	c->ser_sig_params = c->params.sig;
+	c->ser_n_startup = c->startup.n;
+	c->ser_sig_startup = c->startup.sig;
+	return c->ser_default;
 }
 
 static sp_pool_t *choose_pool(sp_client_t *c, int shard, bool write, bool read)
@@ -1894,9 +1920,7 @@ static sp_pool_t *choose_pool(sp_client_t *c, int shard, bool write, bool read)
 		c->txn_wrote = true;
 	cl_log(c, SP_LOG_DEBUG, "routed to shard %d %s%s (min lsn %llx)", shard, w >= 0 ? "promoted replica" : "primary",
 	       want_replica ? " for a read" : "", c->written_lsn ? (unsigned long long)c->written_lsn[shard] : 0ULL);
-	if (w >= 0)
-		return sp_pool_get(c->dbname, c->user, shard, SP_ROLE_REPLICA, w);
-	return sp_pool_get(c->dbname, c->user, shard, SP_ROLE_PRIMARY, 0);
+	return node_pool(c, shard, w >= 0 ? w : -1);
 }
 
 static bool valid_header(char type, uint32_t len);
