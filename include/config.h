@@ -196,6 +196,20 @@ sp_pool_mode_t sp_config_db_pool_mode(const sp_config_t *cfg, const sp_db_conf_t
 /* True if user is listed in the comma-separated list (admin_users, stats_users). */
 bool sp_config_user_in_list(const char *list, const char *user);
 
+/*
+ * The admin console's SET: change a reloadable [shardpool] key of the running
+ * configuration (until the next RELOAD reads the file). Paths and function lists
+ * are not set this way. On an error, err says why.
+ */
+typedef enum {
+	SP_CONFIG_SET_OK,
+	SP_CONFIG_SET_UNKNOWN, /* no such [shardpool] key */
+	SP_CONFIG_SET_FIXED,   /* not reloadable, or set only in the file */
+	SP_CONFIG_SET_INVALID, /* a bad value, or against another key's value */
+} sp_config_set_result_t;
+sp_config_set_result_t sp_config_set(sp_config_t *cfg, const char *name, const char *value, char *err,
+				     size_t errlen);
+
 /* Print a human summary (databases, shards, pools) for --check-config. */
 void sp_config_print_summary(const sp_config_t *cfg, FILE *out);
 

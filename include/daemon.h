@@ -27,6 +27,8 @@ int sp_daemon_run(const char *config_path, bool daemonize);
  * success err lists the changes the file makes that need a restart ("" for none). */
 bool sp_daemon_reload(char *err, size_t errlen);
 void sp_daemon_shutdown(bool immediate);
+/* The running [shardpool] keys changed (RELOAD, the admin console's SET): apply them. */
+void sp_daemon_settings_changed(void);
 /* SHUTDOWN WAIT_FOR_CLIENTS: stop accepting and exit once every client has left on its
  * own (no shutdown_timeout); a signal then makes it an ordinary shutdown. */
 void sp_daemon_shutdown_wait_for_clients(void);

@@ -686,6 +686,7 @@ static void show_state(sp_buf_t *out)
 	"\n\tSHOW LISTS|MEM|STATE|HEALTH|REPLICAS|ROUTE CACHE"                                      \
 	"\n\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS"                                         \
 	"\n\tRELOAD"                                                                                \
+	"\n\tSET <key> = <value>"                                                                   \
 	"\n\tPAUSE [<db>]"                                                                          \
 	"\n\tRESUME [<db>]"                                                                         \
 	"\n\tDISABLE <db>"                                                                          \
@@ -738,7 +739,8 @@ typedef enum {
 	C_KILL,
 	C_DISABLE,
 	C_ENABLE,
-	C_SUSPEND
+	C_SUSPEND,
+	C_SET
 } verb_t;
 
 /* The commands that take a database name: its keyword, and whether the name is required. */
@@ -760,6 +762,8 @@ typedef struct cmd {
 	char name[NAME_MAX_LEN + 1]; /* the database of PAUSE, KILL ...; "" for all */
 	bool quoted;                /* the name was double-quoted: matched exactly */
 	bool wait_for_clients;      /* SHUTDOWN WAIT_FOR_CLIENTS */
+	char key[64];               /* SET key = value */
+	char value[512];
 } cmd_t;
 
 static void show_version(sp_buf_t *out)
@@ -788,7 +792,7 @@ static const struct {
 #define SHOW_HINT "SHOW HELP lists the subjects: POOLS, CLIENTS, SERVERS, DATABASES, STATS, USERS, LISTS, STATE, HEALTH, ..."
 #define COMMANDS_HINT                                                                                                  \
 	"Commands: SHOW ..., PAUSE [db], RESUME [db], RECONNECT [db], WAIT_CLOSE [db], KILL db, DISABLE db, ENABLE db, " \
-	"RELOAD, SHUTDOWN; separate several with ';'. SHOW HELP lists them."
+	"RELOAD, SET key = value, SHUTDOWN; separate several with ';'. SHOW HELP lists them."
 
 static bool word_char(unsigned char ch)
 {
@@ -915,6 +919,48 @@ static bool tok_value(const tok_t *t, char *buf, size_t len)
 	return true;
 }
 
+static bool syntax_error(perr_t *e, const tok_t *t, const char *hint);
+
+/* SET's value: a '...' string (unquoted), or the text up to ';' or the end, trimmed. */
+static bool set_value_text(const char **pp, char *buf, size_t len, const char *hint, perr_t *e)
+{
+	const char *p = *pp, *end;
+	size_t n = 0;
+	tok_t t;
+	while (isspace((unsigned char)*p))
+		p++;
+	if (*p == '\'') {
+		*pp = p;
+		if (!lex(pp, &t, e))
+			return false;
+		for (size_t i = 1; i + 1 < t.len; i++) {
+			if (n + 1 >= len)
+				return lex_fail(e, "SET value too long", p, t.len);
+			buf[n++] = t.at[i];
+			if (t.at[i] == '\'')
+				i++; /* '' stands for one quote */
+		}
+		buf[n] = 0;
+		return true;
+	}
+	for (end = p; *end && *end != ';' && !(end[0] == '-' && end[1] == '-') && !(end[0] == '/' && end[1] == '*');)
+		end++;
+	*pp = end;
+	while (end > p && isspace((unsigned char)end[-1]))
+		end--;
+	if (end == p) {
+		t.kind = **pp ? T_SEMI : T_END;
+		t.at = *pp;
+		t.len = **pp ? 1 : 0;
+		return syntax_error(e, &t, hint);
+	}
+	if ((size_t)(end - p) >= len)
+		return lex_fail(e, "SET value too long", p, (size_t)(end - p));
+	memcpy(buf, p, (size_t)(end - p));
+	buf[end - p] = 0;
+	return true;
+}
+
 static bool keyword_is(const tok_t *t, const char *kw)
 {
 	return t->kind == T_WORD && strlen(kw) == t->len && strncasecmp(t->at, kw, t->len) == 0;
@@ -1027,6 +1073,23 @@ static parsed_t parse_statement(const char **pp, cmd_t *cmd, perr_t *e)
 	} else if (keyword_is(&t, "RELOAD")) {
 		cmd->verb = C_RELOAD;
 		hint = "RELOAD takes no arguments; separate several commands with ';'.";
+	} else if (keyword_is(&t, "SET")) {
+		cmd->verb = C_SET;
+		hint = "SET changes one setting: SET name = value (or TO value); separate several commands with ';'.";
+		if (!lex(pp, &t, e))
+			return P_ERROR;
+		if (t.kind != T_WORD || !tok_value(&t, cmd->key, sizeof(cmd->key))) {
+			syntax_error(e, &t, hint);
+			return P_ERROR;
+		}
+		if (!lex(pp, &t, e))
+			return P_ERROR;
+		if (!(t.kind == T_OTHER && *t.at == '=') && !keyword_is(&t, "TO")) {
+			syntax_error(e, &t, hint);
+			return P_ERROR;
+		}
+		if (!set_value_text(pp, cmd->value, sizeof(cmd->value), hint, e))
+			return P_ERROR;
 	} else if (keyword_is(&t, "SHUTDOWN")) {
 		const char *save = *pp;
 		cmd->verb = C_SHUTDOWN;
@@ -1096,6 +1159,8 @@ static const char *verb_tag(verb_t v)
 		return "ENABLE";
 	case C_SUSPEND:
 		return "SUSPEND";
+	case C_SET:
+		return "SET";
 	}
 	return "?";
 }
@@ -1416,9 +1481,31 @@ static run_t run(sp_client_t *c, const cmd_t *cmd, const char *rest)
 		return RUN_OK;
 	case C_SUSPEND:
 		sp_msg_write_error(out, "ERROR", SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
-				   "SUSPEND is not supported: shardpool has no online restart to hand its sockets to", NULL,
-				   "Use PAUSE to let the servers go, RESUME to go on.");
+				   "SUSPEND is not supported: shardpool hands no sockets over to a new process", NULL,
+				   "Use PAUSE to let the servers go, RESUME to go on; for an upgrade without refused "
+				   "connections see so_reuseport and SHUTDOWN WAIT_FOR_CLIENTS.");
 		return RUN_ERROR;
+	case C_SET: {
+		char err[600];
+		switch (sp_config_set(sp_g.cfg, cmd->key, cmd->value, err, sizeof(err))) {
+		case SP_CONFIG_SET_OK:
+			sp_daemon_settings_changed();
+			sp_info("admin %s: SET %s = %s", c->user, cmd->key, cmd->value);
+			sp_msg_write_command_complete(out, "SET");
+			return RUN_OK;
+		case SP_CONFIG_SET_UNKNOWN:
+			sp_msg_write_error(out, "ERROR", "42704", err, NULL, "SHOW CONFIG lists the settings.");
+			return RUN_ERROR;
+		case SP_CONFIG_SET_FIXED:
+			sp_msg_write_error(out, "ERROR", "55P02", err, NULL,
+					   "SHOW CONFIG says which settings are changeable.");
+			return RUN_ERROR;
+		case SP_CONFIG_SET_INVALID:
+			sp_msg_write_error(out, "ERROR", "22023", err, NULL, NULL);
+			return RUN_ERROR;
+		}
+		return RUN_ERROR;
+	}
 	case C_RESUME:
 		if (db) {
 			sp_pool_pause_db(db->name, false);

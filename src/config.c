@@ -2220,7 +2220,8 @@ static bool check_db(struct pctx *p, int di)
 	return true;
 }
 
-static bool check_all(struct pctx *p)
+/* The rules between [shardpool] keys. */
+static bool check_globals(struct pctx *p)
 {
 	sp_config_t *cfg = p->cfg;
 
@@ -2238,6 +2239,15 @@ static bool check_all(struct pctx *p)
 		return fail(p, global_key_line(p, "min_pool_size"),
 			    "[shardpool] min_pool_size = %d is larger than default_pool_size = %d",
 			    cfg->min_pool_size, cfg->default_pool_size);
+	return true;
+}
+
+static bool check_all(struct pctx *p)
+{
+	sp_config_t *cfg = p->cfg;
+
+	if (!check_globals(p))
+		return false;
 	if (cfg->n_dbs == 0)
 		return fail(p, 0, "no [database NAME] section: there is nothing to serve");
 	for (int i = 0; i < cfg->n_dbs; i++)
@@ -2661,6 +2671,50 @@ static size_t value_size(enum ktype t)
 	default:
 		return sizeof(int);
 	}
+}
+
+sp_config_set_result_t sp_config_set(sp_config_t *cfg, const char *name, const char *value, char *err,
+				     size_t errlen)
+{
+	const struct keydef *k = find_key(SEC_GLOBAL, name);
+	struct pctx p;
+	sp_config_t tmp;
+	char **str = NULL;
+
+	if (!k) {
+		snprintf(err, errlen, "unrecognized configuration parameter \"%s\"", name);
+		return SP_CONFIG_SET_UNKNOWN;
+	}
+	if (!k->reloadable || k->type == KT_PATH || k->type == KT_SPECIAL) {
+		snprintf(err, errlen, "%s cannot be changed with SET: %s", k->name,
+			 k->reloadable ? "edit the file and RELOAD" : "edit the file and restart shardpool");
+		return SP_CONFIG_SET_FIXED;
+	}
+	/* set it on a copy, check the rules between keys, then keep it */
+	tmp = *cfg;
+	if (k->type == KT_STRING) {
+		str = (char **)field(&tmp, k);
+		*str = NULL; /* set_value replaces the copy's string, never the running one */
+	}
+	memset(&p, 0, sizeof(p));
+	p.path = "SET";
+	p.err = err;
+	p.errlen = errlen;
+	p.cfg = &tmp;
+	snprintf(p.title, sizeof(p.title), "[shardpool]");
+	if (!set_value(&p, k, &tmp, value) || !check_globals(&p)) {
+		if (str)
+			free(*str);
+		return SP_CONFIG_SET_INVALID;
+	}
+	if (str) {
+		char **run = (char **)field(cfg, k);
+		free(*run);
+		*run = *str;
+	} else {
+		memcpy(field(cfg, k), cfield(&tmp, k), value_size(k->type));
+	}
+	return SP_CONFIG_SET_OK;
 }
 
 void sp_config_apply_reloadable(sp_config_t *dst, const sp_config_t *src)

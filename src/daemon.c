@@ -116,6 +116,15 @@ static void wait_first_probes(void)
 			limit);
 }
 
+/* The running [shardpool] keys changed (RELOAD, SET): what depends on them follows. */
+void sp_daemon_settings_changed(void)
+{
+	apply_router_config();
+	sp_resolve_reload(sp_g.cfg);
+	sp_health_reload();
+	sp_log_level = sp_g.cfg->log_level;
+}
+
 /*
  * Re-read the file and auth_file and apply what can be (reload.c). On failure:
  * false, the reason in err. On success: true, and err holds the changes that
@@ -142,10 +151,7 @@ bool sp_daemon_reload(char *err, size_t errlen)
 	}
 	n_restart = sp_reload_apply(sp_g.cfg, ncfg, err, errlen);
 	sp_config_free(ncfg);
-	apply_router_config();
-	sp_resolve_reload(sp_g.cfg);
-	sp_health_reload();
-	sp_log_level = sp_g.cfg->log_level;
+	sp_daemon_settings_changed();
 	sp_log_reopen();
 	if (n_restart > 0)
 		sp_info("configuration reloaded from %s; %d change%s not applied: %s need%s a restart", sp_g.cfg->path,

@@ -398,6 +398,29 @@ like "$(adm "SHUTDOWN NOW")" "ERROR:  42601: .*SHUTDOWN takes WAIT_FOR_SERVERS, 
 	"SHUTDOWN with an unknown mode: 42601, and no shutdown"
 is "$(q plain "SELECT 'not shut down'")" "not shut down" "... shardpool still serves"
 
+# ---------------------------------------------------------------- SET
+is "$(adm "SET default_pool_size = 7")" "" "SET default_pool_size = 7"
+is "$(cfg default_pool_size)" 7 "... SHOW CONFIG shows it"
+is "$(adm "SET default_pool_size TO '8'; SET log_level = debug")" "" "SET ... TO '8', a quoted value, two SETs in one string"
+is "$(cfg default_pool_size)" 8 "... default_pool_size is 8"
+is "$(cfg log_level)" debug "... log_level is debug"
+is "$(adm "SET server_reset_query = 'SELECT ''x'''")" "" "SET a string with a quote in it"
+is "$(cfg server_reset_query)" "SELECT 'x'" "... kept unquoted"
+is "$(adm "SET server_reset_query = 'DISCARD ALL'; SET log_level = info")" "" "SET them back"
+like "$(adm "SET listen_port = 1")" "ERROR:  55P02: listen_port cannot be changed with SET" "SET of a restart key: 55P02"
+like "$(adm "SET auth_file = /tmp/x")" "ERROR:  55P02: auth_file cannot be changed with SET: edit the file and RELOAD" \
+	"SET of a path: 55P02, saying to edit the file"
+like "$(adm "SET nosuchkey = 1")" "ERROR:  42704: unrecognized configuration parameter \"nosuchkey\"" "SET of an unknown key: 42704"
+like "$(adm "SET default_pool_size = lots")" "ERROR:  22023: .*expected an integer" "SET of a bad value: 22023"
+like "$(adm "SET min_pool_size = 100")" "ERROR:  22023: .*min_pool_size = 100 is larger than default_pool_size = 8" \
+	"SET against another key's value: 22023, and not applied"
+is "$(cfg min_pool_size)" 0 "... min_pool_size unchanged"
+like "$(adm "SET default_pool_size =")" "ERROR:  42601: " "SET without a value: 42601"
+like "$(stats "SET default_pool_size = 9")" "ERROR:  .*only admin_users" "a stats user cannot SET"
+is "$(cfg default_pool_size)" 8 "... default_pool_size still 8"
+is "$(adm "RELOAD")" "" "RELOAD"
+is "$(cfg default_pool_size)" 5 "... takes the file's value again"
+
 # ---------------------------------------------------------------- RELOAD: what it applies, what it cannot
 PGPORT1=$SB_PRIMARY_PORT_1
 RPORT0=$SB_REPLICA_PORT_0_0
