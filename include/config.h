@@ -118,6 +118,8 @@ typedef struct sp_config {
 	int listen_port;         /* 6432 */
 	char *unix_socket_dir;   /* "" disables; default "/tmp" */
 	bool so_reuseport;       /* several processes share the port (rolling upgrade) */
+	char *metrics_addr;      /* Prometheus endpoint; default "127.0.0.1" */
+	int metrics_port;        /* 0: off */
 	int workers;             /* event-loop threads; default 1 */
 	sp_pool_mode_t pool_mode;
 	int default_pool_size;   /* 20 */

@@ -175,6 +175,11 @@ static const struct keydef keys[] = {
      .help = "TCP port; also names the unix socket (.s.PGSQL.PORT)."},
     {G(unix_socket_dir), .type = KT_STRING, .def = "/tmp",
      .help = "Directory of the unix socket; empty disables it."},
+    {G(metrics_addr), .type = KT_STRING, .def = "127.0.0.1", .check = check_listen_addr,
+     .help = "Address of the Prometheus endpoint (http://ADDR:PORT/metrics): one IP address "
+	     "or host name, or * for all interfaces. It has no authentication: keep it private."},
+    {G(metrics_port), .type = KT_INT, .def = "0", .min = 0, .max = 65535,
+     .help = "Port of the Prometheus endpoint; 0 turns it off."},
     {G(so_reuseport), .type = KT_BOOL, .def = "no",
      .help = "Let several shardpool processes listen on the same port, for an upgrade or "
 	     "restart without refused connections: start the new process beside the running "

@@ -30,6 +30,7 @@
 #include "janitor.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "msg.h"
 #include "pool.h"
 #include "reload.h"
@@ -380,6 +381,13 @@ int sp_daemon_run(const char *config_path, bool daemonize)
 		remove_pidfile(true);
 		return 1;
 	}
+	if (!sp_metrics_start(err, sizeof(err))) {
+		sp_error("%s", err);
+		fprintf(stderr, "shardpool: %s\n", err);
+		sp_listener_stop();
+		remove_pidfile(true);
+		return 1;
+	}
 	ev_signal_init(&sig_term, on_signal, SIGTERM);
 	ev_signal_init(&sig_int, on_signal, SIGINT);
 	ev_signal_init(&sig_hup, on_signal, SIGHUP);
@@ -412,6 +420,7 @@ int sp_daemon_run(const char *config_path, bool daemonize)
 	ev_run(sp_loop, 0);
 
 	sp_listener_stop();
+	sp_metrics_stop();
 	sp_janitor_stop();
 	sp_admin_stop();
 	sp_health_stop();

@@ -274,7 +274,7 @@ static void test_defaults(void)
 				bad++;
 			}
 		}
-		is_int(n_global, 47, "[shardpool] keys in the table");
+		is_int(n_global, 49, "[shardpool] keys in the table");
 		is_int(bad, 0, "value_str of every default equals the documented default");
 	}
 	sp_config_free(cfg);
