@@ -13,5 +13,14 @@ done
 ok "etc/shardpool.ini passes --check-config" "$SP_BUILDDIR/src/shardpool" --check-config "$SP_SRCDIR/etc/shardpool.ini"
 out=$("$SP_BUILDDIR/src/shardpool" --check-config /dev/null 2>&1)
 isnt "$?" "0" "an empty config is refused"
+if command -v systemd-analyze >/dev/null; then
+	unit=$SP_TMP/shardpool.service
+	sed "s#^ExecStart=.*#ExecStart=$SP_BUILDDIR/src/shardpool $SP_SRCDIR/etc/shardpool.ini#" \
+		"$SP_SRCDIR/etc/shardpool.service" >"$unit"
+	is "$(systemd-analyze verify --man=no "$unit" 2>&1 | grep -F shardpool.service)" "" \
+		"etc/shardpool.service passes systemd-analyze verify"
+else
+	skip "systemd-analyze is not installed: the example unit is not checked" 1
+fi
 ok "the man pages exist" test -s "$SP_SRCDIR/doc/shardpool.1" -a -s "$SP_SRCDIR/doc/shardpool.ini.5"
 done_testing
