@@ -4,6 +4,8 @@
 #ifndef SP_ADMIN_H
 #define SP_ADMIN_H
 
+#include <stdbool.h>
+
 #include "sp_types.h"
 
 /* Finish the login of an admin client (parameters, key data, ReadyForQuery). */
@@ -13,6 +15,9 @@ void sp_admin_login(sp_client_t *c);
 void sp_admin_process(sp_client_t *c);
 /* An admin client is closing: forget what it waits for. */
 void sp_admin_client_gone(sp_client_t *c);
+/* A CancelRequest for admin client c: a PAUSE or WAIT_CLOSE it waits for ends with
+ * 57014 (a PAUSE is undone). False if it was waiting for nothing. */
+bool sp_admin_cancel(sp_client_t *c);
 /* Start / stop the SHOW STATS snapshots (every stats_period) and the waits. */
 void sp_admin_start(void);
 void sp_admin_stop(void);

@@ -135,6 +135,8 @@ struct sp_client {
 };
 
 void sp_client_accept(int fd, const struct sockaddr *addr, socklen_t len);
+/* Give c a BackendKeyData key its CancelRequests are found by. */
+void sp_client_assign_cancel_key(sp_client_t *c);
 /* Send an ErrorResponse (severity FATAL) and close; reason reaches the log. */
 void sp_client_fatal(sp_client_t *c, const char *sqlstate, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void sp_client_close(sp_client_t *c, const char *reason);

@@ -50,7 +50,8 @@ void sp_admin_login(sp_client_t *c)
 	sp_msg_write_parameter_status(out, "DateStyle", "ISO, MDY");
 	sp_msg_write_parameter_status(out, "standard_conforming_strings", "on");
 	sp_msg_write_parameter_status(out, "integer_datetimes", "on");
-	sp_msg_write_backend_key_data(out, 0, 0);
+	sp_client_assign_cancel_key(c); /* Ctrl-C ends a PAUSE that waits (sp_admin_cancel) */
+	sp_msg_write_backend_key_data(out, c->cancel_pid, c->cancel_key);
 	sp_msg_write_ready_for_query(out, SP_TXN_IDLE);
 }
 
@@ -1352,6 +1353,49 @@ static bool wait_add(sp_client_t *c, const cmd_t *cmd, const sp_db_conf_t *db, c
 	return true;
 }
 
+/* PAUSE waits no more: undo it (the command failed), so transactions run again. */
+static void undo_pause(const waiter_t *w)
+{
+	if (w->all)
+		sp_g.paused = false;
+	else
+		sp_pool_pause_db(w->db, false);
+	for (sp_pool_t *p = sp_pool_first(); p; p = p->next)
+		if (pool_of(p, w->all ? NULL : w->db))
+			sp_pool_wake(p);
+}
+
+bool sp_admin_cancel(sp_client_t *c)
+{
+	waiter_t *first = NULL;
+	for (waiter_t **pp = &waiters; *pp;) {
+		waiter_t *w = *pp;
+		if (w->c != c) {
+			pp = &w->next;
+			continue;
+		}
+		*pp = w->next;
+		if (w->verb == C_PAUSE)
+			undo_pause(w);
+		sp_info("admin %s: %s%s%s cancelled after %.1f s%s", c->user, verb_tag(w->verb), w->all ? "" : " ",
+			w->all ? "" : w->db, ev_now(sp_loop) - w->since,
+			w->verb == C_PAUSE ? "; the pause is undone" : "");
+		if (first) {
+			free(w->rest);
+			free(w);
+		} else {
+			first = w;
+		}
+	}
+	if (!waiters)
+		watch_waiters(false);
+	if (!first)
+		return false;
+	wait_finish(first, first->verb == C_PAUSE ? "canceling statement due to user request (the PAUSE is undone)"
+						: "canceling statement due to user request");
+	return true;
+}
+
 void sp_admin_client_gone(sp_client_t *c)
 {
 	for (waiter_t **pp = &waiters; *pp;) {
@@ -1537,7 +1581,7 @@ static run_t run(sp_client_t *c, const cmd_t *cmd, const char *rest)
 		/* on success err lists the changes the reload could not apply */
 		if (err[0]) {
 			char msg[4200];
-			snprintf(msg, sizeof(msg), "RELOAD applied the reloadable keys; these changes need a restart and were not applied: %s",
+			snprintf(msg, sizeof(msg), "RELOAD applied the rest of the file; these changes need a restart and were not applied: %s",
 				 err);
 			sp_msg_write_notice(out, "01000", msg);
 		}

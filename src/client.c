@@ -142,6 +142,23 @@ static void key_register(sp_client_t *c)
 	key_buckets[b] = c;
 }
 
+static int32_t random_int31(void)
+{
+	int32_t v = 0;
+	if (RAND_bytes((unsigned char *)&v, sizeof(v)) != 1)
+		v = (int32_t)random();
+	return v & 0x7fffffff;
+}
+
+void sp_client_assign_cancel_key(sp_client_t *c)
+{
+	do {
+		c->cancel_pid = random_int31();
+		c->cancel_key = random_int31();
+	} while (c->cancel_pid == 0);
+	key_register(c);
+}
+
 static void key_unregister(sp_client_t *c)
 {
 	sp_client_t **pp = &key_buckets[(unsigned)c->cancel_pid % KEY_BUCKETS];
@@ -519,14 +536,6 @@ static bool process_startup(sp_client_t *c)
 
 /* ---------------- after login ---------------- */
 
-static int32_t random_int31(void)
-{
-	int32_t v = 0;
-	if (RAND_bytes((unsigned char *)&v, sizeof(v)) != 1)
-		v = (int32_t)random();
-	return v & 0x7fffffff;
-}
-
 void sp_client_welcome(sp_client_t *c)
 {
 	sp_buf_t *out = &c->sock.out;
@@ -541,11 +550,7 @@ void sp_client_welcome(sp_client_t *c)
 	for (int i = 0; i < c->params.n; i++)
 		if (sp_params_is_reported(c->params.items[i].name))
 			sp_msg_write_parameter_status(out, c->params.items[i].name, c->params.items[i].value);
-	do {
-		c->cancel_pid = random_int31();
-		c->cancel_key = random_int31();
-	} while (c->cancel_pid == 0);
-	key_register(c);
+	sp_client_assign_cancel_key(c);
 	sp_msg_write_backend_key_data(out, c->cancel_pid, c->cancel_key);
 	sp_msg_write_ready_for_query(out, SP_TXN_IDLE);
 	if (c->state == SP_CLIENT_WELCOME || c->state == SP_CLIENT_AUTH)
@@ -3272,6 +3277,11 @@ bool sp_client_cancel_request(int32_t pid, int32_t key, sp_client_t *requester)
 			break;
 	if (!c) {
 		sp_debug("cancel request with unknown key ignored");
+		return false;
+	}
+	if (c->is_admin) {
+		/* Ctrl-C on a PAUSE or WAIT_CLOSE that waits too long */
+		sp_admin_cancel(c);
 		return false;
 	}
 	int sent = 0;

@@ -309,6 +309,21 @@ like "$(cat "$SP_LOG")" "left while PAUSE waited" "... the log says the PAUSE wa
 is "$(paused plain)" yes "... plain stays paused (as in pgbouncer) until RESUME"
 is "$(adm "RESUME plain")" "" "RESUME plain"
 
+# Ctrl-C on a waiting PAUSE (psql sends a CancelRequest): 57014 at once, and the pause
+# is undone
+q plain "SELECT 'slept' FROM pg_sleep(2)" 20 >"$SP_TMP/sleeper.out" &
+sleeper=$!
+sleep 0.3
+t=$(now_ms)
+out=$(PGPASSWORD=secret timeout -s INT 0.7 psql -X -q -v VERBOSITY=verbose -h 127.0.0.1 -p "$SP_PORT" -U app -d shardpool -c "PAUSE plain" 2>&1)
+el=$(( $(now_ms) - t ))
+like "$out" "57014: canceling statement due to user request \(the PAUSE is undone\)" "Ctrl-C on a waiting PAUSE plain: 57014"
+ok "... at once, not when the transaction ends (${el} ms)" test "$el" -lt 1500
+is "$(paused plain)" no "... plain is not paused"
+is "$(q plain "SELECT 'runs'" 5)" runs "... and serves new transactions while the other one still runs"
+wait "$sleeper"
+is "$(cat "$SP_TMP/sleeper.out")" slept "... which finishes"
+
 # RESUME from another admin client ends a waiting PAUSE with an error
 q plain "SELECT pg_sleep(2)" 20 >/dev/null &
 sleeper=$!
