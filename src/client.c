@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <openssl/rand.h>
@@ -3240,15 +3242,56 @@ done:
 	free(cc);
 }
 
+/*
+ * The address s is connected to, as sp_sock_connect takes it: a CancelRequest must
+ * reach that server, not whatever its entry names now (a RELOAD may have changed it)
+ * or another address of the same host name.
+ */
+static bool server_address(const sp_server_t *s, char *host, size_t len, int *port)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	if (s->sock.fd < 0 || getpeername(s->sock.fd, (struct sockaddr *)&ss, &sl) != 0)
+		return false;
+	if (ss.ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+		*port = ntohs(in->sin_port);
+		return inet_ntop(AF_INET, &in->sin_addr, host, (socklen_t)len) != NULL;
+	}
+	if (ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+		*port = ntohs(in6->sin6_port);
+		return inet_ntop(AF_INET6, &in6->sin6_addr, host, (socklen_t)len) != NULL;
+	}
+	if (ss.ss_family == AF_UNIX) { /* DIR/.s.PGSQL.PORT */
+		const struct sockaddr_un *un = (const struct sockaddr_un *)&ss;
+		const char *base = strrchr(un->sun_path, '/');
+		if (!base || sscanf(base, "/.s.PGSQL.%d", port) != 1 || (size_t)(base - un->sun_path) >= len)
+			return false;
+		memcpy(host, un->sun_path, (size_t)(base - un->sun_path));
+		host[base - un->sun_path] = 0;
+		return true;
+	}
+	return false;
+}
+
 /* Send PostgreSQL a CancelRequest for what s runs; the requester (if any) waits for it. */
 static bool cancel_server(sp_server_t *s, sp_client_t *requester)
 {
 	cancel_conn_t *cc;
-	if (!s->pool->node || !(cc = calloc(1, sizeof(*cc))))
+	char host[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int port;
+	if (!server_address(s, host, sizeof(host), &port)) {
+		if (!s->pool->node)
+			return false;
+		snprintf(host, sizeof(host), "%s", s->pool->node->host);
+		port = s->pool->node->port;
+	}
+	if (!(cc = calloc(1, sizeof(*cc))))
 		return false;
 	sp_msg_write_cancel_request(&cc->sock.out, s->be_pid, s->be_key);
 	cc->server_id = s->id;
-	if (!sp_sock_connect(&cc->sock, s->pool->node->host, s->pool->node->port, cancel_cb)) {
+	if (!sp_sock_connect(&cc->sock, host, port, cancel_cb)) {
 		sp_buf_free(&cc->sock.out);
 		free(cc);
 		return false;

@@ -547,6 +547,31 @@ admin = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-p",
 ports = sorted({l.split("|")[6].split(":")[-1] for l in admin.stdout.splitlines() if l.split("|")[2:3] == ["core"]})
 check("SHOW SERVERS: core's server connections all go to the new server", ports, [p1])
 
+# 2b. a cancel for a query on the old server reaches the old server
+import threading
+check("RELOAD back to the first primary: no notice", reload(base), "")
+held2 = conn("core")
+check("a transaction starts on the first primary", str(held2.execute("SELECT inet_server_port()").fetchone()[0]), p0)
+check("RELOAD moving the primary again: no notice", reload(moved), "")
+result = {}
+def sleeper():
+    t0 = time.time()
+    try:
+        held2.execute("SELECT pg_sleep(5)")
+        result["state"] = "finished"
+    except psycopg.Error as e:
+        result["state"] = e.sqlstate
+    result["secs"] = time.time() - t0
+th = threading.Thread(target=sleeper)
+th.start()
+time.sleep(0.5)
+held2.cancel()
+th.join(10)
+check("a cancel of a query running on the old server cancels it (57014)", result.get("state"), "57014")
+check("... at once, not after the pg_sleep(5)", result.get("secs", 99) < 3, True)
+held2.rollback()
+held2.close()
+
 # 3. a replica line added, then removed: reads follow
 with_replica = base.replace("[shard core.0]\nprimary = host=127.0.0.1 port=%s dbname=app\n" % p0,
                             "[shard core.0]\nprimary = host=127.0.0.1 port=%s dbname=app\n"
