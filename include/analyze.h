@@ -324,6 +324,12 @@ typedef struct sp_insert {
 	const sp_value_t *rows;
 	bool on_conflict;	 /* ON CONFLICT ... */
 	bool on_conflict_update; /* ... DO UPDATE (key_new of the target may be set) */
+	/*
+	 * The VALUES lists do not all have the same length: PostgreSQL refuses
+	 * the statement (42601), but each shard's part of a split INSERT could
+	 * be uniform and run.
+	 */
+	bool ragged;
 } sp_insert_t;
 
 typedef enum sp_discard {

@@ -2414,6 +2414,8 @@ static struct scope *analyze_insert(struct ctx *c, json_object *b, struct scope 
 						     (size_t)(ins.width ? ins.width : 1));
 		for (int r = 0; r < ins.n_rows; r++) {
 			json_object *items = jget(node_as(jat(vl, r), "List"), "items");
+			if (jlen(items) != ins.width)
+				ins.ragged = true;
 			for (int i = 0; i < ins.width && i < jlen(items); i++)
 				get_value(c, jat(items, i), &rows[(size_t)r * ins.width + i]);
 		}

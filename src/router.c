@@ -3747,6 +3747,11 @@ static void route_multi(struct rctx *rc, const sp_stmt_t *st, const sp_table_ref
 		    ins->table >= 0 && ins->table < st->n_tables ? &st->tables[ins->table] : NULL;
 		if (!check_key_move(rc, st, t))
 			return;
+		if (ins->ragged) {
+			/* each shard's rows could be uniform: answer as the one server would */
+			fail(t, SQLSTATE_SYNTAX, NULL, "VALUES lists must all be the same length");
+			return;
+		}
 		if (!tr || ins->source != SP_INSERT_VALUES || tr->keys.state != SP_PIN_SET ||
 		    tr->keys.n_tuples != ins->n_rows) {
 			fail(t, SQLSTATE_FEATURE, "Insert the rows of each shard separately.",

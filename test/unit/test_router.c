@@ -898,6 +898,15 @@ static void test_writes(void)
 		 "DO NOTHING",
 		 (long long)a, (long long)a2);
 	IS_SHARD(q(&db2, sql), 0, "multi-row INSERT on one shard: not split");
+	/* rows of different lengths: PostgreSQL refuses them, each shard's part could run */
+	snprintf(sql, sizeof(sql), "INSERT INTO orders (user_id, total) VALUES (%lld, 1), (%lld)",
+		 (long long)a, (long long)b);
+	IS_ERROR(q(&db2, sql), "42601", "same length",
+		 "multi-row INSERT with VALUES lists of different lengths refused, not split");
+	snprintf(sql, sizeof(sql), "INSERT INTO orders (user_id) VALUES (%lld), (%lld, 2)",
+		 (long long)a, (long long)b);
+	IS_ERROR(q(&db2, sql), "42601", "same length",
+		 "... also when a later row is the longer one");
 
 	/* replicated tables */
 	t = q(&db2, "INSERT INTO countries (code) VALUES ('fr') RETURNING code");
