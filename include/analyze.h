@@ -287,6 +287,8 @@ typedef struct sp_copy {
 	const char *quote;     /* csv: effective, default "\"" */
 	const char *escape;    /* csv: effective, default = quote */
 	const char *encoding;  /* NULL if not given */
+	/* csv: bit k is set when key column k is named in FORCE_NOT_NULL / FORCE_NULL */
+	uint32_t force_not_null_keys, force_null_keys;
 	bool freeze;
 	bool has_where; /* COPY ... FROM ... WHERE */
 } sp_copy_t;

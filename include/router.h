@@ -76,6 +76,8 @@ typedef struct sp_router_copy {
 	char delimiter, quote, escape;
 	bool header;                  /* csv HEADER: the first line is not data */
 	char null_str[64];
+	/* csv: bit k set when key k is named in FORCE_NOT_NULL / FORCE_NULL */
+	uint32_t force_not_null, force_null;
 } sp_router_copy_t;
 
 typedef struct sp_target {

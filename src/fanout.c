@@ -554,7 +554,9 @@ static void start(sp_client_t *c, const sp_target_t *t, const uint8_t *msg, size
 				    .quote = t->copy.quote,
 				    .escape = t->copy.escape,
 				    .null_str = t->copy.null_str,
-				    .header = t->copy.header};
+				    .header = t->copy.header,
+				    .force_not_null = t->copy.force_not_null,
+				    .force_null = t->copy.force_null};
 		f->shard_rows = calloc((size_t)c->db->n_shards, sizeof(sp_buf_t));
 		f->split = f->shard_rows ? sp_copysplit_new(&o, t->copy.key_pos, t->copy.n_keys, copy_shard_of, f, c->db->n_shards)
 				   : NULL;

@@ -3500,6 +3500,24 @@ static bool fanout_all(struct rctx *rc, sp_target_t *t, const char *what)
 }
 
 /* COPY table FROM / TO. */
+/* An encoding name PostgreSQL takes for UTF8 (it ignores case and punctuation). */
+static bool utf8_name(const char *name)
+{
+	char clean[16];
+	size_t n = 0;
+	for (const char *p = name; *p; p++) {
+		unsigned char ch = (unsigned char)*p;
+		if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9'))
+			clean[n++] = (char)ch;
+		else if (ch >= 'A' && ch <= 'Z')
+			clean[n++] = (char)(ch - 'A' + 'a');
+		if (n + 1 >= sizeof(clean))
+			return false;
+	}
+	clean[n] = 0;
+	return !strcmp(clean, "utf8") || !strcmp(clean, "unicode");
+}
+
 static void route_copy(struct rctx *rc, const sp_stmt_t *st, sp_target_t *t)
 {
 	const sp_copy_t *cp = &st->copy;
@@ -3559,6 +3577,21 @@ static void route_copy(struct rctx *rc, const sp_stmt_t *st, sp_target_t *t)
 		     "COPY %s FROM ... WHERE cannot be split across shards", nb);
 		return;
 	}
+	if (cp->encoding && !utf8_name(cp->encoding)) {
+		/* the key bytes would be hashed before the server converts them */
+		fail(t, SQLSTATE_FEATURE, "Send the rows in UTF8 (leave out ENCODING).",
+		     "COPY %s FROM STDIN with ENCODING '%s' cannot be split across shards: "
+		     "shardpool reads the key columns as UTF8",
+		     nb, cp->encoding);
+		return;
+	}
+	if (cp->null_str && strlen(cp->null_str) >= sizeof(t->copy.null_str)) {
+		fail(t, SQLSTATE_FEATURE, "Use a shorter NULL string.",
+		     "COPY %s FROM STDIN with a NULL string of %zu bytes cannot be split across "
+		     "shards (at most %zu)",
+		     nb, strlen(cp->null_str), sizeof(t->copy.null_str) - 1);
+		return;
+	}
 	t->copy.n_keys = tc->n_keys;
 	for (int k = 0; k < tc->n_keys && k < SP_ROUTER_MAX_KEYS; k++) {
 		if (!cp->has_column_list || cp->key_pos[k] < 0) {
@@ -3580,6 +3613,8 @@ static void route_copy(struct rctx *rc, const sp_stmt_t *st, sp_target_t *t)
 	t->copy.header = cp->header != 0;
 	snprintf(t->copy.null_str, sizeof(t->copy.null_str), "%s",
 		 cp->null_str ? cp->null_str : (t->copy.csv ? "" : "\\N"));
+	t->copy.force_not_null = cp->force_not_null_keys;
+	t->copy.force_null = cp->force_null_keys;
 }
 
 static bool writes_sharded(const sp_stmt_t *st, const sp_table_ref_t **which)

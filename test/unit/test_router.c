@@ -931,6 +931,23 @@ static void test_writes(void)
 	   "COPY FROM STDIN into a sharded table: split by key column 1");
 	IS_ERROR(q(&db2, "COPY users FROM STDIN"), "0A000", "column list",
 		 "COPY without a column list refused");
+	t = q(&db2, "COPY users (name, user_id) FROM STDIN (FORMAT csv, FORCE_NOT_NULL (name, "
+		    "user_id), FORCE_NULL (user_id))");
+	ok(t->kind == SP_TARGET_FANOUT && t->copy.force_not_null == 1 && t->copy.force_null == 1,
+	   "COPY FROM STDIN: FORCE_NOT_NULL / FORCE_NULL of the key column reach the splitter");
+	t = q(&db4, "COPY items (item_id, tenant_id) FROM STDIN WITH CSV FORCE NOT NULL item_id");
+	ok(t->kind == SP_TARGET_FANOUT && t->copy.force_not_null == 2 && t->copy.force_null == 0,
+	   "... by key position, also in the old syntax");
+	IS_ERROR(q(&db2, "COPY users (name, user_id) FROM STDIN (FORMAT csv, ENCODING 'LATIN1')"),
+		 "0A000", "ENCODING 'LATIN1'",
+		 "COPY FROM STDIN with a non-UTF8 ENCODING refused (its key bytes are not UTF8)");
+	t = q(&db2, "COPY users (name, user_id) FROM STDIN (FORMAT csv, ENCODING 'utf-8')");
+	ok(t->kind == SP_TARGET_FANOUT && t->copy.mode == SP_ROUTER_COPY_SPLIT,
+	   "COPY FROM STDIN with ENCODING 'utf-8' is split");
+	IS_ERROR(q(&db2, "COPY users (name, user_id) FROM STDIN (NULL "
+			 "'NNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNN')"),
+		 "0A000", "NULL string",
+		 "COPY FROM STDIN with a NULL string longer than the splitter keeps refused");
 	t = q(&db2, "COPY users TO STDOUT (FORMAT csv, HEADER)");
 	ok(t->kind == SP_TARGET_FANOUT && t->fanout_sum && t->read && !t->write && t->copy.header &&
 	       t->copy.mode == SP_ROUTER_COPY_NONE,
