@@ -1169,13 +1169,13 @@ static void feed(sp_fanout_t *f, int slot, const uint8_t *msg, size_t total)
 		/* the columns of a Describe the client did not ask for: learnt, not sent */
 		f->error_sent = true;
 		sp_msg_write_error(&f->c->sock.out, "ERROR", sp_merge_sqlstate(f->merge), sp_merge_error(f->merge), NULL,
-				   NULL);
+				   sp_merge_hint(f->merge));
 		return;
 	}
 	if (!sp_merge_feed(f->merge, slot, type, msg + 5, total - 5) && !f->error_sent) {
 		f->error_sent = true;
 		sp_msg_write_error(&f->c->sock.out, "ERROR", sp_merge_sqlstate(f->merge), sp_merge_error(f->merge), NULL,
-				   NULL);
+				   sp_merge_hint(f->merge));
 	}
 	if (type == SP_BE_DATA_ROW)
 		for (int k = 0; k < f->n; k++) {

@@ -156,7 +156,8 @@ struct sp_merge {
 	int64_t skipped, sent;
 	bool limit_reached, failed, finished;
 	int64_t max_rows; /* the client's Execute row limit (0: none): PortalSuspended at it */
-	char error[256];
+	char error[512];
+	char hint[256];
 	const char *sqlstate;
 	char shard_sqlstate[6];
 
@@ -186,6 +187,15 @@ static bool fail(sp_merge_t *m, const char *sqlstate, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(m->error, sizeof m->error, fmt, ap);
 	va_end(ap);
+	if (!strcmp(sqlstate, SP_SQLSTATE_FEATURE_NOT_SUPPORTED) && m->plan.table[0]) {
+		/* as the router's refusals: name the table, say what makes it routable */
+		size_t o = strlen(m->error);
+		snprintf(m->error + o, sizeof m->error - o,
+			 ": the statement reads sharded table %s on several shards", m->plan.table);
+		snprintf(m->hint, sizeof m->hint,
+			 "Add a condition on %s (key = value), or a /* shard: N */ hint.",
+			 m->plan.key[0] ? m->plan.key : m->plan.table);
+	}
 	m->sqlstate = sqlstate;
 	m->failed = true;
 	return false;
@@ -2392,6 +2402,11 @@ const char *sp_merge_error(const sp_merge_t *m)
 const char *sp_merge_sqlstate(const sp_merge_t *m)
 {
 	return m->sqlstate;
+}
+
+const char *sp_merge_hint(const sp_merge_t *m)
+{
+	return m->hint[0] ? m->hint : NULL;
 }
 
 bool sp_merge_limit_reached(const sp_merge_t *m)

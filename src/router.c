@@ -2969,6 +2969,11 @@ static void fanout_read(struct rctx *rc, const sp_stmt_t *st, const sp_table_ref
 	m->offset = 0;
 	m->has_aggs = false;
 	m->n_cols = 0;
+	m->table[0] = m->key[0] = 0;
+	if (tr && is_sharded_conf(tr->conf)) {
+		ref_name(tr, m->table, sizeof(m->table));
+		key_desc(tr, m->key, sizeof(m->key));
+	}
 	if (st->kind == SP_STMT_EXPLAIN)
 		return; /* every shard's plan, one after the other */
 	if (st->kind != SP_STMT_SELECT || !h->valid) {
