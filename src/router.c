@@ -3916,6 +3916,26 @@ static void route_stmt(struct rctx *rc, const sp_stmt_t *st, const sp_hints_t *h
 		if ((ss = session_shard(rc, st, t)) >= 0) {
 			t->kind = SP_TARGET_SHARD;
 			t->shard = ss;
+			return;
+		}
+		if (ss == -2)
+			return;
+		/*
+		 * EXECUTE runs where the PREPARE ran (default_shard), whatever its
+		 * arguments: a statement on a sharded table would answer from that
+		 * one shard only, silently missing the rows of the others.
+		 */
+		for (int i = 0; st->kind == SP_STMT_PREPARE && i < st->n_tables; i++) {
+			const sp_table_ref_t *tr = &st->tables[i];
+			if (!is_sharded_conf(tr->conf))
+				continue;
+			fail(t, SQLSTATE_FEATURE,
+			     "Use the protocol's prepared statements (Parse/Bind: every driver's "
+			     "prepare), or name one shard with /* shard: N */ or SET shardpool.shard.",
+			     "SQL PREPARE of a statement on sharded table %s is not supported: "
+			     "EXECUTE would run it on one shard whatever its arguments",
+			     ref_name(tr, nb, sizeof(nb)));
+			return;
 		}
 		return;
 	}

@@ -908,6 +908,21 @@ static void test_writes(void)
 	IS_ERROR(q(&db2, sql), "42601", "same length",
 		 "... also when a later row is the longer one");
 
+	/* SQL PREPARE / EXECUTE: EXECUTE runs where PREPARE ran, whatever its arguments */
+	IS_ERROR(q(&db2, "PREPARE p(bigint) AS SELECT * FROM users WHERE user_id = $1"), "0A000",
+		 "sharded table users", "SQL PREPARE of a read of a sharded table refused");
+	IS_ERROR(q(&db2, "PREPARE p AS UPDATE users SET name = 'x' WHERE user_id = 1"), "0A000",
+		 "PREPARE", "... also with a literal key (EXECUTE would not follow it)");
+	IS_KIND(q(&db2, "PREPARE p AS SELECT * FROM countries"), SP_TARGET_ANY,
+		"SQL PREPARE of a statement without a sharded table: the default shard");
+	IS_KIND(q(&db2, "EXECUTE p(1)"), SP_TARGET_ANY, "EXECUTE: where PREPARE ran");
+	IS_SHARD(q(&db2, "/* shard: 1 */ PREPARE p(bigint) AS SELECT * FROM users WHERE user_id = $1"),
+		 1, "SQL PREPARE on a sharded table with a shard hint: that shard");
+	sp_router_query(&db2, &sess, "SET shardpool.shard = 1", 23, -1, &T);
+	IS_SHARD(q(&db2, "PREPARE p(bigint) AS SELECT * FROM users WHERE user_id = $1"), 1,
+		 "SQL PREPARE on a sharded table with a session shard: that shard");
+	sp_router_query(&db2, &sess, "RESET shardpool.shard", 21, -1, &T);
+
 	/* replicated tables */
 	t = q(&db2, "INSERT INTO countries (code) VALUES ('fr') RETURNING code");
 	ok(t->kind == SP_TARGET_FANOUT && t->fanout_sum && t->fanout_first && t->shard_mask == 3,
