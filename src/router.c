@@ -2374,6 +2374,40 @@ static int array_shards(struct rctx *rc, const sp_table_conf_t *tc, const struct
  * Returns V_OK (nothing added when no row can have the tuple), V_UNKNOWN (a parameter
  * without a value yet, an expression) or V_ERROR (t holds the error).
  */
+/*
+ * An encoding name PostgreSQL takes for UTF8 (it ignores case and punctuation);
+ * with sql_ascii also SQL_ASCII, whose bytes the server takes as they are.
+ */
+static bool utf8_name(const char *name, bool sql_ascii)
+{
+	char clean[16];
+	size_t n = 0;
+	for (const char *p = name; *p; p++) {
+		unsigned char ch = (unsigned char)*p;
+		if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9'))
+			clean[n++] = (char)ch;
+		else if (ch >= 'A' && ch <= 'Z')
+			clean[n++] = (char)(ch - 'A' + 'a');
+		if (n + 1 >= sizeof(clean))
+			return false;
+	}
+	clean[n] = 0;
+	return !strcmp(clean, "utf8") || !strcmp(clean, "unicode") ||
+	       (sql_ascii && !strcmp(clean, "sqlascii"));
+}
+
+/* A text key value with a byte outside ASCII, in a session whose client_encoding
+ * is not UTF8: its bytes are not what the server will store and hash. */
+static bool foreign_text(const struct rctx *rc, sp_key_type_t type, const struct raw *r)
+{
+	if (!rc->sess || !rc->sess->enc_other || (type != SP_KEY_TEXT && type != SP_KEY_VARCHAR))
+		return false;
+	for (size_t i = 0; i < r->n; i++)
+		if ((unsigned char)r->p[i] >= 0x80)
+			return true;
+	return false;
+}
+
 static int tuple_shards(struct rctx *rc, const sp_table_conf_t *tc, const sp_value_t *vals,
 			bool write, struct shards *out, sp_target_t *t)
 {
@@ -2388,6 +2422,14 @@ static int tuple_shards(struct rctx *rc, const sp_table_conf_t *tc, const sp_val
 	for (int k = 0; k < nk; k++) {
 		struct raw *r = &raws[k];
 		int rv = raw_of(rc, &vals[k], r);
+		if (rv == V_OK && foreign_text(rc, tc->key_types[k], r)) {
+			char nb[160];
+			fail(t, SQLSTATE_FEATURE, "SET client_encoding = 'UTF8' for this statement.",
+			     "a value of text shard key %s.%s with non-ASCII characters cannot be "
+			     "hashed while client_encoding is not UTF8",
+			     tc_name(tc, nb, sizeof(nb)), tc->key_cols[k]);
+			return V_ERROR;
+		}
 		if (vals[k].kind == SP_VAL_PARAM && vals[k].array) {
 			if (rv == V_NULL)
 				return V_OK; /* = ANY(NULL) matches nothing */
@@ -3270,9 +3312,12 @@ static void apply_role(const struct rctx *rc, const sp_hints_t *h, sp_target_t *
 	}
 }
 
+/* RESET ALL / DISCARD ALL: shardpool.* unset, client_encoding back to the startup value */
 static void session_clear(sp_router_session_t *s)
 {
+	bool startup_other = s->enc_startup_other;
 	sp_router_session_init(s);
+	s->enc_other = s->enc_startup_other = startup_other;
 }
 
 /* SET 'x' / E'x' / 42 as the analyzer re-quotes them -> the bare value. */
@@ -3319,6 +3364,19 @@ static bool route_set(struct rctx *rc, const sp_stmt_t *st, sp_target_t *t)
 	if (set->op == SP_SET_RESET_ALL) {
 		session_clear(s);
 		t->session_changed = true;
+		return false;
+	}
+	if (set->name && !strcmp(set->name, "client_encoding")) {
+		/* the server runs it; the router only notes whether key text stays UTF8 */
+		if (set->op == SP_SET_RESET || set->op == SP_SET_DEFAULT) {
+			if (!set->local)
+				s->enc_other = s->enc_startup_other;
+		} else if (set->op == SP_SET_VALUE) {
+			unquote(set->value, val, sizeof(val));
+			bool other = !utf8_name(val, true);
+			if (other || !set->local) /* SET LOCAL ... UTF8 ends with the transaction */
+				s->enc_other = other;
+		}
 		return false;
 	}
 	if (!set->name || strncmp(set->name, "shardpool.", 10) != 0)
@@ -3505,24 +3563,6 @@ static bool fanout_all(struct rctx *rc, sp_target_t *t, const char *what)
 }
 
 /* COPY table FROM / TO. */
-/* An encoding name PostgreSQL takes for UTF8 (it ignores case and punctuation). */
-static bool utf8_name(const char *name)
-{
-	char clean[16];
-	size_t n = 0;
-	for (const char *p = name; *p; p++) {
-		unsigned char ch = (unsigned char)*p;
-		if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9'))
-			clean[n++] = (char)ch;
-		else if (ch >= 'A' && ch <= 'Z')
-			clean[n++] = (char)(ch - 'A' + 'a');
-		if (n + 1 >= sizeof(clean))
-			return false;
-	}
-	clean[n] = 0;
-	return !strcmp(clean, "utf8") || !strcmp(clean, "unicode");
-}
-
 static void route_copy(struct rctx *rc, const sp_stmt_t *st, sp_target_t *t)
 {
 	const sp_copy_t *cp = &st->copy;
@@ -3582,7 +3622,15 @@ static void route_copy(struct rctx *rc, const sp_stmt_t *st, sp_target_t *t)
 		     "COPY %s FROM ... WHERE cannot be split across shards", nb);
 		return;
 	}
-	if (cp->encoding && !utf8_name(cp->encoding)) {
+	for (int k = 0; rc->sess && rc->sess->enc_other && !cp->encoding && k < tc->n_keys; k++)
+		if (tc->key_types[k] == SP_KEY_TEXT || tc->key_types[k] == SP_KEY_VARCHAR) {
+			fail(t, SQLSTATE_FEATURE, "SET client_encoding = 'UTF8' for the COPY.",
+			     "COPY %s FROM STDIN cannot be split across shards while client_encoding "
+			     "is not UTF8: shardpool reads the text key column %s as UTF8",
+			     nb, tc->key_cols[k]);
+			return;
+		}
+	if (cp->encoding && !utf8_name(cp->encoding, false)) {
 		/* the key bytes would be hashed before the server converts them */
 		fail(t, SQLSTATE_FEATURE, "Send the rows in UTF8 (leave out ENCODING).",
 		     "COPY %s FROM STDIN with ENCODING '%s' cannot be split across shards: "
@@ -4686,6 +4734,12 @@ void sp_router_session_init(sp_router_session_t *s)
 	memset(s, 0, sizeof(*s));
 	s->shard = -1;
 	s->local_shard = -1;
+}
+
+void sp_router_session_set_client_encoding(sp_router_session_t *s, const char *name)
+{
+	s->enc_startup_other = name && name[0] && !utf8_name(name, true);
+	s->enc_other = s->enc_startup_other;
 }
 
 static const char *nul_copy(struct tls *tl, const char *s, size_t n)

@@ -252,6 +252,19 @@ placement_suite() {
 	is "$(grep -c '^INSERT 0 1$' <<<"$out")" "${#TEXT_KEYS[@]}" "$N shards: INSERTs by text key (empty, non-ASCII, quotes, 300 bytes) succeed" || diag "$out"
 	is "$(total t80_texts)" "${#TEXT_KEYS[@]}" "$N shards: each text row is stored exactly once"
 	is "$(misplaced t80_texts t80_pl_t tkey)" 0 "$N shards: every text row is on PostgreSQL's hash remainder of its key"
+	# client_encoding LATIN1: the UTF-8 bytes of 'é' are two Latin-1 characters to the
+	# server, which stores (and hashes) their UTF-8 form; shardpool refuses rather than
+	# hash bytes the server does not store. ASCII keys still route.
+	out=$(sess <<<"SET client_encoding = 'LATIN1'
+INSERT INTO t80_texts (tkey, val) VALUES ('enc-é', 1)
+SELECT val FROM t80_texts WHERE tkey = 'enc-é'
+INSERT INTO t80_texts (tkey, val) VALUES ('enc-ascii', 1)
+RESET client_encoding
+INSERT INTO t80_texts (tkey, val) VALUES ('enc-é', 1)")
+	is "$(cut -d' ' -f1,2 <<<"$out" | tr '\n' ' ')" "SET ERROR 0A000 ERROR 0A000 INSERT 0 RESET INSERT 0 " \
+		"$N shards: client_encoding LATIN1: a non-ASCII text key is refused, an ASCII one routes; after RESET both route" || diag "$out"
+	is "$(misplaced t80_texts t80_pl_t tkey)" 0 "$N shards: ... and no row is misplaced"
+	on_all "DELETE FROM t80_texts WHERE tkey LIKE 'enc-%'"
 
 	# uuid, one written in upper case and one without hyphens: the value is hashed, not the text
 	local uuids

@@ -101,6 +101,12 @@ static int bigint_shard(int64_t v, int n)
 	return sp_shard_of_keys(t_bigint, &x, NULL, 1, n);
 }
 
+static int text_shard(const char *v, int n)
+{
+	sp_shard_value_t x = {.text = {.ptr = v, .len = strlen(v)}};
+	return sp_shard_of_keys(t_text, &x, NULL, 1, n);
+}
+
 static uint64_t bit(int s)
 {
 	return (uint64_t)1 << s;
@@ -907,6 +913,33 @@ static void test_writes(void)
 		 (long long)a, (long long)b);
 	IS_ERROR(q(&db2, sql), "42601", "same length",
 		 "... also when a later row is the longer one");
+
+	/* client_encoding other than UTF8: non-ASCII text keys are not the bytes the shards hash */
+	IS_KIND(q(&dbm, "SET client_encoding = 'LATIN1'"), SP_TARGET_ANY,
+		"SET client_encoding goes to the server");
+	IS_ERROR(q(&dbm, "SELECT * FROM accounts WHERE acct = '\xe9t\xe9'"), "0A000", "client_encoding",
+		 "client_encoding LATIN1: a non-ASCII text key is refused, not hashed as UTF8");
+	IS_ERROR(q(&dbm, "INSERT INTO accounts (acct) VALUES ('ok'), ('\xe9')"), "0A000",
+		 "client_encoding", "... also in a multi-row INSERT");
+	IS_ERROR(q(&dbm, "COPY accounts (acct) FROM STDIN"), "0A000", "client_encoding",
+		 "... and a COPY into a text-keyed table");
+	IS_SHARD(q(&dbm, "SELECT * FROM accounts WHERE acct = 'plain'"), text_shard("plain", 2),
+		 "client_encoding LATIN1: an ASCII text key still routes");
+	IS_SHARD(q(&dbm, "SELECT * FROM users WHERE user_id = 7"), bigint_shard(7, 2),
+		 "client_encoding LATIN1: integer keys are not affected");
+	IS_KIND(q(&dbm, "SET NAMES 'UTF8'"), SP_TARGET_ANY, "SET NAMES 'UTF8'");
+	IS_SHARD(q(&dbm, "SELECT * FROM accounts WHERE acct = '\xc3\xa9t\xc3\xa9'"),
+		 text_shard("\xc3\xa9t\xc3\xa9", 2), "back in UTF8: the non-ASCII key routes again");
+	sp_router_session_set_client_encoding(&sess, "WIN1252");
+	IS_ERROR(q(&dbm, "SELECT * FROM accounts WHERE acct = '\xe9'"), "0A000", "client_encoding",
+		 "a startup client_encoding WIN1252: refused");
+	q(&dbm, "SET client_encoding TO 'utf-8'");
+	IS_SHARD(q(&dbm, "SELECT * FROM accounts WHERE acct = '\xc3\xa9'"), text_shard("\xc3\xa9", 2),
+		 "SET client_encoding TO 'utf-8': routed");
+	q(&dbm, "RESET ALL");
+	IS_ERROR(q(&dbm, "SELECT * FROM accounts WHERE acct = '\xe9'"), "0A000", "client_encoding",
+		 "RESET ALL: back to the startup encoding");
+	sp_router_session_init(&sess);
 
 	/* SQL PREPARE / EXECUTE: EXECUTE runs where PREPARE ran, whatever its arguments */
 	IS_ERROR(q(&db2, "PREPARE p(bigint) AS SELECT * FROM users WHERE user_id = $1"), "0A000",
