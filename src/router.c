@@ -1892,6 +1892,8 @@ enum {
 	OID_INT2 = 21,
 	OID_INT4 = 23,
 	OID_TEXT = 25,
+	OID_FLOAT4 = 700,
+	OID_FLOAT8 = 701,
 	OID_UNKNOWN = 705,
 	OID_BPCHAR = 1042,
 	OID_VARCHAR = 1043,
@@ -2052,6 +2054,27 @@ static int key_value(sp_key_type_t type, const struct raw *r, const char *cast, 
 	sp_shard_parse_t prc;
 	char err[300];
 
+	if ((type == SP_KEY_TEXT || type == SP_KEY_VARCHAR) && !r->binary &&
+	    r->ptype == OID_BPCHAR && !(cast && strchr(cast, '('))) {
+		/* a Bind parameter declared character(n): as text it loses its trailing spaces */
+		struct raw trimmed = *r;
+		while (trimmed.n > 0 && trimmed.p[trimmed.n - 1] == ' ')
+			trimmed.n--;
+		return parse_raw(type, &trimmed, out, t) < 0 ? V_ERROR : V_OK;
+	}
+	if (is_int_type(type) && !r->binary && (r->ptype == OID_FLOAT4 || r->ptype == OID_FLOAT8)) {
+		/*
+		 * A Bind parameter declared real / double precision compares and converts as
+		 * a float: beyond 2^24 / 2^53 it equals several integers, and its conversion
+		 * to an integer rounds half to even. Only an integer exact in the type is
+		 * the same value in every reading.
+		 */
+		sp_shard_numeric_t fl;
+		if (sp_shard_numeric_from_text(r->p, r->n, &fl, NULL, 0) != SP_SHARD_OK ||
+		    fl.kind != SP_NUMERIC_FINITE || !fl.integral || fl.overflow ||
+		    !float_exact(fl.rounded, r->ptype == OID_FLOAT4 ? 24 : 53))
+			goto inexact;
+	}
 	if ((type == SP_KEY_TEXT || type == SP_KEY_VARCHAR) && cast && !r->binary) {
 		if (strchr(cast, '(')) /* char(n), varchar(n): the cut is not known here */
 			goto inexact;
@@ -2121,7 +2144,11 @@ inexact:
 	     is_int_type(type) ? "Give the shard key an integer literal or parameter."
 			       : "Give the shard key a literal or parameter without this cast.",
 	     "shardpool cannot tell which %s the shard key value %.*s::%s becomes",
-	     sp_shard_type_name(type), r->n > 64 ? 64 : (int)r->n, r->p, cast ? cast : "");
+	     sp_shard_type_name(type), r->n > 64 ? 64 : (int)r->n, r->p,
+	     cast		       ? cast
+	     : r->ptype == OID_FLOAT4 ? "real"
+	     : r->ptype == OID_FLOAT8 ? "double precision"
+				       : "");
 	return V_ERROR;
 }
 
@@ -2263,6 +2290,24 @@ static int add_parsed(struct rctx *rc, const sp_table_conf_t *tc, const sp_shard
 
 /* Elements of an array parameter ($n in key = ANY($n)): text "{1,2}" or binary; cast is
  * the parameter's (numeric[]). */
+/* The element type of an array type Parse may declare (pg_type.dat), 0 if not listed. */
+static uint32_t array_elem_type(uint32_t array_type)
+{
+	switch (array_type) {
+	case 1003: return OID_NAME;
+	case 1005: return OID_INT2;
+	case 1007: return OID_INT4;
+	case 1009: return OID_TEXT;
+	case 1014: return OID_BPCHAR;
+	case 1015: return OID_VARCHAR;
+	case 1016: return OID_INT8;
+	case 1021: return OID_FLOAT4;
+	case 1022: return OID_FLOAT8;
+	case 2951: return OID_UUID;
+	default: return 0;
+	}
+}
+
 static int array_shards(struct rctx *rc, const sp_table_conf_t *tc, const struct raw *r,
 			const char *cast, bool write, struct shards *out, sp_target_t *t)
 {
@@ -2282,6 +2327,7 @@ static int array_shards(struct rctx *rc, const sp_table_conf_t *tc, const struct
 			return V_OK;
 		if (ndim != 1 || r->n < 20)
 			return V_UNKNOWN;
+		uint32_t elem_type = be32(p + 8); /* the elements are laid out by their own type */
 		int32_t count = (int32_t)be32(p + 12);
 		p += 20;
 		for (int32_t i = 0; i < count; i++) {
@@ -2293,10 +2339,20 @@ static int array_shards(struct rctx *rc, const sp_table_conf_t *tc, const struct
 			if (!isnull) {
 				if (end - p < len)
 					return V_UNKNOWN;
-				struct raw e = {.p = (const char *)p, .n = (size_t)len, .binary = true};
-				if (parse_raw(tc->key_types[0], &e, &pv, t) < 0)
-					return V_ERROR;
+				struct raw e = {.p = (const char *)p,
+						.n = (size_t)len,
+						.binary = true,
+						.ptype = elem_type};
+				if (binary_for_key(&e, tc->key_types[0]) != V_OK)
+					return V_UNKNOWN;
+				kv = e.binary ? (parse_raw(tc->key_types[0], &e, &pv, t) < 0 ? V_ERROR
+											: V_OK)
+					      : key_value(tc->key_types[0], &e, NULL, write, &pv, t);
+				if (kv == V_ERROR || kv == V_UNKNOWN)
+					return kv;
 				p += len;
+				if (kv == V_NOROW)
+					continue;
 			}
 			if (add_parsed(rc, tc, &pv, &isnull, write, out, t) < 0)
 				return V_ERROR;
@@ -2349,7 +2405,10 @@ static int array_shards(struct rctx *rc, const sp_table_conf_t *tc, const struct
 		kv = V_OK;
 		if (!isnull) {
 			/* the elements of a text parameter: numbers if it was bound as numeric[] */
-			struct raw e = {.p = (const char *)sp_buf_head(sb), .n = sp_buf_len(sb), .number = true};
+			struct raw e = {.p = (const char *)sp_buf_head(sb),
+					.n = sp_buf_len(sb),
+					.number = true,
+					.ptype = array_elem_type(r->ptype)};
 			kv = key_value(tc->key_types[0], &e, cast, write, &pv, t);
 			if (kv == V_ERROR || kv == V_UNKNOWN)
 				return kv;

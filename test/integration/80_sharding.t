@@ -266,6 +266,23 @@ INSERT INTO t80_texts (tkey, val) VALUES ('enc-é', 1)")
 	is "$(misplaced t80_texts t80_pl_t tkey)" 0 "$N shards: ... and no row is misplaced"
 	on_all "DELETE FROM t80_texts WHERE tkey LIKE 'enc-%'"
 
+	# Bind parameters declared double precision or character(n) (JDBC setDouble, a
+	# driver's char(n)): the server compares and converts them as their own type
+	script="INSERT INTO t80_users (user_id, name) VALUES (9007199254740992, 'f'), (9007199254740993, 'f')"$'\n'
+	script+="\\p SELECT count(*) FROM t80_users WHERE user_id = \$1 ;; t701:9007199254740993"$'\n'
+	script+="\\p SELECT count(*) FROM t80_users WHERE user_id = ANY(\$1) ;; t1022:{9007199254740993}"$'\n'
+	script+="\\p INSERT INTO t80_users (user_id, name) VALUES (\$1, 'f') ;; t701:2.5"$'\n'
+	script+="DELETE FROM t80_users WHERE user_id IN (9007199254740992, 9007199254740993)"$'\n'
+	out=$(sess <<<"$script")
+	is "$(cut -d' ' -f1-3 <<<"$out" | tr '\n' ' ')" "INSERT 0 2 SELECT 1 2 SELECT 1 2 ERROR 0A000 shardpool DELETE 2 " \
+		"$N shards: a double precision parameter equal to two bigints finds both; one that would round is refused" || diag "$out"
+	script=
+	for i in 0 1 2 3 4 5 6 7 8 9; do script+="INSERT INTO t80_texts (tkey, val) VALUES ('bp-$i', 1)"$'\n'; done
+	for i in 0 1 2 3 4 5 6 7 8 9; do script+="\\p SELECT count(*) FROM t80_texts WHERE tkey = \$1 ;; t1042:bp-$i  "$'\n'; done
+	out=$(sess <<<"$script")
+	is "$(grep -c '^SELECT 1 1$' <<<"$out")" 10 "$N shards: a character(n) parameter 'k  ' finds key 'k' (its trailing spaces dropped)" || diag "$out"
+	on_all "DELETE FROM t80_texts WHERE tkey LIKE 'bp-%'"
+
 	# uuid, one written in upper case and one without hyphens: the value is hashed, not the text
 	local uuids
 	mapfile -t uuids < <(on 0 "SELECT md5(g::text)::uuid FROM generate_series(1, 16) AS g")

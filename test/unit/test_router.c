@@ -270,6 +270,83 @@ static const sp_target_t *bind_text(const sp_db_conf_t *db, const char *sql, int
 	return &T;
 }
 
+/* Bind one parameter of declared type oid, in format fmt (0 text, 1 binary). */
+static const sp_target_t *bind_typed(const sp_db_conf_t *db, const char *sql, const void *v,
+				     int32_t len, int16_t fmt, uint32_t oid)
+{
+	const uint8_t *vals[1] = {v};
+	uint8_t pt[4] = {(uint8_t)(oid >> 24), (uint8_t)(oid >> 16), (uint8_t)(oid >> 8), (uint8_t)oid};
+	sp_plan_t *p = sp_router_prepare(db, sql, strlen(sql));
+
+	sp_router_bind(db, &sess, p, 1, vals, &len, &fmt, pt, 1, -1, &T);
+	sp_plan_unref(p);
+	return &T;
+}
+
+/*
+ * Bind parameters declared real / double precision or character(n), and arrays of
+ * them: they compare and convert as their own type, not as numbers or text.
+ */
+static void test_typed_params(void)
+{
+	const char *sel = "SELECT * FROM users WHERE user_id = $1";
+	const char *any = "SELECT * FROM users WHERE user_id = ANY($1)";
+	const char *ins = "INSERT INTO users (user_id) VALUES ($1)";
+
+	IS_KIND(bind_typed(&db4, sel, "9007199254740993", 16, 0, 701), SP_TARGET_FANOUT,
+		"double precision parameter beyond 2^53 (equals several bigints): every shard");
+	IS_KIND(bind_typed(&db4, sel, "16777217", 8, 0, 700), SP_TARGET_FANOUT,
+		"real parameter beyond 2^24: every shard");
+	IS_SHARD(bind_typed(&db4, sel, "7", 1, 0, 701), bigint_shard(7, 4),
+		 "double precision parameter 7: the shard of 7");
+	IS_ERROR(bind_typed(&db4, ins, "2.5", 3, 0, 701), "0A000", "double precision",
+		 "INSERT of a double precision 2.5 (rint: 2, numeric: 3) refused");
+	IS_ERROR(bind_typed(&db4, ins, "9007199254740993", 16, 0, 701), "0A000", "bigint",
+		 "INSERT of a double precision beyond 2^53 refused");
+	IS_SHARD(bind_typed(&db4, ins, "12", 2, 0, 700), bigint_shard(12, 4),
+		 "INSERT of a real 12: the shard of 12");
+
+	/* binary arrays: elements are laid out by their own type */
+	uint8_t arr[20 + 2 * 12];
+	const uint8_t hdr[20] = {0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 2, 189 /* 701 */, 0, 0, 0, 2, 0, 0, 0, 1};
+	const uint8_t five[8] = {0x40, 0x14, 0, 0, 0, 0, 0, 0}, seven[8] = {0x40, 0x1c, 0, 0, 0, 0, 0, 0};
+	memcpy(arr, hdr, 20);
+	memcpy(arr + 20, (const uint8_t[]){0, 0, 0, 8}, 4);
+	memcpy(arr + 24, five, 8);
+	memcpy(arr + 32, (const uint8_t[]){0, 0, 0, 8}, 4);
+	memcpy(arr + 36, seven, 8);
+	const sp_target_t *t = bind_typed(&db4, any, arr, (int32_t)sizeof(arr), 1, 1022);
+	ok(t->kind == SP_TARGET_FANOUT ||
+	       (t->kind == SP_TARGET_SHARD && bigint_shard(5, 4) == bigint_shard(7, 4) &&
+		t->shard == bigint_shard(5, 4)),
+	   "binary double precision[] for a bigint key: not read as bigints (%s)", kind(t));
+	IS_KIND(bind_typed(&db4, any, "{9007199254740993}", 18, 0, 1022), SP_TARGET_FANOUT,
+		"text double precision[] beyond 2^53: every shard");
+
+	/* character(n): the trailing spaces go, as in bpchar's cast to text */
+	char k[16], kp[16];
+	int i;
+	for (i = 0; i < 100; i++) {
+		snprintf(k, sizeof(k), "x%d", i);
+		snprintf(kp, sizeof(kp), "x%d ", i);
+		if (text_shard(k, 2) != text_shard(kp, 2))
+			break;
+	}
+	ok(i < 100, "a key whose shard differs with a trailing space: '%s'", k);
+	const char *tsel = "SELECT * FROM accounts WHERE acct = $1";
+	IS_SHARD(bind_typed(&dbm, tsel, kp, (int32_t)strlen(kp), 0, 1042), text_shard(k, 2),
+		 "character parameter '%s ' (text format): the shard of '%s'", k, k);
+	IS_SHARD(bind_typed(&dbm, tsel, kp, (int32_t)strlen(kp), 1, 1042), text_shard(k, 2),
+		 "... binary format: the same");
+	IS_SHARD(bind_typed(&dbm, tsel, kp, (int32_t)strlen(kp), 0, 25), text_shard(kp, 2),
+		 "a text parameter keeps its trailing space");
+	char ta[32];
+	snprintf(ta, sizeof(ta), "{\"%s\"}", kp);
+	IS_SHARD(bind_typed(&dbm, "SELECT * FROM accounts WHERE acct = ANY($1)", ta,
+			    (int32_t)strlen(ta), 0, 1014),
+		 text_shard(k, 2), "character[] parameter (text format): trailing spaces dropped");
+}
+
 /*
  * Integer keys compared with or assigned a numeric value, as PostgreSQL takes them:
  * bigint = numeric compares exactly (id = 2.0 is id = 2, id = 1.5 matches no row), an
@@ -1487,6 +1564,7 @@ int main(void)
 	sp_router_session_init(&sess);
 	test_keys();
 	test_numeric_keys();
+	test_typed_params();
 	test_oversize();
 	test_bind();
 	test_fanout();
