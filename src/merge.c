@@ -2077,6 +2077,7 @@ sp_merge_t *sp_merge_new(const sp_merge_plan_t *plan, int n_shards, sp_buf_t *ou
 	if (!m)
 		return NULL;
 	m->plan = *plan;
+	m->plan.table[sizeof m->plan.table - 1] = m->plan.key[sizeof m->plan.key - 1] = '\0';
 	m->canon_keys = -1;
 	if (m->plan.offset < 0)
 		m->plan.offset = 0;

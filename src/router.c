@@ -3298,6 +3298,7 @@ void sp_router_target_init(sp_target_t *t)
 	t->merge.offset = 0;
 	t->merge.has_aggs = false;
 	t->merge.n_cols = 0;
+	t->merge.table[0] = t->merge.key[0] = '\0';
 	/* the whole COPY description: callers read its flags for every fan-out */
 	memset(&t->copy, 0, sizeof(t->copy));
 	t->copy.mode = SP_ROUTER_COPY_NONE;
