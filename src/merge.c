@@ -1318,6 +1318,14 @@ static bool setup_columns(sp_merge_t *m, const uint8_t *body, size_t len, bool s
 			if ((agg == SP_MAGG_MIN || agg == SP_MAGG_MAX) && collatable(col->type) &&
 			    !collate_text(m, c, &col->cmp, agg == SP_MAGG_MIN ? "min()" : "max()"))
 				return false;
+			if (agg == SP_MAGG_AVG_SUM && col->type == SP_OID_FLOAT4)
+				/* PostgreSQL's avg(real) adds in double precision, the shards'
+				 * sum(real) in single: the result would be off from the 7th digit */
+				return fail(m, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
+					    "avg() of a real column (column %d) cannot be combined "
+					    "across shards exactly (write avg(x::float8), which "
+					    "PostgreSQL computes alike)",
+					    c + 1);
 			if (!acc_kind_for(agg, col->type))
 				return fail(m, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
 					    "%s of type %u cannot be combined across shards",

@@ -107,6 +107,7 @@ REFUSED_QUERIES=(
 	"SELECT grp, count(*) FROM {T} GROUP BY grp HAVING count(*) > 5"
 	"SELECT sum(qty) / count(*) FROM {T}"
 	"SELECT string_agg(name, ',') FROM {T}"
+	"SELECT avg(f::real) FROM {T}"
 	"SELECT count(DISTINCT name) FROM {T}"
 	"SELECT id FROM {T} UNION SELECT id FROM {T}"
 	"SELECT id FROM {T} ORDER BY qty"
