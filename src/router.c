@@ -3874,6 +3874,17 @@ static void route_multi(struct rctx *rc, const sp_stmt_t *st, const sp_table_ref
 		fanout_read(rc, st, rt, mask, t);
 		return;
 	case SP_STMT_EXPLAIN:
+		if (st->explain_analyze && st->is_write && writes_sharded(st, &w)) {
+			/* every shard would run the whole statement: a multi-row INSERT would
+			 * store each row on every shard, and nothing spans one transaction */
+			fail(t, SQLSTATE_FEATURE,
+			     "EXPLAIN ANALYZE the statement for one shard key at a time, or put "
+			     "/* shard: N */ in front of it.",
+			     "EXPLAIN ANALYZE of a write to sharded table %s on several shards is "
+			     "not supported: each shard would run all of it",
+			     ref_name(w, nb, sizeof(nb)));
+			return;
+		}
 		t->kind = SP_TARGET_FANOUT;
 		t->shard_mask = mask;
 		fanout_read(rc, st, rt, mask, t);

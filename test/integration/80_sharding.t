@@ -283,6 +283,14 @@ INSERT INTO t80_texts (tkey, val) VALUES ('enc-é', 1)")
 	is "$(grep -c '^SELECT 1 1$' <<<"$out")" 10 "$N shards: a character(n) parameter 'k  ' finds key 'k' (its trailing spaces dropped)" || diag "$out"
 	on_all "DELETE FROM t80_texts WHERE tkey LIKE 'bp-%'"
 
+	# EXPLAIN ANALYZE runs the statement: on several shards each would run all of it
+	local k2=970002
+	while [ "$(shard_of t80_pl_b "'$k2'::bigint")" = "$(shard_of t80_pl_b "'970001'::bigint")" ]; do k2=$((k2 + 1)); done
+	out=$(sess <<<"EXPLAIN ANALYZE INSERT INTO t80_users (user_id, name) VALUES (970001, 'x'), ($k2, 'x')")
+	is "$(state "$out") [$(where t80_users "user_id BETWEEN 970001 AND $k2")]" "0A000 []" \
+		"$N shards: EXPLAIN ANALYZE of an INSERT whose rows belong to two shards is refused, nothing stored" || diag "$out"
+	on_all "DELETE FROM t80_users WHERE user_id BETWEEN 970001 AND $k2"
+
 	# uuid, one written in upper case and one without hyphens: the value is hashed, not the text
 	local uuids
 	mapfile -t uuids < <(on 0 "SELECT md5(g::text)::uuid FROM generate_series(1, 16) AS g")

@@ -1018,6 +1018,22 @@ static void test_writes(void)
 		 "RESET ALL: back to the startup encoding");
 	sp_router_session_init(&sess);
 
+	/* EXPLAIN ANALYZE runs the write on every shard it is sent to, all of it */
+	snprintf(sql, sizeof(sql), "EXPLAIN ANALYZE INSERT INTO orders (user_id) VALUES (%lld), (%lld)",
+		 (long long)a, (long long)b);
+	IS_ERROR(q(&db2, sql), "0A000", "EXPLAIN ANALYZE",
+		 "EXPLAIN ANALYZE of an INSERT whose rows belong to two shards refused");
+	snprintf(sql, sizeof(sql), "EXPLAIN ANALYZE UPDATE orders SET total = 0 WHERE user_id IN (%lld, %lld)",
+		 (long long)a, (long long)b);
+	IS_ERROR(q(&db2, sql), "0A000", "EXPLAIN ANALYZE",
+		 "EXPLAIN ANALYZE of an UPDATE on two shards refused");
+	snprintf(sql, sizeof(sql), "EXPLAIN INSERT INTO orders (user_id) VALUES (%lld), (%lld)",
+		 (long long)a, (long long)b);
+	IS_KIND(q(&db2, sql), SP_TARGET_FANOUT, "EXPLAIN (no ANALYZE) of it: every shard's plan");
+	snprintf(sql, sizeof(sql), "EXPLAIN ANALYZE INSERT INTO orders (user_id) VALUES (%lld)",
+		 (long long)b);
+	IS_SHARD(q(&db2, sql), 1, "EXPLAIN ANALYZE of a one-shard INSERT: that shard");
+
 	/* SQL PREPARE / EXECUTE: EXECUTE runs where PREPARE ran, whatever its arguments */
 	IS_ERROR(q(&db2, "PREPARE p(bigint) AS SELECT * FROM users WHERE user_id = $1"), "0A000",
 		 "sharded table users", "SQL PREPARE of a read of a sharded table refused");
