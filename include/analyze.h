@@ -287,6 +287,8 @@ typedef struct sp_copy {
 	const char *quote;     /* csv: effective, default "\"" */
 	const char *escape;    /* csv: effective, default = quote */
 	const char *encoding;  /* NULL if not given */
+	/* csv: bit k is set when key column k is named in FORCE_NOT_NULL / FORCE_NULL */
+	uint32_t force_not_null_keys, force_null_keys;
 	bool freeze;
 	bool has_where; /* COPY ... FROM ... WHERE */
 } sp_copy_t;
@@ -324,6 +326,12 @@ typedef struct sp_insert {
 	const sp_value_t *rows;
 	bool on_conflict;	 /* ON CONFLICT ... */
 	bool on_conflict_update; /* ... DO UPDATE (key_new of the target may be set) */
+	/*
+	 * The VALUES lists do not all have the same length: PostgreSQL refuses
+	 * the statement (42601), but each shard's part of a split INSERT could
+	 * be uniform and run.
+	 */
+	bool ragged;
 } sp_insert_t;
 
 typedef enum sp_discard {

@@ -24,6 +24,12 @@ typedef struct sp_copy_opts {
 	char escape;         /* csv, default = quote */
 	const char *null_str; /* default "\\N" text, "" csv */
 	bool header;         /* HEADER: the first line is not data; it is copied to every shard, which runs the COPY with the same HEADER option */
+	/*
+	 * csv: bit k set when key k (in key order) is named in FORCE_NOT_NULL
+	 * (an unquoted NULL string is that string, not NULL) or FORCE_NULL (a
+	 * quoted value equal to the NULL string is NULL), as PostgreSQL reads them.
+	 */
+	uint32_t force_not_null, force_null;
 } sp_copy_opts_t;
 
 typedef struct sp_copysplit sp_copysplit_t;

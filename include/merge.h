@@ -53,6 +53,13 @@ typedef struct sp_merge_plan {
 	int n_cols;       /* columns the shards return (including hidden ones); 0 when has_aggs is false */
 	sp_merge_agg_t agg[SP_MERGE_MAX_COLS];
 	int avg_count_col[SP_MERGE_MAX_COLS]; /* for SP_MAGG_AVG_SUM: index of its SP_MAGG_HIDDEN count */
+	/*
+	 * For a refusal found only when the columns arrive (a type without a known
+	 * order or sum): the sharded table read ("public.orders") and its key
+	 * ("orders.user_id"), named in the message and the hint. Empty: not named.
+	 */
+	char table[96];
+	char key[128];
 } sp_merge_plan_t;
 
 typedef struct sp_merge sp_merge_t;
@@ -96,6 +103,8 @@ void sp_merge_finish(sp_merge_t *m);
 bool sp_merge_failed(const sp_merge_t *m);
 const char *sp_merge_error(const sp_merge_t *m); /* message; SQLSTATE via sp_merge_sqlstate */
 const char *sp_merge_sqlstate(const sp_merge_t *m);
+/* A hint for the client with the error (what would make the read routable), or NULL. */
+const char *sp_merge_hint(const sp_merge_t *m);
 /* True once the LIMIT is satisfied: the caller may cancel the remaining shards' queries. */
 bool sp_merge_limit_reached(const sp_merge_t *m);
 /*

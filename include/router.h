@@ -53,6 +53,15 @@ typedef struct sp_router_session {
 	bool local_has_key;
 	char local_key[128];
 	int local_role;
+	/*
+	 * client_encoding is not UTF8 (or SQL_ASCII): key text arrives in another
+	 * encoding than the shards hash, so a text key with a non-ASCII byte is
+	 * refused rather than hashed. enc_other follows SET client_encoding /
+	 * SET NAMES / RESET; enc_startup_other is the startup value RESET returns
+	 * to (sp_router_session_set_client_encoding).
+	 */
+	bool enc_other;
+	bool enc_startup_other;
 } sp_router_session_t;
 
 /*
@@ -76,6 +85,8 @@ typedef struct sp_router_copy {
 	char delimiter, quote, escape;
 	bool header;                  /* csv HEADER: the first line is not data */
 	char null_str[64];
+	/* csv: bit k set when key k is named in FORCE_NOT_NULL / FORCE_NULL */
+	uint32_t force_not_null, force_null;
 } sp_router_copy_t;
 
 typedef struct sp_target {
@@ -125,6 +136,8 @@ typedef struct sp_target {
 } sp_target_t;
 
 void sp_router_session_init(sp_router_session_t *s);
+/* The client_encoding the client logged in with (startup parameter); NULL: the default (UTF8). */
+void sp_router_session_set_client_encoding(sp_router_session_t *s, const char *name);
 /* A target that goes anywhere, with nothing else set: every scalar field, not the
  * (large) arrays behind the counts, which a memset of the whole would clear too. */
 void sp_router_target_init(sp_target_t *t);

@@ -2414,6 +2414,8 @@ static struct scope *analyze_insert(struct ctx *c, json_object *b, struct scope 
 						     (size_t)(ins.width ? ins.width : 1));
 		for (int r = 0; r < ins.n_rows; r++) {
 			json_object *items = jget(node_as(jat(vl, r), "List"), "items");
+			if (jlen(items) != ins.width)
+				ins.ragged = true;
 			for (int i = 0; i < ins.width && i < jlen(items); i++)
 				get_value(c, jat(items, i), &rows[(size_t)r * ins.width + i]);
 		}
@@ -3305,6 +3307,21 @@ static void stmt_copy(struct ctx *c, json_object *b)
 			escape = opt_text(arg);
 		} else if (!strcmp(name, "encoding")) {
 			cp->encoding = opt_text(arg);
+		} else if (!strcmp(name, "force_not_null") || !strcmp(name, "force_null")) {
+			uint32_t *bits = name[6] == 'n' && name[7] == 'o' ? &cp->force_not_null_keys
+									  : &cp->force_null_keys;
+			const sp_table_conf_t *conf =
+			    cp->table >= 0 && sharded(c, cp->table) ? c->tables[cp->table].conf : NULL;
+			json_object *items = jget(node_as(arg, "List"), "items");
+			for (int k = 0; conf && k < conf->n_keys && k < 32; k++) {
+				if (!items) /* FORCE_... * (PostgreSQL 17): every column */
+					*bits |= (uint32_t)1 << k;
+				for (int j = 0; j < jlen(items); j++) {
+					const char *col = str_node(jat(items, j));
+					if (col && !strcmp(col, conf->key_cols[k]))
+						*bits |= (uint32_t)1 << k;
+				}
+			}
 		} else if (!strcmp(name, "freeze")) {
 			cp->freeze = opt_bool(arg) != 0;
 		}

@@ -13,7 +13,8 @@
  * or "\r", decided by the first line as PostgreSQL does. Key fields are
  * split and de-escaped the way CopyReadAttributesText/CSV do: \N (the NULL
  * string, compared on the raw field) is NULL; in csv an unquoted field equal
- * to the NULL string (default empty) is NULL, a quoted one never is.
+ * to the NULL string (default empty) is NULL, a quoted one never is, unless
+ * FORCE_NOT_NULL / FORCE_NULL name the key column (NextCopyFrom).
  *
  * Invariants: only the incomplete tail of the last row is kept between feeds
  * (its scan state with it, so a long row is scanned once, not once per
@@ -23,7 +24,7 @@
  * Deliberately not done here: checking what only the shard can check
  * (column counts beyond the key, types, encodings, mixed line end styles:
  * the shard that receives the row reports those, as PostgreSQL would),
- * binary format, FORCE_NULL / FORCE_NOT_NULL, and the CopyData framing
+ * binary format, and the CopyData framing
  * (the caller wraps out[shard] into CopyData messages).
  */
 #include "copysplit.h"
@@ -56,6 +57,7 @@ struct sp_copysplit {
 	char *null_str;
 	size_t null_len;
 	bool header_pending;
+	uint32_t force_not_null, force_null; /* csv, bit k = key k */
 
 	int *key_cols;
 	int n_keys;
@@ -112,6 +114,10 @@ sp_copysplit_t *sp_copysplit_new(const sp_copy_opts_t *opts, const int *key_cols
 	cs->null_str = strdup(ns);
 	cs->null_len = strlen(ns);
 	cs->header_pending = opts->header;
+	if (cs->csv) {
+		cs->force_not_null = opts->force_not_null;
+		cs->force_null = opts->force_null;
+	}
 	cs->key_cols = malloc((size_t)n_keys * sizeof *cs->key_cols);
 	cs->key_off = malloc((size_t)n_keys * sizeof *cs->key_off);
 	cs->key_len = malloc((size_t)n_keys * sizeof *cs->key_len);
@@ -454,6 +460,17 @@ static int read_keys_csv(sp_copysplit_t *cs, const uint8_t *s, size_t n)
 		if (want) {
 			bool is_null = !saw_quote && end - start == cs->null_len &&
 				       memcmp(s + start, cs->null_str, cs->null_len) == 0;
+			/* NextCopyFrom: FORCE_NOT_NULL makes it the NULL string itself (the raw
+			 * bytes kept), FORCE_NULL makes a (quoted) value equal to it NULL */
+			int k0 = key_index(cs, col, 0);
+			uint32_t bit = k0 < 32 ? (uint32_t)1 << k0 : 0;
+			if (is_null && (cs->force_not_null & bit))
+				is_null = false;
+			else if (!is_null && (cs->force_null & bit) &&
+				 sp_buf_len(&cs->keys) - off == cs->null_len &&
+				 memcmp(cs->keys.data + cs->keys.start + off, cs->null_str,
+					cs->null_len) == 0)
+				is_null = true;
 			if (is_null)
 				cs->keys.end = cs->keys.start + off;
 			store_key(cs, col, is_null, off);

@@ -554,7 +554,9 @@ static void start(sp_client_t *c, const sp_target_t *t, const uint8_t *msg, size
 				    .quote = t->copy.quote,
 				    .escape = t->copy.escape,
 				    .null_str = t->copy.null_str,
-				    .header = t->copy.header};
+				    .header = t->copy.header,
+				    .force_not_null = t->copy.force_not_null,
+				    .force_null = t->copy.force_null};
 		f->shard_rows = calloc((size_t)c->db->n_shards, sizeof(sp_buf_t));
 		f->split = f->shard_rows ? sp_copysplit_new(&o, t->copy.key_pos, t->copy.n_keys, copy_shard_of, f, c->db->n_shards)
 				   : NULL;
@@ -1167,13 +1169,13 @@ static void feed(sp_fanout_t *f, int slot, const uint8_t *msg, size_t total)
 		/* the columns of a Describe the client did not ask for: learnt, not sent */
 		f->error_sent = true;
 		sp_msg_write_error(&f->c->sock.out, "ERROR", sp_merge_sqlstate(f->merge), sp_merge_error(f->merge), NULL,
-				   NULL);
+				   sp_merge_hint(f->merge));
 		return;
 	}
 	if (!sp_merge_feed(f->merge, slot, type, msg + 5, total - 5) && !f->error_sent) {
 		f->error_sent = true;
 		sp_msg_write_error(&f->c->sock.out, "ERROR", sp_merge_sqlstate(f->merge), sp_merge_error(f->merge), NULL,
-				   NULL);
+				   sp_merge_hint(f->merge));
 	}
 	if (type == SP_BE_DATA_ROW)
 		for (int k = 0; k < f->n; k++) {

@@ -156,7 +156,8 @@ struct sp_merge {
 	int64_t skipped, sent;
 	bool limit_reached, failed, finished;
 	int64_t max_rows; /* the client's Execute row limit (0: none): PortalSuspended at it */
-	char error[256];
+	char error[512];
+	char hint[256];
 	const char *sqlstate;
 	char shard_sqlstate[6];
 
@@ -186,6 +187,15 @@ static bool fail(sp_merge_t *m, const char *sqlstate, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(m->error, sizeof m->error, fmt, ap);
 	va_end(ap);
+	if (!strcmp(sqlstate, SP_SQLSTATE_FEATURE_NOT_SUPPORTED) && m->plan.table[0]) {
+		/* as the router's refusals: name the table, say what makes it routable */
+		size_t o = strlen(m->error);
+		snprintf(m->error + o, sizeof m->error - o,
+			 ": the statement reads sharded table %s on several shards", m->plan.table);
+		snprintf(m->hint, sizeof m->hint,
+			 "Add a condition on %s (key = value), or a /* shard: N */ hint.",
+			 m->plan.key[0] ? m->plan.key : m->plan.table);
+	}
 	m->sqlstate = sqlstate;
 	m->failed = true;
 	return false;
@@ -1308,6 +1318,14 @@ static bool setup_columns(sp_merge_t *m, const uint8_t *body, size_t len, bool s
 			if ((agg == SP_MAGG_MIN || agg == SP_MAGG_MAX) && collatable(col->type) &&
 			    !collate_text(m, c, &col->cmp, agg == SP_MAGG_MIN ? "min()" : "max()"))
 				return false;
+			if (agg == SP_MAGG_AVG_SUM && col->type == SP_OID_FLOAT4)
+				/* PostgreSQL's avg(real) adds in double precision, the shards'
+				 * sum(real) in single: the result would be off from the 7th digit */
+				return fail(m, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
+					    "avg() of a real column (column %d) cannot be combined "
+					    "across shards exactly (write avg(x::float8), which "
+					    "PostgreSQL computes alike)",
+					    c + 1);
 			if (!acc_kind_for(agg, col->type))
 				return fail(m, SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
 					    "%s of type %u cannot be combined across shards",
@@ -2067,6 +2085,7 @@ sp_merge_t *sp_merge_new(const sp_merge_plan_t *plan, int n_shards, sp_buf_t *ou
 	if (!m)
 		return NULL;
 	m->plan = *plan;
+	m->plan.table[sizeof m->plan.table - 1] = m->plan.key[sizeof m->plan.key - 1] = '\0';
 	m->canon_keys = -1;
 	if (m->plan.offset < 0)
 		m->plan.offset = 0;
@@ -2392,6 +2411,11 @@ const char *sp_merge_error(const sp_merge_t *m)
 const char *sp_merge_sqlstate(const sp_merge_t *m)
 {
 	return m->sqlstate;
+}
+
+const char *sp_merge_hint(const sp_merge_t *m)
+{
+	return m->hint[0] ? m->hint : NULL;
 }
 
 bool sp_merge_limit_reached(const sp_merge_t *m)

@@ -1892,6 +1892,8 @@ enum {
 	OID_INT2 = 21,
 	OID_INT4 = 23,
 	OID_TEXT = 25,
+	OID_FLOAT4 = 700,
+	OID_FLOAT8 = 701,
 	OID_UNKNOWN = 705,
 	OID_BPCHAR = 1042,
 	OID_VARCHAR = 1043,
@@ -2052,6 +2054,27 @@ static int key_value(sp_key_type_t type, const struct raw *r, const char *cast, 
 	sp_shard_parse_t prc;
 	char err[300];
 
+	if ((type == SP_KEY_TEXT || type == SP_KEY_VARCHAR) && !r->binary &&
+	    r->ptype == OID_BPCHAR && !(cast && strchr(cast, '('))) {
+		/* a Bind parameter declared character(n): as text it loses its trailing spaces */
+		struct raw trimmed = *r;
+		while (trimmed.n > 0 && trimmed.p[trimmed.n - 1] == ' ')
+			trimmed.n--;
+		return parse_raw(type, &trimmed, out, t) < 0 ? V_ERROR : V_OK;
+	}
+	if (is_int_type(type) && !r->binary && (r->ptype == OID_FLOAT4 || r->ptype == OID_FLOAT8)) {
+		/*
+		 * A Bind parameter declared real / double precision compares and converts as
+		 * a float: beyond 2^24 / 2^53 it equals several integers, and its conversion
+		 * to an integer rounds half to even. Only an integer exact in the type is
+		 * the same value in every reading.
+		 */
+		sp_shard_numeric_t fl;
+		if (sp_shard_numeric_from_text(r->p, r->n, &fl, NULL, 0) != SP_SHARD_OK ||
+		    fl.kind != SP_NUMERIC_FINITE || !fl.integral || fl.overflow ||
+		    !float_exact(fl.rounded, r->ptype == OID_FLOAT4 ? 24 : 53))
+			goto inexact;
+	}
 	if ((type == SP_KEY_TEXT || type == SP_KEY_VARCHAR) && cast && !r->binary) {
 		if (strchr(cast, '(')) /* char(n), varchar(n): the cut is not known here */
 			goto inexact;
@@ -2121,7 +2144,11 @@ inexact:
 	     is_int_type(type) ? "Give the shard key an integer literal or parameter."
 			       : "Give the shard key a literal or parameter without this cast.",
 	     "shardpool cannot tell which %s the shard key value %.*s::%s becomes",
-	     sp_shard_type_name(type), r->n > 64 ? 64 : (int)r->n, r->p, cast ? cast : "");
+	     sp_shard_type_name(type), r->n > 64 ? 64 : (int)r->n, r->p,
+	     cast		       ? cast
+	     : r->ptype == OID_FLOAT4 ? "real"
+	     : r->ptype == OID_FLOAT8 ? "double precision"
+				       : "");
 	return V_ERROR;
 }
 
@@ -2263,6 +2290,24 @@ static int add_parsed(struct rctx *rc, const sp_table_conf_t *tc, const sp_shard
 
 /* Elements of an array parameter ($n in key = ANY($n)): text "{1,2}" or binary; cast is
  * the parameter's (numeric[]). */
+/* The element type of an array type Parse may declare (pg_type.dat), 0 if not listed. */
+static uint32_t array_elem_type(uint32_t array_type)
+{
+	switch (array_type) {
+	case 1003: return OID_NAME;
+	case 1005: return OID_INT2;
+	case 1007: return OID_INT4;
+	case 1009: return OID_TEXT;
+	case 1014: return OID_BPCHAR;
+	case 1015: return OID_VARCHAR;
+	case 1016: return OID_INT8;
+	case 1021: return OID_FLOAT4;
+	case 1022: return OID_FLOAT8;
+	case 2951: return OID_UUID;
+	default: return 0;
+	}
+}
+
 static int array_shards(struct rctx *rc, const sp_table_conf_t *tc, const struct raw *r,
 			const char *cast, bool write, struct shards *out, sp_target_t *t)
 {
@@ -2282,6 +2327,7 @@ static int array_shards(struct rctx *rc, const sp_table_conf_t *tc, const struct
 			return V_OK;
 		if (ndim != 1 || r->n < 20)
 			return V_UNKNOWN;
+		uint32_t elem_type = be32(p + 8); /* the elements are laid out by their own type */
 		int32_t count = (int32_t)be32(p + 12);
 		p += 20;
 		for (int32_t i = 0; i < count; i++) {
@@ -2293,10 +2339,20 @@ static int array_shards(struct rctx *rc, const sp_table_conf_t *tc, const struct
 			if (!isnull) {
 				if (end - p < len)
 					return V_UNKNOWN;
-				struct raw e = {.p = (const char *)p, .n = (size_t)len, .binary = true};
-				if (parse_raw(tc->key_types[0], &e, &pv, t) < 0)
-					return V_ERROR;
+				struct raw e = {.p = (const char *)p,
+						.n = (size_t)len,
+						.binary = true,
+						.ptype = elem_type};
+				if (binary_for_key(&e, tc->key_types[0]) != V_OK)
+					return V_UNKNOWN;
+				kv = e.binary ? (parse_raw(tc->key_types[0], &e, &pv, t) < 0 ? V_ERROR
+											: V_OK)
+					      : key_value(tc->key_types[0], &e, NULL, write, &pv, t);
+				if (kv == V_ERROR || kv == V_UNKNOWN)
+					return kv;
 				p += len;
+				if (kv == V_NOROW)
+					continue;
 			}
 			if (add_parsed(rc, tc, &pv, &isnull, write, out, t) < 0)
 				return V_ERROR;
@@ -2349,7 +2405,10 @@ static int array_shards(struct rctx *rc, const sp_table_conf_t *tc, const struct
 		kv = V_OK;
 		if (!isnull) {
 			/* the elements of a text parameter: numbers if it was bound as numeric[] */
-			struct raw e = {.p = (const char *)sp_buf_head(sb), .n = sp_buf_len(sb), .number = true};
+			struct raw e = {.p = (const char *)sp_buf_head(sb),
+					.n = sp_buf_len(sb),
+					.number = true,
+					.ptype = array_elem_type(r->ptype)};
 			kv = key_value(tc->key_types[0], &e, cast, write, &pv, t);
 			if (kv == V_ERROR || kv == V_UNKNOWN)
 				return kv;
@@ -2374,6 +2433,40 @@ static int array_shards(struct rctx *rc, const sp_table_conf_t *tc, const struct
  * Returns V_OK (nothing added when no row can have the tuple), V_UNKNOWN (a parameter
  * without a value yet, an expression) or V_ERROR (t holds the error).
  */
+/*
+ * An encoding name PostgreSQL takes for UTF8 (it ignores case and punctuation);
+ * with sql_ascii also SQL_ASCII, whose bytes the server takes as they are.
+ */
+static bool utf8_name(const char *name, bool sql_ascii)
+{
+	char clean[16];
+	size_t n = 0;
+	for (const char *p = name; *p; p++) {
+		unsigned char ch = (unsigned char)*p;
+		if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9'))
+			clean[n++] = (char)ch;
+		else if (ch >= 'A' && ch <= 'Z')
+			clean[n++] = (char)(ch - 'A' + 'a');
+		if (n + 1 >= sizeof(clean))
+			return false;
+	}
+	clean[n] = 0;
+	return !strcmp(clean, "utf8") || !strcmp(clean, "unicode") ||
+	       (sql_ascii && !strcmp(clean, "sqlascii"));
+}
+
+/* A text key value with a byte outside ASCII, in a session whose client_encoding
+ * is not UTF8: its bytes are not what the server will store and hash. */
+static bool foreign_text(const struct rctx *rc, sp_key_type_t type, const struct raw *r)
+{
+	if (!rc->sess || !rc->sess->enc_other || (type != SP_KEY_TEXT && type != SP_KEY_VARCHAR))
+		return false;
+	for (size_t i = 0; i < r->n; i++)
+		if ((unsigned char)r->p[i] >= 0x80)
+			return true;
+	return false;
+}
+
 static int tuple_shards(struct rctx *rc, const sp_table_conf_t *tc, const sp_value_t *vals,
 			bool write, struct shards *out, sp_target_t *t)
 {
@@ -2388,6 +2481,14 @@ static int tuple_shards(struct rctx *rc, const sp_table_conf_t *tc, const sp_val
 	for (int k = 0; k < nk; k++) {
 		struct raw *r = &raws[k];
 		int rv = raw_of(rc, &vals[k], r);
+		if (rv == V_OK && foreign_text(rc, tc->key_types[k], r)) {
+			char nb[160];
+			fail(t, SQLSTATE_FEATURE, "SET client_encoding = 'UTF8' for this statement.",
+			     "a value of text shard key %s.%s with non-ASCII characters cannot be "
+			     "hashed while client_encoding is not UTF8",
+			     tc_name(tc, nb, sizeof(nb)), tc->key_cols[k]);
+			return V_ERROR;
+		}
 		if (vals[k].kind == SP_VAL_PARAM && vals[k].array) {
 			if (rv == V_NULL)
 				return V_OK; /* = ANY(NULL) matches nothing */
@@ -2969,6 +3070,11 @@ static void fanout_read(struct rctx *rc, const sp_stmt_t *st, const sp_table_ref
 	m->offset = 0;
 	m->has_aggs = false;
 	m->n_cols = 0;
+	m->table[0] = m->key[0] = 0;
+	if (tr && is_sharded_conf(tr->conf)) {
+		ref_name(tr, m->table, sizeof(m->table));
+		key_desc(tr, m->key, sizeof(m->key));
+	}
 	if (st->kind == SP_STMT_EXPLAIN)
 		return; /* every shard's plan, one after the other */
 	if (st->kind != SP_STMT_SELECT || !h->valid) {
@@ -3192,6 +3298,7 @@ void sp_router_target_init(sp_target_t *t)
 	t->merge.offset = 0;
 	t->merge.has_aggs = false;
 	t->merge.n_cols = 0;
+	t->merge.table[0] = t->merge.key[0] = '\0';
 	/* the whole COPY description: callers read its flags for every fan-out */
 	memset(&t->copy, 0, sizeof(t->copy));
 	t->copy.mode = SP_ROUTER_COPY_NONE;
@@ -3265,9 +3372,12 @@ static void apply_role(const struct rctx *rc, const sp_hints_t *h, sp_target_t *
 	}
 }
 
+/* RESET ALL / DISCARD ALL: shardpool.* unset, client_encoding back to the startup value */
 static void session_clear(sp_router_session_t *s)
 {
+	bool startup_other = s->enc_startup_other;
 	sp_router_session_init(s);
+	s->enc_other = s->enc_startup_other = startup_other;
 }
 
 /* SET 'x' / E'x' / 42 as the analyzer re-quotes them -> the bare value. */
@@ -3314,6 +3424,19 @@ static bool route_set(struct rctx *rc, const sp_stmt_t *st, sp_target_t *t)
 	if (set->op == SP_SET_RESET_ALL) {
 		session_clear(s);
 		t->session_changed = true;
+		return false;
+	}
+	if (set->name && !strcmp(set->name, "client_encoding")) {
+		/* the server runs it; the router only notes whether key text stays UTF8 */
+		if (set->op == SP_SET_RESET || set->op == SP_SET_DEFAULT) {
+			if (!set->local)
+				s->enc_other = s->enc_startup_other;
+		} else if (set->op == SP_SET_VALUE) {
+			unquote(set->value, val, sizeof(val));
+			bool other = !utf8_name(val, true);
+			if (other || !set->local) /* SET LOCAL ... UTF8 ends with the transaction */
+				s->enc_other = other;
+		}
 		return false;
 	}
 	if (!set->name || strncmp(set->name, "shardpool.", 10) != 0)
@@ -3559,6 +3682,29 @@ static void route_copy(struct rctx *rc, const sp_stmt_t *st, sp_target_t *t)
 		     "COPY %s FROM ... WHERE cannot be split across shards", nb);
 		return;
 	}
+	for (int k = 0; rc->sess && rc->sess->enc_other && !cp->encoding && k < tc->n_keys; k++)
+		if (tc->key_types[k] == SP_KEY_TEXT || tc->key_types[k] == SP_KEY_VARCHAR) {
+			fail(t, SQLSTATE_FEATURE, "SET client_encoding = 'UTF8' for the COPY.",
+			     "COPY %s FROM STDIN cannot be split across shards while client_encoding "
+			     "is not UTF8: shardpool reads the text key column %s as UTF8",
+			     nb, tc->key_cols[k]);
+			return;
+		}
+	if (cp->encoding && !utf8_name(cp->encoding, false)) {
+		/* the key bytes would be hashed before the server converts them */
+		fail(t, SQLSTATE_FEATURE, "Send the rows in UTF8 (leave out ENCODING).",
+		     "COPY %s FROM STDIN with ENCODING '%s' cannot be split across shards: "
+		     "shardpool reads the key columns as UTF8",
+		     nb, cp->encoding);
+		return;
+	}
+	if (cp->null_str && strlen(cp->null_str) >= sizeof(t->copy.null_str)) {
+		fail(t, SQLSTATE_FEATURE, "Use a shorter NULL string.",
+		     "COPY %s FROM STDIN with a NULL string of %zu bytes cannot be split across "
+		     "shards (at most %zu)",
+		     nb, strlen(cp->null_str), sizeof(t->copy.null_str) - 1);
+		return;
+	}
 	t->copy.n_keys = tc->n_keys;
 	for (int k = 0; k < tc->n_keys && k < SP_ROUTER_MAX_KEYS; k++) {
 		if (!cp->has_column_list || cp->key_pos[k] < 0) {
@@ -3580,6 +3726,8 @@ static void route_copy(struct rctx *rc, const sp_stmt_t *st, sp_target_t *t)
 	t->copy.header = cp->header != 0;
 	snprintf(t->copy.null_str, sizeof(t->copy.null_str), "%s",
 		 cp->null_str ? cp->null_str : (t->copy.csv ? "" : "\\N"));
+	t->copy.force_not_null = cp->force_not_null_keys;
+	t->copy.force_null = cp->force_null_keys;
 }
 
 static bool writes_sharded(const sp_stmt_t *st, const sp_table_ref_t **which)
@@ -3726,6 +3874,17 @@ static void route_multi(struct rctx *rc, const sp_stmt_t *st, const sp_table_ref
 		fanout_read(rc, st, rt, mask, t);
 		return;
 	case SP_STMT_EXPLAIN:
+		if (st->explain_analyze && st->is_write && writes_sharded(st, &w)) {
+			/* every shard would run the whole statement: a multi-row INSERT would
+			 * store each row on every shard, and nothing spans one transaction */
+			fail(t, SQLSTATE_FEATURE,
+			     "EXPLAIN ANALYZE the statement for one shard key at a time, or put "
+			     "/* shard: N */ in front of it.",
+			     "EXPLAIN ANALYZE of a write to sharded table %s on several shards is "
+			     "not supported: each shard would run all of it",
+			     ref_name(w, nb, sizeof(nb)));
+			return;
+		}
 		t->kind = SP_TARGET_FANOUT;
 		t->shard_mask = mask;
 		fanout_read(rc, st, rt, mask, t);
@@ -3747,6 +3906,11 @@ static void route_multi(struct rctx *rc, const sp_stmt_t *st, const sp_table_ref
 		    ins->table >= 0 && ins->table < st->n_tables ? &st->tables[ins->table] : NULL;
 		if (!check_key_move(rc, st, t))
 			return;
+		if (ins->ragged) {
+			/* each shard's rows could be uniform: answer as the one server would */
+			fail(t, SQLSTATE_SYNTAX, NULL, "VALUES lists must all be the same length");
+			return;
+		}
 		if (!tr || ins->source != SP_INSERT_VALUES || tr->keys.state != SP_PIN_SET ||
 		    tr->keys.n_tuples != ins->n_rows) {
 			fail(t, SQLSTATE_FEATURE, "Insert the rows of each shard separately.",
@@ -3871,6 +4035,26 @@ static void route_stmt(struct rctx *rc, const sp_stmt_t *st, const sp_hints_t *h
 		if ((ss = session_shard(rc, st, t)) >= 0) {
 			t->kind = SP_TARGET_SHARD;
 			t->shard = ss;
+			return;
+		}
+		if (ss == -2)
+			return;
+		/*
+		 * EXECUTE runs where the PREPARE ran (default_shard), whatever its
+		 * arguments: a statement on a sharded table would answer from that
+		 * one shard only, silently missing the rows of the others.
+		 */
+		for (int i = 0; st->kind == SP_STMT_PREPARE && i < st->n_tables; i++) {
+			const sp_table_ref_t *tr = &st->tables[i];
+			if (!is_sharded_conf(tr->conf))
+				continue;
+			fail(t, SQLSTATE_FEATURE,
+			     "Use the protocol's prepared statements (Parse/Bind: every driver's "
+			     "prepare), or name one shard with /* shard: N */ or SET shardpool.shard.",
+			     "SQL PREPARE of a statement on sharded table %s is not supported: "
+			     "EXECUTE would run it on one shard whatever its arguments",
+			     ref_name(tr, nb, sizeof(nb)));
+			return;
 		}
 		return;
 	}
@@ -4621,6 +4805,12 @@ void sp_router_session_init(sp_router_session_t *s)
 	memset(s, 0, sizeof(*s));
 	s->shard = -1;
 	s->local_shard = -1;
+}
+
+void sp_router_session_set_client_encoding(sp_router_session_t *s, const char *name)
+{
+	s->enc_startup_other = name && name[0] && !utf8_name(name, true);
+	s->enc_other = s->enc_startup_other;
 }
 
 static const char *nul_copy(struct tls *tl, const char *s, size_t n)

@@ -252,6 +252,44 @@ placement_suite() {
 	is "$(grep -c '^INSERT 0 1$' <<<"$out")" "${#TEXT_KEYS[@]}" "$N shards: INSERTs by text key (empty, non-ASCII, quotes, 300 bytes) succeed" || diag "$out"
 	is "$(total t80_texts)" "${#TEXT_KEYS[@]}" "$N shards: each text row is stored exactly once"
 	is "$(misplaced t80_texts t80_pl_t tkey)" 0 "$N shards: every text row is on PostgreSQL's hash remainder of its key"
+	# client_encoding LATIN1: the UTF-8 bytes of 'é' are two Latin-1 characters to the
+	# server, which stores (and hashes) their UTF-8 form; shardpool refuses rather than
+	# hash bytes the server does not store. ASCII keys still route.
+	out=$(sess <<<"SET client_encoding = 'LATIN1'
+INSERT INTO t80_texts (tkey, val) VALUES ('enc-é', 1)
+SELECT val FROM t80_texts WHERE tkey = 'enc-é'
+INSERT INTO t80_texts (tkey, val) VALUES ('enc-ascii', 1)
+RESET client_encoding
+INSERT INTO t80_texts (tkey, val) VALUES ('enc-é', 1)")
+	is "$(cut -d' ' -f1,2 <<<"$out" | tr '\n' ' ')" "SET ERROR 0A000 ERROR 0A000 INSERT 0 RESET INSERT 0 " \
+		"$N shards: client_encoding LATIN1: a non-ASCII text key is refused, an ASCII one routes; after RESET both route" || diag "$out"
+	is "$(misplaced t80_texts t80_pl_t tkey)" 0 "$N shards: ... and no row is misplaced"
+	on_all "DELETE FROM t80_texts WHERE tkey LIKE 'enc-%'"
+
+	# Bind parameters declared double precision or character(n) (JDBC setDouble, a
+	# driver's char(n)): the server compares and converts them as their own type
+	script="INSERT INTO t80_users (user_id, name) VALUES (9007199254740992, 'f'), (9007199254740993, 'f')"$'\n'
+	script+="\\p SELECT count(*) FROM t80_users WHERE user_id = \$1 ;; t701:9007199254740993"$'\n'
+	script+="\\p SELECT count(*) FROM t80_users WHERE user_id = ANY(\$1) ;; t1022:{9007199254740993}"$'\n'
+	script+="\\p INSERT INTO t80_users (user_id, name) VALUES (\$1, 'f') ;; t701:2.5"$'\n'
+	script+="DELETE FROM t80_users WHERE user_id IN (9007199254740992, 9007199254740993)"$'\n'
+	out=$(sess <<<"$script")
+	is "$(cut -d' ' -f1-3 <<<"$out" | tr '\n' ' ')" "INSERT 0 2 SELECT 1 2 SELECT 1 2 ERROR 0A000 shardpool DELETE 2 " \
+		"$N shards: a double precision parameter equal to two bigints finds both; one that would round is refused" || diag "$out"
+	script=
+	for i in 0 1 2 3 4 5 6 7 8 9; do script+="INSERT INTO t80_texts (tkey, val) VALUES ('bp-$i', 1)"$'\n'; done
+	for i in 0 1 2 3 4 5 6 7 8 9; do script+="\\p SELECT count(*) FROM t80_texts WHERE tkey = \$1 ;; t1042:bp-$i  "$'\n'; done
+	out=$(sess <<<"$script")
+	is "$(grep -c '^SELECT 1 1$' <<<"$out")" 10 "$N shards: a character(n) parameter 'k  ' finds key 'k' (its trailing spaces dropped)" || diag "$out"
+	on_all "DELETE FROM t80_texts WHERE tkey LIKE 'bp-%'"
+
+	# EXPLAIN ANALYZE runs the statement: on several shards each would run all of it
+	local k2=970002
+	while [ "$(shard_of t80_pl_b "'$k2'::bigint")" = "$(shard_of t80_pl_b "'970001'::bigint")" ]; do k2=$((k2 + 1)); done
+	out=$(sess <<<"EXPLAIN ANALYZE INSERT INTO t80_users (user_id, name) VALUES (970001, 'x'), ($k2, 'x')")
+	is "$(state "$out") [$(where t80_users "user_id BETWEEN 970001 AND $k2")]" "0A000 []" \
+		"$N shards: EXPLAIN ANALYZE of an INSERT whose rows belong to two shards is refused, nothing stored" || diag "$out"
+	on_all "DELETE FROM t80_users WHERE user_id BETWEEN 970001 AND $k2"
 
 	# uuid, one written in upper case and one without hyphens: the value is hashed, not the text
 	local uuids

@@ -107,6 +107,7 @@ REFUSED_QUERIES=(
 	"SELECT grp, count(*) FROM {T} GROUP BY grp HAVING count(*) > 5"
 	"SELECT sum(qty) / count(*) FROM {T}"
 	"SELECT string_agg(name, ',') FROM {T}"
+	"SELECT avg(f::real) FROM {T}"
 	"SELECT count(DISTINCT name) FROM {T}"
 	"SELECT id FROM {T} UNION SELECT id FROM {T}"
 	"SELECT id FROM {T} ORDER BY qty"
@@ -179,6 +180,10 @@ differential() {
 	# the refusal says what to do
 	out_s=$(run app "SELECT DISTINCT grp FROM t81_data")
 	like "$out_s" "t81_data" "the refusal of a fan-out names the table"
+	# also when the refusal comes only with the shards' columns (a type without a known order)
+	out_s=$(run app "SELECT id, ts - ts AS iv FROM t81_data ORDER BY iv")
+	like "$out_s" "reads sharded table t81_data on several shards.*HINT: +Add a condition on t81_data.id" \
+		"a merge refused by column type names the table and the key to add" || diag "$out_s"
 	binary_results
 }
 

@@ -254,6 +254,16 @@ out=$(copy app "COPY t82_comp (item, tenant, v) FROM STDIN (FORMAT csv)" < <(awk
 is "$out" "COPY 60" "csv COPY into a table with a composite key (columns in another order)"
 is "$(total t82_comp) $(misplaced t82_comp t82_plc 'tenant, item')" "60 0" "every composite-key row is on PostgreSQL's hash remainder of (tenant, item)"
 
+# FORCE_NOT_NULL of a key column: an empty unquoted item is '' (not NULL, which the
+# hash would skip), and so is the NULL string itself; each row on the shard of (tenant, '')
+empty_all
+out=$(for ((i = 0; i < 20; i++)); do printf '%d,,v\n' "$i"; done | copy app "COPY t82_comp (tenant, item, v) FROM STDIN (FORMAT csv, FORCE_NOT_NULL (item))")
+is "$out" "COPY 20" "csv COPY with FORCE_NOT_NULL of a key column"
+is "$(total t82_comp) $(misplaced t82_comp t82_plc 'tenant, item')" "20 0" "... every row is on the shard of its empty-string key, as PostgreSQL reads it"
+empty_all
+out=$(for ((i = 0; i < 20; i++)); do printf '%d,NA,v\n' "$i"; done | copy app "COPY t82_comp (tenant, item, v) FROM STDIN WITH CSV NULL 'NA' FORCE NOT NULL item")
+is "$out $(total t82_comp) $(misplaced t82_comp t82_plc 'tenant, item')" "COPY 20 20 0" "... the same with NULL 'NA' in the old syntax: the key is the string NA"
+
 # ---------------------------------------------------------------- a bad row fails the whole COPY
 # 300 good rows before the bad one, so every shard has received rows when it comes
 bad_copy() {
@@ -297,6 +307,7 @@ refused "COPY t82_data (id, a, b, c) FROM STDIN (FORMAT binary)"
 refused "COPY t82_data (id, a, b, c) FROM STDIN WHERE b > 0"
 refused "COPY t82_data (id, a, b, c) FROM '/nonexistent/t82.dat'"
 refused "COPY t82_data (id, a, b, c) FROM PROGRAM 'cat /nonexistent/t82.dat'"
+refused "COPY t82_data (id, a, b, c) FROM STDIN (ENCODING 'LATIN1')"
 
 # ---------------------------------------------------------------- replicated table
 empty_all

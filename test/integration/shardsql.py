@@ -12,7 +12,8 @@ Script lines (empty lines and lines starting with '#' are skipped):
   \\p SQL ;; P1 ;; P2   sent with the extended protocol (Parse/Bind/Execute, unnamed),
                         parameters in text format, types left to the server; a
                         parameter written NULL is a NULL; b8:N is N as a binary int8
-                        (type bigint), b4:N a binary int4
+                        (type bigint), b4:N a binary int4, tOID:V the text V declared
+                        of type OID (t701:2.5 a double precision)
   \\prepare NAME SQL     a named prepared statement (Parse, Sync); prints its result
   \\execute NAME ;; P1   Bind/Execute of that statement, parameters as for \\p
   \\status              prints IDLE, INTRANS, INERROR (the transaction status libpq
@@ -99,6 +100,8 @@ def param(p):
         return int(p[3:]).to_bytes(8, "big", signed=True), 20, 1
     if p.startswith("b4:"):
         return int(p[3:]).to_bytes(4, "big", signed=True), 23, 1
+    if p.startswith("t") and ":" in p and p[1:p.index(":")].isdigit():
+        return p[p.index(":") + 1:].encode(), int(p[1:p.index(":")]), 0
     return p.encode(), 0, 0
 
 

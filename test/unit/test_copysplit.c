@@ -256,6 +256,19 @@ static void test_csv(void)
 	sp_copy_opts_t nl = {.format = SP_CSPLIT_CSV, .null_str = "NULL"};
 	CHECK("csv NULL string: only unquoted", &nl, K20, "NULL,x,\"NULL\"\n,y,z\n", NULL, NULL,
 	      NULL, "[NULL|<NULL>][z|]", NULL);
+	/* FORCE_NOT_NULL / FORCE_NULL of a key column, as NextCopyFrom reads them */
+	sp_copy_opts_t fnn = {.format = SP_CSPLIT_CSV, .force_not_null = 1};
+	CHECK("csv FORCE_NOT_NULL key: an empty unquoted key is the empty string", &fnn, K20,
+	      ",x,\n,y,\"\"\n", NULL, NULL, NULL, "[|<NULL>][|<NULL>]", NULL);
+	sp_copy_opts_t fnn2 = {.format = SP_CSPLIT_CSV, .null_str = "NULL", .force_not_null = 2};
+	CHECK("csv FORCE_NOT_NULL of the second key: the NULL string itself", &fnn2, K20,
+	      "NULL,x,NULL\n", NULL, NULL, NULL, "[<NULL>|NULL]", NULL);
+	sp_copy_opts_t fn = {.format = SP_CSPLIT_CSV, .force_null = 1};
+	CHECK("csv FORCE_NULL key: a quoted empty key is NULL", &fn, K0, "\"\",1\n\"a\",2\n,3\n",
+	      NULL, NULL, NULL, "[<NULL>][a][<NULL>]", NULL);
+	sp_copy_opts_t fn2 = {.format = SP_CSPLIT_CSV, .null_str = "N", .force_null = 1};
+	CHECK("csv FORCE_NULL key with NULL 'N': quoted N is NULL, NN is not", &fn2, K0,
+	      "\"N\",1\n\"NN\",2\n", NULL, NULL, NULL, "[<NULL>][NN]", NULL);
 	sp_copy_opts_t hdr = {.format = SP_CSPLIT_CSV, .header = true};
 	CHECK("csv header with a quoted newline", &hdr, K0, "\"h\n1\",h2\nx,y\n", NULL, NULL, NULL,
 	      "[x]", NULL);

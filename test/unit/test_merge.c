@@ -641,6 +641,36 @@ static void test_errors(void)
 	ok(strstr(sp_merge_error(m), "does not know the sort order") != NULL, "unknown order: message");
 	is_str(out_text(&out), "", "unknown order: nothing sent");
 	sp_merge_free(m);
+	/* avg(real): the shards' sum(real) adds in single precision, PostgreSQL's avg in double */
+	{
+		sp_merge_plan_t ap;
+		plan_init(&ap);
+		ap.has_aggs = true;
+		ap.n_cols = 2;
+		ap.agg[0] = SP_MAGG_AVG_SUM;
+		ap.avg_count_col[0] = 1;
+		ap.agg[1] = SP_MAGG_HIDDEN;
+		static const char *const an[] = {"avg", "count"};
+		m = sp_merge_new(&ap, 2, &out);
+		ok(!T(m, 0, an, 700, INT8), "avg() of a real column refused");
+		ok(strstr(sp_merge_error(m), "avg(x::float8)") != NULL, "... saying what to write: %s",
+		   sp_merge_error(m));
+		is_str(out_text(&out), "", "... nothing sent");
+		sp_merge_free(m);
+	}
+	/* ... and with the table the router named, the refusal names it and says what to do */
+	plan_init(&p);
+	add_sort(&p, 0, false, false);
+	snprintf(p.table, sizeof p.table, "public.orders");
+	snprintf(p.key, sizeof p.key, "public.orders.user_id");
+	m = sp_merge_new(&p, 2, &out);
+	ty = 1186;
+	ok(!feed_T_fmt(m, 0, 1, A, &ty, 0), "interval sort column of a named table refused");
+	ok(strstr(sp_merge_error(m), "reads sharded table public.orders on several shards") != NULL,
+	   "the refusal names the table: %s", sp_merge_error(m));
+	ok(sp_merge_hint(m) && strstr(sp_merge_hint(m), "condition on public.orders.user_id"),
+	   "the hint names the key: %s", sp_merge_hint(m) ? sp_merge_hint(m) : "(none)");
+	sp_merge_free(m);
 
 	/* binary format is fine for concatenation */
 	ty = INT4;

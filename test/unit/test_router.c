@@ -101,6 +101,12 @@ static int bigint_shard(int64_t v, int n)
 	return sp_shard_of_keys(t_bigint, &x, NULL, 1, n);
 }
 
+static int text_shard(const char *v, int n)
+{
+	sp_shard_value_t x = {.text = {.ptr = v, .len = strlen(v)}};
+	return sp_shard_of_keys(t_text, &x, NULL, 1, n);
+}
+
 static uint64_t bit(int s)
 {
 	return (uint64_t)1 << s;
@@ -262,6 +268,83 @@ static const sp_target_t *bind_text(const sp_db_conf_t *db, const char *sql, int
 	sp_router_bind(db, &sess, p, n, vals, lens, fmts, NULL, 0, txn, &T);
 	sp_plan_unref(p);
 	return &T;
+}
+
+/* Bind one parameter of declared type oid, in format fmt (0 text, 1 binary). */
+static const sp_target_t *bind_typed(const sp_db_conf_t *db, const char *sql, const void *v,
+				     int32_t len, int16_t fmt, uint32_t oid)
+{
+	const uint8_t *vals[1] = {v};
+	uint8_t pt[4] = {(uint8_t)(oid >> 24), (uint8_t)(oid >> 16), (uint8_t)(oid >> 8), (uint8_t)oid};
+	sp_plan_t *p = sp_router_prepare(db, sql, strlen(sql));
+
+	sp_router_bind(db, &sess, p, 1, vals, &len, &fmt, pt, 1, -1, &T);
+	sp_plan_unref(p);
+	return &T;
+}
+
+/*
+ * Bind parameters declared real / double precision or character(n), and arrays of
+ * them: they compare and convert as their own type, not as numbers or text.
+ */
+static void test_typed_params(void)
+{
+	const char *sel = "SELECT * FROM users WHERE user_id = $1";
+	const char *any = "SELECT * FROM users WHERE user_id = ANY($1)";
+	const char *ins = "INSERT INTO users (user_id) VALUES ($1)";
+
+	IS_KIND(bind_typed(&db4, sel, "9007199254740993", 16, 0, 701), SP_TARGET_FANOUT,
+		"double precision parameter beyond 2^53 (equals several bigints): every shard");
+	IS_KIND(bind_typed(&db4, sel, "16777217", 8, 0, 700), SP_TARGET_FANOUT,
+		"real parameter beyond 2^24: every shard");
+	IS_SHARD(bind_typed(&db4, sel, "7", 1, 0, 701), bigint_shard(7, 4),
+		 "double precision parameter 7: the shard of 7");
+	IS_ERROR(bind_typed(&db4, ins, "2.5", 3, 0, 701), "0A000", "double precision",
+		 "INSERT of a double precision 2.5 (rint: 2, numeric: 3) refused");
+	IS_ERROR(bind_typed(&db4, ins, "9007199254740993", 16, 0, 701), "0A000", "bigint",
+		 "INSERT of a double precision beyond 2^53 refused");
+	IS_SHARD(bind_typed(&db4, ins, "12", 2, 0, 700), bigint_shard(12, 4),
+		 "INSERT of a real 12: the shard of 12");
+
+	/* binary arrays: elements are laid out by their own type */
+	uint8_t arr[20 + 2 * 12];
+	const uint8_t hdr[20] = {0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 2, 189 /* 701 */, 0, 0, 0, 2, 0, 0, 0, 1};
+	const uint8_t five[8] = {0x40, 0x14, 0, 0, 0, 0, 0, 0}, seven[8] = {0x40, 0x1c, 0, 0, 0, 0, 0, 0};
+	memcpy(arr, hdr, 20);
+	memcpy(arr + 20, (const uint8_t[]){0, 0, 0, 8}, 4);
+	memcpy(arr + 24, five, 8);
+	memcpy(arr + 32, (const uint8_t[]){0, 0, 0, 8}, 4);
+	memcpy(arr + 36, seven, 8);
+	const sp_target_t *t = bind_typed(&db4, any, arr, (int32_t)sizeof(arr), 1, 1022);
+	ok(t->kind == SP_TARGET_FANOUT ||
+	       (t->kind == SP_TARGET_SHARD && bigint_shard(5, 4) == bigint_shard(7, 4) &&
+		t->shard == bigint_shard(5, 4)),
+	   "binary double precision[] for a bigint key: not read as bigints (%s)", kind(t));
+	IS_KIND(bind_typed(&db4, any, "{9007199254740993}", 18, 0, 1022), SP_TARGET_FANOUT,
+		"text double precision[] beyond 2^53: every shard");
+
+	/* character(n): the trailing spaces go, as in bpchar's cast to text */
+	char k[16], kp[16];
+	int i;
+	for (i = 0; i < 100; i++) {
+		snprintf(k, sizeof(k), "x%d", i);
+		snprintf(kp, sizeof(kp), "x%d ", i);
+		if (text_shard(k, 2) != text_shard(kp, 2))
+			break;
+	}
+	ok(i < 100, "a key whose shard differs with a trailing space: '%s'", k);
+	const char *tsel = "SELECT * FROM accounts WHERE acct = $1";
+	IS_SHARD(bind_typed(&dbm, tsel, kp, (int32_t)strlen(kp), 0, 1042), text_shard(k, 2),
+		 "character parameter '%s ' (text format): the shard of '%s'", k, k);
+	IS_SHARD(bind_typed(&dbm, tsel, kp, (int32_t)strlen(kp), 1, 1042), text_shard(k, 2),
+		 "... binary format: the same");
+	IS_SHARD(bind_typed(&dbm, tsel, kp, (int32_t)strlen(kp), 0, 25), text_shard(kp, 2),
+		 "a text parameter keeps its trailing space");
+	char ta[32];
+	snprintf(ta, sizeof(ta), "{\"%s\"}", kp);
+	IS_SHARD(bind_typed(&dbm, "SELECT * FROM accounts WHERE acct = ANY($1)", ta,
+			    (int32_t)strlen(ta), 0, 1014),
+		 text_shard(k, 2), "character[] parameter (text format): trailing spaces dropped");
 }
 
 /*
@@ -898,6 +981,73 @@ static void test_writes(void)
 		 "DO NOTHING",
 		 (long long)a, (long long)a2);
 	IS_SHARD(q(&db2, sql), 0, "multi-row INSERT on one shard: not split");
+	/* rows of different lengths: PostgreSQL refuses them, each shard's part could run */
+	snprintf(sql, sizeof(sql), "INSERT INTO orders (user_id, total) VALUES (%lld, 1), (%lld)",
+		 (long long)a, (long long)b);
+	IS_ERROR(q(&db2, sql), "42601", "same length",
+		 "multi-row INSERT with VALUES lists of different lengths refused, not split");
+	snprintf(sql, sizeof(sql), "INSERT INTO orders (user_id) VALUES (%lld), (%lld, 2)",
+		 (long long)a, (long long)b);
+	IS_ERROR(q(&db2, sql), "42601", "same length",
+		 "... also when a later row is the longer one");
+
+	/* client_encoding other than UTF8: non-ASCII text keys are not the bytes the shards hash */
+	IS_KIND(q(&dbm, "SET client_encoding = 'LATIN1'"), SP_TARGET_ANY,
+		"SET client_encoding goes to the server");
+	IS_ERROR(q(&dbm, "SELECT * FROM accounts WHERE acct = '\xe9t\xe9'"), "0A000", "client_encoding",
+		 "client_encoding LATIN1: a non-ASCII text key is refused, not hashed as UTF8");
+	IS_ERROR(q(&dbm, "INSERT INTO accounts (acct) VALUES ('ok'), ('\xe9')"), "0A000",
+		 "client_encoding", "... also in a multi-row INSERT");
+	IS_ERROR(q(&dbm, "COPY accounts (acct) FROM STDIN"), "0A000", "client_encoding",
+		 "... and a COPY into a text-keyed table");
+	IS_SHARD(q(&dbm, "SELECT * FROM accounts WHERE acct = 'plain'"), text_shard("plain", 2),
+		 "client_encoding LATIN1: an ASCII text key still routes");
+	IS_SHARD(q(&dbm, "SELECT * FROM users WHERE user_id = 7"), bigint_shard(7, 2),
+		 "client_encoding LATIN1: integer keys are not affected");
+	IS_KIND(q(&dbm, "SET NAMES 'UTF8'"), SP_TARGET_ANY, "SET NAMES 'UTF8'");
+	IS_SHARD(q(&dbm, "SELECT * FROM accounts WHERE acct = '\xc3\xa9t\xc3\xa9'"),
+		 text_shard("\xc3\xa9t\xc3\xa9", 2), "back in UTF8: the non-ASCII key routes again");
+	sp_router_session_set_client_encoding(&sess, "WIN1252");
+	IS_ERROR(q(&dbm, "SELECT * FROM accounts WHERE acct = '\xe9'"), "0A000", "client_encoding",
+		 "a startup client_encoding WIN1252: refused");
+	q(&dbm, "SET client_encoding TO 'utf-8'");
+	IS_SHARD(q(&dbm, "SELECT * FROM accounts WHERE acct = '\xc3\xa9'"), text_shard("\xc3\xa9", 2),
+		 "SET client_encoding TO 'utf-8': routed");
+	q(&dbm, "RESET ALL");
+	IS_ERROR(q(&dbm, "SELECT * FROM accounts WHERE acct = '\xe9'"), "0A000", "client_encoding",
+		 "RESET ALL: back to the startup encoding");
+	sp_router_session_init(&sess);
+
+	/* EXPLAIN ANALYZE runs the write on every shard it is sent to, all of it */
+	snprintf(sql, sizeof(sql), "EXPLAIN ANALYZE INSERT INTO orders (user_id) VALUES (%lld), (%lld)",
+		 (long long)a, (long long)b);
+	IS_ERROR(q(&db2, sql), "0A000", "EXPLAIN ANALYZE",
+		 "EXPLAIN ANALYZE of an INSERT whose rows belong to two shards refused");
+	snprintf(sql, sizeof(sql), "EXPLAIN ANALYZE UPDATE orders SET total = 0 WHERE user_id IN (%lld, %lld)",
+		 (long long)a, (long long)b);
+	IS_ERROR(q(&db2, sql), "0A000", "EXPLAIN ANALYZE",
+		 "EXPLAIN ANALYZE of an UPDATE on two shards refused");
+	snprintf(sql, sizeof(sql), "EXPLAIN INSERT INTO orders (user_id) VALUES (%lld), (%lld)",
+		 (long long)a, (long long)b);
+	IS_KIND(q(&db2, sql), SP_TARGET_FANOUT, "EXPLAIN (no ANALYZE) of it: every shard's plan");
+	snprintf(sql, sizeof(sql), "EXPLAIN ANALYZE INSERT INTO orders (user_id) VALUES (%lld)",
+		 (long long)b);
+	IS_SHARD(q(&db2, sql), 1, "EXPLAIN ANALYZE of a one-shard INSERT: that shard");
+
+	/* SQL PREPARE / EXECUTE: EXECUTE runs where PREPARE ran, whatever its arguments */
+	IS_ERROR(q(&db2, "PREPARE p(bigint) AS SELECT * FROM users WHERE user_id = $1"), "0A000",
+		 "sharded table users", "SQL PREPARE of a read of a sharded table refused");
+	IS_ERROR(q(&db2, "PREPARE p AS UPDATE users SET name = 'x' WHERE user_id = 1"), "0A000",
+		 "PREPARE", "... also with a literal key (EXECUTE would not follow it)");
+	IS_KIND(q(&db2, "PREPARE p AS SELECT * FROM countries"), SP_TARGET_ANY,
+		"SQL PREPARE of a statement without a sharded table: the default shard");
+	IS_KIND(q(&db2, "EXECUTE p(1)"), SP_TARGET_ANY, "EXECUTE: where PREPARE ran");
+	IS_SHARD(q(&db2, "/* shard: 1 */ PREPARE p(bigint) AS SELECT * FROM users WHERE user_id = $1"),
+		 1, "SQL PREPARE on a sharded table with a shard hint: that shard");
+	sp_router_query(&db2, &sess, "SET shardpool.shard = 1", 23, -1, &T);
+	IS_SHARD(q(&db2, "PREPARE p(bigint) AS SELECT * FROM users WHERE user_id = $1"), 1,
+		 "SQL PREPARE on a sharded table with a session shard: that shard");
+	sp_router_query(&db2, &sess, "RESET shardpool.shard", 21, -1, &T);
 
 	/* replicated tables */
 	t = q(&db2, "INSERT INTO countries (code) VALUES ('fr') RETURNING code");
@@ -922,6 +1072,23 @@ static void test_writes(void)
 	   "COPY FROM STDIN into a sharded table: split by key column 1");
 	IS_ERROR(q(&db2, "COPY users FROM STDIN"), "0A000", "column list",
 		 "COPY without a column list refused");
+	t = q(&db2, "COPY users (name, user_id) FROM STDIN (FORMAT csv, FORCE_NOT_NULL (name, "
+		    "user_id), FORCE_NULL (user_id))");
+	ok(t->kind == SP_TARGET_FANOUT && t->copy.force_not_null == 1 && t->copy.force_null == 1,
+	   "COPY FROM STDIN: FORCE_NOT_NULL / FORCE_NULL of the key column reach the splitter");
+	t = q(&db4, "COPY items (item_id, tenant_id) FROM STDIN WITH CSV FORCE NOT NULL item_id");
+	ok(t->kind == SP_TARGET_FANOUT && t->copy.force_not_null == 2 && t->copy.force_null == 0,
+	   "... by key position, also in the old syntax");
+	IS_ERROR(q(&db2, "COPY users (name, user_id) FROM STDIN (FORMAT csv, ENCODING 'LATIN1')"),
+		 "0A000", "ENCODING 'LATIN1'",
+		 "COPY FROM STDIN with a non-UTF8 ENCODING refused (its key bytes are not UTF8)");
+	t = q(&db2, "COPY users (name, user_id) FROM STDIN (FORMAT csv, ENCODING 'utf-8')");
+	ok(t->kind == SP_TARGET_FANOUT && t->copy.mode == SP_ROUTER_COPY_SPLIT,
+	   "COPY FROM STDIN with ENCODING 'utf-8' is split");
+	IS_ERROR(q(&db2, "COPY users (name, user_id) FROM STDIN (NULL "
+			 "'NNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNN')"),
+		 "0A000", "NULL string",
+		 "COPY FROM STDIN with a NULL string longer than the splitter keeps refused");
 	t = q(&db2, "COPY users TO STDOUT (FORMAT csv, HEADER)");
 	ok(t->kind == SP_TARGET_FANOUT && t->fanout_sum && t->read && !t->write && t->copy.header &&
 	       t->copy.mode == SP_ROUTER_COPY_NONE,
@@ -1413,6 +1580,7 @@ int main(void)
 	sp_router_session_init(&sess);
 	test_keys();
 	test_numeric_keys();
+	test_typed_params();
 	test_oversize();
 	test_bind();
 	test_fanout();
