@@ -138,6 +138,9 @@ typedef struct sp_target {
 void sp_router_session_init(sp_router_session_t *s);
 /* The client_encoding the client logged in with (startup parameter); NULL: the default (UTF8). */
 void sp_router_session_set_client_encoding(sp_router_session_t *s, const char *name);
+/* The server reported the session's client_encoding (ParameterStatus): whatever set it
+ * (SET, set_config(), a function), the router follows. */
+void sp_router_session_note_client_encoding(sp_router_session_t *s, const char *name);
 /* A target that goes anywhere, with nothing else set: every scalar field, not the
  * (large) arrays behind the counts, which a memset of the whole would clear too. */
 void sp_router_target_init(sp_target_t *t);

@@ -136,6 +136,9 @@ static void login_ok(sp_client_t *c)
 	c->home_pool = c->pool;
 	c->txn_shard = -1;
 	sp_router_session_init(&c->rsess);
+	/* PGCLIENTENCODING, options=-c client_encoding=...: text keys in another
+	 * encoding than UTF8 are refused, not hashed as bytes the server converts */
+	sp_router_session_set_client_encoding(&c->rsess, sp_params_get(&c->startup, "client_encoding"));
 	c->routed = c->db->n_shards > 1;
 	/* with replicas, also when reads stay on the primary: a promoted replica takes
 	 * the writes, so the server is chosen per transaction */

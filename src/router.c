@@ -4813,6 +4813,11 @@ void sp_router_session_set_client_encoding(sp_router_session_t *s, const char *n
 	s->enc_other = s->enc_startup_other;
 }
 
+void sp_router_session_note_client_encoding(sp_router_session_t *s, const char *name)
+{
+	s->enc_other = name && name[0] && !utf8_name(name, true);
+}
+
 static const char *nul_copy(struct tls *tl, const char *s, size_t n)
 {
 	if (!growz(&tl->copy, &tl->copy_cap, n + 1))

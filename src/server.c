@@ -704,6 +704,8 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 		if (!pq_getmsgstring(&rd, &name, NULL) || !pq_getmsgstring(&rd, &value, NULL))
 			break;
 		sp_params_set(&s->params, name, value);
+		if (c && strcasecmp(name, "client_encoding") == 0)
+			sp_router_session_note_client_encoding(&c->rsess, value);
 		if (c) {
 			const char *cur = sp_params_get(&c->params, name);
 			if (!cur || strcmp(cur, value) != 0) {

@@ -264,6 +264,19 @@ INSERT INTO t80_texts (tkey, val) VALUES ('enc-é', 1)")
 	is "$(cut -d' ' -f1,2 <<<"$out" | tr '\n' ' ')" "SET ERROR 0A000 ERROR 0A000 INSERT 0 RESET INSERT 0 " \
 		"$N shards: client_encoding LATIN1: a non-ASCII text key is refused, an ASCII one routes; after RESET both route" || diag "$out"
 	is "$(misplaced t80_texts t80_pl_t tkey)" 0 "$N shards: ... and no row is misplaced"
+	# the same when the encoding comes from the startup packet (PGCLIENTENCODING) or
+	# from set_config(), which the router learns from the server's ParameterStatus
+	out=$(PGCLIENTENCODING=LATIN1 sess <<<"INSERT INTO t80_texts (tkey, val) VALUES ('enc-é2', 1)
+INSERT INTO t80_texts (tkey, val) VALUES ('enc-ascii2', 1)")
+	is "$(cut -d' ' -f1,2 <<<"$out" | tr '\n' ' ')" "ERROR 0A000 INSERT 0 " \
+		"$N shards: client_encoding LATIN1 from the startup packet: a non-ASCII text key is refused" || diag "$out"
+	out=$(sess <<<"SELECT set_config('client_encoding', 'LATIN1', false)
+INSERT INTO t80_texts (tkey, val) VALUES ('enc-é3', 1)
+SELECT set_config('client_encoding', 'UTF8', false)
+INSERT INTO t80_texts (tkey, val) VALUES ('enc-é3', 1)")
+	is "$(cut -d' ' -f1,2 <<<"$out" | tr '\n' ' ')" "SELECT 1 ERROR 0A000 SELECT 1 INSERT 0 " \
+		"$N shards: client_encoding set by set_config(): refused, and routed again after UTF8" || diag "$out"
+	is "$(misplaced t80_texts t80_pl_t tkey)" 0 "$N shards: ... and no row is misplaced"
 	on_all "DELETE FROM t80_texts WHERE tkey LIKE 'enc-%'"
 
 	# Bind parameters declared double precision or character(n) (JDBC setDouble, a
