@@ -27,6 +27,7 @@ struct sp_pool {
 	int replica; /* index when role is replica */
 	const sp_node_conf_t *node;
 	sp_pool_mode_t pool_mode; /* the database's, cached: checked on every release */
+	bool retired; /* a RELOAD took its replica out of the file: it gets no new work */
 
 	/* server connections by state (doubly linked lists through sp_server_t) */
 	sp_server_t *idle;
@@ -142,9 +143,13 @@ bool sp_pool_db_disabled(const char *dbname);
 /* RECONNECT one pool: its idle server connections are closed now (why), the others
  * as they come back; connections opened later are kept. */
 void sp_pool_reconnect(sp_pool_t *p, const char *why);
-/* RELOAD moved or changed a server entry: the pools that pointed at was point at now;
- * when the server it names changed, they reconnect and forget the old one's failures. */
-void sp_pool_node_replaced(const sp_node_conf_t *was, const sp_node_conf_t *now, bool changed);
+/* RELOAD changed the server entry node in place; moved: it names another server now,
+ * so its pools reconnect and forget the old server's login failures. */
+void sp_pool_node_changed(const sp_node_conf_t *node, bool moved);
+/* RELOAD gave shard's replica list another length: the pools of replica index i take
+ * node (reconnecting when it names another server), or retire when node is NULL (idle
+ * connections close, busy ones as they are released, nothing is opened for them). */
+void sp_pool_replica_reloaded(const char *dbname, int shard, int replica, const sp_node_conf_t *node);
 /* RELOAD changed db's keys: its pools take the new pool_mode and pool_size. */
 void sp_pool_db_reloaded(const sp_db_conf_t *db);
 /* A client leaves: its socket's byte counts stay in the stats of its login pool (may be NULL). */

@@ -48,8 +48,10 @@ static void check_servers(ev_tstamp now)
 			const sp_db_conf_t *db = sp_config_find_db(cfg, s->pool->dbname);
 			int min = db && db->min_pool_size >= 0 ? db->min_pool_size : cfg->min_pool_size;
 			int tot = s->pool->n_idle + s->pool->n_active + s->pool->n_connecting + s->pool->n_other;
-			if (!db) {
-				sp_server_close(s, "database removed from the config");
+			if (db && db->removed)
+				min = 0;
+			if (!db || s->pool->retired) {
+				sp_server_close(s, "its database or replica was removed from the config");
 			} else if (cfg->server_lifetime > 0 && now - s->created_at > cfg->server_lifetime) {
 				sp_server_close(s, "server_lifetime reached");
 			} else if (cfg->server_idle_timeout > 0 && now - s->last_used > cfg->server_idle_timeout &&

@@ -172,6 +172,8 @@ void sp_pool_maintain(sp_pool_t *p)
 	if (p->retry_at > now)
 		return;
 	min_size = db->min_pool_size >= 0 ? db->min_pool_size : sp_g.cfg->min_pool_size;
+	if (p->retired || db->removed)
+		min_size = 0; /* gone from the file: only clients still connected are served */
 	max_db = db->max_db_connections >= 0 ? db->max_db_connections : sp_g.cfg->max_db_connections;
 	if (p->n_waiting > 0 && p->n_waiting > p->n_connecting) {
 		int limit = size;
@@ -440,20 +442,40 @@ void sp_pool_reconnect(sp_pool_t *p, const char *why)
 	}
 }
 
-void sp_pool_node_replaced(const sp_node_conf_t *was, const sp_node_conf_t *now, bool changed)
+/* RELOAD: p's entry is node now; moved: it names another server than before. */
+static void repoint(sp_pool_t *p, const sp_node_conf_t *node, bool moved)
+{
+	p->node = node;
+	if (!moved)
+		return;
+	sp_pool_reconnect(p, "RELOAD: its server entry changed");
+	/* a failed login was the old server's: the new one gets a chance at once */
+	p->retry_at = 0;
+	p->backoff = 0;
+	p->last_error[0] = 0;
+	sp_pool_maintain(p);
+}
+
+void sp_pool_node_changed(const sp_node_conf_t *node, bool moved)
+{
+	for (sp_pool_t *p = pools; p; p = p->next)
+		if (p->node == node)
+			repoint(p, node, moved);
+}
+
+void sp_pool_replica_reloaded(const char *dbname, int shard, int replica, const sp_node_conf_t *node)
 {
 	for (sp_pool_t *p = pools; p; p = p->next) {
-		if (p->node != was)
+		if (p->role != SP_ROLE_REPLICA || p->shard != shard || p->replica != replica ||
+		    strcmp(p->dbname, dbname) != 0)
 			continue;
-		p->node = now;
-		if (!changed)
+		if (!node) {
+			p->retired = true;
+			sp_pool_reconnect(p, "RELOAD: its replica was taken out of the file");
 			continue;
-		sp_pool_reconnect(p, "RELOAD: its server entry changed");
-		/* a failed login was the old server's: the new one gets a chance at once */
-		p->retry_at = 0;
-		p->backoff = 0;
-		p->last_error[0] = 0;
-		sp_pool_maintain(p);
+		}
+		p->retired = false;
+		repoint(p, node, p->node != node && !sp_config_same_server(p->node, node));
 	}
 }
 

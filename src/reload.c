@@ -72,18 +72,9 @@ static bool str_same(const char *a, const char *b)
 	return strcmp(a, b) == 0;
 }
 
-/* The same server, reached the same way: its connections may be kept. */
-static bool server_same(const sp_node_conf_t *a, const sp_node_conf_t *b)
-{
-	return str_same(a->host, b->host) && a->port == b->port && str_same(a->dbname, b->dbname) &&
-	       str_same(a->user, b->user) && str_same(a->password, b->password) &&
-	       a->connect_timeout == b->connect_timeout && str_same(a->application_name, b->application_name) &&
-	       str_same(a->options, b->options);
-}
-
 static bool node_same(const sp_node_conf_t *a, const sp_node_conf_t *b)
 {
-	return server_same(a, b) && a->weight == b->weight && str_same(a->conninfo, b->conninfo);
+	return sp_config_same_server(a, b) && a->weight == b->weight && str_same(a->conninfo, b->conninfo);
 }
 
 static const sp_shard_bound_t *bound_of(const sp_db_conf_t *db, int shard)
@@ -177,7 +168,7 @@ static void reload_node(const sp_db_conf_t *db, int shard, int replica, sp_node_
 	sp_node_conf_t tmp;
 	if (node_same(run, fresh))
 		return;
-	moved = !server_same(run, fresh);
+	moved = !sp_config_same_server(run, fresh);
 	node_label(db, shard, replica, label, sizeof(label));
 	if (moved)
 		sp_info("RELOAD: %s: now %s:%d (was %s:%d); connections to the old server close as they are released",
@@ -187,13 +178,12 @@ static void reload_node(const sp_db_conf_t *db, int shard, int replica, sp_node_
 	tmp = *run;
 	*run = *fresh;
 	*fresh = tmp; /* freed with the configuration just read */
-	sp_pool_node_replaced(run, run, moved);
+	sp_pool_node_changed(run, moved);
 }
 
 static void reload_replicas(sp_config_t *run_cfg, const sp_db_conf_t *db, int k, sp_shard_conf_t *run,
 			    sp_shard_conf_t *fresh)
 {
-	sp_node_conf_t *was = run->replicas;
 	int n_was = run->n_replicas;
 	if (fresh->n_replicas == n_was) {
 		for (int i = 0; i < n_was; i++)
@@ -203,12 +193,10 @@ static void reload_replicas(sp_config_t *run_cfg, const sp_db_conf_t *db, int k,
 	sp_info("RELOAD: [shard %s.%d]: %d replica%s (was %d)", db->name, k, fresh->n_replicas,
 		fresh->n_replicas == 1 ? "" : "s", n_was);
 	sp_config_replace_replicas(run_cfg, run, fresh);
-	/* was[] keeps its address: pools of replicas that are gone keep pointing there */
-	for (int i = 0; i < n_was; i++) {
-		bool gone = i >= run->n_replicas;
-		sp_pool_node_replaced(&was[i], gone ? &was[i] : &run->replicas[i],
-				      gone || !server_same(&was[i], &run->replicas[i]));
-	}
+	/* by index: a pool of replica i takes the new entry i; pools of replicas that are
+	 * gone retire, still pointing into the old list, which keeps its address */
+	for (int i = 0; i < n_was || i < run->n_replicas; i++)
+		sp_pool_replica_reloaded(db->name, k, i, i < run->n_replicas ? &run->replicas[i] : NULL);
 }
 
 /* The keys of a [database] section that take effect at once. */

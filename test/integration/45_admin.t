@@ -590,6 +590,21 @@ check("reads reach the added replica once it is probed", str(got), r0)
 check("RELOAD removing it: no notice", reload(base), "")
 ports = {str(c.execute("SELECT inet_server_port()").fetchone()[0]) for _ in range(20)}
 check("reads after the replica is removed: the primary only", sorted(ports), [p0])
+def server_ports(db):
+    out = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-p", port, "-U", "app", "-d",
+                          "shardpool", "-c", "SHOW SERVERS"], capture_output=True, text=True,
+                         env={"PGPASSWORD": "secret"}, timeout=20).stdout
+    return sorted({l.split("|")[6].split(":")[-1] for l in out.splitlines() if l.split("|")[2:3] == [db]})
+check("... and no server connection to the removed replica is left", r0 in server_ports("core"), False)
+check("RELOAD adding it back: no notice", reload(with_replica), "")
+got = None
+for _ in range(100):
+    got = c.execute("SELECT inet_server_port()").fetchone()[0]
+    if str(got) == r0:
+        break
+    time.sleep(0.1)
+check("reads reach the replica again (its pool is back in service)", str(got), r0)
+check("RELOAD removing it again: no notice", reload(base), "")
 c.close()
 print("end")
 PY
