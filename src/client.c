@@ -1961,6 +1961,32 @@ static size_t batch_end(const sp_client_t *c)
 	return 0;
 }
 
+/*
+ * An unsharded client's batch of Parse and Describe (of a statement) up to a Flush, as
+ * asyncpg's prepare() sends, with nothing of it needing the server afterwards: the
+ * server is let go once it answered (see describe_only), instead of being held until
+ * the client's next message, which may come only after it waited for another client
+ * of the same pool. Only the message headers are read, and only for a batch that opens
+ * with a Parse or a Describe.
+ */
+static bool describe_only_batch(const sp_client_t *c)
+{
+	const uint8_t *p = sp_buf_head(&c->sock.in);
+	size_t pos = 0, end;
+	if (!tracking_statements(c) || (p[0] != SP_FE_PARSE && p[0] != SP_FE_DESCRIBE))
+		return false;
+	end = batch_end(c);
+	if (end == 0 || p[end - 5] != SP_FE_FLUSH)
+		return false;
+	while (pos + 5 < end) {
+		uint32_t len = sp_get_be32(p + pos + 1);
+		if (len < 5 || (p[pos] != SP_FE_PARSE && (p[pos] != SP_FE_DESCRIBE || p[pos + 5] != 'S')))
+			return false;
+		pos += 1 + (size_t)len;
+	}
+	return pos + 5 == end;
+}
+
 static void merge_target(sp_target_t *acc, const sp_target_t *t, bool *have)
 {
 	if (acc->kind == SP_TARGET_ERROR)
@@ -3079,6 +3105,8 @@ static void process_input(sp_client_t *c)
 				continue;
 			}
 			c->pool = c->home_pool;
+			c->describe_only = describe_only_batch(c);
+			c->batch_error = false;
 			start_transaction(c);
 			continue;
 		}

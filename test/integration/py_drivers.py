@@ -17,7 +17,8 @@ psycopg-evict: a statement evicted from shardpool's per-server cache in a pipeli
 that fails (run against max_prepared_statements = 2, pool_size = 1).
 asyncpg: every query is a named prepared statement; prepared statements, fetch,
 executemany, copy_records_to_table (binary COPY), transactions, a pool of 10
-connections doing 2000 queries, and re-preparing after a schema change.
+connections doing 2000 queries, statements prepared and not yet executed (the pool's
+servers must not wait for them), and re-preparing after a schema change.
 
 Deliberately not here: anything specific to sharding (database plain has one shard).
 """
@@ -482,6 +483,37 @@ def run_asyncpg(port, db, table):
         async with pool.acquire() as con:
             check('the pool\'s transactions committed', await con.fetchval(f"SELECT count(*) FROM {table} WHERE v = 'pool'"), 20)
         await pool.close()
+
+    @agroup('prepare without executing')
+    async def _():
+        # prepare() sends Parse, Describe and Flush, and the Bind comes only when the
+        # statement runs. A server must not stay with a connection that prepared and now
+        # waits for something else: here two of them hold back a third, which needs one
+        # of the pool's two server connections (with PostgreSQL: no wait at all).
+        a, b, o = [await asyncpg.connect(**kw) for _i in range(3)]
+        u = await asyncpg.connect(statement_cache_size=0, **kw)  # unnamed statements
+        sa = await a.prepare('SELECT $1::int + 1')
+        sb = await b.prepare('SELECT $1::text || \'b\'')
+        su = await u.prepare('SELECT $1::int * 3')
+        try:
+            got = await asyncio.wait_for(o.fetchval('SELECT 7'), 5)
+        except asyncio.TimeoutError:
+            got = 'no answer within 5 s'
+        check('a query while two connections hold prepared, unexecuted statements', got, 7)
+        check('the prepared statements run afterwards', (await sa.fetchval(1), await sb.fetchval('a'), await su.fetchval(5)),
+              (2, 'ab', 15))
+        err = 'none'
+        try:
+            await a.prepare('SELEC 1')
+        except asyncpg.PostgresError as e:
+            err = e.sqlstate
+        check('prepare of a bad statement raises 42601', err, '42601')
+        check('that connection goes on', await a.fetchval('SELECT 8'), 8)
+        check('no server connection left in a transaction',
+              await o.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                               "AND state LIKE 'idle in%'"), 0)
+        for c in (a, b, o, u):
+            await c.close()
 
     @agroup('schema change')
     async def _():
