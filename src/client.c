@@ -200,10 +200,13 @@ void sp_client_close(sp_client_t *c, const char *reason)
 		sp_server_t *s = c->server;
 		c->server = NULL;
 		s->client = NULL;
-		if ((sp_server_busy(s) && !sp_server_only_internal(s)) || c->in_copy) {
+		if ((sp_server_busy(s) && !sp_server_only_internal(s)) || c->in_copy ||
+		    (c->in_batch && !c->describe_detach)) {
 			/* Mid-transaction or mid-COPY: never hand this session to anyone else,
 			 * and stop what it runs (PostgreSQL would finish a statement whose
-			 * client is gone before it notices) */
+			 * client is gone before it notices). Extended-protocol messages not yet
+			 * followed by a Sync count: the server runs them in an implicit
+			 * transaction, which the next client's Sync would commit. */
 			sp_client_cancel_abandoned(s);
 			sp_server_close(s, "client disconnected inside a transaction");
 		} else if (sp_server_busy(s)) {

@@ -1,6 +1,7 @@
 #!/bin/bash
 # 40_pooling.t - pooling safety and pool behaviour: a client that vanishes inside a
-# transaction or a COPY leaves no dirty server connection behind; session pooling runs
+# transaction, a COPY or an extended-protocol batch without its Sync leaves no dirty
+# server connection behind; session pooling runs
 # server_reset_query between clients; LISTEN is refused in transaction pooling (and the
 # refusal holds no server), works in session pooling; statement pooling refuses
 # transaction blocks; cancel; query_wait_timeout; a server that is down or never
@@ -140,6 +141,23 @@ out=$(raw "$SP_PORT" startup:app:plain auth:secret "P::SELEC 1" "B::" "E:" timeo
 like "$out" "E 42601 " "a client sends Parse with a syntax error, no Sync, and vanishes"
 out=$(timeout 15 "$PGCLIENT" "$(ci plain)" exec "SELECT 'next client'" 2>&1)
 is "$out" "next client" "the next client (pool_size 1) gets answers: the server is not left skipping until Sync"
+
+# An INSERT run by Parse/Bind/Execute (and a Flush, as pipelining drivers send) is in
+# the server's implicit transaction until Sync. A client that vanishes before its Sync
+# leaves nothing: PostgreSQL rolls that transaction back. The next client's Sync must
+# not commit it for it.
+for end in H none; do
+	out=$(raw "$SP_PORT" startup:app:plain auth:secret "P:vanish:INSERT INTO $T VALUES (2, 'no sync')" "B::vanish" "E:" \
+		"${end/none/sleep:1}" timeout:500 drain 2>&1)
+	if [ $end = H ]; then
+		like "$out" $'\n1\n2\nC INSERT 0 1' "a client runs an INSERT by Parse/Bind/Execute and Flush, no Sync, and vanishes"
+	else
+		like "$out" $'login ok\ntimeout' "a client sends Parse/Bind/Execute of an INSERT, no Flush nor Sync, and vanishes"
+	fi
+	out=$(timeout 15 "$PGCLIENT" "$(ci plain)" exec "SELECT txid_current_if_assigned() IS NULL" "SELECT count(*) FROM $T" 2>&1)
+	is "$out" $'t\n0' "the next client (pool_size 1) is not inside its implicit transaction, and the INSERT is not there"
+done
+is "$(pg_psql "$PGPORT0" -c "SELECT count(*) FROM $T")" 0 "the vanished clients' INSERTs were rolled back"
 
 # ---------------------------------------------------------------- session pooling
 out=$(spq sess -c "PREPARE sess_p(int) AS SELECT \$1 * 2" -c "EXECUTE sess_p(21)" \
