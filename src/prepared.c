@@ -1,7 +1,7 @@
 /*
  * prepared.c - interning of named prepared statements for transaction
- * pooling. Identical Parse bodies from any client share one sp_pstmt_t and one
- * server-side name, so a server connection prepares each distinct statement
+ * pooling. Identical Parse bodies from any client with the same search_path share
+ * one sp_pstmt_t and one server-side name, so a server connection prepares each distinct statement
  * once no matter how many clients use it. Reference counts: one per client
  * mapping and one per server cache entry; the statement is freed when the
  * last goes. This module sends nothing: server.c/client.c emit the Parse and
@@ -28,24 +28,34 @@ static uint64_t fnv1a(const uint8_t *p, size_t n)
 	return h;
 }
 
-sp_pstmt_t *sp_pstmt_intern(const uint8_t *body, size_t len)
+sp_pstmt_t *sp_pstmt_intern(const uint8_t *body, size_t len, const char *scope)
 {
+	size_t slen = scope ? strlen(scope) : 0;
 	uint64_t h = fnv1a(body, len);
 	sp_pstmt_t *ps;
+	if (slen) {
+		h ^= 0xff; /* the scope's bytes follow a byte no Parse body ends with */
+		h *= 1099511628211ULL;
+		h ^= fnv1a((const uint8_t *)scope, slen);
+	}
 	for (ps = buckets[h % NBUCKETS]; ps; ps = ps->next)
-		if (ps->hash == h && ps->body_len == len && memcmp(ps->body, body, len) == 0) {
+		if (ps->hash == h && ps->body_len == len && memcmp(ps->body, body, len) == 0 &&
+		    strlen(ps->scope) == slen && memcmp(ps->scope, scope ? scope : "", slen) == 0) {
 			ps->refs++;
 			return ps;
 		}
 	ps = calloc(1, sizeof(*ps));
 	if (!ps)
 		return NULL;
-	ps->body = malloc(len);
+	ps->body = malloc(len + slen + 1);
 	if (!ps->body) {
 		free(ps);
 		return NULL;
 	}
 	memcpy(ps->body, body, len);
+	memcpy(ps->body + len, scope ? scope : "", slen);
+	ps->body[len + slen] = 0;
+	ps->scope = (const char *)ps->body + len;
 	ps->body_len = len;
 	ps->hash = h;
 	ps->id = next_id++;

@@ -18,7 +18,8 @@ that fails (run against max_prepared_statements = 2, pool_size = 1).
 asyncpg: every query is a named prepared statement; prepared statements, fetch,
 executemany, copy_records_to_table (binary COPY), transactions, a pool of 10
 connections doing 2000 queries, statements prepared and not yet executed (the pool's
-servers must not wait for them), and re-preparing after a schema change.
+servers must not wait for them), one statement text under two search_paths (a
+schema per tenant), and re-preparing after a schema change.
 
 Deliberately not here: anything specific to sharding (database plain has one shard).
 """
@@ -514,6 +515,32 @@ def run_asyncpg(port, db, table):
                                "AND state LIKE 'idle in%'"), 0)
         for c in (a, b, o, u):
             await c.close()
+
+    @agroup('a schema per tenant')
+    async def _():
+        # The same statement text under two search_paths names two tables, here with
+        # other column types: each connection must get its own tenant's table, as from
+        # PostgreSQL, not a statement another connection prepared under its own path.
+        c = await asyncpg.connect(**kw)
+        s1, s2 = table + '_t1', table + '_t2'
+        for sch, ddl, row in ((s1, 'a int, b int', '1, 10'), (s2, 'a text', "'two'")):
+            await c.execute(f'DROP SCHEMA IF EXISTS {sch} CASCADE; CREATE SCHEMA {sch}; '
+                            f'CREATE TABLE {sch}.tenant ({ddl}); INSERT INTO {sch}.tenant VALUES ({row})')
+        a = await asyncpg.connect(server_settings={'search_path': s1}, **kw)  # in the startup packet
+        b = await asyncpg.connect(**kw)
+        await b.execute(f'SET search_path = {s2}')
+        got = []
+        for _i in range(3):
+            for x in (a, b):
+                try:
+                    got.append([tuple(r) for r in await x.fetch('SELECT * FROM tenant')])
+                except Exception as e:
+                    got.append(describe(e))
+        check('the same SELECT * from connections with other search_paths', got, [[(1, 10)], [('two',)]] * 3)
+        for x in (a, b):
+            await x.close()
+        await c.execute(f'DROP SCHEMA {s1} CASCADE; DROP SCHEMA {s2} CASCADE')
+        await c.close()
 
     @agroup('schema change')
     async def _():
