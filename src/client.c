@@ -906,7 +906,7 @@ static bool unlisted_setting(const char *name, size_t m)
 /*
  * Remember the settings this SQL may change that pg_settings does not list: SET of a
  * custom name, SET ROLE, SET SESSION AUTHORIZATION, and set_config() with the name
- * written as a literal. (A name passed as a parameter is not seen.)
+ * written as a literal. (A name passed as a parameter is seen at its Bind: note_bound_name.)
  */
 /* The offset of the first argument of the next "set_config(" at or after from, or len. */
 static size_t next_set_config_arg(const char *sql, size_t len, size_t from)
@@ -951,8 +951,10 @@ static void note_bound_name(sp_client_t *c, const uint8_t *p, size_t n, int para
 		if (nf == 1 || i == param - 1)
 			fmt = f;
 	}
-	if (!pq_getmsgint16(&r, &np) || param > np || fmt != 0)
-		return; /* a binary name: not a form drivers use */
+	/* binary too: set_config's name is text, whose binary form is its bytes as well
+	 * (asyncpg sends every parameter in binary) */
+	if (!pq_getmsgint16(&r, &np) || param > np || (fmt != 0 && fmt != 1))
+		return;
 	for (int i = 1; i <= param; i++) {
 		int32_t l;
 		const uint8_t *v;

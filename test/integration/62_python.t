@@ -10,8 +10,8 @@
 # parameter. asyncpg (every query a named prepared statement): prepared statements,
 # fetch, executemany, copy_records_to_table, transactions, a pool of 10 connections
 # doing 2000 queries, statements prepared and not yet run while another connection
-# needs a server, the same statement under two search_paths, and a cached statement
-# after ALTER TABLE. A third shardpool with
+# needs a server, set_config($1, ...) in binary, the same statement under two
+# search_paths, and a cached statement after ALTER TABLE. A third shardpool with
 # max_prepared_statements = 2 and one server connection checks statement eviction in
 # a pipeline that fails. Each check becomes one TAP line here.
 . "$(dirname "$0")/lib.sh"

@@ -18,7 +18,8 @@ that fails (run against max_prepared_statements = 2, pool_size = 1).
 asyncpg: every query is a named prepared statement; prepared statements, fetch,
 executemany, copy_records_to_table (binary COPY), transactions, a pool of 10
 connections doing 2000 queries, statements prepared and not yet executed (the pool's
-servers must not wait for them), one statement text under two search_paths (a
+servers must not wait for them), set_config() with the setting's name as a parameter,
+one statement text under two search_paths (a
 schema per tenant), and re-preparing after a schema change.
 
 Deliberately not here: anything specific to sharding (database plain has one shard).
@@ -515,6 +516,22 @@ def run_asyncpg(port, db, table):
                                "AND state LIKE 'idle in%'"), 0)
         for c in (a, b, o, u):
             await c.close()
+
+    @agroup('set_config with its name as a parameter')
+    async def _():
+        # asyncpg sends every parameter in binary; for text that is its bytes. The
+        # setting stays with its connection: another one (with the pool's two servers
+        # taking turns) must not read it, as from PostgreSQL (NULL; '' once a backend
+        # has seen the name, doc/usage.md).
+        a, o = [await asyncpg.connect(**kw) for _i in range(2)]
+        await a.fetchval('SELECT set_config($1, $2, false)', 'pydrv.tenant', '42')
+        got = []
+        for _i in range(4):
+            got.append(await o.fetchval("SELECT coalesce(current_setting('pydrv.tenant', true), '')"))
+            got.append(await a.fetchval("SELECT current_setting('pydrv.tenant', true)"))
+        check('a setting named by a Bind parameter, read by its connection and another', got, ['', '42'] * 4)
+        for x in (a, o):
+            await x.close()
 
     @agroup('a schema per tenant')
     async def _():
