@@ -1227,6 +1227,15 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 	case SP_FE_PARSE:
 		if (!pq_getmsgstring(&r, &name, &nlen))
 			goto bad;
+		if (c->pool_mode != SP_POOL_SESSION && !c->in_batch && s->txn == SP_TXN_IDLE && !s->fan &&
+		    head_of((const char *)body + nlen + 1, text_len(body + nlen + 1, len - nlen - 1)) == HEAD_LISTEN) {
+			/* refused as in a Query (JDBC sends LISTEN so): first in its batch, outside a
+			 * transaction, so nothing on the server has to fail with it */
+			sp_server_push_req_text(s, SP_REQ_SYNTH_ERROR, NULL,
+						"0A000 LISTEN is not supported in transaction pooling mode");
+			c->skip_to_sync = true;
+			return true;
+		}
 		if (*name && tracking_statements(c)) {
 			sp_pstmt_t *ps = sp_pstmt_map_get(&c->pstmts, name);
 			if (s->error_in_batch)

@@ -754,6 +754,14 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 	case SP_BE_PORTAL_SUSPENDED:
 		if (!internal)
 			write_client(s, msg, total);
+		if (type == SP_BE_COMMAND_COMPLETE && len == 7 && memcmp(body, "LISTEN", 7) == 0 && c &&
+		    c->pool_mode != SP_POOL_SESSION && !s->dirty_close) {
+			/* a LISTEN that got past the refusal (in a Query of several statements, or
+			 * in an extended batch after other messages): the session now receives
+			 * notifications, which must not reach the clients that get it next */
+			s->dirty_close = true;
+			slog(s, SP_LOG_WARNING, "LISTEN ran in transaction pooling: the connection is closed at release");
+		}
 		s->copy_in = s->copy_out = false;
 		if (c) {
 			c->in_copy = false;

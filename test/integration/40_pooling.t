@@ -1,11 +1,12 @@
 #!/bin/bash
 # 40_pooling.t - pooling safety and pool behaviour: a client that vanishes inside a
 # transaction, a COPY or an extended-protocol batch without its Sync leaves no dirty
-# server connection behind; session pooling runs
-# server_reset_query between clients; LISTEN is refused in transaction pooling (and the
-# refusal holds no server), works in session pooling; statement pooling refuses
-# transaction blocks; cancel; query_wait_timeout; a server that is down or never
-# answers; pgbench with 50 clients over 5 server connections in all three query modes.
+# server connection behind; session pooling runs server_reset_query between clients;
+# LISTEN is refused in transaction pooling (and the refusal holds no server; a LISTEN
+# that gets past it costs its server connection), works in session pooling; statement
+# pooling refuses transaction blocks; cancel; query_wait_timeout; a server that is down
+# or never answers; pgbench with 50 clients over 5 server connections in all three
+# query modes.
 . "$(dirname "$0")/lib.sh"
 
 command -v psql >/dev/null || skip_all "psql is not installed"
@@ -195,6 +196,16 @@ EOF
 like "$out" "A: ERROR 0A000 " "LISTEN via pgclient: 0A000"
 like "$out" "B: B gets the server" "the refused LISTEN holds no server connection: another client runs (pool_size 1)"
 like "$out" "A: A goes on" "... and the refused client goes on"
+# JDBC sends LISTEN by Parse/Bind/Execute: refused the same way. A LISTEN that gets past
+# the refusal (after another statement of one Query) must not leave the server
+# connection listening for the clients that get it next (pool_size 1).
+out=$(raw "$SP_PORT" startup:app:plain auth:secret "P::LISTEN pool_t_chan" "B::" "E:" S read \
+	"Q:SELECT count(*) FROM pg_listening_channels()" read 2>&1)
+like "$out" $'E 0A000 LISTEN is not supported in transaction pooling mode\nZ I\n' "transaction pooling: LISTEN by the extended protocol is refused"
+like "$out" $'\nD 0\n' "... and nothing listens"
+out=$(spq plain -c "SELECT 1; LISTEN pool_t_chan")
+is "$(spq plain -c "SELECT count(*) FROM pg_listening_channels()")" 0 \
+	"after a LISTEN inside a Query of two statements, the next client's server connection listens to nothing"
 
 # ---------------------------------------------------------------- statement pooling
 is "$(spq stmt -c "SELECT 1" -c "SELECT 2")" $'1\n2' "statement pooling: single statements work"
