@@ -1,7 +1,7 @@
 /*
  * prepared.h - named prepared statements in transaction pooling.
  * A statement is interned once per distinct (query, parameter types, search_path
- * of the client that prepared it) and gets
+ * and client_encoding of the client that prepared it) and gets
  * a shardpool-wide name "sp_N"; each client maps its own names to interned
  * statements; each server connection keeps a bounded LRU set of the
  * statements it has prepared.
@@ -30,16 +30,18 @@ struct sp_pstmt {
 			    * names and server copies made before are stale, as PostgreSQL's own
 			    * prepared statements would be ("cached plan must not change result type") */
 	size_t body_len;
-	const char *scope; /* the search_path it was prepared under ("" for the default), in
-			    * body's allocation: names in the text resolve by it, and its result
-			    * type is fixed by what they resolved to */
+	const char *search_path; /* what it was prepared under ("" for the server's default), in */
+	const char *encoding;    /* body's allocation: names in the text resolve by the first (and
+				  * its result type is fixed by what they resolved to), and its
+				  * bytes are read in the second */
 	sp_pstmt_t *next;  /* hash chain */
 };
 
-/* scope: the preparing client's search_path, NULL for the server's default. Clients
- * share a server-side statement only when both are equal: with another search_path,
- * the same text may name other tables, of other column types. */
-sp_pstmt_t *sp_pstmt_intern(const uint8_t *body, size_t len, const char *scope);
+/* search_path, encoding: the preparing client's search_path and client_encoding, NULL
+ * for the server's default. Clients share a server-side statement only when both are
+ * equal: with another search_path the same text may name other tables, of other column
+ * types, and with another encoding the same bytes are other characters. */
+sp_pstmt_t *sp_pstmt_intern(const uint8_t *body, size_t len, const char *search_path, const char *encoding);
 void sp_pstmt_ref(sp_pstmt_t *ps);
 void sp_pstmt_unref(sp_pstmt_t *ps);
 size_t sp_pstmt_count(void);

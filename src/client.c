@@ -1261,7 +1261,8 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 				c->skip_to_sync = true;
 				return true;
 			}
-			ps = sp_pstmt_intern(body + nlen + 1, len - nlen - 1, sp_params_get(&c->params, "search_path"));
+			ps = sp_pstmt_intern(body + nlen + 1, len - nlen - 1, sp_params_get(&c->params, "search_path"),
+					     sp_params_get(&c->params, "client_encoding"));
 			if (!ps) {
 				sp_client_fatal(c, SP_SQLSTATE_OUT_OF_MEMORY, "out of memory");
 				return false;
@@ -2505,7 +2506,8 @@ static void emulate_batch(sp_client_t *c, size_t end, const char *tag, char stat
 		case SP_FE_PARSE:
 			if (pq_getmsgstring(&r, &name, &nlen) && *name && tracking_statements(c)) {
 				sp_pstmt_t *ps = sp_pstmt_intern(body + nlen + 1, len - 4 - nlen - 1,
-								  sp_params_get(&c->params, "search_path"));
+								  sp_params_get(&c->params, "search_path"),
+								  sp_params_get(&c->params, "client_encoding"));
 				if (ps) {
 					sp_pstmt_map_put(&c->pstmts, name, ps);
 					sp_pstmt_unref(ps);

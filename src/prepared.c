@@ -1,7 +1,7 @@
 /*
  * prepared.c - interning of named prepared statements for transaction
- * pooling. Identical Parse bodies from any client with the same search_path share
- * one sp_pstmt_t and one server-side name, so a server connection prepares each distinct statement
+ * pooling. Identical Parse bodies from any client with the same search_path and
+ * client_encoding share one sp_pstmt_t and one server-side name, so a server connection prepares each distinct statement
  * once no matter how many clients use it. Reference counts: one per client
  * mapping and one per server cache entry; the statement is freed when the
  * last goes. This module sends nothing: server.c/client.c emit the Parse and
@@ -28,34 +28,40 @@ static uint64_t fnv1a(const uint8_t *p, size_t n)
 	return h;
 }
 
-sp_pstmt_t *sp_pstmt_intern(const uint8_t *body, size_t len, const char *scope)
+static uint64_t mix_scope(uint64_t h, uint8_t tag, const char *v, size_t n)
 {
-	size_t slen = scope ? strlen(scope) : 0;
-	uint64_t h = fnv1a(body, len);
+	if (n == 0)
+		return h;
+	h ^= tag; /* a byte no Parse body ends with, different for each part */
+	h *= 1099511628211ULL;
+	return h ^ fnv1a((const uint8_t *)v, n);
+}
+
+sp_pstmt_t *sp_pstmt_intern(const uint8_t *body, size_t len, const char *search_path, const char *encoding)
+{
+	const char *sp = search_path ? search_path : "", *enc = encoding ? encoding : "";
+	size_t splen = strlen(sp), enclen = strlen(enc);
+	uint64_t h = mix_scope(mix_scope(fnv1a(body, len), 0xff, sp, splen), 0xfe, enc, enclen);
 	sp_pstmt_t *ps;
-	if (slen) {
-		h ^= 0xff; /* the scope's bytes follow a byte no Parse body ends with */
-		h *= 1099511628211ULL;
-		h ^= fnv1a((const uint8_t *)scope, slen);
-	}
 	for (ps = buckets[h % NBUCKETS]; ps; ps = ps->next)
 		if (ps->hash == h && ps->body_len == len && memcmp(ps->body, body, len) == 0 &&
-		    strlen(ps->scope) == slen && memcmp(ps->scope, scope ? scope : "", slen) == 0) {
+		    strcmp(ps->search_path, sp) == 0 && strcmp(ps->encoding, enc) == 0) {
 			ps->refs++;
 			return ps;
 		}
 	ps = calloc(1, sizeof(*ps));
 	if (!ps)
 		return NULL;
-	ps->body = malloc(len + slen + 1);
+	ps->body = malloc(len + splen + enclen + 2);
 	if (!ps->body) {
 		free(ps);
 		return NULL;
 	}
 	memcpy(ps->body, body, len);
-	memcpy(ps->body + len, scope ? scope : "", slen);
-	ps->body[len + slen] = 0;
-	ps->scope = (const char *)ps->body + len;
+	memcpy(ps->body + len, sp, splen + 1);
+	memcpy(ps->body + len + splen + 1, enc, enclen + 1);
+	ps->search_path = (const char *)ps->body + len;
+	ps->encoding = ps->search_path + splen + 1;
 	ps->body_len = len;
 	ps->hash = h;
 	ps->id = next_id++;

@@ -12,7 +12,8 @@ are installed.
 
 psycopg: prepare=True executions (named statements _pg3_N, the same names on every
 connection), executemany (pipelined), pipeline mode with an error in the middle,
-COPY in and out with cursor.copy(), transactions and savepoints, binary results.
+COPY in and out with cursor.copy(), transactions and savepoints, binary results, the
+same statement bytes from a LATIN1 and a UTF8 client.
 psycopg-evict: a statement evicted from shardpool's per-server cache in a pipeline
 that fails (run against max_prepared_statements = 2, pool_size = 1).
 asyncpg: every query is a named prepared statement; prepared statements, fetch,
@@ -291,6 +292,19 @@ def run_psycopg(port, db, table):
             cur = c.cursor(binary=True)
             row = cur.execute('SELECT %b::int8, %b::float8, %b::bytea, %b::text', (2 ** 62, 1.5, b'\x00\x01\xff', 'ü'), prepare=True).fetchone()
             check('binary parameters and results', row, (2 ** 62, 1.5, b'\x00\x01\xff', 'ü'))
+
+    @group('two client encodings')
+    def _():
+        # The same statement bytes from a LATIN1 client and a UTF8 one are other
+        # characters: 'Ã©' in LATIN1 is the bytes of 'é' in UTF8. Each client must get
+        # its own string back, as from PostgreSQL, not the one of the client that
+        # prepared the statement first on the server connection.
+        with connect(client_encoding='latin1') as a, connect() as b:
+            got = []
+            for i in range(3):
+                got.append(a.execute("SELECT 'Ã©', %s::int", (i,), prepare=True).fetchone()[0])
+                got.append(b.execute("SELECT 'é', %s::int", (i,), prepare=True).fetchone()[0])
+            check('one prepared statement text from a LATIN1 and a UTF8 client', got, ['Ã©', 'é'] * 3)
 
     @group('large values')
     def _():
