@@ -1094,6 +1094,15 @@ static bool tracking_statements(const sp_client_t *c)
 	return c->pool_mode != SP_POOL_SESSION && sp_g.cfg->max_prepared_statements > 0;
 }
 
+/* The shared statement for this Parse body, under the client's settings as of now. */
+static sp_pstmt_t *intern_statement(const sp_client_t *c, const uint8_t *body, size_t len)
+{
+	const char *scope[SP_PSTMT_SCOPE_N];
+	for (int i = 0; i < SP_PSTMT_SCOPE_N; i++)
+		scope[i] = sp_params_get(&c->params, sp_pstmt_scope_names[i]);
+	return sp_pstmt_intern(body, len, scope);
+}
+
 /* Make sure the server has ps prepared under its shared name; queue the Parse if not. */
 static void ensure_prepared(sp_server_t *s, sp_pstmt_t *ps)
 {
@@ -1261,8 +1270,7 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 				c->skip_to_sync = true;
 				return true;
 			}
-			ps = sp_pstmt_intern(body + nlen + 1, len - nlen - 1, sp_params_get(&c->params, "search_path"),
-					     sp_params_get(&c->params, "client_encoding"));
+			ps = intern_statement(c, body + nlen + 1, len - nlen - 1);
 			if (!ps) {
 				sp_client_fatal(c, SP_SQLSTATE_OUT_OF_MEMORY, "out of memory");
 				return false;
@@ -2505,9 +2513,7 @@ static void emulate_batch(sp_client_t *c, size_t end, const char *tag, char stat
 		switch (p[pos]) {
 		case SP_FE_PARSE:
 			if (pq_getmsgstring(&r, &name, &nlen) && *name && tracking_statements(c)) {
-				sp_pstmt_t *ps = sp_pstmt_intern(body + nlen + 1, len - 4 - nlen - 1,
-								  sp_params_get(&c->params, "search_path"),
-								  sp_params_get(&c->params, "client_encoding"));
+				sp_pstmt_t *ps = intern_statement(c, body + nlen + 1, len - 4 - nlen - 1);
 				if (ps) {
 					sp_pstmt_map_put(&c->pstmts, name, ps);
 					sp_pstmt_unref(ps);

@@ -7,8 +7,9 @@
 # connections, as app (SCRAM) to database plain. psycopg: prepare=True from 10
 # threads, executemany, pipeline mode with an error in it, COPY in and out (text and
 # binary, a failing one, CopyFail), transactions and savepoints, binary values, one
-# statement from a LATIN1 and a UTF8 client, a 4 MB parameter. asyncpg (every query a
-# named prepared statement): prepared statements, fetch, executemany, copy_records_to_table, transactions, a pool of 10 connections
+# statement from clients with other client_encoding, TimeZone and DateStyle, a 4 MB
+# parameter. asyncpg (every query a named prepared statement): prepared statements,
+# fetch, executemany, copy_records_to_table, transactions, a pool of 10 connections
 # doing 2000 queries, statements prepared and not yet run while another connection
 # needs a server, set_config($1, ...) in binary, the same statement under two
 # search_paths, and a cached statement after ALTER TABLE. A third shardpool with

@@ -13,7 +13,7 @@ are installed.
 psycopg: prepare=True executions (named statements _pg3_N, the same names on every
 connection), executemany (pipelined), pipeline mode with an error in the middle,
 COPY in and out with cursor.copy(), transactions and savepoints, binary results, the
-same statement bytes from a LATIN1 and a UTF8 client.
+same statement from clients with other client_encoding, TimeZone and DateStyle.
 psycopg-evict: a statement evicted from shardpool's per-server cache in a pipeline
 that fails (run against max_prepared_statements = 2, pool_size = 1).
 asyncpg: every query is a named prepared statement; prepared statements, fetch,
@@ -293,7 +293,7 @@ def run_psycopg(port, db, table):
             row = cur.execute('SELECT %b::int8, %b::float8, %b::bytea, %b::text', (2 ** 62, 1.5, b'\x00\x01\xff', 'ü'), prepare=True).fetchone()
             check('binary parameters and results', row, (2 ** 62, 1.5, b'\x00\x01\xff', 'ü'))
 
-    @group('two client encodings')
+    @group('settings that change what a statement means')
     def _():
         # The same statement bytes from a LATIN1 client and a UTF8 one are other
         # characters: 'Ã©' in LATIN1 is the bytes of 'é' in UTF8. Each client must get
@@ -305,6 +305,15 @@ def run_psycopg(port, db, table):
                 got.append(a.execute("SELECT 'Ã©', %s::int", (i,), prepare=True).fetchone()[0])
                 got.append(b.execute("SELECT 'é', %s::int", (i,), prepare=True).fetchone()[0])
             check('one prepared statement text from a LATIN1 and a UTF8 client', got, ['Ã©', 'é'] * 3)
+        # Literals of timestamptz and date are read at Parse under TimeZone and DateStyle.
+        q = "SELECT extract(epoch FROM '2024-01-01 10:00'::timestamptz)::int, '01/02/2024'::date::text, %s::int"
+        with connect(options='-c TimeZone=Asia/Tokyo -c DateStyle=ISO,DMY') as a, connect() as b:
+            got = []
+            for i in range(3):
+                got.append(a.execute(q, (i,), prepare=True).fetchone()[:2])
+                got.append(b.execute(q, (i,), prepare=True).fetchone()[:2])
+            check('one prepared statement with literals from clients with other TimeZone and DateStyle', got,
+                  [(1704070800, '2024-02-01'), (1704103200, '2024-01-02')] * 3)
 
     @group('large values')
     def _():
