@@ -1042,6 +1042,19 @@ static bool drops_statements(int head, const char *sql, size_t len)
 
 static sp_pstmt_t *deallocates(sp_client_t *c, const char *sql, size_t len, char *name, size_t nlen);
 
+/*
+ * Will the server run this DISCARD ALL / DEALLOCATE ALL? Not in a failed transaction
+ * (25P02), and DISCARD ALL not inside a transaction block or after other messages of
+ * an extended batch (25001): the statements the client prepared then survive, as they
+ * do in PostgreSQL.
+ */
+static bool drop_runs(const sp_client_t *c, const sp_server_t *s, int head)
+{
+	if (s->txn == SP_TXN_FAILED)
+		return false;
+	return head != HEAD_DISCARD || (s->txn == SP_TXN_IDLE && !c->in_batch);
+}
+
 /* COMMIT, END, ROLLBACK [TO], ABORT, PREPARE TRANSACTION: what PostgreSQL still
  * parses in a failed transaction (IsTransactionExitStmt). */
 static bool ends_transaction(const char *sql, size_t len)
@@ -1216,9 +1229,11 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 			}
 			if (drops_statements(head, sql, len - 1)) {
 				/* DISCARD ALL / DEALLOCATE ALL: the server forgets every prepared
-				 * statement, and so does this client. */
-				sp_pstmt_cache_clear(&s->pstmts);
-				sp_pstmt_map_clear(&c->pstmts);
+				 * statement, and so does this client; unless it will refuse it */
+				if (drop_runs(c, s, head)) {
+					sp_pstmt_cache_clear(&s->pstmts);
+					sp_pstmt_map_clear(&c->pstmts);
+				}
 			} else if (len < 4096 && head == HEAD_DEALLOCATE) {
 				char dname[128];
 				if (deallocates(c, sql, len - 1, dname, sizeof(dname))) {
@@ -1330,7 +1345,7 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 				if (!*name)
 					c->unnamed_config_param = config_name_param(q, ql);
 			}
-			if (drops_statements(head_of(q, ql), q, ql)) {
+			if (drops_statements(head_of(q, ql), q, ql) && drop_runs(c, s, head_of(q, ql))) {
 				sp_pstmt_cache_clear(&s->pstmts);
 				sp_pstmt_map_clear(&c->pstmts);
 			}

@@ -109,6 +109,13 @@ is "$SPOUT" "$PGOUT" "closing twice and closing an unknown name succeed; the nam
 rawboth "P:d1:SELECT 7" S read "Q:DEALLOCATE d1" read "B::d1" E: S read "P:d1:SELECT 8" "B::d1" E: S read
 is "$SPOUT" "$PGOUT" "SQL DEALLOCATE of a protocol-level statement works as in PostgreSQL"
 
+# DISCARD ALL / DEALLOCATE ALL that the server refuses (inside a transaction block, in
+# a failed transaction) drop nothing: the statements prepared before still run
+rawboth "P:kd:SELECT 42" S read "Q:BEGIN" read "Q:DISCARD ALL" read "Q:ROLLBACK" read "B::kd" E: S read \
+	"Q:BEGIN" read "Q:SELECT 1/0" read "Q:DEALLOCATE ALL" read "Q:ROLLBACK" read "B::kd" E: S read \
+	"Q:BEGIN" read "Q:DEALLOCATE ALL" read "Q:ROLLBACK" read "B::kd" E: S read
+is "$SPOUT" "$PGOUT" "a refused DISCARD ALL or DEALLOCATE ALL keeps the statements, a DEALLOCATE ALL that runs drops them"
+
 # Parse that fails leaves no statement behind
 rawboth "P:bad1:SELEC 1" S read "B::bad1" E: S read "P:bad1:SELECT 'fixed'" "B::bad1" E: S read
 is "$SPOUT" "$PGOUT" "a Parse that fails leaves no statement: Bind gets 26000, the name can be reused"
