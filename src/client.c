@@ -1175,6 +1175,25 @@ static void refuse_stale(sp_server_t *s, char type, const char *portal)
 }
 
 /*
+ * Refuse a client's message with err ("SQLSTATE message", then SP_REFUSED_HINT and a
+ * hint if any) the way PostgreSQL refuses one: the server is made to fail it too (a
+ * Describe of a statement it does not have), so an implicit transaction with the
+ * batch's earlier work is rolled back, an explicit one fails, and the messages up to
+ * Sync are skipped by the server itself. server.c puts err in place of its error.
+ */
+static void refuse_by_server(sp_server_t *s, const char *err)
+{
+	char text[512];
+	size_t at = sp_msg_begin(&s->sock.out, SP_FE_DESCRIBE);
+	pq_sendbyte(&s->sock.out, 'S');
+	pq_sendstring(&s->sock.out, SP_REFUSED_STATEMENT);
+	sp_msg_end(&s->sock.out, at);
+	text[0] = SP_REFUSED_MARK;
+	snprintf(text + 1, sizeof(text) - 1, "%s", err);
+	sp_server_push_req_text(s, SP_REQ_DESCRIBE, NULL, text);
+}
+
+/*
  * Handle one complete message (hdr+body in buf) from an ACTIVE client.
  * Returns false if the client was closed.
  */
@@ -1251,13 +1270,11 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 	case SP_FE_PARSE:
 		if (!pq_getmsgstring(&r, &name, &nlen))
 			goto bad;
-		if (c->pool_mode != SP_POOL_SESSION && !c->in_batch && s->txn == SP_TXN_IDLE && !s->fan &&
+		if (c->pool_mode != SP_POOL_SESSION && !s->fan &&
 		    head_of((const char *)body + nlen + 1, text_len(body + nlen + 1, len - nlen - 1)) == HEAD_LISTEN) {
-			/* refused as in a Query (JDBC sends LISTEN so): first in its batch, outside a
-			 * transaction, so nothing on the server has to fail with it */
-			sp_server_push_req_text(s, SP_REQ_SYNTH_ERROR, NULL,
-						"0A000 LISTEN is not supported in transaction pooling mode");
-			c->skip_to_sync = true;
+			/* refused as in a Query (JDBC sends LISTEN so) */
+			refuse_by_server(s, "0A000 LISTEN is not supported in transaction pooling mode\x02"
+					    "Use a database with pool_mode = session for LISTEN/NOTIFY.");
 			return true;
 		}
 		if (*name && tracking_statements(c)) {
@@ -1278,11 +1295,11 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 				return true;
 			}
 			if (ps) {
-				/* As PostgreSQL: an error, then everything up to Sync is skipped. */
+				/* As PostgreSQL: an error (which fails the server's transaction too),
+				 * then everything up to Sync is skipped. */
 				char err[200];
 				snprintf(err, sizeof(err), "42P05 prepared statement \"%s\" already exists", name);
-				sp_server_push_req_text(s, SP_REQ_SYNTH_ERROR, NULL, err);
-				c->skip_to_sync = true;
+				refuse_by_server(s, err);
 				return true;
 			}
 			ps = intern_statement(c, body + nlen + 1, len - nlen - 1);

@@ -203,6 +203,9 @@ out=$(raw "$SP_PORT" startup:app:plain auth:secret "P::LISTEN pool_t_chan" "B::"
 	"Q:SELECT count(*) FROM pg_listening_channels()" read 2>&1)
 like "$out" $'E 0A000 LISTEN is not supported in transaction pooling mode\nZ I\n' "transaction pooling: LISTEN by the extended protocol is refused"
 like "$out" $'\nD 0\n' "... and nothing listens"
+out=$(raw "$SP_PORT" startup:app:plain auth:secret "Q:BEGIN" read "P::LISTEN pool_t_chan" "B::" "E:" S read "Q:COMMIT" read 2>&1)
+like "$out" $'E 0A000 LISTEN is not supported in transaction pooling mode\nZ E\nC ROLLBACK' \
+	"... inside a transaction too, which fails with it, as with an error from PostgreSQL"
 out=$(spq plain -c "SELECT 1; LISTEN pool_t_chan")
 is "$(spq plain -c "SELECT count(*) FROM pg_listening_channels()")" 0 \
 	"after a LISTEN inside a Query of two statements, the next client's server connection listens to nothing"
