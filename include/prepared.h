@@ -1,6 +1,7 @@
 /*
  * prepared.h - named prepared statements in transaction pooling.
- * A statement is interned once per distinct (query, parameter types) and gets
+ * A statement is interned once per distinct (query, parameter types, and the
+ * settings of the client that prepared it that change what its text means) and gets
  * a shardpool-wide name "sp_N"; each client maps its own names to interned
  * statements; each server connection keeps a bounded LRU set of the
  * statements it has prepared.
@@ -29,10 +30,25 @@ struct sp_pstmt {
 			    * names and server copies made before are stale, as PostgreSQL's own
 			    * prepared statements would be ("cached plan must not change result type") */
 	size_t body_len;
+	const char *scope; /* the SP_PSTMT_SCOPE values it was prepared under, each ended by a
+			    * NUL ("" for the server's default), in body's allocation */
+	size_t scope_len;
 	sp_pstmt_t *next;  /* hash chain */
 };
 
-sp_pstmt_t *sp_pstmt_intern(const uint8_t *body, size_t len);
+/*
+ * The session settings a statement is parsed under, which PostgreSQL applies once, at
+ * Parse: with another search_path the same text names other tables (of other column
+ * types), with another client_encoding the same bytes are other characters, and
+ * literals such as '2024-01-02 10:00'::timestamptz or '01/02/2024'::date (TimeZone,
+ * DateStyle) and backslashes in strings (standard_conforming_strings) are read by them.
+ */
+#define SP_PSTMT_SCOPE_N 5
+extern const char *const sp_pstmt_scope_names[SP_PSTMT_SCOPE_N];
+
+/* scope: the preparing client's values of sp_pstmt_scope_names, NULL for the server's
+ * default. Clients share a server-side statement only when every one is equal. */
+sp_pstmt_t *sp_pstmt_intern(const uint8_t *body, size_t len, const char *const scope[SP_PSTMT_SCOPE_N]);
 void sp_pstmt_ref(sp_pstmt_t *ps);
 void sp_pstmt_unref(sp_pstmt_t *ps);
 size_t sp_pstmt_count(void);

@@ -27,6 +27,13 @@ typedef enum {
  * server has it, so the server fails the message, and the client is told 0A000
  * "cached plan must not change result type" instead (client.c refuse_stale). */
 #define SP_STALE_STATEMENT "shardpool: prepared before its result type changed"
+/* A Describe of this statement name (which no server has) makes the server refuse a
+ * message shardpool refuses, so its transaction fails as PostgreSQL's would; the
+ * request's text, SP_REFUSED_MARK then "SQLSTATE message" (and SP_REFUSED_HINT and a
+ * hint), is what the client hears instead of the server's error. */
+#define SP_REFUSED_STATEMENT "shardpool: refused"
+#define SP_REFUSED_MARK '\x01'
+#define SP_REFUSED_HINT '\x02'
 
 /* What the server owes us, in the order it will answer (see server.c). */
 typedef enum {

@@ -219,10 +219,13 @@ void sp_client_close(sp_client_t *c, const char *reason)
 		sp_server_t *s = c->server;
 		c->server = NULL;
 		s->client = NULL;
-		if ((sp_server_busy(s) && !sp_server_only_internal(s)) || c->in_copy) {
+		if ((sp_server_busy(s) && !sp_server_only_internal(s)) || c->in_copy ||
+		    (c->in_batch && !c->describe_detach)) {
 			/* Mid-transaction or mid-COPY: never hand this session to anyone else,
 			 * and stop what it runs (PostgreSQL would finish a statement whose
-			 * client is gone before it notices) */
+			 * client is gone before it notices). Extended-protocol messages not yet
+			 * followed by a Sync count: the server runs them in an implicit
+			 * transaction, which the next client's Sync would commit. */
 			sp_client_cancel_abandoned(s);
 			sp_server_close(s, "client disconnected inside a transaction");
 		} else if (sp_server_busy(s)) {
@@ -913,7 +916,7 @@ static bool unlisted_setting(const char *name, size_t m)
 /*
  * Remember the settings this SQL may change that pg_settings does not list: SET of a
  * custom name, SET ROLE, SET SESSION AUTHORIZATION, and set_config() with the name
- * written as a literal. (A name passed as a parameter is not seen.)
+ * written as a literal. (A name passed as a parameter is seen at its Bind: note_bound_name.)
  */
 /* The offset of the first argument of the next "set_config(" at or after from, or len. */
 static size_t next_set_config_arg(const char *sql, size_t len, size_t from)
@@ -958,8 +961,10 @@ static void note_bound_name(sp_client_t *c, const uint8_t *p, size_t n, int para
 		if (nf == 1 || i == param - 1)
 			fmt = f;
 	}
-	if (!pq_getmsgint16(&r, &np) || param > np || fmt != 0)
-		return; /* a binary name: not a form drivers use */
+	/* binary too: set_config's name is text, whose binary form is its bytes as well
+	 * (asyncpg sends every parameter in binary) */
+	if (!pq_getmsgint16(&r, &np) || param > np || (fmt != 0 && fmt != 1))
+		return;
 	for (int i = 1; i <= param; i++) {
 		int32_t l;
 		const uint8_t *v;
@@ -1047,6 +1052,19 @@ static bool drops_statements(int head, const char *sql, size_t len)
 
 static sp_pstmt_t *deallocates(sp_client_t *c, const char *sql, size_t len, char *name, size_t nlen);
 
+/*
+ * Will the server run this DISCARD ALL / DEALLOCATE ALL? Not in a failed transaction
+ * (25P02), and DISCARD ALL not inside a transaction block or after other messages of
+ * an extended batch (25001): the statements the client prepared then survive, as they
+ * do in PostgreSQL.
+ */
+static bool drop_runs(const sp_client_t *c, const sp_server_t *s, int head)
+{
+	if (s->txn == SP_TXN_FAILED)
+		return false;
+	return head != HEAD_DISCARD || (s->txn == SP_TXN_IDLE && !c->in_batch);
+}
+
 /* COMMIT, END, ROLLBACK [TO], ABORT, PREPARE TRANSACTION: what PostgreSQL still
  * parses in a failed transaction (IsTransactionExitStmt). */
 static bool ends_transaction(const char *sql, size_t len)
@@ -1097,6 +1115,15 @@ static bool parse_deallocate(sp_client_t *c, sp_server_t *s, const char *q, size
 static bool tracking_statements(const sp_client_t *c)
 {
 	return c->pool_mode != SP_POOL_SESSION && sp_g.cfg->max_prepared_statements > 0;
+}
+
+/* The shared statement for this Parse body, under the client's settings as of now. */
+static sp_pstmt_t *intern_statement(const sp_client_t *c, const uint8_t *body, size_t len)
+{
+	const char *scope[SP_PSTMT_SCOPE_N];
+	for (int i = 0; i < SP_PSTMT_SCOPE_N; i++)
+		scope[i] = sp_params_get(&c->params, sp_pstmt_scope_names[i]);
+	return sp_pstmt_intern(body, len, scope);
 }
 
 /* Make sure the server has ps prepared under its shared name; queue the Parse if not. */
@@ -1158,6 +1185,25 @@ static void refuse_stale(sp_server_t *s, char type, const char *portal)
 }
 
 /*
+ * Refuse a client's message with err ("SQLSTATE message", then SP_REFUSED_HINT and a
+ * hint if any) the way PostgreSQL refuses one: the server is made to fail it too (a
+ * Describe of a statement it does not have), so an implicit transaction with the
+ * batch's earlier work is rolled back, an explicit one fails, and the messages up to
+ * Sync are skipped by the server itself. server.c puts err in place of its error.
+ */
+static void refuse_by_server(sp_server_t *s, const char *err)
+{
+	char text[512];
+	size_t at = sp_msg_begin(&s->sock.out, SP_FE_DESCRIBE);
+	pq_sendbyte(&s->sock.out, 'S');
+	pq_sendstring(&s->sock.out, SP_REFUSED_STATEMENT);
+	sp_msg_end(&s->sock.out, at);
+	text[0] = SP_REFUSED_MARK;
+	snprintf(text + 1, sizeof(text) - 1, "%s", err);
+	sp_server_push_req_text(s, SP_REQ_DESCRIBE, NULL, text);
+}
+
+/*
  * Handle one complete message (hdr+body in buf) from an ACTIVE client.
  * Returns false if the client was closed.
  */
@@ -1212,9 +1258,11 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 			}
 			if (drops_statements(head, sql, len - 1)) {
 				/* DISCARD ALL / DEALLOCATE ALL: the server forgets every prepared
-				 * statement, and so does this client. */
-				sp_pstmt_cache_clear(&s->pstmts);
-				sp_pstmt_map_clear(&c->pstmts);
+				 * statement, and so does this client; unless it will refuse it */
+				if (drop_runs(c, s, head)) {
+					sp_pstmt_cache_clear(&s->pstmts);
+					sp_pstmt_map_clear(&c->pstmts);
+				}
 			} else if (len < 4096 && head == HEAD_DEALLOCATE) {
 				char dname[128];
 				if (deallocates(c, sql, len - 1, dname, sizeof(dname))) {
@@ -1232,6 +1280,13 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 	case SP_FE_PARSE:
 		if (!pq_getmsgstring(&r, &name, &nlen))
 			goto bad;
+		if (c->pool_mode != SP_POOL_SESSION && !s->fan &&
+		    head_of((const char *)body + nlen + 1, text_len(body + nlen + 1, len - nlen - 1)) == HEAD_LISTEN) {
+			/* refused as in a Query (JDBC sends LISTEN so) */
+			refuse_by_server(s, "0A000 LISTEN is not supported in transaction pooling mode\x02"
+					    "Use a database with pool_mode = session for LISTEN/NOTIFY.");
+			return true;
+		}
 		if (*name && tracking_statements(c)) {
 			sp_pstmt_t *ps = sp_pstmt_map_get(&c->pstmts, name);
 			if (s->error_in_batch)
@@ -1250,14 +1305,14 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 				return true;
 			}
 			if (ps) {
-				/* As PostgreSQL: an error, then everything up to Sync is skipped. */
+				/* As PostgreSQL: an error (which fails the server's transaction too),
+				 * then everything up to Sync is skipped. */
 				char err[200];
 				snprintf(err, sizeof(err), "42P05 prepared statement \"%s\" already exists", name);
-				sp_server_push_req_text(s, SP_REQ_SYNTH_ERROR, NULL, err);
-				c->skip_to_sync = true;
+				refuse_by_server(s, err);
 				return true;
 			}
-			ps = sp_pstmt_intern(body + nlen + 1, len - nlen - 1);
+			ps = intern_statement(c, body + nlen + 1, len - nlen - 1);
 			if (!ps) {
 				sp_client_fatal(c, SP_SQLSTATE_OUT_OF_MEMORY, "out of memory");
 				return false;
@@ -1317,7 +1372,7 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 				if (!*name)
 					c->unnamed_config_param = config_name_param(q, ql);
 			}
-			if (drops_statements(head_of(q, ql), q, ql)) {
+			if (drops_statements(head_of(q, ql), q, ql) && drop_runs(c, s, head_of(q, ql))) {
 				sp_pstmt_cache_clear(&s->pstmts);
 				sp_pstmt_map_clear(&c->pstmts);
 			}
@@ -1994,6 +2049,32 @@ static size_t batch_end(const sp_client_t *c)
 	return 0;
 }
 
+/*
+ * An unsharded client's batch of Parse and Describe (of a statement) up to a Flush, as
+ * asyncpg's prepare() sends, with nothing of it needing the server afterwards: the
+ * server is let go once it answered (see describe_only), instead of being held until
+ * the client's next message, which may come only after it waited for another client
+ * of the same pool. Only the message headers are read, and only for a batch that opens
+ * with a Parse or a Describe.
+ */
+static bool describe_only_batch(const sp_client_t *c)
+{
+	const uint8_t *p = sp_buf_head(&c->sock.in);
+	size_t pos = 0, end;
+	if (!tracking_statements(c) || (p[0] != SP_FE_PARSE && p[0] != SP_FE_DESCRIBE))
+		return false;
+	end = batch_end(c);
+	if (end == 0 || p[end - 5] != SP_FE_FLUSH)
+		return false;
+	while (pos + 5 < end) {
+		uint32_t len = sp_get_be32(p + pos + 1);
+		if (len < 5 || (p[pos] != SP_FE_PARSE && (p[pos] != SP_FE_DESCRIBE || p[pos + 5] != 'S')))
+			return false;
+		pos += 1 + (size_t)len;
+	}
+	return pos + 5 == end;
+}
+
 static void merge_target(sp_target_t *acc, const sp_target_t *t, bool *have)
 {
 	if (acc->kind == SP_TARGET_ERROR)
@@ -2497,7 +2578,7 @@ static void emulate_batch(sp_client_t *c, size_t end, const char *tag, char stat
 		switch (p[pos]) {
 		case SP_FE_PARSE:
 			if (pq_getmsgstring(&r, &name, &nlen) && *name && tracking_statements(c)) {
-				sp_pstmt_t *ps = sp_pstmt_intern(body + nlen + 1, len - 4 - nlen - 1);
+				sp_pstmt_t *ps = intern_statement(c, body + nlen + 1, len - 4 - nlen - 1);
 				if (ps) {
 					sp_pstmt_map_put(&c->pstmts, name, ps);
 					sp_pstmt_unref(ps);
@@ -3112,6 +3193,8 @@ static void process_input(sp_client_t *c)
 				continue;
 			}
 			c->pool = c->home_pool;
+			c->describe_only = describe_only_batch(c);
+			c->batch_error = false;
 			start_transaction(c);
 			continue;
 		}

@@ -1,6 +1,7 @@
 /*
  * prepared.c - interning of named prepared statements for transaction
- * pooling. Identical Parse bodies from any client share one sp_pstmt_t and one
+ * pooling. Identical Parse bodies from any client with the same settings that change
+ * what a statement's text means (SP_PSTMT_SCOPE) share one sp_pstmt_t and one
  * server-side name, so a server connection prepares each distinct statement
  * once no matter how many clients use it. Reference counts: one per client
  * mapping and one per server cache entry; the statement is freed when the
@@ -28,24 +29,59 @@ static uint64_t fnv1a(const uint8_t *p, size_t n)
 	return h;
 }
 
-sp_pstmt_t *sp_pstmt_intern(const uint8_t *body, size_t len)
+const char *const sp_pstmt_scope_names[SP_PSTMT_SCOPE_N] = {"search_path", "client_encoding", "TimeZone",
+								"DateStyle", "standard_conforming_strings"};
+
+/* Is the NUL-separated list have (of have_len bytes) the values of scope? */
+static bool same_scope(const char *have, size_t have_len, const char *const scope[SP_PSTMT_SCOPE_N])
+{
+	size_t at = 0;
+	for (int i = 0; i < SP_PSTMT_SCOPE_N; i++) {
+		const char *v = scope[i] ? scope[i] : "";
+		size_t n = strlen(v) + 1;
+		if (at + n > have_len || memcmp(have + at, v, n) != 0)
+			return false;
+		at += n;
+	}
+	return at == have_len;
+}
+
+sp_pstmt_t *sp_pstmt_intern(const uint8_t *body, size_t len, const char *const scope[SP_PSTMT_SCOPE_N])
 {
 	uint64_t h = fnv1a(body, len);
+	size_t scope_len = 0;
 	sp_pstmt_t *ps;
+	for (int i = 0; i < SP_PSTMT_SCOPE_N; i++) {
+		const char *v = scope[i] ? scope[i] : "";
+		size_t n = strlen(v);
+		scope_len += n + 1;
+		h ^= (uint8_t)(0xff - i); /* a byte no Parse body ends with, one per setting */
+		h *= 1099511628211ULL;
+		h ^= fnv1a((const uint8_t *)v, n);
+	}
 	for (ps = buckets[h % NBUCKETS]; ps; ps = ps->next)
-		if (ps->hash == h && ps->body_len == len && memcmp(ps->body, body, len) == 0) {
+		if (ps->hash == h && ps->body_len == len && memcmp(ps->body, body, len) == 0 &&
+		    same_scope(ps->scope, ps->scope_len, scope)) {
 			ps->refs++;
 			return ps;
 		}
 	ps = calloc(1, sizeof(*ps));
 	if (!ps)
 		return NULL;
-	ps->body = malloc(len);
+	ps->body = malloc(len + scope_len);
 	if (!ps->body) {
 		free(ps);
 		return NULL;
 	}
 	memcpy(ps->body, body, len);
+	ps->scope = (const char *)ps->body + len;
+	ps->scope_len = scope_len;
+	for (size_t i = 0, at = len; i < SP_PSTMT_SCOPE_N; i++) {
+		const char *v = scope[i] ? scope[i] : "";
+		size_t n = strlen(v) + 1;
+		memcpy(ps->body + at, v, n);
+		at += n;
+	}
 	ps->body_len = len;
 	ps->hash = h;
 	ps->id = next_id++;

@@ -756,6 +756,14 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 	case SP_BE_PORTAL_SUSPENDED:
 		if (!internal)
 			write_client(s, msg, total);
+		if (type == SP_BE_COMMAND_COMPLETE && len == 7 && memcmp(body, "LISTEN", 7) == 0 && c &&
+		    c->pool_mode != SP_POOL_SESSION && !s->dirty_close) {
+			/* a LISTEN that got past the refusal (in a Query of several statements, or
+			 * in an extended batch after other messages): the session now receives
+			 * notifications, which must not reach the clients that get it next */
+			s->dirty_close = true;
+			slog(s, SP_LOG_WARNING, "LISTEN ran in transaction pooling: the connection is closed at release");
+		}
 		s->copy_in = s->copy_out = false;
 		if (c) {
 			c->in_copy = false;
@@ -803,8 +811,22 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 		bool reshaped = r && r->kind == SP_REQ_BIND && r->ps && changed_shape(code, body, len);
 		if (reshaped)
 			code = "0A000";
-		if (reshaped || (r && (r->kind == SP_REQ_BIND || r->kind == SP_REQ_DESCRIBE) && r->text &&
-				 strcmp(r->text, SP_STALE_STATEMENT) == 0)) {
+		if (r && r->kind == SP_REQ_DESCRIBE && r->text && r->text[0] == SP_REFUSED_MARK && strlen(r->text) > 7) {
+			/* a message shardpool refused, which the server refused for it (see
+			 * SP_REFUSED_STATEMENT): the client hears shardpool's error */
+			char text[512], own_code[6];
+			char *hint;
+			snprintf(text, sizeof(text), "%s", r->text + 7);
+			snprintf(own_code, sizeof(own_code), "%.5s", r->text + 1);
+			hint = strchr(text, SP_REFUSED_HINT);
+			if (hint)
+				*hint++ = 0;
+			sp_buf_t e = {0};
+			sp_msg_write_error(&e, "ERROR", own_code, text, NULL, hint);
+			write_client(s, sp_buf_head(&e), sp_buf_len(&e));
+			sp_buf_free(&e);
+		} else if (reshaped || (r && (r->kind == SP_REQ_BIND || r->kind == SP_REQ_DESCRIBE) && r->text &&
+					strcmp(r->text, SP_STALE_STATEMENT) == 0)) {
 			/* the client hears what PostgreSQL would have said */
 			sp_buf_t e = {0};
 			sp_msg_write_error(&e, "ERROR", "0A000", "cached plan must not change result type",

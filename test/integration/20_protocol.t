@@ -30,7 +30,7 @@ SP="host=127.0.0.1 port=$SP_PORT user=app password=secret dbname=core"
 SP1="host=127.0.0.1 port=$SP_PORT user=app password=secret dbname=plain"
 PG="host=127.0.0.1 port=$PGPORT0 user=app password=secret dbname=app"
 T=proto_t_$$
-at_exit "pg_psql $PGPORT0 -c 'DROP TABLE IF EXISTS ${T}_copy, ${T}_big' >/dev/null 2>&1"
+at_exit "pg_psql $PGPORT0 -c 'DROP TABLE IF EXISTS ${T}_copy, ${T}_big, ${T}_dup' >/dev/null 2>&1"
 
 # both CMD...: run pgclient against shardpool and against PostgreSQL; sets SPOUT and PGOUT
 both() {
@@ -108,6 +108,21 @@ is "$SPOUT" "$PGOUT" "closing twice and closing an unknown name succeed; the nam
 # SQL DEALLOCATE of a statement prepared with the protocol (pgx and others do this)
 rawboth "P:d1:SELECT 7" S read "Q:DEALLOCATE d1" read "B::d1" E: S read "P:d1:SELECT 8" "B::d1" E: S read
 is "$SPOUT" "$PGOUT" "SQL DEALLOCATE of a protocol-level statement works as in PostgreSQL"
+
+# DISCARD ALL / DEALLOCATE ALL that the server refuses (inside a transaction block, in
+# a failed transaction) drop nothing: the statements prepared before still run
+rawboth "P:kd:SELECT 42" S read "Q:BEGIN" read "Q:DISCARD ALL" read "Q:ROLLBACK" read "B::kd" E: S read \
+	"Q:BEGIN" read "Q:SELECT 1/0" read "Q:DEALLOCATE ALL" read "Q:ROLLBACK" read "B::kd" E: S read \
+	"Q:BEGIN" read "Q:DEALLOCATE ALL" read "Q:ROLLBACK" read "B::kd" E: S read
+is "$SPOUT" "$PGOUT" "a refused DISCARD ALL or DEALLOCATE ALL keeps the statements, a DEALLOCATE ALL that runs drops them"
+
+# A Parse of a name the client already prepared fails as in PostgreSQL: the server's
+# transaction with it, the INSERT run before it in the same batch rolled back, and an
+# explicit transaction failed (ROLLBACK at COMMIT)
+pg_psql "$PGPORT0" -c "CREATE TABLE ${T}_dup (i int)" >/dev/null
+rawboth "P:dupi:INSERT INTO ${T}_dup VALUES (1)" "B::dupi" E: "P:dupi:SELECT 1" "B::dupi" E: S read \
+	"Q:BEGIN" read "B::dupi" E: "P:dupi:SELECT 2" S read "Q:COMMIT" read "Q:SELECT count(*) FROM ${T}_dup" read
+is "$SPOUT" "$PGOUT" "Parse of a name already taken (42P05) after an INSERT in its batch or transaction rolls them back"
 
 # Parse that fails leaves no statement behind
 rawboth "P:bad1:SELEC 1" S read "B::bad1" E: S read "P:bad1:SELECT 'fixed'" "B::bad1" E: S read

@@ -1,10 +1,12 @@
 #!/bin/bash
 # 40_pooling.t - pooling safety and pool behaviour: a client that vanishes inside a
-# transaction or a COPY leaves no dirty server connection behind; session pooling runs
-# server_reset_query between clients; LISTEN is refused in transaction pooling (and the
-# refusal holds no server), works in session pooling; statement pooling refuses
-# transaction blocks; cancel; query_wait_timeout; a server that is down or never
-# answers; pgbench with 50 clients over 5 server connections in all three query modes.
+# transaction, a COPY or an extended-protocol batch without its Sync leaves no dirty
+# server connection behind; session pooling runs server_reset_query between clients;
+# LISTEN is refused in transaction pooling (and the refusal holds no server; a LISTEN
+# that gets past it costs its server connection), works in session pooling; statement
+# pooling refuses transaction blocks; cancel; query_wait_timeout; a server that is down
+# or never answers; pgbench with 50 clients over 5 server connections in all three
+# query modes.
 . "$(dirname "$0")/lib.sh"
 
 command -v psql >/dev/null || skip_all "psql is not installed"
@@ -141,6 +143,23 @@ like "$out" "E 42601 " "a client sends Parse with a syntax error, no Sync, and v
 out=$(timeout 15 "$PGCLIENT" "$(ci plain)" exec "SELECT 'next client'" 2>&1)
 is "$out" "next client" "the next client (pool_size 1) gets answers: the server is not left skipping until Sync"
 
+# An INSERT run by Parse/Bind/Execute (and a Flush, as pipelining drivers send) is in
+# the server's implicit transaction until Sync. A client that vanishes before its Sync
+# leaves nothing: PostgreSQL rolls that transaction back. The next client's Sync must
+# not commit it for it.
+for end in H none; do
+	out=$(raw "$SP_PORT" startup:app:plain auth:secret "P:vanish:INSERT INTO $T VALUES (2, 'no sync')" "B::vanish" "E:" \
+		"${end/none/sleep:1}" timeout:500 drain 2>&1)
+	if [ $end = H ]; then
+		like "$out" $'\n1\n2\nC INSERT 0 1' "a client runs an INSERT by Parse/Bind/Execute and Flush, no Sync, and vanishes"
+	else
+		like "$out" $'login ok\ntimeout' "a client sends Parse/Bind/Execute of an INSERT, no Flush nor Sync, and vanishes"
+	fi
+	out=$(timeout 15 "$PGCLIENT" "$(ci plain)" exec "SELECT txid_current_if_assigned() IS NULL" "SELECT count(*) FROM $T" 2>&1)
+	is "$out" $'t\n0' "the next client (pool_size 1) is not inside its implicit transaction, and the INSERT is not there"
+done
+is "$(pg_psql "$PGPORT0" -c "SELECT count(*) FROM $T")" 0 "the vanished clients' INSERTs were rolled back"
+
 # ---------------------------------------------------------------- session pooling
 out=$(spq sess -c "PREPARE sess_p(int) AS SELECT \$1 * 2" -c "EXECUTE sess_p(21)" \
 	-c "CREATE TEMP TABLE sess_tmp (i int)" -c "INSERT INTO sess_tmp VALUES (7)" -c "SELECT i FROM sess_tmp" \
@@ -177,6 +196,19 @@ EOF
 like "$out" "A: ERROR 0A000 " "LISTEN via pgclient: 0A000"
 like "$out" "B: B gets the server" "the refused LISTEN holds no server connection: another client runs (pool_size 1)"
 like "$out" "A: A goes on" "... and the refused client goes on"
+# JDBC sends LISTEN by Parse/Bind/Execute: refused the same way. A LISTEN that gets past
+# the refusal (after another statement of one Query) must not leave the server
+# connection listening for the clients that get it next (pool_size 1).
+out=$(raw "$SP_PORT" startup:app:plain auth:secret "P::LISTEN pool_t_chan" "B::" "E:" S read \
+	"Q:SELECT count(*) FROM pg_listening_channels()" read 2>&1)
+like "$out" $'E 0A000 LISTEN is not supported in transaction pooling mode\nZ I\n' "transaction pooling: LISTEN by the extended protocol is refused"
+like "$out" $'\nD 0\n' "... and nothing listens"
+out=$(raw "$SP_PORT" startup:app:plain auth:secret "Q:BEGIN" read "P::LISTEN pool_t_chan" "B::" "E:" S read "Q:COMMIT" read 2>&1)
+like "$out" $'E 0A000 LISTEN is not supported in transaction pooling mode\nZ E\nC ROLLBACK' \
+	"... inside a transaction too, which fails with it, as with an error from PostgreSQL"
+out=$(spq plain -c "SELECT 1; LISTEN pool_t_chan")
+is "$(spq plain -c "SELECT count(*) FROM pg_listening_channels()")" 0 \
+	"after a LISTEN inside a Query of two statements, the next client's server connection listens to nothing"
 
 # ---------------------------------------------------------------- statement pooling
 is "$(spq stmt -c "SELECT 1" -c "SELECT 2")" $'1\n2' "statement pooling: single statements work"

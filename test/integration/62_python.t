@@ -6,10 +6,13 @@
 # python3-asyncpg), each driver against a fresh shardpool with a pool of two server
 # connections, as app (SCRAM) to database plain. psycopg: prepare=True from 10
 # threads, executemany, pipeline mode with an error in it, COPY in and out (text and
-# binary, a failing one, CopyFail), transactions and savepoints, binary values, a 4 MB
+# binary, a failing one, CopyFail), transactions and savepoints, binary values, one
+# statement from clients with other client_encoding, TimeZone and DateStyle, a 4 MB
 # parameter. asyncpg (every query a named prepared statement): prepared statements,
 # fetch, executemany, copy_records_to_table, transactions, a pool of 10 connections
-# doing 2000 queries, and a cached statement after ALTER TABLE. A third shardpool with
+# doing 2000 queries, statements prepared and not yet run while another connection
+# needs a server, set_config($1, ...) in binary, the same statement under two
+# search_paths, and a cached statement after ALTER TABLE. A third shardpool with
 # max_prepared_statements = 2 and one server connection checks statement eviction in
 # a pipeline that fails. Each check becomes one TAP line here.
 . "$(dirname "$0")/lib.sh"

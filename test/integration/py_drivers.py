@@ -12,12 +12,16 @@ are installed.
 
 psycopg: prepare=True executions (named statements _pg3_N, the same names on every
 connection), executemany (pipelined), pipeline mode with an error in the middle,
-COPY in and out with cursor.copy(), transactions and savepoints, binary results.
+COPY in and out with cursor.copy(), transactions and savepoints, binary results, the
+same statement from clients with other client_encoding, TimeZone and DateStyle.
 psycopg-evict: a statement evicted from shardpool's per-server cache in a pipeline
 that fails (run against max_prepared_statements = 2, pool_size = 1).
 asyncpg: every query is a named prepared statement; prepared statements, fetch,
 executemany, copy_records_to_table (binary COPY), transactions, a pool of 10
-connections doing 2000 queries, and re-preparing after a schema change.
+connections doing 2000 queries, statements prepared and not yet executed (the pool's
+servers must not wait for them), set_config() with the setting's name as a parameter,
+one statement text under two search_paths (a
+schema per tenant), and re-preparing after a schema change.
 
 Deliberately not here: anything specific to sharding (database plain has one shard).
 """
@@ -289,6 +293,28 @@ def run_psycopg(port, db, table):
             row = cur.execute('SELECT %b::int8, %b::float8, %b::bytea, %b::text', (2 ** 62, 1.5, b'\x00\x01\xff', 'ü'), prepare=True).fetchone()
             check('binary parameters and results', row, (2 ** 62, 1.5, b'\x00\x01\xff', 'ü'))
 
+    @group('settings that change what a statement means')
+    def _():
+        # The same statement bytes from a LATIN1 client and a UTF8 one are other
+        # characters: 'Ã©' in LATIN1 is the bytes of 'é' in UTF8. Each client must get
+        # its own string back, as from PostgreSQL, not the one of the client that
+        # prepared the statement first on the server connection.
+        with connect(client_encoding='latin1') as a, connect() as b:
+            got = []
+            for i in range(3):
+                got.append(a.execute("SELECT 'Ã©', %s::int", (i,), prepare=True).fetchone()[0])
+                got.append(b.execute("SELECT 'é', %s::int", (i,), prepare=True).fetchone()[0])
+            check('one prepared statement text from a LATIN1 and a UTF8 client', got, ['Ã©', 'é'] * 3)
+        # Literals of timestamptz and date are read at Parse under TimeZone and DateStyle.
+        q = "SELECT extract(epoch FROM '2024-01-01 10:00'::timestamptz)::int, '01/02/2024'::date::text, %s::int"
+        with connect(options='-c TimeZone=Asia/Tokyo -c DateStyle=ISO,DMY') as a, connect() as b:
+            got = []
+            for i in range(3):
+                got.append(a.execute(q, (i,), prepare=True).fetchone()[:2])
+                got.append(b.execute(q, (i,), prepare=True).fetchone()[:2])
+            check('one prepared statement with literals from clients with other TimeZone and DateStyle', got,
+                  [(1704070800, '2024-02-01'), (1704103200, '2024-01-02')] * 3)
+
     @group('large values')
     def _():
         # libpq sends Parse, Bind (4 MB), Describe, Execute and Sync in one go. psycopg
@@ -482,6 +508,79 @@ def run_asyncpg(port, db, table):
         async with pool.acquire() as con:
             check('the pool\'s transactions committed', await con.fetchval(f"SELECT count(*) FROM {table} WHERE v = 'pool'"), 20)
         await pool.close()
+
+    @agroup('prepare without executing')
+    async def _():
+        # prepare() sends Parse, Describe and Flush, and the Bind comes only when the
+        # statement runs. A server must not stay with a connection that prepared and now
+        # waits for something else: here two of them hold back a third, which needs one
+        # of the pool's two server connections (with PostgreSQL: no wait at all).
+        a, b, o = [await asyncpg.connect(**kw) for _i in range(3)]
+        u = await asyncpg.connect(statement_cache_size=0, **kw)  # unnamed statements
+        sa = await a.prepare('SELECT $1::int + 1')
+        sb = await b.prepare('SELECT $1::text || \'b\'')
+        su = await u.prepare('SELECT $1::int * 3')
+        try:
+            got = await asyncio.wait_for(o.fetchval('SELECT 7'), 5)
+        except asyncio.TimeoutError:
+            got = 'no answer within 5 s'
+        check('a query while two connections hold prepared, unexecuted statements', got, 7)
+        check('the prepared statements run afterwards', (await sa.fetchval(1), await sb.fetchval('a'), await su.fetchval(5)),
+              (2, 'ab', 15))
+        err = 'none'
+        try:
+            await a.prepare('SELEC 1')
+        except asyncpg.PostgresError as e:
+            err = e.sqlstate
+        check('prepare of a bad statement raises 42601', err, '42601')
+        check('that connection goes on', await a.fetchval('SELECT 8'), 8)
+        check('no server connection left in a transaction',
+              await o.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                               "AND state LIKE 'idle in%'"), 0)
+        for c in (a, b, o, u):
+            await c.close()
+
+    @agroup('set_config with its name as a parameter')
+    async def _():
+        # asyncpg sends every parameter in binary; for text that is its bytes. The
+        # setting stays with its connection: another one (with the pool's two servers
+        # taking turns) must not read it, as from PostgreSQL (NULL; '' once a backend
+        # has seen the name, doc/usage.md).
+        a, o = [await asyncpg.connect(**kw) for _i in range(2)]
+        await a.fetchval('SELECT set_config($1, $2, false)', 'pydrv.tenant', '42')
+        got = []
+        for _i in range(4):
+            got.append(await o.fetchval("SELECT coalesce(current_setting('pydrv.tenant', true), '')"))
+            got.append(await a.fetchval("SELECT current_setting('pydrv.tenant', true)"))
+        check('a setting named by a Bind parameter, read by its connection and another', got, ['', '42'] * 4)
+        for x in (a, o):
+            await x.close()
+
+    @agroup('a schema per tenant')
+    async def _():
+        # The same statement text under two search_paths names two tables, here with
+        # other column types: each connection must get its own tenant's table, as from
+        # PostgreSQL, not a statement another connection prepared under its own path.
+        c = await asyncpg.connect(**kw)
+        s1, s2 = table + '_t1', table + '_t2'
+        for sch, ddl, row in ((s1, 'a int, b int', '1, 10'), (s2, 'a text', "'two'")):
+            await c.execute(f'DROP SCHEMA IF EXISTS {sch} CASCADE; CREATE SCHEMA {sch}; '
+                            f'CREATE TABLE {sch}.tenant ({ddl}); INSERT INTO {sch}.tenant VALUES ({row})')
+        a = await asyncpg.connect(server_settings={'search_path': s1}, **kw)  # in the startup packet
+        b = await asyncpg.connect(**kw)
+        await b.execute(f'SET search_path = {s2}')
+        got = []
+        for _i in range(3):
+            for x in (a, b):
+                try:
+                    got.append([tuple(r) for r in await x.fetch('SELECT * FROM tenant')])
+                except Exception as e:
+                    got.append(describe(e))
+        check('the same SELECT * from connections with other search_paths', got, [[(1, 10)], [('two',)]] * 3)
+        for x in (a, b):
+            await x.close()
+        await c.execute(f'DROP SCHEMA {s1} CASCADE; DROP SCHEMA {s2} CASCADE')
+        await c.close()
 
     @agroup('schema change')
     async def _():
