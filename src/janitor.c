@@ -95,8 +95,11 @@ static void check_clients(ev_tstamp now)
 						"client_idle_timeout (%.0f s) expired", cfg->client_idle_timeout);
 			break;
 		case SP_CLIENT_ACTIVE:
+			/* in a transaction, or holding its server across a Flush (an extended
+			 * batch not ended by Sync: a cursor read in steps, then nothing) */
 			if (cfg->idle_transaction_timeout > 0 && c->server && c->server->req_n == 0 &&
-			    c->server->txn != SP_TXN_IDLE && now - c->last_active > cfg->idle_transaction_timeout)
+			    (c->server->txn != SP_TXN_IDLE || c->in_batch) &&
+			    now - c->last_active > cfg->idle_transaction_timeout)
 				sp_client_fatal(c, SP_SQLSTATE_IDLE_TXN_TIMEOUT,
 						"idle_transaction_timeout (%.0f s) expired; the transaction was rolled back",
 						cfg->idle_transaction_timeout);

@@ -4,7 +4,8 @@
 # server connection behind; session pooling runs server_reset_query between clients;
 # LISTEN is refused in transaction pooling (and the refusal holds no server; a LISTEN
 # that gets past it costs its server connection), works in session pooling; statement
-# pooling refuses transaction blocks; cancel; query_wait_timeout; a server that is down
+# pooling refuses transaction blocks; cancel; query_wait_timeout; idle_transaction_timeout
+# (also for a server held across a Flush); a server that is down
 # or never answers; pgbench with 50 clients over 5 server connections in all three
 # query modes.
 . "$(dirname "$0")/lib.sh"
@@ -403,5 +404,21 @@ is "$(PGPASSWORD=secret psql -X -A -t -h 127.0.0.1 -p "$SP_PORT" -U app -d shard
 	"the bench pool never holds more than pool_size = 5 server connections"
 is "$(pg_psql "$PGPORT0" -c "SELECT count(*) <= 5 FROM pg_stat_activity WHERE datname = '$BENCHDB'")" t \
 	"PostgreSQL sees at most 5 connections for the bench database"
+
+# ---------------------------------------------------------------- idle_transaction_timeout
+# set on the running process with the admin console's SET
+adm() { PGPASSWORD=secret psql -X -q -A -t -h 127.0.0.1 -p "$SP_PORT" -U app -d shardpool -c "$1" 2>&1; }
+is "$(adm "SET idle_transaction_timeout = 1")" "" "SET idle_transaction_timeout = 1 on the admin console"
+out=$(raw "$SP_PORT" startup:app:core auth:secret Q:BEGIN read "Q:SELECT 1" read sleep:2500 drain 2>&1)
+like "$out" "E 25P03 [^"$'\n'"]*idle_transaction_timeout" \
+	"a client idle in a transaction for longer: 25P03 naming idle_transaction_timeout"
+# a portal read in steps (Execute with a row limit, then Flush, no Sync) holds the
+# server just the same: a client that then goes quiet is timed out too
+out=$(raw "$SP_PORT" startup:app:core auth:secret "P::SELECT generate_series(1, 10)" B:: E::2 H sleep:2500 drain 2>&1)
+like "$out" "E 25P03 [^"$'\n'"]*idle_transaction_timeout" \
+	"a client holding its server across a Flush (a suspended portal) for longer: 25P03 too"
+out=$(raw "$SP_PORT" startup:app:core auth:secret "Q:SELECT 1" read sleep:2500 "Q:SELECT 'still here'" read 2>&1)
+like "$out" "D still here" "a client idle outside a transaction is not timed out"
+is "$(adm "SET idle_transaction_timeout = 0")" "" "SET idle_transaction_timeout = 0"
 
 done_testing
