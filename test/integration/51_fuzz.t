@@ -260,6 +260,23 @@ out=$(timeout 30 "$RAW" "$SP_PORT" startup:app:plain:work_mem=bogus auth:secret 
 like "$out" "^(auth: [^"$'\n'"]*"$'\n'")*E 22023 " "startup parameter work_mem=bogus: the login is refused with 22023"
 unset TODO
 
+# Messages pipelined behind a COPY that is sent to one shard (t51_p has no [table]
+# section), before its CopyInResponse. PostgreSQL ignores a Sync during COPY, so the
+# Query after the COPY is answered; shardpool leaves it unanswered. And a Query
+# inside the COPY data: PostgreSQL answers 08P01 and ends the connection; shardpool
+# waits for ever (the Query waits for the server, which waits for the COPY's end).
+# (client.c: input that arrives before the CopyInResponse)
+copy_q=$(pgmsg Q "$(strhex 'COPY t51_p FROM STDIN')")
+row=$(pgmsg d "$(printf '51003\t7\n' | od -An -tx1 | tr -d ' \n')")
+TODO="sharded: input pipelined before a COPY's CopyInResponse"
+out=$(raw app "hex:$copy_q$(pgmsg S '')$row$(pgmsg c '')$(pgmsg Q "$(strhex 'SELECT 8')")" drain)
+like "$out" "C COPY 1"$'\n'"Z I"$'\n'"T [^"$'\n'"]*"$'\n'"D 8" \
+	"sharded: COPY, Sync, CopyData, CopyDone, Query in one write: the Query after the COPY is answered"
+out=$(raw app "hex:$copy_q$(pgmsg Q "$(strhex 'SELECT 9')")$(pgmsg c '')" drain)
+like "$out" "E 08P01 " "sharded: a Query inside the COPY data: 08P01, not a hang"
+unset TODO
+is "$(spq app 'SELECT 1')" 1 "shardpool still answers after these"
+
 # ---------------------------------------------------------------- session pooling
 sp_stop >/dev/null || ok "shardpool (transaction pooling) exits cleanly" false
 sp_write_config "$SP_TMP/sp-session.ini" auth_type=md5 pool_mode=session default_pool_size=4 \
@@ -280,6 +297,12 @@ like "$out" "D 1"$'\n'"C SELECT 1"$'\n'"Z I"$'\n'"1"$'\n'"2"$'\n'"D 2"$'\n'"C SE
 out=$(raw app "hex:$(pgmsg E "$(strhex p)00000000")$(pgmsg S '')$(pgmsg E "$(strhex p)00000000")$(pgmsg S '')" read read)
 like "$out" "E 34000 [^"$'\n'"]*"$'\n'"Z I"$'\n'"E 34000 [^"$'\n'"]*"$'\n'"Z I" \
 	"session pooling, sharded: Execute+Sync twice in one write: two answers"
+out=$(raw app "hex:$(pgmsg Q "$(strhex 'SELECT 1')")$(pbes 'SELECT 2')" read read)
+like "$out" "D 1"$'\n'"C SELECT 1"$'\n'"Z I"$'\n'"1"$'\n'"2"$'\n'"D 2" \
+	"session pooling, sharded: a Query and an extended batch in one write: both answered"
+out=$(raw app "hex:$(pgmsg Q "$(strhex 'SELECT 1/0')")$(pbes 'SELECT 2')" read read)
+like "$out" "E 22012 [^"$'\n'"]*"$'\n'"Z I"$'\n'"1"$'\n'"2"$'\n'"D 2" \
+	"session pooling, sharded: a failing Query and an extended batch in one write: both answered"
 unset TODO
 is "$(spq app 'SELECT 1')" 1 "session pooling: shardpool still answers after these"
 
