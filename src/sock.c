@@ -130,6 +130,10 @@ void sp_sock_read_stop(sp_sock_t *s)
 
 bool sp_sock_flush(sp_sock_t *s)
 {
+	/* A caller that found this socket backed up may have stopped reading its peer
+	 * before calling here, and waits for "drained" to resume it. */
+	bool was_backed_up = sp_sock_backed_up(s);
+
 	while (sp_buf_len(&s->out) > 0 && !s->connecting) {
 		ssize_t n = send(s->fd, sp_buf_head(&s->out), sp_buf_len(&s->out), MSG_NOSIGNAL);
 		if (n > 0) {
@@ -149,7 +153,16 @@ bool sp_sock_flush(sp_sock_t *s)
 		s->err = n < 0 ? errno : EPIPE;
 		return false;
 	}
-	if (s->writing && !s->connecting) {
+	if (was_backed_up && !s->connecting && s->fd >= 0) {
+		/* The whole backlog went out here, so no short write armed the watcher and
+		 * "drained" would never come: arm it (the socket is writable, so it fires on
+		 * the next loop iteration, never from inside this call) and on_write reports
+		 * "drained" then. */
+		if (!s->writing) {
+			ev_io_start(sp_loop, &s->wio);
+			s->writing = true;
+		}
+	} else if (s->writing && !s->connecting) {
 		ev_io_stop(sp_loop, &s->wio);
 		s->writing = false;
 	}
