@@ -96,6 +96,7 @@ typedef struct sp_target {
 	bool write;             /* must run on a primary (write, DDL, FOR UPDATE, volatile function, hint role primary) */
 	bool read;              /* may run on a replica (a plain read; hint role replica) */
 	sp_txnop_t txnop;
+	int n_stmts;            /* statements in the text (a simple Query may hold several) */
 	bool read_only;         /* BEGIN READ ONLY / START TRANSACTION READ ONLY */
 	bool session_changed;   /* SET [LOCAL] shardpool.*: the session was updated, answer locally */
 	bool listen;            /* LISTEN */

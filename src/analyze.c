@@ -1570,7 +1570,7 @@ static uint64_t tuple_hash(const sp_value_t *const *tup, int nk)
 		if (v->kind == SP_VAL_CONST)
 			h = (h ^ fnv1a(v->text)) * UINT64_C(1099511628211);
 		else if (v->kind == SP_VAL_PARAM)
-			h = (h ^ (uint64_t)(v->param * 2 + v->array)) * UINT64_C(1099511628211);
+			h = (h ^ ((uint64_t)(uint32_t)v->param * 2 + (uint64_t)v->array)) * UINT64_C(1099511628211);
 	}
 	return h;
 }

@@ -2694,8 +2694,9 @@ static bool route_idle(sp_client_t *c)
 			local_reply(c, t.local_tag, virtual_status(c));
 			return true;
 		}
-		if (t.txnop == SP_TXNOP_BEGIN && t.kind == SP_TARGET_ANY && !c->virtual_txn) {
-			/* Which shard (and whether a replica) is known only from the next statement. */
+		if (t.txnop == SP_TXNOP_BEGIN && t.kind == SP_TARGET_ANY && !c->virtual_txn && t.n_stmts == 1) {
+			/* Which shard (and whether a replica) is known only from the next statement.
+			 * A BEGIN alone: "SELECT 1; BEGIN" runs its SELECT now, on a server. */
 			char w[16];
 			first_word(sql, len - 5, w, sizeof(w));
 			c->begin_sql = strndup(sql, len - 5);

@@ -3280,6 +3280,7 @@ void sp_router_target_init(sp_target_t *t)
 	t->shard_mask = 0;
 	t->write = t->read = false;
 	t->txnop = SP_TXNOP_NONE;
+	t->n_stmts = 1;
 	t->read_only = false;
 	t->session_changed = false;
 	t->listen = false;
@@ -4419,6 +4420,7 @@ static void route_all(struct rctx *rc, const sp_stmt_t *stmts, int n, bool has_e
 			out->read = has_read && !out->write;
 	}
 done:
+	out->n_stmts = n;
 	txn_conflict(rc, out);
 	if (out->kind != SP_TARGET_ERROR)
 		*orig = work;

@@ -626,8 +626,12 @@ static void transaction_done(sp_server_t *s)
 		sp_fanout_server_done(f, idx);
 		return;
 	}
-	if (c->pool_mode == SP_POOL_SESSION)
+	if (c->pool_mode == SP_POOL_SESSION) {
+		/* a routed client's next statements, pipelined, waited for this one */
+		if (c->routed && sp_buf_len(&c->sock.in) > 0)
+			sp_client_process(c);
 		return;
+	}
 	if (s->txn != SP_TXN_IDLE) {
 		if (c->routed && sp_buf_len(&c->sock.in) > 0 && c->pool_mode != SP_POOL_STATEMENT) {
 			/* Statements held back until this one finished may go now. */
