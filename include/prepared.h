@@ -26,6 +26,7 @@ struct sp_pstmt {
 	bool resets;       /* ... brings startup values back (RESET, DISCARD) */
 	bool drops;        /* DISCARD ALL / DEALLOCATE ALL: the server forgets every statement */
 	int16_t config_param; /* set_config($n, ...): n, whose Bind value names a setting; 0 none */
+	int32_t ncols;     /* result columns a Describe of it last reported; -1 unknown */
 	uint32_t epoch;    /* bumped when a server found its result type changed (DDL): client
 			    * names and server copies made before are stale, as PostgreSQL's own
 			    * prepared statements would be ("cached plan must not change result type") */

@@ -1468,7 +1468,8 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 				pq_sendbyte(out, 'S');
 				pq_sendstring(out, ps->name);
 				sp_msg_end(out, at);
-				sp_server_push_req(s, SP_REQ_DESCRIBE, NULL, SP_INTQ_NONE);
+				/* with ps: its column count is noted (changed_shape() in server.c) */
+				sp_server_push_req(s, SP_REQ_DESCRIBE, ps, SP_INTQ_NONE);
 				return true;
 			}
 		}

@@ -86,6 +86,7 @@ sp_pstmt_t *sp_pstmt_intern(const uint8_t *body, size_t len, const char *const s
 	ps->hash = h;
 	ps->id = next_id++;
 	ps->refs = 1;
+	ps->ncols = -1;
 	snprintf(ps->name, sizeof(ps->name), "sp_%u", ps->id);
 	ps->next = buckets[h % NBUCKETS];
 	buckets[h % NBUCKETS] = ps;

@@ -177,10 +177,21 @@ static void write_synth(sp_server_t *s, unsigned kind, const char *text)
 
 /* Is this ErrorResponse PostgreSQL's 08P01 "bind message has N result formats but query
  * has M columns"? (Only the English text says so; another lc_messages passes it on.) */
-static bool changed_shape(const char *code, const uint8_t *body, size_t len)
+/*
+ * The server refused a Bind's result formats because the statement, prepared afresh
+ * here, has another number of columns than when the client described it (DDL in
+ * between)? Not when the count the server reports is the one the client was told:
+ * then the client sent a wrong Bind, and hears PostgreSQL's 08P01 as it is.
+ */
+static bool changed_shape(const char *code, const uint8_t *body, size_t len, const sp_pstmt_t *ps)
 {
 	const char *m = sp_msg_error_field(body, len, 'M');
-	return code && m && strcmp(code, "08P01") == 0 && strstr(m, "result formats but query has");
+	int formats, cols;
+	if (!code || !m || strcmp(code, "08P01") != 0 || !strstr(m, "result formats but query has"))
+		return false;
+	if (!ps || ps->ncols < 0 || sscanf(m, "bind message has %d result formats but query has %d", &formats, &cols) != 2)
+		return false;
+	return cols != ps->ncols;
 }
 
 /* Answer synthesised requests that have reached the front of the queue. */
@@ -730,6 +741,8 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 	case SP_BE_BIND_COMPLETE:
 	case SP_BE_CLOSE_COMPLETE:
 	case SP_BE_NO_DATA:
+		if (type == SP_BE_NO_DATA && r && r->kind == SP_REQ_DESCRIBE && r->ps)
+			r->ps->ncols = 0;
 		if (!r) {
 			sp_server_close(s, "server sent an unexpected response");
 			return false;
@@ -742,6 +755,8 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 	case SP_BE_ROW_DESCRIPTION:
 		if (!internal)
 			write_client(s, msg, total);
+		if (r && r->kind == SP_REQ_DESCRIBE && r->ps && len >= 2)
+			r->ps->ncols = (int32_t)(((uint32_t)body[0] << 8) | body[1]);
 		if (r && r->kind == SP_REQ_DESCRIBE) {
 			req_pop(s);
 			emit_synth(s);
@@ -812,7 +827,7 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 		 * since: its Bind's result formats no longer fit. PostgreSQL would have refused
 		 * it with 0A000 (which drivers answer by preparing again), and the cleanup below
 		 * treats it so. */
-		bool reshaped = r && r->kind == SP_REQ_BIND && r->ps && changed_shape(code, body, len);
+		bool reshaped = r && r->kind == SP_REQ_BIND && r->ps && changed_shape(code, body, len, r->ps);
 		if (reshaped)
 			code = "0A000";
 		if (r && r->kind == SP_REQ_DESCRIBE && r->text && r->text[0] == SP_REFUSED_MARK && strlen(r->text) > 7) {

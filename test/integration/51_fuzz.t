@@ -241,16 +241,18 @@ is "$(spq app "SELECT count(*) FROM t51_p WHERE id = 51777")" 0 \
 	"... and the INSERT belongs to the transaction the BEGIN opened: the ROLLBACK undoes it (as in PostgreSQL)"
 
 # A Bind with five result format codes for a two-column statement: PostgreSQL refuses
-# that Bind (08P01) and nothing else. shardpool takes the error for a statement whose
-# tables changed (server.c, changed_shape()), answers 0A000 "cached plan must not change
-# result type" and marks the statement stale, so every later, correct Bind of it fails
-# too.
+# that Bind (08P01) and nothing else. shardpool took the error for a statement whose
+# tables changed (server.c, changed_shape()), answered 0A000 "cached plan must not change
+# result type" and marked the statement stale, so every later, correct Bind of it failed
+# too. Now a changed statement is one whose column count differs from what its last
+# Describe said; here it does not (and without a Describe nothing is known).
 bad_bind="msg:B:0073350000000000000500010000000100000001"
-TODO="a Bind with too many result formats makes its statement stale for good"
 out=$(raw plain "P:s5:SELECT 1, 2" "$bad_bind" "E:" S read "B::s5" "E:" S read)
 like "$out" "E 08P01 [^"$'\n'"]*"$'\n'"Z I"$'\n'"2"$'\n'"D 1\|2" \
 	"a Bind with too many result formats is refused (08P01), a correct Bind after it runs"
-unset TODO
+out=$(raw plain "P:s6:SELECT 1, 2" D:S:s6 S read "$(sed 's/7335/7336/' <<<"$bad_bind")" "E:" S read "B::s6" "E:" S read)
+like "$out" "E 08P01 [^"$'\n'"]*"$'\n'"Z I"$'\n'"2"$'\n'"D 1\|2" \
+	"... also after a Describe of the statement (two columns, as the server says)"
 
 # A startup parameter with a value the server refuses: PostgreSQL refuses the login
 # (FATAL 22023). shardpool logs the client in, then every statement gets an
