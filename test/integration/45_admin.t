@@ -509,6 +509,21 @@ def one(c, sql):
     v = c.execute(sql).fetchone()[0]
     c.commit()
     return v
+def server_ports(db):
+    """the ports of db's server connections, from SHOW SERVERS"""
+    out = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-p", port, "-U", "app", "-d",
+                          "shardpool", "-c", "SHOW SERVERS"], capture_output=True, text=True,
+                         env={"PGPASSWORD": "secret"}, timeout=20).stdout
+    return sorted({l.split("|")[6].split(":")[-1] for l in out.splitlines() if l.split("|")[2:3] == [db]})
+def wait_port(c, want):
+    """run SELECT inet_server_port() until it answers want (10 s at most); the last answer"""
+    got = None
+    for _ in range(100):
+        got = str(c.execute("SELECT inet_server_port()").fetchone()[0])
+        if got == want:
+            break
+        time.sleep(0.1)
+    return got
 def login_error(db):
     try:
         conn(db).close()
@@ -542,10 +557,7 @@ held.commit()
 check("the same client's next transaction: the new server", str(one(held, "SELECT inet_server_port()")), p1)
 check("a new client: the new server", str(one(conn("core"), "SELECT inet_server_port()")), p1)
 held.close()
-admin = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-p", port, "-U", "app", "-d", "shardpool",
-                        "-c", "SHOW SERVERS"], capture_output=True, text=True, env={"PGPASSWORD": "secret"}, timeout=20)
-ports = sorted({l.split("|")[6].split(":")[-1] for l in admin.stdout.splitlines() if l.split("|")[2:3] == ["core"]})
-check("SHOW SERVERS: core's server connections all go to the new server", ports, [p1])
+check("SHOW SERVERS: core's server connections all go to the new server", server_ports("core"), [p1])
 
 # 2b. a cancel for a query on the old server reaches the old server
 import threading
@@ -580,30 +592,13 @@ check("the edit adds a replica", with_replica != base, True)
 check("RELOAD adding a replica: no notice", reload(with_replica), "")
 c = conn("core")
 c.autocommit = True
-got = None
-for _ in range(100):
-    got = c.execute("SELECT inet_server_port()").fetchone()[0]
-    if str(got) == r0:
-        break
-    time.sleep(0.1)
-check("reads reach the added replica once it is probed", str(got), r0)
+check("reads reach the added replica once it is probed", wait_port(c, r0), r0)
 check("RELOAD removing it: no notice", reload(base), "")
 ports = {str(c.execute("SELECT inet_server_port()").fetchone()[0]) for _ in range(20)}
 check("reads after the replica is removed: the primary only", sorted(ports), [p0])
-def server_ports(db):
-    out = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-p", port, "-U", "app", "-d",
-                          "shardpool", "-c", "SHOW SERVERS"], capture_output=True, text=True,
-                         env={"PGPASSWORD": "secret"}, timeout=20).stdout
-    return sorted({l.split("|")[6].split(":")[-1] for l in out.splitlines() if l.split("|")[2:3] == [db]})
 check("... and no server connection to the removed replica is left", r0 in server_ports("core"), False)
 check("RELOAD adding it back: no notice", reload(with_replica), "")
-got = None
-for _ in range(100):
-    got = c.execute("SELECT inet_server_port()").fetchone()[0]
-    if str(got) == r0:
-        break
-    time.sleep(0.1)
-check("reads reach the replica again (its pool is back in service)", str(got), r0)
+check("reads reach the replica again (its pool is back in service)", wait_port(c, r0), r0)
 check("RELOAD removing it again: no notice", reload(base), "")
 c.close()
 print("end")
