@@ -468,8 +468,8 @@ static int read_keys_csv(sp_copysplit_t *cs, const uint8_t *s, size_t n)
 				is_null = false;
 			else if (!is_null && (cs->force_null & bit) &&
 				 sp_buf_len(&cs->keys) - off == cs->null_len &&
-				 memcmp(cs->keys.data + cs->keys.start + off, cs->null_str,
-					cs->null_len) == 0)
+				 (cs->null_len == 0 || /* an empty buffer may have no memory at all */
+				  memcmp(cs->keys.data + cs->keys.start + off, cs->null_str, cs->null_len) == 0))
 				is_null = true;
 			if (is_null)
 				cs->keys.end = cs->keys.start + off;
