@@ -184,6 +184,8 @@ void sp_config_free(sp_config_t *cfg);
  * RELOAD removed is found too, with its removed flag set. */
 const sp_db_conf_t *sp_config_find_db(const sp_config_t *cfg, const char *name);
 
+/* Two optional strings (NULL: unset) are the same. */
+bool sp_config_str_same(const char *a, const char *b);
 /* The same server, reached the same way (all but weight): its connections may be kept. */
 bool sp_config_same_server(const sp_node_conf_t *a, const sp_node_conf_t *b);
 /* RELOAD: move database i of from (a configuration just read) to the end of cfg's. */

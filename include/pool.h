@@ -152,6 +152,10 @@ void sp_pool_node_changed(const sp_node_conf_t *node, bool moved);
 void sp_pool_replica_reloaded(const char *dbname, int shard, int replica, const sp_node_conf_t *node);
 /* RELOAD changed db's keys: its pools take the new pool_mode and pool_size. */
 void sp_pool_db_reloaded(const sp_db_conf_t *db);
+/* Clients linked to a server of p (SHOW POOLS cl_active); one pass over the clients. */
+int sp_pool_active_clients(const sp_pool_t *p);
+/* How long p's oldest waiting client has waited, in seconds (0: none waits). */
+double sp_pool_maxwait(const sp_pool_t *p);
 /* A client leaves: its socket's byte counts stay in the stats of its login pool (may be NULL). */
 void sp_pool_client_gone(sp_pool_t *home, unsigned long long received, unsigned long long sent);
 

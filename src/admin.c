@@ -102,15 +102,8 @@ static void show_pools(sp_buf_t *out)
 	for (sp_pool_t *p = sp_pool_first(); p; p = p->next) {
 		char v[17][300];
 		const char *vals[17];
-		int cl_active = 0;
-		double maxwait = 0;
-		ev_tstamp now = ev_now(sp_loop);
-		for (sp_client_t *c = sp_client_first(); c; c = c->next)
-			if (c->pool == p && c->state == SP_CLIENT_ACTIVE)
-				cl_active++;
-		for (sp_client_t *c = p->wait_head; c; c = c->wait_next)
-			if (now - c->wait_since > maxwait)
-				maxwait = now - c->wait_since;
+		int cl_active = sp_pool_active_clients(p);
+		double maxwait = sp_pool_maxwait(p);
 		snprintf(v[0], 64, "%s", p->dbname);
 		snprintf(v[1], 64, "%s", p->user);
 		snprintf(v[2], 64, "%d", p->shard);
@@ -1171,6 +1164,15 @@ static bool pool_of(const sp_pool_t *p, const char *dbname)
 	return !dbname || strcmp(p->dbname, dbname) == 0;
 }
 
+/* After a RESUME (or an undone PAUSE): the pools of dbname (NULL: every pool) hand out
+ * servers again. */
+static void wake_pools(const char *dbname)
+{
+	for (sp_pool_t *p = sp_pool_first(); p; p = p->next)
+		if (pool_of(p, dbname))
+			sp_pool_wake(p);
+}
+
 /* Close the idle server connections of the pools of dbname (NULL: every pool). */
 static void close_idle(const char *dbname, const char *reason)
 {
@@ -1360,9 +1362,7 @@ static void undo_pause(const waiter_t *w)
 		sp_g.paused = false;
 	else
 		sp_pool_pause_db(w->db, false);
-	for (sp_pool_t *p = sp_pool_first(); p; p = p->next)
-		if (pool_of(p, w->all ? NULL : w->db))
-			sp_pool_wake(p);
+	wake_pools(w->all ? NULL : w->db);
 }
 
 bool sp_admin_cancel(sp_client_t *c)
@@ -1567,9 +1567,7 @@ static run_t run(sp_client_t *c, const cmd_t *cmd, const char *rest)
 			sp_pool_resume_all_dbs();
 			sp_info("admin %s: RESUME", c->user);
 		}
-		for (sp_pool_t *pl = sp_pool_first(); pl; pl = pl->next)
-			if (!db || strcmp(pl->dbname, db->name) == 0)
-				sp_pool_wake(pl);
+		wake_pools(db ? db->name : NULL);
 		sp_msg_write_command_complete(out, "RESUME");
 		return RUN_OK;
 	case C_RELOAD: {

@@ -2376,7 +2376,7 @@ void sp_config_free(sp_config_t *cfg)
 	free(cfg);
 }
 
-static bool same_str(const char *a, const char *b)
+bool sp_config_str_same(const char *a, const char *b)
 {
 	if (!a || !b)
 		return a == b;
@@ -2385,10 +2385,10 @@ static bool same_str(const char *a, const char *b)
 
 bool sp_config_same_server(const sp_node_conf_t *a, const sp_node_conf_t *b)
 {
-	return same_str(a->host, b->host) && a->port == b->port && same_str(a->dbname, b->dbname) &&
-	       same_str(a->user, b->user) && same_str(a->password, b->password) &&
-	       a->connect_timeout == b->connect_timeout && same_str(a->application_name, b->application_name) &&
-	       same_str(a->options, b->options);
+	return sp_config_str_same(a->host, b->host) && a->port == b->port && sp_config_str_same(a->dbname, b->dbname) &&
+	       sp_config_str_same(a->user, b->user) && sp_config_str_same(a->password, b->password) &&
+	       a->connect_timeout == b->connect_timeout && sp_config_str_same(a->application_name, b->application_name) &&
+	       sp_config_str_same(a->options, b->options);
 }
 
 void sp_config_adopt_db(sp_config_t *cfg, sp_config_t *from, int i)

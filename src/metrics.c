@@ -128,20 +128,7 @@ static double pv_waiting(const sp_pool_t *p)
 }
 static double pv_active_clients(const sp_pool_t *p)
 {
-	int n = 0;
-	for (sp_client_t *c = sp_client_first(); c; c = c->next)
-		if (c->pool == p && c->state == SP_CLIENT_ACTIVE)
-			n++;
-	return n;
-}
-static double pv_maxwait(const sp_pool_t *p)
-{
-	double maxwait = 0;
-	ev_tstamp now = ev_now(sp_loop);
-	for (sp_client_t *c = p->wait_head; c; c = c->wait_next)
-		if (now - c->wait_since > maxwait)
-			maxwait = now - c->wait_since;
-	return maxwait;
+	return sp_pool_active_clients(p);
 }
 static double pv_xacts(const sp_pool_t *p)
 {
@@ -264,7 +251,7 @@ static void expose(sp_buf_t *b)
 	pool_family(b, "pool_clients_active", "gauge", "Clients linked to a server of the pool (SHOW POOLS cl_active).",
 		    pv_active_clients);
 	pool_family(b, "pool_clients_waiting", "gauge", "Clients queued for a server of the pool.", pv_waiting);
-	pool_family(b, "pool_maxwait_seconds", "gauge", "How long the oldest waiting client has waited.", pv_maxwait);
+	pool_family(b, "pool_maxwait_seconds", "gauge", "How long the oldest waiting client has waited.", sp_pool_maxwait);
 	pool_servers(b);
 	pool_family(b, "pool_size", "gauge", "The pool's configured size.", pv_size);
 	pool_family(b, "pool_paused", "gauge", "1 while the pool is paused (PAUSE).", pv_paused);

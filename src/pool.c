@@ -488,6 +488,25 @@ void sp_pool_db_reloaded(const sp_db_conf_t *db)
 		}
 }
 
+int sp_pool_active_clients(const sp_pool_t *p)
+{
+	int n = 0;
+	for (sp_client_t *c = sp_client_first(); c; c = c->next)
+		if (c->pool == p && c->state == SP_CLIENT_ACTIVE)
+			n++;
+	return n;
+}
+
+double sp_pool_maxwait(const sp_pool_t *p)
+{
+	double maxwait = 0;
+	ev_tstamp now = ev_now(sp_loop);
+	for (sp_client_t *c = p->wait_head; c; c = c->wait_next)
+		if (now - c->wait_since > maxwait)
+			maxwait = now - c->wait_since;
+	return maxwait;
+}
+
 void sp_pool_client_gone(sp_pool_t *home, unsigned long long received, unsigned long long sent)
 {
 	if (home) {

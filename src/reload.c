@@ -65,16 +65,9 @@ static void needs_restart(restart_list_t *r, const char *fmt, ...)
 	r->len += (size_t)snprintf(r->buf + r->len, r->cap - r->len, "%s%s", r->len ? "; " : "", what);
 }
 
-static bool str_same(const char *a, const char *b)
-{
-	if (!a || !b)
-		return a == b;
-	return strcmp(a, b) == 0;
-}
-
 static bool node_same(const sp_node_conf_t *a, const sp_node_conf_t *b)
 {
-	return sp_config_same_server(a, b) && a->weight == b->weight && str_same(a->conninfo, b->conninfo);
+	return sp_config_same_server(a, b) && a->weight == b->weight && sp_config_str_same(a->conninfo, b->conninfo);
 }
 
 static const sp_shard_bound_t *bound_of(const sp_db_conf_t *db, int shard)
@@ -89,10 +82,10 @@ static bool bound_same(const sp_shard_bound_t *a, const sp_shard_bound_t *b)
 {
 	if (!a || !b)
 		return a == b;
-	if (!str_same(a->lo, b->lo) || !str_same(a->hi, b->hi) || a->n_values != b->n_values)
+	if (!sp_config_str_same(a->lo, b->lo) || !sp_config_str_same(a->hi, b->hi) || a->n_values != b->n_values)
 		return false;
 	for (int i = 0; i < a->n_values; i++)
-		if (!str_same(a->values[i], b->values[i]))
+		if (!sp_config_str_same(a->values[i], b->values[i]))
 			return false;
 	return true;
 }
@@ -100,7 +93,7 @@ static bool bound_same(const sp_shard_bound_t *a, const sp_shard_bound_t *b)
 static const sp_table_conf_t *table_of(const sp_db_conf_t *db, const sp_table_conf_t *like)
 {
 	for (int i = 0; i < db->n_tables; i++)
-		if (str_same(db->tables[i].schema, like->schema) && strcmp(db->tables[i].name, like->name) == 0)
+		if (sp_config_str_same(db->tables[i].schema, like->schema) && strcmp(db->tables[i].name, like->name) == 0)
 			return &db->tables[i];
 	return NULL;
 }
@@ -254,7 +247,7 @@ int sp_reload_apply(sp_config_t *run, sp_config_t *fresh, char *err, size_t errl
 			continue;
 		va = sp_config_value_str(run, it.name, a, sizeof(a));
 		vb = sp_config_value_str(fresh, it.name, b, sizeof(b));
-		if (!str_same(va ? va : "", vb ? vb : ""))
+		if (!sp_config_str_same(va ? va : "", vb ? vb : ""))
 			needs_restart(&r, "%s changed (%s -> %s)", it.name, va ? va : "", vb ? vb : "");
 	}
 	sp_config_apply_reloadable(run, fresh);

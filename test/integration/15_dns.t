@@ -12,10 +12,7 @@
 . "$(dirname "$0")/lib.sh"
 
 command -v psql >/dev/null || skip_all "psql is not installed"
-RAW=$SP_BUILDDIR/test/integration/rawclient
 [ -x "$RAW" ] || skip_all "rawclient not built (make check builds it)"
-raw() { timeout 60 "$RAW" "$@"; }
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
 admin() { SP_DB=shardpool sp_psql -F'|' -c "$1"; }
 # fast SQL: one query to database fast, 40 s at most (a frozen shardpool fails it)
 fast() {

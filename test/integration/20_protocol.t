@@ -10,11 +10,9 @@
 
 command -v psql >/dev/null || skip_all "psql is not installed"
 PGCLIENT=$SP_BUILDDIR/test/integration/pgclient
-RAW=$SP_BUILDDIR/test/integration/rawclient
 [ -x "$PGCLIENT" ] && [ -x "$RAW" ] || skip_all "pgclient/rawclient not built (make check builds them)"
 # a hang must fail the test, not stall the run
 pgc() { timeout 60 "$PGCLIENT" "$@"; }
-raw() { timeout 60 "$RAW" "$@"; }
 
 sandbox_ensure
 PGPORT0=$SB_PRIMARY_PORT_0

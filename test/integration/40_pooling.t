@@ -13,11 +13,8 @@
 command -v psql >/dev/null || skip_all "psql is not installed"
 command -v pgbench >/dev/null || skip_all "pgbench is not installed"
 PGCLIENT=$SP_BUILDDIR/test/integration/pgclient
-RAW=$SP_BUILDDIR/test/integration/rawclient
 [ -x "$PGCLIENT" ] && [ -x "$RAW" ] || skip_all "pgclient/rawclient not built (make check builds them)"
 pgc() { timeout 60 "$PGCLIENT" "$@"; }
-raw() { timeout 60 "$RAW" "$@"; }
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
 # CPU time (user + system, clock ticks) a process has used so far
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 

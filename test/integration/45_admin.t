@@ -55,8 +55,6 @@ header() { PGPASSWORD=secret timeout 20 psql -X -q -A -h 127.0.0.1 -p "$SP_PORT"
 paused() { col "SHOW DATABASES" "$1" paused; }
 # backends DB: the backend pids of the server connections of that database, sorted
 backends() { adm "SHOW SERVERS" | awk -F'|' -v d="$1" '$3 == d {print $8}' | sort -n | tr '\n' ' '; }
-# now_ms: a clock in milliseconds
-now_ms() { date +%s%3N; }
 
 is "$(q plain "SELECT 'warm'")" warm "database plain answers"
 is "$(q core "SELECT 'warm'")" warm "database core answers"

@@ -8,10 +8,7 @@
 . "$(dirname "$0")/lib.sh"
 
 command -v psql >/dev/null || skip_all "psql is not installed"
-RAW=$SP_BUILDDIR/test/integration/rawclient
 [ -x "$RAW" ] || skip_all "rawclient not built (make check builds it)"
-raw() { timeout 60 "$RAW" "$@"; }
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$SP_PID/status"; }
 
 sandbox_ensure

@@ -30,9 +30,9 @@ raw() { timeout 30 "$RAW" "$SP_PORT" startup:app:"$1" auth:secret timeout:2000 "
 AVOID=${FUZZ_AVOID-}
 # Seed 73 is left out by default: its iteration 34 (one 316 kB write of COPY statements,
 # pipelined batches and a refused duplicate Parse on the sharded database) hangs about
-# one run in 3 to 8 on the ASan build, leaving a shard server in COPY: a known bug, older
-# than the test's other seeds' coverage, not yet understood (FUZZ_SEEDS=73 reproduces it,
-# see the seventh session's note).
+# one run in 3 to 8 on the ASan build, leaving a shard server in COPY: a known bug, present
+# before the seventh session and not yet understood (FUZZ_SEEDS=73 reproduces it; see that
+# session's closing note).
 SEEDS=${FUZZ_SEEDS:-"11 23 59"}
 ITERS=${FUZZ_ITERS:-40}
 

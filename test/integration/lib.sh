@@ -362,6 +362,14 @@ run_checks() {
 	return 0
 }
 
+# ---------------------------------------------------------------- test programs
+# rawclient (built by make check; a test skips itself when it is missing) and a clock
+RAW=$SP_BUILDDIR/test/integration/rawclient
+# raw STEP...: rawclient with a time limit (see rawclient.c for the steps)
+raw() { timeout 60 "$RAW" "$@"; }
+# now_ms: a clock in milliseconds
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
 # ---------------------------------------------------------------- shardpool
 
 # sp_write_config FILE [KEY=VALUE...]: the sandbox's shardpool.ini with a fresh
