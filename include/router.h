@@ -62,6 +62,9 @@ typedef struct sp_router_session {
 	 */
 	bool enc_other;
 	bool enc_startup_other;
+	/* the router's shape memo entry of this client's last simple query, + 1 (0: none):
+	 * tried first for the next one (a hint, checked in full before use) */
+	int memo_slot;
 } sp_router_session_t;
 
 /*
@@ -195,6 +198,7 @@ typedef struct sp_router_stats {
 	uint64_t no_lift;       /* simple queries analysed as written: their normalised text did not parse */
 	size_t max_bytes;
 	uint64_t memo_hits;     /* of hits: simple queries found by their shape, without lexing */
+	uint64_t fast_hits;     /* of memo_hits: routed by their key alone (a compiled route) */
 } sp_router_stats_t;
 void sp_router_get_stats(sp_router_stats_t *out);
 /* Drop every cached plan (RELOAD changes the shard map). */

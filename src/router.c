@@ -1195,7 +1195,7 @@ static uint64_t st_hits, st_misses, st_evictions, st_parse_errors, st_no_lift;
 /* Bumped when every cached plan is dropped (reload, new function lists): entries of the
  * per-thread shape memo made before it are not used again. Hits of that memo. */
 static atomic_uint memo_epoch = 1;
-static atomic_uint_fast64_t st_memo_hits;
+static atomic_uint_fast64_t st_memo_hits, st_fast_hits;
 
 #define HASH_MUL UINT64_C(0x9E3779B97F4A7C15)
 
@@ -1339,6 +1339,7 @@ void sp_router_get_stats(sp_router_stats_t *out)
 {
 	pthread_mutex_lock(&cache_mu);
 	out->memo_hits = atomic_load_explicit(&st_memo_hits, memory_order_relaxed);
+	out->fast_hits = atomic_load_explicit(&st_fast_hits, memory_order_relaxed);
 	out->hits = st_hits + out->memo_hits;
 	out->misses = st_misses;
 	out->evictions = st_evictions;
@@ -4519,15 +4520,32 @@ struct shape {
 	struct slot slot[MEMO_MAX_SLOTS];
 };
 
+/*
+ * The compiled route of an entry (fast_route()): its plan is one SELECT, UPDATE or
+ * DELETE of one hash- or range-sharded table with an integer key, pinned by one lifted
+ * number, so the target is a function of that number alone; or one SELECT, INSERT,
+ * UPDATE or DELETE on a database of one shard, whose target (read or write) is the same
+ * for every value. Checked against the generic route the first time (fast_compile());
+ * after that a hit reads the digits, hashes them and fills the target.
+ */
+#define FAST_UNTRIED 0
+#define FAST_YES 1
+#define FAST_NO 2
+
 struct memo_ent {
 	uint64_t hash;
 	const sp_db_conf_t *db;
 	unsigned epoch;
 	sp_plan_t *plan; /* a reference; NULL: empty */
-	int nslots;
+	int nslots, max_param;
 	uint32_t len;
 	char *text;	   /* the text the entry was made from */
 	struct slot *slot; /* nslots, allocated with text */
+	uint8_t fast;	   /* FAST_* */
+	uint8_t fast_slot; /* the key's slot */
+	bool fast_any;	   /* an unsharded database: the target is the same for every value */
+	bool fast_write, fast_read;
+	const sp_table_conf_t *fast_tc;
 };
 
 
@@ -4629,16 +4647,17 @@ static void memo_free(struct tls *tl)
 	tl->memo = NULL;
 }
 
+static sp_plan_t *memo_fill(struct tls *tl, struct memo_ent *e, const char *s, size_t n,
+			    const struct shape *sh);
+
 /*
  * The plan of a text with the shape sh, from this thread's memo, or NULL. On a hit the
- * lexer is filled as lex() and lift() would have: one statement, no comment, the lifted
- * literals' values in order, no tokens (lex_for_rewrite() makes them if needed).
+ * lexer is filled as lex() and lift() would have (memo_fill()).
  */
 static sp_plan_t *memo_get(struct tls *tl, const sp_db_conf_t *db, const char *s, size_t n,
 			   const struct shape *sh)
 {
 	struct memo_ent *e;
-	struct lexer *lx = &tl->lx;
 	uint32_t a = 0, b = 0;
 
 	if (!tl->memo)
@@ -4667,6 +4686,20 @@ static sp_plan_t *memo_get(struct tls *tl, const sp_db_conf_t *db, const char *s
 		memo_clear(e);
 		return NULL;
 	}
+	return memo_fill(tl, e, s, n, sh);
+}
+
+/*
+ * Fill the lexer as lex() and lift() would have for s, which has entry e's shape with
+ * the slots sh: one statement, no comment, the lifted literals' values in order, no
+ * tokens (lex_for_rewrite() makes them if needed). The entry's plan, with a reference
+ * for the caller, or NULL when out of memory.
+ */
+static sp_plan_t *memo_fill(struct tls *tl, struct memo_ent *e, const char *s, size_t n,
+			    const struct shape *sh)
+{
+	struct lexer *lx = &tl->lx;
+
 	lx->nt = lx->nl = 0;
 	lx->vn = lx->nn = 0;
 	lx->max_param = sh->max_param;
@@ -4749,9 +4782,178 @@ static void memo_put(struct tls *tl, const sp_db_conf_t *db, const char *s, size
 	e->db = db;
 	e->epoch = atomic_load_explicit(&memo_epoch, memory_order_relaxed);
 	e->nslots = sh->nslots;
+	e->max_param = sh->max_param;
 	e->len = (uint32_t)n;
 	sp_plan_ref(p);
 	e->plan = p;
+}
+
+/*
+ * Does s have entry e's shape, with the entry's bytes outside its lifted slots? The
+ * answer shape_scan() and memo_get()'s comparison would give, without scanning: the
+ * bytes before each slot are the entry's, so the scanner reaches the slot in the same
+ * state, and the slot is read with the scanner's own rules. sh gets s's slots.
+ */
+static bool memo_match(const struct memo_ent *e, const char *s, size_t n, struct shape *sh)
+{
+	size_t a = 0, b = 0;
+
+	if (n > MEMO_MAX_TEXT)
+		return false;
+	for (int k = 0; k < e->nslots; k++) {
+		const struct slot *os = &e->slot[k];
+		size_t seg = os->at - b, p = a + seg, end;
+		bool bad = false;
+
+		if (p >= n || memcmp(s + a, e->text + b, seg) != 0)
+			return false;
+		if (os->flags & SLOT_STRING) {
+			if (s[p] != '\'')
+				return false;
+			end = skip_quote(s, n, p, false, &bad);
+			if (bad)
+				return false;
+			if ((os->flags & SLOT_LIFT) && end - p > 2 && s[p + 1] == '{')
+				return false; /* an array literal: lift() leaves it to the analyzer */
+		} else {
+			if (!number_start(s, n, p))
+				return false;
+			end = skip_number(s, n, p);
+		}
+		if (!(os->flags & SLOT_LIFT) &&
+		    (end - p != os->len || memcmp(s + p, e->text + os->at, os->len) != 0))
+			return false;
+		sh->slot[k] = (struct slot){(uint32_t)p, (uint32_t)(end - p), os->sign, os->flags};
+		a = end;
+		b = os->at + os->len;
+	}
+	if (n - a != e->len - b || memcmp(s + a, e->text + b, n - a) != 0)
+		return false;
+	sh->nslots = e->nslots;
+	sh->max_param = e->max_param;
+	return true;
+}
+
+/*
+ * The shard of the entry's key for text s with slots sh: its slot read as a decimal
+ * integer. -1 when the fast route cannot tell (a fraction, an exponent, too many
+ * digits, outside the key's type, outside every range): the generic route answers.
+ */
+static int fast_shard(const struct memo_ent *e, const sp_db_conf_t *db, const char *s,
+		      const struct shape *sh)
+{
+	const struct slot *sl = &sh->slot[e->fast_slot];
+	const sp_table_conf_t *tc = e->fast_tc;
+	sp_shard_value_t pv;
+	const char *state = NULL;
+	char err[300];
+	int64_t v = 0;
+
+	if (sl->len == 0 || sl->len > 18)
+		return -1;
+	for (uint32_t i = 0; i < sl->len; i++) {
+		char c = s[sl->at + i];
+		if (!is_digit(c))
+			return -1;
+		v = v * 10 + (c - '0');
+	}
+	if (!int_fits(tc->key_types[0], v))
+		return -1;
+	pv.i = v;
+	int shard = shard_of_parsed(db, tc, &pv, NULL, err, sizeof(err), &state);
+	return shard >= 0 ? shard : -1;
+}
+
+/*
+ * After the generic route of a memo hit gave out: can the entry route later hits by
+ * their key alone? Only when its plan is one SELECT, UPDATE (not of the key) or DELETE
+ * of one table with one integer key, pinned to one lifted number, and the generic route
+ * of this text went to exactly the shard the fast route finds, with no session setting
+ * in play. Anything else is routed the generic way.
+ */
+static void fast_compile(struct memo_ent *e, const sp_db_conf_t *db, const struct rctx *rc,
+			 const char *s, const struct shape *sh, const sp_target_t *out)
+{
+	const sp_plan_t *p = e->plan;
+	const sp_stmt_t *st;
+	const sp_table_ref_t *tr;
+	const sp_table_conf_t *tc;
+	const sp_value_t *v;
+	int lit, k, seen = 0;
+
+	if (e->fast != FAST_UNTRIED)
+		return;
+	if (rc->sess->role || rc->sess->local_role)
+		return; /* not now: the session decides the role */
+	e->fast = FAST_NO;
+	if (p->n_stmts != 1 || p->has_error || p->nolift || out->txnop != SP_TXNOP_NONE ||
+	    out->listen || out->session_changed || out->read_only)
+		return;
+	st = &p->stmts[0];
+	if (db->n_shards <= 1) {
+		/* route_stmt() only classifies these: no value plays a part */
+		if ((st->kind != SP_STMT_SELECT && st->kind != SP_STMT_INSERT &&
+		     st->kind != SP_STMT_UPDATE && st->kind != SP_STMT_DELETE) ||
+		    out->kind != SP_TARGET_ANY)
+			return;
+		e->fast_any = true;
+		e->fast_write = out->write;
+		e->fast_read = out->read;
+		e->fast = FAST_YES;
+		return;
+	}
+	if ((st->kind != SP_STMT_SELECT && st->kind != SP_STMT_UPDATE &&
+	     st->kind != SP_STMT_DELETE) ||
+	    st->n_tables != 1 || st->route == SP_ROUTE_UNPINNED)
+		return;
+	tr = &st->tables[0];
+	tc = tr->conf;
+	if (!is_sharded_conf(tc) || tc->replicated || tc->n_keys != 1 ||
+	    !is_int_type(tc->key_types[0]) || tr->key_assigned || tr->keys.state != SP_PIN_SET ||
+	    tr->keys.n_tuples != 1 || tr->keys.n_keys != 1)
+		return;
+	v = &tr->keys.values[0];
+	if (v->kind != SP_VAL_PARAM || v->array || v->cast || v->param <= e->max_param)
+		return;
+	lit = v->param - e->max_param - 1; /* the lifted literal's index */
+	for (k = 0; k < e->nslots; k++) {
+		if (!(e->slot[k].flags & SLOT_LIFT))
+			continue;
+		if (seen++ == lit)
+			break;
+	}
+	if (k >= e->nslots || (e->slot[k].flags & SLOT_STRING) || e->slot[k].sign ||
+	    k > UINT8_MAX)
+		return;
+	e->fast_slot = (uint8_t)k;
+	e->fast_tc = tc;
+	if (out->kind != SP_TARGET_SHARD || fast_shard(e, db, s, sh) != out->shard)
+		return;
+	e->fast_write = out->write;
+	e->fast_read = out->read;
+	e->fast = FAST_YES;
+}
+
+/* Route s by entry e's compiled route into out; false: route it the generic way. */
+static bool fast_route(const struct memo_ent *e, const sp_db_conf_t *db,
+		       const sp_router_session_t *sess, const char *s, const struct shape *sh,
+		       int in_txn, sp_target_t *out)
+{
+	int shard = -1;
+
+	if (sess->role || sess->local_role)
+		return false;
+	if (!e->fast_any &&
+	    ((shard = fast_shard(e, db, s, sh)) < 0 || (in_txn >= 0 && shard != in_txn)))
+		return false;
+	sp_router_target_init(out);
+	if (!e->fast_any) {
+		out->kind = SP_TARGET_SHARD;
+		out->shard = shard;
+	}
+	out->write = e->fast_write;
+	out->read = e->fast_read;
+	return true;
 }
 
 /* ------------------------------------------------------------------ entry points */
@@ -4861,7 +5063,8 @@ bool sp_router_query(const sp_db_conf_t *db, sp_router_session_t *sess, const ch
 	sp_plan_t *p = NULL;
 	sp_analysis_t *a = NULL;
 	const char *orig;
-	bool uses_cols = false, shaped, memo_hit = false, analysed = false;
+	bool uses_cols = false, shaped, analysed = false;
+	struct memo_ent *memo_e = NULL; /* the memo entry that gave p */
 	unsigned gen = 0;
 	struct shape sh;
 
@@ -4889,9 +5092,30 @@ bool sp_router_query(const sp_db_conf_t *db, sp_router_session_t *sess, const ch
 		tls_trim(tl);
 		return true;
 	}
+	/* the entry of this client's last simple query first: no scan, maybe no route */
+	if (sess->memo_slot > 0 && tl->memo) {
+		struct memo_ent *e = &tl->memo[(sess->memo_slot - 1) & (MEMO_ENTRIES - 1)];
+		if (e->plan && e->db == db &&
+		    e->epoch == atomic_load_explicit(&memo_epoch, memory_order_relaxed) &&
+		    memo_match(e, sql, len, &sh)) {
+			if (plan_stale(e->plan)) {
+				memo_clear(e);
+			} else if (e->fast == FAST_YES &&
+				   fast_route(e, db, sess, sql, &sh, in_txn_shard, out)) {
+				atomic_fetch_add_explicit(&st_memo_hits, 1, memory_order_relaxed);
+				atomic_fetch_add_explicit(&st_fast_hits, 1, memory_order_relaxed);
+				return true;
+			} else if ((p = memo_fill(tl, e, sql, len, &sh))) {
+				memo_e = e;
+				shaped = true;
+				rc.lift_base = tl->lx.max_param;
+				goto route;
+			}
+		}
+	}
 	shaped = shape_scan(sql, len, &sh);
 	if (shaped && (p = memo_get(tl, db, sql, len, &sh))) {
-		memo_hit = true;
+		memo_e = &tl->memo[sh.hash & (MEMO_ENTRIES - 1)];
 		rc.lift_base = tl->lx.max_param;
 		goto route;
 	}
@@ -4945,16 +5169,23 @@ bool sp_router_query(const sp_db_conf_t *db, sp_router_session_t *sess, const ch
 			}
 		}
 	}
-	if (p && shaped)
+	if (p && shaped) {
 		memo_put(tl, db, sql, len, &sh, &tl->lx, p);
+		if (tl->memo && tl->memo[sh.hash & (MEMO_ENTRIES - 1)].plan == p)
+			sess->memo_slot = (int)(sh.hash & (MEMO_ENTRIES - 1)) + 1;
+	}
 route:
 	if (p)
 		route_all(&rc, p->stmts, p->n_stmts, p->has_error, out);
 	else
 		route_all(&rc, a->stmts, a->n_stmts, a->has_error, out);
+	if (memo_e) {
+		fast_compile(memo_e, db, &rc, sql, &sh, out);
+		sess->memo_slot = (int)(memo_e - tl->memo) + 1;
+	}
 	sp_plan_unref(p);
 	sp_analysis_free(a);
-	if (!memo_hit)
+	if (!memo_e)
 		tls_trim(tl);
 	if (analysed && len >= TRIM_AFTER_BYTES)
 		give_back_memory();

@@ -1485,6 +1485,102 @@ static void test_shape_memo(void)
 	sp_router_session_init(&sess);
 }
 
+static sp_key_type_t t_small[] = {SP_KEY_SMALLINT};
+static sp_table_conf_t small_tables[] = {
+    {.name = "counters", .key_cols = k_user, .key_types = t_small, .n_keys = 1},
+};
+static sp_db_conf_t dbs = {.name = "small",
+			   .n_shards = 3,
+			   .sharding = SP_SHARDING_HASH,
+			   .tables = small_tables,
+			   .n_tables = 1};
+
+/*
+ * The compiled route of a shape memo entry (a client's repeated simple query routed by
+ * its key alone) against the slow path: one session routes every variant in turn, as
+ * a client repeating a statement would; each answer must equal a fresh routing of the
+ * same text after sp_router_reset(), in every field, inside and outside a transaction
+ * and with a session role set.
+ */
+static void test_compiled_route(void)
+{
+	static const struct {
+		const sp_db_conf_t *db;
+		const char *fmt;
+	} cases[] = {
+	    {&db4, "SELECT * FROM users WHERE user_id = %s"},
+	    {&db4, "select abalance from users where user_id = %s;"},
+	    {&db4, "SELECT * FROM users WHERE user_id = %s FOR UPDATE"},
+	    {&db4, "UPDATE users SET v = v + 1 WHERE user_id = %s"},
+	    {&db4, "DELETE FROM users WHERE user_id = %s"},
+	    {&db4, "UPDATE users SET user_id = 5 WHERE user_id = %s"},
+	    {&db4, "SELECT * FROM users WHERE user_id = -%s"},
+	    {&db4, "SELECT * FROM users WHERE user_id = %s::int8"},
+	    {&db4, "SELECT * FROM users u JOIN orders o USING (user_id) WHERE u.user_id = %s"},
+	    {&db4, "SELECT nextval('s') FROM users WHERE user_id = %s"},
+	    {&db2, "SELECT * FROM users WHERE user_id = %s AND v = 2"},
+	    {&db1, "SELECT * FROM users WHERE user_id = %s"},
+	    {&db1, "SELECT * FROM users WHERE user_id = %s FOR SHARE"},
+	    {&db1, "SELECT nextval('s'), %s"},
+	    {&db1, "INSERT INTO users (user_id) VALUES (%s)"},
+	    {&db1, "UPDATE users SET v = %s WHERE user_id = 1"},
+	    {&dbr, "SELECT * FROM users WHERE user_id = %s"},
+	    {&dbs, "SELECT * FROM counters WHERE user_id = %s"},
+	};
+	static const char *vals[] = {"1", "2", "42", "007", "0", "150", "250", "299", "300",
+				     "1.5", "2.0", "1e3", ".5", "'5'", "32767", "32768",
+				     "2147483648", "123456789012345678", "9223372036854775807",
+				     "99999999999999999999", "17", "18", "19", "20"};
+	static const char *sets[] = {NULL, "SET shardpool.role = 'replica'", "RESET shardpool.role",
+				     "SET shardpool.role = 'primary'", "RESET shardpool.role"};
+	const int nv = (int)(sizeof(vals) / sizeof(vals[0]));
+	char sql[256], a[4096], b[4096];
+	sp_router_stats_t s0, s1;
+	int bad = 0, n = 0;
+
+	sp_router_get_stats(&s0);
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		const sp_db_conf_t *db = cases[c].db;
+		for (int txn = -1; txn < db->n_shards; txn++) {
+			sp_router_session_t mine, fresh;
+			sp_router_session_init(&mine);
+			for (int round = 0; round < 5; round++) {
+				if (sets[round]) {
+					sess = mine;
+					q(db, sets[round]);
+					mine = sess;
+				}
+				for (int i = 0; i < nv; i++) {
+					const char *v[2] = {vals[(i * 7 + round) % nv], ""};
+					fill(sql, sizeof(sql), cases[c].fmt, v);
+					sess = mine;
+					describe(qtx(db, sql, txn), db->n_shards, a, sizeof(a));
+					mine = sess;
+					fresh = mine;
+					fresh.memo_slot = 0;
+					sp_router_reset();
+					sess = fresh;
+					describe(qtx(db, sql, txn), db->n_shards, b, sizeof(b));
+					/* the reset dropped the entry: teach the memo again */
+					sess = mine;
+					qtx(db, sql, txn);
+					qtx(db, sql, txn);
+					mine = sess;
+					n++;
+					if (strcmp(a, b) != 0 && bad++ < 5)
+						printf("# %s (txn %d, round %d)\n#   compiled: %s\n#   fresh:    %s\n",
+						       sql, txn, round, a, b);
+				}
+			}
+		}
+	}
+	sp_router_get_stats(&s1);
+	is_int(bad, 0, "compiled routes: %d routings agree with the slow path", n);
+	ok(s1.fast_hits - s0.fast_hits >= 1000, "and many came from a compiled route (%llu)",
+	   (unsigned long long)(s1.fast_hits - s0.fast_hits));
+	sp_router_session_init(&sess);
+}
+
 /* INSERT without a column list: the column order comes from sp_router_set_columns. */
 static void test_insert_columns(void)
 {
@@ -1591,6 +1687,7 @@ int main(void)
 	test_cache_and_lifting();
 	test_insert_columns();
 	test_shape_memo();
+	test_compiled_route();
 	sp_router_shutdown();
 	return done_testing();
 }
