@@ -109,6 +109,9 @@ bool sp_scram_client_final(sp_scram_client_t *c, const char *server_first, size_
 bool sp_scram_client_verify(sp_scram_client_t *c, const char *server_final, size_t len, char *err, size_t errlen);
 void sp_scram_client_free(sp_scram_client_t *c);
 
+/* Forget the keys kept for server logins (at exit). */
+void sp_scram_key_cache_clear(void);
+
 /* Test hook: the next nonce generated in this thread (client or server side)
  * is this printable string instead of 18 random bytes in base64. One-shot;
  * NULL clears it. Only for reproducing published test vectors. */

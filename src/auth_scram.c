@@ -193,6 +193,81 @@ static bool keys_from_password(const char *password, const uint8_t *salt, int sa
 	return ok;
 }
 
+/*
+ * Keys for server logins. A server answers a role's logins with the same salt and
+ * iteration count, so the keys of a password are derived once and kept: without this,
+ * every server connection a pool opens (and reopens after server_lifetime) ran 4096
+ * PBKDF2 iterations, about a millisecond in which the event loop served no one. Keyed
+ * by password, salt and iteration count; the process holds the passwords anyway.
+ */
+#define KEY_CACHE 16
+#define KEY_CACHE_SALT 64
+static struct key_cache_ent {
+	char *password; /* NULL: empty */
+	uint8_t salt[KEY_CACHE_SALT];
+	int salt_len, iterations;
+	uint8_t client_key[SP_SCRAM_KEY_LEN], server_key[SP_SCRAM_KEY_LEN];
+} key_cache[KEY_CACHE];
+static unsigned key_cache_next;
+static pthread_mutex_t key_cache_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static bool cached_keys(const char *password, const uint8_t *salt, int salt_len,
+			int iterations, uint8_t client_key[SP_SCRAM_KEY_LEN],
+			uint8_t server_key[SP_SCRAM_KEY_LEN])
+{
+	bool found = false;
+
+	if (salt_len < 1 || salt_len > KEY_CACHE_SALT)
+		return keys_from_password(password, salt, salt_len, iterations, client_key,
+					  server_key);
+	pthread_mutex_lock(&key_cache_mu);
+	for (int i = 0; i < KEY_CACHE && !found; i++) {
+		const struct key_cache_ent *e = &key_cache[i];
+		if (e->password && e->salt_len == salt_len && e->iterations == iterations &&
+		    memcmp(e->salt, salt, (size_t)salt_len) == 0 && strcmp(e->password, password) == 0) {
+			memcpy(client_key, e->client_key, SP_SCRAM_KEY_LEN);
+			memcpy(server_key, e->server_key, SP_SCRAM_KEY_LEN);
+			found = true;
+		}
+	}
+	pthread_mutex_unlock(&key_cache_mu);
+	if (found)
+		return true;
+	if (!keys_from_password(password, salt, salt_len, iterations, client_key, server_key))
+		return false;
+	char *copy = strdup(password);
+	if (!copy)
+		return true; /* derived, just not kept */
+	pthread_mutex_lock(&key_cache_mu);
+	struct key_cache_ent *e = &key_cache[key_cache_next++ % KEY_CACHE];
+	if (e->password) {
+		OPENSSL_cleanse(e->password, strlen(e->password));
+		free(e->password);
+	}
+	e->password = copy;
+	memcpy(e->salt, salt, (size_t)salt_len);
+	e->salt_len = salt_len;
+	e->iterations = iterations;
+	memcpy(e->client_key, client_key, SP_SCRAM_KEY_LEN);
+	memcpy(e->server_key, server_key, SP_SCRAM_KEY_LEN);
+	pthread_mutex_unlock(&key_cache_mu);
+	return true;
+}
+
+void sp_scram_key_cache_clear(void)
+{
+	pthread_mutex_lock(&key_cache_mu);
+	for (int i = 0; i < KEY_CACHE; i++) {
+		struct key_cache_ent *e = &key_cache[i];
+		if (e->password) {
+			OPENSSL_cleanse(e->password, strlen(e->password));
+			free(e->password);
+		}
+		OPENSSL_cleanse(e, sizeof(*e));
+	}
+	pthread_mutex_unlock(&key_cache_mu);
+}
+
 /* Printable as RFC 5802 defines it for nonces: %x21-2B / %x2D-7E. */
 static bool is_printable(const char *s, size_t len)
 {
@@ -849,8 +924,8 @@ bool sp_scram_client_final(sp_scram_client_t *c, const char *server_first, size_
 			fail(err, errlen, "out of memory");
 			goto out;
 		}
-		if (!keys_from_password(c->password, salt, (int)salt_len, iterations, c->client_key,
-					c->server_key)) {
+		if (!cached_keys(c->password, salt, (int)salt_len, iterations, c->client_key,
+				 c->server_key)) {
 			fail(err, errlen, "SCRAM key derivation failed");
 			goto out;
 		}

@@ -24,6 +24,7 @@
 
 #include "analyze.h"
 #include "auth.h"
+#include "auth_scram.h"
 #include "client.h"
 #include "health.h"
 #include "admin.h"
@@ -433,6 +434,7 @@ int sp_daemon_run(const char *config_path, bool daemonize)
 	remove_pidfile(false);
 	sp_router_shutdown();
 	sp_auth_cache_free();
+	sp_scram_key_cache_clear();
 	sp_userlist_free(sp_g.users);
 	sp_config_free(sp_g.cfg);
 	sp_log_close();

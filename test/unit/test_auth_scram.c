@@ -12,6 +12,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -718,6 +719,62 @@ static void test_client_hostile(void)
 	sp_scram_client_free(&c);
 }
 
+/* The client-final-message of the RFC 7677 exchange for password pw, and its time in seconds. */
+static char *rfc_client_final(const char *pw, const char *server_first, double *secs)
+{
+	sp_scram_client_t c;
+	struct timespec t0, t1;
+	char *m1, *m3 = NULL;
+
+	sp_scram_client_init_password(&c, pw);
+	sp_scram_test_set_nonce(RFC_CLIENT_NONCE);
+	m1 = sp_scram_client_first_user(&c, "user");
+	free(m1);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (!sp_scram_client_final(&c, server_first, strlen(server_first), &m3, err, sizeof(err)))
+		m3 = NULL;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	sp_scram_client_free(&c);
+	*secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	return m3;
+}
+
+/*
+ * Server logins keep the keys of a password, salt and iteration count: the second
+ * login of a pool must give the same proof without the key derivation, and another
+ * password, salt or count must not reuse them.
+ */
+static void test_server_key_cache(void)
+{
+	const char *slow_first = "r=" RFC_NONCE ",s=W22ZaJ0SNY7soEsUEjb6gQ==,i=400000";
+	const char *other_salt = "r=" RFC_NONCE ",s=AAAAaJ0SNY7soEsUEjb6gQ==,i=4096";
+	double first, again, t;
+	char *a, *b;
+
+	sp_scram_key_cache_clear();
+	a = rfc_client_final("pencil", RFC_SERVER_FIRST, &t);
+	b = rfc_client_final("pencil", RFC_SERVER_FIRST, &t);
+	is_str(a ? a : "(failed)", RFC_CLIENT_FINAL, "key cache: first login gives RFC 7677's proof");
+	is_str(b ? b : "(failed)", RFC_CLIENT_FINAL, "key cache: a second login, from the cache, too");
+	free(a);
+	free(b);
+	a = rfc_client_final("pencil2", RFC_SERVER_FIRST, &t);
+	ok(a && strcmp(a, RFC_CLIENT_FINAL) != 0, "key cache: another password, another proof");
+	free(a);
+	a = rfc_client_final("pencil", other_salt, &t);
+	ok(a && strcmp(a, RFC_CLIENT_FINAL) != 0, "key cache: another salt, another proof");
+	free(a);
+	a = rfc_client_final("pencil", slow_first, &first);
+	b = rfc_client_final("pencil", slow_first, &again);
+	ok(a && b && strcmp(a, b) == 0 && strcmp(a, RFC_CLIENT_FINAL) != 0,
+	   "key cache: 400,000 iterations: the same proof twice, not the 4,096-iteration one");
+	ok(again * 20 < first, "key cache: the second login skips the derivation (%.1f ms, then %.3f ms)",
+	   first * 1e3, again * 1e3);
+	free(a);
+	free(b);
+	sp_scram_key_cache_clear();
+}
+
 int main(void)
 {
 	test_rfc7677();
@@ -727,5 +784,6 @@ int main(void)
 	test_server_final_hostile();
 	test_y_flag();
 	test_client_hostile();
+	test_server_key_cache();
 	return done_testing();
 }
