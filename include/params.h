@@ -22,6 +22,11 @@ struct sp_params {
 	/* XOR of a hash of every (lower-cased name, value): equal sets have equal
 	 * signatures, so the common "already in sync" case is one comparison. */
 	uint64_t sig;
+	/* The same over the settings a client can change (not sp_params_is_readonly()),
+	 * and their count: a server that differs from a client only in what no client
+	 * sets (a replica's in_hot_standby) is in sync. */
+	uint64_t rw_sig;
+	int rw_n;
 };
 
 void sp_params_set(sp_params_t *p, const char *name, const char *value);

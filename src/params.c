@@ -38,15 +38,24 @@ static int find(const sp_params_t *p, const char *name)
 	return -1;
 }
 
+/* Add (or take out: XOR) one entry's hash to the signatures. */
+static void sign(sp_params_t *p, const char *name, const char *value)
+{
+	uint64_t h = entry_hash(name, value);
+	p->sig ^= h;
+	if (!sp_params_is_readonly(name))
+		p->rw_sig ^= h;
+}
+
 void sp_params_set(sp_params_t *p, const char *name, const char *value)
 {
 	int i = find(p, name);
 	if (i >= 0) {
 		if (strcmp(p->items[i].value, value) != 0) {
-			p->sig ^= entry_hash(p->items[i].name, p->items[i].value);
+			sign(p, p->items[i].name, p->items[i].value);
 			free(p->items[i].value);
 			p->items[i].value = strdup(value);
-			p->sig ^= entry_hash(p->items[i].name, p->items[i].value);
+			sign(p, p->items[i].name, p->items[i].value);
 		}
 		return;
 	}
@@ -60,7 +69,9 @@ void sp_params_set(sp_params_t *p, const char *name, const char *value)
 	}
 	p->items[p->n].name = strdup(name);
 	p->items[p->n].value = strdup(value);
-	p->sig ^= entry_hash(name, value);
+	sign(p, name, value);
+	if (!sp_params_is_readonly(name))
+		p->rw_n++;
 	p->n++;
 }
 
@@ -75,7 +86,9 @@ bool sp_params_remove(sp_params_t *p, const char *name)
 	int i = find(p, name);
 	if (i < 0)
 		return false;
-	p->sig ^= entry_hash(p->items[i].name, p->items[i].value);
+	sign(p, p->items[i].name, p->items[i].value);
+	if (!sp_params_is_readonly(p->items[i].name))
+		p->rw_n--;
 	free(p->items[i].name);
 	free(p->items[i].value);
 	p->items[i] = p->items[--p->n];
@@ -91,7 +104,8 @@ void sp_params_clear(sp_params_t *p)
 	free(p->items);
 	p->items = NULL;
 	p->n = p->cap = 0;
-	p->sig = 0;
+	p->sig = p->rw_sig = 0;
+	p->rw_n = 0;
 }
 
 void sp_params_copy(sp_params_t *dst, const sp_params_t *src)
@@ -165,8 +179,8 @@ int sp_params_write_sync(sp_buf_t *sql, const sp_params_t *want, const sp_params
 {
 	int diffs = 0, sets = 0;
 
-	if (want->sig == have->sig && want->n == have->n)
-		return 0;
+	if (want->rw_sig == have->rw_sig && want->rw_n == have->rw_n)
+		return 0; /* the same settings a client can change: nothing to write */
 	for (int i = 0; i < have->n; i++) {
 		const char *name = have->items[i].name;
 		if (sp_params_is_readonly(name) || find(want, name) >= 0)
