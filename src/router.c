@@ -4647,15 +4647,9 @@ static void memo_free(struct tls *tl)
 	tl->memo = NULL;
 }
 
-static sp_plan_t *memo_fill(struct tls *tl, struct memo_ent *e, const char *s, size_t n,
-			    const struct shape *sh);
-
-/*
- * The plan of a text with the shape sh, from this thread's memo, or NULL. On a hit the
- * lexer is filled as lex() and lift() would have (memo_fill()).
- */
-static sp_plan_t *memo_get(struct tls *tl, const sp_db_conf_t *db, const char *s, size_t n,
-			   const struct shape *sh)
+/* The entry of this thread's memo for text s of shape sh, or NULL. */
+static struct memo_ent *memo_find(struct tls *tl, const sp_db_conf_t *db, const char *s, size_t n,
+				  const struct shape *sh)
 {
 	struct memo_ent *e;
 	uint32_t a = 0, b = 0;
@@ -4682,11 +4676,7 @@ static sp_plan_t *memo_get(struct tls *tl, const sp_db_conf_t *db, const char *s
 	}
 	if (n - a != e->len - b || memcmp(s + a, e->text + b, n - a) != 0)
 		return NULL;
-	if (plan_stale(e->plan)) {
-		memo_clear(e);
-		return NULL;
-	}
-	return memo_fill(tl, e, s, n, sh);
+	return e;
 }
 
 /*
@@ -4790,7 +4780,7 @@ static void memo_put(struct tls *tl, const sp_db_conf_t *db, const char *s, size
 
 /*
  * Does s have entry e's shape, with the entry's bytes outside its lifted slots? The
- * answer shape_scan() and memo_get()'s comparison would give, without scanning: the
+ * answer shape_scan() and memo_find()'s comparison would give, without scanning: the
  * bytes before each slot are the entry's, so the scanner reaches the slot in the same
  * state, and the slot is read with the scanner's own rules. sh gets s's slots.
  */
@@ -5063,8 +5053,8 @@ bool sp_router_query(const sp_db_conf_t *db, sp_router_session_t *sess, const ch
 	sp_plan_t *p = NULL;
 	sp_analysis_t *a = NULL;
 	const char *orig;
-	bool uses_cols = false, shaped, analysed = false;
-	struct memo_ent *memo_e = NULL; /* the memo entry that gave p */
+	bool uses_cols = false, shaped = false, analysed = false;
+	struct memo_ent *e = NULL, *memo_e = NULL; /* memo_e: the memo entry that gave p */
 	unsigned gen = 0;
 	struct shape sh;
 
@@ -5092,32 +5082,33 @@ bool sp_router_query(const sp_db_conf_t *db, sp_router_session_t *sess, const ch
 		tls_trim(tl);
 		return true;
 	}
-	/* the entry of this client's last simple query first: no scan, maybe no route */
+	/* the memo: the entry of this client's last simple query first (no scan), else the
+	 * entry of the text's shape; a compiled route needs nothing more */
 	if (sess->memo_slot > 0 && tl->memo) {
-		struct memo_ent *e = &tl->memo[(sess->memo_slot - 1) & (MEMO_ENTRIES - 1)];
-		if (e->plan && e->db == db &&
-		    e->epoch == atomic_load_explicit(&memo_epoch, memory_order_relaxed) &&
-		    memo_match(e, sql, len, &sh)) {
-			if (plan_stale(e->plan)) {
-				memo_clear(e);
-			} else if (e->fast == FAST_YES &&
-				   fast_route(e, db, sess, sql, &sh, in_txn_shard, out)) {
-				atomic_fetch_add_explicit(&st_memo_hits, 1, memory_order_relaxed);
-				atomic_fetch_add_explicit(&st_fast_hits, 1, memory_order_relaxed);
-				return true;
-			} else if ((p = memo_fill(tl, e, sql, len, &sh))) {
-				memo_e = e;
-				shaped = true;
-				rc.lift_base = tl->lx.max_param;
-				goto route;
-			}
-		}
+		e = &tl->memo[(sess->memo_slot - 1) & (MEMO_ENTRIES - 1)];
+		if (!e->plan || e->db != db ||
+		    e->epoch != atomic_load_explicit(&memo_epoch, memory_order_relaxed) ||
+		    !memo_match(e, sql, len, &sh))
+			e = NULL;
 	}
-	shaped = shape_scan(sql, len, &sh);
-	if (shaped && (p = memo_get(tl, db, sql, len, &sh))) {
-		memo_e = &tl->memo[sh.hash & (MEMO_ENTRIES - 1)];
-		rc.lift_base = tl->lx.max_param;
-		goto route;
+	if (!e && (shaped = shape_scan(sql, len, &sh)))
+		e = memo_find(tl, db, sql, len, &sh);
+	if (e && plan_stale(e->plan)) {
+		memo_clear(e);
+		e = NULL;
+	}
+	if (e) {
+		sess->memo_slot = (int)(e - tl->memo) + 1;
+		if (e->fast == FAST_YES && fast_route(e, db, sess, sql, &sh, in_txn_shard, out)) {
+			atomic_fetch_add_explicit(&st_memo_hits, 1, memory_order_relaxed);
+			atomic_fetch_add_explicit(&st_fast_hits, 1, memory_order_relaxed);
+			return true;
+		}
+		if ((p = memo_fill(tl, e, sql, len, &sh))) {
+			memo_e = e;
+			rc.lift_base = tl->lx.max_param;
+			goto route;
+		}
 	}
 	if (!lex(sql, len, &tl->lx) || !lift(sql, &tl->lx) || !normalise(sql, &tl->lx))
 		goto oom;

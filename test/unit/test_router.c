@@ -1498,7 +1498,8 @@ static sp_db_conf_t dbs = {.name = "small",
 /*
  * The compiled route of a shape memo entry (a client's repeated simple query routed by
  * its key alone) against the slow path: one session routes every variant in turn, as
- * a client repeating a statement would; each answer must equal a fresh routing of the
+ * a client repeating a statement would (every other one after another statement, so
+ * that it is found by its shape); each answer must equal a fresh routing of the
  * same text after sp_router_reset(), in every field, inside and outside a transaction
  * and with a session role set.
  */
@@ -1554,6 +1555,8 @@ static void test_compiled_route(void)
 					const char *v[2] = {vals[(i * 7 + round) % nv], ""};
 					fill(sql, sizeof(sql), cases[c].fmt, v);
 					sess = mine;
+					if (i % 2) /* another shape in between: found by its shape, not as the last one */
+						qtx(db, i % 4 == 1 ? "SELECT 1 + 2" : "SELECT 3 + 4", txn);
 					describe(qtx(db, sql, txn), db->n_shards, a, sizeof(a));
 					mine = sess;
 					fresh = mine;
