@@ -254,6 +254,16 @@ like "$out" "login ok"$'\n'"T [^"$'\n'"]*"$'\n'"D 3MB"$'\n' "sharded database: a
 out=$(raw "$SP_PORT" startup:app:shardpool:work_mem=bogus auth:secret 2>&1 | login_answer)
 is "$out" "login ok;" "admin console: a startup value is ignored, the login goes on"
 
+# A value the shard the login was checked on takes and another shard refuses (a text
+# search configuration only shard 0 has): the statement sent to shard 1 cannot run with
+# the client's settings; the session ends with the server's error, no rows.
+on 0 "DROP TEXT SEARCH CONFIGURATION IF EXISTS public.t30_ts; CREATE TEXT SEARCH CONFIGURATION public.t30_ts (COPY = pg_catalog.simple)" >/dev/null
+at_exit "on 0 'DROP TEXT SEARCH CONFIGURATION IF EXISTS public.t30_ts' >/dev/null 2>&1"
+out=$(raw "$SP_PORT" startup:md5user:app:default_text_search_config=public.t30_ts auth:md5secret \
+	"Q:/* shard: 0 */ SHOW default_text_search_config" read "Q:/* shard: 1 */ SELECT 1" read 2>&1)
+like "$out" "login ok"$'\n'"T [^"$'\n'"]*"$'\n'"D public.t30_ts"$'\n'"C SHOW"$'\n'"Z I"$'\n'"E 22023 invalid value for parameter \"default_text_search_config\": \"public.t30_ts\""$'\n'"closed" \
+	"sharded database: a startup value one shard takes and another refuses ends the session on that shard, no rows"
+
 # ---------------------------------------------------------------- other ways to change settings
 pg_psql "$PGPORT0" -c "CREATE OR REPLACE FUNCTION params_t_hidden_setter() RETURNS int LANGUAGE plpgsql AS \$\$
 BEGIN PERFORM pg_catalog.set_config('search_path', 'hidden', false); RETURN 1; END \$\$" >/dev/null
