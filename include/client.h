@@ -56,6 +56,7 @@ struct sp_client {
 	uint64_t *written_lsn;       /* per shard: WAL position of the client's last write */
 	uint32_t replica_retry_mask; /* replicas that failed to connect for this read */
 	uint32_t welcome_tried; /* login: other nodes tried for the server's parameters */
+	bool login_check;            /* login: its startup values are being tried on a server */
 	bool prerouted;              /* the message at the head of the input was routed already */
 	struct sp_node_health *read_node; /* replica serving this client's read (outstanding count) */
 	bool in_batch;               /* extended-protocol messages sent since the last Sync */
@@ -154,8 +155,12 @@ void sp_client_server_failed(sp_client_t *c, const char *sqlstate, const char *m
 void sp_client_detached(sp_client_t *c);
 /* Continue reading after backpressure. */
 void sp_client_resume(sp_client_t *c);
-/* Pool parameters became known: finish a login. */
+/* Pool parameters became known: finish a login (after trying the client's startup
+ * values on a server, when the pool has not seen them taken yet). */
 void sp_client_welcome(sp_client_t *c);
+/* The server took the startup values being tried (c->login_check): it was released,
+ * the login ends. (Refused, the client was closed with the server's error.) */
+void sp_client_login_checked(sp_client_t *c);
 void sp_client_process(sp_client_t *c);
 /* The transaction status shardpool reports while no server is linked ('T' in a BEGIN
  * that has no shard yet). */

@@ -48,6 +48,16 @@ int sp_params_write_sync(sp_buf_t *sql, const sp_params_t *want, const sp_params
 void sp_sql_append_literal(sp_buf_t *b, const char *s);
 /* Append "SELECT pg_catalog.set_config('name', 'value', false)" (first) or ", set_config(...)". */
 void sp_params_append_set(sp_buf_t *sql, const char *name, const char *value, bool first);
+/*
+ * Startup values a server of that scope (a pool; pools live until exit) took at a
+ * login: a login that brings only such values needs no check on a server. A fixed
+ * table of hashes, no allocation; a value found wrong later makes it forget all.
+ */
+bool sp_params_checked(const void *scope, const char *name, const char *value);
+void sp_params_note_checked(const void *scope, const char *name, const char *value);
+void sp_params_forget_checked(void);
+/* Settings that take any value (the server cleans it up rather than refuse it). */
+bool sp_params_takes_any_value(const char *name);
 /* Parse a startup "options" value ("-c a=b --c=d") into p. Returns false on bad syntax. */
 bool sp_params_parse_options(sp_params_t *p, const char *options);
 

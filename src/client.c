@@ -541,9 +541,34 @@ static bool process_startup(sp_client_t *c)
 
 /* ---------------- after login ---------------- */
 
+static void start_transaction(sp_client_t *c);
+
+/*
+ * Startup values neither the server's defaults nor known to be taken by this pool's
+ * server (a login brought them before): PostgreSQL refuses a login whose startup
+ * values it refuses (22023, 42704, 55P02, 42501 ...), so they are tried on a server
+ * first. Most logins bring values already seen, and pay nothing; no transaction
+ * ever pays for it.
+ */
+static bool startup_needs_check(const sp_client_t *c)
+{
+	const sp_params_t *w = &c->pool->welcome;
+	for (int i = 0; i < c->startup.n; i++) {
+		const char *name = c->startup.items[i].name, *value = c->startup.items[i].value;
+		const char *def = sp_params_get(w, name);
+		if (sp_params_is_readonly(name) || sp_params_takes_any_value(name) ||
+		    (def && strcmp(def, value) == 0))
+			continue;
+		if (!sp_params_checked(c->pool, name, value))
+			return true;
+	}
+	return false;
+}
+
+static void send_welcome(sp_client_t *c);
+
 void sp_client_welcome(sp_client_t *c)
 {
-	sp_buf_t *out = &c->sock.out;
 	sp_params_t *w = &c->pool->welcome;
 
 	/* The session the client expects: the server's defaults, then its own startup values. */
@@ -552,6 +577,34 @@ void sp_client_welcome(sp_client_t *c)
 	for (int i = 0; i < c->startup.n; i++)
 		if (strchr(c->startup.items[i].name, '.'))
 			sp_params_set(&c->custom_names, c->startup.items[i].name, "");
+	if (startup_needs_check(c)) {
+		/* set on a server like before any transaction (sp_server_attach); the
+		 * answer comes to sp_client_login_checked, or a refusal closes the client */
+		cl_log(c, SP_LOG_DEBUG, "login: trying the startup parameters on a server");
+		c->login_check = true;
+		sp_client_set_state(c, SP_CLIENT_IDLE);
+		start_transaction(c);
+		return;
+	}
+	send_welcome(c);
+}
+
+void sp_client_login_checked(sp_client_t *c)
+{
+	c->login_check = false;
+	c->server = NULL;
+	for (int i = 0; i < c->startup.n; i++)
+		if (!sp_params_is_readonly(c->startup.items[i].name))
+			sp_params_note_checked(c->pool, c->startup.items[i].name,
+					       c->startup.items[i].value);
+	sp_client_set_state(c, SP_CLIENT_IDLE);
+	send_welcome(c);
+}
+
+static void send_welcome(sp_client_t *c)
+{
+	sp_buf_t *out = &c->sock.out;
+
 	for (int i = 0; i < c->params.n; i++)
 		if (sp_params_is_reported(c->params.items[i].name))
 			sp_msg_write_parameter_status(out, c->params.items[i].name, c->params.items[i].value);
@@ -571,6 +624,22 @@ void sp_client_server_ready(sp_client_t *c, sp_server_t *s)
 	c->pool->total_wait_us += (uint64_t)((now - c->wait_since) * 1e6);
 	if (c->fan) {
 		sp_fanout_server_ready(c->fan, s);
+		return;
+	}
+	if (c->login_check) {
+		/* only the startup values go to it; what the client sent meanwhile waits */
+		sp_client_set_state(c, SP_CLIENT_ACTIVE);
+		c->server = s;
+		sp_server_attach(s, c);
+		if (s->req_n == 0) {
+			/* this session has those values already: they are fine */
+			s->client = NULL;
+			sp_server_release(s);
+			sp_client_login_checked(c);
+			return;
+		}
+		s->finishing = true;
+		sp_server_send(s);
 		return;
 	}
 	sp_client_set_state(c, SP_CLIENT_ACTIVE);
@@ -659,6 +728,10 @@ void sp_client_server_failed(sp_client_t *c, const char *sqlstate, const char *m
 {
 	if (c->fan) {
 		sp_fanout_server_failed(c->fan, sqlstate, msg);
+		return;
+	}
+	if (c->login_check) {
+		sp_client_fatal(c, sqlstate, "%s", msg);
 		return;
 	}
 	if (c->state == SP_CLIENT_WAITING && c->routed && c->pool && c->pool->role == SP_ROLE_REPLICA) {

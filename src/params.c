@@ -208,6 +208,50 @@ int sp_params_write_sync(sp_buf_t *sql, const sp_params_t *want, const sp_params
 	return diffs;
 }
 
+#define CHECKED_SLOTS 1024 /* a power of two */
+static uint64_t checked[CHECKED_SLOTS];
+
+static uint64_t checked_key(const void *scope, const char *name, const char *value)
+{
+	uint64_t k = entry_hash(name, value) ^ ((uint64_t)(uintptr_t)scope * 0x9E3779B97F4A7C15ULL);
+	return k ? k : 1; /* 0 marks a free slot */
+}
+
+bool sp_params_checked(const void *scope, const char *name, const char *value)
+{
+	uint64_t k = checked_key(scope, name, value);
+	for (unsigned i = 0; i < 4; i++)
+		if (checked[(k + i) & (CHECKED_SLOTS - 1)] == k)
+			return true;
+	return false;
+}
+
+void sp_params_note_checked(const void *scope, const char *name, const char *value)
+{
+	uint64_t k = checked_key(scope, name, value);
+	for (unsigned i = 0; i < 4; i++) {
+		uint64_t *slot = &checked[(k + i) & (CHECKED_SLOTS - 1)];
+		if (*slot == k)
+			return;
+		if (*slot == 0) {
+			*slot = k;
+			return;
+		}
+	}
+	checked[k & (CHECKED_SLOTS - 1)] = k; /* full around there: the oldest guess goes */
+}
+
+void sp_params_forget_checked(void)
+{
+	memset(checked, 0, sizeof(checked));
+}
+
+bool sp_params_takes_any_value(const char *name)
+{
+	/* application_name: non-ASCII bytes become '?', a long one is cut, none is refused */
+	return strcasecmp(name, "application_name") == 0;
+}
+
 bool sp_params_parse_options(sp_params_t *p, const char *options)
 {
 	/* PostgreSQL splits on unescaped whitespace; backslash escapes the next byte. */

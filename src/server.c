@@ -615,6 +615,14 @@ static void transaction_done(sp_server_t *s)
 		}
 		return;
 	}
+	if (c->login_check) {
+		/* the server took the startup values of a login: the client may come in */
+		s->finishing = false;
+		s->client = NULL;
+		sp_server_release(s);
+		sp_client_login_checked(c);
+		return;
+	}
 	if (s->fan) {
 		sp_fanout_t *f = s->fan;
 		int idx = s->fan_idx;
@@ -814,12 +822,37 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 			c->in_copy = false;
 		if (r && r->kind == SP_REQ_INT_QUERY && r->intq == SP_INTQ_ABORT)
 			return true; /* the error we asked for: the transaction is now aborted */
+		if (r && r->kind == SP_REQ_INT_QUERY && r->intq == SP_INTQ_PARAMS && c) {
+			/* The client's settings were refused (and the whole sync rolled back:
+			 * the session still has the previous client's). At login (c->login_check)
+			 * this is PostgreSQL's refusal of a startup value, and ends the login as
+			 * PostgreSQL's does. Later (values another server or an older
+			 * configuration took), the client's statements must not run with
+			 * someone else's settings either: the session ends. */
+			const char *code = sp_msg_error_field(body, len, 'C');
+			const char *m = sp_msg_error_field(body, len, 'M');
+			char why[300];
+			sp_params_forget_checked();
+			s->dirty_close = true;
+			snprintf(why, sizeof(why), "%s: %s",
+				 c->login_check
+				     ? "login refused, the server refused a startup parameter"
+				     : "the server refused the client's session settings",
+				 m ? m : "?");
+			slog(s, c->login_check ? SP_LOG_INFO : SP_LOG_WARNING, "%s", why);
+			sp_msg_write_error(
+			    &c->sock.out, "FATAL", code && strlen(code) == 5 ? code : "22023",
+			    m ? m : "invalid value for a session parameter",
+			    sp_msg_error_field(body, len, 'D'), sp_msg_error_field(body, len, 'H'));
+			sp_client_close(c, why);
+			return s->state != SP_SERVER_CLOSED;
+		}
 		if (r && r->kind == SP_REQ_INT_QUERY) {
 			const char *m = sp_msg_error_field(body, len, 'M');
 			slog(s, SP_LOG_WARNING, "internal query failed: %s", m ? m : "?");
 			s->dirty_close = true;
-			if (c && (r->intq == SP_INTQ_PARAMS || r->intq == SP_INTQ_BEGIN))
-				write_client(s, msg, total); /* the client's own settings or BEGIN failed */
+			if (c && r->intq == SP_INTQ_BEGIN)
+				write_client(s, msg, total); /* the client's own BEGIN failed */
 			return true;
 		}
 		const char *code = sp_msg_error_field(body, len, 'C');

@@ -36,8 +36,9 @@ SET standard_conforming_strings = off; SET client_encoding = 'LATIN1'; SET myapp
 scenario() {
 	local name=$1 desc=$2 script sp pg
 	script=$(cat)
-	sp=$(sed "s|CONN|$SP|" <<<"$script" | pgc script 2>&1)
-	pg=$(sed "s|CONN|$PG|" <<<"$script" | pgc script 2>&1)
+	# (a refused login names the port it tried)
+	sp=$(sed "s|CONN|$SP|" <<<"$script" | pgc script 2>&1 | sed -E 's/port [0-9]+ failed/port N failed/')
+	pg=$(sed "s|CONN|$PG|" <<<"$script" | pgc script 2>&1 | sed -E 's/port [0-9]+ failed/port N failed/')
 	printf '%s\n' "$sp" >"$SP_TMP/$name.sp"
 	printf '%s\n' "$pg" >"$SP_TMP/$name.pg"
 	if ! is "$sp" "$pg" "$desc"; then
@@ -206,6 +207,63 @@ exec S BEGIN; RESET search_path; SAVEPOINT a; ROLLBACK TO a; COMMIT
 exec S SHOW search_path
 EOF
 
+# ---------------------------------------------------------------- startup values the server refuses
+# PostgreSQL refuses a login whose startup values it refuses, with the error setting them
+# gave, as a FATAL. shardpool tries the values a login brings on a server before it lets
+# the client in (the session the check ran on, pool_size 1 here, had another client's
+# settings), and the next client of that pool has its own settings, not anyone else's.
+scenario refused "startup values the server refuses (bad value, unknown name, not settable in a session) refuse the login; the next clients have their own settings" <<EOF
+connect A CONN
+exec A SET DateStyle = 'SQL, DMY'; SET application_name = 'leaky'; SET search_path = leak; SET myapp.x = 'leaked'
+connect X CONN options='-c work_mem=bogus'
+connect Y CONN options='-c foo=bar'
+connect Z CONN options='-c shared_buffers=1'
+connect W CONN options='-c search_path=ok -c DateStyle=bogus' application_name=refused
+connect C CONN
+exec C $ALL
+params C
+connect V CONN options='-c work_mem=64MB -c search_path=ok -c myapp.x=v'
+exec V SHOW work_mem
+exec V $ALL
+exec C $ALL
+exec A $ALL
+connect X2 CONN options='-c work_mem=bogus'
+connect V2 CONN options='-c work_mem=64MB -c search_path=ok -c myapp.x=v'
+exec V2 $ALL
+EOF
+
+# The same values in the startup packet itself (no driver sends those; rawclient does),
+# as a user who is not a superuser (42501 for a superuser-only setting): the answer is
+# PostgreSQL's, SQLSTATE and message, and the connection ends.
+login_answer() { grep -E '^(E [0-9A-Z]{5} |login ok|closed)' | tr '\n' ';'; }
+for kv in work_mem=bogus foo=bar shared_buffers=1 log_statement=all DateStyle=bogus myapp.x=fine work_mem=64MB; do
+	sp=$(raw "$SP_PORT" "startup:md5user:plain:$kv" auth:md5secret 2>&1 | login_answer)
+	pg=$(raw "$PGPORT0" "startup:md5user:app:$kv" auth:md5secret 2>&1 | login_answer)
+	is "$sp" "$pg" "startup packet with $kv: the login ends as PostgreSQL's does"
+done
+# A sharded database: the values are tried on one shard's server.
+out=$(raw "$SP_PORT" startup:md5user:app:work_mem=bogus auth:md5secret 2>&1 | login_answer)
+is "$out" 'E 22023 invalid value for parameter "work_mem": "bogus";closed;' \
+	"sharded database: a startup value the server refuses refuses the login"
+out=$(raw "$SP_PORT" "startup:md5user:app:options=-c foo=bar" auth:md5secret 2>&1 | login_answer)
+is "$out" 'E 42704 unrecognized configuration parameter "foo";closed;' \
+	"sharded database: an unknown name in options refuses the login"
+out=$(raw "$SP_PORT" startup:md5user:app:work_mem=3MB auth:md5secret "Q:SHOW work_mem" read 2>&1)
+like "$out" "login ok"$'\n'"T [^"$'\n'"]*"$'\n'"D 3MB"$'\n' "sharded database: a startup value the server takes logs in and applies"
+# The admin console has no server to ask: startup values are ignored there, as before.
+out=$(raw "$SP_PORT" startup:app:shardpool:work_mem=bogus auth:secret 2>&1 | login_answer)
+is "$out" "login ok;" "admin console: a startup value is ignored, the login goes on"
+
+# A value the shard the login was checked on takes and another shard refuses (a text
+# search configuration only shard 0 has): the statement sent to shard 1 cannot run with
+# the client's settings; the session ends with the server's error, no rows.
+on 0 "DROP TEXT SEARCH CONFIGURATION IF EXISTS public.t30_ts; CREATE TEXT SEARCH CONFIGURATION public.t30_ts (COPY = pg_catalog.simple)" >/dev/null
+at_exit "on 0 'DROP TEXT SEARCH CONFIGURATION IF EXISTS public.t30_ts' >/dev/null 2>&1"
+out=$(raw "$SP_PORT" startup:md5user:app:default_text_search_config=public.t30_ts auth:md5secret \
+	"Q:/* shard: 0 */ SHOW default_text_search_config" read "Q:/* shard: 1 */ SELECT 1" read 2>&1)
+like "$out" "login ok"$'\n'"T [^"$'\n'"]*"$'\n'"D public.t30_ts"$'\n'"C SHOW"$'\n'"Z I"$'\n'"E 22023 invalid value for parameter \"default_text_search_config\": \"public.t30_ts\""$'\n'"closed" \
+	"sharded database: a startup value one shard takes and another refuses ends the session on that shard, no rows"
+
 # ---------------------------------------------------------------- other ways to change settings
 pg_psql "$PGPORT0" -c "CREATE OR REPLACE FUNCTION params_t_hidden_setter() RETURNS int LANGUAGE plpgsql AS \$\$
 BEGIN PERFORM pg_catalog.set_config('search_path', 'hidden', false); RETURN 1; END \$\$" >/dev/null
@@ -261,5 +319,36 @@ exec A SELECT public.params_t_hidden_setter()
 exec B SHOW search_path
 exec A SHOW search_path
 EOF
+
+# ---------------------------------------------------------------- session pooling
+# A refused login in session pooling; the check's server goes back through
+# server_reset_query, and the next clients (pool_size 1: the same server) have their own
+# settings.
+sp_stop >/dev/null || ok "shardpool (transaction pooling) exits cleanly" false
+sp_write_config "$SP_TMP/sp-session.ini" auth_type=md5 pool_mode=session query_wait_timeout=10
+sed -i 's/^\[database plain\]$/&\npool_size = 1/' "$SP_CONFIG"
+sp_start
+SP="host=127.0.0.1 port=$SP_PORT user=app password=secret dbname=plain"
+scenario refused_session "session pooling: a startup value the server refuses refuses the login; the next clients have their own settings" <<EOF
+connect A CONN options='-c work_mem=5MB'
+exec A SET DateStyle = 'SQL, DMY'; SET application_name = 'leaky'; SET myapp.x = 'leaked'
+close A
+connect X CONN options='-c work_mem=bogus'
+connect C CONN
+exec C $ALL
+exec C SHOW work_mem
+close C
+connect V CONN options='-c work_mem=64MB -c search_path=ok'
+exec V SHOW work_mem
+exec V $ALL
+close V
+connect Y CONN options='-c foo=bar'
+connect D CONN
+exec D $ALL
+exec D SHOW work_mem
+EOF
+out=$(raw "$SP_PORT" startup:md5user:app:work_mem=bogus auth:md5secret 2>&1 | login_answer)
+is "$out" 'E 22023 invalid value for parameter "work_mem": "bogus";closed;' \
+	"session pooling, sharded database: a startup value the server refuses refuses the login"
 
 done_testing

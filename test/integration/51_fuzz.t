@@ -260,14 +260,12 @@ like "$out" "E 08P01 [^"$'\n'"]*"$'\n'"Z I"$'\n'"2"$'\n'"D 1\|2" \
 	"... also after a Describe of the statement (two columns, as the server says)"
 
 # A startup parameter with a value the server refuses: PostgreSQL refuses the login
-# (FATAL 22023). shardpool logs the client in, then every statement gets an
-# ErrorResponse followed by its rows, the server connection is closed after each one,
-# and the first statement runs with the session settings (application_name, DateStyle,
-# ...) the previous client of that server connection left behind.
-TODO="a startup parameter the server refuses does not refuse the login"
+# (FATAL 22023). shardpool logged the client in, then every statement got an
+# ErrorResponse followed by its rows, and the first one ran with the session settings
+# the previous client of that server connection left behind. The values a login brings
+# are tried on a server now, before the login ends (more in 30_params.t).
 out=$(timeout 30 "$RAW" "$SP_PORT" startup:app:plain:work_mem=bogus auth:secret timeout:2000 "Q:SELECT 1" read 2>&1)
 like "$out" "^(auth: [^"$'\n'"]*"$'\n'")*E 22023 " "startup parameter work_mem=bogus: the login is refused with 22023"
-unset TODO
 
 # Messages pipelined behind a COPY that is sent to one shard (t51_p has no [table]
 # section), before its CopyInResponse. PostgreSQL ignores a Sync during COPY, so the
