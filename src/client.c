@@ -1123,6 +1123,26 @@ static bool drops_statements(int head, const char *sql, size_t len)
 	return false;
 }
 
+/*
+ * A DEALLOCATE ALL or DISCARD ALL after the first statement of a Query text. Which
+ * statements the server still has once the text ran is not known here (a statement
+ * failing before it keeps them all; DISCARD ALL is refused in such a text).
+ */
+static bool later_statement_drops(const char *sql, size_t len)
+{
+	const char *semi = memchr(sql, ';', len);
+
+	while (semi) {
+		size_t j = skip_blank(sql, len, (size_t)(semi - sql) + 1);
+		const char *next = memchr(sql + j, ';', len - j);
+		size_t end = next ? (size_t)(next - sql) : len;
+		if (drops_statements(head_kind(sql + j, end - j), sql + j, end - j))
+			return true;
+		semi = next;
+	}
+	return false;
+}
+
 static sp_pstmt_t *deallocates(sp_client_t *c, const char *sql, size_t len, char *name, size_t nlen);
 
 /*
@@ -1336,6 +1356,13 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 					sp_pstmt_cache_clear(&s->pstmts);
 					sp_pstmt_map_clear(&c->pstmts);
 				}
+			} else if (later_statement_drops(sql, len - 1)) {
+				/* "SELECT 1; DEALLOCATE ALL": the client's statements go, as in
+				 * PostgreSQL; what the server still has is unknown, so this
+				 * connection is closed after the transaction, not reused */
+				sp_pstmt_cache_clear(&s->pstmts);
+				sp_pstmt_map_clear(&c->pstmts);
+				s->dirty_close = true;
 			} else if (len < 4096 && head == HEAD_DEALLOCATE) {
 				char dname[128];
 				if (deallocates(c, sql, len - 1, dname, sizeof(dname))) {

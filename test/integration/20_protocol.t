@@ -160,6 +160,36 @@ A: DISCARD ALL
 C: 42
 B: 42" "DEALLOCATE ALL / DISCARD ALL drop only that client's statements (pool_size 1: one server)"
 
+# DEALLOCATE ALL after another statement of the same Query: the server drops every
+# statement, so shardpool's record of what that server has prepared was wrong, and
+# the next client to use the same statement text on it got 26000 for a name it never
+# chose (the server connection is now closed after that transaction instead)
+rawboth "P:md:SELECT 42" S read "Q:SELECT 1; DEALLOCATE ALL" read "B::md" E: S read \
+	"P:md:SELECT 43" "B::md" E: S read
+is "$SPOUT" "$PGOUT" "'SELECT 1; DEALLOCATE ALL' drops the client's statements, as in PostgreSQL"
+out=$(pgc script <<EOF 2>&1
+connect A $SP1
+connect B $SP1
+prepare A s1 SELECT 42
+prepare B s1 SELECT 42
+execprep B s1
+exec A SELECT 1; DEALLOCATE ALL
+execprep B s1
+prepare A s2 SELECT 42
+execprep A s2
+execprep B s1
+EOF
+)
+is "$out" "A: OK
+B: OK
+B: 42
+A: 1
+A: DEALLOCATE ALL
+B: 42
+A: OK
+A: 42
+B: 42" "... and the statements of other clients of that server keep working"
+
 # ---------------------------------------------------------------- COPY
 pg_psql "$PGPORT0" -c "DROP TABLE IF EXISTS ${T}_copy" -c "CREATE TABLE ${T}_copy (id int, t text)" >/dev/null
 for f in text csv binary; do
