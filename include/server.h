@@ -67,6 +67,9 @@ typedef enum {
 typedef struct sp_req {
 	uint8_t kind;
 	uint8_t intq;        /* sp_intq_t for SP_REQ_INT_QUERY */
+	/* the server's copy_ends and copy_datas when it was queued: which COPY input it
+	 * was sent in, and after how much of it (see copy_in_started in server.c) */
+	uint8_t copy_ends, copy_datas;
 	sp_pstmt_t *ps;      /* for PARSE/INT_PARSE/INT_CLOSE/BIND: which statement (referenced) */
 	char *text;          /* PARSE: the client's statement name; SYNTH_*: what to answer (owned) */
 } sp_req_t;
@@ -96,6 +99,12 @@ struct sp_server {
 	bool fwd_swallow;       /* ... to be dropped rather than passed on */
 	char txn;               /* last ReadyForQuery status */
 	bool copy_in, copy_out;
+	unsigned n_query_reqs;  /* SP_REQ_QUERY among the requests: what the client sends after a
+				 * Query may be COPY data until the Query's answer says (client.c) */
+	uint8_t copy_ends;      /* CopyDone and CopyFail the client sent (wraps) */
+	uint8_t copy_datas;     /* CopyData the client sent (wraps) */
+	bool copy_syncs_dropped; /* Syncs sent before the CopyInResponse after some CopyData were
+				  * taken as ignored: if the COPY fails, the server may answer them */
 	bool error_in_batch;    /* an ErrorResponse arrived since the last Sync */
 	bool need_syncback;     /* client ran something that may have changed settings */
 	bool dirty_close;       /* close instead of reuse when released */

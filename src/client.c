@@ -271,6 +271,15 @@ void sp_client_close(sp_client_t *c, const char *reason)
 	}
 }
 
+void sp_client_copy_violation(sp_client_t *c, char type)
+{
+	/* PostgreSQL's two errors; then it ends the session, and the COPY with it */
+	char msg[80];
+	snprintf(msg, sizeof(msg), "unexpected message type 0x%02X during COPY from stdin", (unsigned)(unsigned char)type);
+	sp_msg_write_error(&c->sock.out, "ERROR", SP_SQLSTATE_PROTOCOL_VIOLATION, msg, NULL, NULL);
+	sp_client_fatal(c, SP_SQLSTATE_PROTOCOL_VIOLATION, "terminating connection because protocol synchronization was lost");
+}
+
 void sp_client_fatal(sp_client_t *c, const char *sqlstate, const char *fmt, ...)
 {
 	char msg[512];
@@ -1524,9 +1533,11 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 	case SP_FE_COPY_DONE:
 	case SP_FE_COPY_FAIL:
 		c->in_copy = false;
+		s->copy_ends++;
 		forward_raw(s, msg, total);
 		return true;
 	case SP_FE_COPY_DATA:
+		s->copy_datas++;
 		forward_raw(s, msg, total);
 		return true;
 	default:
@@ -3244,6 +3255,28 @@ static void process_input(sp_client_t *c)
 				sp_client_close(c, "client terminated");
 				goto out;
 			}
+			if (type != SP_FE_COPY_DATA && type != SP_FE_COPY_DONE && type != SP_FE_COPY_FAIL) {
+				if (c->in_copy) {
+					/* as PostgreSQL during COPY FROM STDIN: Flush and Sync are ignored,
+					 * anything else ends the session */
+					if (type != SP_FE_SYNC && type != SP_FE_FLUSH) {
+						sp_client_copy_violation(c, type);
+						goto out;
+					}
+					if (sp_buf_len(in) < (size_t)len + 1)
+						goto flush_out;
+					sp_buf_consume(in, (size_t)len + 1);
+					continue;
+				}
+				if (s->n_query_reqs > 0) {
+					/* A Query before it may start a COPY FROM STDIN: then this is COPY
+					 * input (a Sync ignored, anything else a protocol violation). It
+					 * waits for the Query's CopyInResponse or ReadyForQuery. */
+					c->copy_wait = true;
+					goto flush_out;
+				}
+			}
+			c->copy_wait = false;
 			if (c->routed && !c->in_copy) {
 				int rc = check_in_txn(c, s, type, p, len);
 				if (rc < 0)
@@ -3253,6 +3286,7 @@ static void process_input(sp_client_t *c)
 			}
 			if (streamable(type) && sp_buf_len(in) < (size_t)len + 1) {
 				size_t n = sp_buf_len(in);
+				s->copy_datas++;
 				forward_raw(s, p, n);
 				sp_buf_consume(in, n);
 				c->fwd_remaining = (uint64_t)len + 1 - n;

@@ -1376,7 +1376,7 @@ void sp_fanout_client_input(sp_fanout_t *f)
 			sp_buf_consume(in, (size_t)len + 1); /* ignored during COPY, as PostgreSQL does */
 			continue;
 		}
-		sp_client_fatal(c, SP_SQLSTATE_PROTOCOL_VIOLATION, "unexpected message type '%c' during COPY", p[0]);
+		sp_client_copy_violation(c, (char)p[0]);
 		return;
 	}
 send:

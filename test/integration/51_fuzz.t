@@ -269,21 +269,57 @@ out=$(timeout 30 "$RAW" "$SP_PORT" startup:app:plain:work_mem=bogus auth:secret 
 like "$out" "^(auth: [^"$'\n'"]*"$'\n'")*E 22023 " "startup parameter work_mem=bogus: the login is refused with 22023"
 unset TODO
 
-# Messages pipelined behind a COPY that is sent to one shard (t51_p has no [table]
-# section), before its CopyInResponse. PostgreSQL ignores a Sync during COPY, so the
-# Query after the COPY is answered; shardpool leaves it unanswered. And a Query
-# inside the COPY data: PostgreSQL answers 08P01 and ends the connection; shardpool
-# waits for ever (the Query waits for the server, which waits for the COPY's end).
-# (client.c: input that arrives before the CopyInResponse)
+# Messages pipelined behind a COPY, before its CopyInResponse: PostgreSQL reads them as
+# COPY data, where it ignores a Sync, and answers anything else but CopyData, CopyDone and
+# CopyFail with 08P01 and ends the session. shardpool used to count such a Sync as owed a
+# ReadyForQuery, so the Query after the COPY was never answered (the sharded database)
+# or the server connection never went back to the pool (plain); and it held a Query
+# inside the COPY data for the server, which waited for the COPY's end: a hang. Now what
+# follows a Query waits for its answer (CopyInResponse or ReadyForQuery) unless it is
+# COPY data, and during COPY a Sync is dropped as PostgreSQL does. t51_p has no [table]
+# section: on app its COPY goes to one shard; plain shares shard 0's database.
+row_hex() { pgmsg d "$(printf '%s\t%s\n' "$1" "$2" | od -An -tx1 | tr -d ' \n')"; }
 copy_q=$(pgmsg Q "$(strhex 'COPY t51_p FROM STDIN')")
-row=$(pgmsg d "$(printf '51003\t7\n' | od -An -tx1 | tr -d ' \n')")
-TODO="sharded: input pipelined before a COPY's CopyInResponse"
-out=$(raw app "hex:$copy_q$(pgmsg S '')$row$(pgmsg c '')$(pgmsg Q "$(strhex 'SELECT 8')")" drain)
-like "$out" "C COPY 1"$'\n'"Z I"$'\n'"T [^"$'\n'"]*"$'\n'"D 8" \
-	"sharded: COPY, Sync, CopyData, CopyDone, Query in one write: the Query after the COPY is answered"
-out=$(raw app "hex:$copy_q$(pgmsg Q "$(strhex 'SELECT 9')")$(pgmsg c '')" drain)
-like "$out" "E 08P01 " "sharded: a Query inside the COPY data: 08P01, not a hang"
-unset TODO
+for db in app plain; do
+	id=$([ "$db" = app ] && echo 51003 || echo 51004)
+	out=$(raw "$db" "hex:$copy_q$(pgmsg S '')$(row_hex "$id" 7)$(pgmsg c '')$(pgmsg Q "$(strhex "SELECT v FROM t51_p WHERE id = $id")")" drain)
+	like "$out" "G"$'\n'"C COPY 1"$'\n'"Z I"$'\n'"T [^"$'\n'"]*"$'\n'"D 7"$'\n'"C SELECT 1"$'\n'"Z I" \
+		"$db: COPY, Sync, CopyData, CopyDone, Query in one write: the Sync is ignored, the Query answered" ||
+		diag "$out"
+	out=$(raw "$db" "hex:$copy_q$(pgmsg Q "$(strhex 'SELECT 9')")$(pgmsg c '')" drain)
+	like "$out" "G"$'\n'"E 08P01 unexpected message type 0x51 during COPY from stdin"$'\n'"E 08P01 [^"$'\n'"]*"$'\n'"closed" \
+		"$db: a Query inside the COPY data: 08P01 and the session ends, not a hang" || diag "$out"
+	# libpq's COPY with the extended protocol: Parse, Bind, Execute, Sync, and after the
+	# CopyInResponse the data, CopyDone and another Sync (the first is ignored)
+	raw "$db" "P::COPY t51_p FROM STDIN" "B::" "E:" S sleep:200 "hex:$(row_hex $((id + 10)) 8)" "msg:c:" S read \
+		"Q:SELECT v FROM t51_p WHERE id = $((id + 10))" read sleep:1500 >"$SP_TMP/extcopy.out" &
+	rawpid=$!
+	sleep 1
+	is "$(sv_active)" 0 "$db: an extended-protocol COPY is over: its server connection is not left active"
+	wait "$rawpid"
+	like "$(cat "$SP_TMP/extcopy.out")" "G"$'\n'"C COPY 1"$'\n'"Z I"$'\n'"T [^"$'\n'"]*"$'\n'"D 8"$'\n'"C SELECT 1"$'\n'"Z I" \
+		"$db: ... and the COPY and the Query after it are answered"
+done
+is "$(on 0 "SELECT count(*) FROM t51_p WHERE id IN (51003, 51004, 51013, 51014)")" 4 "the four COPYs kept their rows"
+
+# The same on a COPY split over the shards by its key (t51_c): the fan-out holds the
+# client's input until every shard sent CopyInResponse; Syncs among the rows are
+# dropped, and a Query among them fails the COPY on every shard (no shard keeps a row)
+# and ends the session, with no server connection left in COPY.
+copy_c=$(pgmsg Q "$(strhex 'COPY t51_c (id, v) FROM STDIN')")
+out=$(raw app "hex:$copy_c$(pgmsg S '')$(row_hex 51101 a)$(row_hex 51102 b)$(pgmsg S '')$(pgmsg H '')$(row_hex 51103 c)$(pgmsg c '')$(pgmsg Q "$(strhex 'SELECT count(*) FROM t51_c WHERE id BETWEEN 51101 AND 51103')")" drain)
+like "$out" "G"$'\n'"C COPY 3"$'\n'"Z I"$'\n'"T [^"$'\n'"]*"$'\n'"D 3"$'\n'"C SELECT 1"$'\n'"Z I" \
+	"COPY split over shards, Syncs and a Flush among its rows, then a Query: Syncs ignored, Query answered" || diag "$out"
+out=$(raw app "hex:$copy_c$(row_hex 51201 a)$(row_hex 51202 b)$(pgmsg Q "$(strhex 'SELECT 9')")$(row_hex 51203 c)$(pgmsg c '')" drain)
+like "$out" "G"$'\n'"E 08P01 unexpected message type 0x51 during COPY from stdin"$'\n'"E 08P01 [^"$'\n'"]*"$'\n'"closed" \
+	"COPY split over shards, a Query among its rows in the same write: 08P01, the session ends" || diag "$out"
+out=$(raw app "hex:$copy_c$(row_hex 51211 a)$(row_hex 51212 b)" sleep:300 "hex:$(pgmsg P "00$(strhex 'SELECT 1')0000")" drain)
+like "$out" "G"$'\n'"E 08P01 unexpected message type 0x50 during COPY from stdin"$'\n'"E 08P01 [^"$'\n'"]*"$'\n'"closed" \
+	"COPY split over shards, a Parse after its rows in a later write: 08P01, the session ends" || diag "$out"
+sleep 0.3
+is "$(spq app "SELECT count(*) FROM t51_c WHERE id BETWEEN 51201 AND 51212")" 0 "... and no shard kept a row of those COPYs"
+is "$(sv_active)" 0 "... and no server connection is left active in a COPY"
+
 is "$(spq app 'SELECT 1')" 1 "shardpool still answers after these"
 
 # ---------------------------------------------------------------- session pooling
