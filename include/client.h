@@ -61,6 +61,9 @@ struct sp_client {
 	bool in_batch;               /* extended-protocol messages sent since the last Sync */
 	bool query_flush_sent;       /* a Query waits for the server: a Flush went out to get its answers */
 	bool fanout_replay;          /* forwarding a batch again, to a fan-out's second or later shard */
+	size_t batch_at;             /* sp_client_forward_batch: 1 + the offset of the message it forwards */
+	size_t batch_refused;        /* ... of a Parse the first shard's copy of the batch refused (0: none):
+				      * the other shards refuse it too */
 	bool batch_error;            /* an extended-protocol error reached the client since its last Sync */
 	bool processing, process_again; /* sp_client_process is running / must look again */
 	void *cancel_wait;           /* a cancel this connection asked for, not yet taken by the server */

@@ -1300,7 +1300,7 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 			sp_pstmt_t *ps = sp_pstmt_map_get(&c->pstmts, name);
 			if (s->error_in_batch)
 				return true; /* the server skips it up to the Sync: it creates nothing */
-			if (ps && c->fanout_replay) {
+			if (ps && c->fanout_replay && c->batch_refused != c->batch_at) {
 				/* the same batch for another shard of a fan-out: the client's name was
 				 * taken by this very Parse; only this server needs the statement */
 				if (sp_pstmt_cache_has(&s->pstmts, ps)) {
@@ -1315,8 +1315,11 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 			}
 			if (ps) {
 				/* As PostgreSQL: an error (which fails the server's transaction too),
-				 * then everything up to Sync is skipped. */
+				 * then everything up to Sync is skipped. On every shard of a fan-out:
+				 * the others would run the statement the name already has. */
 				char err[200];
+				if (s->fan && !c->fanout_replay && !c->batch_refused)
+					c->batch_refused = c->batch_at;
 				snprintf(err, sizeof(err), "42P05 prepared statement \"%s\" already exists", name);
 				refuse_by_server(s, err);
 				return true;
@@ -1715,6 +1718,8 @@ void sp_client_forward_batch(sp_client_t *c, sp_server_t *s, size_t end)
 	int msg_index = 0;
 	c->server = s;
 	c->fanout_replay = s->fan_idx > 0;
+	if (!c->fanout_replay)
+		c->batch_refused = 0;
 	c->unnamed_in_batch = false; /* each shard's server needs its own copy */
 	if (s->fan && sp_fanout_split_txn(s->fan)) {
 		/* a split batch that writes: all shards commit, or none (see sp_fanout_txn_open) */
@@ -1723,6 +1728,7 @@ void sp_client_forward_batch(sp_client_t *c, sp_server_t *s, size_t end)
 	}
 	while (pos < end && c->state != SP_CLIENT_CLOSED) {
 		uint32_t len = sp_get_be32(p + pos + 1);
+		c->batch_at = pos + 1;
 		if (split) {
 			int mi = msg_index++;
 			int owner = sp_fanout_split_owner(s->fan, mi);
@@ -1785,6 +1791,7 @@ void sp_client_forward_batch(sp_client_t *c, sp_server_t *s, size_t end)
 		pos += 1 + len;
 	}
 	c->fanout_replay = false;
+	c->batch_at = 0;
 	c->server = saved;
 }
 
