@@ -99,8 +99,9 @@ struct sp_server {
 	bool fwd_swallow;       /* ... to be dropped rather than passed on */
 	char txn;               /* last ReadyForQuery status */
 	bool copy_in, copy_out;
-	unsigned n_query_reqs;  /* SP_REQ_QUERY among the requests: what the client sends after a
-				 * Query may be COPY data until the Query's answer says (client.c) */
+	unsigned n_query_reqs;  /* SP_REQ_QUERY among the requests */
+	unsigned n_exec_reqs;   /* SP_REQ_EXECUTE among the requests ... */
+	uint8_t exec_copy_ends, exec_copy_datas; /* ... and the last one's copy_ends, copy_datas */
 	uint8_t copy_ends;      /* CopyDone and CopyFail the client sent (wraps) */
 	uint8_t copy_datas;     /* CopyData the client sent (wraps) */
 	bool copy_syncs_dropped; /* Syncs sent before the CopyInResponse after some CopyData were
@@ -144,6 +145,17 @@ bool sp_server_push_req(sp_server_t *s, sp_req_kind_t kind, sp_pstmt_t *ps, sp_i
 bool sp_server_push_req_text(sp_server_t *s, sp_req_kind_t kind, sp_pstmt_t *ps, const char *text);
 /* If ps is stale on this server, queue its Close (before it is prepared again). */
 void sp_server_close_stale(sp_server_t *s, sp_pstmt_t *ps);
+/*
+ * May what the client sends next be the data of a COPY FROM STDIN the server has not
+ * yet said it starts? After a Query not answered yet; after an Execute not answered
+ * yet when CopyData followed it (no CopyDone or CopyFail). client.c holds the
+ * client's other messages until the answer says.
+ */
+static inline bool sp_server_copy_undecided(const sp_server_t *s)
+{
+	return s->n_query_reqs > 0 || (s->n_exec_reqs > 0 && s->exec_copy_ends == s->copy_ends &&
+				       s->exec_copy_datas != s->copy_datas);
+}
 static inline bool sp_server_busy(const sp_server_t *s)
 {
 	return s->req_n > 0 || s->copy_in || s->copy_out || s->txn != 'I' || s->error_in_batch;

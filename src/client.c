@@ -706,6 +706,7 @@ void sp_client_detached(sp_client_t *c)
 {
 	read_done(c);
 	c->query_flush_sent = false;
+	c->copy_wait = false;
 	c->causal_deadline = 0;
 	c->server = NULL;
 	c->txn_shard = -1;
@@ -3275,11 +3276,16 @@ static void process_input(sp_client_t *c)
 					sp_buf_consume(in, (size_t)len + 1);
 					continue;
 				}
-				if (s->n_query_reqs > 0) {
-					/* A Query before it may start a COPY FROM STDIN: then this is COPY
-					 * input (a Sync ignored, anything else a protocol violation). It
-					 * waits for the Query's CopyInResponse or ReadyForQuery. */
+				if (sp_server_copy_undecided(s)) {
+					/* A Query or Execute before it may start a COPY FROM STDIN: then
+					 * this is COPY input (a Sync ignored, anything else a protocol
+					 * violation). It waits for the answer: CopyInResponse or not. The
+					 * server sends an Execute's answer at a Flush (a Query's at its end). */
+					if (!c->copy_wait && s->n_query_reqs == 0)
+						sp_msg_write_empty(&s->sock.out, SP_FE_FLUSH); /* sent at flush_out */
 					c->copy_wait = true;
+					if (sp_buf_len(in) > SP_SOCK_HIGH_WATER)
+						sp_sock_read_stop(&c->sock); /* server.c resumes it */
 					goto flush_out;
 				}
 			}

@@ -111,6 +111,8 @@ static void req_pop(sp_server_t *s)
 	sp_req_t *r = &s->reqs[s->req_head];
 	if (r->kind == SP_REQ_QUERY)
 		s->n_query_reqs--;
+	else if (r->kind == SP_REQ_EXECUTE)
+		s->n_exec_reqs--;
 	if (r->ps)
 		sp_pstmt_unref(r->ps);
 	r->ps = NULL;
@@ -275,8 +277,13 @@ bool sp_server_push_req(sp_server_t *s, sp_req_kind_t kind, sp_pstmt_t *ps, sp_i
 	r->intq = (uint8_t)intq;
 	r->copy_ends = s->copy_ends;
 	r->copy_datas = s->copy_datas;
-	if (kind == SP_REQ_QUERY)
+	if (kind == SP_REQ_QUERY) {
 		s->n_query_reqs++;
+	} else if (kind == SP_REQ_EXECUTE) {
+		s->n_exec_reqs++;
+		s->exec_copy_ends = s->copy_ends;
+		s->exec_copy_datas = s->copy_datas;
+	}
 	r->ps = ps;
 	r->text = NULL;
 	if (ps)
@@ -1094,9 +1101,9 @@ static void process(sp_server_t *s)
 		/* the answers a held-back Query waited for are in: let it go now */
 		sp_client_process(s->client);
 	else if (s->state != SP_SERVER_CLOSED && s->client && s->client->state == SP_CLIENT_ACTIVE &&
-		 s->client->copy_wait && (s->client->in_copy || s->n_query_reqs == 0))
+		 s->client->copy_wait && (s->client->in_copy || !sp_server_copy_undecided(s)))
 		/* what the client sent after a Query waited to know whether it is COPY data */
-		sp_client_process(s->client);
+		sp_client_resume(s->client);
 }
 
 static void sock_cb(sp_sock_t *sock, sp_sock_event_t ev)

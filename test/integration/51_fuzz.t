@@ -296,6 +296,14 @@ for db in app plain; do
 	wait "$rawpid"
 	like "$(cat "$SP_TMP/extcopy.out")" "G"$'\n'"C COPY 1"$'\n'"Z I"$'\n'"T [^"$'\n'"]*"$'\n'"D 8"$'\n'"C SELECT 1"$'\n'"Z I" \
 		"$db: ... and the COPY and the Query after it are answered"
+	# the same in one write, with a bad row before the first Sync: that Sync may be read
+	# as COPY data or after the COPY failed (PostgreSQL answers it then); either way the
+	# Query after it is answered (shardpool holds the Sync until the Execute's answer)
+	ext="$(pgmsg P "00$(strhex 'COPY t51_p FROM STDIN')0000")$(pgmsg B 0000000000000000)$(pgmsg E 0000000000)"
+	out=$(raw "$db" "hex:$ext$(row_hex x 1)$(pgmsg S '')$(pgmsg c '')$(pgmsg S '')$(pgmsg Q "$(strhex 'SELECT 8')")" drain)
+	like "$out" "G"$'\n'"E 22P02 [^"$'\n'"]*"$'\n'"Z I"$'\n'"(Z I"$'\n'")?T [^"$'\n'"]*"$'\n'"D 8"$'\n'"C SELECT 1"$'\n'"Z I" \
+		"$db: extended-protocol COPY, a bad row, Sync, CopyDone, Sync, Query in one write: the Query is answered" ||
+		diag "$out"
 done
 is "$(on 0 "SELECT count(*) FROM t51_p WHERE id IN (51003, 51004, 51013, 51014)")" 4 "the four COPYs kept their rows"
 
