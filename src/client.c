@@ -275,9 +275,11 @@ void sp_client_copy_violation(sp_client_t *c, char type)
 {
 	/* PostgreSQL's two errors; then it ends the session, and the COPY with it */
 	char msg[80];
-	snprintf(msg, sizeof(msg), "unexpected message type 0x%02X during COPY from stdin", (unsigned)(unsigned char)type);
+	snprintf(msg, sizeof(msg), "unexpected message type 0x%02X during COPY from stdin",
+		 (unsigned)(unsigned char)type);
 	sp_msg_write_error(&c->sock.out, "ERROR", SP_SQLSTATE_PROTOCOL_VIOLATION, msg, NULL, NULL);
-	sp_client_fatal(c, SP_SQLSTATE_PROTOCOL_VIOLATION, "terminating connection because protocol synchronization was lost");
+	sp_client_fatal(c, SP_SQLSTATE_PROTOCOL_VIOLATION,
+			"terminating connection because protocol synchronization was lost");
 }
 
 void sp_client_fatal(sp_client_t *c, const char *sqlstate, const char *fmt, ...)
@@ -1315,9 +1317,9 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 				return true;
 			}
 			if (ps) {
-				/* As PostgreSQL: an error (which fails the server's transaction too),
-				 * then everything up to Sync is skipped. On every shard of a fan-out:
-				 * the others would run the statement the name already has. */
+				/* As PostgreSQL: an error (which fails the server's transaction
+				 * too), then everything up to Sync is skipped. On every shard of
+				 * a fan-out: the others would run what the name already has. */
 				char err[200];
 				if (s->fan && !c->fanout_replay && !c->batch_refused)
 					c->batch_refused = c->batch_at;
@@ -3263,10 +3265,11 @@ static void process_input(sp_client_t *c)
 				sp_client_close(c, "client terminated");
 				goto out;
 			}
-			if (type != SP_FE_COPY_DATA && type != SP_FE_COPY_DONE && type != SP_FE_COPY_FAIL) {
+			if (type != SP_FE_COPY_DATA && type != SP_FE_COPY_DONE &&
+			    type != SP_FE_COPY_FAIL) {
 				if (c->in_copy) {
-					/* as PostgreSQL during COPY FROM STDIN: Flush and Sync are ignored,
-					 * anything else ends the session */
+					/* as PostgreSQL during COPY FROM STDIN: Flush and Sync
+					 * are ignored, anything else ends the session */
 					if (type != SP_FE_SYNC && type != SP_FE_FLUSH) {
 						sp_client_copy_violation(c, type);
 						goto out;
@@ -3277,15 +3280,17 @@ static void process_input(sp_client_t *c)
 					continue;
 				}
 				if (sp_server_copy_undecided(s)) {
-					/* A Query or Execute before it may start a COPY FROM STDIN: then
-					 * this is COPY input (a Sync ignored, anything else a protocol
-					 * violation). It waits for the answer: CopyInResponse or not. The
-					 * server sends an Execute's answer at a Flush (a Query's at its end). */
+					/* A Query or Execute before it may start a COPY FROM
+					 * STDIN: then this is COPY input (a Sync ignored,
+					 * anything else a protocol violation). It waits for the
+					 * answer, CopyInResponse or not; the server sends an
+					 * Execute's at a Flush (a Query's at its end), which goes
+					 * out at flush_out. server.c resumes the client. */
 					if (!c->copy_wait && s->n_query_reqs == 0)
-						sp_msg_write_empty(&s->sock.out, SP_FE_FLUSH); /* sent at flush_out */
+						sp_msg_write_empty(&s->sock.out, SP_FE_FLUSH);
 					c->copy_wait = true;
 					if (sp_buf_len(in) > SP_SOCK_HIGH_WATER)
-						sp_sock_read_stop(&c->sock); /* server.c resumes it */
+						sp_sock_read_stop(&c->sock);
 					goto flush_out;
 				}
 			}

@@ -1090,7 +1090,8 @@ void sp_fanout_feed(sp_fanout_t *f, sp_server_t *s, const uint8_t *msg, size_t t
 		 * (server.c copy_in_started), so another ends the failed batch. */
 		sp_buf_t *out = &s->sock.out;
 		size_t at = sp_msg_begin(out, SP_FE_COPY_FAIL);
-		pq_sendstring(out, "COPY FROM STDIN is not possible in a statement over several shards");
+		pq_sendstring(out,
+			      "COPY FROM STDIN is not possible in a statement over several shards");
 		sp_msg_end(out, at);
 		s->copy_ends++;
 		if (f->extended) {

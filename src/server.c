@@ -861,7 +861,8 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 	case SP_BE_ERROR:
 		if (s->copy_in && s->copy_syncs_dropped) {
 			s->dirty_close = true;
-			slog(s, SP_LOG_DEBUG, "COPY failed after Syncs pipelined into its data: the connection is not reused");
+			slog(s, SP_LOG_DEBUG,
+			     "COPY failed after Syncs pipelined into its data: the connection is not reused");
 		}
 		s->copy_syncs_dropped = false;
 		s->copy_in = s->copy_out = false;
@@ -1100,8 +1101,9 @@ static void process(sp_server_t *s)
 	    s->client->state == SP_CLIENT_ACTIVE)
 		/* the answers a held-back Query waited for are in: let it go now */
 		sp_client_process(s->client);
-	else if (s->state != SP_SERVER_CLOSED && s->client && s->client->state == SP_CLIENT_ACTIVE &&
-		 s->client->copy_wait && (s->client->in_copy || !sp_server_copy_undecided(s)))
+	else if (s->state != SP_SERVER_CLOSED && s->client &&
+		 s->client->state == SP_CLIENT_ACTIVE && s->client->copy_wait &&
+		 (s->client->in_copy || !sp_server_copy_undecided(s)))
 		/* what the client sent after a Query waited to know whether it is COPY data */
 		sp_client_resume(s->client);
 }
