@@ -62,6 +62,9 @@ struct sp_client {
 	bool in_batch;               /* extended-protocol messages sent since the last Sync */
 	bool query_flush_sent;       /* a Query waits for the server: a Flush went out to get its answers */
 	bool fanout_replay;          /* forwarding a batch again, to a fan-out's second or later shard */
+	size_t batch_at;             /* sp_client_forward_batch: 1 + the offset of the message it forwards */
+	size_t batch_refused;        /* ... of a Parse the first shard's copy of the batch refused (0: none):
+				      * the other shards refuse it too */
 	bool batch_error;            /* an extended-protocol error reached the client since its last Sync */
 	bool processing, process_again; /* sp_client_process is running / must look again */
 	void *cancel_wait;           /* a cancel this connection asked for, not yet taken by the server */
@@ -127,6 +130,7 @@ struct sp_client {
 	uint64_t fwd_remaining;      /* body bytes of the current message still to pass on */
 	char txn;                    /* as last reported to the client */
 	bool in_copy;                /* COPY FROM STDIN in progress */
+	bool copy_wait;              /* input after a Query waits for its answer: COPY data or not */
 	bool closing;
 	bool pipelined_after_ssl;
 
@@ -140,6 +144,9 @@ void sp_client_accept(int fd, const struct sockaddr *addr, socklen_t len);
 void sp_client_assign_cancel_key(sp_client_t *c);
 /* Send an ErrorResponse (severity FATAL) and close; reason reaches the log. */
 void sp_client_fatal(sp_client_t *c, const char *sqlstate, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* A message other than CopyData, CopyDone, CopyFail, Flush or Sync during COPY FROM
+ * STDIN: the errors PostgreSQL sends, then the session ends. */
+void sp_client_copy_violation(sp_client_t *c, char type);
 void sp_client_close(sp_client_t *c, const char *reason);
 /* Send an ERROR (not FATAL) + ReadyForQuery and go on. */
 void sp_client_error(sp_client_t *c, const char *sqlstate, const char *msg, const char *hint);

@@ -67,6 +67,9 @@ typedef enum {
 typedef struct sp_req {
 	uint8_t kind;
 	uint8_t intq;        /* sp_intq_t for SP_REQ_INT_QUERY */
+	/* the server's copy_ends and copy_datas when it was queued: which COPY input it
+	 * was sent in, and after how much of it (see copy_in_started in server.c) */
+	uint8_t copy_ends, copy_datas;
 	sp_pstmt_t *ps;      /* for PARSE/INT_PARSE/INT_CLOSE/BIND: which statement (referenced) */
 	char *text;          /* PARSE: the client's statement name; SYNTH_*: what to answer (owned) */
 } sp_req_t;
@@ -96,6 +99,13 @@ struct sp_server {
 	bool fwd_swallow;       /* ... to be dropped rather than passed on */
 	char txn;               /* last ReadyForQuery status */
 	bool copy_in, copy_out;
+	unsigned n_query_reqs;  /* SP_REQ_QUERY among the requests */
+	unsigned n_exec_reqs;   /* SP_REQ_EXECUTE among the requests ... */
+	uint8_t exec_copy_ends, exec_copy_datas; /* ... and the last one's copy_ends, copy_datas */
+	uint8_t copy_ends;      /* CopyDone and CopyFail the client sent (wraps) */
+	uint8_t copy_datas;     /* CopyData the client sent (wraps) */
+	bool copy_syncs_dropped; /* Syncs sent before the CopyInResponse after some CopyData were
+				  * taken as ignored: if the COPY fails, the server may answer them */
 	bool error_in_batch;    /* an ErrorResponse arrived since the last Sync */
 	bool need_syncback;     /* client ran something that may have changed settings */
 	bool dirty_close;       /* close instead of reuse when released */
@@ -135,6 +145,17 @@ bool sp_server_push_req(sp_server_t *s, sp_req_kind_t kind, sp_pstmt_t *ps, sp_i
 bool sp_server_push_req_text(sp_server_t *s, sp_req_kind_t kind, sp_pstmt_t *ps, const char *text);
 /* If ps is stale on this server, queue its Close (before it is prepared again). */
 void sp_server_close_stale(sp_server_t *s, sp_pstmt_t *ps);
+/*
+ * May what the client sends next be the data of a COPY FROM STDIN the server has not
+ * yet said it starts? After a Query not answered yet; after an Execute not answered
+ * yet when CopyData followed it (no CopyDone or CopyFail). client.c holds the
+ * client's other messages until the answer says.
+ */
+static inline bool sp_server_copy_undecided(const sp_server_t *s)
+{
+	return s->n_query_reqs > 0 || (s->n_exec_reqs > 0 && s->exec_copy_ends == s->copy_ends &&
+				       s->exec_copy_datas != s->copy_datas);
+}
 static inline bool sp_server_busy(const sp_server_t *s)
 {
 	return s->req_n > 0 || s->copy_in || s->copy_out || s->txn != 'I' || s->error_in_batch;

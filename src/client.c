@@ -271,6 +271,17 @@ void sp_client_close(sp_client_t *c, const char *reason)
 	}
 }
 
+void sp_client_copy_violation(sp_client_t *c, char type)
+{
+	/* PostgreSQL's two errors; then it ends the session, and the COPY with it */
+	char msg[80];
+	snprintf(msg, sizeof(msg), "unexpected message type 0x%02X during COPY from stdin",
+		 (unsigned)(unsigned char)type);
+	sp_msg_write_error(&c->sock.out, "ERROR", SP_SQLSTATE_PROTOCOL_VIOLATION, msg, NULL, NULL);
+	sp_client_fatal(c, SP_SQLSTATE_PROTOCOL_VIOLATION,
+			"terminating connection because protocol synchronization was lost");
+}
+
 void sp_client_fatal(sp_client_t *c, const char *sqlstate, const char *fmt, ...)
 {
 	char msg[512];
@@ -770,6 +781,7 @@ void sp_client_detached(sp_client_t *c)
 {
 	read_done(c);
 	c->query_flush_sent = false;
+	c->copy_wait = false;
 	c->causal_deadline = 0;
 	c->server = NULL;
 	c->txn_shard = -1;
@@ -1391,7 +1403,7 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 			sp_pstmt_t *ps = sp_pstmt_map_get(&c->pstmts, name);
 			if (s->error_in_batch)
 				return true; /* the server skips it up to the Sync: it creates nothing */
-			if (ps && c->fanout_replay) {
+			if (ps && c->fanout_replay && c->batch_refused != c->batch_at) {
 				/* the same batch for another shard of a fan-out: the client's name was
 				 * taken by this very Parse; only this server needs the statement */
 				if (sp_pstmt_cache_has(&s->pstmts, ps)) {
@@ -1405,9 +1417,12 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 				return true;
 			}
 			if (ps) {
-				/* As PostgreSQL: an error (which fails the server's transaction too),
-				 * then everything up to Sync is skipped. */
+				/* As PostgreSQL: an error (which fails the server's transaction
+				 * too), then everything up to Sync is skipped. On every shard of
+				 * a fan-out: the others would run what the name already has. */
 				char err[200];
+				if (s->fan && !c->fanout_replay && !c->batch_refused)
+					c->batch_refused = c->batch_at;
 				snprintf(err, sizeof(err), "42P05 prepared statement \"%s\" already exists", name);
 				refuse_by_server(s, err);
 				return true;
@@ -1624,9 +1639,11 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 	case SP_FE_COPY_DONE:
 	case SP_FE_COPY_FAIL:
 		c->in_copy = false;
+		s->copy_ends++;
 		forward_raw(s, msg, total);
 		return true;
 	case SP_FE_COPY_DATA:
+		s->copy_datas++;
 		forward_raw(s, msg, total);
 		return true;
 	default:
@@ -1804,6 +1821,8 @@ void sp_client_forward_batch(sp_client_t *c, sp_server_t *s, size_t end)
 	int msg_index = 0;
 	c->server = s;
 	c->fanout_replay = s->fan_idx > 0;
+	if (!c->fanout_replay)
+		c->batch_refused = 0;
 	c->unnamed_in_batch = false; /* each shard's server needs its own copy */
 	if (s->fan && sp_fanout_split_txn(s->fan)) {
 		/* a split batch that writes: all shards commit, or none (see sp_fanout_txn_open) */
@@ -1812,6 +1831,7 @@ void sp_client_forward_batch(sp_client_t *c, sp_server_t *s, size_t end)
 	}
 	while (pos < end && c->state != SP_CLIENT_CLOSED) {
 		uint32_t len = sp_get_be32(p + pos + 1);
+		c->batch_at = pos + 1;
 		if (split) {
 			int mi = msg_index++;
 			int owner = sp_fanout_split_owner(s->fan, mi);
@@ -1874,6 +1894,7 @@ void sp_client_forward_batch(sp_client_t *c, sp_server_t *s, size_t end)
 		pos += 1 + len;
 	}
 	c->fanout_replay = false;
+	c->batch_at = 0;
 	c->server = saved;
 }
 
@@ -3344,6 +3365,36 @@ static void process_input(sp_client_t *c)
 				sp_client_close(c, "client terminated");
 				goto out;
 			}
+			if (type != SP_FE_COPY_DATA && type != SP_FE_COPY_DONE &&
+			    type != SP_FE_COPY_FAIL) {
+				if (c->in_copy) {
+					/* as PostgreSQL during COPY FROM STDIN: Flush and Sync
+					 * are ignored, anything else ends the session */
+					if (type != SP_FE_SYNC && type != SP_FE_FLUSH) {
+						sp_client_copy_violation(c, type);
+						goto out;
+					}
+					if (sp_buf_len(in) < (size_t)len + 1)
+						goto flush_out;
+					sp_buf_consume(in, (size_t)len + 1);
+					continue;
+				}
+				if (sp_server_copy_undecided(s)) {
+					/* A Query or Execute before it may start a COPY FROM
+					 * STDIN: then this is COPY input (a Sync ignored,
+					 * anything else a protocol violation). It waits for the
+					 * answer, CopyInResponse or not; the server sends an
+					 * Execute's at a Flush (a Query's at its end), which goes
+					 * out at flush_out. server.c resumes the client. */
+					if (!c->copy_wait && s->n_query_reqs == 0)
+						sp_msg_write_empty(&s->sock.out, SP_FE_FLUSH);
+					c->copy_wait = true;
+					if (sp_buf_len(in) > SP_SOCK_HIGH_WATER)
+						sp_sock_read_stop(&c->sock);
+					goto flush_out;
+				}
+			}
+			c->copy_wait = false;
 			if (c->routed && !c->in_copy) {
 				int rc = check_in_txn(c, s, type, p, len);
 				if (rc < 0)
@@ -3353,6 +3404,7 @@ static void process_input(sp_client_t *c)
 			}
 			if (streamable(type) && sp_buf_len(in) < (size_t)len + 1) {
 				size_t n = sp_buf_len(in);
+				s->copy_datas++;
 				forward_raw(s, p, n);
 				sp_buf_consume(in, n);
 				c->fwd_remaining = (uint64_t)len + 1 - n;

@@ -1083,6 +1083,24 @@ void sp_fanout_feed(sp_fanout_t *f, sp_server_t *s, const uint8_t *msg, size_t t
 {
 	char type = (char)msg[0];
 	int slot = s->fan_idx;
+	if (type == SP_BE_COPY_IN && f->copy.mode == SP_ROUTER_COPY_NONE) {
+		/* A COPY FROM STDIN this fan-out was not planned for (the router refuses one
+		 * over several shards): nobody would send its data. It fails on that shard,
+		 * whose error answers the statement. The batch's Sync went in as COPY data
+		 * (server.c copy_in_started), so another ends the failed batch. */
+		sp_buf_t *out = &s->sock.out;
+		size_t at = sp_msg_begin(out, SP_FE_COPY_FAIL);
+		pq_sendstring(out,
+			      "COPY FROM STDIN is not possible in a statement over several shards");
+		sp_msg_end(out, at);
+		s->copy_ends++;
+		if (f->extended) {
+			sp_msg_write_empty(out, SP_FE_SYNC);
+			sp_server_push_req(s, SP_REQ_SYNC, NULL, SP_INTQ_NONE);
+		}
+		sp_server_send(s);
+		return;
+	}
 	if (type == SP_BE_ERROR) {
 		const char *sev = sp_msg_error_field(msg + 5, total - 5, 'V');
 		if (sev && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0)) {
@@ -1376,7 +1394,7 @@ void sp_fanout_client_input(sp_fanout_t *f)
 			sp_buf_consume(in, (size_t)len + 1); /* ignored during COPY, as PostgreSQL does */
 			continue;
 		}
-		sp_client_fatal(c, SP_SQLSTATE_PROTOCOL_VIOLATION, "unexpected message type '%c' during COPY", p[0]);
+		sp_client_copy_violation(c, (char)p[0]);
 		return;
 	}
 send:

@@ -109,6 +109,10 @@ static inline sp_req_t *req_head(sp_server_t *s)
 static void req_pop(sp_server_t *s)
 {
 	sp_req_t *r = &s->reqs[s->req_head];
+	if (r->kind == SP_REQ_QUERY)
+		s->n_query_reqs--;
+	else if (r->kind == SP_REQ_EXECUTE)
+		s->n_exec_reqs--;
 	if (r->ps)
 		sp_pstmt_unref(r->ps);
 	r->ps = NULL;
@@ -271,6 +275,15 @@ bool sp_server_push_req(sp_server_t *s, sp_req_kind_t kind, sp_pstmt_t *ps, sp_i
 	r = &s->reqs[(s->req_head + s->req_n) & (s->req_cap - 1)];
 	r->kind = (uint8_t)kind;
 	r->intq = (uint8_t)intq;
+	r->copy_ends = s->copy_ends;
+	r->copy_datas = s->copy_datas;
+	if (kind == SP_REQ_QUERY) {
+		s->n_query_reqs++;
+	} else if (kind == SP_REQ_EXECUTE) {
+		s->n_exec_reqs++;
+		s->exec_copy_ends = s->copy_ends;
+		s->exec_copy_datas = s->copy_datas;
+	}
 	r->ps = ps;
 	r->text = NULL;
 	if (ps)
@@ -710,6 +723,43 @@ static void transaction_done(sp_server_t *s)
 	sp_client_detached(c);
 }
 
+/*
+ * CopyInResponse to request r, the Query or Execute that started a COPY FROM STDIN:
+ * the server now reads the client's messages as COPY input up to a CopyDone or
+ * CopyFail, and ignores the Syncs among them. Syncs the client sent after r and
+ * before that end (pipelined ahead of this answer; after it, client.c drops them)
+ * get no ReadyForQuery, so they leave the queue. A Sync sent after some CopyData is
+ * only likely ignored: the COPY may fail on that data before the server reads the
+ * Sync, and answer it; if the COPY fails, the connection is not reused.
+ */
+static void copy_in_started(sp_server_t *s, sp_req_t *r)
+{
+	sp_client_t *c = s->client;
+	unsigned mask = s->req_cap - 1, keep = 1;
+	uint8_t w;
+	if (!r) {
+		if (c && !s->fan)
+			c->in_copy = true;
+		return;
+	}
+	w = r->copy_ends;
+	r->copy_ends++; /* a second COPY of the same Query reads what follows this one's end */
+	for (unsigned i = 1; i < s->req_n; i++) {
+		sp_req_t q = s->reqs[(s->req_head + i) & mask];
+		if (q.kind == SP_REQ_SYNC && q.copy_ends == w) {
+			if (q.copy_datas != r->copy_datas)
+				s->copy_syncs_dropped = true;
+			continue;
+		}
+		s->reqs[(s->req_head + keep++) & mask] = q;
+	}
+	s->req_n = keep;
+	/* the fan-out says when its client is in COPY (every shard ready); a client whose
+	 * CopyDone or CopyFail went out already is not */
+	if (c && !s->fan)
+		c->in_copy = s->copy_ends == w;
+}
+
 /* Handle one whole response message. Returns false if s was closed. */
 static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total)
 {
@@ -792,6 +842,7 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 			slog(s, SP_LOG_WARNING, "LISTEN ran in transaction pooling: the connection is closed at release");
 		}
 		s->copy_in = s->copy_out = false;
+		s->copy_syncs_dropped = false;
 		if (c) {
 			c->in_copy = false;
 			if (c->reset_seen && type == SP_BE_COMMAND_COMPLETE)
@@ -804,8 +855,7 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 		return true;
 	case SP_BE_COPY_IN:
 		s->copy_in = true;
-		if (c)
-			c->in_copy = true;
+		copy_in_started(s, r);
 		write_client(s, msg, total);
 		return true;
 	case SP_BE_COPY_OUT:
@@ -817,6 +867,12 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 		write_client(s, msg, total);
 		return true;
 	case SP_BE_ERROR:
+		if (s->copy_in && s->copy_syncs_dropped) {
+			s->dirty_close = true;
+			slog(s, SP_LOG_DEBUG,
+			     "COPY failed after Syncs pipelined into its data: the connection is not reused");
+		}
+		s->copy_syncs_dropped = false;
 		s->copy_in = s->copy_out = false;
 		if (c)
 			c->in_copy = false;
@@ -1078,6 +1134,11 @@ static void process(sp_server_t *s)
 	    s->client->state == SP_CLIENT_ACTIVE)
 		/* the answers a held-back Query waited for are in: let it go now */
 		sp_client_process(s->client);
+	else if (s->state != SP_SERVER_CLOSED && s->client &&
+		 s->client->state == SP_CLIENT_ACTIVE && s->client->copy_wait &&
+		 (s->client->in_copy || !sp_server_copy_undecided(s)))
+		/* what the client sent after a Query waited to know whether it is COPY data */
+		sp_client_resume(s->client);
 }
 
 static void sock_cb(sp_sock_t *sock, sp_sock_event_t ev)
