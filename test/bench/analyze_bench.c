@@ -1,10 +1,8 @@
 /*
- * analyze_bench.c - micro benchmark of the statement analyzer (not built by make).
+ * analyze_bench.c - micro benchmark of the statement analyzer. `make check` builds it
+ * (so it keeps compiling) but never runs it; run it from the top of the tree:
  *
- * Build and run from the top of the tree:
- *   gcc -O2 -std=gnu11 -Iinclude $(pkg-config --cflags json-c) test/bench/analyze_bench.c \
- *       src/analyze.c -lpg_query $(pkg-config --libs json-c) -o /tmp/analyze_bench
- *   /tmp/analyze_bench [iterations]
+ *   make check TESTS= && test/bench/analyze_bench [iterations]
  *
  * Prints microseconds per call for a 100-byte SELECT: the whole sp_analyze()
  * and its parts (libpg_query's parse to JSON, json-c's tokenising), the two
