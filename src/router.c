@@ -4522,11 +4522,12 @@ struct shape {
 
 /*
  * The compiled route of an entry (fast_route()): its plan is one SELECT, UPDATE or
- * DELETE of one hash- or range-sharded table with an integer key, pinned by one lifted
- * number, so the target is a function of that number alone; or one SELECT, INSERT,
- * UPDATE or DELETE on a database of one shard, whose target (read or write) is the same
- * for every value. Checked against the generic route the first time (fast_compile());
- * after that a hit reads the digits, hashes them and fills the target.
+ * DELETE of one sharded table with a one-column key, pinned by one lifted literal (a
+ * number for an integer key, a string for the others), so the target is a function of
+ * that literal alone; or one SELECT, INSERT, UPDATE or DELETE on a database of one
+ * shard, whose target (read or write) is the same for every value. Checked against the
+ * generic route the first time (fast_compile()); after that a hit reads the literal,
+ * hashes it and fills the target.
  */
 #define FAST_UNTRIED 0
 #define FAST_YES 1
@@ -4825,31 +4826,43 @@ static bool memo_match(const struct memo_ent *e, const char *s, size_t n, struct
 }
 
 /*
- * The shard of the entry's key for text s with slots sh: its slot read as a decimal
- * integer. -1 when the fast route cannot tell (a fraction, an exponent, too many
- * digits, outside the key's type, outside every range): the generic route answers.
+ * The shard of the entry's key for text s with slots sh: an integer key's slot read as
+ * a decimal integer, a text, varchar or uuid key's '...' read with the type's input.
+ * -1 when the fast route cannot tell (a fraction, an exponent, too many digits, a
+ * value outside the key's type or every range, a doubled quote, a text key while
+ * client_encoding is not UTF8): the generic route answers.
  */
-static int fast_shard(const struct memo_ent *e, const sp_db_conf_t *db, const char *s,
-		      const struct shape *sh)
+static int fast_shard(const struct memo_ent *e, const sp_db_conf_t *db,
+		      const sp_router_session_t *sess, const char *s, const struct shape *sh)
 {
 	const struct slot *sl = &sh->slot[e->fast_slot];
 	const sp_table_conf_t *tc = e->fast_tc;
+	sp_key_type_t type = tc->key_types[0];
 	sp_shard_value_t pv;
 	const char *state = NULL;
 	char err[300];
-	int64_t v = 0;
 
-	if (sl->len == 0 || sl->len > 18)
-		return -1;
-	for (uint32_t i = 0; i < sl->len; i++) {
-		char c = s[sl->at + i];
-		if (!is_digit(c))
+	if (is_int_type(type)) {
+		int64_t v = 0;
+		if (sl->len == 0 || sl->len > 18)
 			return -1;
-		v = v * 10 + (c - '0');
+		for (uint32_t i = 0; i < sl->len; i++) {
+			char c = s[sl->at + i];
+			if (!is_digit(c))
+				return -1;
+			v = v * 10 + (c - '0');
+		}
+		if (!int_fits(type, v))
+			return -1;
+		pv.i = v;
+	} else {
+		const char *v = s + sl->at + 1;
+		size_t n = sl->len - 2; /* a '...' slot: at least the two quotes */
+		if (sl->len < 2 || memchr(v, '\'', n) ||
+		    (sess->enc_other && (type == SP_KEY_TEXT || type == SP_KEY_VARCHAR)) ||
+		    sp_shard_value_from_text(type, v, n, &pv, err, sizeof(err)) != SP_SHARD_OK)
+			return -1;
 	}
-	if (!int_fits(tc->key_types[0], v))
-		return -1;
-	pv.i = v;
 	int shard = shard_of_parsed(db, tc, &pv, NULL, err, sizeof(err), &state);
 	return shard >= 0 ? shard : -1;
 }
@@ -4857,7 +4870,7 @@ static int fast_shard(const struct memo_ent *e, const sp_db_conf_t *db, const ch
 /*
  * After the generic route of a memo hit gave out: can the entry route later hits by
  * their key alone? Only when its plan is one SELECT, UPDATE (not of the key) or DELETE
- * of one table with one integer key, pinned to one lifted number, and the generic route
+ * of one table with a one-column key, pinned to one lifted literal, and the generic route
  * of this text went to exactly the shard the fast route finds, with no session setting
  * in play. Anything else is routed the generic way.
  */
@@ -4898,9 +4911,8 @@ static void fast_compile(struct memo_ent *e, const sp_db_conf_t *db, const struc
 		return;
 	tr = &st->tables[0];
 	tc = tr->conf;
-	if (!is_sharded_conf(tc) || tc->replicated || tc->n_keys != 1 ||
-	    !is_int_type(tc->key_types[0]) || tr->key_assigned || tr->keys.state != SP_PIN_SET ||
-	    tr->keys.n_tuples != 1 || tr->keys.n_keys != 1)
+	if (!is_sharded_conf(tc) || tc->replicated || tc->n_keys != 1 || tr->key_assigned ||
+	    tr->keys.state != SP_PIN_SET || tr->keys.n_tuples != 1 || tr->keys.n_keys != 1)
 		return;
 	v = &tr->keys.values[0];
 	if (v->kind != SP_VAL_PARAM || v->array || v->cast || v->param <= e->max_param)
@@ -4912,12 +4924,13 @@ static void fast_compile(struct memo_ent *e, const sp_db_conf_t *db, const struc
 		if (seen++ == lit)
 			break;
 	}
-	if (k >= e->nslots || (e->slot[k].flags & SLOT_STRING) || e->slot[k].sign ||
-	    k > UINT8_MAX)
+	/* an integer key by a number, another key type by a string */
+	if (k >= e->nslots || e->slot[k].sign || k > UINT8_MAX ||
+	    !(e->slot[k].flags & SLOT_STRING) != is_int_type(tc->key_types[0]))
 		return;
 	e->fast_slot = (uint8_t)k;
 	e->fast_tc = tc;
-	if (out->kind != SP_TARGET_SHARD || fast_shard(e, db, s, sh) != out->shard)
+	if (out->kind != SP_TARGET_SHARD || fast_shard(e, db, rc->sess, s, sh) != out->shard)
 		return;
 	e->fast_write = out->write;
 	e->fast_read = out->read;
@@ -4934,7 +4947,7 @@ static bool fast_route(const struct memo_ent *e, const sp_db_conf_t *db,
 	if (sess->role || sess->local_role)
 		return false;
 	if (!e->fast_any &&
-	    ((shard = fast_shard(e, db, s, sh)) < 0 || (in_txn >= 0 && shard != in_txn)))
+	    ((shard = fast_shard(e, db, sess, s, sh)) < 0 || (in_txn >= 0 && shard != in_txn)))
 		return false;
 	sp_router_target_init(out);
 	if (!e->fast_any) {

@@ -1486,14 +1486,18 @@ static void test_shape_memo(void)
 }
 
 static sp_key_type_t t_small[] = {SP_KEY_SMALLINT};
+static sp_key_type_t t_uuid[] = {SP_KEY_UUID};
+static sp_key_type_t t_varchar[] = {SP_KEY_VARCHAR};
 static sp_table_conf_t small_tables[] = {
     {.name = "counters", .key_cols = k_user, .key_types = t_small, .n_keys = 1},
+    {.name = "tokens", .key_cols = k_acct, .key_types = t_uuid, .n_keys = 1},
+    {.name = "names", .key_cols = k_acct, .key_types = t_varchar, .n_keys = 1},
 };
 static sp_db_conf_t dbs = {.name = "small",
 			   .n_shards = 3,
 			   .sharding = SP_SHARDING_HASH,
 			   .tables = small_tables,
-			   .n_tables = 1};
+			   .n_tables = 3};
 
 /*
  * The compiled route of a shape memo entry (a client's repeated simple query routed by
@@ -1527,11 +1531,22 @@ static void test_compiled_route(void)
 	    {&db1, "UPDATE users SET v = %s WHERE user_id = 1"},
 	    {&dbr, "SELECT * FROM users WHERE user_id = %s"},
 	    {&dbs, "SELECT * FROM counters WHERE user_id = %s"},
+	    {&dbm, "SELECT * FROM accounts WHERE acct = %s"},
+	    {&dbm, "UPDATE accounts SET v = 1 WHERE acct = %s"},
+	    {&dbl, "SELECT * FROM shops WHERE region = %s"},
+	    {&dbs, "SELECT * FROM tokens WHERE acct = %s"},
+	    {&dbs, "DELETE FROM names WHERE acct = %s"},
 	};
 	static const char *vals[] = {"1", "2", "42", "007", "0", "150", "250", "299", "300",
 				     "1.5", "2.0", "1e3", ".5", "'5'", "32767", "32768",
 				     "2147483648", "123456789012345678", "9223372036854775807",
-				     "99999999999999999999", "17", "18", "19", "20"};
+				     "99999999999999999999", "17", "18", "19", "20",
+				     "'abc'", "'it''s'", "''", "'eu'", "'us'", "'fr'", "'zz'",
+				     "'caf\xc3\xa9'", "'{1,2}'",
+				     "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'",
+				     "'A0EEBC999C0B4EF8BB6D6BB9BD380A11'",
+				     "'{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12}'", "'not-a-uuid'"};
+	static const char *encs[] = {"SET client_encoding = 'LATIN1'", "RESET client_encoding"};
 	static const char *sets[] = {NULL, "SET shardpool.role = 'replica'", "RESET shardpool.role",
 				     "SET shardpool.role = 'primary'", "RESET shardpool.role"};
 	const int nv = (int)(sizeof(vals) / sizeof(vals[0]));
@@ -1545,10 +1560,11 @@ static void test_compiled_route(void)
 		for (int txn = -1; txn < db->n_shards; txn++) {
 			sp_router_session_t mine, fresh;
 			sp_router_session_init(&mine);
-			for (int round = 0; round < 5; round++) {
-				if (sets[round]) {
+			for (int round = 0; round < 7; round++) {
+				const char *set = round < 5 ? sets[round] : encs[round - 5];
+				if (set) {
 					sess = mine;
-					q(db, sets[round]);
+					q(db, set);
 					mine = sess;
 				}
 				for (int i = 0; i < nv; i++) {
