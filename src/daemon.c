@@ -124,7 +124,7 @@ void sp_daemon_settings_changed(void)
 	apply_router_config();
 	sp_resolve_reload(sp_g.cfg);
 	sp_health_reload();
-	sp_log_level = sp_g.cfg->log_level;
+	sp_log_apply_level(sp_g.cfg->log_level);
 }
 
 /*
@@ -318,8 +318,7 @@ int sp_daemon_run(const char *config_path, bool daemonize)
 		sp_config_free(sp_g.cfg);
 		return 1;
 	}
-	if (sp_log_level < sp_g.cfg->log_level)
-		sp_log_level = sp_g.cfg->log_level;
+	sp_log_apply_level(sp_g.cfg->log_level);
 	if (daemonize) {
 		pid_t pid;
 		if (pipe(ready_pipe) < 0) {

@@ -80,6 +80,33 @@ out=$("$BIN" --check-config "$SP_TMP/c2.ini" 2>&1)
 is "$?" 1 "--check-config refuses [database pgbouncer] (the admin console's name)"
 like "$out" "taken by the admin console" "  saying why"
 
+# ---------------------------------------------------------------- log_level, -q and -v
+# the file's log_level applies from the start (a client's login is a LOG line, so
+# warning shows none); -q and -v apply over it, also after a SIGHUP
+cfg "$SP_TMP/l1.ini" "pid_file = $SP_TMP/l1.pid" "log_file = $SP_TMP/l1.log" "log_level = warning"
+at_exit "stop_pid $SP_TMP/l1.pid"
+timeout 20 "$BIN" -d "$SP_TMP/l1.ini" >/dev/null 2>&1
+q "SELECT 1" >/dev/null
+unlike "$(cat "$SP_TMP/l1.log")" " LOG " "log_level = warning in the file: no LOG line from the start"
+stop_pid "$SP_TMP/l1.pid"
+cfg "$SP_TMP/l2.ini" "pid_file = $SP_TMP/l2.pid" "log_file = $SP_TMP/l2.log" "log_level = info"
+at_exit "stop_pid $SP_TMP/l2.pid"
+timeout 20 "$BIN" -q -d "$SP_TMP/l2.ini" >/dev/null 2>&1
+q "SELECT 1" >/dev/null
+kill -HUP "$(cat "$SP_TMP/l2.pid")"
+sleep 0.3
+q "SELECT 1" >/dev/null
+unlike "$(cat "$SP_TMP/l2.log")" " LOG " "-q over log_level = info: errors only, also after a SIGHUP"
+stop_pid "$SP_TMP/l2.pid"
+cfg "$SP_TMP/l3.ini" "pid_file = $SP_TMP/l3.pid" "log_file = $SP_TMP/l3.log" "log_level = warning"
+at_exit "stop_pid $SP_TMP/l3.pid"
+timeout 20 "$BIN" -v -d "$SP_TMP/l3.ini" >/dev/null 2>&1
+kill -HUP "$(cat "$SP_TMP/l3.pid")"
+sleep 0.3
+q "SELECT 1" >/dev/null
+like "$(cat "$SP_TMP/l3.log")" " LOG .*new connection" "-v over log_level = warning: one level more (LOG), also after a SIGHUP"
+stop_pid "$SP_TMP/l3.pid"
+
 # ---------------------------------------------------------------- open-file limit
 cfg "$SP_TMP/f.ini" "pid_file = $SP_TMP/f.pid" "log_file = $SP_TMP/f.log" "max_client_conn = 1000"
 at_exit "stop_pid $SP_TMP/f.pid"
