@@ -105,6 +105,17 @@ out=$(adm "SHOW VERSION; SUSPEND; SHOW MEM")
 unlike "$out" "clients\|" "... and it stops the rest of the string like any error"
 is "$(paused plain)" no "after all these: plain is not paused"
 
+# what drivers and GUI tools send on connecting: SET / SHOW of session settings are
+# accepted and ignored, as pgbouncer does (also for a stats user); other names still fail
+out=$(adm "SET client_encoding = 'UTF8'; SET application_name TO 'pgAdmin 4'; SHOW client_encoding")
+like "$out" "NOTICE:  00000: SET ignored" "SET client_encoding / application_name: a NOTICE says it is ignored"
+like "$out" "UTF8\$" "... no error, and SHOW client_encoding answers UTF8"
+is "$(adm "SHOW TimeZone")" GMT "SHOW TimeZone answers, as pgbouncer's"
+like "$(stats "SET extra_float_digits = 3")" "SET ignored" "a stats user may SET extra_float_digits (ignored)"
+like "$(adm "SET search_path = public")" "ERROR:  42704: " "SET of another unknown name: 42704"
+is "$(header "SHOW POOLS" | cut -d'|' -f12-15)" "sv_other|maxwait|maxwait_us|pool_mode" \
+	"SHOW POOLS: pgbouncer's maxwait (seconds) and maxwait_us columns"
+
 # an error stops the rest of the string, as in PostgreSQL; what ran before stays done
 out=$(adm "SHOW VERSION; RESUME nosuchdb; SHOW MEM")
 like "$out" "^shardpool [^"$'\n'"]*"$'\n'"ERROR:  3D000: " "an error at run time: the statements before it ran"
@@ -114,6 +125,35 @@ unlike "$out" "clients\|" "... the statements after it did not"
 out=$(stats "SHOW VERSION; PAUSE")
 like "$out" "^shardpool [^"$'\n'"]*"$'\n'"ERROR:  28000: only admin_users" "stats user: SHOW VERSION; PAUSE: SHOW runs, PAUSE refused"
 is "$(q plain "SELECT 'not paused'" 5)" "not paused" "... and nothing is paused"
+
+# numbers are sent as int4/int8, as pgbouncer sends them: a script compares them as numbers
+if /usr/bin/python3 -c 'import psycopg' 2>/dev/null; then
+	out=$(timeout 20 /usr/bin/python3 - "$SP_PORT" <<'PY' 2>&1
+import sys, psycopg
+c = psycopg.connect("host=127.0.0.1 port=%s user=app password=secret dbname=shardpool" % sys.argv[1], autocommit=True)
+bad = []
+for cmd, cols in (("SHOW POOLS", ("shard", "port", "cl_active", "cl_waiting", "sv_active", "sv_idle", "sv_login",
+                                    "maxwait", "maxwait_us", "xacts", "queries")),
+                  ("SHOW CLIENTS", ("id", "queries", "xacts")), ("SHOW SERVERS", ("id", "backend_pid", "xacts")),
+                  ("SHOW DATABASES", ("shards", "pool_size", "shard")), ("SHOW MEM", ("count",)),
+                  ("SHOW ROUTE CACHE", ("hits", "entries")), ("SHOW HEALTH", ("shard", "port", "lag_bytes")),
+                  ("SHOW STATS", ("total_xact_count",)), ("SHOW LISTS", ("items",))):
+    cur = c.execute(cmd)
+    names = [d.name for d in cur.description]
+    rows = cur.fetchall()
+    if not rows:
+        bad.append(cmd + ": no rows")
+    for r in rows:
+        for col in cols:
+            if not isinstance(r[names.index(col)], int):
+                bad.append("%s %s: %r" % (cmd, col, r[names.index(col)]))
+print(" ".join(sorted(set(bad))) or "ok")
+PY
+	)
+	is "$out" ok "SHOW POOLS, CLIENTS, SERVERS, DATABASES, MEM, ROUTE CACHE, HEALTH: counts are numbers for a driver"
+else
+	skip "psycopg is not installed: column types" 1
+fi
 
 # ---------------------------------------------------------------- PAUSE db / RESUME db
 is "$(adm "PAUSE plain")" "" "PAUSE plain"
