@@ -1655,10 +1655,14 @@ static run_t run(sp_client_t *c, const cmd_t *cmd, const char *rest)
 	}
 	case C_SHUTDOWN:
 		sp_msg_write_command_complete(out, "SHUTDOWN");
-		if (cmd->wait_for_clients)
+		if (cmd->wait_for_clients) {
 			sp_daemon_shutdown_wait_for_clients();
-		else
-			sp_daemon_shutdown(false);
+			return RUN_OK;
+		}
+		/* The shutdown closes this client (57P01) with the other idle ones: let its
+		 * command complete first, so `psql -c SHUTDOWN` succeeds (exit status 0). */
+		sp_msg_write_ready_for_query(out, SP_TXN_IDLE);
+		sp_daemon_shutdown(false);
 		return RUN_OK;
 	case C_SHOW:
 		break;

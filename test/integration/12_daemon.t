@@ -107,6 +107,24 @@ q "SELECT 1" >/dev/null
 like "$(cat "$SP_TMP/l3.log")" " LOG .*new connection" "-v over log_level = warning: one level more (LOG), also after a SIGHUP"
 stop_pid "$SP_TMP/l3.pid"
 
+# ---------------------------------------------------------------- SHUTDOWN on the admin console
+# psql -c SHUTDOWN succeeds (the command completes before the console is closed), a
+# transaction that runs finishes, then shardpool exits and removes its pid file
+cfg "$SP_TMP/s1.ini" "pid_file = $SP_TMP/s1.pid" "log_file = $SP_TMP/s1.log" "admin_users = app"
+at_exit "stop_pid $SP_TMP/s1.pid"
+timeout 20 "$BIN" -d "$SP_TMP/s1.ini" >/dev/null 2>&1
+PGCONNECT_TIMEOUT=10 timeout 20 psql -X -A -t -h 127.0.0.1 -p "$SP_PORT" -U app -d plain \
+	-c "BEGIN" -c "SELECT pg_sleep(1.5)" -c "SELECT 'txn done'" -c "COMMIT" >"$SP_TMP/s1.out" 2>&1 &
+txn=$!
+sleep 0.5
+out=$(PGCONNECT_TIMEOUT=10 timeout 20 psql -X -A -t -h 127.0.0.1 -p "$SP_PORT" -U app -d shardpool -c "SHUTDOWN" 2>&1)
+is "$?" 0 "psql -c SHUTDOWN: exit status 0"
+unlike "$out" "closed the connection unexpectedly" "  the console is not cut off before its answer"
+wait "$txn"
+like "$(cat "$SP_TMP/s1.out")" "txn done" "  the transaction that ran finishes"
+for ((i = 0; i < 50; i++)); do [ -e "$SP_TMP/s1.pid" ] || break; sleep 0.1; done
+ok "  shardpool exits and removes its pid file" test ! -e "$SP_TMP/s1.pid"
+
 # ---------------------------------------------------------------- open-file limit
 cfg "$SP_TMP/f.ini" "pid_file = $SP_TMP/f.pid" "log_file = $SP_TMP/f.log" "max_client_conn = 1000"
 at_exit "stop_pid $SP_TMP/f.pid"
