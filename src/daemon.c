@@ -188,7 +188,9 @@ void sp_daemon_shutdown(bool immediate)
 	sp_listener_stop();
 	for (sp_client_t *c = sp_client_first(), *next; c; c = next) {
 		next = c->next;
-		if (c->state != SP_CLIENT_ACTIVE)
+		/* a statement running on several shards finishes too; the janitor closes the
+		 * clients that are left between transactions (janitor.c) */
+		if (c->state != SP_CLIENT_ACTIVE && c->state != SP_CLIENT_FANOUT)
 			sp_client_fatal(c, SP_SQLSTATE_ADMIN_SHUTDOWN, "shardpool is shutting down");
 	}
 	for (sp_server_t *s = sp_server_first(), *next; s; s = next) {

@@ -125,6 +125,44 @@ like "$(cat "$SP_TMP/s1.out")" "txn done" "  the transaction that ran finishes"
 for ((i = 0; i < 50; i++)); do [ -e "$SP_TMP/s1.pid" ] || break; sleep 0.1; done
 ok "  shardpool exits and removes its pid file" test ! -e "$SP_TMP/s1.pid"
 
+# ---------------------------------------------------------------- SIGTERM in session pooling
+# a session client between transactions holds its server but runs nothing: the
+# graceful shutdown closes it at once (57P01) instead of waiting out shutdown_timeout
+# (30 s); a transaction that runs still finishes first
+cfg "$SP_TMP/g1.ini" "pid_file = $SP_TMP/g1.pid" "log_file = $SP_TMP/g1.log" "pool_mode = session"
+at_exit "stop_pid $SP_TMP/g1.pid"
+timeout 20 "$BIN" -d "$SP_TMP/g1.ini" >/dev/null 2>&1
+"$PY" - "$SP_PORT" >"$SP_TMP/g1-idle.out" 2>&1 <<'PYEOF' &
+import sys, time, psycopg
+c = psycopg.connect("host=127.0.0.1 port=%s user=app dbname=plain" % sys.argv[1], autocommit=True)
+c.execute("SELECT 1")
+print("connected", flush=True)
+try:
+    time.sleep(20)
+    c.execute("SELECT 1")
+    print("still served")
+except psycopg.Error as e:
+    print("closed:", e.sqlstate)
+PYEOF
+idle=$!
+at_exit "kill $idle 2>/dev/null"
+PGCONNECT_TIMEOUT=10 timeout 20 psql -X -A -t -h 127.0.0.1 -p "$SP_PORT" -U app -d plain \
+	-c "BEGIN" -c "SELECT pg_sleep(1.5)" -c "SELECT 'txn done'" -c "COMMIT" >"$SP_TMP/g1.out" 2>&1 &
+txn=$!
+for ((i = 0; i < 50; i++)); do grep -q connected "$SP_TMP/g1-idle.out" && break; sleep 0.1; done
+sleep 0.5
+t0=$(date +%s%N)
+kill -TERM "$(cat "$SP_TMP/g1.pid")"
+for ((i = 0; i < 150; i++)); do [ -e "$SP_TMP/g1.pid" ] || break; sleep 0.1; done
+ms=$((($(date +%s%N) - t0) / 1000000))
+ok "session pooling, SIGTERM: shardpool exits once the transaction is done (${ms} ms), not after shutdown_timeout" \
+	test "$ms" -lt 8000
+wait "$txn"
+like "$(cat "$SP_TMP/g1.out")" "txn done" "  the transaction that ran finished"
+unlike "$(cat "$SP_TMP/g1.log")" "shutdown_timeout reached" "  no transaction was cut off by shutdown_timeout"
+kill "$idle" 2>/dev/null
+wait "$idle" 2>/dev/null
+
 # ---------------------------------------------------------------- open-file limit
 cfg "$SP_TMP/f.ini" "pid_file = $SP_TMP/f.pid" "log_file = $SP_TMP/f.log" "max_client_conn = 1000"
 at_exit "stop_pid $SP_TMP/f.pid"
