@@ -135,9 +135,13 @@ void sp_daemon_settings_changed(void)
  */
 bool sp_daemon_reload(char *err, size_t errlen)
 {
-	sp_config_t *ncfg = sp_config_load(sp_g.cfg->path, err, errlen);
+	sp_config_t *ncfg;
 	sp_userlist_t *users;
 	int n_restart;
+	/* first, and whatever the file holds: logrotate's SIGHUP must move the log to the
+	 * new file even when the configuration has an error (which is then logged there) */
+	sp_log_reopen();
+	ncfg = sp_config_load(sp_g.cfg->path, err, errlen);
 	if (!ncfg) {
 		sp_warn("reload failed, keeping the running configuration: %s", err);
 		return false;
@@ -154,7 +158,6 @@ bool sp_daemon_reload(char *err, size_t errlen)
 	n_restart = sp_reload_apply(sp_g.cfg, ncfg, err, errlen);
 	sp_config_free(ncfg);
 	sp_daemon_settings_changed();
-	sp_log_reopen();
 	if (n_restart > 0)
 		sp_info("configuration reloaded from %s; %d change%s not applied: %s need%s a restart", sp_g.cfg->path,
 			n_restart, n_restart == 1 ? "" : "s", n_restart == 1 ? "it" : "they", n_restart == 1 ? "s" : "");
@@ -204,6 +207,7 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	if (w->signum == SIGHUP) {
 		char err[1024];
+		sp_log_reopen(); /* so this line goes to the new file after a logrotate */
 		sp_info("SIGHUP: reloading");
 		sp_daemon_reload(err, sizeof(err));
 		return;

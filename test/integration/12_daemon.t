@@ -107,6 +107,20 @@ q "SELECT 1" >/dev/null
 like "$(cat "$SP_TMP/l3.log")" " LOG .*new connection" "-v over log_level = warning: one level more (LOG), also after a SIGHUP"
 stop_pid "$SP_TMP/l3.pid"
 
+# logrotate: the log is moved away, then SIGHUP; the new file is opened even when the
+# configuration has an error just then, and the error is logged there
+cfg "$SP_TMP/r1.ini" "pid_file = $SP_TMP/r1.pid" "log_file = $SP_TMP/r1.log"
+at_exit "stop_pid $SP_TMP/r1.pid"
+timeout 20 "$BIN" -d "$SP_TMP/r1.ini" >/dev/null 2>&1
+mv "$SP_TMP/r1.log" "$SP_TMP/r1.log.1"
+echo "this line is broken" >>"$SP_TMP/r1.ini"
+kill -HUP "$(cat "$SP_TMP/r1.pid")"
+sleep 0.5
+like "$(cat "$SP_TMP/r1.log" 2>&1)" "WARNING reload failed, keeping the running configuration: .*r1.ini:[0-9]+: .*this line is broken" \
+	"SIGHUP after logrotate with a broken file: the new log file says what is wrong"
+is "$(q "SELECT 'still served'")" "still served" "  the running configuration serves on"
+stop_pid "$SP_TMP/r1.pid"
+
 # ---------------------------------------------------------------- SHUTDOWN on the admin console
 # psql -c SHUTDOWN succeeds (the command completes before the console is closed), a
 # transaction that runs finishes, then shardpool exits and removes its pid file
