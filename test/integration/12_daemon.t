@@ -177,6 +177,23 @@ unlike "$(cat "$SP_TMP/g1.log")" "shutdown_timeout reached" "  no transaction wa
 kill "$idle" 2>/dev/null
 wait "$idle" 2>/dev/null
 
+# a statement fanned out to every shard when SIGTERM comes finishes, then shardpool exits
+on_all "CREATE TABLE IF NOT EXISTS t12_fan (id int)" || bail_out "cannot create t12_fan"
+cfg "$SP_TMP/g2.ini" "pid_file = $SP_TMP/g2.pid" "log_file = $SP_TMP/g2.log"
+printf '[database fan]\n[shard fan.0]\nprimary = host=127.0.0.1 port=%s dbname=app user=app password=secret\n[shard fan.1]\nprimary = host=127.0.0.1 port=%s dbname=app user=app password=secret\n[table fan.t12_fan]\nkey = id\ntype = integer\n' \
+	"$SB_PRIMARY_PORT_0" "$SB_PRIMARY_PORT_1" >>"$SP_TMP/g2.ini"
+at_exit "stop_pid $SP_TMP/g2.pid"
+timeout 20 "$BIN" -d "$SP_TMP/g2.ini" >/dev/null 2>&1
+PGCONNECT_TIMEOUT=10 timeout 20 psql -X -A -t -h 127.0.0.1 -p "$SP_PORT" -U app -d fan \
+	-c "SELECT 'fanned out', count(*) FROM t12_fan, pg_sleep(1.5)" >"$SP_TMP/g2.out" 2>&1 &
+fan=$!
+sleep 0.7
+kill -TERM "$(cat "$SP_TMP/g2.pid")"
+wait "$fan"
+is "$(cat "$SP_TMP/g2.out")" "fanned out|0" "SIGTERM during a fanned-out statement: it finishes"
+for ((i = 0; i < 50; i++)); do [ -e "$SP_TMP/g2.pid" ] || break; sleep 0.1; done
+ok "  then shardpool exits" test ! -e "$SP_TMP/g2.pid"
+
 # ---------------------------------------------------------------- open-file limit
 cfg "$SP_TMP/f.ini" "pid_file = $SP_TMP/f.pid" "log_file = $SP_TMP/f.log" "max_client_conn = 1000"
 at_exit "stop_pid $SP_TMP/f.pid"
