@@ -194,6 +194,15 @@ is "$(cat "$SP_TMP/g2.out")" "fanned out|0" "SIGTERM during a fanned-out stateme
 for ((i = 0; i < 50; i++)); do [ -e "$SP_TMP/g2.pid" ] || break; sleep 0.1; done
 ok "  then shardpool exits" test ! -e "$SP_TMP/g2.pid"
 
+# SHOW LISTS counts the host names in the DNS cache (dns_names), as pgbouncer's does
+cfg "$SP_TMP/n1.ini" "pid_file = $SP_TMP/n1.pid" "log_file = $SP_TMP/n1.log" "admin_users = app"
+printf '[database named]\n[shard named.0]\nprimary = host=nosuchhost.invalid port=5432 dbname=app\n' >>"$SP_TMP/n1.ini"
+at_exit "stop_pid $SP_TMP/n1.pid"
+timeout 20 "$BIN" -d "$SP_TMP/n1.ini" >/dev/null 2>&1
+is "$(PGCONNECT_TIMEOUT=10 timeout 20 psql -X -A -t -h 127.0.0.1 -p "$SP_PORT" -U app -d shardpool -c "SHOW LISTS" |
+	awk -F'|' '$1 == "dns_names" {print $2}')" 1 "SHOW LISTS: dns_names = 1, the one server host name"
+stop_pid "$SP_TMP/n1.pid"
+
 # ---------------------------------------------------------------- open-file limit
 cfg "$SP_TMP/f.ini" "pid_file = $SP_TMP/f.pid" "log_file = $SP_TMP/f.log" "max_client_conn = 1000"
 at_exit "stop_pid $SP_TMP/f.pid"
