@@ -1248,6 +1248,20 @@ static void close_idle(const char *dbname, const char *reason)
 	}
 }
 
+void sp_admin_pause_all(bool pause, const char *by)
+{
+	if (pause) {
+		sp_g.paused = true;
+		sp_info("%s: PAUSE: new transactions wait; server connections are closed as they are released", by);
+		close_idle(NULL, "PAUSE: closed while paused");
+	} else {
+		sp_g.paused = false;
+		sp_pool_resume_all_dbs();
+		sp_info("%s: RESUME", by);
+		wake_pools(NULL);
+	}
+}
+
 /* ------------------------------------------------------------------ commands that wait */
 
 /*

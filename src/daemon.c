@@ -42,7 +42,7 @@
 
 sp_daemon_t sp_g;
 static uint64_t id_counter;
-static ev_signal sig_term, sig_int, sig_hup;
+static ev_signal sig_term, sig_int, sig_hup, sig_usr1, sig_usr2;
 
 uint64_t sp_next_id(void)
 {
@@ -210,6 +210,10 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 		sp_log_reopen(); /* so this line goes to the new file after a logrotate */
 		sp_info("SIGHUP: reloading");
 		sp_daemon_reload(err, sizeof(err));
+		return;
+	}
+	if (w->signum == SIGUSR1 || w->signum == SIGUSR2) {
+		sp_admin_pause_all(w->signum == SIGUSR1, w->signum == SIGUSR1 ? "SIGUSR1" : "SIGUSR2");
 		return;
 	}
 	sp_daemon_shutdown(false);
@@ -400,6 +404,11 @@ int sp_daemon_run(const char *config_path, bool daemonize)
 	ev_signal_start(sp_loop, &sig_term);
 	ev_signal_start(sp_loop, &sig_int);
 	ev_signal_start(sp_loop, &sig_hup);
+	/* as pgbouncer's: PAUSE and RESUME (unhandled, they would end the process at once) */
+	ev_signal_init(&sig_usr1, on_signal, SIGUSR1);
+	ev_signal_init(&sig_usr2, on_signal, SIGUSR2);
+	ev_signal_start(sp_loop, &sig_usr1);
+	ev_signal_start(sp_loop, &sig_usr2);
 	sp_janitor_start();
 	sp_admin_start();
 	apply_router_config();
@@ -433,6 +442,8 @@ int sp_daemon_run(const char *config_path, bool daemonize)
 	ev_signal_stop(sp_loop, &sig_term);
 	ev_signal_stop(sp_loop, &sig_int);
 	ev_signal_stop(sp_loop, &sig_hup);
+	ev_signal_stop(sp_loop, &sig_usr1);
+	ev_signal_stop(sp_loop, &sig_usr2);
 	teardown();
 	sp_resolve_stop();
 	sp_info("shardpool stopped");

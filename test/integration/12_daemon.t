@@ -203,6 +203,26 @@ is "$(PGCONNECT_TIMEOUT=10 timeout 20 psql -X -A -t -h 127.0.0.1 -p "$SP_PORT" -
 	awk -F'|' '$1 == "dns_names" {print $2}')" 1 "SHOW LISTS: dns_names = 1, the one server host name"
 stop_pid "$SP_TMP/n1.pid"
 
+# ---------------------------------------------------------------- SIGUSR1, SIGUSR2
+# PAUSE and RESUME, as in pgbouncer (not the default action of ending the process)
+cfg "$SP_TMP/p1.ini" "pid_file = $SP_TMP/p1.pid" "log_file = $SP_TMP/p1.log" "admin_users = app"
+at_exit "stop_pid $SP_TMP/p1.pid"
+timeout 20 "$BIN" -d "$SP_TMP/p1.ini" >/dev/null 2>&1
+state() { PGCONNECT_TIMEOUT=10 timeout 20 psql -X -A -t -h 127.0.0.1 -p "$SP_PORT" -U app -d shardpool -c "SHOW STATE" | awk -F'|' '$1 == "paused" {print $2}'; }
+kill -USR1 "$(cat "$SP_TMP/p1.pid")"
+sleep 0.3
+ok "SIGUSR1: shardpool is still running" kill -0 "$(cat "$SP_TMP/p1.pid")"
+is "$(state)" yes "  and paused (SHOW STATE)"
+q "SELECT 'waited for the resume'" >"$SP_TMP/p1.out" 2>&1 &
+waiter=$!
+sleep 1
+ok "  a client's transaction waits" kill -0 "$waiter"
+kill -USR2 "$(cat "$SP_TMP/p1.pid")"
+wait "$waiter"
+is "$(cat "$SP_TMP/p1.out")" "waited for the resume" "SIGUSR2: RESUME, the waiting client proceeds"
+is "$(state)" no "  and SHOW STATE says paused no"
+stop_pid "$SP_TMP/p1.pid"
+
 # ---------------------------------------------------------------- open-file limit
 cfg "$SP_TMP/f.ini" "pid_file = $SP_TMP/f.pid" "log_file = $SP_TMP/f.log" "max_client_conn = 1000"
 at_exit "stop_pid $SP_TMP/f.pid"
