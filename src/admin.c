@@ -1766,10 +1766,19 @@ void sp_admin_process(sp_client_t *c)
 			continue;
 		}
 		sp_buf_consume(in, (size_t)len + 1);
+		/* As PostgreSQL answers a failed extended batch: the error at its first message
+		 * (so a client that sent Parse and Flush gets it without a Sync), the rest
+		 * dropped up to the Sync, which gets the ReadyForQuery. */
 		if (p[0] == SP_FE_SYNC) {
-			sp_msg_write_error(&c->sock.out, "ERROR", SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
-					   "the admin console supports only the simple query protocol", NULL, NULL);
+			c->skip_to_sync = false;
 			sp_msg_write_ready_for_query(&c->sock.out, SP_TXN_IDLE);
+		} else if (!c->skip_to_sync &&
+			   (p[0] == SP_FE_PARSE || p[0] == SP_FE_BIND || p[0] == SP_FE_DESCRIBE || p[0] == SP_FE_EXECUTE ||
+			    p[0] == SP_FE_CLOSE || p[0] == SP_FE_FUNCTION_CALL)) {
+			c->skip_to_sync = true;
+			sp_msg_write_error(&c->sock.out, "ERROR", SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
+					   "the admin console supports only the simple query protocol", NULL,
+					   "Use simple queries: psql, psycopg's ClientCursor, JDBC's preferQueryMode=simple.");
 		}
 	}
 }

@@ -126,6 +126,21 @@ out=$(stats "SHOW VERSION; PAUSE")
 like "$out" "^shardpool [^"$'\n'"]*"$'\n'"ERROR:  28000: only admin_users" "stats user: SHOW VERSION; PAUSE: SHOW runs, PAUSE refused"
 is "$(q plain "SELECT 'not paused'" 5)" "not paused" "... and nothing is paused"
 
+# the extended protocol (JDBC, psycopg's prepare): refused at its first message, as
+# PostgreSQL refuses a failed batch, so a Parse and a Flush get the error without a
+# Sync; the rest up to Sync is dropped, a Sync gets ReadyForQuery; simple queries work
+if [ -x "$RAW" ]; then
+	out=$(raw "$SP_PORT" startup:app:shardpool auth:secret "P::SHOW VERSION" H timeout:3000 read)
+	like "$out" "E 0A000 the admin console supports only the simple query protocol" \
+		"extended protocol: Parse and Flush get the 0A000 error at once, without a Sync"
+	out=$(raw "$SP_PORT" startup:app:shardpool auth:secret "P::SHOW VERSION" "B::" "D:P:" "E:" S read \
+		"Q:SHOW VERSION" read S read)
+	like "$out" "login ok"$'\n'"E 0A000 [^"$'\n'"]*"$'\n'"Z I"$'\n'"T version"$'\n'"D shardpool [^"$'\n'"]*"$'\n'"C SHOW 1"$'\n'"Z I"$'\n'"Z I\$" \
+		"extended batch: one error, ReadyForQuery at its Sync; then a simple query; a lone Sync: ReadyForQuery"
+else
+	skip "rawclient is not built" 2
+fi
+
 # numbers are sent as int4/int8, as pgbouncer sends them: a script compares them as numbers
 if /usr/bin/python3 -c 'import psycopg' 2>/dev/null; then
 	out=$(timeout 20 /usr/bin/python3 - "$SP_PORT" <<'PY' 2>&1
