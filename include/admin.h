@@ -23,6 +23,8 @@ bool sp_admin_cancel(sp_client_t *c);
 void sp_admin_pause_all(bool pause, const char *by);
 /* Start / stop the SHOW STATS snapshots (every stats_period) and the waits. */
 void sp_admin_start(void);
+/* stats_period may have changed (RELOAD, SET): the snapshots follow it at once. */
+void sp_admin_settings_changed(void);
 void sp_admin_stop(void);
 
 #endif

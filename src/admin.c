@@ -418,6 +418,17 @@ static void stats_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	ev_timer_again(sp_loop, w);
 }
 
+void sp_admin_settings_changed(void)
+{
+	double period = sp_g.cfg->stats_period > 0 ? sp_g.cfg->stats_period : 60;
+	/* a new stats_period counts from now, not from the next tick of the old one (up
+	 * to a minute away) */
+	if (stats_started && period != stats_timer.repeat) {
+		stats_timer.repeat = period;
+		ev_timer_again(sp_loop, &stats_timer);
+	}
+}
+
 static uint64_t per_second(uint64_t a, uint64_t b, double dt)
 {
 	return b > a && dt > 0 ? (uint64_t)((double)(b - a) / dt) : 0;

@@ -125,6 +125,7 @@ void sp_daemon_settings_changed(void)
 	sp_resolve_reload(sp_g.cfg);
 	sp_health_reload();
 	sp_log_apply_level(sp_g.cfg->log_level);
+	sp_admin_settings_changed();
 }
 
 /*

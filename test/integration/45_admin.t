@@ -299,6 +299,16 @@ ok "SHOW STATS: avg_query_time about 50 ms ($aq us)" test "$aq" -ge 45000 -a "$a
 ok "SHOW STATS: avg_recv > 0 ($ar bytes/s)" test "$ar" -gt 0
 sleep 2.2
 is "$(col "SHOW STATS" core avg_xact_count)" 0 "a period later without traffic: avg_xact_count is 0 again"
+# a new stats_period applies at once, not at the next tick of the old one (an hour here)
+adm "SET stats_period = 1h" >/dev/null
+sleep 1.5
+is "$(adm "SET stats_period = 1")" "" "SET stats_period = 1h, then back to 1 s"
+PGPASSWORD=secret timeout 20 psql -X -q -A -t -h 127.0.0.1 -p "$SP_PORT" -U app -d core -f "$SP_TMP/sleeps.sql" >/dev/null 2>&1 &
+loader=$!
+sleep 2.3
+ax=$(col "SHOW STATS_AVERAGES" core xact_count)
+wait "$loader"
+ok "... the averages follow the 1 s period at once ($ax transactions a second)" test "$ax" -ge 8 -a "$ax" -le 25
 
 # ---------------------------------------------------------------- PAUSE waits for running transactions
 is "$(q plain "SELECT 'warm plain'")" "warm plain" "plain answers before the PAUSE tests"
