@@ -101,10 +101,12 @@ static const char *mode_str(int m)
 
 static void show_pools(sp_buf_t *out)
 {
-	static const char *const cols[] = {"database", "user", "shard", "role", "host", "port", "cl_active",
-					   "cl_waiting", "sv_active", "sv_idle", "sv_login", "sv_other",
-					   "maxwait", "maxwait_us", "pool_mode", "xacts", "queries", "last_error"};
-	static const int32_t oids[] = {TX, TX, I4, TX, TX, I4, I4, I4, I4, I4, I4, I4, I4, I4, TX, I8, I8, TX};
+	static const char *const cols[] = {
+	    "database",	 "user",       "shard",	    "role",    "host",	   "port",
+	    "cl_active", "cl_waiting", "sv_active", "sv_idle", "sv_login", "sv_other",
+	    "maxwait",	 "maxwait_us", "pool_mode", "xacts",   "queries",  "last_error"};
+	static const int32_t oids[] = {TX, TX, I4, TX, TX, I4, I4, I4, I4,
+				       I4, I4, I4, I4, I4, TX, I8, I8, TX};
 	table_t t;
 	t_begin_typed(&t, out, 18, cols, oids);
 	for (sp_pool_t *p = sp_pool_first(); p; p = p->next) {
@@ -129,7 +131,9 @@ static void show_pools(sp_buf_t *out)
 		snprintf(v[13], 64, "%lld", maxwait_us % 1000000);
 		{
 			const sp_db_conf_t *db = sp_config_find_db(sp_g.cfg, p->dbname);
-			snprintf(v[14], 64, "%s", mode_str(db ? (int)sp_config_db_pool_mode(sp_g.cfg, db) : (int)sp_g.cfg->pool_mode));
+			snprintf(v[14], 64, "%s",
+				 mode_str(db ? (int)sp_config_db_pool_mode(sp_g.cfg, db)
+					     : (int)sp_g.cfg->pool_mode));
 		}
 		snprintf(v[15], 64, "%llu", (unsigned long long)p->total_xacts);
 		snprintf(v[16], 64, "%llu", (unsigned long long)p->total_queries);
@@ -1263,7 +1267,9 @@ void sp_admin_pause_all(bool pause, const char *by)
 {
 	if (pause) {
 		sp_g.paused = true;
-		sp_info("%s: PAUSE: new transactions wait; server connections are closed as they are released", by);
+		sp_info("%s: PAUSE: new transactions wait; server connections are closed as they "
+			"are released",
+			by);
 		close_idle(NULL, "PAUSE: closed while paused");
 	} else {
 		sp_g.paused = false;
@@ -1784,12 +1790,15 @@ void sp_admin_process(sp_client_t *c)
 			c->skip_to_sync = false;
 			sp_msg_write_ready_for_query(&c->sock.out, SP_TXN_IDLE);
 		} else if (!c->skip_to_sync &&
-			   (p[0] == SP_FE_PARSE || p[0] == SP_FE_BIND || p[0] == SP_FE_DESCRIBE || p[0] == SP_FE_EXECUTE ||
-			    p[0] == SP_FE_CLOSE || p[0] == SP_FE_FUNCTION_CALL)) {
+			   (p[0] == SP_FE_PARSE || p[0] == SP_FE_BIND || p[0] == SP_FE_DESCRIBE ||
+			    p[0] == SP_FE_EXECUTE || p[0] == SP_FE_CLOSE ||
+			    p[0] == SP_FE_FUNCTION_CALL)) {
 			c->skip_to_sync = true;
-			sp_msg_write_error(&c->sock.out, "ERROR", SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
-					   "the admin console supports only the simple query protocol", NULL,
-					   "Use simple queries: psql, psycopg's ClientCursor, JDBC's preferQueryMode=simple.");
+			sp_msg_write_error(
+			    &c->sock.out, "ERROR", SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
+			    "the admin console supports only the simple query protocol", NULL,
+			    "Use simple queries: psql, psycopg's ClientCursor, JDBC's "
+			    "preferQueryMode=simple.");
 		}
 	}
 }

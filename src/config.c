@@ -2245,12 +2245,13 @@ static bool check_globals(struct pctx *p)
 			    "[shardpool] min_pool_size = %d is larger than default_pool_size = %d",
 			    cfg->min_pool_size, cfg->default_pool_size);
 	/* caught here rather than as "Address already in use" at start (--check-config) */
-	if (cfg->metrics_port > 0 && cfg->metrics_port == cfg->listen_port && cfg->listen_addr[0] &&
-	    (strcmp(cfg->metrics_addr, cfg->listen_addr) == 0 || strcmp(cfg->metrics_addr, "*") == 0 ||
-	     strcmp(cfg->listen_addr, "*") == 0))
+	if (cfg->metrics_port > 0 && cfg->metrics_port == cfg->listen_port &&
+	    cfg->listen_addr[0] &&
+	    (strcmp(cfg->metrics_addr, cfg->listen_addr) == 0 ||
+	     strcmp(cfg->metrics_addr, "*") == 0 || strcmp(cfg->listen_addr, "*") == 0))
 		return fail(p, global_key_line(p, "metrics_port"),
-			    "[shardpool] metrics_port = %d is listen_port too: give the metrics endpoint "
-			    "a port of its own (or another metrics_addr)",
+			    "[shardpool] metrics_port = %d is listen_port too: give the metrics "
+			    "endpoint a port of its own (or another metrics_addr)",
 			    cfg->metrics_port);
 	return true;
 }

@@ -214,7 +214,8 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 		return;
 	}
 	if (w->signum == SIGUSR1 || w->signum == SIGUSR2) {
-		sp_admin_pause_all(w->signum == SIGUSR1, w->signum == SIGUSR1 ? "SIGUSR1" : "SIGUSR2");
+		sp_admin_pause_all(w->signum == SIGUSR1,
+				   w->signum == SIGUSR1 ? "SIGUSR1" : "SIGUSR2");
 		return;
 	}
 	sp_daemon_shutdown(false);

@@ -151,8 +151,10 @@ static void tick(struct ev_loop *loop, ev_timer *w, int revents)
 		for (c = sp_client_first(); c; c = next) {
 			next = c->next;
 			if (between_transactions(c))
-				sp_client_fatal(c, SP_SQLSTATE_ADMIN_SHUTDOWN, "shardpool is shutting down; reconnect later");
-			else if (c->state == SP_CLIENT_ACTIVE || c->state == SP_CLIENT_FANOUT || c->state == SP_CLIENT_IDLE)
+				sp_client_fatal(c, SP_SQLSTATE_ADMIN_SHUTDOWN,
+						"shardpool is shutting down; reconnect later");
+			else if (c->state == SP_CLIENT_ACTIVE || c->state == SP_CLIENT_FANOUT ||
+				 c->state == SP_CLIENT_IDLE)
 				busy = true;
 		}
 		if (!busy || now >= sp_g.shutdown_deadline) {
