@@ -12,6 +12,12 @@ typedef enum { SP_LOG_ERROR = 0, SP_LOG_WARNING, SP_LOG_INFO, SP_LOG_DEBUG, SP_L
 
 extern int sp_log_level;
 
+/* The command line's -v (verbose times) and -q: they apply over the file's log_level,
+ * at start and after every RELOAD or SET. */
+void sp_log_set_options(int verbose, int quiet);
+/* Set sp_log_level from the configured level, adjusted by the command line. */
+void sp_log_apply_level(int configured);
+
 /* path NULL: stderr. Returns false (with errno) if the file cannot be opened. */
 int sp_log_open(const char *path);
 void sp_log_reopen(void);

@@ -32,6 +32,7 @@
 #include "msg.h"
 #include "pool.h"
 #include "prepared.h"
+#include "resolve.h"
 #include "router.h"
 #include "server.h"
 #include "userlist.h"
@@ -39,6 +40,12 @@
 #define OID_INT4 23
 #define OID_INT8 20
 #define OID_TEXT 25
+
+/* Counts and ids are sent as int4 / int8, as pgbouncer sends them, so a script reads
+ * numbers (Python's row["cl_waiting"] > 0) rather than strings; names as text. */
+#define I4 OID_INT4
+#define I8 OID_INT8
+#define TX OID_TEXT
 
 void sp_admin_login(sp_client_t *c)
 {
@@ -94,16 +101,20 @@ static const char *mode_str(int m)
 
 static void show_pools(sp_buf_t *out)
 {
-	static const char *const cols[] = {"database", "user", "shard", "role", "host", "port", "cl_active",
-					   "cl_waiting", "sv_active", "sv_idle", "sv_login", "sv_other",
-					   "maxwait_us", "pool_mode", "xacts", "queries", "last_error"};
+	static const char *const cols[] = {
+	    "database",	 "user",       "shard",	    "role",    "host",	   "port",
+	    "cl_active", "cl_waiting", "sv_active", "sv_idle", "sv_login", "sv_other",
+	    "maxwait",	 "maxwait_us", "pool_mode", "xacts",   "queries",  "last_error"};
+	static const int32_t oids[] = {TX, TX, I4, TX, TX, I4, I4, I4, I4,
+				       I4, I4, I4, I4, I4, TX, I8, I8, TX};
 	table_t t;
-	t_begin(&t, out, 17, cols);
+	t_begin_typed(&t, out, 18, cols, oids);
 	for (sp_pool_t *p = sp_pool_first(); p; p = p->next) {
-		char v[17][300];
-		const char *vals[17];
+		char v[18][300];
+		const char *vals[18];
 		int cl_active = sp_pool_active_clients(p);
-		double maxwait = sp_pool_maxwait(p);
+		/* as pgbouncer: maxwait whole seconds, maxwait_us the microseconds beyond them */
+		long long maxwait_us = (long long)(sp_pool_maxwait(p) * 1e6);
 		snprintf(v[0], 64, "%s", p->dbname);
 		snprintf(v[1], 64, "%s", p->user);
 		snprintf(v[2], 64, "%d", p->shard);
@@ -116,15 +127,18 @@ static void show_pools(sp_buf_t *out)
 		snprintf(v[9], 64, "%d", p->n_idle);
 		snprintf(v[10], 64, "%d", p->n_connecting);
 		snprintf(v[11], 64, "%d", p->n_other);
-		snprintf(v[12], 64, "%lld", (long long)(maxwait * 1e6));
+		snprintf(v[12], 64, "%lld", maxwait_us / 1000000);
+		snprintf(v[13], 64, "%lld", maxwait_us % 1000000);
 		{
 			const sp_db_conf_t *db = sp_config_find_db(sp_g.cfg, p->dbname);
-			snprintf(v[13], 64, "%s", mode_str(db ? (int)sp_config_db_pool_mode(sp_g.cfg, db) : (int)sp_g.cfg->pool_mode));
+			snprintf(v[14], 64, "%s",
+				 mode_str(db ? (int)sp_config_db_pool_mode(sp_g.cfg, db)
+					     : (int)sp_g.cfg->pool_mode));
 		}
-		snprintf(v[14], 64, "%llu", (unsigned long long)p->total_xacts);
-		snprintf(v[15], 64, "%llu", (unsigned long long)p->total_queries);
-		snprintf(v[16], 300, "%s", p->last_error);
-		for (int i = 0; i < 17; i++)
+		snprintf(v[15], 64, "%llu", (unsigned long long)p->total_xacts);
+		snprintf(v[16], 64, "%llu", (unsigned long long)p->total_queries);
+		snprintf(v[17], 300, "%s", p->last_error);
+		for (int i = 0; i < 18; i++)
 			vals[i] = v[i];
 		t_row(&t, vals);
 	}
@@ -135,9 +149,10 @@ static void show_clients(sp_buf_t *out)
 {
 	static const char *const cols[] = {"id", "user", "database", "state", "addr", "connect_time_s",
 					   "queries", "xacts", "server_id", "close_reason"};
+	static const int32_t oids[] = {I8, TX, TX, TX, TX, I8, I8, I8, I8, TX};
 	table_t t;
 	ev_tstamp now = ev_now(sp_loop);
-	t_begin(&t, out, 10, cols);
+	t_begin_typed(&t, out, 10, cols, oids);
 	for (sp_client_t *c = sp_client_first(); c; c = c->next) {
 		char v[10][160];
 		const char *vals[10];
@@ -162,9 +177,10 @@ static void show_servers(sp_buf_t *out)
 {
 	static const char *const cols[] = {"id", "user", "database", "shard", "role", "state", "addr",
 					   "backend_pid", "client_id", "age_s", "xacts", "prepared"};
+	static const int32_t oids[] = {I8, TX, TX, I4, TX, TX, TX, I4, I8, I8, I8, I4};
 	table_t t;
 	ev_tstamp now = ev_now(sp_loop);
-	t_begin(&t, out, 12, cols);
+	t_begin_typed(&t, out, 12, cols, oids);
 	for (sp_server_t *s = sp_server_first(); s; s = s->all_next) {
 		char v[12][128];
 		const char *vals[12];
@@ -190,8 +206,9 @@ static void show_servers(sp_buf_t *out)
 static void show_databases(sp_buf_t *out)
 {
 	static const char *const cols[] = {"name", "shards", "pool_mode", "pool_size", "shard", "primary", "replicas", "paused", "disabled"};
+	static const int32_t oids[] = {TX, I4, TX, I4, I4, TX, TX, TX, TX};
 	table_t t;
-	t_begin(&t, out, 9, cols);
+	t_begin_typed(&t, out, 9, cols, oids);
 	for (int i = 0; i < sp_g.cfg->n_dbs; i++) {
 		const sp_db_conf_t *db = sp_g.cfg->dbs[i];
 		for (int k = 0; !db->removed && k < db->n_shards; k++) {
@@ -243,10 +260,11 @@ static void show_config(sp_buf_t *out)
 static void show_mem(sp_buf_t *out)
 {
 	static const char *const cols[] = {"name", "count"};
+	static const int32_t oids[] = {TX, I8};
 	table_t t;
 	char v[3][32];
 	const char *row[2];
-	t_begin(&t, out, 2, cols);
+	t_begin_typed(&t, out, 2, cols, oids);
 	snprintf(v[0], 32, "%d", sp_client_count());
 	row[0] = "clients";
 	row[1] = v[0];
@@ -266,6 +284,7 @@ static void show_route_cache(sp_buf_t *out)
 {
 	static const char *const cols[] = {"hits", "misses", "evictions", "parse_errors", "not_lifted",
 					   "entries", "bytes", "max_entries", "max_bytes"};
+	static const int32_t oids[] = {I8, I8, I8, I8, I8, I8, I8, I8, I8};
 	sp_router_stats_t st;
 	char v[9][32];
 	const char *vals[9];
@@ -282,7 +301,7 @@ static void show_route_cache(sp_buf_t *out)
 	snprintf(v[8], 32, "%zu", st.max_bytes);
 	for (int i = 0; i < 9; i++)
 		vals[i] = v[i];
-	t_begin(&t, out, 9, cols);
+	t_begin_typed(&t, out, 9, cols, oids);
 	t_row(&t, vals);
 	t_end(&t, "SHOW");
 }
@@ -292,8 +311,9 @@ static void show_health(sp_buf_t *out)
 	static const char *const cols[] = {"database", "shard", "role", "host", "port", "reachable",
 					   "in_recovery", "in_rotation", "fenced", "lag_bytes", "lag_ms",
 					   "timeline", "reads", "last_error"};
+	static const int32_t oids[] = {TX, I4, TX, TX, I4, TX, TX, TX, TX, I8, I8, I8, I8, TX};
 	table_t t;
-	t_begin(&t, out, 14, cols);
+	t_begin_typed(&t, out, 14, cols, oids);
 	for (int i = 0; i < sp_health_count(); i++) {
 		sp_node_health_t *n = sp_health_at(i);
 		char v[14][220];
@@ -400,6 +420,17 @@ static void stats_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 	w->repeat = sp_g.cfg->stats_period > 0 ? sp_g.cfg->stats_period : 60;
 	ev_timer_again(sp_loop, w);
+}
+
+void sp_admin_settings_changed(void)
+{
+	double period = sp_g.cfg->stats_period > 0 ? sp_g.cfg->stats_period : 60;
+	/* a new stats_period counts from now, not from the next tick of the old one (up
+	 * to a minute away) */
+	if (stats_started && period != stats_timer.repeat) {
+		stats_timer.repeat = period;
+		ev_timer_again(sp_loop, &stats_timer);
+	}
 }
 
 static uint64_t per_second(uint64_t a, uint64_t b, double dt)
@@ -642,8 +673,9 @@ static void show_lists(sp_buf_t *out)
 	rows[5].name = "login_clients", rows[5].n = n_login;
 	rows[6].name = "free_servers", rows[6].n = 0;
 	rows[7].name = "used_servers", rows[7].n = sp_server_count();
-	/* names are resolved by the system resolver, not cached here */
-	rows[8].name = "dns_names", rows[8].n = 0;
+	/* the host names of servers in the cache of resolve.c; it has no zones, and its
+	 * lookups in flight are not counted */
+	rows[8].name = "dns_names", rows[8].n = sp_resolve_count();
 	rows[9].name = "dns_zones", rows[9].n = 0;
 	rows[10].name = "dns_queries", rows[10].n = 0;
 	rows[11].name = "dns_pending", rows[11].n = 0;
@@ -753,6 +785,7 @@ static const struct {
 typedef struct cmd {
 	verb_t verb;
 	show_fn show;               /* C_SHOW */
+	int fake;                   /* C_SHOW, C_SET: index in fake_params, or -1 */
 	char name[NAME_MAX_LEN + 1]; /* the database of PAUSE, KILL ...; "" for all */
 	bool quoted;                /* the name was double-quoted: matched exactly */
 	bool wait_for_clients;      /* SHUTDOWN WAIT_FOR_CLIENTS */
@@ -768,6 +801,45 @@ static void show_version(sp_buf_t *out)
 	t_begin(&t, out, 1, cols);
 	t_row(&t, v);
 	t_end(&t, "SHOW");
+}
+
+/*
+ * Session settings that drivers and GUI tools set or read on every connection
+ * without asking whether they must (psycopg's set_client_encoding, a tool's SET
+ * application_name, SHOW client_encoding). As pgbouncer does, SET of one of them is
+ * accepted and ignored (a NOTICE says so), by stats users too, and SHOW answers the
+ * value the console works with, instead of failing the tool's connection.
+ */
+static const struct {
+	const char *name;
+	const char *value;
+} fake_params[] = {
+    {"client_encoding", "UTF8"},
+    {"default_transaction_isolation", "read committed"},
+    {"standard_conforming_strings", "on"},
+    {"DateStyle", "ISO, MDY"},
+    {"TimeZone", "GMT"},
+    {"application_name", ""},
+    {"extra_float_digits", "1"},
+    {"client_min_messages", "notice"},
+};
+
+static int fake_param(const char *name)
+{
+	for (size_t i = 0; i < sizeof(fake_params) / sizeof(fake_params[0]); i++)
+		if (strcasecmp(name, fake_params[i].name) == 0)
+			return (int)i;
+	return -1;
+}
+
+static void fake_show(sp_buf_t *out, int i)
+{
+	const char *const cols[] = {fake_params[i].name};
+	const char *const v[] = {fake_params[i].value};
+	table_t t;
+	t_begin(&t, out, 1, cols);
+	t_row(&t, v);
+	sp_msg_write_command_complete(out, "SHOW");
 }
 
 static const struct {
@@ -1003,6 +1075,7 @@ static parsed_t parse_statement(const char **pp, cmd_t *cmd, perr_t *e)
 	char word[NAME_MAX_LEN + 1];
 
 	memset(cmd, 0, sizeof(*cmd));
+	cmd->fake = -1;
 	if (!lex(pp, &t, e))
 		return P_ERROR;
 	if (t.kind == T_END)
@@ -1026,7 +1099,9 @@ static parsed_t parse_statement(const char **pp, cmd_t *cmd, perr_t *e)
 			for (size_t i = 0; i < sizeof(show_subjects) / sizeof(show_subjects[0]); i++)
 				if (strcasecmp(word, show_subjects[i].name) == 0)
 					cmd->show = show_subjects[i].fn;
-		if (!cmd->show) {
+		if (!cmd->show && t.kind == T_WORD)
+			cmd->fake = fake_param(word);
+		if (!cmd->show && cmd->fake < 0) {
 			unknown_word(e, &t, "SHOW command", SHOW_HINT);
 			return P_ERROR;
 		}
@@ -1084,6 +1159,7 @@ static parsed_t parse_statement(const char **pp, cmd_t *cmd, perr_t *e)
 		}
 		if (!set_value_text(pp, cmd->value, sizeof(cmd->value), hint, e))
 			return P_ERROR;
+		cmd->fake = fake_param(cmd->key);
 	} else if (keyword_is(&t, "SHUTDOWN")) {
 		const char *save = *pp;
 		cmd->verb = C_SHUTDOWN;
@@ -1184,6 +1260,22 @@ static void close_idle(const char *dbname, const char *reason)
 			next = s->next;
 			sp_server_close(s, reason);
 		}
+	}
+}
+
+void sp_admin_pause_all(bool pause, const char *by)
+{
+	if (pause) {
+		sp_g.paused = true;
+		sp_info("%s: PAUSE: new transactions wait; server connections are closed as they "
+			"are released",
+			by);
+		close_idle(NULL, "PAUSE: closed while paused");
+	} else {
+		sp_g.paused = false;
+		sp_pool_resume_all_dbs();
+		sp_info("%s: RESUME", by);
+		wake_pools(NULL);
 	}
 }
 
@@ -1462,7 +1554,15 @@ static run_t run(sp_client_t *c, const cmd_t *cmd, const char *rest)
 	const sp_db_conf_t *db = NULL;
 
 	if (cmd->verb == C_SHOW) {
-		cmd->show(out);
+		if (cmd->show)
+			cmd->show(out);
+		else
+			fake_show(out, cmd->fake);
+		return RUN_OK;
+	}
+	if (cmd->verb == C_SET && cmd->fake >= 0) {
+		sp_msg_write_notice(out, "00000", "SET ignored");
+		sp_msg_write_command_complete(out, "SET");
 		return RUN_OK;
 	}
 	if (!sp_config_user_in_list(sp_g.cfg->admin_users, c->user)) {
@@ -1588,10 +1688,14 @@ static run_t run(sp_client_t *c, const cmd_t *cmd, const char *rest)
 	}
 	case C_SHUTDOWN:
 		sp_msg_write_command_complete(out, "SHUTDOWN");
-		if (cmd->wait_for_clients)
+		if (cmd->wait_for_clients) {
 			sp_daemon_shutdown_wait_for_clients();
-		else
-			sp_daemon_shutdown(false);
+			return RUN_OK;
+		}
+		/* The shutdown closes this client (57P01) with the other idle ones: let its
+		 * command complete first, so `psql -c SHUTDOWN` succeeds (exit status 0). */
+		sp_msg_write_ready_for_query(out, SP_TXN_IDLE);
+		sp_daemon_shutdown(false);
 		return RUN_OK;
 	case C_SHOW:
 		break;
@@ -1679,10 +1783,22 @@ void sp_admin_process(sp_client_t *c)
 			continue;
 		}
 		sp_buf_consume(in, (size_t)len + 1);
+		/* As PostgreSQL answers a failed extended batch: the error at its first message
+		 * (so a client that sent Parse and Flush gets it without a Sync), the rest
+		 * dropped up to the Sync, which gets the ReadyForQuery. */
 		if (p[0] == SP_FE_SYNC) {
-			sp_msg_write_error(&c->sock.out, "ERROR", SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
-					   "the admin console supports only the simple query protocol", NULL, NULL);
+			c->skip_to_sync = false;
 			sp_msg_write_ready_for_query(&c->sock.out, SP_TXN_IDLE);
+		} else if (!c->skip_to_sync &&
+			   (p[0] == SP_FE_PARSE || p[0] == SP_FE_BIND || p[0] == SP_FE_DESCRIBE ||
+			    p[0] == SP_FE_EXECUTE || p[0] == SP_FE_CLOSE ||
+			    p[0] == SP_FE_FUNCTION_CALL)) {
+			c->skip_to_sync = true;
+			sp_msg_write_error(
+			    &c->sock.out, "ERROR", SP_SQLSTATE_FEATURE_NOT_SUPPORTED,
+			    "the admin console supports only the simple query protocol", NULL,
+			    "Use simple queries: psql, psycopg's ClientCursor, JDBC's "
+			    "preferQueryMode=simple.");
 		}
 	}
 }

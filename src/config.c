@@ -179,7 +179,7 @@ static const struct keydef keys[] = {
      .help = "Address of the Prometheus endpoint (http://ADDR:PORT/metrics): one IP address "
 	     "or host name, or * for all interfaces. It has no authentication: keep it private."},
     {G(metrics_port), .type = KT_INT, .def = "0", .min = 0, .max = 65535,
-     .help = "Port of the Prometheus endpoint; 0 turns it off."},
+     .help = "Port of the Prometheus endpoint, other than listen_port; 0 turns it off."},
     {G(so_reuseport), .type = KT_BOOL, .def = "no",
      .help = "Let several shardpool processes listen on the same port, for an upgrade or "
 	     "restart without refused connections: start the new process beside the running "
@@ -2244,6 +2244,15 @@ static bool check_globals(struct pctx *p)
 		return fail(p, global_key_line(p, "min_pool_size"),
 			    "[shardpool] min_pool_size = %d is larger than default_pool_size = %d",
 			    cfg->min_pool_size, cfg->default_pool_size);
+	/* caught here rather than as "Address already in use" at start (--check-config) */
+	if (cfg->metrics_port > 0 && cfg->metrics_port == cfg->listen_port &&
+	    cfg->listen_addr[0] &&
+	    (strcmp(cfg->metrics_addr, cfg->listen_addr) == 0 ||
+	     strcmp(cfg->metrics_addr, "*") == 0 || strcmp(cfg->listen_addr, "*") == 0))
+		return fail(p, global_key_line(p, "metrics_port"),
+			    "[shardpool] metrics_port = %d is listen_port too: give the metrics "
+			    "endpoint a port of its own (or another metrics_addr)",
+			    cfg->metrics_port);
 	return true;
 }
 

@@ -42,7 +42,7 @@
 
 sp_daemon_t sp_g;
 static uint64_t id_counter;
-static ev_signal sig_term, sig_int, sig_hup;
+static ev_signal sig_term, sig_int, sig_hup, sig_usr1, sig_usr2;
 
 uint64_t sp_next_id(void)
 {
@@ -124,7 +124,8 @@ void sp_daemon_settings_changed(void)
 	apply_router_config();
 	sp_resolve_reload(sp_g.cfg);
 	sp_health_reload();
-	sp_log_level = sp_g.cfg->log_level;
+	sp_log_apply_level(sp_g.cfg->log_level);
+	sp_admin_settings_changed();
 }
 
 /*
@@ -135,9 +136,13 @@ void sp_daemon_settings_changed(void)
  */
 bool sp_daemon_reload(char *err, size_t errlen)
 {
-	sp_config_t *ncfg = sp_config_load(sp_g.cfg->path, err, errlen);
+	sp_config_t *ncfg;
 	sp_userlist_t *users;
 	int n_restart;
+	/* first, and whatever the file holds: logrotate's SIGHUP must move the log to the
+	 * new file even when the configuration has an error (which is then logged there) */
+	sp_log_reopen();
+	ncfg = sp_config_load(sp_g.cfg->path, err, errlen);
 	if (!ncfg) {
 		sp_warn("reload failed, keeping the running configuration: %s", err);
 		return false;
@@ -154,7 +159,6 @@ bool sp_daemon_reload(char *err, size_t errlen)
 	n_restart = sp_reload_apply(sp_g.cfg, ncfg, err, errlen);
 	sp_config_free(ncfg);
 	sp_daemon_settings_changed();
-	sp_log_reopen();
 	if (n_restart > 0)
 		sp_info("configuration reloaded from %s; %d change%s not applied: %s need%s a restart", sp_g.cfg->path,
 			n_restart, n_restart == 1 ? "" : "s", n_restart == 1 ? "it" : "they", n_restart == 1 ? "s" : "");
@@ -188,7 +192,9 @@ void sp_daemon_shutdown(bool immediate)
 	sp_listener_stop();
 	for (sp_client_t *c = sp_client_first(), *next; c; c = next) {
 		next = c->next;
-		if (c->state != SP_CLIENT_ACTIVE)
+		/* a statement running on several shards finishes too; the janitor closes the
+		 * clients that are left between transactions (janitor.c) */
+		if (c->state != SP_CLIENT_ACTIVE && c->state != SP_CLIENT_FANOUT)
 			sp_client_fatal(c, SP_SQLSTATE_ADMIN_SHUTDOWN, "shardpool is shutting down");
 	}
 	for (sp_server_t *s = sp_server_first(), *next; s; s = next) {
@@ -202,8 +208,14 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	if (w->signum == SIGHUP) {
 		char err[1024];
+		sp_log_reopen(); /* so this line goes to the new file after a logrotate */
 		sp_info("SIGHUP: reloading");
 		sp_daemon_reload(err, sizeof(err));
+		return;
+	}
+	if (w->signum == SIGUSR1 || w->signum == SIGUSR2) {
+		sp_admin_pause_all(w->signum == SIGUSR1,
+				   w->signum == SIGUSR1 ? "SIGUSR1" : "SIGUSR2");
 		return;
 	}
 	sp_daemon_shutdown(false);
@@ -318,8 +330,7 @@ int sp_daemon_run(const char *config_path, bool daemonize)
 		sp_config_free(sp_g.cfg);
 		return 1;
 	}
-	if (sp_log_level < sp_g.cfg->log_level)
-		sp_log_level = sp_g.cfg->log_level;
+	sp_log_apply_level(sp_g.cfg->log_level);
 	if (daemonize) {
 		pid_t pid;
 		if (pipe(ready_pipe) < 0) {
@@ -395,6 +406,11 @@ int sp_daemon_run(const char *config_path, bool daemonize)
 	ev_signal_start(sp_loop, &sig_term);
 	ev_signal_start(sp_loop, &sig_int);
 	ev_signal_start(sp_loop, &sig_hup);
+	/* as pgbouncer's: PAUSE and RESUME (unhandled, they would end the process at once) */
+	ev_signal_init(&sig_usr1, on_signal, SIGUSR1);
+	ev_signal_init(&sig_usr2, on_signal, SIGUSR2);
+	ev_signal_start(sp_loop, &sig_usr1);
+	ev_signal_start(sp_loop, &sig_usr2);
 	sp_janitor_start();
 	sp_admin_start();
 	apply_router_config();
@@ -428,6 +444,8 @@ int sp_daemon_run(const char *config_path, bool daemonize)
 	ev_signal_stop(sp_loop, &sig_term);
 	ev_signal_stop(sp_loop, &sig_int);
 	ev_signal_stop(sp_loop, &sig_hup);
+	ev_signal_stop(sp_loop, &sig_usr1);
+	ev_signal_stop(sp_loop, &sig_usr2);
 	teardown();
 	sp_resolve_stop();
 	sp_info("shardpool stopped");

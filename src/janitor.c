@@ -114,6 +114,22 @@ static void check_clients(ev_tstamp now)
 	}
 }
 
+/*
+ * During a graceful shutdown: a client that has nothing running and no transaction
+ * open, so it can be closed now. In session pooling such a client still holds its
+ * server (SP_CLIENT_ACTIVE) and would otherwise hold the shutdown for the whole
+ * shutdown_timeout; a fanned-out statement that ended leaves its client idle.
+ */
+static bool between_transactions(const sp_client_t *c)
+{
+	if (c->txn != SP_TXN_IDLE || c->in_batch || c->in_copy)
+		return false;
+	if (c->state == SP_CLIENT_IDLE)
+		return !c->virtual_txn;
+	return c->state == SP_CLIENT_ACTIVE && c->server && c->server->req_n == 0 &&
+	       c->server->txn == SP_TXN_IDLE;
+}
+
 static void tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	ev_tstamp now = ev_now(sp_loop);
@@ -131,9 +147,16 @@ static void tick(struct ev_loop *loop, ev_timer *w, int revents)
 			ev_break(sp_loop, EVBREAK_ALL);
 	} else if (sp_g.shutting_down) {
 		bool busy = false;
-		for (sp_client_t *c = sp_client_first(); c; c = c->next)
-			if (c->state == SP_CLIENT_ACTIVE)
+		sp_client_t *c, *next;
+		for (c = sp_client_first(); c; c = next) {
+			next = c->next;
+			if (between_transactions(c))
+				sp_client_fatal(c, SP_SQLSTATE_ADMIN_SHUTDOWN,
+						"shardpool is shutting down; reconnect later");
+			else if (c->state == SP_CLIENT_ACTIVE || c->state == SP_CLIENT_FANOUT ||
+				 c->state == SP_CLIENT_IDLE)
 				busy = true;
+		}
 		if (!busy || now >= sp_g.shutdown_deadline) {
 			if (busy)
 				sp_warn("shutdown_timeout reached with transactions still running; closing them");

@@ -18,7 +18,23 @@ int sp_log_level = SP_LOG_INFO;
 static FILE *log_fp;
 static char *log_path;
 
+static int opt_verbose, opt_quiet;
+
 static const char *level_names[] = {"ERROR", "WARNING", "LOG", "DEBUG", "TRACE"};
+
+void sp_log_set_options(int verbose, int quiet)
+{
+	opt_verbose = verbose;
+	opt_quiet = quiet;
+}
+
+void sp_log_apply_level(int configured)
+{
+	int level = configured + opt_verbose;
+	if (opt_quiet)
+		level = SP_LOG_ERROR;
+	sp_log_level = level > SP_LOG_TRACE ? SP_LOG_TRACE : level;
+}
 
 int sp_log_open(const char *path)
 {

@@ -93,6 +93,7 @@ int main(int argc, char **argv)
 		sp_config_free(cfg);
 		return 0;
 	}
-	sp_log_level = quiet ? SP_LOG_ERROR : SP_LOG_INFO + verbose;
+	sp_log_set_options(verbose, quiet);
+	sp_log_apply_level(SP_LOG_INFO); /* until the file's log_level is read */
 	return sp_daemon_run(argv[optind], daemonize);
 }

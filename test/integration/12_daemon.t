@@ -80,6 +80,149 @@ out=$("$BIN" --check-config "$SP_TMP/c2.ini" 2>&1)
 is "$?" 1 "--check-config refuses [database pgbouncer] (the admin console's name)"
 like "$out" "taken by the admin console" "  saying why"
 
+# ---------------------------------------------------------------- log_level, -q and -v
+# the file's log_level applies from the start (a client's login is a LOG line, so
+# warning shows none); -q and -v apply over it, also after a SIGHUP
+cfg "$SP_TMP/l1.ini" "pid_file = $SP_TMP/l1.pid" "log_file = $SP_TMP/l1.log" "log_level = warning"
+at_exit "stop_pid $SP_TMP/l1.pid"
+timeout 20 "$BIN" -d "$SP_TMP/l1.ini" >/dev/null 2>&1
+q "SELECT 1" >/dev/null
+unlike "$(cat "$SP_TMP/l1.log")" " LOG " "log_level = warning in the file: no LOG line from the start"
+stop_pid "$SP_TMP/l1.pid"
+cfg "$SP_TMP/l2.ini" "pid_file = $SP_TMP/l2.pid" "log_file = $SP_TMP/l2.log" "log_level = info"
+at_exit "stop_pid $SP_TMP/l2.pid"
+timeout 20 "$BIN" -q -d "$SP_TMP/l2.ini" >/dev/null 2>&1
+q "SELECT 1" >/dev/null
+kill -HUP "$(cat "$SP_TMP/l2.pid")"
+sleep 0.3
+q "SELECT 1" >/dev/null
+unlike "$(cat "$SP_TMP/l2.log")" " LOG " "-q over log_level = info: errors only, also after a SIGHUP"
+stop_pid "$SP_TMP/l2.pid"
+cfg "$SP_TMP/l3.ini" "pid_file = $SP_TMP/l3.pid" "log_file = $SP_TMP/l3.log" "log_level = warning"
+at_exit "stop_pid $SP_TMP/l3.pid"
+timeout 20 "$BIN" -v -d "$SP_TMP/l3.ini" >/dev/null 2>&1
+kill -HUP "$(cat "$SP_TMP/l3.pid")"
+sleep 0.3
+q "SELECT 1" >/dev/null
+like "$(cat "$SP_TMP/l3.log")" " LOG .*new connection" "-v over log_level = warning: one level more (LOG), also after a SIGHUP"
+stop_pid "$SP_TMP/l3.pid"
+
+# logrotate: the log is moved away, then SIGHUP; the new file is opened even when the
+# configuration has an error just then, and the error is logged there
+cfg "$SP_TMP/r1.ini" "pid_file = $SP_TMP/r1.pid" "log_file = $SP_TMP/r1.log"
+at_exit "stop_pid $SP_TMP/r1.pid"
+timeout 20 "$BIN" -d "$SP_TMP/r1.ini" >/dev/null 2>&1
+mv "$SP_TMP/r1.log" "$SP_TMP/r1.log.1"
+echo "this line is broken" >>"$SP_TMP/r1.ini"
+kill -HUP "$(cat "$SP_TMP/r1.pid")"
+sleep 0.5
+like "$(cat "$SP_TMP/r1.log" 2>&1)" "WARNING reload failed, keeping the running configuration: .*r1.ini:[0-9]+: .*this line is broken" \
+	"SIGHUP after logrotate with a broken file: the new log file says what is wrong"
+is "$(q "SELECT 'still served'")" "still served" "  the running configuration serves on"
+stop_pid "$SP_TMP/r1.pid"
+
+# ---------------------------------------------------------------- SHUTDOWN on the admin console
+# psql -c SHUTDOWN succeeds (the command completes before the console is closed), a
+# transaction that runs finishes, then shardpool exits and removes its pid file
+cfg "$SP_TMP/s1.ini" "pid_file = $SP_TMP/s1.pid" "log_file = $SP_TMP/s1.log" "admin_users = app"
+at_exit "stop_pid $SP_TMP/s1.pid"
+timeout 20 "$BIN" -d "$SP_TMP/s1.ini" >/dev/null 2>&1
+PGCONNECT_TIMEOUT=10 timeout 20 psql -X -A -t -h 127.0.0.1 -p "$SP_PORT" -U app -d plain \
+	-c "BEGIN" -c "SELECT pg_sleep(1.5)" -c "SELECT 'txn done'" -c "COMMIT" >"$SP_TMP/s1.out" 2>&1 &
+txn=$!
+sleep 0.5
+out=$(PGCONNECT_TIMEOUT=10 timeout 20 psql -X -A -t -h 127.0.0.1 -p "$SP_PORT" -U app -d shardpool -c "SHUTDOWN" 2>&1)
+is "$?" 0 "psql -c SHUTDOWN: exit status 0"
+unlike "$out" "closed the connection unexpectedly" "  the console is not cut off before its answer"
+wait "$txn"
+like "$(cat "$SP_TMP/s1.out")" "txn done" "  the transaction that ran finishes"
+for ((i = 0; i < 50; i++)); do [ -e "$SP_TMP/s1.pid" ] || break; sleep 0.1; done
+ok "  shardpool exits and removes its pid file" test ! -e "$SP_TMP/s1.pid"
+
+# ---------------------------------------------------------------- SIGTERM in session pooling
+# a session client between transactions holds its server but runs nothing: the
+# graceful shutdown closes it at once (57P01) instead of waiting out shutdown_timeout
+# (30 s); a transaction that runs still finishes first
+cfg "$SP_TMP/g1.ini" "pid_file = $SP_TMP/g1.pid" "log_file = $SP_TMP/g1.log" "pool_mode = session"
+at_exit "stop_pid $SP_TMP/g1.pid"
+timeout 20 "$BIN" -d "$SP_TMP/g1.ini" >/dev/null 2>&1
+"$PY" - "$SP_PORT" >"$SP_TMP/g1-idle.out" 2>&1 <<'PYEOF' &
+import sys, time, psycopg
+c = psycopg.connect("host=127.0.0.1 port=%s user=app dbname=plain" % sys.argv[1], autocommit=True)
+c.execute("SELECT 1")
+print("connected", flush=True)
+try:
+    time.sleep(20)
+    c.execute("SELECT 1")
+    print("still served")
+except psycopg.Error as e:
+    print("closed:", e.sqlstate)
+PYEOF
+idle=$!
+at_exit "kill $idle 2>/dev/null"
+PGCONNECT_TIMEOUT=10 timeout 20 psql -X -A -t -h 127.0.0.1 -p "$SP_PORT" -U app -d plain \
+	-c "BEGIN" -c "SELECT pg_sleep(1.5)" -c "SELECT 'txn done'" -c "COMMIT" >"$SP_TMP/g1.out" 2>&1 &
+txn=$!
+for ((i = 0; i < 50; i++)); do grep -q connected "$SP_TMP/g1-idle.out" && break; sleep 0.1; done
+sleep 0.5
+t0=$(date +%s%N)
+kill -TERM "$(cat "$SP_TMP/g1.pid")"
+for ((i = 0; i < 150; i++)); do [ -e "$SP_TMP/g1.pid" ] || break; sleep 0.1; done
+ms=$((($(date +%s%N) - t0) / 1000000))
+ok "session pooling, SIGTERM: shardpool exits once the transaction is done (${ms} ms), not after shutdown_timeout" \
+	test "$ms" -lt 8000
+wait "$txn"
+like "$(cat "$SP_TMP/g1.out")" "txn done" "  the transaction that ran finished"
+unlike "$(cat "$SP_TMP/g1.log")" "shutdown_timeout reached" "  no transaction was cut off by shutdown_timeout"
+kill "$idle" 2>/dev/null
+wait "$idle" 2>/dev/null
+
+# a statement fanned out to every shard when SIGTERM comes finishes, then shardpool exits
+on_all "CREATE TABLE IF NOT EXISTS t12_fan (id int)" || bail_out "cannot create t12_fan"
+cfg "$SP_TMP/g2.ini" "pid_file = $SP_TMP/g2.pid" "log_file = $SP_TMP/g2.log"
+printf '[database fan]\n[shard fan.0]\nprimary = host=127.0.0.1 port=%s dbname=app user=app password=secret\n[shard fan.1]\nprimary = host=127.0.0.1 port=%s dbname=app user=app password=secret\n[table fan.t12_fan]\nkey = id\ntype = integer\n' \
+	"$SB_PRIMARY_PORT_0" "$SB_PRIMARY_PORT_1" >>"$SP_TMP/g2.ini"
+at_exit "stop_pid $SP_TMP/g2.pid"
+timeout 20 "$BIN" -d "$SP_TMP/g2.ini" >/dev/null 2>&1
+PGCONNECT_TIMEOUT=10 timeout 20 psql -X -A -t -h 127.0.0.1 -p "$SP_PORT" -U app -d fan \
+	-c "SELECT 'fanned out', count(*) FROM t12_fan, pg_sleep(1.5)" >"$SP_TMP/g2.out" 2>&1 &
+fan=$!
+sleep 0.7
+kill -TERM "$(cat "$SP_TMP/g2.pid")"
+wait "$fan"
+is "$(cat "$SP_TMP/g2.out")" "fanned out|0" "SIGTERM during a fanned-out statement: it finishes"
+for ((i = 0; i < 50; i++)); do [ -e "$SP_TMP/g2.pid" ] || break; sleep 0.1; done
+ok "  then shardpool exits" test ! -e "$SP_TMP/g2.pid"
+
+# SHOW LISTS counts the host names in the DNS cache (dns_names), as pgbouncer's does
+cfg "$SP_TMP/n1.ini" "pid_file = $SP_TMP/n1.pid" "log_file = $SP_TMP/n1.log" "admin_users = app"
+printf '[database named]\n[shard named.0]\nprimary = host=nosuchhost.invalid port=5432 dbname=app\n' >>"$SP_TMP/n1.ini"
+at_exit "stop_pid $SP_TMP/n1.pid"
+timeout 20 "$BIN" -d "$SP_TMP/n1.ini" >/dev/null 2>&1
+is "$(PGCONNECT_TIMEOUT=10 timeout 20 psql -X -A -t -h 127.0.0.1 -p "$SP_PORT" -U app -d shardpool -c "SHOW LISTS" |
+	awk -F'|' '$1 == "dns_names" {print $2}')" 1 "SHOW LISTS: dns_names = 1, the one server host name"
+stop_pid "$SP_TMP/n1.pid"
+
+# ---------------------------------------------------------------- SIGUSR1, SIGUSR2
+# PAUSE and RESUME, as in pgbouncer (not the default action of ending the process)
+cfg "$SP_TMP/p1.ini" "pid_file = $SP_TMP/p1.pid" "log_file = $SP_TMP/p1.log" "admin_users = app"
+at_exit "stop_pid $SP_TMP/p1.pid"
+timeout 20 "$BIN" -d "$SP_TMP/p1.ini" >/dev/null 2>&1
+state() { PGCONNECT_TIMEOUT=10 timeout 20 psql -X -A -t -h 127.0.0.1 -p "$SP_PORT" -U app -d shardpool -c "SHOW STATE" | awk -F'|' '$1 == "paused" {print $2}'; }
+kill -USR1 "$(cat "$SP_TMP/p1.pid")"
+sleep 0.3
+ok "SIGUSR1: shardpool is still running" kill -0 "$(cat "$SP_TMP/p1.pid")"
+is "$(state)" yes "  and paused (SHOW STATE)"
+q "SELECT 'waited for the resume'" >"$SP_TMP/p1.out" 2>&1 &
+waiter=$!
+sleep 1
+ok "  a client's transaction waits" kill -0 "$waiter"
+kill -USR2 "$(cat "$SP_TMP/p1.pid")"
+wait "$waiter"
+is "$(cat "$SP_TMP/p1.out")" "waited for the resume" "SIGUSR2: RESUME, the waiting client proceeds"
+is "$(state)" no "  and SHOW STATE says paused no"
+stop_pid "$SP_TMP/p1.pid"
+
 # ---------------------------------------------------------------- open-file limit
 cfg "$SP_TMP/f.ini" "pid_file = $SP_TMP/f.pid" "log_file = $SP_TMP/f.log" "max_client_conn = 1000"
 at_exit "stop_pid $SP_TMP/f.pid"

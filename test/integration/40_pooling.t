@@ -378,7 +378,7 @@ bench() { # MODE SECONDS
 	# the longest wait of a client for a server, sampled from the admin console
 	while kill -0 $bpid 2>/dev/null; do
 		w=$(PGPASSWORD=secret psql -X -A -t -h 127.0.0.1 -p "$SP_PORT" -U app -d shardpool -c "SHOW POOLS" 2>/dev/null |
-			awk -F'|' '$1 == "bench" {print $13 + 0}')
+			awk -F'|' '$1 == "bench" {print $13 * 1000000 + $14}')
 		[ "${w:-0}" -gt "$maxwait" ] && maxwait=$w
 		sleep 0.5
 	done

@@ -105,6 +105,17 @@ out=$(adm "SHOW VERSION; SUSPEND; SHOW MEM")
 unlike "$out" "clients\|" "... and it stops the rest of the string like any error"
 is "$(paused plain)" no "after all these: plain is not paused"
 
+# what drivers and GUI tools send on connecting: SET / SHOW of session settings are
+# accepted and ignored, as pgbouncer does (also for a stats user); other names still fail
+out=$(adm "SET client_encoding = 'UTF8'; SET application_name TO 'pgAdmin 4'; SHOW client_encoding")
+like "$out" "NOTICE:  00000: SET ignored" "SET client_encoding / application_name: a NOTICE says it is ignored"
+like "$out" "UTF8\$" "... no error, and SHOW client_encoding answers UTF8"
+is "$(adm "SHOW TimeZone")" GMT "SHOW TimeZone answers, as pgbouncer's"
+like "$(stats "SET extra_float_digits = 3")" "SET ignored" "a stats user may SET extra_float_digits (ignored)"
+like "$(adm "SET search_path = public")" "ERROR:  42704: " "SET of another unknown name: 42704"
+is "$(header "SHOW POOLS" | cut -d'|' -f12-15)" "sv_other|maxwait|maxwait_us|pool_mode" \
+	"SHOW POOLS: pgbouncer's maxwait (seconds) and maxwait_us columns"
+
 # an error stops the rest of the string, as in PostgreSQL; what ran before stays done
 out=$(adm "SHOW VERSION; RESUME nosuchdb; SHOW MEM")
 like "$out" "^shardpool [^"$'\n'"]*"$'\n'"ERROR:  3D000: " "an error at run time: the statements before it ran"
@@ -114,6 +125,50 @@ unlike "$out" "clients\|" "... the statements after it did not"
 out=$(stats "SHOW VERSION; PAUSE")
 like "$out" "^shardpool [^"$'\n'"]*"$'\n'"ERROR:  28000: only admin_users" "stats user: SHOW VERSION; PAUSE: SHOW runs, PAUSE refused"
 is "$(q plain "SELECT 'not paused'" 5)" "not paused" "... and nothing is paused"
+
+# the extended protocol (JDBC, psycopg's prepare): refused at its first message, as
+# PostgreSQL refuses a failed batch, so a Parse and a Flush get the error without a
+# Sync; the rest up to Sync is dropped, a Sync gets ReadyForQuery; simple queries work
+if [ -x "$RAW" ]; then
+	out=$(raw "$SP_PORT" startup:app:shardpool auth:secret "P::SHOW VERSION" H timeout:3000 read)
+	like "$out" "E 0A000 the admin console supports only the simple query protocol" \
+		"extended protocol: Parse and Flush get the 0A000 error at once, without a Sync"
+	out=$(raw "$SP_PORT" startup:app:shardpool auth:secret "P::SHOW VERSION" "B::" "D:P:" "E:" S read \
+		"Q:SHOW VERSION" read S read)
+	like "$out" "login ok"$'\n'"E 0A000 [^"$'\n'"]*"$'\n'"Z I"$'\n'"T version"$'\n'"D shardpool [^"$'\n'"]*"$'\n'"C SHOW 1"$'\n'"Z I"$'\n'"Z I\$" \
+		"extended batch: one error, ReadyForQuery at its Sync; then a simple query; a lone Sync: ReadyForQuery"
+else
+	skip "rawclient is not built" 2
+fi
+
+# numbers are sent as int4/int8, as pgbouncer sends them: a script compares them as numbers
+if /usr/bin/python3 -c 'import psycopg' 2>/dev/null; then
+	out=$(timeout 20 /usr/bin/python3 - "$SP_PORT" <<'PY' 2>&1
+import sys, psycopg
+c = psycopg.connect("host=127.0.0.1 port=%s user=app password=secret dbname=shardpool" % sys.argv[1], autocommit=True)
+bad = []
+for cmd, cols in (("SHOW POOLS", ("shard", "port", "cl_active", "cl_waiting", "sv_active", "sv_idle", "sv_login",
+                                    "maxwait", "maxwait_us", "xacts", "queries")),
+                  ("SHOW CLIENTS", ("id", "queries", "xacts")), ("SHOW SERVERS", ("id", "backend_pid", "xacts")),
+                  ("SHOW DATABASES", ("shards", "pool_size", "shard")), ("SHOW MEM", ("count",)),
+                  ("SHOW ROUTE CACHE", ("hits", "entries")), ("SHOW HEALTH", ("shard", "port", "lag_bytes")),
+                  ("SHOW STATS", ("total_xact_count",)), ("SHOW LISTS", ("items",))):
+    cur = c.execute(cmd)
+    names = [d.name for d in cur.description]
+    rows = cur.fetchall()
+    if not rows:
+        bad.append(cmd + ": no rows")
+    for r in rows:
+        for col in cols:
+            if not isinstance(r[names.index(col)], int):
+                bad.append("%s %s: %r" % (cmd, col, r[names.index(col)]))
+print(" ".join(sorted(set(bad))) or "ok")
+PY
+	)
+	is "$out" ok "SHOW POOLS, CLIENTS, SERVERS, DATABASES, MEM, ROUTE CACHE, HEALTH: counts are numbers for a driver"
+else
+	skip "psycopg is not installed: column types" 1
+fi
 
 # ---------------------------------------------------------------- PAUSE db / RESUME db
 is "$(adm "PAUSE plain")" "" "PAUSE plain"
@@ -244,6 +299,16 @@ ok "SHOW STATS: avg_query_time about 50 ms ($aq us)" test "$aq" -ge 45000 -a "$a
 ok "SHOW STATS: avg_recv > 0 ($ar bytes/s)" test "$ar" -gt 0
 sleep 2.2
 is "$(col "SHOW STATS" core avg_xact_count)" 0 "a period later without traffic: avg_xact_count is 0 again"
+# a new stats_period applies at once, not at the next tick of the old one (an hour here)
+adm "SET stats_period = 1h" >/dev/null
+sleep 1.5
+is "$(adm "SET stats_period = 1")" "" "SET stats_period = 1h, then back to 1 s"
+PGPASSWORD=secret timeout 20 psql -X -q -A -t -h 127.0.0.1 -p "$SP_PORT" -U app -d core -f "$SP_TMP/sleeps.sql" >/dev/null 2>&1 &
+loader=$!
+sleep 2.3
+ax=$(col "SHOW STATS_AVERAGES" core xact_count)
+wait "$loader"
+ok "... the averages follow the 1 s period at once ($ax transactions a second)" test "$ax" -ge 8 -a "$ax" -le 25
 
 # ---------------------------------------------------------------- PAUSE waits for running transactions
 is "$(q plain "SELECT 'warm plain'")" "warm plain" "plain answers before the PAUSE tests"

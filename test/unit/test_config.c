@@ -683,6 +683,13 @@ static void test_values(void)
 			       "default_pool_size = 20"),
 	   "min_pool_size above pool size: %s", err);
 	sp_config_free(cfg);
+	cfg = load_global("listen_port = 6432\nmetrics_port = 6432", err, sizeof(err));
+	ok(!cfg && strstr(err, ":4: [shardpool] metrics_port = 6432 is listen_port too"),
+	   "metrics_port = listen_port: %s", err);
+	sp_config_free(cfg);
+	cfg = load_global("listen_port = 6432\nmetrics_port = 6432\nmetrics_addr = 10.0.0.1", err, sizeof(err));
+	ok(cfg != NULL, "metrics_port = listen_port on another address: %s", cfg ? "valid" : err);
+	sp_config_free(cfg);
 
 	/* Windows line endings, a BOM, comments of any length */
 	{
