@@ -1232,13 +1232,14 @@ static sp_pstmt_t *intern_statement(const sp_client_t *c, const uint8_t *body, s
 }
 
 /* Make sure the server has ps prepared under its shared name; queue the Parse if not. */
-static void ensure_prepared(sp_server_t *s, sp_pstmt_t *ps)
+/* Returns true when it queued a Parse: the server prepares ps afresh. */
+static bool ensure_prepared(sp_server_t *s, sp_pstmt_t *ps)
 {
 	sp_buf_t *out = &s->sock.out;
 	sp_pstmt_t *victim;
 	size_t at;
 	if (sp_pstmt_cache_has(&s->pstmts, ps))
-		return;
+		return false;
 	if ((victim = sp_pstmt_cache_take_old(&s->pstmts, ps))) {
 		/* prepared here before its result type changed: replace it */
 		sp_msg_write_close(out, 'S', victim->name);
@@ -1257,6 +1258,49 @@ static void ensure_prepared(sp_server_t *s, sp_pstmt_t *ps)
 	pq_sendbytes(out, ps->body, ps->body_len);
 	sp_msg_end(out, at);
 	sp_server_push_req(s, SP_REQ_INT_PARSE, ps, SP_INTQ_NONE);
+	return true;
+}
+
+/*
+ * The rest of a Bind (from its parameter format codes on) for a statement the server
+ * prepares afresh for it, with one result format code per column the client was
+ * described (ps->ncols) where the client sent none or one for all. PostgreSQL refuses a
+ * client's statement prepared before DDL changed its result type (0A000); a copy
+ * prepared afresh after the DDL would instead return rows of another shape than the
+ * driver decodes (asyncpg: "the number of columns in the result row is different from
+ * what was described"). With a code per column the server refuses the Bind when the
+ * count no longer fits (08P01), which server.c turns into that 0A000. Only on a fresh
+ * prepare, never per Bind of a statement the server has.
+ */
+static void send_bind_tail(sp_buf_t *out, const sp_pstmt_t *ps, const uint8_t *p, size_t n)
+{
+	sp_msg_reader_t r;
+	const uint8_t *skip;
+	int16_t nfmt, nparams, nres, code = 0;
+	int32_t vlen;
+	size_t tail;
+	sp_msg_reader_init(&r, p, n);
+	if (ps->ncols <= 0 || ps->ncols > 1600 || !pq_getmsgint16(&r, &nfmt) || nfmt < 0 ||
+	    !pq_getmsgbytes(&r, (size_t)nfmt * 2, &skip) || !pq_getmsgint16(&r, &nparams) ||
+	    nparams < 0)
+		goto as_is;
+	for (int i = 0; i < nparams; i++) {
+		if (!pq_getmsgint32(&r, &vlen))
+			goto as_is;
+		if (vlen > 0 && !pq_getmsgbytes(&r, (size_t)vlen, &skip))
+			goto as_is;
+	}
+	tail = r.pos;
+	if (!pq_getmsgint16(&r, &nres) || nres > 1 || nres < 0 || (nres == 1 && !pq_getmsgint16(&r, &code)) ||
+	    r.pos != n)
+		goto as_is;
+	pq_sendbytes(out, p, tail);
+	pq_sendint16(out, (int16_t)ps->ncols);
+	for (int i = 0; i < ps->ncols; i++)
+		pq_sendint16(out, code);
+	return;
+as_is:
+	pq_sendbytes(out, p, n);
 }
 
 static void forward_raw(sp_server_t *s, const uint8_t *p, size_t n)
@@ -1543,11 +1587,14 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 					sp_pstmt_unref(ps);
 					return true;
 				}
-				ensure_prepared(s, ps);
+				bool fresh = ensure_prepared(s, ps);
 				at = sp_msg_begin(out, SP_FE_BIND);
 				pq_sendstring(out, name);
 				pq_sendstring(out, ps->name);
-				pq_sendbytes(out, body + r.pos, len - r.pos);
+				if (fresh)
+					send_bind_tail(out, ps, body + r.pos, len - r.pos);
+				else
+					pq_sendbytes(out, body + r.pos, len - r.pos);
 				sp_msg_end(out, at);
 				sp_server_push_req(s, SP_REQ_BIND, ps, SP_INTQ_NONE);
 				return true;

@@ -198,6 +198,32 @@ static bool changed_shape(const char *code, const uint8_t *body, size_t len, con
 	return cols != ps->ncols;
 }
 
+/*
+ * PostgreSQL's error for a prepared statement whose result type changed, with the
+ * fields it sends: drivers tell it from other 0A000 errors by its routine, not its
+ * localised text (asyncpg turns RevalidateCachedQuery into InvalidCachedStatementError
+ * and prepares the statement again; without it the application gets the error).
+ */
+static void write_stale_error(sp_buf_t *b)
+{
+	size_t at = sp_msg_begin(b, SP_BE_ERROR);
+	static const char *const fields[][2] = {
+		{"S", "ERROR"},
+		{"V", "ERROR"},
+		{"C", "0A000"},
+		{"M", "cached plan must not change result type"},
+		{"H", "The statement's tables changed since it was prepared; prepare it again."},
+		{"F", "plancache.c"},
+		{"R", "RevalidateCachedQuery"},
+	};
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		pq_sendbyte(b, (uint8_t)fields[i][0][0]);
+		pq_sendstring(b, fields[i][1]);
+	}
+	pq_sendbyte(b, 0);
+	sp_msg_end(b, at);
+}
+
 /* Answer synthesised requests that have reached the front of the queue. */
 static void emit_synth(sp_server_t *s)
 {
@@ -937,8 +963,7 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 					strcmp(r->text, SP_STALE_STATEMENT) == 0)) {
 			/* the client hears what PostgreSQL would have said */
 			sp_buf_t e = {0};
-			sp_msg_write_error(&e, "ERROR", "0A000", "cached plan must not change result type",
-					   NULL, "The statement's tables changed since it was prepared; prepare it again.");
+			write_stale_error(&e);
 			write_client(s, sp_buf_head(&e), sp_buf_len(&e));
 			sp_buf_free(&e);
 		} else {
@@ -964,10 +989,12 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 				} else if (r->kind == SP_REQ_INT_CLOSE && r->ps && !first) {
 					/* skipped eviction: the server still has it */
 					add_stale(s, r->ps);
-				} else if (r->kind == SP_REQ_BIND && r->ps && first && code &&
+				} else if ((r->kind == SP_REQ_BIND || r->kind == SP_REQ_DESCRIBE) && r->ps && first && code &&
 					   (strcmp(code, "0A000") == 0 || strcmp(code, "26000") == 0)) {
-					/* e.g. "cached plan must not change result type" after DDL:
-					 * prepare it again (after a Close) on next use. Seen on a
+					/* e.g. "cached plan must not change result type" after DDL
+					 * (at Bind, or at a Describe of the copy this server had when
+					 * another client prepared the same text): prepare it again
+					 * (after a Close) on next use. Seen on a
 					 * current copy, it makes every client's earlier name stale,
 					 * and every other server's copy. */
 					if (strcmp(code, "0A000") == 0 && sp_pstmt_cache_has(&s->pstmts, r->ps))
