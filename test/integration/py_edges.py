@@ -12,8 +12,9 @@ primary's port), which is how a failing check is told apart from a driver quirk.
 
 psycopg: pipeline mode (with an error in it and recovery), executemany with and
 without returning, named (server-side) cursors in a transaction, prepare=True with
-prepare_threshold=0, COPY write and read, conn.cancel() of a pg_sleep.
-asyncpg: executemany, a cursor with prefetch in a transaction, copy_records_to_table,
+prepare_threshold=0, COPY write (text and binary) and read, conn.cancel() of a pg_sleep.
+asyncpg: executemany, a cursor with prefetch in a transaction, copy_records_to_table
+(also into the sharded table, where shardpool splits the binary COPY by key),
 copy_from_query, a pool of 10 connections sharing statement names, multi-statement
 execute(), introspection of enum and composite types, cancellation by a timeout.
 With `sharded`, TABLE is sharded by id in DATABASE (created on every shard by the
@@ -251,6 +252,12 @@ def run_psycopg(port, db, table, sharded):
             else:
                 n = c.execute(f'SELECT count(*) FROM {table} WHERE id >= %s AND id < %s', (5000, 6000)).fetchone()[0]
             check('COPY FROM STDIN of 1000 rows', n, 1000)
+            with cur.copy(f'COPY {table} (id, v) FROM STDIN (FORMAT BINARY)') as cp:
+                cp.set_types(['int8', 'text'])
+                for i in range(6100, 6400):
+                    cp.write_row((i, f'b{i}'))
+            n = c.execute(f'SELECT count(*) FROM {table} WHERE id = ANY(%s)', (list(range(6100, 6400)),)).fetchone()[0]
+            check('COPY FROM STDIN (FORMAT BINARY) of 300 rows', (n, c.execute(f'SELECT v FROM {table} WHERE id = %s', (6399,)).fetchone()[0]), (300, 'b6399'))
             got = []
             with cur.copy('COPY (SELECT x, md5(x::text) FROM generate_series(1, 2000) AS x) TO STDOUT') as cp:
                 for row in cp.rows():
@@ -539,10 +546,30 @@ def run_asyncpg(port, db, table, sharded):
         check('rolled back insert is not there', await c.fetchval(f'SELECT v FROM {table} WHERE id = $1', 73005), None)
         await c.close()
 
+    async def sharded_copy():
+        # copy_records_to_table sends binary COPY: split by key like text COPY
+        c = await connect()
+        ids = list(range(74000, 74500))
+        r = await c.copy_records_to_table(table, records=[(i, f'bc{i}') for i in ids], columns=['id', 'v'])
+        n = await c.fetchval(f'SELECT count(*) FROM {table} WHERE id = ANY($1::bigint[])', ids)
+        v = await c.fetchval(f'SELECT v FROM {table} WHERE id = $1', 74321)
+        check('copy_records_to_table (binary COPY) over the shards', (r, n, v), ('COPY 500', 500, 'bc74321'))
+        try:
+            await c.copy_records_to_table(table, records=[(74600, 'a'), (74601, 'b'), (74321, 'dup')],
+                                          columns=['id', 'v'])
+            st = 'no error'
+        except asyncpg.PostgresError as e:
+            st = e.sqlstate
+        n = await c.fetchval(f'SELECT count(*) FROM {table} WHERE id = ANY($1::bigint[])', [74600, 74601])
+        check('a binary COPY with a duplicate key on one shard: 23505, no row of it stays', (st, n), ('23505', 0))
+        check('query after it', await c.fetchval('SELECT 11'), 11)
+        await c.close()
+
     async def main():
         await group('setup', setup())
         if sharded:
             await group('sharded keys', sharded_keys())
+            await group('sharded binary copy', sharded_copy())
             return
         await group('executemany', executemany())
         await group('cursors', cursors())
