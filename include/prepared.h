@@ -93,6 +93,14 @@ sp_pstmt_t *sp_pstmt_cache_take_old(sp_pstmt_cache_t *c, sp_pstmt_t *ps);
  * unrefs it); otherwise NULL. */
 sp_pstmt_t *sp_pstmt_cache_add(sp_pstmt_cache_t *c, sp_pstmt_t *ps, int max);
 void sp_pstmt_cache_remove(sp_pstmt_cache_t *c, sp_pstmt_t *ps);
+
+/*
+ * A Describe of ps reported another number of result columns than the last one (DDL
+ * since): client names and server copies made before are stale, as PostgreSQL's own
+ * would be, except the copy on the server that answered (c) and the name of the client
+ * that was told the new shape (m, either may be NULL).
+ */
+void sp_pstmt_reshaped(sp_pstmt_t *ps, sp_pstmt_cache_t *c, sp_pstmt_map_t *m);
 void sp_pstmt_cache_clear(sp_pstmt_cache_t *c);
 
 #endif

@@ -276,3 +276,14 @@ void sp_pstmt_cache_clear(sp_pstmt_cache_t *c)
 	c->epochs = NULL;
 	c->n = c->cap = 0;
 }
+
+void sp_pstmt_reshaped(sp_pstmt_t *ps, sp_pstmt_cache_t *c, sp_pstmt_map_t *m)
+{
+	uint32_t old = ps->epoch++;
+	for (int i = 0; c && i < c->n; i++)
+		if (c->items[i] == ps && c->epochs[i] == old)
+			c->epochs[i] = ps->epoch;
+	for (int i = 0; m && i < m->n; i++)
+		if (m->slots[i].ps == ps && m->slots[i].epoch == old)
+			m->slots[i].epoch = ps->epoch;
+}

@@ -224,6 +224,19 @@ static void write_stale_error(sp_buf_t *b)
 	sp_msg_end(b, at);
 }
 
+/*
+ * A Describe of ps answered with ncols result columns. Another count than before means
+ * DDL changed its result type on a copy prepared afresh: the clients that were told
+ * the old shape must get 0A000 rather than rows they cannot decode (see
+ * sp_pstmt_reshaped).
+ */
+static void note_ncols(sp_server_t *s, sp_pstmt_t *ps, int32_t ncols)
+{
+	if (ps->ncols >= 0 && ps->ncols != ncols)
+		sp_pstmt_reshaped(ps, &s->pstmts, s->client ? &s->client->pstmts : NULL);
+	ps->ncols = ncols;
+}
+
 /* Answer synthesised requests that have reached the front of the queue. */
 static void emit_synth(sp_server_t *s)
 {
@@ -826,7 +839,7 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 	case SP_BE_CLOSE_COMPLETE:
 	case SP_BE_NO_DATA:
 		if (type == SP_BE_NO_DATA && r && r->kind == SP_REQ_DESCRIBE && r->ps)
-			r->ps->ncols = 0;
+			note_ncols(s, r->ps, 0);
 		if (!r) {
 			sp_server_close(s, "server sent an unexpected response");
 			return false;
@@ -840,7 +853,7 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 		if (!internal)
 			write_client(s, msg, total);
 		if (r && r->kind == SP_REQ_DESCRIBE && r->ps && len >= 2)
-			r->ps->ncols = (int32_t)(((uint32_t)body[0] << 8) | body[1]);
+			note_ncols(s, r->ps, (int32_t)(((uint32_t)body[0] << 8) | body[1]));
 		if (r && r->kind == SP_REQ_DESCRIBE) {
 			req_pop(s);
 			emit_synth(s);

@@ -16,7 +16,8 @@
 # once, where asyncpg must recognise shardpool's 0A000 as its InvalidCachedStatement).
 # A third shardpool with max_prepared_statements = 2 and one server connection checks
 # statement eviction in a pipeline that fails, and a statement evicted before an ALTER
-# TABLE (prepared afresh, it must still be refused, not return rows of the new shape). Each check becomes one TAP line here.
+# TABLE (prepared afresh, by itself or by another connection first, it must still be
+# refused, not return rows of the new shape). Each check becomes one TAP line here.
 . "$(dirname "$0")/lib.sh"
 
 PY=/usr/bin/python3

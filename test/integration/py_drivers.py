@@ -412,6 +412,21 @@ def run_asyncpg_evict(port, db, table):
             except Exception as e:
                 got.append(describe(e))
         check('a statement evicted from the server, then ALTER TABLE: the new shape', got, [2, 3, 3])
+        # the same once more, but another connection prepares the text first after
+        # the ALTER: the server's copy is then of the new shape when c runs it
+        await c.fetchval('SELECT $1::int + 1', 1)
+        await c.fetchval('SELECT $1::int + 2', 1)
+        await c.execute(f'ALTER TABLE {t} ADD COLUMN c int DEFAULT 6')
+        o = await asyncpg.connect(host='127.0.0.1', port=int(port), user='app', password='secret',
+                                  database=db, timeout=20, command_timeout=10)
+        got = [len(await o.fetchrow(q, 1))]
+        for _i in range(2):
+            try:
+                got.append(len(await c.fetchrow(q, 1)))
+            except Exception as e:
+                got.append(describe(e))
+        check('... and when another connection prepared it after the ALTER', got, [4, 4, 4])
+        await o.close()
         await c.execute(f'DROP TABLE {t}')
         await c.close()
 
