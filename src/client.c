@@ -1231,8 +1231,8 @@ static sp_pstmt_t *intern_statement(const sp_client_t *c, const uint8_t *body, s
 	return sp_pstmt_intern(body, len, scope);
 }
 
-/* Make sure the server has ps prepared under its shared name; queue the Parse if not. */
-/* Returns true when it queued a Parse: the server prepares ps afresh. */
+/* Make sure the server has ps prepared under its shared name; queue the Parse if not.
+ * Returns true when it queued one: the server prepares ps afresh. */
 static bool ensure_prepared(sp_server_t *s, sp_pstmt_t *ps)
 {
 	sp_buf_t *out = &s->sock.out;
@@ -2294,6 +2294,32 @@ static void merge_target(sp_target_t *acc, const sp_target_t *t, bool *have)
 
 /* Route the extended-protocol messages up to end; in_txn_shard as for sp_router_query. */
 /* What the Binds of a batch are: only BEGIN, only COMMIT/ROLLBACK, or anything. */
+/* The command tag of a SAVEPOINT, RELEASE or ROLLBACK TO, else NULL. */
+static const char *savepoint_tag(const char *sql, size_t len)
+{
+	char w[16];
+	first_word(sql, len, w, sizeof(w));
+	return strcmp(w, "SAVEPOINT") == 0 ? "SAVEPOINT"
+	       : strcmp(w, "RELEASE") == 0 ? "RELEASE"
+	       : strcmp(w, "ROLLBACK") == 0 ? "ROLLBACK"
+					    : NULL;
+}
+
+/* Add a statement to the virtual transaction's BEGIN, to run with it on the shard its
+ * first statement with a key picks. */
+static bool defer_to_begin(sp_client_t *c, const char *sql, size_t len)
+{
+	size_t bl = c->begin_sql ? strlen(c->begin_sql) : 0;
+	char *nb;
+	if (!c->begin_sql || !(nb = realloc(c->begin_sql, bl + 1 + len + 1)))
+		return false;
+	nb[bl] = ';';
+	memcpy(nb + bl + 1, sql, len);
+	nb[bl + 1 + len] = 0;
+	c->begin_sql = nb;
+	return true;
+}
+
 typedef struct batch_kind {
 	int binds, begins, ends, rollbacks;
 	int others; /* Describe, Execute, FunctionCall, unnamed Parse: need a server */
@@ -2301,6 +2327,8 @@ typedef struct batch_kind {
 	bool flush_end; /* the batch ends with a Flush, not a Sync */
 	const char *begin_sql; /* inside the client's input: valid until the batch is consumed */
 	size_t begin_len;
+	int savepoints;       /* SAVEPOINT, RELEASE, ROLLBACK TO (savepoint_sql, as begin_sql) */
+	const char *savepoint_sql;
 	/* a batch of statements on different shards, split by shard (see split_batch): each
 	 * Bind's shard in c->bind_shards (-1: any), in Bind order */
 	bool split;
@@ -2592,6 +2620,10 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 								bk->begins++;
 								bk->begin_sql = sql;
 								bk->begin_len = strlen(sql);
+							} else if (t.txnop == SP_TXNOP_OTHER && t.kind == SP_TARGET_ANY &&
+								   savepoint_tag(sql, strlen(sql))) {
+								bk->savepoints++;
+								bk->savepoint_sql = sql;
 							} else if ((t.txnop == SP_TXNOP_COMMIT || t.txnop == SP_TXNOP_ROLLBACK) &&
 								   t.kind == SP_TARGET_ANY) {
 								bk->ends++;
@@ -2876,23 +2908,23 @@ static bool route_idle(sp_client_t *c)
 			local_reply(c, strcmp(w, "START") == 0 ? "START TRANSACTION" : "BEGIN", SP_TXN_BLOCK);
 			return true;
 		}
-		if (c->virtual_txn && t.kind == SP_TARGET_ANY && t.txnop == SP_TXNOP_NONE && !strchr(sql, ';')) {
+		if (c->virtual_txn && t.kind == SP_TARGET_ANY &&
+		    (t.txnop == SP_TXNOP_NONE || t.txnop == SP_TXNOP_OTHER) &&
+		    (t.txnop == SP_TXNOP_NONE ? !strchr(sql, ';') : t.n_stmts == 1)) {
 			/* SET / SET LOCAL before the first statement with a key: it belongs to the
-			 * transaction, so it waits with the BEGIN for the shard to be known. */
+			 * transaction, so it waits with the BEGIN for the shard to be known. So does
+			 * a SAVEPOINT (a nested transaction of psycopg, asyncpg, Django or
+			 * SQLAlchemy opened before the first statement), and its RELEASE or
+			 * ROLLBACK TO. */
 			char w[16];
+			const char *tag;
 			first_word(sql, len - 5, w, sizeof(w));
-			if (strcmp(w, "SET") == 0) {
-				size_t bl = strlen(c->begin_sql);
-				char *nb = realloc(c->begin_sql, bl + 1 + (len - 5) + 1);
-				if (nb) {
-					nb[bl] = ';';
-					memcpy(nb + bl + 1, sql, len - 5);
-					nb[bl + 1 + len - 5] = 0;
-					c->begin_sql = nb;
-					sp_buf_consume(in, (size_t)len + 1);
-					local_reply(c, "SET", SP_TXN_BLOCK);
-					return true;
-				}
+			tag = t.txnop == SP_TXNOP_NONE ? (strcmp(w, "SET") == 0 ? "SET" : NULL)
+						       : savepoint_tag(sql, len - 5);
+			if (tag && defer_to_begin(c, sql, len - 5)) {
+				sp_buf_consume(in, (size_t)len + 1);
+				local_reply(c, tag, SP_TXN_BLOCK);
+				return true;
 			}
 		}
 		if (c->virtual_txn && t.kind == SP_TARGET_ANY &&
@@ -2988,6 +3020,15 @@ static bool route_idle(sp_client_t *c)
 			 * (each server gets the statement when a Bind needs it), so preparing does
 			 * not bind the transaction to the default shard. */
 			emulate_batch(c, end, NULL, virtual_status(c));
+			return true;
+		}
+		if (t.kind != SP_TARGET_ERROR && c->virtual_txn && !c->virtual_failed && last_batch.binds == 1 &&
+		    last_batch.savepoints == 1 && last_batch.execs == 1 &&
+		    defer_to_begin(c, last_batch.savepoint_sql, strlen(last_batch.savepoint_sql))) {
+			/* a SAVEPOINT (psycopg's nested transaction()) before the transaction's
+			 * first statement with a key: it waits with the BEGIN, as a Query's does */
+			emulate_batch(c, end, savepoint_tag(last_batch.savepoint_sql, strlen(last_batch.savepoint_sql)),
+				      SP_TXN_BLOCK);
 			return true;
 		}
 		if (t.kind != SP_TARGET_ERROR && last_batch.binds > 0 && last_batch.ends == last_batch.binds &&

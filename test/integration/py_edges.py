@@ -88,6 +88,23 @@ def run_psycopg(port, db, table, sharded):
                     st = sqlstate(e)
                 n = c.execute(f'SELECT count(*) FROM {table} WHERE id >= %s AND id < %s', (80200, 80210)).fetchone()[0]
                 check('executemany over several shards with a duplicate key: 23505, and no row of it stays', (st, n), ('23505', 0))
+
+        @group('sharded: a nested transaction first')
+        def _():
+            # transaction() inside transaction(): BEGIN, then SAVEPOINT before the
+            # first statement with a key, which may be on any shard
+            with connect() as c:
+                got = []
+                for i in range(80000, 80008):
+                    with c.transaction():
+                        with c.transaction():
+                            c.execute(f'UPDATE {table} SET v = %s WHERE id = %s', (f'n{i}', i))
+                        with c.transaction():
+                            c.execute(f'UPDATE {table} SET v = %s WHERE id = %s', (f'r{i}', i))
+                            raise psycopg.Rollback()
+                    got.append(c.execute(f'SELECT v FROM {table} WHERE id = %s', (i,)).fetchone()[0])
+                check('BEGIN, SAVEPOINT, then keys on either shard (one rolled back to its savepoint)',
+                      got, [f'n{i}' for i in range(80000, 80008)])
         return
 
     @group('pipeline mode')
@@ -563,6 +580,13 @@ def run_asyncpg(port, db, table, sharded):
         n = await c.fetchval(f'SELECT count(*) FROM {table} WHERE id = ANY($1::bigint[])', [74600, 74601])
         check('a binary COPY with a duplicate key on one shard: 23505, no row of it stays', (st, n), ('23505', 0))
         check('query after it', await c.fetchval('SELECT 11'), 11)
+        got = []
+        for i in range(74000, 74008):
+            async with c.transaction():
+                async with c.transaction():
+                    await c.execute(f'UPDATE {table} SET v = $1 WHERE id = $2', f'n{i}', i)
+            got.append(await c.fetchval(f'SELECT v FROM {table} WHERE id = $1', i))
+        check('nested transactions (SAVEPOINT first) on keys of either shard', got, [f'n{i}' for i in range(74000, 74008)])
         await c.close()
 
     async def main():
