@@ -18,7 +18,8 @@ asyncpg: executemany, a cursor with prefetch in a transaction, copy_records_to_t
 copy_from_query, a pool of 10 connections sharing statement names, multi-statement
 execute(), introspection of enum and composite types, cancellation by a timeout.
 With `sharded`, TABLE is sharded by id in DATABASE (created on every shard by the
-caller), and statements name the key or fan out outside a transaction.
+caller), and statements name the key or fan out outside a transaction; nested
+transactions (a SAVEPOINT before the first key) land on the key's shard.
 
 Deliberately not here: what 62_python.t already covers in plain form.
 """
