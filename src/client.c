@@ -2707,6 +2707,13 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 		out->write = w;
 		out->read = rd;
 		bk->split = true;
+	} else if (out->kind == SP_TARGET_ERROR && bk->flush_end && in_txn_shard < 0 && !c->virtual_txn &&
+		   strncmp(out->message, "statements sent together", 24) == 0) {
+		/* not split because the client asks for answers before its Sync */
+		snprintf(out->hint, sizeof(out->hint),
+			 "Outside a transaction shardpool splits such a batch by shard only when it comes whole before "
+			 "its Sync; this one asks for answers first (a Flush, as psycopg's executemany(returning=True) "
+			 "sends). Send it without returning=True, one statement at a time, or with one shard key.");
 	}
 }
 

@@ -89,6 +89,15 @@ def run_psycopg(port, db, table, sharded):
                     st = sqlstate(e)
                 n = c.execute(f'SELECT count(*) FROM {table} WHERE id >= %s AND id < %s', (80200, 80210)).fetchone()[0]
                 check('executemany over several shards with a duplicate key: 23505, and no row of it stays', (st, n), ('23505', 0))
+                # returning=True asks for answers before the Sync (Flush): not split,
+                # refused with a hint that says why and what to do
+                try:
+                    cur.executemany(f'INSERT INTO {table} (id, v) VALUES (%s, %s) RETURNING id',
+                                    [(i, 'r') for i in range(80300, 80310)], returning=True)
+                    st = 'no error'
+                except psycopg.Error as e:
+                    st = (sqlstate(e), 'returning=True' in (e.diag.message_hint or ''))
+                check('executemany(returning=True) over several shards: 0A000 with a hint', st, ('0A000', True))
 
         @group('sharded: a nested transaction first')
         def _():
