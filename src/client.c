@@ -1231,17 +1231,19 @@ static sp_pstmt_t *intern_statement(const sp_client_t *c, const uint8_t *body, s
 	return sp_pstmt_intern(body, len, scope);
 }
 
-/* Make sure the server has ps prepared under its shared name; queue the Parse if not.
- * Returns true when it queued one: the server prepares ps afresh. */
-static bool ensure_prepared(sp_server_t *s, sp_pstmt_t *ps)
+/* Make sure the server has ps prepared under its shared name, prepared in DDL generation
+ * gen or later (see sp_pstmt_ddl_gen); queue the Parse if not. Returns true when it
+ * queued one: the server prepares ps afresh. */
+static bool ensure_prepared_since(sp_server_t *s, sp_pstmt_t *ps, uint32_t gen)
 {
 	sp_buf_t *out = &s->sock.out;
 	sp_pstmt_t *victim;
 	size_t at;
-	if (sp_pstmt_cache_has(&s->pstmts, ps))
+	if (sp_pstmt_cache_has_since(&s->pstmts, ps, gen))
 		return false;
-	if ((victim = sp_pstmt_cache_take_old(&s->pstmts, ps))) {
-		/* prepared here before its result type changed: replace it */
+	if ((victim = sp_pstmt_cache_take_old(&s->pstmts, ps, gen))) {
+		/* prepared here before its result type changed, or before DDL the client
+		 * prepared it after: replace it */
 		sp_msg_write_close(out, 'S', victim->name);
 		sp_server_push_req(s, SP_REQ_INT_CLOSE, victim, SP_INTQ_NONE);
 		sp_pstmt_unref(victim);
@@ -1259,6 +1261,11 @@ static bool ensure_prepared(sp_server_t *s, sp_pstmt_t *ps)
 	sp_msg_end(out, at);
 	sp_server_push_req(s, SP_REQ_INT_PARSE, ps, SP_INTQ_NONE);
 	return true;
+}
+
+static bool ensure_prepared(sp_server_t *s, sp_pstmt_t *ps)
+{
+	return ensure_prepared_since(s, ps, 0);
 }
 
 /*
@@ -1506,12 +1513,14 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 			if (ps->drops) {
 				sp_pstmt_cache_clear(&s->pstmts);
 			}
-			if (sp_pstmt_cache_has(&s->pstmts, ps)) {
+			if (sp_pstmt_cache_has_since(&s->pstmts, ps, sp_pstmt_ddl_gen)) {
 				/* the name goes with it: skipped after an error, the name is dropped */
 				sp_server_push_req_text(s, SP_REQ_SYNTH_PARSE, ps, name);
 			} else {
 				sp_req_t *last;
-				ensure_prepared(s, ps);
+				/* a copy from before DDL seen since could fail its Describe with
+				 * 0A000, which PostgreSQL would not say to a fresh Parse */
+				ensure_prepared_since(s, ps, sp_pstmt_ddl_gen);
 				/* The Parse we just queued answers for the client's. */
 				last = &s->reqs[(s->req_head + s->req_n - 1) & (s->req_cap - 1)];
 				last->kind = SP_REQ_PARSE;
@@ -1553,7 +1562,8 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 			goto bad;
 		if (*name2 && tracking_statements(c)) {
 			bool stale;
-			sp_pstmt_t *ps = sp_pstmt_map_lookup(&c->pstmts, name2, &stale);
+			uint32_t gen = 0;
+			sp_pstmt_t *ps = sp_pstmt_map_lookup_gen(&c->pstmts, name2, &stale, &gen);
 			if (ps && stale) {
 				refuse_stale(s, SP_FE_BIND, name);
 				return true;
@@ -1587,7 +1597,7 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 					sp_pstmt_unref(ps);
 					return true;
 				}
-				bool fresh = ensure_prepared(s, ps);
+				bool fresh = ensure_prepared_since(s, ps, gen);
 				at = sp_msg_begin(out, SP_FE_BIND);
 				pq_sendstring(out, name);
 				pq_sendstring(out, ps->name);
@@ -1617,7 +1627,8 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 			goto bad;
 		if (kind == 'S' && *name && tracking_statements(c)) {
 			bool stale;
-			sp_pstmt_t *ps = sp_pstmt_map_lookup(&c->pstmts, name, &stale);
+			uint32_t gen = 0;
+			sp_pstmt_t *ps = sp_pstmt_map_lookup_gen(&c->pstmts, name, &stale, &gen);
 			if (ps && stale) {
 				refuse_stale(s, SP_FE_DESCRIBE, NULL);
 				return true;
@@ -1625,7 +1636,7 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 			if (ps) {
 				sp_buf_t *out = &s->sock.out;
 				size_t at;
-				ensure_prepared(s, ps);
+				ensure_prepared_since(s, ps, gen);
 				at = sp_msg_begin(out, SP_FE_DESCRIBE);
 				pq_sendbyte(out, 'S');
 				pq_sendstring(out, ps->name);

@@ -872,6 +872,9 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 	case SP_BE_PORTAL_SUSPENDED:
 		if (!internal)
 			write_client(s, msg, total);
+		if (type == SP_BE_COMMAND_COMPLETE && len > 7 && (body[0] == 'A' || body[0] == 'C' || body[0] == 'D') &&
+		    (memcmp(body, "ALTER ", 6) == 0 || memcmp(body, "CREATE ", 7) == 0 || memcmp(body, "DROP ", 5) == 0))
+			sp_pstmt_ddl_seen(); /* statements prepared before may have changed shape */
 		if (type == SP_BE_COMMAND_COMPLETE && len == 7 && memcmp(body, "LISTEN", 7) == 0 && c &&
 		    c->pool_mode != SP_POOL_SESSION && !s->dirty_close) {
 			/* a LISTEN that got past the refusal (in a Query of several statements, or
