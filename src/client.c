@@ -1233,13 +1233,14 @@ static sp_pstmt_t *intern_statement(const sp_client_t *c, const uint8_t *body, s
 
 /* Make sure the server has ps prepared under its shared name, prepared in DDL generation
  * gen or later (see sp_pstmt_ddl_gen); queue the Parse if not. Returns true when it
- * queued one: the server prepares ps afresh. */
-static bool ensure_prepared_since(sp_server_t *s, sp_pstmt_t *ps, uint32_t gen)
+ * queued one: the server prepares ps afresh. *copy_gen (may be NULL): the generation
+ * of the copy the server has. */
+static bool ensure_prepared_since(sp_server_t *s, sp_pstmt_t *ps, uint32_t gen, uint32_t *copy_gen)
 {
 	sp_buf_t *out = &s->sock.out;
 	sp_pstmt_t *victim;
 	size_t at;
-	if (sp_pstmt_cache_has_since(&s->pstmts, ps, gen))
+	if (sp_pstmt_cache_has_since(&s->pstmts, ps, gen, copy_gen))
 		return false;
 	if ((victim = sp_pstmt_cache_take_old(&s->pstmts, ps, gen))) {
 		/* prepared here before its result type changed, or before DDL the client
@@ -1265,7 +1266,7 @@ static bool ensure_prepared_since(sp_server_t *s, sp_pstmt_t *ps, uint32_t gen)
 
 static bool ensure_prepared(sp_server_t *s, sp_pstmt_t *ps)
 {
-	return ensure_prepared_since(s, ps, 0);
+	return ensure_prepared_since(s, ps, 0, NULL);
 }
 
 /*
@@ -1513,14 +1514,14 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 			if (ps->drops) {
 				sp_pstmt_cache_clear(&s->pstmts);
 			}
-			if (sp_pstmt_cache_has_since(&s->pstmts, ps, sp_pstmt_ddl_gen)) {
+			if (sp_pstmt_cache_has_since(&s->pstmts, ps, sp_pstmt_ddl_gen, NULL)) {
 				/* the name goes with it: skipped after an error, the name is dropped */
 				sp_server_push_req_text(s, SP_REQ_SYNTH_PARSE, ps, name);
 			} else {
 				sp_req_t *last;
 				/* a copy from before DDL seen since could fail its Describe with
 				 * 0A000, which PostgreSQL would not say to a fresh Parse */
-				ensure_prepared_since(s, ps, sp_pstmt_ddl_gen);
+				ensure_prepared_since(s, ps, sp_pstmt_ddl_gen, NULL);
 				/* The Parse we just queued answers for the client's. */
 				last = &s->reqs[(s->req_head + s->req_n - 1) & (s->req_cap - 1)];
 				last->kind = SP_REQ_PARSE;
@@ -1597,14 +1598,19 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 					sp_pstmt_unref(ps);
 					return true;
 				}
-				bool fresh = ensure_prepared_since(s, ps, gen);
+				uint32_t copy_gen = gen;
+				bool fresh = ensure_prepared_since(s, ps, gen, &copy_gen);
 				at = sp_msg_begin(out, SP_FE_BIND);
 				pq_sendstring(out, name);
 				pq_sendstring(out, ps->name);
-				if (fresh)
+				if (fresh || (int32_t)(copy_gen - gen) > 0) {
+					/* a copy prepared after the client's (DDL since): its shape is
+					 * checked once, then the name counts as of the copy's time */
 					send_bind_tail(out, ps, body + r.pos, len - r.pos);
-				else
+					sp_pstmt_map_set_gen(&c->pstmts, name2, fresh ? sp_pstmt_ddl_gen : copy_gen);
+				} else {
 					pq_sendbytes(out, body + r.pos, len - r.pos);
+				}
 				sp_msg_end(out, at);
 				sp_server_push_req(s, SP_REQ_BIND, ps, SP_INTQ_NONE);
 				return true;
@@ -1636,7 +1642,7 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 			if (ps) {
 				sp_buf_t *out = &s->sock.out;
 				size_t at;
-				ensure_prepared_since(s, ps, gen);
+				ensure_prepared_since(s, ps, gen, NULL);
 				at = sp_msg_begin(out, SP_FE_DESCRIBE);
 				pq_sendbyte(out, 'S');
 				pq_sendstring(out, ps->name);

@@ -143,6 +143,15 @@ sp_pstmt_t *sp_pstmt_map_get(const sp_pstmt_map_t *m, const char *name)
 	return sp_pstmt_map_lookup(m, name, &stale);
 }
 
+void sp_pstmt_map_set_gen(sp_pstmt_map_t *m, const char *name, uint32_t gen)
+{
+	for (int i = 0; i < m->n; i++)
+		if (strcmp(m->slots[i].name, name) == 0) {
+			m->slots[i].gen = gen;
+			return;
+		}
+}
+
 void sp_pstmt_map_put(sp_pstmt_map_t *m, const char *name, sp_pstmt_t *ps)
 {
 	sp_pstmt_ref(ps);
@@ -203,15 +212,17 @@ void sp_pstmt_ddl_seen(void)
 
 bool sp_pstmt_cache_has(sp_pstmt_cache_t *c, sp_pstmt_t *ps)
 {
-	return sp_pstmt_cache_has_since(c, ps, 0);
+	return sp_pstmt_cache_has_since(c, ps, 0, NULL);
 }
 
-bool sp_pstmt_cache_has_since(sp_pstmt_cache_t *c, sp_pstmt_t *ps, uint32_t gen)
+bool sp_pstmt_cache_has_since(sp_pstmt_cache_t *c, sp_pstmt_t *ps, uint32_t gen, uint32_t *copy_gen)
 {
 	for (int i = 0; i < c->n; i++)
 		if (c->items[i] == ps) {
 			if (c->epochs[i] != ps->epoch || (int32_t)(c->gens[i] - gen) < 0)
 				return false;
+			if (copy_gen)
+				*copy_gen = c->gens[i];
 			c->used[i] = ++c->clock;
 			return true;
 		}
