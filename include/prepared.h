@@ -71,7 +71,8 @@ sp_pstmt_t *sp_pstmt_map_get(const sp_pstmt_map_t *m, const char *name);
  * it (PostgreSQL would refuse it with 0A000 until prepared again). */
 sp_pstmt_t *sp_pstmt_map_lookup(const sp_pstmt_map_t *m, const char *name, bool *stale);
 /* The same, and the DDL generation the client prepared it in (gen may be NULL). */
-sp_pstmt_t *sp_pstmt_map_lookup_gen(const sp_pstmt_map_t *m, const char *name, bool *stale, uint32_t *gen);
+sp_pstmt_t *sp_pstmt_map_lookup_gen(const sp_pstmt_map_t *m, const char *name, bool *stale,
+				    uint32_t *gen);
 /* The client's name now counts as prepared in DDL generation gen. */
 void sp_pstmt_map_set_gen(sp_pstmt_map_t *m, const char *name, uint32_t gen);
 /* Takes a reference on ps; replaces (and unrefs) an older mapping. */
@@ -104,7 +105,8 @@ void sp_pstmt_ddl_seen(void);
 bool sp_pstmt_cache_has(sp_pstmt_cache_t *c, sp_pstmt_t *ps);
 /* The same, and prepared in DDL generation gen or later; *copy_gen (may be NULL) is
  * the generation the server prepared it in. */
-bool sp_pstmt_cache_has_since(sp_pstmt_cache_t *c, sp_pstmt_t *ps, uint32_t gen, uint32_t *copy_gen);
+bool sp_pstmt_cache_has_since(sp_pstmt_cache_t *c, sp_pstmt_t *ps, uint32_t gen,
+			      uint32_t *copy_gen);
 /* Remove a copy of ps prepared before its result type changed or before DDL generation
  * gen; returns ps with the cache's reference (the caller closes it on the server and
  * unrefs it), or NULL. */

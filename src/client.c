@@ -1299,8 +1299,8 @@ static void send_bind_tail(sp_buf_t *out, const sp_pstmt_t *ps, const uint8_t *p
 			goto as_is;
 	}
 	tail = r.pos;
-	if (!pq_getmsgint16(&r, &nres) || nres > 1 || nres < 0 || (nres == 1 && !pq_getmsgint16(&r, &code)) ||
-	    r.pos != n)
+	if (!pq_getmsgint16(&r, &nres) || nres > 1 || nres < 0 ||
+	    (nres == 1 && !pq_getmsgint16(&r, &code)) || r.pos != n)
 		goto as_is;
 	pq_sendbytes(out, p, tail);
 	pq_sendint16(out, (int16_t)ps->ncols);
@@ -1604,10 +1604,12 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 				pq_sendstring(out, name);
 				pq_sendstring(out, ps->name);
 				if (fresh || (int32_t)(copy_gen - gen) > 0) {
-					/* a copy prepared after the client's (DDL since): its shape is
-					 * checked once, then the name counts as of the copy's time */
+					/* a copy prepared after the client's (DDL since): its shape
+					 * is checked once, then the name counts as of the copy's
+					 * time */
 					send_bind_tail(out, ps, body + r.pos, len - r.pos);
-					sp_pstmt_map_set_gen(&c->pstmts, name2, fresh ? sp_pstmt_ddl_gen : copy_gen);
+					sp_pstmt_map_set_gen(&c->pstmts, name2,
+							     fresh ? sp_pstmt_ddl_gen : copy_gen);
 				} else {
 					pq_sendbytes(out, body + r.pos, len - r.pos);
 				}
@@ -2316,8 +2318,8 @@ static const char *savepoint_tag(const char *sql, size_t len)
 {
 	char w[16];
 	first_word(sql, len, w, sizeof(w));
-	return strcmp(w, "SAVEPOINT") == 0 ? "SAVEPOINT"
-	       : strcmp(w, "RELEASE") == 0 ? "RELEASE"
+	return strcmp(w, "SAVEPOINT") == 0  ? "SAVEPOINT"
+	       : strcmp(w, "RELEASE") == 0  ? "RELEASE"
 	       : strcmp(w, "ROLLBACK") == 0 ? "ROLLBACK"
 					    : NULL;
 }
@@ -2344,7 +2346,7 @@ typedef struct batch_kind {
 	bool flush_end; /* the batch ends with a Flush, not a Sync */
 	const char *begin_sql; /* inside the client's input: valid until the batch is consumed */
 	size_t begin_len;
-	int savepoints;       /* SAVEPOINT, RELEASE, ROLLBACK TO (savepoint_sql, as begin_sql) */
+	int savepoints; /* SAVEPOINT, RELEASE, ROLLBACK TO (savepoint_sql, as begin_sql) */
 	const char *savepoint_sql;
 	/* a batch of statements on different shards, split by shard (see split_batch): each
 	 * Bind's shard in c->bind_shards (-1: any), in Bind order */
@@ -2637,11 +2639,14 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 								bk->begins++;
 								bk->begin_sql = sql;
 								bk->begin_len = strlen(sql);
-							} else if (t.txnop == SP_TXNOP_OTHER && t.kind == SP_TARGET_ANY &&
-								   savepoint_tag(sql, strlen(sql))) {
+							} else if (t.txnop == SP_TXNOP_OTHER &&
+								   t.kind == SP_TARGET_ANY &&
+								   savepoint_tag(sql,
+										 strlen(sql))) {
 								bk->savepoints++;
 								bk->savepoint_sql = sql;
-							} else if ((t.txnop == SP_TXNOP_COMMIT || t.txnop == SP_TXNOP_ROLLBACK) &&
+							} else if ((t.txnop == SP_TXNOP_COMMIT ||
+								    t.txnop == SP_TXNOP_ROLLBACK) &&
 								   t.kind == SP_TARGET_ANY) {
 								bk->ends++;
 								if (t.txnop == SP_TXNOP_ROLLBACK)
@@ -2724,13 +2729,16 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 		out->write = w;
 		out->read = rd;
 		bk->split = true;
-	} else if (out->kind == SP_TARGET_ERROR && bk->flush_end && in_txn_shard < 0 && !c->virtual_txn &&
-		   strncmp(out->message, "statements sent together", 24) == 0) {
+	} else if (out->kind == SP_TARGET_ERROR && bk->flush_end && in_txn_shard < 0 &&
+		   !c->virtual_txn && strncmp(out->message, "statements sent together", 24) == 0) {
 		/* not split because the client asks for answers before its Sync */
 		snprintf(out->hint, sizeof(out->hint),
-			 "Outside a transaction shardpool splits such a batch by shard only when it comes whole before "
-			 "its Sync; this one asks for answers first (a Flush, as psycopg's executemany(returning=True) "
-			 "sends). Send it without returning=True, one statement at a time, or with one shard key.");
+			 "Outside a transaction shardpool splits such a batch by shard only when "
+			 "it comes whole before "
+			 "its Sync; this one asks for answers first (a Flush, as psycopg's "
+			 "executemany(returning=True) "
+			 "sends). Send it without returning=True, one statement at a time, or with "
+			 "one shard key.");
 	}
 }
 
@@ -2936,8 +2944,8 @@ static bool route_idle(sp_client_t *c)
 		    (t.txnop == SP_TXNOP_NONE || t.txnop == SP_TXNOP_OTHER) &&
 		    (t.txnop == SP_TXNOP_NONE ? !strchr(sql, ';') : t.n_stmts == 1)) {
 			/* SET / SET LOCAL before the first statement with a key: it belongs to the
-			 * transaction, so it waits with the BEGIN for the shard to be known. So does
-			 * a SAVEPOINT (a nested transaction of psycopg, asyncpg, Django or
+			 * transaction, so it waits with the BEGIN for the shard to be known. So
+			 * does a SAVEPOINT (a nested transaction of psycopg, asyncpg, Django or
 			 * SQLAlchemy opened before the first statement), and its RELEASE or
 			 * ROLLBACK TO. */
 			char w[16];
@@ -3046,12 +3054,14 @@ static bool route_idle(sp_client_t *c)
 			emulate_batch(c, end, NULL, virtual_status(c));
 			return true;
 		}
-		if (t.kind != SP_TARGET_ERROR && c->virtual_txn && !c->virtual_failed && last_batch.binds == 1 &&
-		    last_batch.savepoints == 1 && last_batch.execs == 1 &&
+		if (t.kind != SP_TARGET_ERROR && c->virtual_txn && !c->virtual_failed &&
+		    last_batch.binds == 1 && last_batch.savepoints == 1 && last_batch.execs == 1 &&
 		    defer_to_begin(c, last_batch.savepoint_sql, strlen(last_batch.savepoint_sql))) {
 			/* a SAVEPOINT (psycopg's nested transaction()) before the transaction's
 			 * first statement with a key: it waits with the BEGIN, as a Query's does */
-			emulate_batch(c, end, savepoint_tag(last_batch.savepoint_sql, strlen(last_batch.savepoint_sql)),
+			emulate_batch(c, end,
+				      savepoint_tag(last_batch.savepoint_sql,
+						    strlen(last_batch.savepoint_sql)),
 				      SP_TXN_BLOCK);
 			return true;
 		}

@@ -608,8 +608,10 @@ static bool bin_key_text(sp_copysplit_t *cs, int k, const uint8_t *v, uint32_t n
 		else if (n == 8)
 			x = (int64_t)(((uint64_t)be32(v) << 32) | be32(v + 4));
 		else {
-			set_err(why, whylen, "shard key column %d has a binary value of %u bytes, not an integer",
-				cs->key_cols[k] + 1, n);
+			set_err(
+			    why, whylen,
+			    "shard key column %d has a binary value of %u bytes, not an integer",
+			    cs->key_cols[k] + 1, n);
 			return false;
 		}
 		snprintf(tmp, sizeof tmp, "%lld", (long long)x);
@@ -618,7 +620,8 @@ static bool bin_key_text(sp_copysplit_t *cs, int k, const uint8_t *v, uint32_t n
 	}
 	case SP_KEY_UUID:
 		if (n != 16) {
-			set_err(why, whylen, "shard key column %d has a binary value of %u bytes, not a uuid",
+			set_err(why, whylen,
+				"shard key column %d has a binary value of %u bytes, not a uuid",
 				cs->key_cols[k] + 1, n);
 			return false;
 		}
@@ -634,7 +637,8 @@ static bool bin_key_text(sp_copysplit_t *cs, int k, const uint8_t *v, uint32_t n
 		break;
 	default:
 		if (memchr(v, 0, n)) {
-			set_err(why, whylen, "shard key column %d contains a zero byte", cs->key_cols[k] + 1);
+			set_err(why, whylen, "shard key column %d contains a zero byte",
+				cs->key_cols[k] + 1);
 			return false;
 		}
 		sp_buf_append(&cs->keys, v, n);
@@ -684,8 +688,8 @@ static long bin_step(sp_copysplit_t *cs, const uint8_t *p, size_t n, sp_buf_t *o
 		return 2;
 	}
 	if (nf < 0 || nf <= cs->max_key) {
-		set_err(err, errlen, "row %llu: %d fields, the shard key is field %d", (unsigned long long)cs->line + 1,
-			nf < 0 ? 0 : nf, cs->max_key + 1);
+		set_err(err, errlen, "row %llu: %d fields, the shard key is field %d",
+			(unsigned long long)cs->line + 1, nf < 0 ? 0 : nf, cs->max_key + 1);
 		return -1;
 	}
 	size_t pos = 2;
@@ -701,7 +705,8 @@ static long bin_step(sp_copysplit_t *cs, const uint8_t *p, size_t n, sp_buf_t *o
 			continue;
 		}
 		if (fl > MAX_ROW) {
-			set_err(err, errlen, "row %llu: invalid field size", (unsigned long long)cs->line + 1);
+			set_err(err, errlen, "row %llu: invalid field size",
+				(unsigned long long)cs->line + 1);
 			return -1;
 		}
 		if (n - pos < fl)
@@ -709,24 +714,28 @@ static long bin_step(sp_copysplit_t *cs, const uint8_t *p, size_t n, sp_buf_t *o
 		for (int k = key_index(cs, col, 0); k >= 0; k = key_index(cs, col, k + 1)) {
 			char why[160];
 			if (!bin_key_text(cs, k, p + pos, fl, why, sizeof why)) {
-				set_err(err, errlen, "row %llu: %s", (unsigned long long)cs->line + 1, why);
+				set_err(err, errlen, "row %llu: %s",
+					(unsigned long long)cs->line + 1, why);
 				return -1;
 			}
 		}
 		pos += fl;
 		if (pos > MAX_ROW) {
-			set_err(err, errlen, "row %llu: longer than %zu bytes", (unsigned long long)cs->line + 1,
-				MAX_ROW);
+			set_err(err, errlen, "row %llu: longer than %zu bytes",
+				(unsigned long long)cs->line + 1, MAX_ROW);
 			return -1;
 		}
 	}
 	cs->line++;
 	for (int k = 0; k < cs->n_keys; k++)
-		cs->key_text[k] = cs->key_null[k] ? "" : (const char *)cs->keys.data + cs->keys.start + cs->key_off[k];
+		cs->key_text[k] =
+		    cs->key_null[k] ? ""
+				    : (const char *)cs->keys.data + cs->keys.start + cs->key_off[k];
 	char why[200] = "";
 	int shard = cs->shard_of(cs->arg, cs->key_text, cs->key_null, cs->n_keys, why, sizeof why);
 	if (shard < 0 || shard >= cs->n_shards) {
-		set_err(err, errlen, "row %llu: %s", (unsigned long long)cs->line, why[0] ? why : "no shard for this key");
+		set_err(err, errlen, "row %llu: %s", (unsigned long long)cs->line,
+			why[0] ? why : "no shard for this key");
 		return -1;
 	}
 	if (!sp_buf_append(&out[shard], p, pos)) {

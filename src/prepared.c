@@ -124,7 +124,8 @@ sp_pstmt_t *sp_pstmt_map_lookup(const sp_pstmt_map_t *m, const char *name, bool 
 	return sp_pstmt_map_lookup_gen(m, name, stale, NULL);
 }
 
-sp_pstmt_t *sp_pstmt_map_lookup_gen(const sp_pstmt_map_t *m, const char *name, bool *stale, uint32_t *gen)
+sp_pstmt_t *sp_pstmt_map_lookup_gen(const sp_pstmt_map_t *m, const char *name, bool *stale,
+				    uint32_t *gen)
 {
 	*stale = false;
 	for (int i = 0; i < m->n; i++)

@@ -208,13 +208,13 @@ static void write_stale_error(sp_buf_t *b)
 {
 	size_t at = sp_msg_begin(b, SP_BE_ERROR);
 	static const char *const fields[][2] = {
-		{"S", "ERROR"},
-		{"V", "ERROR"},
-		{"C", "0A000"},
-		{"M", "cached plan must not change result type"},
-		{"H", "The statement's tables changed since it was prepared; prepare it again."},
-		{"F", "plancache.c"},
-		{"R", "RevalidateCachedQuery"},
+	    {"S", "ERROR"},
+	    {"V", "ERROR"},
+	    {"C", "0A000"},
+	    {"M", "cached plan must not change result type"},
+	    {"H", "The statement's tables changed since it was prepared; prepare it again."},
+	    {"F", "plancache.c"},
+	    {"R", "RevalidateCachedQuery"},
 	};
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
 		pq_sendbyte(b, (uint8_t)fields[i][0][0]);
@@ -872,8 +872,10 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 	case SP_BE_PORTAL_SUSPENDED:
 		if (!internal)
 			write_client(s, msg, total);
-		if (type == SP_BE_COMMAND_COMPLETE && len > 7 && (body[0] == 'A' || body[0] == 'C' || body[0] == 'D') &&
-		    (memcmp(body, "ALTER ", 6) == 0 || memcmp(body, "CREATE ", 7) == 0 || memcmp(body, "DROP ", 5) == 0))
+		if (type == SP_BE_COMMAND_COMPLETE && len > 7 &&
+		    (body[0] == 'A' || body[0] == 'C' || body[0] == 'D') &&
+		    (memcmp(body, "ALTER ", 6) == 0 || memcmp(body, "CREATE ", 7) == 0 ||
+		     memcmp(body, "DROP ", 5) == 0))
 			sp_pstmt_ddl_seen(); /* statements prepared before may have changed shape */
 		if (type == SP_BE_COMMAND_COMPLETE && len == 7 && memcmp(body, "LISTEN", 7) == 0 && c &&
 		    c->pool_mode != SP_POOL_SESSION && !s->dirty_close) {
@@ -1005,14 +1007,16 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 				} else if (r->kind == SP_REQ_INT_CLOSE && r->ps && !first) {
 					/* skipped eviction: the server still has it */
 					add_stale(s, r->ps);
-				} else if ((r->kind == SP_REQ_BIND || r->kind == SP_REQ_DESCRIBE) && r->ps && first && code &&
-					   (strcmp(code, "0A000") == 0 || strcmp(code, "26000") == 0)) {
+				} else if ((r->kind == SP_REQ_BIND || r->kind == SP_REQ_DESCRIBE) &&
+					   r->ps && first && code &&
+					   (strcmp(code, "0A000") == 0 ||
+					    strcmp(code, "26000") == 0)) {
 					/* e.g. "cached plan must not change result type" after DDL
-					 * (at Bind, or at a Describe of the copy this server had when
-					 * another client prepared the same text): prepare it again
-					 * (after a Close) on next use. Seen on a
-					 * current copy, it makes every client's earlier name stale,
-					 * and every other server's copy. */
+					 * (at Bind, or at a Describe of the copy this server had
+					 * when another client prepared the same text): prepare it
+					 * again (after a Close) on next use. Seen on a current
+					 * copy, it makes every client's earlier name stale, and
+					 * every other server's copy. */
 					if (strcmp(code, "0A000") == 0 && sp_pstmt_cache_has(&s->pstmts, r->ps))
 						r->ps->epoch++;
 					sp_pstmt_cache_remove(&s->pstmts, r->ps);
