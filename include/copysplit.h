@@ -15,7 +15,7 @@
 #include "buf.h"
 #include "config.h"
 
-typedef enum { SP_CSPLIT_TEXT = 0, SP_CSPLIT_CSV = 1 } sp_copysplit_format_t;
+typedef enum { SP_CSPLIT_TEXT = 0, SP_CSPLIT_CSV = 1, SP_CSPLIT_BINARY = 2 } sp_copysplit_format_t;
 
 typedef struct sp_copy_opts {
 	sp_copysplit_format_t format;
@@ -30,6 +30,9 @@ typedef struct sp_copy_opts {
 	 * quoted value equal to the NULL string is NULL), as PostgreSQL reads them.
 	 */
 	uint32_t force_not_null, force_null;
+	/* binary: the key columns' types (in key order), which say how to read a key's
+	 * bytes (integers of 2, 4 or 8 bytes, text, a 16-byte uuid) */
+	const sp_key_type_t *key_types;
 } sp_copy_opts_t;
 
 typedef struct sp_copysplit sp_copysplit_t;
@@ -72,6 +75,13 @@ uint64_t sp_copysplit_rows(const sp_copysplit_t *cs);
  *   ignored (feed returns true).
  * - Line ends: \n, \r\n or \r, the first line decides. Rows are forwarded
  *   with their own line end; the last row may have none.
+ * - Binary format: the file header (signature, flags, extension) goes to every
+ *   shard, each tuple whole to its key's shard, and the trailer (a field count
+ *   of -1) to every shard; data after the trailer is refused, as PostgreSQL
+ *   refuses it. A key is read as its column's binary send format (a 2, 4 or
+ *   8-byte integer for the integer key types, the bytes for text, 16 bytes for
+ *   uuid) and given to shard_of as text. Data that ends inside the header or a
+ *   tuple is refused at finish.
  */
 
 #endif

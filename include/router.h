@@ -84,7 +84,8 @@ typedef struct sp_router_copy {
 	const sp_table_conf_t *table; /* the configured table (key types) */
 	int n_keys;
 	int key_pos[SP_ROUTER_MAX_KEYS]; /* 0-based column of each key column within a row */
-	bool csv;                     /* FORMAT csv, else text (binary is refused) */
+	bool csv;                     /* FORMAT csv */
+	bool binary;                  /* FORMAT binary (else text) */
 	char delimiter, quote, escape;
 	bool header;                  /* csv HEADER: the first line is not data */
 	char null_str[64];

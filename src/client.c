@@ -1231,16 +1231,20 @@ static sp_pstmt_t *intern_statement(const sp_client_t *c, const uint8_t *body, s
 	return sp_pstmt_intern(body, len, scope);
 }
 
-/* Make sure the server has ps prepared under its shared name; queue the Parse if not. */
-static void ensure_prepared(sp_server_t *s, sp_pstmt_t *ps)
+/* Make sure the server has ps prepared under its shared name, prepared in DDL generation
+ * gen or later (see sp_pstmt_ddl_gen); queue the Parse if not. Returns true when it
+ * queued one: the server prepares ps afresh. *copy_gen (may be NULL): the generation
+ * of the copy the server has. */
+static bool ensure_prepared_since(sp_server_t *s, sp_pstmt_t *ps, uint32_t gen, uint32_t *copy_gen)
 {
 	sp_buf_t *out = &s->sock.out;
 	sp_pstmt_t *victim;
 	size_t at;
-	if (sp_pstmt_cache_has(&s->pstmts, ps))
-		return;
-	if ((victim = sp_pstmt_cache_take_old(&s->pstmts, ps))) {
-		/* prepared here before its result type changed: replace it */
+	if (sp_pstmt_cache_has_since(&s->pstmts, ps, gen, copy_gen))
+		return false;
+	if ((victim = sp_pstmt_cache_take_old(&s->pstmts, ps, gen))) {
+		/* prepared here before its result type changed, or before DDL the client
+		 * prepared it after: replace it */
 		sp_msg_write_close(out, 'S', victim->name);
 		sp_server_push_req(s, SP_REQ_INT_CLOSE, victim, SP_INTQ_NONE);
 		sp_pstmt_unref(victim);
@@ -1257,6 +1261,54 @@ static void ensure_prepared(sp_server_t *s, sp_pstmt_t *ps)
 	pq_sendbytes(out, ps->body, ps->body_len);
 	sp_msg_end(out, at);
 	sp_server_push_req(s, SP_REQ_INT_PARSE, ps, SP_INTQ_NONE);
+	return true;
+}
+
+static bool ensure_prepared(sp_server_t *s, sp_pstmt_t *ps)
+{
+	return ensure_prepared_since(s, ps, 0, NULL);
+}
+
+/*
+ * The rest of a Bind (from its parameter format codes on) for a statement the server
+ * prepares afresh for it, with one result format code per column the client was
+ * described (ps->ncols) where the client sent none or one for all. PostgreSQL refuses a
+ * client's statement prepared before DDL changed its result type (0A000); a copy
+ * prepared afresh after the DDL would instead return rows of another shape than the
+ * driver decodes (asyncpg: "the number of columns in the result row is different from
+ * what was described"). With a code per column the server refuses the Bind when the
+ * count no longer fits (08P01), which server.c turns into that 0A000. Only on a fresh
+ * prepare, never per Bind of a statement the server has.
+ */
+static void send_bind_tail(sp_buf_t *out, const sp_pstmt_t *ps, const uint8_t *p, size_t n)
+{
+	sp_msg_reader_t r;
+	const uint8_t *skip;
+	int16_t nfmt, nparams, nres, code = 0;
+	int32_t vlen;
+	size_t tail;
+	sp_msg_reader_init(&r, p, n);
+	if (ps->ncols <= 0 || ps->ncols > 1600 || !pq_getmsgint16(&r, &nfmt) || nfmt < 0 ||
+	    !pq_getmsgbytes(&r, (size_t)nfmt * 2, &skip) || !pq_getmsgint16(&r, &nparams) ||
+	    nparams < 0)
+		goto as_is;
+	for (int i = 0; i < nparams; i++) {
+		if (!pq_getmsgint32(&r, &vlen))
+			goto as_is;
+		if (vlen > 0 && !pq_getmsgbytes(&r, (size_t)vlen, &skip))
+			goto as_is;
+	}
+	tail = r.pos;
+	if (!pq_getmsgint16(&r, &nres) || nres > 1 || nres < 0 ||
+	    (nres == 1 && !pq_getmsgint16(&r, &code)) || r.pos != n)
+		goto as_is;
+	pq_sendbytes(out, p, tail);
+	pq_sendint16(out, (int16_t)ps->ncols);
+	for (int i = 0; i < ps->ncols; i++)
+		pq_sendint16(out, code);
+	return;
+as_is:
+	pq_sendbytes(out, p, n);
 }
 
 static void forward_raw(sp_server_t *s, const uint8_t *p, size_t n)
@@ -1462,12 +1514,14 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 			if (ps->drops) {
 				sp_pstmt_cache_clear(&s->pstmts);
 			}
-			if (sp_pstmt_cache_has(&s->pstmts, ps)) {
+			if (sp_pstmt_cache_has_since(&s->pstmts, ps, sp_pstmt_ddl_gen, NULL)) {
 				/* the name goes with it: skipped after an error, the name is dropped */
 				sp_server_push_req_text(s, SP_REQ_SYNTH_PARSE, ps, name);
 			} else {
 				sp_req_t *last;
-				ensure_prepared(s, ps);
+				/* a copy from before DDL seen since could fail its Describe with
+				 * 0A000, which PostgreSQL would not say to a fresh Parse */
+				ensure_prepared_since(s, ps, sp_pstmt_ddl_gen, NULL);
 				/* The Parse we just queued answers for the client's. */
 				last = &s->reqs[(s->req_head + s->req_n - 1) & (s->req_cap - 1)];
 				last->kind = SP_REQ_PARSE;
@@ -1509,7 +1563,8 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 			goto bad;
 		if (*name2 && tracking_statements(c)) {
 			bool stale;
-			sp_pstmt_t *ps = sp_pstmt_map_lookup(&c->pstmts, name2, &stale);
+			uint32_t gen = 0;
+			sp_pstmt_t *ps = sp_pstmt_map_lookup_gen(&c->pstmts, name2, &stale, &gen);
 			if (ps && stale) {
 				refuse_stale(s, SP_FE_BIND, name);
 				return true;
@@ -1543,11 +1598,21 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 					sp_pstmt_unref(ps);
 					return true;
 				}
-				ensure_prepared(s, ps);
+				uint32_t copy_gen = gen;
+				bool fresh = ensure_prepared_since(s, ps, gen, &copy_gen);
 				at = sp_msg_begin(out, SP_FE_BIND);
 				pq_sendstring(out, name);
 				pq_sendstring(out, ps->name);
-				pq_sendbytes(out, body + r.pos, len - r.pos);
+				if (fresh || (int32_t)(copy_gen - gen) > 0) {
+					/* a copy prepared after the client's (DDL since): its shape
+					 * is checked once, then the name counts as of the copy's
+					 * time */
+					send_bind_tail(out, ps, body + r.pos, len - r.pos);
+					sp_pstmt_map_set_gen(&c->pstmts, name2,
+							     fresh ? sp_pstmt_ddl_gen : copy_gen);
+				} else {
+					pq_sendbytes(out, body + r.pos, len - r.pos);
+				}
 				sp_msg_end(out, at);
 				sp_server_push_req(s, SP_REQ_BIND, ps, SP_INTQ_NONE);
 				return true;
@@ -1570,7 +1635,8 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 			goto bad;
 		if (kind == 'S' && *name && tracking_statements(c)) {
 			bool stale;
-			sp_pstmt_t *ps = sp_pstmt_map_lookup(&c->pstmts, name, &stale);
+			uint32_t gen = 0;
+			sp_pstmt_t *ps = sp_pstmt_map_lookup_gen(&c->pstmts, name, &stale, &gen);
 			if (ps && stale) {
 				refuse_stale(s, SP_FE_DESCRIBE, NULL);
 				return true;
@@ -1578,7 +1644,7 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 			if (ps) {
 				sp_buf_t *out = &s->sock.out;
 				size_t at;
-				ensure_prepared(s, ps);
+				ensure_prepared_since(s, ps, gen, NULL);
 				at = sp_msg_begin(out, SP_FE_DESCRIBE);
 				pq_sendbyte(out, 'S');
 				pq_sendstring(out, ps->name);
@@ -2247,6 +2313,32 @@ static void merge_target(sp_target_t *acc, const sp_target_t *t, bool *have)
 
 /* Route the extended-protocol messages up to end; in_txn_shard as for sp_router_query. */
 /* What the Binds of a batch are: only BEGIN, only COMMIT/ROLLBACK, or anything. */
+/* The command tag of a SAVEPOINT, RELEASE or ROLLBACK TO, else NULL. */
+static const char *savepoint_tag(const char *sql, size_t len)
+{
+	char w[16];
+	first_word(sql, len, w, sizeof(w));
+	return strcmp(w, "SAVEPOINT") == 0  ? "SAVEPOINT"
+	       : strcmp(w, "RELEASE") == 0  ? "RELEASE"
+	       : strcmp(w, "ROLLBACK") == 0 ? "ROLLBACK"
+					    : NULL;
+}
+
+/* Add a statement to the virtual transaction's BEGIN, to run with it on the shard its
+ * first statement with a key picks. */
+static bool defer_to_begin(sp_client_t *c, const char *sql, size_t len)
+{
+	size_t bl = c->begin_sql ? strlen(c->begin_sql) : 0;
+	char *nb;
+	if (!c->begin_sql || !(nb = realloc(c->begin_sql, bl + 1 + len + 1)))
+		return false;
+	nb[bl] = ';';
+	memcpy(nb + bl + 1, sql, len);
+	nb[bl + 1 + len] = 0;
+	c->begin_sql = nb;
+	return true;
+}
+
 typedef struct batch_kind {
 	int binds, begins, ends, rollbacks;
 	int others; /* Describe, Execute, FunctionCall, unnamed Parse: need a server */
@@ -2254,6 +2346,8 @@ typedef struct batch_kind {
 	bool flush_end; /* the batch ends with a Flush, not a Sync */
 	const char *begin_sql; /* inside the client's input: valid until the batch is consumed */
 	size_t begin_len;
+	int savepoints; /* SAVEPOINT, RELEASE, ROLLBACK TO (savepoint_sql, as begin_sql) */
+	const char *savepoint_sql;
 	/* a batch of statements on different shards, split by shard (see split_batch): each
 	 * Bind's shard in c->bind_shards (-1: any), in Bind order */
 	bool split;
@@ -2545,7 +2639,14 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 								bk->begins++;
 								bk->begin_sql = sql;
 								bk->begin_len = strlen(sql);
-							} else if ((t.txnop == SP_TXNOP_COMMIT || t.txnop == SP_TXNOP_ROLLBACK) &&
+							} else if (t.txnop == SP_TXNOP_OTHER &&
+								   t.kind == SP_TARGET_ANY &&
+								   savepoint_tag(sql,
+										 strlen(sql))) {
+								bk->savepoints++;
+								bk->savepoint_sql = sql;
+							} else if ((t.txnop == SP_TXNOP_COMMIT ||
+								    t.txnop == SP_TXNOP_ROLLBACK) &&
 								   t.kind == SP_TARGET_ANY) {
 								bk->ends++;
 								if (t.txnop == SP_TXNOP_ROLLBACK)
@@ -2628,6 +2729,16 @@ static void route_batch(sp_client_t *c, size_t end, int in_txn_shard, sp_target_
 		out->write = w;
 		out->read = rd;
 		bk->split = true;
+	} else if (out->kind == SP_TARGET_ERROR && bk->flush_end && in_txn_shard < 0 &&
+		   !c->virtual_txn && strncmp(out->message, "statements sent together", 24) == 0) {
+		/* not split because the client asks for answers before its Sync */
+		snprintf(out->hint, sizeof(out->hint),
+			 "Outside a transaction shardpool splits such a batch by shard only when "
+			 "it comes whole before "
+			 "its Sync; this one asks for answers first (a Flush, as psycopg's "
+			 "executemany(returning=True) "
+			 "sends). Send it without returning=True, one statement at a time, or with "
+			 "one shard key.");
 	}
 }
 
@@ -2829,23 +2940,23 @@ static bool route_idle(sp_client_t *c)
 			local_reply(c, strcmp(w, "START") == 0 ? "START TRANSACTION" : "BEGIN", SP_TXN_BLOCK);
 			return true;
 		}
-		if (c->virtual_txn && t.kind == SP_TARGET_ANY && t.txnop == SP_TXNOP_NONE && !strchr(sql, ';')) {
+		if (c->virtual_txn && t.kind == SP_TARGET_ANY &&
+		    (t.txnop == SP_TXNOP_NONE || t.txnop == SP_TXNOP_OTHER) &&
+		    (t.txnop == SP_TXNOP_NONE ? !strchr(sql, ';') : t.n_stmts == 1)) {
 			/* SET / SET LOCAL before the first statement with a key: it belongs to the
-			 * transaction, so it waits with the BEGIN for the shard to be known. */
+			 * transaction, so it waits with the BEGIN for the shard to be known. So
+			 * does a SAVEPOINT (a nested transaction of psycopg, asyncpg, Django or
+			 * SQLAlchemy opened before the first statement), and its RELEASE or
+			 * ROLLBACK TO. */
 			char w[16];
+			const char *tag;
 			first_word(sql, len - 5, w, sizeof(w));
-			if (strcmp(w, "SET") == 0) {
-				size_t bl = strlen(c->begin_sql);
-				char *nb = realloc(c->begin_sql, bl + 1 + (len - 5) + 1);
-				if (nb) {
-					nb[bl] = ';';
-					memcpy(nb + bl + 1, sql, len - 5);
-					nb[bl + 1 + len - 5] = 0;
-					c->begin_sql = nb;
-					sp_buf_consume(in, (size_t)len + 1);
-					local_reply(c, "SET", SP_TXN_BLOCK);
-					return true;
-				}
+			tag = t.txnop == SP_TXNOP_NONE ? (strcmp(w, "SET") == 0 ? "SET" : NULL)
+						       : savepoint_tag(sql, len - 5);
+			if (tag && defer_to_begin(c, sql, len - 5)) {
+				sp_buf_consume(in, (size_t)len + 1);
+				local_reply(c, tag, SP_TXN_BLOCK);
+				return true;
 			}
 		}
 		if (c->virtual_txn && t.kind == SP_TARGET_ANY &&
@@ -2941,6 +3052,17 @@ static bool route_idle(sp_client_t *c)
 			 * (each server gets the statement when a Bind needs it), so preparing does
 			 * not bind the transaction to the default shard. */
 			emulate_batch(c, end, NULL, virtual_status(c));
+			return true;
+		}
+		if (t.kind != SP_TARGET_ERROR && c->virtual_txn && !c->virtual_failed &&
+		    last_batch.binds == 1 && last_batch.savepoints == 1 && last_batch.execs == 1 &&
+		    defer_to_begin(c, last_batch.savepoint_sql, strlen(last_batch.savepoint_sql))) {
+			/* a SAVEPOINT (psycopg's nested transaction()) before the transaction's
+			 * first statement with a key: it waits with the BEGIN, as a Query's does */
+			emulate_batch(c, end,
+				      savepoint_tag(last_batch.savepoint_sql,
+						    strlen(last_batch.savepoint_sql)),
+				      SP_TXN_BLOCK);
 			return true;
 		}
 		if (t.kind != SP_TARGET_ERROR && last_batch.binds > 0 && last_batch.ends == last_batch.binds &&

@@ -21,11 +21,16 @@
  * feed); buffers are reused, so the hot path does not allocate once they
  * have grown. A row is forwarded whole or not at all.
  *
+ * Binary format (FORMAT binary, as asyncpg's copy_records_to_table and
+ * pgx's CopyFrom send): the header goes to every shard, each tuple (a field
+ * count, then each field's length and bytes) whole to its key's shard, the
+ * trailer to every shard. A key is read from its column's binary send format.
+ *
  * Deliberately not done here: checking what only the shard can check
  * (column counts beyond the key, types, encodings, mixed line end styles:
  * the shard that receives the row reports those, as PostgreSQL would),
- * binary format, and the CopyData framing
- * (the caller wraps out[shard] into CopyData messages).
+ * and the CopyData framing (the caller wraps out[shard] into CopyData
+ * messages).
  */
 #include "copysplit.h"
 
@@ -53,6 +58,10 @@ enum scan { SCAN_MORE, SCAN_ROW, SCAN_EOD, SCAN_ERR };
 
 struct sp_copysplit {
 	bool csv;
+	bool binary;
+	bool bin_header_done;
+	bool bin_trailer_seen;
+	sp_key_type_t *key_types; /* binary only */
 	char delim, quote, escape;
 	char *null_str;
 	size_t null_len;
@@ -107,6 +116,16 @@ sp_copysplit_t *sp_copysplit_new(const sp_copy_opts_t *opts, const int *key_cols
 	if (!cs)
 		return NULL;
 	cs->csv = opts->format == SP_CSPLIT_CSV;
+	cs->binary = opts->format == SP_CSPLIT_BINARY;
+	if (cs->binary) {
+		cs->key_types = malloc((size_t)n_keys * sizeof *cs->key_types);
+		if (!cs->key_types || !opts->key_types) {
+			free(cs->key_types);
+			free(cs);
+			return NULL;
+		}
+		memcpy(cs->key_types, opts->key_types, (size_t)n_keys * sizeof *cs->key_types);
+	}
 	cs->delim = opts->delimiter ? opts->delimiter : (cs->csv ? ',' : '\t');
 	cs->quote = opts->quote ? opts->quote : '"';
 	cs->escape = opts->escape ? opts->escape : cs->quote;
@@ -150,6 +169,7 @@ void sp_copysplit_free(sp_copysplit_t *cs)
 	if (!cs)
 		return;
 	free(cs->null_str);
+	free(cs->key_types);
 	free(cs->key_cols);
 	free(cs->key_off);
 	free(cs->key_len);
@@ -558,10 +578,219 @@ static bool line_done(sp_copysplit_t *cs, const uint8_t *raw, size_t len, bool e
 	return ok;
 }
 
+/* ------------------------------------------------------------------ binary format */
+
+/* "PGCOPY\n\377\r\n\0", then flags and the header extension's length */
+static const uint8_t bin_signature[11] = {'P', 'G', 'C', 'O', 'P', 'Y', '\n', 0xff, '\r', '\n', 0};
+#define BIN_HEADER_FIXED 19
+
+static uint32_t be32(const uint8_t *p)
+{
+	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+/* One key field's bytes as the text shard_of reads, appended to cs->keys. */
+static bool bin_key_text(sp_copysplit_t *cs, int k, const uint8_t *v, uint32_t n, char *why,
+			 size_t whylen)
+{
+	char tmp[40];
+	size_t off = sp_buf_len(&cs->keys);
+	switch (cs->key_types[k]) {
+	case SP_KEY_SMALLINT:
+	case SP_KEY_INTEGER:
+	case SP_KEY_BIGINT: {
+		/* the column's own width: equal int2, int4 and int8 values hash alike */
+		int64_t x;
+		if (n == 2)
+			x = (int16_t)(uint16_t)((v[0] << 8) | v[1]);
+		else if (n == 4)
+			x = (int32_t)be32(v);
+		else if (n == 8)
+			x = (int64_t)(((uint64_t)be32(v) << 32) | be32(v + 4));
+		else {
+			set_err(
+			    why, whylen,
+			    "shard key column %d has a binary value of %u bytes, not an integer",
+			    cs->key_cols[k] + 1, n);
+			return false;
+		}
+		snprintf(tmp, sizeof tmp, "%lld", (long long)x);
+		sp_buf_append(&cs->keys, tmp, strlen(tmp));
+		break;
+	}
+	case SP_KEY_UUID:
+		if (n != 16) {
+			set_err(why, whylen,
+				"shard key column %d has a binary value of %u bytes, not a uuid",
+				cs->key_cols[k] + 1, n);
+			return false;
+		}
+		for (int i = 0, o = 0; i < 16; i++) {
+			static const char hex[] = "0123456789abcdef";
+			if (i == 4 || i == 6 || i == 8 || i == 10)
+				tmp[o++] = '-';
+			tmp[o++] = hex[v[i] >> 4];
+			tmp[o++] = hex[v[i] & 15];
+			tmp[o] = 0;
+		}
+		sp_buf_append(&cs->keys, tmp, 36);
+		break;
+	default:
+		if (memchr(v, 0, n)) {
+			set_err(why, whylen, "shard key column %d contains a zero byte",
+				cs->key_cols[k] + 1);
+			return false;
+		}
+		sp_buf_append(&cs->keys, v, n);
+		break;
+	}
+	sp_buf_append(&cs->keys, "", 1);
+	cs->key_off[k] = off;
+	cs->key_len[k] = sp_buf_len(&cs->keys) - 1 - off;
+	cs->key_null[k] = false;
+	return true;
+}
+
+/*
+ * One step over p[0..n): the header, a tuple or the trailer. Returns the bytes it
+ * took, 0 when p holds only part of it (more data needed), -1 on an error.
+ */
+static long bin_step(sp_copysplit_t *cs, const uint8_t *p, size_t n, sp_buf_t *out, char *err,
+		     size_t errlen)
+{
+	if (!cs->bin_header_done) {
+		if (n < BIN_HEADER_FIXED)
+			return 0;
+		if (memcmp(p, bin_signature, sizeof bin_signature) != 0) {
+			set_err(err, errlen, "COPY file signature not recognized");
+			return -1;
+		}
+		uint32_t ext = be32(p + 15);
+		if (ext > MAX_ROW) {
+			set_err(err, errlen, "invalid COPY file header (wrong length)");
+			return -1;
+		}
+		if (n - BIN_HEADER_FIXED < ext)
+			return 0;
+		for (int i = 0; i < cs->n_shards; i++)
+			sp_buf_append(&out[i], p, BIN_HEADER_FIXED + ext);
+		cs->bin_header_done = true;
+		return (long)(BIN_HEADER_FIXED + ext);
+	}
+	if (n < 2)
+		return 0;
+	int16_t nf = (int16_t)(uint16_t)((p[0] << 8) | p[1]);
+	if (nf == -1) {
+		for (int i = 0; i < cs->n_shards; i++)
+			sp_buf_append(&out[i], p, 2);
+		cs->bin_trailer_seen = true;
+		cs->eod = true;
+		return 2;
+	}
+	if (nf < 0 || nf <= cs->max_key) {
+		set_err(err, errlen, "row %llu: %d fields, the shard key is field %d",
+			(unsigned long long)cs->line + 1, nf < 0 ? 0 : nf, cs->max_key + 1);
+		return -1;
+	}
+	size_t pos = 2;
+	sp_buf_reset(&cs->keys);
+	for (int col = 0; col < nf; col++) {
+		if (n - pos < 4)
+			return 0;
+		uint32_t fl = be32(p + pos);
+		pos += 4;
+		if (fl == 0xffffffffu) {
+			for (int k = key_index(cs, col, 0); k >= 0; k = key_index(cs, col, k + 1))
+				cs->key_null[k] = true;
+			continue;
+		}
+		if (fl > MAX_ROW) {
+			set_err(err, errlen, "row %llu: invalid field size",
+				(unsigned long long)cs->line + 1);
+			return -1;
+		}
+		if (n - pos < fl)
+			return 0;
+		for (int k = key_index(cs, col, 0); k >= 0; k = key_index(cs, col, k + 1)) {
+			char why[160];
+			if (!bin_key_text(cs, k, p + pos, fl, why, sizeof why)) {
+				set_err(err, errlen, "row %llu: %s",
+					(unsigned long long)cs->line + 1, why);
+				return -1;
+			}
+		}
+		pos += fl;
+		if (pos > MAX_ROW) {
+			set_err(err, errlen, "row %llu: longer than %zu bytes",
+				(unsigned long long)cs->line + 1, MAX_ROW);
+			return -1;
+		}
+	}
+	cs->line++;
+	for (int k = 0; k < cs->n_keys; k++)
+		cs->key_text[k] =
+		    cs->key_null[k] ? ""
+				    : (const char *)cs->keys.data + cs->keys.start + cs->key_off[k];
+	char why[200] = "";
+	int shard = cs->shard_of(cs->arg, cs->key_text, cs->key_null, cs->n_keys, why, sizeof why);
+	if (shard < 0 || shard >= cs->n_shards) {
+		set_err(err, errlen, "row %llu: %s", (unsigned long long)cs->line,
+			why[0] ? why : "no shard for this key");
+		return -1;
+	}
+	if (!sp_buf_append(&out[shard], p, pos)) {
+		set_err(err, errlen, "row %llu: out of memory", (unsigned long long)cs->line);
+		return -1;
+	}
+	cs->rows++;
+	return (long)pos;
+}
+
+/* Complete steps are taken from data itself; only an incomplete tail is kept (pend). */
+static bool bin_feed(sp_copysplit_t *cs, const uint8_t *data, size_t len, sp_buf_t *out, char *err,
+		     size_t errlen)
+{
+	const uint8_t *p = data;
+	size_t n = len, used = 0;
+	bool from_pend = sp_buf_len(&cs->pend) > 0;
+	if (cs->eod && len > 0)
+		goto after_trailer;
+	if (from_pend) {
+		if (!sp_buf_append(&cs->pend, data, len)) {
+			set_err(err, errlen, "out of memory");
+			return false;
+		}
+		p = sp_buf_head(&cs->pend);
+		n = sp_buf_len(&cs->pend);
+	}
+	while (!cs->eod && used < n) {
+		long r = bin_step(cs, p + used, n - used, out, err, errlen);
+		if (r < 0)
+			return false;
+		if (r == 0)
+			break;
+		used += (size_t)r;
+	}
+	if (cs->eod && used < n)
+		goto after_trailer;
+	if (from_pend) {
+		sp_buf_consume(&cs->pend, used);
+	} else if (used < n && !sp_buf_append(&cs->pend, p + used, n - used)) {
+		set_err(err, errlen, "out of memory");
+		return false;
+	}
+	return true;
+after_trailer:
+	set_err(err, errlen, "received copy data after EOF marker");
+	return false;
+}
+
 bool sp_copysplit_feed(sp_copysplit_t *cs, const uint8_t *data, size_t len, sp_buf_t *out,
 		       char *err, size_t errlen)
 {
 	size_t i = 0;
+	if (cs->binary)
+		return bin_feed(cs, data, len, out, err, errlen);
 	while (i < len && !cs->eod) {
 		size_t used;
 		enum scan r = scan_line(cs, data + i, len - i, &used, err, errlen);
@@ -605,6 +834,13 @@ bool sp_copysplit_feed(sp_copysplit_t *cs, const uint8_t *data, size_t len, sp_b
 
 bool sp_copysplit_finish(sp_copysplit_t *cs, sp_buf_t *out, char *err, size_t errlen)
 {
+	if (cs->binary && !cs->eod && (sp_buf_len(&cs->pend) > 0 || !cs->bin_header_done)) {
+		/* PostgreSQL: the data ended inside the header or a tuple */
+		set_err(err, errlen, "unexpected EOF in COPY data");
+		return false;
+	}
+	if (cs->binary)
+		return true; /* no trailer: each shard reports it as PostgreSQL does */
 	if (cs->eod || sp_buf_len(&cs->pend) == 0)
 		return true;
 	const uint8_t *raw = sp_buf_head(&cs->pend);

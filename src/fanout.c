@@ -549,7 +549,10 @@ static void start(sp_client_t *c, const sp_target_t *t, const uint8_t *msg, size
 		f->n_row_slot = f->row_slot ? t->n_row_shard : 0;
 	}
 	if (t->copy.mode == SP_ROUTER_COPY_SPLIT) {
-		sp_copy_opts_t o = {.format = t->copy.csv ? SP_CSPLIT_CSV : SP_CSPLIT_TEXT,
+		sp_copy_opts_t o = {.format = t->copy.binary ? SP_CSPLIT_BINARY
+					      : t->copy.csv  ? SP_CSPLIT_CSV
+							     : SP_CSPLIT_TEXT,
+				    .key_types = t->copy.table ? t->copy.table->key_types : NULL,
 				    .delimiter = t->copy.delimiter,
 				    .quote = t->copy.quote,
 				    .escape = t->copy.escape,

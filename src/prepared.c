@@ -121,10 +121,18 @@ size_t sp_pstmt_count(void)
 
 sp_pstmt_t *sp_pstmt_map_lookup(const sp_pstmt_map_t *m, const char *name, bool *stale)
 {
+	return sp_pstmt_map_lookup_gen(m, name, stale, NULL);
+}
+
+sp_pstmt_t *sp_pstmt_map_lookup_gen(const sp_pstmt_map_t *m, const char *name, bool *stale,
+				    uint32_t *gen)
+{
 	*stale = false;
 	for (int i = 0; i < m->n; i++)
 		if (strcmp(m->slots[i].name, name) == 0) {
 			*stale = m->slots[i].epoch != m->slots[i].ps->epoch;
+			if (gen)
+				*gen = m->slots[i].gen;
 			return m->slots[i].ps;
 		}
 	return NULL;
@@ -136,6 +144,15 @@ sp_pstmt_t *sp_pstmt_map_get(const sp_pstmt_map_t *m, const char *name)
 	return sp_pstmt_map_lookup(m, name, &stale);
 }
 
+void sp_pstmt_map_set_gen(sp_pstmt_map_t *m, const char *name, uint32_t gen)
+{
+	for (int i = 0; i < m->n; i++)
+		if (strcmp(m->slots[i].name, name) == 0) {
+			m->slots[i].gen = gen;
+			return;
+		}
+}
+
 void sp_pstmt_map_put(sp_pstmt_map_t *m, const char *name, sp_pstmt_t *ps)
 {
 	sp_pstmt_ref(ps);
@@ -144,6 +161,7 @@ void sp_pstmt_map_put(sp_pstmt_map_t *m, const char *name, sp_pstmt_t *ps)
 			sp_pstmt_unref(m->slots[i].ps);
 			m->slots[i].ps = ps;
 			m->slots[i].epoch = ps->epoch;
+			m->slots[i].gen = sp_pstmt_ddl_gen;
 			return;
 		}
 	if (m->n == m->cap) {
@@ -159,6 +177,7 @@ void sp_pstmt_map_put(sp_pstmt_map_t *m, const char *name, sp_pstmt_t *ps)
 	m->slots[m->n].name = strdup(name);
 	m->slots[m->n].ps = ps;
 	m->slots[m->n].epoch = ps->epoch;
+	m->slots[m->n].gen = sp_pstmt_ddl_gen;
 	m->n++;
 }
 
@@ -185,12 +204,26 @@ void sp_pstmt_map_clear(sp_pstmt_map_t *m)
 	m->n = m->cap = 0;
 }
 
+uint32_t sp_pstmt_ddl_gen;
+
+void sp_pstmt_ddl_seen(void)
+{
+	sp_pstmt_ddl_gen++;
+}
+
 bool sp_pstmt_cache_has(sp_pstmt_cache_t *c, sp_pstmt_t *ps)
+{
+	return sp_pstmt_cache_has_since(c, ps, 0, NULL);
+}
+
+bool sp_pstmt_cache_has_since(sp_pstmt_cache_t *c, sp_pstmt_t *ps, uint32_t gen, uint32_t *copy_gen)
 {
 	for (int i = 0; i < c->n; i++)
 		if (c->items[i] == ps) {
-			if (c->epochs[i] != ps->epoch)
+			if (c->epochs[i] != ps->epoch || (int32_t)(c->gens[i] - gen) < 0)
 				return false;
+			if (copy_gen)
+				*copy_gen = c->gens[i];
 			c->used[i] = ++c->clock;
 			return true;
 		}
@@ -202,14 +235,15 @@ static void cache_drop_at(sp_pstmt_cache_t *c, int i)
 	c->items[i] = c->items[c->n - 1];
 	c->used[i] = c->used[c->n - 1];
 	c->epochs[i] = c->epochs[c->n - 1];
+	c->gens[i] = c->gens[c->n - 1];
 	c->n--;
 }
 
-sp_pstmt_t *sp_pstmt_cache_take_old(sp_pstmt_cache_t *c, sp_pstmt_t *ps)
+sp_pstmt_t *sp_pstmt_cache_take_old(sp_pstmt_cache_t *c, sp_pstmt_t *ps, uint32_t gen)
 {
 	for (int i = 0; i < c->n; i++)
 		if (c->items[i] == ps) {
-			if (c->epochs[i] == ps->epoch)
+			if (c->epochs[i] == ps->epoch && (int32_t)(c->gens[i] - gen) >= 0)
 				return NULL;
 			cache_drop_at(c, i);
 			return ps;
@@ -232,7 +266,7 @@ sp_pstmt_t *sp_pstmt_cache_add(sp_pstmt_cache_t *c, sp_pstmt_t *ps, int max)
 		int ncap = c->cap ? c->cap * 2 : 16;
 		sp_pstmt_t **ni = realloc(c->items, sizeof(*ni) * (size_t)ncap);
 		uint64_t *nu;
-		uint32_t *ne;
+		uint32_t *ne, *ng;
 		if (!ni)
 			return victim;
 		c->items = ni;
@@ -244,12 +278,17 @@ sp_pstmt_t *sp_pstmt_cache_add(sp_pstmt_cache_t *c, sp_pstmt_t *ps, int max)
 		if (!ne)
 			return victim;
 		c->epochs = ne;
+		ng = realloc(c->gens, sizeof(*ng) * (size_t)ncap);
+		if (!ng)
+			return victim;
+		c->gens = ng;
 		c->cap = ncap;
 	}
 	sp_pstmt_ref(ps);
 	c->items[c->n] = ps;
 	c->used[c->n] = ++c->clock;
 	c->epochs[c->n] = ps->epoch;
+	c->gens[c->n] = sp_pstmt_ddl_gen;
 	c->n++;
 	return victim;
 }
@@ -271,8 +310,21 @@ void sp_pstmt_cache_clear(sp_pstmt_cache_t *c)
 	free(c->items);
 	free(c->used);
 	free(c->epochs);
+	free(c->gens);
 	c->items = NULL;
 	c->used = NULL;
 	c->epochs = NULL;
+	c->gens = NULL;
 	c->n = c->cap = 0;
+}
+
+void sp_pstmt_reshaped(sp_pstmt_t *ps, sp_pstmt_cache_t *c, sp_pstmt_map_t *m)
+{
+	uint32_t old = ps->epoch++;
+	for (int i = 0; c && i < c->n; i++)
+		if (c->items[i] == ps && c->epochs[i] == old)
+			c->epochs[i] = ps->epoch;
+	for (int i = 0; m && i < m->n; i++)
+		if (m->slots[i].ps == ps && m->slots[i].epoch == old)
+			m->slots[i].epoch = ps->epoch;
 }

@@ -3664,11 +3664,6 @@ static void route_copy(struct rctx *rc, const sp_stmt_t *st, sp_target_t *t)
 		     nb);
 		return;
 	}
-	if (cp->format == SP_COPY_BINARY) {
-		fail(t, SQLSTATE_FEATURE, "Use FORMAT text or csv.",
-		     "COPY %s FROM STDIN in binary format cannot be split across shards", nb);
-		return;
-	}
 	if (!fanout_all(rc, t, "COPY FROM"))
 		return;
 	t->fanout_sum = true;
@@ -3721,6 +3716,7 @@ static void route_copy(struct rctx *rc, const sp_stmt_t *st, sp_target_t *t)
 	t->copy.mode = SP_ROUTER_COPY_SPLIT;
 	t->copy.table = tc;
 	t->copy.csv = cp->format == SP_COPY_CSV;
+	t->copy.binary = cp->format == SP_COPY_BINARY;
 	t->copy.delimiter =
 	    cp->delimiter && cp->delimiter[0] ? cp->delimiter[0] : (t->copy.csv ? ',' : '\t');
 	t->copy.quote = cp->quote && cp->quote[0] ? cp->quote[0] : '"';

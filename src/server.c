@@ -198,6 +198,45 @@ static bool changed_shape(const char *code, const uint8_t *body, size_t len, con
 	return cols != ps->ncols;
 }
 
+/*
+ * PostgreSQL's error for a prepared statement whose result type changed, with the
+ * fields it sends: drivers tell it from other 0A000 errors by its routine, not its
+ * localised text (asyncpg turns RevalidateCachedQuery into InvalidCachedStatementError
+ * and prepares the statement again; without it the application gets the error).
+ */
+static void write_stale_error(sp_buf_t *b)
+{
+	size_t at = sp_msg_begin(b, SP_BE_ERROR);
+	static const char *const fields[][2] = {
+	    {"S", "ERROR"},
+	    {"V", "ERROR"},
+	    {"C", "0A000"},
+	    {"M", "cached plan must not change result type"},
+	    {"H", "The statement's tables changed since it was prepared; prepare it again."},
+	    {"F", "plancache.c"},
+	    {"R", "RevalidateCachedQuery"},
+	};
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		pq_sendbyte(b, (uint8_t)fields[i][0][0]);
+		pq_sendstring(b, fields[i][1]);
+	}
+	pq_sendbyte(b, 0);
+	sp_msg_end(b, at);
+}
+
+/*
+ * A Describe of ps answered with ncols result columns. Another count than before means
+ * DDL changed its result type on a copy prepared afresh: the clients that were told
+ * the old shape must get 0A000 rather than rows they cannot decode (see
+ * sp_pstmt_reshaped).
+ */
+static void note_ncols(sp_server_t *s, sp_pstmt_t *ps, int32_t ncols)
+{
+	if (ps->ncols >= 0 && ps->ncols != ncols)
+		sp_pstmt_reshaped(ps, &s->pstmts, s->client ? &s->client->pstmts : NULL);
+	ps->ncols = ncols;
+}
+
 /* Answer synthesised requests that have reached the front of the queue. */
 static void emit_synth(sp_server_t *s)
 {
@@ -800,7 +839,7 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 	case SP_BE_CLOSE_COMPLETE:
 	case SP_BE_NO_DATA:
 		if (type == SP_BE_NO_DATA && r && r->kind == SP_REQ_DESCRIBE && r->ps)
-			r->ps->ncols = 0;
+			note_ncols(s, r->ps, 0);
 		if (!r) {
 			sp_server_close(s, "server sent an unexpected response");
 			return false;
@@ -814,7 +853,7 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 		if (!internal)
 			write_client(s, msg, total);
 		if (r && r->kind == SP_REQ_DESCRIBE && r->ps && len >= 2)
-			r->ps->ncols = (int32_t)(((uint32_t)body[0] << 8) | body[1]);
+			note_ncols(s, r->ps, (int32_t)(((uint32_t)body[0] << 8) | body[1]));
 		if (r && r->kind == SP_REQ_DESCRIBE) {
 			req_pop(s);
 			emit_synth(s);
@@ -833,6 +872,11 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 	case SP_BE_PORTAL_SUSPENDED:
 		if (!internal)
 			write_client(s, msg, total);
+		if (type == SP_BE_COMMAND_COMPLETE && len > 7 &&
+		    (body[0] == 'A' || body[0] == 'C' || body[0] == 'D') &&
+		    (memcmp(body, "ALTER ", 6) == 0 || memcmp(body, "CREATE ", 7) == 0 ||
+		     memcmp(body, "DROP ", 5) == 0))
+			sp_pstmt_ddl_seen(); /* statements prepared before may have changed shape */
 		if (type == SP_BE_COMMAND_COMPLETE && len == 7 && memcmp(body, "LISTEN", 7) == 0 && c &&
 		    c->pool_mode != SP_POOL_SESSION && !s->dirty_close) {
 			/* a LISTEN that got past the refusal (in a Query of several statements, or
@@ -937,8 +981,7 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 					strcmp(r->text, SP_STALE_STATEMENT) == 0)) {
 			/* the client hears what PostgreSQL would have said */
 			sp_buf_t e = {0};
-			sp_msg_write_error(&e, "ERROR", "0A000", "cached plan must not change result type",
-					   NULL, "The statement's tables changed since it was prepared; prepare it again.");
+			write_stale_error(&e);
 			write_client(s, sp_buf_head(&e), sp_buf_len(&e));
 			sp_buf_free(&e);
 		} else {
@@ -964,12 +1007,16 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 				} else if (r->kind == SP_REQ_INT_CLOSE && r->ps && !first) {
 					/* skipped eviction: the server still has it */
 					add_stale(s, r->ps);
-				} else if (r->kind == SP_REQ_BIND && r->ps && first && code &&
-					   (strcmp(code, "0A000") == 0 || strcmp(code, "26000") == 0)) {
-					/* e.g. "cached plan must not change result type" after DDL:
-					 * prepare it again (after a Close) on next use. Seen on a
-					 * current copy, it makes every client's earlier name stale,
-					 * and every other server's copy. */
+				} else if ((r->kind == SP_REQ_BIND || r->kind == SP_REQ_DESCRIBE) &&
+					   r->ps && first && code &&
+					   (strcmp(code, "0A000") == 0 ||
+					    strcmp(code, "26000") == 0)) {
+					/* e.g. "cached plan must not change result type" after DDL
+					 * (at Bind, or at a Describe of the copy this server had
+					 * when another client prepared the same text): prepare it
+					 * again (after a Close) on next use. Seen on a current
+					 * copy, it makes every client's earlier name stale, and
+					 * every other server's copy. */
 					if (strcmp(code, "0A000") == 0 && sp_pstmt_cache_has(&s->pstmts, r->ps))
 						r->ps->epoch++;
 					sp_pstmt_cache_remove(&s->pstmts, r->ps);

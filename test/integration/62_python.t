@@ -12,9 +12,12 @@
 # fetch, executemany, copy_records_to_table, transactions, a pool of 10 connections
 # doing 2000 queries, statements prepared and not yet run while another connection
 # needs a server, set_config($1, ...) in binary, the same statement under two
-# search_paths, and a cached statement after ALTER TABLE. A third shardpool with
-# max_prepared_statements = 2 and one server connection checks statement eviction in
-# a pipeline that fails. Each check becomes one TAP line here.
+# search_paths, and a cached statement after ALTER TABLE (also on 4 connections at
+# once, where asyncpg must recognise shardpool's 0A000 as its InvalidCachedStatement).
+# A third shardpool with max_prepared_statements = 2 and one server connection checks
+# statement eviction in a pipeline that fails, and a statement evicted before an ALTER
+# TABLE (prepared afresh, by itself or by another connection first, it must still be
+# refused, not return rows of the new shape). Each check becomes one TAP line here.
 . "$(dirname "$0")/lib.sh"
 
 PY=/usr/bin/python3
@@ -26,7 +29,7 @@ diag "psycopg $("$PY" -c 'import psycopg; print(psycopg.__version__)'), asyncpg 
 
 sandbox_ensure 2 1
 TABLE=py_t_$$_$RANDOM
-at_exit "pg_psql $SB_PRIMARY_PORT_0 -c 'DROP TABLE IF EXISTS ${TABLE}_psycopg, ${TABLE}_asyncpg, ${TABLE}_asyncpg_sc' >/dev/null 2>&1"
+at_exit "pg_psql $SB_PRIMARY_PORT_0 -c 'DROP TABLE IF EXISTS ${TABLE}_psycopg, ${TABLE}_asyncpg, ${TABLE}_asyncpg_sc, ${TABLE}_asyncpg_sc2, ${TABLE}_asyncpg_evict_ev' >/dev/null 2>&1"
 
 # run_driver MODE [KEY=VALUE...]: MODE of py_drivers.py against a fresh shardpool
 run_driver() {
@@ -43,4 +46,5 @@ run_driver() {
 run_driver psycopg
 run_driver asyncpg
 run_driver psycopg-evict max_prepared_statements=2 default_pool_size=1
+run_driver asyncpg-evict max_prepared_statements=2 default_pool_size=1
 done_testing

@@ -303,7 +303,6 @@ refused() {
 }
 refused "COPY t82_data FROM STDIN"
 refused "COPY t82_data (a, b) FROM STDIN"
-refused "COPY t82_data (id, a, b, c) FROM STDIN (FORMAT binary)"
 refused "COPY t82_data (id, a, b, c) FROM STDIN WHERE b > 0"
 refused "COPY t82_data (id, a, b, c) FROM '/nonexistent/t82.dat'"
 refused "COPY t82_data (id, a, b, c) FROM PROGRAM 'cat /nonexistent/t82.dat'"

@@ -10,7 +10,7 @@
  * statement with the extended protocol, so what is checked here is the per-shard
  * rewriting at Bind (avg, OFFSET, LIMIT with GROUP BY, parameters in LIMIT/OFFSET),
  * setMaxRows (Execute with a row limit over a merged result), the first statement of
- * an autocommit-off transaction sent with its BEGIN, executeBatch over several shards
+ * an autocommit-off transaction sent with its BEGIN (also with a setSavepoint() first), executeBatch over several shards
  * (split by shard, all or nothing), and the refusal of a fetch-size cursor over several
  * shards. Output as JdbcTest.java, whose check and group it uses: check lines, then
  * `end`.
@@ -193,6 +193,30 @@ public class JdbcShardTest {
 					}
 				}
 				s.commit();
+				/* setSavepoint() first: BEGIN and SAVEPOINT come before the first key,
+				 * which may be on either shard */
+				int updated = 0;
+				String err = "none";
+				for (long k = 20; k < 28; k++) {
+					try (PreparedStatement u = s.prepareStatement("UPDATE " + table + " SET name = ? WHERE id = ?")) {
+						Savepoint sp = s.setSavepoint();
+						u.setString(1, "sp" + k);
+						u.setLong(2, k);
+						updated += u.executeUpdate();
+						s.releaseSavepoint(sp);
+						s.commit();
+					} catch (SQLException e) {
+						err = e.getSQLState() + " " + e.getMessage();
+						s.rollback();
+					}
+				}
+				check("setSavepoint, then an UPDATE by key on either shard, 8 times", updated + " " + err, "8 none");
+				check("... committed", run(s, "SELECT name FROM {T} WHERE id = ?", table, 0, 27L), "sp27");
+				s.commit();
+				try (PreparedStatement u = p.prepareStatement("UPDATE " + flat + " SET name = 'sp' || id WHERE id >= 20 AND id < 28")) {
+					u.executeUpdate(); /* the unsharded copy stays the same */
+				}
+				p.commit();
 				s.setAutoCommit(true);
 				p.setAutoCommit(true);
 				check("the connection works after all that", run(s, "SELECT 1", table, 0), "1");

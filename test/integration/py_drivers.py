@@ -2,7 +2,7 @@
 """py_drivers.py - psycopg 3 and asyncpg against shardpool in transaction pooling;
 driven by test/integration/62_python.t.
 
-    /usr/bin/python3 py_drivers.py psycopg|psycopg-evict|asyncpg PORT DATABASE TABLE
+    /usr/bin/python3 py_drivers.py psycopg|psycopg-evict|asyncpg|asyncpg-evict PORT DATABASE TABLE
 
 Connects as app/secret (SCRAM). Every check prints one line
     check<TAB>description<TAB>got<TAB>expected
@@ -15,7 +15,8 @@ connection), executemany (pipelined), pipeline mode with an error in the middle,
 COPY in and out with cursor.copy(), transactions and savepoints, binary results, the
 same statement from clients with other client_encoding, TimeZone and DateStyle.
 psycopg-evict: a statement evicted from shardpool's per-server cache in a pipeline
-that fails (run against max_prepared_statements = 2, pool_size = 1).
+that fails (run against max_prepared_statements = 2, pool_size = 1). asyncpg-evict:
+a statement evicted the same way, then ALTER TABLE, then run again.
 asyncpg: every query is a named prepared statement; prepared statements, fetch,
 executemany, copy_records_to_table (binary COPY), transactions, a pool of 10
 connections doing 2000 queries, statements prepared and not yet executed (the pool's
@@ -383,6 +384,69 @@ def run_psycopg_evict(port, db, table):
     c.close()
 
 
+def run_asyncpg_evict(port, db, table):
+    """Against a shardpool with max_prepared_statements = 2 and pool_size = 1: a
+    statement evicted from the server's cache, then ALTER TABLE, then run again. The
+    server prepares it afresh, of the new shape; the client prepared it before the
+    ALTER, so PostgreSQL would say 0A000 "cached plan must not change result type"
+    (asyncpg then prepares again), never send rows of a shape it was not told of."""
+    import asyncio
+    import asyncpg
+
+    async def run():
+        c = await asyncpg.connect(host='127.0.0.1', port=int(port), user='app', password='secret',
+                                  database=db, timeout=20, command_timeout=10)
+        t = table.replace('-', '_') + '_ev'
+        await c.execute(f'DROP TABLE IF EXISTS {t}')
+        await c.execute(f'CREATE TABLE {t} (id int, a text)')
+        await c.execute(f"INSERT INTO {t} VALUES (1, 'one')")
+        q = f'SELECT * FROM {t} WHERE id = $1'
+        got = [len(await c.fetchrow(q, 1))]
+        # two other statements push it out of the server's cache of two
+        await c.fetchval('SELECT $1::int + 1', 1)
+        await c.fetchval('SELECT $1::int + 2', 1)
+        await c.execute(f'ALTER TABLE {t} ADD COLUMN b int DEFAULT 5')
+        for _i in range(2):
+            try:
+                got.append(len(await c.fetchrow(q, 1)))
+            except Exception as e:
+                got.append(describe(e))
+        check('a statement evicted from the server, then ALTER TABLE: the new shape', got, [2, 3, 3])
+        # the same once more, but another connection prepares the text first after
+        # the ALTER: the server's copy is then of the new shape when c runs it
+        await c.fetchval('SELECT $1::int + 1', 1)
+        await c.fetchval('SELECT $1::int + 2', 1)
+        await c.execute(f'ALTER TABLE {t} ADD COLUMN c int DEFAULT 6')
+        o = await asyncpg.connect(host='127.0.0.1', port=int(port), user='app', password='secret',
+                                  database=db, timeout=20, command_timeout=10)
+        got = [len(await o.fetchrow(q, 1))]
+        for _i in range(2):
+            try:
+                got.append(len(await c.fetchrow(q, 1)))
+            except Exception as e:
+                got.append(describe(e))
+        check('... and when another connection prepared it after the ALTER', got, [4, 4, 4])
+        # the server still has its copy from before the next ALTER: a connection that
+        # prepares the text after it must not get that copy's 0A000 (asyncpg raises
+        # it from its prepare step, which it does not retry)
+        got = [len(await c.fetchrow(q, 1))]
+        await c.execute(f'ALTER TABLE {t} ADD COLUMN d int DEFAULT 7')
+        o2 = await asyncpg.connect(host='127.0.0.1', port=int(port), user='app', password='secret',
+                                   database=db, timeout=20, command_timeout=10)
+        for cc in (o2, c, o2, c):
+            try:
+                got.append(len(await cc.fetchrow(q, 1)))
+            except Exception as e:
+                got.append(describe(e))
+        check('... and when the server still has its copy from before the ALTER', got, [4, 5, 5, 5, 5])
+        await o2.close()
+        await o.close()
+        await c.execute(f'DROP TABLE {t}')
+        await c.close()
+
+    asyncio.run(asyncio.wait_for(run(), 60))
+
+
 # ------------------------------------------------------------------ asyncpg
 
 def run_asyncpg(port, db, table):
@@ -603,6 +667,50 @@ def run_asyncpg(port, db, table):
         await c.execute(f'DROP TABLE {t}')
         await c.close()
 
+    @agroup('schema change, several connections')
+    async def _():
+        # Connections that prepared the same text before an ALTER TABLE each get the
+        # 0A000 as asyncpg recognises it (routine RevalidateCachedQuery: it prepares
+        # again and retries), never rows of the new shape decoded as the old one
+        # ("the number of columns in the result row is different from what was
+        # described"); and a connection that prepares the text after the ALTER gets
+        # it of the new shape, never the 0A000 of a server's copy from before.
+        cs = [await asyncpg.connect(**kw) for _i in range(4)]
+        t = table + '_sc2'
+        await cs[0].execute(f'DROP TABLE IF EXISTS {t}')
+        await cs[0].execute(f'CREATE TABLE {t} (id int, a text)')
+        await cs[0].execute(f"INSERT INTO {t} VALUES (1, 'one')")
+        q = f'SELECT * FROM {t} WHERE id = $1'
+        for c in cs:
+            await c.fetchrow(q, 1)
+        got = []
+        for rnd, ddl in enumerate((f'ALTER TABLE {t} ADD COLUMN b int DEFAULT 5',
+                                   f'ALTER TABLE {t} ADD COLUMN c int DEFAULT 6')):
+            await cs[0].execute(ddl)
+            for c in cs + cs:
+                try:
+                    got.append(len(await c.fetchrow(q, 1)))
+                except Exception as e:
+                    got.append(describe(e))
+        check('4 connections, 2 ALTER TABLEs: every cached SELECT * sees the new columns',
+              got, [3] * 8 + [4] * 8)
+        fresh, worst = [], 0
+        for _i in range(4):
+            c = await asyncpg.connect(**kw)
+            for tries in range(1, 4):
+                worst = max(worst, tries)
+                try:
+                    fresh.append(len(await c.fetchrow(q, 1)))
+                    break
+                except asyncpg.InvalidCachedStatementError:
+                    pass
+            await c.close()
+        check('new connections after the ALTERs: the new shape, never a failed prepare',
+              (fresh, worst), ([4] * 4, 1))
+        await cs[0].execute(f'DROP TABLE {t}')
+        for c in cs:
+            await c.close()
+
     @agroup('drop table')
     async def _():
         c = await asyncpg.connect(**kw)
@@ -617,6 +725,8 @@ def main():
         run_psycopg(port, db, table)
     elif which == 'psycopg-evict':
         run_psycopg_evict(port, db, table)
+    elif which == 'asyncpg-evict':
+        run_asyncpg_evict(port, db, table)
     else:
         run_asyncpg(port, db, table)
     print('end', flush=True)

@@ -12,12 +12,14 @@ primary's port), which is how a failing check is told apart from a driver quirk.
 
 psycopg: pipeline mode (with an error in it and recovery), executemany with and
 without returning, named (server-side) cursors in a transaction, prepare=True with
-prepare_threshold=0, COPY write and read, conn.cancel() of a pg_sleep.
-asyncpg: executemany, a cursor with prefetch in a transaction, copy_records_to_table,
+prepare_threshold=0, COPY write (text and binary) and read, conn.cancel() of a pg_sleep.
+asyncpg: executemany, a cursor with prefetch in a transaction, copy_records_to_table
+(also into the sharded table, where shardpool splits the binary COPY by key),
 copy_from_query, a pool of 10 connections sharing statement names, multi-statement
 execute(), introspection of enum and composite types, cancellation by a timeout.
 With `sharded`, TABLE is sharded by id in DATABASE (created on every shard by the
-caller), and statements name the key or fan out outside a transaction.
+caller), and statements name the key or fan out outside a transaction; nested
+transactions (a SAVEPOINT before the first key) land on the key's shard.
 
 Deliberately not here: what 62_python.t already covers in plain form.
 """
@@ -87,6 +89,32 @@ def run_psycopg(port, db, table, sharded):
                     st = sqlstate(e)
                 n = c.execute(f'SELECT count(*) FROM {table} WHERE id >= %s AND id < %s', (80200, 80210)).fetchone()[0]
                 check('executemany over several shards with a duplicate key: 23505, and no row of it stays', (st, n), ('23505', 0))
+                # returning=True asks for answers before the Sync (Flush): not split,
+                # refused with a hint that says why and what to do
+                try:
+                    cur.executemany(f'INSERT INTO {table} (id, v) VALUES (%s, %s) RETURNING id',
+                                    [(i, 'r') for i in range(80300, 80310)], returning=True)
+                    st = 'no error'
+                except psycopg.Error as e:
+                    st = (sqlstate(e), 'returning=True' in (e.diag.message_hint or ''))
+                check('executemany(returning=True) over several shards: 0A000 with a hint', st, ('0A000', True))
+
+        @group('sharded: a nested transaction first')
+        def _():
+            # transaction() inside transaction(): BEGIN, then SAVEPOINT before the
+            # first statement with a key, which may be on any shard
+            with connect() as c:
+                got = []
+                for i in range(80000, 80008):
+                    with c.transaction():
+                        with c.transaction():
+                            c.execute(f'UPDATE {table} SET v = %s WHERE id = %s', (f'n{i}', i))
+                        with c.transaction():
+                            c.execute(f'UPDATE {table} SET v = %s WHERE id = %s', (f'r{i}', i))
+                            raise psycopg.Rollback()
+                    got.append(c.execute(f'SELECT v FROM {table} WHERE id = %s', (i,)).fetchone()[0])
+                check('BEGIN, SAVEPOINT, then keys on either shard (one rolled back to its savepoint)',
+                      got, [f'n{i}' for i in range(80000, 80008)])
         return
 
     @group('pipeline mode')
@@ -251,6 +279,12 @@ def run_psycopg(port, db, table, sharded):
             else:
                 n = c.execute(f'SELECT count(*) FROM {table} WHERE id >= %s AND id < %s', (5000, 6000)).fetchone()[0]
             check('COPY FROM STDIN of 1000 rows', n, 1000)
+            with cur.copy(f'COPY {table} (id, v) FROM STDIN (FORMAT BINARY)') as cp:
+                cp.set_types(['int8', 'text'])
+                for i in range(6100, 6400):
+                    cp.write_row((i, f'b{i}'))
+            n = c.execute(f'SELECT count(*) FROM {table} WHERE id = ANY(%s)', (list(range(6100, 6400)),)).fetchone()[0]
+            check('COPY FROM STDIN (FORMAT BINARY) of 300 rows', (n, c.execute(f'SELECT v FROM {table} WHERE id = %s', (6399,)).fetchone()[0]), (300, 'b6399'))
             got = []
             with cur.copy('COPY (SELECT x, md5(x::text) FROM generate_series(1, 2000) AS x) TO STDOUT') as cp:
                 for row in cp.rows():
@@ -539,10 +573,37 @@ def run_asyncpg(port, db, table, sharded):
         check('rolled back insert is not there', await c.fetchval(f'SELECT v FROM {table} WHERE id = $1', 73005), None)
         await c.close()
 
+    async def sharded_copy():
+        # copy_records_to_table sends binary COPY: split by key like text COPY
+        c = await connect()
+        ids = list(range(74000, 74500))
+        r = await c.copy_records_to_table(table, records=[(i, f'bc{i}') for i in ids], columns=['id', 'v'])
+        n = await c.fetchval(f'SELECT count(*) FROM {table} WHERE id = ANY($1::bigint[])', ids)
+        v = await c.fetchval(f'SELECT v FROM {table} WHERE id = $1', 74321)
+        check('copy_records_to_table (binary COPY) over the shards', (r, n, v), ('COPY 500', 500, 'bc74321'))
+        try:
+            await c.copy_records_to_table(table, records=[(74600, 'a'), (74601, 'b'), (74321, 'dup')],
+                                          columns=['id', 'v'])
+            st = 'no error'
+        except asyncpg.PostgresError as e:
+            st = e.sqlstate
+        n = await c.fetchval(f'SELECT count(*) FROM {table} WHERE id = ANY($1::bigint[])', [74600, 74601])
+        check('a binary COPY with a duplicate key on one shard: 23505, no row of it stays', (st, n), ('23505', 0))
+        check('query after it', await c.fetchval('SELECT 11'), 11)
+        got = []
+        for i in range(74000, 74008):
+            async with c.transaction():
+                async with c.transaction():
+                    await c.execute(f'UPDATE {table} SET v = $1 WHERE id = $2', f'n{i}', i)
+            got.append(await c.fetchval(f'SELECT v FROM {table} WHERE id = $1', i))
+        check('nested transactions (SAVEPOINT first) on keys of either shard', got, [f'n{i}' for i in range(74000, 74008)])
+        await c.close()
+
     async def main():
         await group('setup', setup())
         if sharded:
             await group('sharded keys', sharded_keys())
+            await group('sharded binary copy', sharded_copy())
             return
         await group('executemany', executemany())
         await group('cursors', cursors())
