@@ -938,15 +938,25 @@ static size_t skip_blank(const char *sql, size_t len, size_t i)
  * DISCARD (at the start or after a ';'), or a set_config( call anywhere. A
  * false positive costs one read-back query after the transaction (so
  * "UPDATE t SET" must not count); a false negative would leak a setting.
- * *resets tells RESET / DISCARD, after which startup values come back.
+ * *resets tells RESET / DISCARD, after which startup values come back. The
+ * same walk over the statements sets *later_drops (when asked) for a DEALLOCATE
+ * ALL or DISCARD ALL after the first statement: which statements the server
+ * still has after such a text is not known here (one failing before it keeps
+ * them all).
  */
-static bool may_change_settings_names(const char *sql, size_t len, bool *resets, sp_params_t *reset_names)
+static bool drops_statements(int head, const char *sql, size_t len);
+
+static bool may_change_settings_names(const char *sql, size_t len, bool *resets, sp_params_t *reset_names,
+				      bool *later_drops)
 {
 	bool found = false;
 	size_t i = 0;
 	while (i < len) {
 		size_t j = skip_blank(sql, len, i);
+		const char *semi = memchr(sql + j, ';', len - j);
 		int head = head_kind(sql + j, len - j);
+		if (later_drops && i > 0 && drops_statements(head, sql + j, semi ? (size_t)(semi - sql) - j : len - j))
+			*later_drops = true;
 		if (head == HEAD_SET || head == HEAD_RESET || head == HEAD_DISCARD) {
 			found = true;
 			if (head != HEAD_SET && resets) {
@@ -969,12 +979,9 @@ static bool may_change_settings_names(const char *sql, size_t len, bool *resets,
 			}
 		}
 		/* next statement: after the next ';' (one inside a string only costs a false positive) */
-		{
-			const char *semi = memchr(sql + j, ';', len - j);
-			if (!semi)
-				break;
-			i = (size_t)(semi - sql) + 1;
-		}
+		if (!semi)
+			break;
+		i = (size_t)(semi - sql) + 1;
 	}
 	if (!found && len >= 10) {
 		for (const char *q = sql; (q = memchr(q, '(', (size_t)(sql + len - q))) != NULL; q++)
@@ -986,7 +993,7 @@ static bool may_change_settings_names(const char *sql, size_t len, bool *resets,
 
 static bool may_change_settings(const char *sql, size_t len, bool *resets)
 {
-	return may_change_settings_names(sql, len, resets, NULL);
+	return may_change_settings_names(sql, len, resets, NULL, NULL);
 }
 
 /* Is name a setting pg_settings does not list, which the read-back after the
@@ -1132,26 +1139,6 @@ static bool drops_statements(int head, const char *sql, size_t len)
 		if (strncasecmp(sql + i, "all", 3) == 0 && (i == 0 || !ident_char(sql[i - 1])) &&
 		    (i + 3 == len || !ident_char(sql[i + 3])))
 			return true;
-	return false;
-}
-
-/*
- * A DEALLOCATE ALL or DISCARD ALL after the first statement of a Query text. Which
- * statements the server still has once the text ran is not known here (a statement
- * failing before it keeps them all; DISCARD ALL is refused in such a text).
- */
-static bool later_statement_drops(const char *sql, size_t len)
-{
-	const char *semi = memchr(sql, ';', len);
-
-	while (semi) {
-		size_t j = skip_blank(sql, len, (size_t)(semi - sql) + 1);
-		const char *next = memchr(sql + j, ';', len - j);
-		size_t end = next ? (size_t)(next - sql) : len;
-		if (drops_statements(head_kind(sql + j, end - j), sql + j, end - j))
-			return true;
-		semi = next;
-	}
 	return false;
 }
 
@@ -1409,7 +1396,8 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 				sp_msg_write_ready_for_query(&c->sock.out, s->txn);
 				return true;
 			}
-			if (may_change_settings_names(sql, len - 1, &c->reset_seen, &c->reset_names)) {
+			bool later_drops = false;
+			if (may_change_settings_names(sql, len - 1, &c->reset_seen, &c->reset_names, &later_drops)) {
 				s->need_syncback = true;
 				note_custom_names(c, sql, len - 1);
 			}
@@ -1420,7 +1408,7 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 					sp_pstmt_cache_clear(&s->pstmts);
 					sp_pstmt_map_clear(&c->pstmts);
 				}
-			} else if (later_statement_drops(sql, len - 1)) {
+			} else if (later_drops) {
 				/* "SELECT 1; DEALLOCATE ALL": the client's statements go, as in
 				 * PostgreSQL; what the server still has is unknown, so this
 				 * connection is closed after the transaction, not reused */
@@ -1536,7 +1524,7 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 				return true;
 			if (!*name)
 				c->unnamed_config_param = 0;
-			if (may_change_settings_names(q, ql, &c->reset_seen, &c->reset_names)) {
+			if (may_change_settings_names(q, ql, &c->reset_seen, &c->reset_names, NULL)) {
 				s->need_syncback = true;
 				if (!*name)
 					c->unnamed_config_param = config_name_param(q, ql);

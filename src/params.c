@@ -38,24 +38,26 @@ static int find(const sp_params_t *p, const char *name)
 	return -1;
 }
 
-/* Add (or take out: XOR) one entry's hash to the signatures. */
-static void sign(sp_params_t *p, const char *name, const char *value)
+/* Add (or take out: XOR) one entry's hash to the signatures; ro: a read-only name. */
+static void sign(sp_params_t *p, bool ro, const char *name, const char *value)
 {
 	uint64_t h = entry_hash(name, value);
 	p->sig ^= h;
-	if (!sp_params_is_readonly(name))
+	if (!ro)
 		p->rw_sig ^= h;
 }
 
 void sp_params_set(sp_params_t *p, const char *name, const char *value)
 {
 	int i = find(p, name);
+	bool ro;
 	if (i >= 0) {
 		if (strcmp(p->items[i].value, value) != 0) {
-			sign(p, p->items[i].name, p->items[i].value);
+			ro = sp_params_is_readonly(name);
+			sign(p, ro, p->items[i].name, p->items[i].value);
 			free(p->items[i].value);
 			p->items[i].value = strdup(value);
-			sign(p, p->items[i].name, p->items[i].value);
+			sign(p, ro, p->items[i].name, p->items[i].value);
 		}
 		return;
 	}
@@ -69,9 +71,9 @@ void sp_params_set(sp_params_t *p, const char *name, const char *value)
 	}
 	p->items[p->n].name = strdup(name);
 	p->items[p->n].value = strdup(value);
-	sign(p, name, value);
-	if (!sp_params_is_readonly(name))
-		p->rw_n++;
+	ro = sp_params_is_readonly(name);
+	sign(p, ro, name, value);
+	p->rw_n += !ro;
 	p->n++;
 }
 
@@ -86,9 +88,9 @@ bool sp_params_remove(sp_params_t *p, const char *name)
 	int i = find(p, name);
 	if (i < 0)
 		return false;
-	sign(p, p->items[i].name, p->items[i].value);
-	if (!sp_params_is_readonly(p->items[i].name))
-		p->rw_n--;
+	bool ro = sp_params_is_readonly(name);
+	sign(p, ro, p->items[i].name, p->items[i].value);
+	p->rw_n -= !ro;
 	free(p->items[i].name);
 	free(p->items[i].value);
 	p->items[i] = p->items[--p->n];

@@ -4644,35 +4644,73 @@ static void memo_free(struct tls *tl)
 	tl->memo = NULL;
 }
 
+/* Is entry e in use, for database db, and made since the plans were last dropped? */
+static bool memo_usable(const struct memo_ent *e, const sp_db_conf_t *db)
+{
+	return e->plan && e->db == db &&
+	       e->epoch == atomic_load_explicit(&memo_epoch, memory_order_relaxed);
+}
+
+/*
+ * Does s have entry e's shape, with the entry's bytes outside its lifted slots? The
+ * answer shape_scan() would lead to, without needing its scan: the bytes before each
+ * slot are the entry's, so the scanner reaches the slot in the same state, and the slot
+ * is read with the scanner's own rules. sh gets s's slots (the entry's flags).
+ */
+static bool memo_match(const struct memo_ent *e, const char *s, size_t n, struct shape *sh)
+{
+	size_t a = 0, b = 0;
+
+	if (n > MEMO_MAX_TEXT)
+		return false;
+	for (int k = 0; k < e->nslots; k++) {
+		const struct slot *os = &e->slot[k];
+		size_t seg = os->at - b, p = a + seg, end;
+		bool bad = false;
+
+		if (p >= n || memcmp(s + a, e->text + b, seg) != 0)
+			return false;
+		if (os->flags & SLOT_STRING) {
+			if (s[p] != '\'')
+				return false;
+			end = skip_quote(s, n, p, false, &bad);
+			if (bad)
+				return false;
+			if ((os->flags & SLOT_LIFT) && end - p > 2 && s[p + 1] == '{')
+				return false; /* an array literal: lift() leaves it to the analyzer */
+		} else {
+			if (!number_start(s, n, p))
+				return false;
+			end = skip_number(s, n, p);
+		}
+		if (!(os->flags & SLOT_LIFT) &&
+		    (end - p != os->len || memcmp(s + p, e->text + os->at, os->len) != 0))
+			return false;
+		sh->slot[k] = (struct slot){(uint32_t)p, (uint32_t)(end - p), os->sign, os->flags};
+		a = end;
+		b = os->at + os->len;
+	}
+	if (n - a != e->len - b || memcmp(s + a, e->text + b, n - a) != 0)
+		return false;
+	sh->nslots = e->nslots;
+	sh->max_param = e->max_param;
+	return true;
+}
+
 /* The entry of this thread's memo for text s of shape sh, or NULL. */
 static struct memo_ent *memo_find(struct tls *tl, const sp_db_conf_t *db, const char *s, size_t n,
-				  const struct shape *sh)
+				  struct shape *sh)
 {
 	struct memo_ent *e;
-	uint32_t a = 0, b = 0;
+	struct shape m;
 
 	if (!tl->memo)
 		return NULL;
 	e = &tl->memo[sh->hash & (MEMO_ENTRIES - 1)];
-	if (!e->plan || e->hash != sh->hash || e->db != db || e->nslots != sh->nslots ||
-	    e->epoch != atomic_load_explicit(&memo_epoch, memory_order_relaxed))
+	if (!memo_usable(e, db) || e->hash != sh->hash || e->nslots != sh->nslots ||
+	    !memo_match(e, s, n, &m))
 		return NULL;
-	for (int k = 0; k < sh->nslots; k++) {
-		const struct slot *ns = &sh->slot[k], *os = &e->slot[k];
-		if (ns->at - a != os->at - b || memcmp(s + a, e->text + b, ns->at - a) != 0 ||
-		    (ns->flags & SLOT_STRING) != (os->flags & SLOT_STRING))
-			return NULL; /* lift() treats a number and a string differently */
-		if (!(os->flags & SLOT_LIFT)) {
-			if (ns->len != os->len || memcmp(s + ns->at, e->text + os->at, ns->len) != 0)
-				return NULL;
-		} else if ((os->flags & SLOT_STRING) && ns->len > 2 && s[ns->at + 1] == '{') {
-			return NULL; /* an array literal: lift() leaves it to the analyzer */
-		}
-		a = ns->at + ns->len;
-		b = os->at + os->len;
-	}
-	if (n - a != e->len - b || memcmp(s + a, e->text + b, n - a) != 0)
-		return NULL;
+	memcpy(sh->slot, m.slot, (size_t)m.nslots * sizeof(m.slot[0]));
 	return e;
 }
 
@@ -4773,52 +4811,6 @@ static void memo_put(struct tls *tl, const sp_db_conf_t *db, const char *s, size
 	e->len = (uint32_t)n;
 	sp_plan_ref(p);
 	e->plan = p;
-}
-
-/*
- * Does s have entry e's shape, with the entry's bytes outside its lifted slots? The
- * answer shape_scan() and memo_find()'s comparison would give, without scanning: the
- * bytes before each slot are the entry's, so the scanner reaches the slot in the same
- * state, and the slot is read with the scanner's own rules. sh gets s's slots.
- */
-static bool memo_match(const struct memo_ent *e, const char *s, size_t n, struct shape *sh)
-{
-	size_t a = 0, b = 0;
-
-	if (n > MEMO_MAX_TEXT)
-		return false;
-	for (int k = 0; k < e->nslots; k++) {
-		const struct slot *os = &e->slot[k];
-		size_t seg = os->at - b, p = a + seg, end;
-		bool bad = false;
-
-		if (p >= n || memcmp(s + a, e->text + b, seg) != 0)
-			return false;
-		if (os->flags & SLOT_STRING) {
-			if (s[p] != '\'')
-				return false;
-			end = skip_quote(s, n, p, false, &bad);
-			if (bad)
-				return false;
-			if ((os->flags & SLOT_LIFT) && end - p > 2 && s[p + 1] == '{')
-				return false; /* an array literal: lift() leaves it to the analyzer */
-		} else {
-			if (!number_start(s, n, p))
-				return false;
-			end = skip_number(s, n, p);
-		}
-		if (!(os->flags & SLOT_LIFT) &&
-		    (end - p != os->len || memcmp(s + p, e->text + os->at, os->len) != 0))
-			return false;
-		sh->slot[k] = (struct slot){(uint32_t)p, (uint32_t)(end - p), os->sign, os->flags};
-		a = end;
-		b = os->at + os->len;
-	}
-	if (n - a != e->len - b || memcmp(s + a, e->text + b, n - a) != 0)
-		return false;
-	sh->nslots = e->nslots;
-	sh->max_param = e->max_param;
-	return true;
 }
 
 /*
@@ -5095,9 +5087,7 @@ bool sp_router_query(const sp_db_conf_t *db, sp_router_session_t *sess, const ch
 	 * entry of the text's shape; a compiled route needs nothing more */
 	if (sess->memo_slot > 0 && tl->memo) {
 		e = &tl->memo[(sess->memo_slot - 1) & (MEMO_ENTRIES - 1)];
-		if (!e->plan || e->db != db ||
-		    e->epoch != atomic_load_explicit(&memo_epoch, memory_order_relaxed) ||
-		    !memo_match(e, sql, len, &sh))
+		if (!memo_usable(e, db) || !memo_match(e, sql, len, &sh))
 			e = NULL;
 	}
 	if (!e && (shaped = shape_scan(sql, len, &sh)))
