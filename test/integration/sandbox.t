@@ -94,4 +94,19 @@ for ((i = 0; i < SB_SHARDS; i++)); do
 	pv=SB_PRIMARY_PORT_$i
 	pg_psql "${!pv}" -c "DELETE FROM sandbox_t WHERE token = '$token'" >/dev/null
 done
+
+# --listen-port inside the servers' range: that port is left for shardpool (the demo
+# picks its port first, then starts the sandbox; once the sandbox took it for a server)
+B=$(free_port) || bail_out "no free port"
+at_exit "'$SP_SRCDIR/test/sandbox' stop '$SP_TMP/sbl' >/dev/null 2>&1; rm -rf '$SP_TMP/sbl'"
+if out=$("$SP_SRCDIR/test/sandbox" start "$SP_TMP/sbl" --shards 1 --replicas 1 --base-port "$B" \
+	--listen-port $((B + 1)) 2>&1); then
+	used=$("$SP_SRCDIR/test/sandbox" env "$SP_TMP/sbl" | sed -n 's/^SB_.*_PORT_[0-9_]*=//p' | tr '\n' ' ')
+	unlike "$used" "(^| )$((B + 1)) " "a sandbox gives no server the --listen-port it was given ($used)"
+	like "$(cat "$SP_TMP/sbl/shardpool.ini")" "listen_port = $((B + 1))" "  and writes it into shardpool.ini"
+else
+	ok "a sandbox with --listen-port inside its range starts" false
+	diag "$out"
+fi
+"$SP_SRCDIR/test/sandbox" stop "$SP_TMP/sbl" >/dev/null 2>&1
 done_testing
