@@ -58,6 +58,8 @@ struct sp_client {
 	uint32_t welcome_tried; /* login: other nodes tried for the server's parameters */
 	bool login_check;            /* login: its startup values are being tried on a server */
 	bool prerouted;              /* the message at the head of the input was routed already */
+	bool lsn_pipeline;           /* that message is an autocommit write: its WAL position query
+				      * may follow it to the server at once (see lsn_pipelinable) */
 	struct sp_node_health *read_node; /* replica serving this client's read (outstanding count) */
 	bool in_batch;               /* extended-protocol messages sent since the last Sync */
 	bool query_flush_sent;       /* a Query waits for the server: a Flush went out to get its answers */

@@ -110,6 +110,7 @@ struct sp_server {
 	bool need_syncback;     /* client ran something that may have changed settings */
 	bool dirty_close;       /* close instead of reuse when released */
 	bool lsn_taken;         /* fan-out write: the WAL position was read */
+	bool lsn_retried;       /* the WAL position query was cancelled once and asked again */
 	bool finishing;         /* transaction over, shardpool's own follow-up queries run: hold the client */
 	int cancels_in_flight;  /* forwarded CancelRequests PostgreSQL has not taken yet */
 	bool release_held;      /* released while a cancel was in flight: back to the pool after it */
@@ -173,6 +174,8 @@ static inline bool sp_server_only_internal(const sp_server_t *s)
 	return !s->copy_in && !s->copy_out && s->txn == 'I';
 }
 void sp_server_send(sp_server_t *s);
+/* Queue "SELECT pg_current_wal_insert_lsn()" (read-your-writes) after what s runs; not sent yet. */
+void sp_server_queue_lsn_query(sp_server_t *s);
 /* Resume reading from the server when its client drained. */
 void sp_server_resume(sp_server_t *s);
 const char *sp_server_state_str(sp_server_state_t st);

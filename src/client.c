@@ -1376,6 +1376,8 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 	switch (type) {
 	case SP_FE_QUERY: {
 		const char *sql = (const char *)body;
+		bool pipeline_lsn = c->lsn_pipeline;
+		c->lsn_pipeline = false;
 		/* a simple Query drops the unnamed statement (PostgreSQL does the same) */
 		free(c->unnamed_parse);
 		c->unnamed_parse = NULL;
@@ -1427,6 +1429,13 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 		}
 		sp_server_push_req(s, SP_REQ_QUERY, NULL, SP_INTQ_NONE);
 		forward_raw(s, msg, total);
+		if (pipeline_lsn && c->txn_wrote && s->req_n == 1 && s->txn == SP_TXN_IDLE && !s->need_syncback &&
+		    !s->fan && !c->reset_seen) {
+			/* see lsn_pipelinable: the client's next messages wait for the answer */
+			sp_server_queue_lsn_query(s);
+			c->txn_wrote = false;
+			s->finishing = true;
+		}
 		return true;
 	}
 	case SP_FE_PARSE:
@@ -2855,6 +2864,26 @@ static void open_virtual_txn(sp_client_t *c, const batch_kind_t *bk, bool read_o
 }
 
 /*
+ * Read-your-writes needs the WAL position after each write transaction (see
+ * transaction_done in server.c). For one autocommit write statement in a Query, the
+ * position query can go to the server right behind it, in the same send: the server
+ * runs it as soon as the write commits, and the proxy and server save a round trip.
+ * Only where the statement surely ends with the server idle and reading Queries: one
+ * statement, not BEGIN/COMMIT/SAVEPOINT..., not COPY (a Query in COPY FROM STDIN data
+ * would fail the COPY), not CALL or DO (a procedure may COMMIT and go on).
+ */
+static bool lsn_pipelinable(const sp_client_t *c, const sp_target_t *t, const char *sql, size_t len)
+{
+	char w[8];
+	if (!sp_g.cfg->read_your_writes || !c->written_lsn || c->pool_mode == SP_POOL_SESSION || c->virtual_txn ||
+	    t->kind == SP_TARGET_FANOUT || t->n_stmts != 1 || t->txnop != SP_TXNOP_NONE || c->txn != SP_TXN_IDLE)
+		return false;
+	first_word(sql, len, w, sizeof(w));
+	return strcmp(w, "INSERT") == 0 || strcmp(w, "UPDATE") == 0 || strcmp(w, "DELETE") == 0 ||
+	       strcmp(w, "MERGE") == 0 || strcmp(w, "WITH") == 0 || strcmp(w, "SELECT") == 0;
+}
+
+/*
  * Decide where the transaction starting with the message(s) at the head of
  * the input goes, or answer it here. Returns false to wait for more input.
  */
@@ -2866,6 +2895,7 @@ static bool route_idle(sp_client_t *c)
 	char type = (char)p[0];
 	sp_target_t t;
 
+	c->lsn_pipeline = false;
 	if (!valid_header(type, len)) {
 		sp_client_fatal(c, SP_SQLSTATE_PROTOCOL_VIOLATION, "invalid frontend message type %d or length %u",
 				(int)(unsigned char)type, len);
@@ -2988,6 +3018,7 @@ static bool route_idle(sp_client_t *c)
 			return true;
 		}
 		c->prerouted = true;
+		c->lsn_pipeline = c->txn_wrote && lsn_pipelinable(c, &t, sql, len - 5);
 		start_transaction(c);
 		return true;
 	}
@@ -3676,7 +3707,11 @@ bool sp_client_cancel_request(int32_t pid, int32_t key, sp_client_t *requester)
 	}
 	int sent = 0;
 	if (c->server) {
-		sent = cancel_server(c->server, requester);
+		/* nothing of the client's runs when only shardpool's own follow-up queries
+		 * (parameter read-back, WAL position) are left: PostgreSQL ignores a cancel
+		 * that comes between statements, and so does shardpool */
+		if (!sp_server_only_internal(c->server))
+			sent = cancel_server(c->server, requester);
 	} else if (c->fan) {
 		/* a statement over several shards: every shard's server still running it */
 		for (int i = 0; i < sp_fanout_width(c->fan); i++) {

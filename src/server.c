@@ -591,6 +591,18 @@ static void lsn_row(sp_server_t *s, const uint8_t *body, size_t len)
 	slog(s, SP_LOG_DEBUG, "client wrote up to %s on shard %d", text, s->pool->shard);
 }
 
+/*
+ * Where this client's write ended in the WAL: its next reads wait for it. The insert
+ * position, not the write position: with synchronous_commit = off the commit record
+ * may not have been written out yet. Queued after whatever the server runs now (the
+ * client's own autocommit write, when client.c pipelines it; see lsn_pipelinable).
+ */
+void sp_server_queue_lsn_query(sp_server_t *s)
+{
+	sp_msg_write_query(&s->sock.out, "SELECT pg_catalog.pg_current_wal_insert_lsn()");
+	sp_server_push_req(s, SP_REQ_INT_QUERY, NULL, SP_INTQ_LSN);
+}
+
 static void start_syncback(sp_server_t *s)
 {
 	/* Settings the server does not report: read back what this session changed.
@@ -685,8 +697,7 @@ static void transaction_done(sp_server_t *s)
 		if (sp_fanout_is_write(f) && !s->lsn_taken && s->txn == SP_TXN_IDLE && sp_g.cfg->read_your_writes &&
 		    c->written_lsn) {
 			s->lsn_taken = true;
-			sp_msg_write_query(&s->sock.out, "SELECT pg_catalog.pg_current_wal_insert_lsn()");
-			sp_server_push_req(s, SP_REQ_INT_QUERY, NULL, SP_INTQ_LSN);
+			sp_server_queue_lsn_query(s);
 			sp_server_send(s);
 			return;
 		}
@@ -730,16 +741,13 @@ static void transaction_done(sp_server_t *s)
 		c->txn_wrote = false;
 		if (sp_g.cfg->read_your_writes && c->written_lsn) {
 			s->finishing = true;
-			/* Where this client's write ended in the WAL: its next reads wait for it. The insert
-			 * position, not the write position: with synchronous_commit = off the commit
-			 * record may not have been written out yet. */
-			sp_msg_write_query(&s->sock.out, "SELECT pg_catalog.pg_current_wal_insert_lsn()");
-			sp_server_push_req(s, SP_REQ_INT_QUERY, NULL, SP_INTQ_LSN);
+			sp_server_queue_lsn_query(s);
 			sp_server_send(s);
 			return;
 		}
 	}
 	s->finishing = false;
+	s->lsn_retried = false;
 	s->n_xacts++;
 	c->n_xacts++;
 	sp_pool_xact_end(s->pool, c->xact_start);
@@ -946,6 +954,15 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 			    sp_msg_error_field(body, len, 'D'), sp_msg_error_field(body, len, 'H'));
 			sp_client_close(c, why);
 			return s->state != SP_SERVER_CLOSED;
+		}
+		if (r && r->kind == SP_REQ_INT_QUERY && r->intq == SP_INTQ_LSN && c && !s->fan && !s->lsn_retried &&
+		    sp_msg_error_field(body, len, 'C') &&
+		    strcmp(sp_msg_error_field(body, len, 'C'), SP_SQLSTATE_QUERY_CANCELED) == 0) {
+			/* a cancel meant for the client's write landed on the query after it: without
+			 * the position, this client's reads could miss its write; ask once more */
+			s->lsn_retried = true;
+			c->txn_wrote = true;
+			return true;
 		}
 		if (r && r->kind == SP_REQ_INT_QUERY) {
 			const char *m = sp_msg_error_field(body, len, 'M');

@@ -67,7 +67,7 @@ write_config() {
 listen_addr = 127.0.0.1
 listen_port = $SP_PORT
 unix_socket_dir =
-auth_type = scram-sha-256
+auth_type = md5
 auth_file = $SB/userlist.txt
 admin_users = app
 pool_mode = transaction
@@ -125,6 +125,35 @@ for proto in simple extended; do
 	ok "  after a pause (replicas caught up), reads land on replicas again ($n of 40)" test "${n:-0}" -gt 0
 	ok "  in under 30 s ($(field "$line" seconds) s)" awk -v s="$(field "$line" seconds)" 'BEGIN { exit !(s != "" && s < 30) }'
 done
+
+# A read pipelined behind a write: the client sends both Queries before any answer
+# (the write's WAL position query follows the write to the server in the same send;
+# the read must wait for that position, not go to a replica at once).
+[ -x "$RAW" ] || bail_out "$RAW is missing (make check builds it)"
+misses=0 replica_reads=0
+for ((i = 1; i <= 60; i++)); do
+	id=$((900000 + i))
+	out=$(raw 127.0.0.1:"$SP_PORT" startup:app:app auth:secret \
+		"Q:INSERT INTO ryw_s VALUES ($id, 'pipe$i')" \
+		"Q:SELECT inet_server_port(), max(tag) FROM ryw_s WHERE id = $id" read read 2>&1)
+	case $out in
+	*"D "*"|pipe$i"*) ;;
+	*) misses=$((misses + 1)); [ "$misses" = 1 ] && diag "$out" ;;
+	esac
+	port=$(sed -n 's/^D \([0-9]*\)|.*/\1/p' <<<"$out")
+	case $(role "$port") in r*) replica_reads=$((replica_reads + 1)) ;; esac
+done
+is "$misses" 0 "a read pipelined behind its write (simple Queries sent together) finds the row, 60 times"
+is "$replica_reads" 0 "  and goes to the primary while the replicas lag 500 ms"
+out=$(raw 127.0.0.1:"$SP_PORT" startup:app:app auth:secret "Q:INSERT INTO ryw_s VALUES (900100, 'x')" read \
+	"Q:INSERT INTO ryw_s VALUES (900100, 'x')" read "Q:SELECT count(*) FROM ryw_s WHERE id = 900100" read 2>&1)
+like "$out" "E 23505" "a failed pipelined write gets its error"
+like "$out" "D 1" "  and the session goes on: the next read finds the first row"
+printf '%s\n' "900200	copy" | PGPASSWORD=secret psql -X -q -A -t -h 127.0.0.1 -p "$SP_PORT" -U app -d app \
+	-c "/* shard: 0 */ COPY ryw_s FROM STDIN" \
+	-c "/* shard: 0 */ SELECT tag, pg_is_in_recovery() FROM ryw_s WHERE id = 900200" >"$SP_TMP/copy.out" 2>&1
+is "$(cat "$SP_TMP/copy.out")" "copy|f" \
+	"COPY FROM STDIN on one shard (a write that is not pipelined) works, and the same client reads its row at once"
 
 # ---------------------------------------------------------------- read_your_writes = off
 is "$(reload read_your_writes=off)" "" "RELOAD with read_your_writes = off"
