@@ -70,6 +70,7 @@ typedef struct sp_req {
 	/* the server's copy_ends and copy_datas when it was queued: which COPY input it
 	 * was sent in, and after how much of it (see copy_in_started in server.c) */
 	uint8_t copy_ends, copy_datas;
+	bool may_copy;       /* QUERY: its text mentions COPY (counted in n_copy_query_reqs) */
 	sp_pstmt_t *ps;      /* for PARSE/INT_PARSE/INT_CLOSE/BIND: which statement (referenced) */
 	char *text;          /* PARSE: the client's statement name; SYNTH_*: what to answer (owned) */
 } sp_req_t;
@@ -100,6 +101,7 @@ struct sp_server {
 	char txn;               /* last ReadyForQuery status */
 	bool copy_in, copy_out;
 	unsigned n_query_reqs;  /* SP_REQ_QUERY among the requests */
+	unsigned n_copy_query_reqs; /* those whose text may start a COPY (may_copy) */
 	unsigned n_exec_reqs;   /* SP_REQ_EXECUTE among the requests ... */
 	uint8_t exec_copy_ends, exec_copy_datas; /* ... and the last one's copy_ends, copy_datas */
 	uint8_t copy_ends;      /* CopyDone and CopyFail the client sent (wraps) */
@@ -154,7 +156,7 @@ void sp_server_close_stale(sp_server_t *s, sp_pstmt_t *ps);
  */
 static inline bool sp_server_copy_undecided(const sp_server_t *s)
 {
-	return s->n_query_reqs > 0 || (s->n_exec_reqs > 0 && s->exec_copy_ends == s->copy_ends &&
+	return s->n_copy_query_reqs > 0 || (s->n_exec_reqs > 0 && s->exec_copy_ends == s->copy_ends &&
 				       s->exec_copy_datas != s->copy_datas);
 }
 static inline bool sp_server_busy(const sp_server_t *s)
@@ -174,6 +176,8 @@ static inline bool sp_server_only_internal(const sp_server_t *s)
 	return !s->copy_in && !s->copy_out && s->txn == 'I';
 }
 void sp_server_send(sp_server_t *s);
+/* The Query just pushed cannot start a COPY: its text does not mention one. */
+void sp_server_query_cannot_copy(sp_server_t *s);
 /* Queue "SELECT pg_current_wal_insert_lsn()" (read-your-writes) after what s runs; not sent yet. */
 void sp_server_queue_lsn_query(sp_server_t *s);
 /* Resume reading from the server when its client drained. */

@@ -865,6 +865,23 @@ static size_t first_word(const char *sql, size_t len, char *word, size_t wlen)
 }
 
 /*
+ * Can this Query text start a COPY? Only a COPY statement does (it cannot be
+ * PREPAREd, run by EXECUTE or from a function), and its keyword cannot be quoted or
+ * split: a text without the letters "copy" in any case cannot. The answer lets the
+ * client's next messages go to the server before this Query's answer (see
+ * sp_server_copy_undecided). One pass over the text, no copy.
+ */
+static bool mentions_copy(const char *sql, size_t len)
+{
+	/* x | 0x20 is 'c' for 'c' and 'C' only (and likewise for o, p, y) */
+	for (size_t i = 0; i + 3 < len; i++)
+		if ((sql[i] | 0x20) == 'c' && (sql[i + 1] | 0x20) == 'o' && (sql[i + 2] | 0x20) == 'p' &&
+		    (sql[i + 3] | 0x20) == 'y')
+			return true;
+	return false;
+}
+
+/*
  * The statement heads shardpool acts on before a Query or Parse goes to the server.
  * head_of() reads only the first word (white space, comments and '(' skipped), in
  * place, case-insensitively, as a whole word: no copy, no strcmp, since it runs on
@@ -1428,6 +1445,8 @@ static bool handle_message(sp_client_t *c, char type, const uint8_t *msg, size_t
 			}
 		}
 		sp_server_push_req(s, SP_REQ_QUERY, NULL, SP_INTQ_NONE);
+		if (!mentions_copy(sql, len - 1))
+			sp_server_query_cannot_copy(s); /* what the client pipelines after it need not wait */
 		forward_raw(s, msg, total);
 		if (pipeline_lsn && c->txn_wrote && s->req_n == 1 && s->txn == SP_TXN_IDLE && !s->need_syncback &&
 		    !s->fan && !c->reset_seen) {

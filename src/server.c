@@ -109,8 +109,11 @@ static inline sp_req_t *req_head(sp_server_t *s)
 static void req_pop(sp_server_t *s)
 {
 	sp_req_t *r = &s->reqs[s->req_head];
-	if (r->kind == SP_REQ_QUERY)
+	if (r->kind == SP_REQ_QUERY) {
 		s->n_query_reqs--;
+		if (r->may_copy)
+			s->n_copy_query_reqs--;
+	}
 	else if (r->kind == SP_REQ_EXECUTE)
 		s->n_exec_reqs--;
 	if (r->ps)
@@ -316,8 +319,10 @@ bool sp_server_push_req(sp_server_t *s, sp_req_kind_t kind, sp_pstmt_t *ps, sp_i
 	r->intq = (uint8_t)intq;
 	r->copy_ends = s->copy_ends;
 	r->copy_datas = s->copy_datas;
+	r->may_copy = kind == SP_REQ_QUERY;
 	if (kind == SP_REQ_QUERY) {
 		s->n_query_reqs++;
+		s->n_copy_query_reqs++;
 	} else if (kind == SP_REQ_EXECUTE) {
 		s->n_exec_reqs++;
 		s->exec_copy_ends = s->copy_ends;
@@ -589,6 +594,15 @@ static void lsn_row(sp_server_t *s, const uint8_t *body, size_t len)
 			sp_health_probe_now(c->db, s->pool->shard);
 	}
 	slog(s, SP_LOG_DEBUG, "client wrote up to %s on shard %d", text, s->pool->shard);
+}
+
+void sp_server_query_cannot_copy(sp_server_t *s)
+{
+	sp_req_t *r = &s->reqs[(s->req_head + s->req_n - 1) & (s->req_cap - 1)];
+	if (s->req_n > 0 && r->kind == SP_REQ_QUERY && r->may_copy) {
+		r->may_copy = false;
+		s->n_copy_query_reqs--;
+	}
 }
 
 /*

@@ -64,6 +64,28 @@ is "$SPOUT" "$PGOUT" "... exactly as PostgreSQL answers"
 out=$(for i in 1 2 3 4; do pgc "$SP1" pipeline 200 & done 2>&1; wait)
 is "$(grep -c '^ok 200 pipelined results$' <<<"$out")" 4 "four clients pipelining 200 queries each over one server connection"
 
+# Simple Queries pipelined (pgx's simple-protocol batches send them in one write) go to
+# the server without waiting for each other's answers; only a Query that mentions COPY
+# holds what follows until the server says whether a COPY started. Seen from the
+# server's socket: a Query sent while the one before it sleeps waits in its receive
+# queue (the server reads it only after the sleep).
+pipelined_seen() { # STEP...: is a byte queued on a server socket of PGPORT0 while they run?
+	raw "$SP_PORT" startup:app:plain auth:secret "$@" >"$SP_TMP/pipe2.out" 2>&1 &
+	local rp=$! queued=0 i
+	for ((i = 0; i < 35; i++)); do
+		sleep 0.1
+		ss -Htn state established "sport = :$PGPORT0" | awk '$1 > 0 { f = 1 } END { exit !f }' && queued=1
+	done
+	wait $rp
+	echo $queued
+}
+is "$(pipelined_seen "Q:SELECT pg_sleep(3)" sleep:400 "Q:SELECT 'second'" read read)" 1 \
+	"a simple Query sent while the one before it runs goes on to the server at once"
+like "$(cat "$SP_TMP/pipe2.out")" "D second" "... and both are answered"
+is "$(pipelined_seen "Q:SELECT pg_sleep(3) AS copy" sleep:400 "Q:SELECT 'second'" read read)" 0 \
+	"one sent behind a Query that mentions COPY waits for its answer (it could be COPY data)"
+like "$(cat "$SP_TMP/pipe2.out")" "D second" "... and both are answered"
+
 # a Parse skipped after an error (up to the Sync) creates no statement: preparing the
 # name again works, as in PostgreSQL; inside a failed transaction a Parse of a statement
 # the server connection already has is refused (25P02) and takes no name either
