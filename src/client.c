@@ -219,7 +219,7 @@ void sp_client_close(sp_client_t *c, const char *reason)
 		sp_server_t *s = c->server;
 		c->server = NULL;
 		s->client = NULL;
-		if ((sp_server_busy(s) && !sp_server_only_internal(s)) || c->in_copy ||
+		if ((sp_server_busy(s) && !sp_server_only_internal(s)) || c->in_copy || c->fwd_remaining > 0 ||
 		    (c->in_batch && !c->describe_detach)) {
 			/* Mid-transaction or mid-COPY: never hand this session to anyone else,
 			 * and stop what it runs (PostgreSQL would finish a statement whose

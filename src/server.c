@@ -701,6 +701,11 @@ static void transaction_done(sp_server_t *s)
 		sp_client_login_checked(c);
 		return;
 	}
+	if (c->fwd_remaining > 0 && !s->fan)
+		/* the client is midway through a message it streams to this server (a large
+		 * CopyData): nothing of ours may come between its bytes, and the server is not
+		 * free until the message is whole; the next answer brings us back here */
+		return;
 	if (s->fan) {
 		sp_fanout_t *f = s->fan;
 		int idx = s->fan_idx;

@@ -85,6 +85,15 @@ like "$(cat "$SP_TMP/pipe2.out")" "D second" "... and both are answered"
 is "$(pipelined_seen "Q:SELECT pg_sleep(3) AS copy" sleep:400 "Q:SELECT 'second'" read read)" 0 \
 	"one sent behind a Query that mentions COPY waits for its answer (it could be COPY data)"
 like "$(cat "$SP_TMP/pipe2.out")" "D second" "... and both are answered"
+# A CopyData outside COPY, pipelined behind a Query, whose body is still coming when the
+# Query's answer arrives: its first bytes went on to the server, which must not go back
+# to the pool half-way through a message (database plain has one server connection:
+# the next client would get it and never an answer). Found by 51_fuzz.t, seed 103.
+raw "$SP_PORT" startup:app:plain auth:secret "Q:SELECT pg_sleep(0.3)" hdr:d:100000 hex:00112233 \
+	sleep:800 read close >"$SP_TMP/halfcopy.out" 2>&1
+like "$(cat "$SP_TMP/halfcopy.out")" "Z I" "a Query answered while a CopyData behind it is half sent"
+is "$(PGPASSWORD=secret timeout 10 psql -X -q -A -t -h 127.0.0.1 -p "$SP_PORT" -U app -d plain -c "SELECT 'next'" 2>&1)" \
+	next "... the server connection is not handed to the next client half-way through that message"
 
 # a Parse skipped after an error (up to the Sync) creates no statement: preparing the
 # name again works, as in PostgreSQL; inside a failed transaction a Parse of a statement
