@@ -69,12 +69,18 @@ is "$(grep -c '^ok 200 pipelined results$' <<<"$out")" 4 "four clients pipelinin
 # holds what follows until the server says whether a COPY started. Seen from the
 # server's socket: a Query sent while the one before it sleeps waits in its receive
 # queue (the server reads it only after the sleep).
-pipelined_seen() { # STEP...: is a byte queued on a server socket of PGPORT0 while they run?
+pipelined_seen() { # STEP...: is a byte queued on the socket of plain's server while they run?
 	raw "$SP_PORT" startup:app:plain auth:secret "$@" >"$SP_TMP/pipe2.out" 2>&1 &
-	local rp=$! queued=0 i
+	local rp=$! queued=0 i bp=
 	for ((i = 0; i < 35; i++)); do
 		sleep 0.1
-		ss -Htn state established "sport = :$PGPORT0" | awk '$1 > 0 { f = 1 } END { exit !f }' && queued=1
+		# the backend serving this client (database plain has one server connection);
+		# other backends (health probes, other pools) may have bytes in flight too
+		[ -n "$bp" ] || bp=$(PGPASSWORD=secret timeout 10 psql -X -q -A -t -F ' ' -h 127.0.0.1 -p "$SP_PORT" -U app \
+			-d shardpool -c "SHOW SERVERS" 2>/dev/null | awk '$3 == "plain" && $6 == "active" { print $8 }')
+		[ -n "$bp" ] || continue
+		ss -Htnp state established "sport = :$PGPORT0" | grep -F "pid=$bp," |
+			awk '$1 > 0 { f = 1 } END { exit !f }' && queued=1
 	done
 	wait $rp
 	echo $queued
