@@ -1263,20 +1263,28 @@ static void close_idle(const char *dbname, const char *reason)
 	}
 }
 
+/* PAUSE or RESUME of every database: what the console's commands without a name and
+ * the signals share (the console's PAUSE then waits for the running transactions). */
+static void pause_every_db(bool pause)
+{
+	sp_g.paused = pause;
+	if (pause) {
+		close_idle(NULL, "PAUSE: closed while paused");
+	} else {
+		sp_pool_resume_all_dbs();
+		wake_pools(NULL);
+	}
+}
+
 void sp_admin_pause_all(bool pause, const char *by)
 {
-	if (pause) {
-		sp_g.paused = true;
+	if (pause)
 		sp_info("%s: PAUSE: new transactions wait; server connections are closed as they "
 			"are released",
 			by);
-		close_idle(NULL, "PAUSE: closed while paused");
-	} else {
-		sp_g.paused = false;
-		sp_pool_resume_all_dbs();
+	else
 		sp_info("%s: RESUME", by);
-		wake_pools(NULL);
-	}
+	pause_every_db(pause);
 }
 
 /* ------------------------------------------------------------------ commands that wait */
@@ -1585,11 +1593,11 @@ static run_t run(sp_client_t *c, const cmd_t *cmd, const char *rest)
 			sp_pool_pause_db(db->name, true);
 			sp_info("admin %s: PAUSE %s: new transactions of database %s wait; waiting for the running ones",
 				c->user, db->name, db->name);
+			close_idle(db->name, "PAUSE: closed while paused");
 		} else {
-			sp_g.paused = true;
 			sp_info("admin %s: PAUSE: new transactions wait; waiting for the running ones", c->user);
+			pause_every_db(true);
 		}
-		close_idle(db ? db->name : NULL, "PAUSE: closed while paused");
 		if (!wait_add(c, cmd, db, rest)) {
 			sp_msg_write_error(out, "ERROR", SP_SQLSTATE_OUT_OF_MEMORY, "out of memory", NULL, NULL);
 			return RUN_ERROR;
@@ -1662,12 +1670,11 @@ static run_t run(sp_client_t *c, const cmd_t *cmd, const char *rest)
 					 db->name);
 				sp_msg_write_notice(out, "01000", msg);
 			}
+			wake_pools(db->name);
 		} else {
-			sp_g.paused = false;
-			sp_pool_resume_all_dbs();
 			sp_info("admin %s: RESUME", c->user);
+			pause_every_db(false);
 		}
-		wake_pools(db ? db->name : NULL);
 		sp_msg_write_command_complete(out, "RESUME");
 		return RUN_OK;
 	case C_RELOAD: {

@@ -598,8 +598,8 @@ static void lsn_row(sp_server_t *s, const uint8_t *body, size_t len)
 
 void sp_server_query_cannot_copy(sp_server_t *s)
 {
-	sp_req_t *r = &s->reqs[(s->req_head + s->req_n - 1) & (s->req_cap - 1)];
-	if (s->req_n > 0 && r->kind == SP_REQ_QUERY && r->may_copy) {
+	sp_req_t *r = s->req_n ? &s->reqs[(s->req_head + s->req_n - 1) & (s->req_cap - 1)] : NULL;
+	if (r && r->kind == SP_REQ_QUERY && r->may_copy) {
 		r->may_copy = false;
 		s->n_copy_query_reqs--;
 	}
@@ -947,6 +947,7 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 		s->copy_in = s->copy_out = false;
 		if (c)
 			c->in_copy = false;
+		const char *code = sp_msg_error_field(body, len, 'C');
 		if (r && r->kind == SP_REQ_INT_QUERY && r->intq == SP_INTQ_ABORT)
 			return true; /* the error we asked for: the transaction is now aborted */
 		if (r && r->kind == SP_REQ_INT_QUERY && r->intq == SP_INTQ_PARAMS && c) {
@@ -956,7 +957,6 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 			 * PostgreSQL's does. Later (values another server or an older
 			 * configuration took), the client's statements must not run with
 			 * someone else's settings either: the session ends. */
-			const char *code = sp_msg_error_field(body, len, 'C');
 			const char *m = sp_msg_error_field(body, len, 'M');
 			char why[300];
 			sp_params_forget_checked();
@@ -975,8 +975,7 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 			return s->state != SP_SERVER_CLOSED;
 		}
 		if (r && r->kind == SP_REQ_INT_QUERY && r->intq == SP_INTQ_LSN && c && !s->fan && !s->lsn_retried &&
-		    sp_msg_error_field(body, len, 'C') &&
-		    strcmp(sp_msg_error_field(body, len, 'C'), SP_SQLSTATE_QUERY_CANCELED) == 0) {
+		    code && strcmp(code, SP_SQLSTATE_QUERY_CANCELED) == 0) {
 			/* a cancel meant for the client's write landed on the query after it: without
 			 * the position, this client's reads could miss its write; ask once more */
 			s->lsn_retried = true;
@@ -991,7 +990,6 @@ static bool response(sp_server_t *s, char type, const uint8_t *msg, size_t total
 				write_client(s, msg, total); /* the client's own BEGIN failed */
 			return true;
 		}
-		const char *code = sp_msg_error_field(body, len, 'C');
 		/* A statement the client described before DDL, prepared afresh on this server
 		 * since: its Bind's result formats no longer fit. PostgreSQL would have refused
 		 * it with 0A000 (which drivers answer by preparing again), and the cleanup below

@@ -83,27 +83,24 @@ like "$out" "taken by the admin console" "  saying why"
 # ---------------------------------------------------------------- log_level, -q and -v
 # the file's log_level applies from the start (a client's login is a LOG line, so
 # warning shows none); -q and -v apply over it, also after a SIGHUP
-cfg "$SP_TMP/l1.ini" "pid_file = $SP_TMP/l1.pid" "log_file = $SP_TMP/l1.log" "log_level = warning"
-at_exit "stop_pid $SP_TMP/l1.pid"
-timeout 20 "$BIN" -d "$SP_TMP/l1.ini" >/dev/null 2>&1
-q "SELECT 1" >/dev/null
+# log_run NAME LEVEL [OPTION]: start shardpool as a daemon with log_level LEVEL and the
+# command-line OPTION, send a SIGHUP, and query it before and after
+log_run() {
+	cfg "$SP_TMP/$1.ini" "pid_file = $SP_TMP/$1.pid" "log_file = $SP_TMP/$1.log" "log_level = $2"
+	at_exit "stop_pid $SP_TMP/$1.pid"
+	timeout 20 "$BIN" ${3:+"$3"} -d "$SP_TMP/$1.ini" >/dev/null 2>&1
+	q "SELECT 1" >/dev/null
+	kill -HUP "$(cat "$SP_TMP/$1.pid")"
+	sleep 0.3
+	q "SELECT 1" >/dev/null
+}
+log_run l1 warning
 unlike "$(cat "$SP_TMP/l1.log")" " LOG " "log_level = warning in the file: no LOG line from the start"
 stop_pid "$SP_TMP/l1.pid"
-cfg "$SP_TMP/l2.ini" "pid_file = $SP_TMP/l2.pid" "log_file = $SP_TMP/l2.log" "log_level = info"
-at_exit "stop_pid $SP_TMP/l2.pid"
-timeout 20 "$BIN" -q -d "$SP_TMP/l2.ini" >/dev/null 2>&1
-q "SELECT 1" >/dev/null
-kill -HUP "$(cat "$SP_TMP/l2.pid")"
-sleep 0.3
-q "SELECT 1" >/dev/null
+log_run l2 info -q
 unlike "$(cat "$SP_TMP/l2.log")" " LOG " "-q over log_level = info: errors only, also after a SIGHUP"
 stop_pid "$SP_TMP/l2.pid"
-cfg "$SP_TMP/l3.ini" "pid_file = $SP_TMP/l3.pid" "log_file = $SP_TMP/l3.log" "log_level = warning"
-at_exit "stop_pid $SP_TMP/l3.pid"
-timeout 20 "$BIN" -v -d "$SP_TMP/l3.ini" >/dev/null 2>&1
-kill -HUP "$(cat "$SP_TMP/l3.pid")"
-sleep 0.3
-q "SELECT 1" >/dev/null
+log_run l3 warning -v
 like "$(cat "$SP_TMP/l3.log")" " LOG .*new connection" "-v over log_level = warning: one level more (LOG), also after a SIGHUP"
 stop_pid "$SP_TMP/l3.pid"
 
